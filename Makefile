@@ -1,0 +1,89 @@
+# postie - see README.md. "make", "make test", "make demo", "make bench",
+# "make install PREFIX=/usr/local [DESTDIR=...]".
+
+CC	?= cc
+CFLAGS	?= -O2 -g
+WARN	 = -std=c17 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	   -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith
+CPPFLAGS += -D_GNU_SOURCE -Iinclude
+PREFIX	?= /usr/local
+BUILD	?= build
+PYTHON	?= /usr/bin/python3
+
+# SAN=1: AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/.
+ifeq ($(SAN),1)
+BUILD	 = build-san
+CFLAGS	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
+	   -fno-sanitize-recover=undefined
+LDFLAGS	+= -fsanitize=address,undefined
+endif
+
+# The send and receive network stack (libesmtp, OpenSSL, libssh2) is kept
+# out of the sendmail path: loading those libraries costs more than the
+# whole spool (see README, "Architecture").
+NET_PKGS  = libesmtp-1.0 openssl libssh2
+NET_CFLAGS = $(shell pkg-config --cflags $(NET_PKGS) 2>/dev/null)
+NET_LIBS   = $(shell pkg-config --libs $(NET_PKGS) 2>/dev/null)
+CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
+CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
+
+CORE	= err util config message input crash queue spool cli log mailq \
+	  smtpd commands
+CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
+UNIT	= test_config test_message test_cli test_queue test_input test_spool
+UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)
+HEADERS	= $(wildcard include/*.h)
+
+all: $(BUILD)/postie
+
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libpostie.a: $(CORE_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/postie: $(BUILD)/obj/main.o $(BUILD)/libpostie.a
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libpostie.a | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) -Wno-missing-prototypes \
+	    $(CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(BUILD)/libpostie.a \
+	    $(LDFLAGS) $(CMOCKA_LIBS)
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+unit: $(UNIT_BINS)
+
+# Every test: cmocka unit tests, then the integration suite against the
+# real binary; ends with "N passed, N failed".
+test: all unit
+	tests/run.sh $(BUILD) $(PYTHON)
+
+# The unit tests under valgrind: no leaks, no invalid accesses.
+valgrind: unit
+	VALGRIND=1 tests/run.sh $(BUILD) $(PYTHON) unit
+
+demo: all
+	tests/demo.sh $(BUILD)/postie
+
+bench: all
+	tests/bench/enqueue.sh $(BUILD)/postie
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(BUILD)/postie $(DESTDIR)$(PREFIX)/bin/postie
+	for c in sendmail mailq deliver fetch; do \
+	    ln -sf postie $(DESTDIR)$(PREFIX)/bin/$$c; done
+	install -m 644 man/postie.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/postie.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+
+format:
+	clang-format -i src/*.c include/*.h tests/unit/*.c
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all unit test valgrind demo bench install format clean

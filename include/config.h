@@ -1,0 +1,135 @@
+/*
+ * config.h - the configuration file grammar and the one immutable
+ * struct config built from it.
+ *
+ * Grammar: one "key value..." per line; '#' starts a comment where a word
+ * may start; values may be double-quoted (with \" and \\ inside); a
+ * leading "~" expands to the home directory in path values. Global keys
+ * come first, then blocks ("identity NAME", "fetch NAME"), each running
+ * until the next block keyword. Durations take s m h d, sizes k M G.
+ */
+#ifndef POSTIE_CONFIG_H
+#define POSTIE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "util.h"
+
+enum tls_mode { TLS_STARTTLS, TLS_IMPLICIT, TLS_NONE };
+enum log_kind { LOGTO_SYSLOG, LOGTO_STDERR, LOGTO_FILE };
+enum bounce_kind { BOUNCE_MAILDIR, BOUNCE_MDA, BOUNCE_SENDER, BOUNCE_NONE };
+enum fetch_mode { FETCH_MOVE, FETCH_COPY };
+
+/* "user@host[:port]" or "user@[v6]:port" for an SSH server. */
+struct ssh_target {
+	char	*user;		/* NULL: $USER */
+	char	*host;		/* NULL: no SSH */
+	int	 port;		/* 22 by default */
+};
+
+struct identity {
+	char		*name;
+	int		 line;		/* where the block starts */
+	struct strvec	 from;		/* envelope-sender globs */
+	char		*host;
+	int		 port;		/* 0 until resolved from tls */
+	enum tls_mode	 tls;
+	char		*tls_ca;
+	char		*tls_fingerprint;	/* "sha256:HEX" normalized */
+	char		*tls_cert;
+	char		*tls_key;
+	char		*user;
+	char		*password;
+	struct strvec	 password_command;
+	bool		 auth_without_tls;
+	char		*helo;
+	char		*force_sender;
+	struct ssh_target ssh;
+	char		*ssh_key;
+	char		*ssh_known_hosts;
+	char		*ssh_fingerprint;
+	bool		 is_default;
+	long		 connect_timeout;	/* seconds */
+	long		 timeout;		/* seconds, per SMTP step */
+};
+
+struct fetch_job {
+	char		*name;
+	int		 line;
+	struct ssh_target ssh;
+	char		*ssh_key;
+	char		*ssh_known_hosts;
+	char		*ssh_fingerprint;
+	char		*remote;
+	char		*local;
+	struct strvec	 folders;
+	enum fetch_mode	 mode;
+};
+
+struct config {
+	char		*path;		/* the file read, NULL for defaults */
+	char		*queue;
+	enum log_kind	 log;
+	char		*log_file;
+	long		 batch_delay;
+	long		*retry;
+	size_t		 nretry;
+	long		 lifetime;
+	enum bounce_kind bounce;
+	char		*bounce_dir;
+	struct strvec	 mda;		/* argv with %T %F unexpanded */
+	uint64_t	 max_size;
+	struct identity	*ids;
+	size_t		 nids;
+	struct fetch_job *jobs;
+	size_t		 njobs;
+};
+
+/*
+ * Find the config: explicit (-C) if given, else $POSTIE_CONFIG, else
+ * $XDG_CONFIG_HOME/postie/config (~/.config/postie/config), else
+ * /etc/postie.conf; none at all gives the defaults. A named file that
+ * does not exist is an error.
+ */
+struct config *config_load(const char *explicit_path, struct err *e);
+
+/* Parse one file (or, with path NULL, return the defaults). */
+struct config *config_parse_file(const char *path, struct err *e);
+
+/* Parse text as if read from a file named name (for tests). */
+struct config *config_parse_string(const char *text, const char *name,
+	    struct err *e);
+
+void	config_free(struct config *cfg);
+
+/* Durations: "90", "90s", "5m", "1h30m", "5d" -> seconds. */
+int	config_parse_duration(const char *s, long *out);
+
+/* Sizes: "1000", "10k", "50M", "1G" (powers of 1024) -> bytes. */
+int	config_parse_size(const char *s, uint64_t *out);
+
+/*
+ * Split a line into words: blanks separate, "..." groups (with \" \\),
+ * '#' at a word start ends the line. Returns -1 with *why set on an
+ * unterminated quote.
+ */
+int	config_split_words(const char *line, struct strvec *out,
+	    const char **why);
+
+/* The identity for an envelope sender: first "from" match, else default. */
+const struct identity *config_identity_for(const struct config *cfg,
+	    const char *sender);
+
+const struct identity *config_identity_by_name(const struct config *cfg,
+	    const char *name);
+
+/*
+ * The identity a queued message goes out through: the one named at
+ * enqueue if the config still has it, else the match for its sender now.
+ */
+const struct identity *config_resolve_identity(const struct config *cfg,
+	    const char *name, const char *sender);
+
+#endif

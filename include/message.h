@@ -1,0 +1,70 @@
+/*
+ * message.h - RFC 5322 header sections: classify lines, find fields,
+ * unfold values, parse address lists, and the fields postie adds.
+ *
+ * Works on the raw header block as read (LF or CRLF line endings, 8-bit
+ * bytes kept); nothing here rewrites a field it does not have to.
+ */
+#ifndef POSTIE_MESSAGE_H
+#define POSTIE_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "util.h"
+
+enum line_kind {
+	LINE_FIELD,		/* "Name: value" */
+	LINE_CONT,		/* starts with a blank: folded continuation */
+	LINE_BLANK,		/* empty line: the header section ends */
+	LINE_OTHER		/* anything else: the body starts here */
+};
+
+/* What a line (with or without its line ending) is, in a header section. */
+enum line_kind msg_line_kind(const char *line, size_t len);
+
+struct field {
+	size_t	start;		/* offset of the name in the block */
+	size_t	end;		/* offset past the last line ending */
+	size_t	name_len;
+};
+
+struct headers {
+	const char	*buf;	/* the header block, not owned */
+	size_t		 len;
+	struct field	*f;
+	size_t		 n;
+};
+
+/* Split a header block (fields only, no blank line) into fields. */
+void	hdr_parse(struct headers *h, const char *buf, size_t len);
+void	hdr_free(struct headers *h);
+
+/* Index of the first field named name (any case) at or after from; -1. */
+long	hdr_find(const struct headers *h, const char *name, size_t from);
+
+/* The unfolded value of field i, leading/trailing blanks trimmed. */
+char	*hdr_value(const struct headers *h, size_t i);
+
+/*
+ * Parse an RFC 5322 address list (display names, quoted strings, comments,
+ * groups, angle brackets, obsolete routes) and append each addr-spec to
+ * out. A bare word without '@' is kept as a local recipient. Empty
+ * elements, empty groups and "<>" add nothing. Returns -1 on text that is
+ * no address list, with *bad pointing at a short description.
+ */
+int	addr_parse_list(const char *value, struct strvec *out,
+	    const char **bad);
+
+/* True if addr is fit for an SMTP envelope: printable ASCII, no blanks
+ * outside quotes, no angle brackets, not over 254 bytes. */
+bool	addr_valid_envelope(const char *addr, const char **why);
+
+/* Case-insensitive membership test for recipient lists. */
+bool	addr_list_contains(const struct strvec *list, const char *addr);
+
+/* "Mon, 23 Nov 2026 20:40:12 +0000" */
+void	msg_format_date(time_t t, char *buf, size_t len);
+
+#endif

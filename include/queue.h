@@ -1,0 +1,132 @@
+/*
+ * queue.h - the on-disk queue (documented in queue/README.md).
+ *
+ *   DIR/tmp/ID    a message being written; not in the queue yet
+ *   DIR/msg/ID    a committed message: envelope + message, never rewritten
+ *   DIR/state/ID  its delivery journal: one fsync'd line per event
+ *
+ * A message enters the queue by one rename tmp/ID -> msg/ID (after fsync
+ * of the file; the directory is fsync'd after). It leaves by unlinking
+ * msg/ID, then state/ID. The run that works on a message holds flock(2)
+ * on msg/ID.
+ */
+#ifndef POSTIE_QUEUE_H
+#define POSTIE_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "crash.h"
+#include "err.h"
+#include "util.h"
+
+#define QUEUE_TMP_MAX_AGE	(36 * 3600)
+
+struct queue {
+	char		*dir;
+	char		*tmp;
+	char		*msg;
+	char		*state;
+	struct crash	*crash;		/* may be NULL */
+};
+
+/* The envelope stored at the top of msg/ID. */
+struct envelope {
+	time_t		 queued;
+	char		*sender;	/* "" for the null sender <> */
+	char		*identity;	/* NULL: none matched at enqueue */
+	char		*notify;	/* DSN NOTIFY, NULL if not asked */
+	char		*ret;		/* DSN RET: "full", "hdrs" or NULL */
+	char		*body;		/* "7bit", "8bitmime" or NULL */
+	char		*envid;		/* DSN ENVID or NULL */
+	struct strvec	 rcpts;
+	uint64_t	 offset;	/* where the message starts in msg/ID */
+	uint64_t	 size;		/* message bytes */
+};
+
+enum rcpt_state { RCPT_WAITING, RCPT_SENT, RCPT_DEFERRED, RCPT_FAILED };
+
+struct rcpt_status {
+	enum rcpt_state	 state;
+	char		*reply;		/* last upstream reply, sanitized */
+	time_t		 when;
+};
+
+/* The delivery state of one message, folded from state/ID. */
+struct msgstate {
+	size_t		 n;		/* = envelope rcpts */
+	struct rcpt_status *r;
+	int		 attempts;
+	time_t		 last_attempt;
+	time_t		 next_try;	/* 0: as soon as possible */
+	bool		 bounced;
+};
+
+/* A message being written into tmp/. */
+struct qfile {
+	struct queue	*q;
+	int		 fd;
+	char		*id;
+	char		*tmp_path;
+	char		 buf[65536];
+	size_t		 buffered;
+	uint64_t	 written;
+};
+
+/* Set up paths; with create, make the directories (0700). */
+int	queue_open(struct queue *q, const char *dir, bool create,
+	    struct err *e);
+void	queue_close(struct queue *q);
+
+/* Start a new message: a fresh tmp/ID opened O_EXCL, 0600. */
+int	queue_begin(struct queue *q, struct qfile *qf, struct err *e);
+/* Buffered write into the message file. */
+int	queue_write(struct qfile *qf, const void *p, size_t n, struct err *e);
+/* Flush, fsync, close, rename tmp/ID -> msg/ID (never replacing), fsync
+ * msg/. On success qf->id is the queue id; on failure nothing is queued
+ * and the tmp file is gone. */
+int	queue_commit(struct qfile *qf, struct err *e);
+/* Throw the tmp file away. */
+void	queue_abort(struct qfile *qf);
+void	qfile_free(struct qfile *qf);
+
+/* Envelope text: "postie-queue 1\n" ... "end\n". */
+void	envelope_format(const struct envelope *env, struct strbuf *out);
+/* Parse an envelope from the start of buf; *used = its length. */
+int	envelope_parse(const char *buf, size_t len, struct envelope *env,
+	    size_t *used, const char **why);
+void	envelope_free(struct envelope *env);
+
+/* Read msg/ID's envelope; size and offset filled in. */
+int	queue_read_envelope(struct queue *q, const char *id,
+	    struct envelope *env, struct err *e);
+
+/* The committed ids, oldest first. */
+int	queue_list(struct queue *q, struct strvec *ids, struct err *e);
+
+/* flock msg/ID without waiting: 1 locked (*fd set), 0 busy or gone. */
+int	queue_lock(struct queue *q, const char *id, int *fd, struct err *e);
+void	queue_unlock(int fd);
+
+/* Append one event line to state/ID and fsync it. */
+int	queue_state_append(struct queue *q, const char *id, const char *line,
+	    struct err *e);
+/* Fold state/ID into st (all waiting if there is none). */
+int	queue_state_read(struct queue *q, const char *id,
+	    const struct envelope *env, struct msgstate *st, struct err *e);
+/* Fold journal text (for tests and recovery tools). */
+void	msgstate_fold(struct msgstate *st, size_t nrcpts, const char *text,
+	    size_t len);
+void	msgstate_free(struct msgstate *st);
+const char *rcpt_state_name(enum rcpt_state s);
+
+/* Remove a finished message: msg/ID, then state/ID. */
+int	queue_remove(struct queue *q, const char *id, struct err *e);
+
+/* Remove tmp/ files older than max_age; *removed counts them. */
+int	queue_clean_tmp(struct queue *q, time_t now, long max_age,
+	    int *removed, struct err *e);
+
+#endif

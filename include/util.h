@@ -1,0 +1,75 @@
+/*
+ * util.h - small helpers every module uses: allocation, growable strings
+ * and string lists, paths, durable file-system steps.
+ *
+ * Allocation failure aborts the process (abort(3)): every on-disk step is
+ * crash-safe, so an abort loses nothing, and callers stay simple.
+ */
+#ifndef POSTIE_UTIL_H
+#define POSTIE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+void	*xmalloc(size_t n);
+void	*xcalloc(size_t n, size_t size);
+void	*xrealloc(void *p, size_t n);
+char	*xstrdup(const char *s);
+char	*xstrndup(const char *s, size_t n);
+char	*xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growable byte string, always NUL-terminated. */
+struct strbuf {
+	char	*s;
+	size_t	 len;
+	size_t	 cap;
+};
+
+void	 sb_init(struct strbuf *sb);
+void	 sb_free(struct strbuf *sb);
+void	 sb_add(struct strbuf *sb, const void *p, size_t n);
+void	 sb_adds(struct strbuf *sb, const char *s);
+void	 sb_addc(struct strbuf *sb, char c);
+void	 sb_addf(struct strbuf *sb, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 sb_reset(struct strbuf *sb);
+char	*sb_steal(struct strbuf *sb);
+
+/* A growable list of owned strings. */
+struct strvec {
+	char	**v;
+	size_t	  n;
+	size_t	  cap;
+};
+
+void	 sv_init(struct strvec *sv);
+void	 sv_free(struct strvec *sv);
+void	 sv_push(struct strvec *sv, const char *s);	/* copies s */
+void	 sv_push_owned(struct strvec *sv, char *s);	/* takes s */
+bool	 sv_contains(const struct strvec *sv, const char *s);
+
+/* The user's home directory ($HOME, else the password database). */
+const char *util_home(void);
+
+/* "~" or "~/x" at the start of path becomes the home directory. */
+char	*util_expand_tilde(const char *path);
+
+/* Create dir and missing parents with mode 0700; fsyncs what it creates. */
+int	 util_mkdir_p(const char *dir, struct err *e);
+
+/* fsync(2) a directory so that a rename or unlink in it is durable. */
+int	 util_fsync_dir(const char *dir, struct err *e);
+
+/* Write all of buf to fd, retrying on EINTR and short writes. */
+ssize_t	 util_write_all(int fd, const void *buf, size_t n);
+
+/* The host name for Message-ID and the default sender. */
+const char *util_hostname(void);
+
+/* Replace control characters (and DEL) by '?', in place. */
+void	 util_sanitize(char *s);
+
+#endif

@@ -1,0 +1,163 @@
+/* commands.c - sendmail, mailq, deliver and fetch as commands. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "crash.h"
+#include "log.h"
+#include "mailq.h"
+#include "queue.h"
+#include "smtpd.h"
+#include "spool.h"
+
+static int
+not_yet(const char *what, struct err *e)
+{
+	return err_set(e, ERR_UNAVAILABLE, "%s is not part of this version "
+	    "of postie yet; queued mail stays queued and safe", what);
+}
+
+static int
+sendmail_spool(const struct sendmail_args *a, const struct config *cfg,
+    struct queue *q, struct log *log, struct err *e)
+{
+	struct spool_opts o;
+	struct spool_result res;
+	struct input *in = xmalloc(sizeof(*in));
+	int rc;
+
+	spool_opts_init(&o);
+	for (size_t i = 0; i < a->rcpts.n; i++)
+		sv_push(&o.rcpts, a->rcpts.v[i]);
+	o.sender = a->sender;
+	o.fullname = a->fullname;
+	o.extract = a->extract;
+	o.notify = a->notify;
+	o.ret = a->ret;
+	o.body = a->body;
+	o.envid = a->envid;
+	input_init(in, STDIN_FILENO, a->ignore_dots ? INPUT_RAW : INPUT_DOT);
+	rc = spool_message(cfg, q, in, &o, &res, e);
+	if (rc == 0) {
+		log_msg(log, LOG_INFO, "queued %s from=<%s> rcpts=%zu "
+		    "size=%llu identity=%s", res.id, res.sender, res.nrcpts,
+		    (unsigned long long)res.size,
+		    res.identity ? res.identity->name : "none");
+		spool_result_free(&res);
+	} else {
+		size_t len = strlen(e->msg);
+
+		snprintf(e->msg + len, sizeof(e->msg) - len,
+		    "; nothing was queued");
+	}
+	free(in);
+	spool_opts_free(&o);
+	return rc;
+}
+
+int
+cmd_sendmail(int argc, char **argv, struct err *e)
+{
+	struct sendmail_args a;
+	struct config *cfg = NULL;
+	struct queue q = { 0 };
+	struct crash crash;
+	struct log log;
+	int rc = -1;
+
+	if (cli_sendmail(argc, argv, &a, e) < 0) {
+		size_t len = strlen(e->msg);
+
+		snprintf(e->msg + len, sizeof(e->msg) - len, "\n%s",
+		    cli_sendmail_usage);
+		goto out;
+	}
+	if (a.mode == SM_NOOP) {
+		rc = 0;
+		goto out;
+	}
+	if ((cfg = config_load(a.config, e)) == NULL)
+		goto out;
+	log_open(&log, cfg, "sendmail", a.verbose);
+	switch (a.mode) {
+	case SM_MAILQ:
+		rc = mailq_print(cfg, stdout, false, e);
+		break;
+	case SM_RUNQ:
+		rc = not_yet("delivery (sendmail -q)", e);
+		break;
+	case SM_SMTP:
+	case SM_SEND:
+		crash_init(&crash);
+		if (queue_open(&q, cfg->queue, false, e) < 0)
+			break;
+		q.crash = &crash;
+		if (a.mode == SM_SMTP)
+			rc = smtpd_run(cfg, &q, STDIN_FILENO, stdout, &log, e);
+		else
+			rc = sendmail_spool(&a, cfg, &q, &log, e);
+		queue_close(&q);
+		break;
+	case SM_NOOP:
+		rc = 0;
+		break;
+	}
+	log_close(&log);
+out:
+	config_free(cfg);
+	cli_sendmail_free(&a);
+	return rc;
+}
+
+int
+cmd_mailq(int argc, char **argv, struct err *e)
+{
+	struct cmd_args a;
+	struct config *cfg = NULL;
+	int rc = -1;
+
+	if (cli_command("mailq", argc, argv, "jq", &a, e) < 0)
+		goto out;
+	if (a.names.n > 0) {
+		err_set(e, ERR_USAGE, "usage: mailq [-C config] [--json] [-q]");
+		goto out;
+	}
+	if ((cfg = config_load(a.config, e)) == NULL)
+		goto out;
+	if (a.runq)
+		rc = not_yet("delivery (mailq -q)", e);
+	else
+		rc = mailq_print(cfg, stdout, a.json, e);
+out:
+	config_free(cfg);
+	cli_command_free(&a);
+	return rc;
+}
+
+int
+cmd_deliver(int argc, char **argv, struct err *e)
+{
+	struct cmd_args a;
+	int rc = -1;
+
+	if (cli_command("deliver", argc, argv, "N", &a, e) == 0)
+		rc = not_yet("deliver", e);
+	cli_command_free(&a);
+	return rc;
+}
+
+int
+cmd_fetch(int argc, char **argv, struct err *e)
+{
+	struct cmd_args a;
+	int rc = -1;
+
+	if (cli_command("fetch", argc, argv, "n", &a, e) == 0)
+		rc = not_yet("fetch", e);
+	cli_command_free(&a);
+	return rc;
+}

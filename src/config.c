@@ -1,0 +1,995 @@
+/*
+ * config.c - the config grammar -> one immutable struct config.
+ *
+ * A parser is a table plus small functions: every key is a row naming
+ * the blocks it may appear in, how its value is read and where it goes.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+enum scope { SC_GLOBAL = 1, SC_IDENTITY = 2, SC_FETCH = 4 };
+
+enum kind {
+	K_PATH, K_STR, K_ADDR, K_DURATION, K_SIZE, K_DURLIST, K_COMMAND,
+	K_PORT, K_LIST, K_FLAG, K_BOOL, K_TLS, K_LOG, K_BOUNCE, K_SSH,
+	K_MODE, K_TLSFP, K_SSHFP, K_PATH_OR_MORE
+};
+
+struct key {
+	const char	*name;
+	unsigned	 scope;
+	enum kind	 kind;
+	size_t		 off;	/* offset in the struct of its scope */
+};
+
+#define G(f)	offsetof(struct config, f)
+#define I(f)	offsetof(struct identity, f)
+#define F(f)	offsetof(struct fetch_job, f)
+
+static const struct key keys[] = {
+	{ "queue",		SC_GLOBAL,	K_PATH,		G(queue) },
+	{ "log",		SC_GLOBAL,	K_LOG,		0 },
+	{ "batch-delay",	SC_GLOBAL,	K_DURATION,	G(batch_delay) },
+	{ "retry",		SC_GLOBAL,	K_DURLIST,	0 },
+	{ "lifetime",		SC_GLOBAL,	K_DURATION,	G(lifetime) },
+	{ "bounce",		SC_GLOBAL,	K_BOUNCE,	0 },
+	{ "mda",		SC_GLOBAL,	K_COMMAND,	G(mda) },
+	{ "max-size",		SC_GLOBAL,	K_SIZE,		G(max_size) },
+
+	{ "from",		SC_IDENTITY,	K_LIST,		I(from) },
+	{ "host",		SC_IDENTITY,	K_STR,		I(host) },
+	{ "port",		SC_IDENTITY,	K_PORT,		I(port) },
+	{ "tls",		SC_IDENTITY,	K_TLS,		I(tls) },
+	{ "tls-ca",		SC_IDENTITY,	K_PATH,		I(tls_ca) },
+	{ "tls-fingerprint",	SC_IDENTITY,	K_TLSFP,	I(tls_fingerprint) },
+	{ "tls-cert",		SC_IDENTITY,	K_PATH,		I(tls_cert) },
+	{ "tls-key",		SC_IDENTITY,	K_PATH,		I(tls_key) },
+	{ "user",		SC_IDENTITY,	K_STR,		I(user) },
+	{ "password",		SC_IDENTITY,	K_STR,		I(password) },
+	{ "password-command",	SC_IDENTITY,	K_COMMAND,	I(password_command) },
+	{ "auth-without-tls",	SC_IDENTITY,	K_BOOL,		I(auth_without_tls) },
+	{ "helo",		SC_IDENTITY,	K_STR,		I(helo) },
+	{ "force-sender",	SC_IDENTITY,	K_ADDR,		I(force_sender) },
+	{ "default",		SC_IDENTITY,	K_FLAG,		I(is_default) },
+	{ "connect-timeout",	SC_IDENTITY,	K_DURATION,	I(connect_timeout) },
+	{ "timeout",		SC_IDENTITY,	K_DURATION,	I(timeout) },
+
+	{ "remote",		SC_FETCH,	K_STR,		F(remote) },
+	{ "local",		SC_FETCH,	K_PATH,		F(local) },
+	{ "folders",		SC_FETCH,	K_LIST,		F(folders) },
+	{ "mode",		SC_FETCH,	K_MODE,		F(mode) },
+
+	/* In both kinds of block: same kind, offsets differ (see ssh_off). */
+	{ "ssh",		SC_IDENTITY | SC_FETCH, K_SSH,	0 },
+	{ "ssh-key",		SC_IDENTITY | SC_FETCH, K_PATH,	0 },
+	{ "ssh-known-hosts",	SC_IDENTITY | SC_FETCH, K_PATH,	0 },
+	{ "ssh-fingerprint",	SC_IDENTITY | SC_FETCH, K_SSHFP, 0 },
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+struct parser {
+	const char	*file;
+	int		 line;
+	struct config	*cfg;
+	unsigned	 scope;		/* where we are now */
+	void		*block;		/* struct config/identity/fetch_job */
+	bool		 seen[NKEYS];
+	struct err	*e;
+};
+
+static int
+perr(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int
+perr(struct parser *p, const char *fmt, ...)
+{
+	char buf[ERR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return err_set(p->e, ERR_CONFIG, "%s:%d: %s", p->file, p->line, buf);
+}
+
+/* Offsets of the SSH keys, which exist in identities and fetch jobs. */
+static size_t
+ssh_off(const char *name, unsigned scope)
+{
+	bool id = scope == SC_IDENTITY;
+
+	if (strcmp(name, "ssh") == 0)
+		return id ? I(ssh) : F(ssh);
+	if (strcmp(name, "ssh-key") == 0)
+		return id ? I(ssh_key) : F(ssh_key);
+	if (strcmp(name, "ssh-known-hosts") == 0)
+		return id ? I(ssh_known_hosts) : F(ssh_known_hosts);
+	return id ? I(ssh_fingerprint) : F(ssh_fingerprint);
+}
+
+int
+config_parse_duration(const char *s, long *out)
+{
+	long total = 0;
+	const char *p = s;
+
+	if (*p == '\0')
+		return -1;
+	while (*p != '\0') {
+		char *end;
+		long n, mult;
+
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		errno = 0;
+		n = strtol(p, &end, 10);
+		if (errno != 0 || n < 0)
+			return -1;
+		switch (*end) {
+		case '\0':
+			mult = 1;
+			break;
+		case 's': mult = 1; end++; break;
+		case 'm': mult = 60; end++; break;
+		case 'h': mult = 3600; end++; break;
+		case 'd': mult = 86400; end++; break;
+		default:
+			return -1;
+		}
+		if (n > (0x7fffffffL - total) / mult)
+			return -1;
+		total += n * mult;
+		p = end;
+	}
+	*out = total;
+	return 0;
+}
+
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+	uint64_t mult = 1;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': mult = 1024ULL; end++; break;
+	case 'M': mult = 1024ULL * 1024; end++; break;
+	case 'G': mult = 1024ULL * 1024 * 1024; end++; break;
+	default:
+		return -1;
+	}
+	if (*end != '\0' || (n != 0 && mult > UINT64_MAX / n))
+		return -1;
+	*out = n * mult;
+	return 0;
+}
+
+int
+config_split_words(const char *line, struct strvec *out, const char **why)
+{
+	const char *p = line;
+	struct strbuf w;
+
+	sb_init(&w);
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		if (*p == '\0' || *p == '#')
+			break;
+		sb_reset(&w);
+		sb_add(&w, "", 0);
+		while (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\r' &&
+		    *p != '\n') {
+			if (*p == '"') {
+				p++;
+				while (*p != '"') {
+					if (*p == '\0') {
+						sb_free(&w);
+						*why = "unterminated quote";
+						return -1;
+					}
+					if (*p == '\\' && (p[1] == '"' ||
+					    p[1] == '\\'))
+						p++;
+					sb_addc(&w, *p++);
+				}
+				p++;
+			} else
+				sb_addc(&w, *p++);
+		}
+		sv_push(out, w.s);
+	}
+	sb_free(&w);
+	return 0;
+}
+
+/* "user@host", "user@host:port", "host", "user@[::1]:22". */
+static int
+parse_ssh_target(const char *s, struct ssh_target *t, const char **why)
+{
+	const char *at = strrchr(s, '@');
+	const char *h = at ? at + 1 : s;
+	const char *colon = NULL;
+	char *host;
+
+	*why = "must be user@host or user@host:port";
+	if (at == s)
+		return -1;
+	if (*h == '[') {
+		const char *close = strchr(h, ']');
+
+		if (close == NULL || close == h + 1)
+			return -1;
+		host = xstrndup(h + 1, (size_t)(close - h - 1));
+		if (close[1] == ':')
+			colon = close + 1;
+		else if (close[1] != '\0') {
+			free(host);
+			return -1;
+		}
+	} else {
+		colon = strchr(h, ':');
+		host = colon ? xstrndup(h, (size_t)(colon - h)) : xstrdup(h);
+	}
+	if (*host == '\0') {
+		free(host);
+		return -1;
+	}
+	t->port = 22;
+	if (colon != NULL) {
+		char *end;
+		long port = strtol(colon + 1, &end, 10);
+
+		if (colon[1] == '\0' || *end != '\0' || port < 1 ||
+		    port > 65535) {
+			free(host);
+			*why = "has a port that is not a number from 1 to 65535";
+			return -1;
+		}
+		t->port = (int)port;
+	}
+	free(t->user);
+	free(t->host);
+	t->user = at ? xstrndup(s, (size_t)(at - s)) : NULL;
+	t->host = host;
+	return 0;
+}
+
+/* "sha256:AB:CD:..." or "sha256:abcd..." -> "sha256:ABCD..." (64 hex). */
+static char *
+normalize_tls_fp(const char *s)
+{
+	struct strbuf sb;
+
+	if (strncasecmp(s, "sha256:", 7) != 0)
+		return NULL;
+	sb_init(&sb);
+	sb_adds(&sb, "sha256:");
+	for (s += 7; *s; s++) {
+		if (*s == ':')
+			continue;
+		if (!isxdigit((unsigned char)*s)) {
+			sb_free(&sb);
+			return NULL;
+		}
+		sb_addc(&sb, (char)toupper((unsigned char)*s));
+	}
+	if (sb.len != 7 + 64) {
+		sb_free(&sb);
+		return NULL;
+	}
+	return sb_steal(&sb);
+}
+
+static bool
+valid_ssh_fp(const char *s)
+{
+	size_t n;
+
+	if (strncmp(s, "SHA256:", 7) != 0)
+		return false;
+	s += 7;
+	n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789+/=");
+	return s[n] == '\0' && n >= 43 && n <= 44;
+}
+
+static bool
+valid_address(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '<' || *p == '>')
+			return false;
+	return *s != '\0';
+}
+
+static int
+need_one(struct parser *p, const struct key *k, struct strvec *vals)
+{
+	if (vals->n != 2)
+		return perr(p, "'%s' takes exactly one value, got %zu",
+		    k->name, vals->n - 1);
+	return 0;
+}
+
+static int
+set_value(struct parser *p, const struct key *k, size_t off,
+    struct strvec *vals)
+{
+	char *base = p->block;
+	const char *v = vals->n > 1 ? vals->v[1] : NULL;
+	const char *why;
+	long d;
+
+	switch (k->kind) {
+	case K_FLAG:
+		if (vals->n != 1)
+			return perr(p, "'%s' takes no value", k->name);
+		*(bool *)(base + off) = true;
+		return 0;
+	case K_LIST:
+		if (vals->n < 2)
+			return perr(p, "'%s' needs at least one value",
+			    k->name);
+		for (size_t i = 1; i < vals->n; i++)
+			sv_push((struct strvec *)(base + off), vals->v[i]);
+		return 0;
+	case K_COMMAND: {
+		struct strvec *argv = (struct strvec *)(base + off);
+
+		if (vals->n < 2)
+			return perr(p, "'%s' needs a command", k->name);
+		if (vals->n == 2) {
+			/* One (quoted) value: split it into words. */
+			if (config_split_words(v, argv, &why) < 0)
+				return perr(p, "'%s': %s", k->name, why);
+			if (argv->n == 0)
+				return perr(p, "'%s' needs a command",
+				    k->name);
+		} else
+			for (size_t i = 1; i < vals->n; i++)
+				sv_push(argv, vals->v[i]);
+		for (size_t i = 0; i < argv->n; i++) {
+			char *x = util_expand_tilde(argv->v[i]);
+
+			free(argv->v[i]);
+			argv->v[i] = x;
+		}
+		if (argv->v[0][0] != '/')
+			return perr(p, "'%s' must start with an absolute "
+			    "path (no shell, no $PATH search), not '%s'",
+			    k->name, argv->v[0]);
+		return 0;
+	}
+	case K_DURLIST: {
+		struct config *c = p->cfg;
+
+		if (vals->n < 2)
+			return perr(p, "'retry' needs at least one duration");
+		free(c->retry);
+		c->nretry = vals->n - 1;
+		c->retry = xcalloc(c->nretry, sizeof(long));
+		for (size_t i = 1; i < vals->n; i++) {
+			if (config_parse_duration(vals->v[i], &d) < 0 || d < 1)
+				return perr(p, "'retry': '%s' is not a "
+				    "duration (like 30s, 5m, 1h, 1d)",
+				    vals->v[i]);
+			c->retry[i - 1] = d;
+		}
+		return 0;
+	}
+	case K_BOUNCE: {
+		struct config *c = p->cfg;
+
+		if (vals->n < 2)
+			return perr(p, "'bounce' needs maildir DIR, mda, "
+			    "sender or none");
+		if (strcmp(v, "maildir") == 0) {
+			if (vals->n != 3)
+				return perr(p, "'bounce maildir' needs one "
+				    "directory");
+			c->bounce = BOUNCE_MAILDIR;
+			free(c->bounce_dir);
+			c->bounce_dir = util_expand_tilde(vals->v[2]);
+			return 0;
+		}
+		if (vals->n != 2)
+			return perr(p, "'bounce %s' takes no more values", v);
+		if (strcmp(v, "mda") == 0)
+			c->bounce = BOUNCE_MDA;
+		else if (strcmp(v, "sender") == 0)
+			c->bounce = BOUNCE_SENDER;
+		else if (strcmp(v, "none") == 0)
+			c->bounce = BOUNCE_NONE;
+		else
+			return perr(p, "'bounce' must be maildir DIR, mda, "
+			    "sender or none, not '%s'", v);
+		return 0;
+	}
+	default:
+		break;
+	}
+
+	if (need_one(p, k, vals) < 0)
+		return -1;
+
+	switch (k->kind) {
+	case K_PATH:
+	case K_PATH_OR_MORE: {
+		char **dst = (char **)(base + off);
+
+		free(*dst);
+		*dst = util_expand_tilde(v);
+		return 0;
+	}
+	case K_STR: {
+		char **dst = (char **)(base + off);
+
+		if (*v == '\0')
+			return perr(p, "'%s' must not be empty", k->name);
+		free(*dst);
+		*dst = xstrdup(v);
+		return 0;
+	}
+	case K_ADDR: {
+		char **dst = (char **)(base + off);
+
+		if (!valid_address(v))
+			return perr(p, "'%s': '%s' is not a plain ASCII "
+			    "address", k->name, v);
+		free(*dst);
+		*dst = xstrdup(v);
+		return 0;
+	}
+	case K_DURATION:
+		if (config_parse_duration(v, &d) < 0)
+			return perr(p, "'%s': '%s' is not a duration (like "
+			    "30s, 5m, 1h, 1d)", k->name, v);
+		*(long *)(base + off) = d;
+		return 0;
+	case K_SIZE:
+		if (config_parse_size(v, (uint64_t *)(base + off)) < 0)
+			return perr(p, "'%s': '%s' is not a size (like 512k, "
+			    "50M, 1G)", k->name, v);
+		return 0;
+	case K_PORT: {
+		char *end;
+		long port = strtol(v, &end, 10);
+
+		if (*v == '\0' || *end != '\0' || port < 1 || port > 65535)
+			return perr(p, "'port' must be a number from 1 to "
+			    "65535, not '%s'", v);
+		*(int *)(base + off) = (int)port;
+		return 0;
+	}
+	case K_BOOL:
+		if (strcmp(v, "yes") == 0 || strcmp(v, "on") == 0 ||
+		    strcmp(v, "true") == 0)
+			*(bool *)(base + off) = true;
+		else if (strcmp(v, "no") == 0 || strcmp(v, "off") == 0 ||
+		    strcmp(v, "false") == 0)
+			*(bool *)(base + off) = false;
+		else
+			return perr(p, "'%s' must be yes or no, not '%s'",
+			    k->name, v);
+		return 0;
+	case K_TLS: {
+		enum tls_mode *m = (enum tls_mode *)(base + off);
+
+		if (strcmp(v, "starttls") == 0)
+			*m = TLS_STARTTLS;
+		else if (strcmp(v, "tls") == 0)
+			*m = TLS_IMPLICIT;
+		else if (strcmp(v, "none") == 0)
+			*m = TLS_NONE;
+		else
+			return perr(p, "'tls' must be starttls, tls or none, "
+			    "not '%s'", v);
+		return 0;
+	}
+	case K_MODE: {
+		enum fetch_mode *m = (enum fetch_mode *)(base + off);
+
+		if (strcmp(v, "move") == 0)
+			*m = FETCH_MOVE;
+		else if (strcmp(v, "copy") == 0)
+			*m = FETCH_COPY;
+		else
+			return perr(p, "'mode' must be move or copy, not '%s'",
+			    v);
+		return 0;
+	}
+	case K_LOG: {
+		struct config *c = p->cfg;
+
+		free(c->log_file);
+		c->log_file = NULL;
+		if (strcmp(v, "syslog") == 0)
+			c->log = LOGTO_SYSLOG;
+		else if (strcmp(v, "stderr") == 0)
+			c->log = LOGTO_STDERR;
+		else {
+			c->log = LOGTO_FILE;
+			c->log_file = util_expand_tilde(v);
+			if (c->log_file[0] != '/')
+				return perr(p, "'log' must be syslog, stderr "
+				    "or an absolute file path, not '%s'", v);
+		}
+		return 0;
+	}
+	case K_SSH:
+		if (parse_ssh_target(v, (struct ssh_target *)(base + off),
+		    &why) < 0)
+			return perr(p, "'ssh': '%s' %s", v, why);
+		return 0;
+	case K_TLSFP: {
+		char **dst = (char **)(base + off);
+		char *fp = normalize_tls_fp(v);
+
+		if (fp == NULL)
+			return perr(p, "'tls-fingerprint' must be sha256: "
+			    "followed by 64 hex digits (colons allowed), not "
+			    "'%s'", v);
+		free(*dst);
+		*dst = fp;
+		return 0;
+	}
+	case K_SSHFP: {
+		char **dst = (char **)(base + off);
+
+		if (!valid_ssh_fp(v))
+			return perr(p, "'ssh-fingerprint' must look like "
+			    "SHA256:<base64> as ssh-keygen -lf prints it, not "
+			    "'%s'", v);
+		free(*dst);
+		*dst = xstrdup(v);
+		return 0;
+	}
+	default:
+		return perr(p, "internal error: key '%s'", k->name);
+	}
+}
+
+static void
+identity_init(struct identity *id, const char *name, int line)
+{
+	memset(id, 0, sizeof(*id));
+	id->name = xstrdup(name);
+	id->line = line;
+	id->tls = TLS_STARTTLS;
+	id->connect_timeout = 10;
+	id->timeout = 60;
+	sv_init(&id->from);
+	sv_init(&id->password_command);
+}
+
+static void
+fetch_init(struct fetch_job *j, const char *name, int line)
+{
+	memset(j, 0, sizeof(*j));
+	j->name = xstrdup(name);
+	j->line = line;
+	j->mode = FETCH_MOVE;
+	sv_init(&j->folders);
+}
+
+static bool
+valid_block_name(const char *s)
+{
+	for (const char *c = s; *c; c++)
+		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' &&
+		    *c != '.')
+			return false;
+	return *s != '\0';
+}
+
+static int
+open_block(struct parser *p, struct strvec *w)
+{
+	bool is_id = strcmp(w->v[0], "identity") == 0;
+	const char *what = w->v[0];
+
+	if (w->n != 2)
+		return perr(p, "'%s' needs one name, like '%s work'", what,
+		    what);
+	if (!valid_block_name(w->v[1]))
+		return perr(p, "%s name '%s' may only have letters, digits, "
+		    "'-', '_' and '.'", what, w->v[1]);
+	if (is_id) {
+		struct config *c = p->cfg;
+
+		for (size_t i = 0; i < c->nids; i++)
+			if (strcmp(c->ids[i].name, w->v[1]) == 0)
+				return perr(p, "identity '%s' is defined "
+				    "twice (first at line %d)", w->v[1],
+				    c->ids[i].line);
+		c->ids = xrealloc(c->ids, (c->nids + 1) * sizeof(*c->ids));
+		identity_init(&c->ids[c->nids], w->v[1], p->line);
+		p->block = &c->ids[c->nids++];
+		p->scope = SC_IDENTITY;
+	} else {
+		struct config *c = p->cfg;
+
+		for (size_t i = 0; i < c->njobs; i++)
+			if (strcmp(c->jobs[i].name, w->v[1]) == 0)
+				return perr(p, "fetch job '%s' is defined "
+				    "twice (first at line %d)", w->v[1],
+				    c->jobs[i].line);
+		c->jobs = xrealloc(c->jobs, (c->njobs + 1) * sizeof(*c->jobs));
+		fetch_init(&c->jobs[c->njobs], w->v[1], p->line);
+		p->block = &c->jobs[c->njobs++];
+		p->scope = SC_FETCH;
+	}
+	memset(p->seen, 0, sizeof(p->seen));
+	return 0;
+}
+
+static const char *
+scope_name(unsigned scope)
+{
+	return scope == SC_GLOBAL ? "the global section" :
+	    scope == SC_IDENTITY ? "an identity block" : "a fetch block";
+}
+
+static int
+parse_line(struct parser *p, const char *line)
+{
+	struct strvec w;
+	const char *why;
+	int rc = 0;
+
+	sv_init(&w);
+	if (config_split_words(line, &w, &why) < 0) {
+		rc = perr(p, "%s", why);
+		goto out;
+	}
+	if (w.n == 0)
+		goto out;
+	if (strcmp(w.v[0], "identity") == 0 || strcmp(w.v[0], "fetch") == 0) {
+		rc = open_block(p, &w);
+		goto out;
+	}
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		size_t off = k->off;
+
+		if (strcmp(k->name, w.v[0]) != 0)
+			continue;
+		if (!(k->scope & p->scope)) {
+			if (k->scope == SC_GLOBAL)
+				rc = perr(p, "'%s' is a global key: put it "
+				    "before the first identity or fetch block",
+				    k->name);
+			else
+				rc = perr(p, "'%s' belongs in %s, not in %s",
+				    k->name,
+				    k->scope & SC_IDENTITY ? "an identity block"
+				    : "a fetch block", scope_name(p->scope));
+			goto out;
+		}
+		if (p->seen[i]) {
+			rc = perr(p, "'%s' is given twice in %s", k->name,
+			    scope_name(p->scope));
+			goto out;
+		}
+		p->seen[i] = true;
+		if (k->kind == K_SSH || strncmp(k->name, "ssh-", 4) == 0)
+			off = ssh_off(k->name, p->scope);
+		rc = set_value(p, k, off, &w);
+		goto out;
+	}
+	rc = perr(p, "unknown key '%s'", w.v[0]);
+out:
+	sv_free(&w);
+	return rc;
+}
+
+static int
+check_identity(struct parser *p, struct identity *id, bool *seen_default,
+    const char **default_name)
+{
+	p->line = id->line;
+	if (id->host == NULL)
+		return perr(p, "identity '%s' has no 'host'", id->name);
+	if (id->port == 0)
+		id->port = id->tls == TLS_IMPLICIT ? 465 :
+		    id->tls == TLS_NONE ? 25 : 587;
+	if (id->tls_key != NULL && id->tls_cert == NULL)
+		return perr(p, "identity '%s' has 'tls-key' without "
+		    "'tls-cert'", id->name);
+	if (id->password != NULL && id->password_command.n > 0)
+		return perr(p, "identity '%s' has both 'password' and "
+		    "'password-command': keep one", id->name);
+	if ((id->password != NULL || id->password_command.n > 0) &&
+	    id->user == NULL)
+		return perr(p, "identity '%s' has a password but no 'user'",
+		    id->name);
+	if (id->from.n == 0 && !id->is_default)
+		return perr(p, "identity '%s' has neither 'from' nor "
+		    "'default': no mail would ever use it", id->name);
+	if (id->is_default) {
+		if (*seen_default)
+			return perr(p, "identities '%s' and '%s' are both "
+			    "marked 'default': keep one", *default_name,
+			    id->name);
+		*seen_default = true;
+		*default_name = id->name;
+	}
+	return 0;
+}
+
+static int
+check_fetch(struct parser *p, struct fetch_job *j)
+{
+	p->line = j->line;
+	if (j->ssh.host == NULL)
+		return perr(p, "fetch job '%s' has no 'ssh' server", j->name);
+	if (j->remote == NULL)
+		j->remote = xstrdup("Maildir");
+	if (j->local == NULL)
+		j->local = util_expand_tilde("~/Maildir");
+	if (j->folders.n == 0)
+		sv_push(&j->folders, "INBOX");
+	return 0;
+}
+
+static struct config *
+config_defaults(void)
+{
+	static const long retry[] = { 60, 300, 900, 3600, 14400 };
+	struct config *c = xcalloc(1, sizeof(*c));
+	const char *state = getenv("XDG_STATE_HOME");
+
+	if (state != NULL && state[0] == '/')
+		c->queue = xasprintf("%s/postie/queue", state);
+	else
+		c->queue = util_expand_tilde("~/.local/state/postie/queue");
+	c->log = LOGTO_SYSLOG;
+	c->batch_delay = 5;
+	c->nretry = sizeof(retry) / sizeof(retry[0]);
+	c->retry = xmalloc(sizeof(retry));
+	memcpy(c->retry, retry, sizeof(retry));
+	c->lifetime = 5 * 86400;
+	c->bounce = BOUNCE_MAILDIR;
+	c->bounce_dir = util_expand_tilde("~/Maildir");
+	sv_init(&c->mda);
+	c->max_size = 50ULL * 1024 * 1024;
+	return c;
+}
+
+static struct config *
+parse_text(FILE *fp, const char *name, struct err *e)
+{
+	struct parser p = { .file = name, .e = e, .scope = SC_GLOBAL };
+	char *line = NULL;
+	size_t cap = 0;
+	bool seen_default = false;
+	const char *default_name = NULL;
+
+	p.cfg = config_defaults();
+	p.cfg->path = xstrdup(name);
+	p.block = p.cfg;
+	ssize_t n;
+
+	while ((n = getline(&line, &cap, fp)) >= 0) {
+		p.line++;
+		if (strlen(line) != (size_t)n) {
+			perr(&p, "the line has a NUL byte");
+			goto fail;
+		}
+		if (parse_line(&p, line) < 0)
+			goto fail;
+	}
+	if (ferror(fp)) {
+		err_set(e, ERR_CONFIG, "%s: cannot read: %s", name,
+		    strerror(errno));
+		goto fail;
+	}
+	for (size_t i = 0; i < p.cfg->nids; i++)
+		if (check_identity(&p, &p.cfg->ids[i], &seen_default,
+		    &default_name) < 0)
+			goto fail;
+	for (size_t i = 0; i < p.cfg->njobs; i++)
+		if (check_fetch(&p, &p.cfg->jobs[i]) < 0)
+			goto fail;
+	free(line);
+	return p.cfg;
+fail:
+	free(line);
+	config_free(p.cfg);
+	return NULL;
+}
+
+struct config *
+config_parse_string(const char *text, const char *name, struct err *e)
+{
+	FILE *fp = fmemopen((void *)(uintptr_t)text, strlen(text), "r");
+	struct config *c;
+
+	if (fp == NULL) {
+		err_set(e, ERR_OSERR, "fmemopen: %s", strerror(errno));
+		return NULL;
+	}
+	c = parse_text(fp, name, e);
+	fclose(fp);
+	return c;
+}
+
+static bool
+has_password(const struct config *c)
+{
+	for (size_t i = 0; i < c->nids; i++)
+		if (c->ids[i].password != NULL)
+			return true;
+	return false;
+}
+
+struct config *
+config_parse_file(const char *path, struct err *e)
+{
+	FILE *fp;
+	struct config *c;
+	struct stat st;
+
+	if (path == NULL) {
+		c = config_defaults();
+		return c;
+	}
+	fp = fopen(path, "re");
+	if (fp == NULL) {
+		err_set(e, ERR_CONFIG, "%s: cannot open the config file: %s",
+		    path, strerror(errno));
+		return NULL;
+	}
+	c = parse_text(fp, path, e);
+	if (c != NULL && has_password(c) && fstat(fileno(fp), &st) == 0 &&
+	    (st.st_mode & 077) != 0) {
+		err_set(e, ERR_CONFIG, "%s: holds a password but other users "
+		    "may read it: run chmod 600 %s, or use password-command",
+		    path, path);
+		config_free(c);
+		c = NULL;
+	}
+	fclose(fp);
+	return c;
+}
+
+struct config *
+config_load(const char *explicit_path, struct err *e)
+{
+	const char *env = getenv("POSTIE_CONFIG");
+	const char *xdg = getenv("XDG_CONFIG_HOME");
+	struct config *c;
+	char *path;
+
+	if (explicit_path != NULL)
+		return config_parse_file(explicit_path, e);
+	if (env != NULL && *env != '\0')
+		return config_parse_file(env, e);
+	if (xdg != NULL && xdg[0] == '/')
+		path = xasprintf("%s/postie/config", xdg);
+	else
+		path = xasprintf("%s/.config/postie/config", util_home());
+	if (access(path, F_OK) == 0) {
+		c = config_parse_file(path, e);
+		free(path);
+		return c;
+	}
+	free(path);
+	if (access("/etc/postie.conf", F_OK) == 0)
+		return config_parse_file("/etc/postie.conf", e);
+	return config_parse_file(NULL, e);
+}
+
+static void
+ssh_target_free(struct ssh_target *t)
+{
+	free(t->user);
+	free(t->host);
+}
+
+void
+config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nids; i++) {
+		struct identity *id = &c->ids[i];
+
+		free(id->name);
+		sv_free(&id->from);
+		free(id->host);
+		free(id->tls_ca);
+		free(id->tls_fingerprint);
+		free(id->tls_cert);
+		free(id->tls_key);
+		free(id->user);
+		if (id->password != NULL) {
+			explicit_bzero(id->password, strlen(id->password));
+			free(id->password);
+		}
+		sv_free(&id->password_command);
+		free(id->helo);
+		free(id->force_sender);
+		ssh_target_free(&id->ssh);
+		free(id->ssh_key);
+		free(id->ssh_known_hosts);
+		free(id->ssh_fingerprint);
+	}
+	free(c->ids);
+	for (size_t i = 0; i < c->njobs; i++) {
+		struct fetch_job *j = &c->jobs[i];
+
+		free(j->name);
+		ssh_target_free(&j->ssh);
+		free(j->ssh_key);
+		free(j->ssh_known_hosts);
+		free(j->ssh_fingerprint);
+		free(j->remote);
+		free(j->local);
+		sv_free(&j->folders);
+	}
+	free(c->jobs);
+	free(c->path);
+	free(c->queue);
+	free(c->log_file);
+	free(c->retry);
+	free(c->bounce_dir);
+	sv_free(&c->mda);
+	free(c);
+}
+
+const struct identity *
+config_identity_for(const struct config *cfg, const char *sender)
+{
+	const struct identity *def = NULL;
+
+	for (size_t i = 0; i < cfg->nids; i++) {
+		const struct identity *id = &cfg->ids[i];
+
+		for (size_t j = 0; j < id->from.n; j++)
+			if (fnmatch(id->from.v[j], sender, FNM_CASEFOLD) == 0)
+				return id;
+		if (id->is_default && def == NULL)
+			def = id;
+	}
+	return def;
+}
+
+const struct identity *
+config_identity_by_name(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nids; i++)
+		if (strcmp(cfg->ids[i].name, name) == 0)
+			return &cfg->ids[i];
+	return NULL;
+}
+
+const struct identity *
+config_resolve_identity(const struct config *cfg, const char *name,
+    const char *sender)
+{
+	const struct identity *id = NULL;
+
+	if (name != NULL)
+		id = config_identity_by_name(cfg, name);
+	return id != NULL ? id : config_identity_for(cfg, sender);
+}

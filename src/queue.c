@@ -1,0 +1,721 @@
+/*
+ * queue.c - the on-disk queue: ids, the envelope and state files,
+ * commit, locks, listing and clean-up. See queue/README.md.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "queue.h"
+
+#define ENVELOPE_MAGIC	"postie-queue 1\n"
+#define ENVELOPE_MAX	(4 * 1024 * 1024)
+
+int
+queue_open(struct queue *q, const char *dir, bool create, struct err *e)
+{
+	q->dir = xstrdup(dir);
+	q->tmp = xasprintf("%s/tmp", dir);
+	q->msg = xasprintf("%s/msg", dir);
+	q->state = xasprintf("%s/state", dir);
+	q->crash = NULL;
+	if (!create)
+		return 0;
+	if (util_mkdir_p(q->tmp, e) < 0 || util_mkdir_p(q->msg, e) < 0 ||
+	    util_mkdir_p(q->state, e) < 0) {
+		queue_close(q);
+		return -1;
+	}
+	return 0;
+}
+
+void
+queue_close(struct queue *q)
+{
+	free(q->dir);
+	free(q->tmp);
+	free(q->msg);
+	free(q->state);
+	memset(q, 0, sizeof(*q));
+}
+
+static char *
+new_id(int attempt)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	if (attempt == 0)
+		return xasprintf("%lld.%06ld.%ld", (long long)tv.tv_sec,
+		    (long)tv.tv_usec, (long)getpid());
+	return xasprintf("%lld.%06ld.%ld.%d", (long long)tv.tv_sec,
+	    (long)tv.tv_usec, (long)getpid(), attempt);
+}
+
+int
+queue_begin(struct queue *q, struct qfile *qf, struct err *e)
+{
+	memset(qf, 0, sizeof(*qf));
+	qf->q = q;
+	qf->fd = -1;
+	bool made_dirs = false;
+
+	for (int attempt = 0; attempt < 100; attempt++) {
+		qf->id = new_id(attempt);
+		qf->tmp_path = xasprintf("%s/%s", q->tmp, qf->id);
+		qf->fd = open(qf->tmp_path, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC, 0600);
+		if (qf->fd >= 0) {
+			crash_step(q->crash, "tmp file created");
+			return 0;
+		}
+		if (errno == ENOENT && !made_dirs &&
+		    util_mkdir_p(q->tmp, NULL) == 0 &&
+		    util_mkdir_p(q->msg, NULL) == 0 &&
+		    util_mkdir_p(q->state, NULL) == 0) {
+			/* the queue was new: directories made, same id again */
+			made_dirs = true;
+			attempt--;
+		} else if (errno != EEXIST) {
+			int saved = errno;
+
+			err_set(e, err_from_errno(saved), "cannot create a "
+			    "queue file in %s: %s", q->tmp, strerror(saved));
+			qfile_free(qf);
+			return -1;
+		}
+		free(qf->id);
+		free(qf->tmp_path);
+		qf->id = qf->tmp_path = NULL;
+	}
+	return err_set(e, ERR_TEMPFAIL, "cannot find a free queue file name "
+	    "in %s", q->tmp);
+}
+
+static int
+qf_flush(struct qfile *qf, struct err *e)
+{
+	if (qf->buffered == 0)
+		return 0;
+	if (util_write_all(qf->fd, qf->buf, qf->buffered) < 0) {
+		int saved = errno;
+
+		return err_set(e, err_from_errno(saved), "cannot write the "
+		    "queue file %s: %s", qf->tmp_path, strerror(saved));
+	}
+	qf->buffered = 0;
+	crash_step(qf->q->crash, "data written");
+	return 0;
+}
+
+int
+queue_write(struct qfile *qf, const void *p, size_t n, struct err *e)
+{
+	const char *s = p;
+
+	qf->written += n;
+	while (n > 0) {
+		size_t room = sizeof(qf->buf) - qf->buffered;
+		size_t take = n < room ? n : room;
+
+		memcpy(qf->buf + qf->buffered, s, take);
+		qf->buffered += take;
+		s += take;
+		n -= take;
+		if (qf->buffered == sizeof(qf->buf) && qf_flush(qf, e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* rename(2) that never replaces an existing message. */
+static int
+rename_noreplace(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	/* file system without RENAME_NOREPLACE: link + unlink */
+	if (link(from, to) < 0)
+		return -1;
+	unlink(from);
+	return 0;
+}
+
+int
+queue_commit(struct qfile *qf, struct err *e)
+{
+	struct queue *q = qf->q;
+	char *dst = NULL;
+	int rc;
+
+	if (qf_flush(qf, e) < 0)
+		goto fail;
+	if (fsync(qf->fd) < 0) {
+		err_set(e, err_from_errno(errno), "cannot fsync %s: %s",
+		    qf->tmp_path, strerror(errno));
+		goto fail;
+	}
+	crash_step(q->crash, "tmp file fsync'd");
+	rc = close(qf->fd);
+	qf->fd = -1;
+	if (rc < 0) {
+		err_set(e, err_from_errno(errno), "cannot close %s: %s",
+		    qf->tmp_path, strerror(errno));
+		goto fail;
+	}
+	crash_step(q->crash, "tmp file closed");
+	for (int attempt = 1; ; attempt++) {
+		dst = xasprintf("%s/%s", q->msg, qf->id);
+		if (rename_noreplace(qf->tmp_path, dst) == 0)
+			break;
+		if (errno != EEXIST || attempt > 100) {
+			err_set(e, err_from_errno(errno), "cannot move %s into "
+			    "%s: %s", qf->tmp_path, q->msg, strerror(errno));
+			goto fail;
+		}
+		/* an id taken in msg/ (clock stepped back): pick another */
+		free(dst);
+		dst = NULL;
+		free(qf->id);
+		qf->id = new_id(attempt);
+	}
+	crash_step(q->crash, "renamed into msg/");
+	free(qf->tmp_path);
+	qf->tmp_path = NULL;
+	if (util_fsync_dir(q->msg, e) < 0) {
+		/* Renamed but maybe not durable: a crash could undo it. */
+		free(dst);
+		return -1;
+	}
+	crash_step(q->crash, "msg/ fsync'd");
+	free(dst);
+	return 0;
+fail:
+	free(dst);
+	queue_abort(qf);
+	return -1;
+}
+
+void
+queue_abort(struct qfile *qf)
+{
+	if (qf->fd >= 0)
+		close(qf->fd);
+	qf->fd = -1;
+	if (qf->tmp_path != NULL)
+		unlink(qf->tmp_path);
+	free(qf->tmp_path);
+	qf->tmp_path = NULL;
+}
+
+void
+qfile_free(struct qfile *qf)
+{
+	if (qf->fd >= 0)
+		close(qf->fd);
+	free(qf->id);
+	free(qf->tmp_path);
+	qf->fd = -1;
+	qf->id = qf->tmp_path = NULL;
+}
+
+/* --- envelope ---------------------------------------------------------- */
+
+static void
+kv(struct strbuf *sb, const char *k, const char *v)
+{
+	if (v != NULL)
+		sb_addf(sb, "%s %s\n", k, v);
+}
+
+void
+envelope_format(const struct envelope *env, struct strbuf *out)
+{
+	sb_adds(out, ENVELOPE_MAGIC);
+	sb_addf(out, "queued %lld\n", (long long)env->queued);
+	sb_addf(out, "sender %s\n", env->sender);
+	kv(out, "identity", env->identity);
+	kv(out, "notify", env->notify);
+	kv(out, "ret", env->ret);
+	kv(out, "body", env->body);
+	kv(out, "envid", env->envid);
+	for (size_t i = 0; i < env->rcpts.n; i++)
+		sb_addf(out, "rcpt %s\n", env->rcpts.v[i]);
+	sb_adds(out, "end\n");
+}
+
+static int
+set_once(char **dst, const char *v, size_t n, const char **why)
+{
+	if (*dst != NULL) {
+		*why = "a field is given twice";
+		return -1;
+	}
+	*dst = xstrndup(v, n);
+	return 0;
+}
+
+int
+envelope_parse(const char *buf, size_t len, struct envelope *env,
+    size_t *used, const char **why)
+{
+	size_t pos, mlen = strlen(ENVELOPE_MAGIC);
+
+	memset(env, 0, sizeof(*env));
+	sv_init(&env->rcpts);
+	if (len < mlen || memcmp(buf, ENVELOPE_MAGIC, mlen) != 0) {
+		*why = "not a postie queue file (no 'postie-queue 1' line)";
+		return -1;
+	}
+	for (pos = mlen; pos < len; ) {
+		const char *line = buf + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		const char *sp, *v;
+		size_t n, klen, vlen;
+		int rc = 0;
+
+		if (nl == NULL)
+			break;
+		n = (size_t)(nl - line);
+		pos += n + 1;
+		if (n == 3 && memcmp(line, "end", 3) == 0) {
+			if (env->sender == NULL) {
+				*why = "the envelope has no sender";
+				goto fail;
+			}
+			if (env->rcpts.n == 0) {
+				*why = "the envelope has no recipients";
+				goto fail;
+			}
+			*used = pos;
+			return 0;
+		}
+		sp = memchr(line, ' ', n);
+		if (sp == NULL) {
+			*why = "an envelope line without a value";
+			goto fail;
+		}
+		klen = (size_t)(sp - line);
+		v = sp + 1;
+		vlen = n - klen - 1;
+#define KEY(s) (klen == sizeof(s) - 1 && memcmp(line, s, klen) == 0)
+		if (KEY("queued")) {
+			char tmp[32];
+
+			if (vlen == 0 || vlen >= sizeof(tmp)) {
+				*why = "a bad queued time";
+				goto fail;
+			}
+			memcpy(tmp, v, vlen);
+			tmp[vlen] = '\0';
+			env->queued = (time_t)strtoll(tmp, NULL, 10);
+		} else if (KEY("sender"))
+			rc = set_once(&env->sender, v, vlen, why);
+		else if (KEY("identity"))
+			rc = set_once(&env->identity, v, vlen, why);
+		else if (KEY("notify"))
+			rc = set_once(&env->notify, v, vlen, why);
+		else if (KEY("ret"))
+			rc = set_once(&env->ret, v, vlen, why);
+		else if (KEY("body"))
+			rc = set_once(&env->body, v, vlen, why);
+		else if (KEY("envid"))
+			rc = set_once(&env->envid, v, vlen, why);
+		else if (KEY("rcpt"))
+			sv_push_owned(&env->rcpts, xstrndup(v, vlen));
+		/* unknown keys: written by a newer postie, ignored */
+#undef KEY
+		if (rc < 0)
+			goto fail;
+	}
+	*why = "the envelope has no 'end' line";
+fail:
+	envelope_free(env);
+	return -1;
+}
+
+void
+envelope_free(struct envelope *env)
+{
+	free(env->sender);
+	free(env->identity);
+	free(env->notify);
+	free(env->ret);
+	free(env->body);
+	free(env->envid);
+	sv_free(&env->rcpts);
+	memset(env, 0, sizeof(*env));
+	sv_init(&env->rcpts);
+}
+
+int
+queue_read_envelope(struct queue *q, const char *id, struct envelope *env,
+    struct err *e)
+{
+	char *path = xasprintf("%s/%s", q->msg, id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct strbuf sb;
+	struct stat st;
+	const char *why;
+	size_t used;
+	int rc = -1;
+
+	sb_init(&sb);
+	if (fd < 0) {
+		err_set(e, errno == ENOENT ? ERR_NOINPUT : ERR_IOERR,
+		    "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		char chunk[8192];
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			err_set(e, ERR_IOERR, "cannot read %s: %s", path,
+			    strerror(errno));
+			goto out;
+		}
+		sb_add(&sb, chunk, (size_t)r);
+		if (r == 0 || memmem(sb.s, sb.len, "\nend\n", 5) != NULL ||
+		    sb.len > ENVELOPE_MAX)
+			break;
+	}
+	if (envelope_parse(sb.s ? sb.s : "", sb.len, env, &used, &why) < 0) {
+		err_set(e, ERR_DATA, "%s: %s", path, why);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		envelope_free(env);
+		err_set(e, ERR_IOERR, "cannot stat %s: %s", path,
+		    strerror(errno));
+		goto out;
+	}
+	env->offset = used;
+	env->size = (uint64_t)st.st_size > used ? (uint64_t)st.st_size - used
+	    : 0;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	sb_free(&sb);
+	free(path);
+	return rc;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+queue_list(struct queue *q, struct strvec *ids, struct err *e)
+{
+	DIR *d = opendir(q->msg);
+	struct dirent *de;
+
+	if (d == NULL) {
+		if (errno == ENOENT)
+			return 0;	/* nothing was ever queued */
+		return err_set(e, ERR_IOERR, "cannot read the queue %s: %s",
+		    q->msg, strerror(errno));
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		sv_push(ids, de->d_name);
+	}
+	closedir(d);
+	if (ids->n > 1)
+		qsort(ids->v, ids->n, sizeof(char *), cmp_str);
+	return 0;
+}
+
+int
+queue_lock(struct queue *q, const char *id, int *fd, struct err *e)
+{
+	char *path = xasprintf("%s/%s", q->msg, id);
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (f < 0) {
+		int saved = errno;
+
+		free(path);
+		if (saved == ENOENT)
+			return 0;	/* delivered meanwhile */
+		return err_set(e, ERR_IOERR, "cannot open %s/%s: %s", q->msg,
+		    id, strerror(saved));
+	}
+	free(path);
+	if (flock(f, LOCK_EX | LOCK_NB) < 0) {
+		int saved = errno;
+
+		close(f);
+		if (saved == EWOULDBLOCK)
+			return 0;
+		return err_set(e, ERR_IOERR, "cannot lock %s/%s: %s", q->msg,
+		    id, strerror(saved));
+	}
+	*fd = f;
+	return 1;
+}
+
+void
+queue_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);	/* closing releases the flock */
+}
+
+/* --- delivery state journal ------------------------------------------ */
+
+int
+queue_state_append(struct queue *q, const char *id, const char *line,
+    struct err *e)
+{
+	char *path = xasprintf("%s/%s", q->state, id);
+	size_t len = strlen(line);
+	int created = access(path, F_OK) != 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	int rc = 0;
+
+	if (fd < 0) {
+		rc = err_set(e, err_from_errno(errno), "cannot open %s: %s",
+		    path, strerror(errno));
+		goto out;
+	}
+	if (util_write_all(fd, line, len) < 0 ||
+	    (len > 0 && line[len - 1] != '\n' &&
+	    util_write_all(fd, "\n", 1) < 0) || fsync(fd) < 0) {
+		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
+		    path, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	if (close(fd) < 0) {
+		rc = err_set(e, err_from_errno(errno), "cannot close %s: %s",
+		    path, strerror(errno));
+		goto out;
+	}
+	if (created)
+		rc = util_fsync_dir(q->state, e);
+	crash_step(q->crash, "state line appended");
+out:
+	free(path);
+	return rc;
+}
+
+const char *
+rcpt_state_name(enum rcpt_state s)
+{
+	switch (s) {
+	case RCPT_WAITING:	return "waiting";
+	case RCPT_SENT:		return "sent";
+	case RCPT_DEFERRED:	return "deferred";
+	case RCPT_FAILED:	return "failed";
+	}
+	return "?";
+}
+
+static void
+set_rcpt(struct msgstate *st, size_t i, enum rcpt_state s, const char *reply,
+    time_t when)
+{
+	struct rcpt_status *r = &st->r[i];
+
+	if (r->state == RCPT_SENT || r->state == RCPT_FAILED)
+		return;		/* final states stay final */
+	r->state = s;
+	free(r->reply);
+	r->reply = xstrdup(reply);
+	util_sanitize(r->reply);
+	r->when = when;
+}
+
+/* One journal line: "<time> <event> [args]". Unknown events are skipped. */
+static void
+fold_line(struct msgstate *st, char *line)
+{
+	char *p = line, *ev, *arg;
+	time_t when = (time_t)strtoll(p, &p, 10);
+	enum rcpt_state s;
+
+	if (*p != ' ')
+		return;
+	ev = ++p;
+	p = strchr(p, ' ');
+	if (p != NULL)
+		*p++ = '\0';
+	arg = p;
+	if (strcmp(ev, "attempt") == 0) {
+		st->attempts++;
+		st->last_attempt = when;
+		return;
+	}
+	if (strcmp(ev, "next") == 0 && arg != NULL) {
+		st->next_try = (time_t)strtoll(arg, NULL, 10);
+		return;
+	}
+	if (strcmp(ev, "bounced") == 0) {
+		st->bounced = true;
+		return;
+	}
+	if (strcmp(ev, "ok") == 0)
+		s = RCPT_SENT;
+	else if (strcmp(ev, "defer") == 0)
+		s = RCPT_DEFERRED;
+	else if (strcmp(ev, "fail") == 0)
+		s = RCPT_FAILED;
+	else
+		return;
+	if (arg == NULL)
+		return;
+	p = strchr(arg, ' ');
+	if (p != NULL)
+		*p++ = '\0';
+	if (strcmp(arg, "*") == 0) {
+		for (size_t i = 0; i < st->n; i++)
+			set_rcpt(st, i, s, p ? p : "", when);
+	} else {
+		char *end;
+		unsigned long i = strtoul(arg, &end, 10);
+
+		if (*end == '\0' && end != arg && i < st->n)
+			set_rcpt(st, i, s, p ? p : "", when);
+	}
+}
+
+void
+msgstate_fold(struct msgstate *st, size_t nrcpts, const char *text,
+    size_t len)
+{
+	size_t pos = 0;
+
+	memset(st, 0, sizeof(*st));
+	st->n = nrcpts;
+	st->r = xcalloc(nrcpts, sizeof(*st->r));
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		char *line;
+
+		if (nl == NULL)
+			break;	/* a torn last line: the write never ended */
+		line = xstrndup(text + pos, (size_t)(nl - text - pos));
+		fold_line(st, line);
+		free(line);
+		pos = (size_t)(nl - text) + 1;
+	}
+}
+
+void
+msgstate_free(struct msgstate *st)
+{
+	for (size_t i = 0; i < st->n; i++)
+		free(st->r[i].reply);
+	free(st->r);
+	memset(st, 0, sizeof(*st));
+}
+
+int
+queue_state_read(struct queue *q, const char *id, const struct envelope *env,
+    struct msgstate *st, struct err *e)
+{
+	char *path = xasprintf("%s/%s", q->state, id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct strbuf sb;
+
+	sb_init(&sb);
+	if (fd < 0 && errno != ENOENT) {
+		err_set(e, ERR_IOERR, "cannot open %s: %s", path,
+		    strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (fd >= 0) {
+		char chunk[8192];
+		ssize_t r;
+
+		while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				err_set(e, ERR_IOERR, "cannot read %s: %s",
+				    path, strerror(errno));
+				close(fd);
+				sb_free(&sb);
+				free(path);
+				return -1;
+			}
+			sb_add(&sb, chunk, (size_t)r);
+		}
+		close(fd);
+	}
+	msgstate_fold(st, env->rcpts.n, sb.s ? sb.s : "", sb.len);
+	sb_free(&sb);
+	free(path);
+	return 0;
+}
+
+int
+queue_remove(struct queue *q, const char *id, struct err *e)
+{
+	char *m = xasprintf("%s/%s", q->msg, id);
+	char *s = xasprintf("%s/%s", q->state, id);
+	int rc = 0;
+
+	if (unlink(m) < 0 && errno != ENOENT) {
+		rc = err_set(e, ERR_IOERR, "cannot remove %s: %s", m,
+		    strerror(errno));
+		goto out;
+	}
+	crash_step(q->crash, "msg removed");
+	if (util_fsync_dir(q->msg, e) < 0) {
+		rc = -1;
+		goto out;
+	}
+	if (unlink(s) < 0 && errno != ENOENT)
+		rc = err_set(e, ERR_IOERR, "cannot remove %s: %s", s,
+		    strerror(errno));
+	crash_step(q->crash, "state removed");
+out:
+	free(m);
+	free(s);
+	return rc;
+}
+
+int
+queue_clean_tmp(struct queue *q, time_t now, long max_age, int *removed,
+    struct err *e)
+{
+	DIR *d = opendir(q->tmp);
+	struct dirent *de;
+
+	*removed = 0;
+	if (d == NULL)
+		return errno == ENOENT ? 0 : err_set(e, ERR_IOERR,
+		    "cannot read %s: %s", q->tmp, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (now - st.st_mtime > max_age &&
+		    unlinkat(dirfd(d), de->d_name, 0) == 0)
+			(*removed)++;
+	}
+	closedir(d);
+	return 0;
+}
