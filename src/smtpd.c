@@ -156,7 +156,7 @@ cmd_rcpt(struct session *s, const char *arg)
 }
 
 static int
-cmd_data(struct session *s)
+cmd_data(struct session *s, struct err *out)
 {
 	struct spool_result res;
 	struct err e = { 0 };
@@ -177,9 +177,13 @@ cmd_data(struct session *s)
 		while ((r = input_next(&s->in, &p, &n, &bol, NULL)) == 1)
 			;
 		log_msg(s->log, LOG_ERR, "-bs message refused: %s", e.msg);
-		if (r < 0) {
+		if (r < 0 || s->in.eof) {
+			/* the client went away in the middle of DATA */
+			err_set(out, ERR_DATA, "the client closed the "
+			    "connection during DATA; that message was not "
+			    "queued");
 			reset(s);
-			return -1;	/* the client went away */
+			return -1;
 		}
 		if (e.code == ERR_DATA)
 			reply(s, "554 5.6.0 %s", e.msg);
@@ -260,8 +264,10 @@ smtpd_run(const struct config *cfg, struct queue *q, int in_fd, FILE *out,
 		else if (is_cmd(line.s, "RCPT TO:"))
 			cmd_rcpt(s, line.s + 8);
 		else if (is_cmd(line.s, "DATA")) {
-			if (cmd_data(s) < 0)
+			if (cmd_data(s, e) < 0) {
+				rc = -1;
 				break;
+			}
 		} else if (is_cmd(line.s, "RSET")) {
 			reset(s);
 			reply(s, "250 2.0.0 Ok");
