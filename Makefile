@@ -30,7 +30,7 @@ CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 CORE	= err util config message input crash queue spool cli log mailq \
 	  smtpd commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
-UNIT	= test_config test_message test_cli test_queue test_input test_spool
+UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)
 HEADERS	= $(wildcard include/*.h)
 
@@ -58,14 +58,17 @@ unit: $(UNIT_BINS)
 
 # Every test: cmocka unit tests, then the integration suite against the
 # real binary; ends with "N passed, N failed".
-test: all unit
-	tests/run.sh $(BUILD) $(PYTHON)
+test: deps all unit
+	POSTIE_SANITIZED=$(SAN) tests/run.sh $(BUILD) $(PYTHON)
 
 # The unit tests under valgrind: no leaks, no invalid accesses.
 valgrind: unit
 	VALGRIND=1 tests/run.sh $(BUILD) $(PYTHON) unit
 
-demo: all
+deps:
+	tests/deps.sh
+
+demo: deps all
 	tests/demo.sh $(BUILD)/postie
 
 bench: all
@@ -86,4 +89,4 @@ format:
 clean:
 	rm -rf build build-san
 
-.PHONY: all unit test valgrind demo bench install format clean
+.PHONY: all unit test valgrind deps demo bench install format clean
