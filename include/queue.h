@@ -125,6 +125,10 @@ const char *rcpt_state_name(enum rcpt_state s);
 /* Remove a finished message: msg/ID, then state/ID. */
 int	queue_remove(struct queue *q, const char *id, struct err *e);
 
+/* Remove state/ files whose message is gone (a crash between the two
+ * unlinks of queue_remove); *removed counts them. */
+int	queue_clean_orphans(struct queue *q, int *removed, struct err *e);
+
 /* Remove tmp/ files older than max_age; *removed counts them. */
 int	queue_clean_tmp(struct queue *q, time_t now, long max_age,
 	    int *removed, struct err *e);

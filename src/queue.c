@@ -177,6 +177,12 @@ queue_commit(struct qfile *qf, struct err *e)
 		dst = xasprintf("%s/%s", q->msg, qf->id);
 		if (rename_noreplace(qf->tmp_path, dst) == 0)
 			break;
+		if (errno == ENOENT && attempt == 1 &&
+		    util_mkdir_p(q->msg, NULL) == 0) {
+			free(dst);
+			dst = NULL;
+			continue;	/* msg/ was missing: made, try again */
+		}
 		if (errno != EEXIST || attempt > 100) {
 			err_set(e, err_from_errno(errno), "cannot move %s into "
 			    "%s: %s", qf->tmp_path, q->msg, strerror(errno));
@@ -191,8 +197,13 @@ queue_commit(struct qfile *qf, struct err *e)
 	crash_step(q->crash, "renamed into msg/");
 	free(qf->tmp_path);
 	qf->tmp_path = NULL;
-	if (util_fsync_dir(q->msg, e) < 0) {
-		/* Renamed but maybe not durable: a crash could undo it. */
+	if (util_fsync_dir(q->msg, e) < 0 && util_fsync_dir(q->msg, e) < 0) {
+		/*
+		 * Renamed but not known to be durable: take it back, so that
+		 * a failure exit never leaves a message that will be sent.
+		 */
+		unlink(dst);
+		util_fsync_dir(q->msg, NULL);
 		free(dst);
 		return -1;
 	}
@@ -467,6 +478,15 @@ queue_lock(struct queue *q, const char *id, int *fd, struct err *e)
 		return err_set(e, ERR_IOERR, "cannot lock %s/%s: %s", q->msg,
 		    id, strerror(saved));
 	}
+	{
+		struct stat st;
+
+		/* removed by another run between our open and flock? */
+		if (fstat(f, &st) < 0 || st.st_nlink == 0) {
+			close(f);
+			return 0;
+		}
+	}
 	*fd = f;
 	return 1;
 }
@@ -480,6 +500,22 @@ queue_unlock(int fd)
 
 /* --- delivery state journal ------------------------------------------ */
 
+/* A journal whose last line was torn by a crash gets it ended first, so
+ * the next event is a line of its own (the torn one is then skipped). */
+static int
+end_torn_line(int fd)
+{
+	struct stat st;
+	char last;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	if (st.st_size == 0 || pread(fd, &last, 1, st.st_size - 1) != 1 ||
+	    last == '\n')
+		return 0;
+	return util_write_all(fd, "\n", 1) < 0 ? -1 : 0;
+}
+
 int
 queue_state_append(struct queue *q, const char *id, const char *line,
     struct err *e)
@@ -487,7 +523,7 @@ queue_state_append(struct queue *q, const char *id, const char *line,
 	char *path = xasprintf("%s/%s", q->state, id);
 	size_t len = strlen(line);
 	int created = access(path, F_OK) != 0;
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	int rc = 0;
 
 	if (fd < 0) {
@@ -495,7 +531,7 @@ queue_state_append(struct queue *q, const char *id, const char *line,
 		    path, strerror(errno));
 		goto out;
 	}
-	if (util_write_all(fd, line, len) < 0 ||
+	if (end_torn_line(fd) < 0 || util_write_all(fd, line, len) < 0 ||
 	    (len > 0 && line[len - 1] != '\n' &&
 	    util_write_all(fd, "\n", 1) < 0) || fsync(fd) < 0) {
 		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
@@ -715,6 +751,31 @@ queue_clean_tmp(struct queue *q, time_t now, long max_age, int *removed,
 		if (now - st.st_mtime > max_age &&
 		    unlinkat(dirfd(d), de->d_name, 0) == 0)
 			(*removed)++;
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+queue_clean_orphans(struct queue *q, int *removed, struct err *e)
+{
+	DIR *d = opendir(q->state);
+	struct dirent *de;
+
+	*removed = 0;
+	if (d == NULL)
+		return errno == ENOENT ? 0 : err_set(e, ERR_IOERR,
+		    "cannot read %s: %s", q->state, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		char *m;
+
+		if (de->d_name[0] == '.')
+			continue;
+		m = xasprintf("%s/%s", q->msg, de->d_name);
+		if (access(m, F_OK) != 0 && errno == ENOENT &&
+		    unlinkat(dirfd(d), de->d_name, 0) == 0)
+			(*removed)++;
+		free(m);
 	}
 	closedir(d);
 	return 0;

@@ -200,6 +200,20 @@ from_address(const struct headers *hd)
 	return a;
 }
 
+/* DSN values go into the envelope as they are: printable ASCII only. */
+static bool
+dsn_value_ok(const char *v)
+{
+	if (v == NULL)
+		return true;
+	if (*v == '\0' || strlen(v) > 100)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return false;
+	return true;
+}
+
 static int
 build_envelope(const struct config *cfg, const struct spool_opts *o,
     const struct headers *hd, struct envelope *env, char **from_sender,
@@ -251,6 +265,13 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 		free(sender);
 		return -1;
 	}
+	if (!dsn_value_ok(o->notify) || !dsn_value_ok(o->ret) ||
+	    !dsn_value_ok(o->body) || !dsn_value_ok(o->envid)) {
+		free(sender);
+		return err_set(e, ERR_DATA, "a DSN option (-N, -R, -B, -V, "
+		    "NOTIFY=, ENVID=) has blanks, control or non-ASCII "
+		    "characters, or is over 100 bytes");
+	}
 	id = config_identity_for(cfg, sender);
 	*from_sender = sender;
 	env->sender = xstrdup(id != NULL && id->force_sender != NULL ?
@@ -296,7 +317,8 @@ added_fields(const struct headers *hd, const struct spool_opts *o,
 		    util_hostname(), eol);
 	}
 	if (hdr_find(hd, "From", 0) < 0) {
-		const char *addr = *sender ? sender : "MAILER-DAEMON";
+		char *daemon = xasprintf("MAILER-DAEMON@%s", util_hostname());
+		const char *addr = *sender ? sender : daemon;
 
 		if (o->fullname != NULL && *o->fullname != '\0') {
 			char *name = xstrdup(o->fullname);
@@ -320,6 +342,7 @@ added_fields(const struct headers *hd, const struct spool_opts *o,
 			free(name);
 		} else
 			sb_addf(out, "From: %s%s", addr, eol);
+		free(daemon);
 	}
 }
 

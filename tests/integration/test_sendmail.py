@@ -149,6 +149,10 @@ class TestRefusals(QueueCase):
         self.check(["-f", "sé@example.org", "bob@example.com"], MSG, 65,
                    r"sender .* non-ASCII")
 
+    def test_envid_cannot_inject_envelope_lines(self):
+        self.check(["-V", "abc\nrcpt evil@attacker.example", "bob@example.com"],
+                   MSG, 65, r"DSN option")
+
     def test_max_size(self):
         self.write_config("max-size 10k\n")
         self.check(["-i", "bob@example.com"], MSG + b"y" * 20000, 65,

@@ -335,6 +335,72 @@ test_ids_sort_by_time(void **state)
 	free(dir);
 }
 
+static void
+test_torn_journal_line_is_ended(void **state)
+{
+	char *dir = tu_tmpdir();
+	struct queue q;
+	struct err e;
+	struct msgstate ms;
+	char *path, buf[256];
+	FILE *fp;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(queue_open(&q, dir, true, &e), 0);
+	path = xasprintf("%s/ID", q.state);
+	fp = fopen(path, "w");
+	fputs("1 attempt\n2 ok 0 250 torn-by-a-cra", fp);
+	fclose(fp);
+	assert_int_equal(queue_state_append(&q, "ID", "3 ok 1 250 fine", &e),
+	    0);
+	fp = fopen(path, "r");
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	assert_string_equal(buf, "1 attempt\n2 ok 0 250 torn-by-a-cra\n"
+	    "3 ok 1 250 fine\n");
+	msgstate_fold(&ms, 2, buf, n);
+	assert_int_equal(ms.r[1].state, RCPT_SENT);
+	msgstate_free(&ms);
+	free(path);
+	queue_close(&q);
+	tu_rmtree(dir);
+	free(dir);
+}
+
+static void
+test_orphan_state_removed(void **state)
+{
+	char *dir = tu_tmpdir();
+	struct queue q;
+	struct err e;
+	int removed = -1;
+	char *m, *s1, *s2;
+	FILE *fp;
+
+	(void)state;
+	assert_int_equal(queue_open(&q, dir, true, &e), 0);
+	m = xasprintf("%s/A", q.msg);
+	s1 = xasprintf("%s/A", q.state);
+	s2 = xasprintf("%s/B", q.state);
+	fclose(fopen(m, "w"));
+	fp = fopen(s1, "w");
+	fclose(fp);
+	fp = fopen(s2, "w");
+	fclose(fp);
+	assert_int_equal(queue_clean_orphans(&q, &removed, &e), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(access(s1, F_OK), 0);
+	assert_int_not_equal(access(s2, F_OK), 0);
+	free(m);
+	free(s1);
+	free(s2);
+	queue_close(&q);
+	tu_rmtree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -348,6 +414,8 @@ main(void)
 		cmocka_unit_test(test_lock_is_exclusive),
 		cmocka_unit_test(test_clean_tmp_by_age),
 		cmocka_unit_test(test_ids_sort_by_time),
+		cmocka_unit_test(test_torn_journal_line_is_ended),
+		cmocka_unit_test(test_orphan_state_removed),
 	};
 
 	return cmocka_run_group_tests_name("test_queue", tests, NULL, NULL);
