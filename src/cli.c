@@ -26,7 +26,9 @@ valid_notify(const char *v)
 
 	if (strcasecmp(v, "never") == 0)
 		return true;
-	if (strlen(v) >= sizeof(buf) || *v == '\0')
+	/* strtok_r skips empty items: refuse them here ("a,,b", ",a"). */
+	if (strlen(v) >= sizeof(buf) || *v == '\0' || *v == ',' ||
+	    strstr(v, ",,") != NULL)
 		return false;
 	strcpy(buf, v);
 	for (tok = strtok_r(buf, ",", &save); tok != NULL;

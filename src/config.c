@@ -681,6 +681,8 @@ parse_line(struct parser *p, const char *line)
 			else
 				rc = perr(p, "'%s' belongs in %s, not in %s",
 				    k->name,
+				    k->scope == (SC_IDENTITY | SC_FETCH) ?
+				    "an identity or fetch block" :
 				    k->scope & SC_IDENTITY ? "an identity block"
 				    : "a fetch block", scope_name(p->scope));
 			goto out;

@@ -379,7 +379,7 @@ addr_parse_list(const char *value, struct strvec *out, const char **bad)
 bool
 addr_valid_envelope(const char *addr, const char **why)
 {
-	bool quoted = false;
+	bool quoted = false, escaped = false;
 	size_t len = strlen(addr);
 
 	if (len == 0) {
@@ -400,10 +400,13 @@ addr_valid_envelope(const char *addr, const char **why)
 			*why = "has control characters";
 			return false;
 		}
-		if (*p == '"')
+		/* A quoted-pair's second byte is checked above, too. */
+		if (escaped)
+			escaped = false;
+		else if (*p == '"')
 			quoted = !quoted;
-		else if (*p == '\\' && quoted && p[1])
-			p++;
+		else if (*p == '\\' && quoted)
+			escaped = true;
 		else if (!quoted && (*p == ' ' || *p == '<' || *p == '>' ||
 		    *p == '(' || *p == ')' || *p == ',' || *p == ';')) {
 			*why = "has a blank or special character outside "
