@@ -28,8 +28,11 @@ CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
 CORE	= err util config message input crash queue spool cli log mailq \
-	  smtpd commands
+	  smtpd maildir netload commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
+# The network module: loaded by deliver (and fetch) only.
+NET	= tls bridge smtp local bounce deliver netmod
+NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)
 HEADERS	= $(wildcard include/*.h)
@@ -37,19 +40,31 @@ HEADERS	= $(wildcard include/*.h)
 all: $(BUILD)/postie
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -fPIC $(NET_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libpostie.a: $(CORE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/postie: $(BUILD)/obj/main.o $(BUILD)/libpostie.a
-	$(CC) $(LDFLAGS) -o $@ $^
+$(BUILD)/libpostienet.a: $(NET_OBJS)
+	rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libpostie.a | $(BUILD)/tests
+# Undefined core symbols resolve from the executable (-rdynamic).
+$(BUILD)/postie-net.so: $(NET_OBJS)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(NET_LIBS) -lpthread
+
+$(BUILD)/obj/netblob.o: src/netblob.S $(BUILD)/postie-net.so
+	$(CC) -c -DNETMOD_PATH='"$(BUILD)/postie-net.so"' -o $@ $<
+
+$(BUILD)/postie: $(BUILD)/obj/main.o $(CORE_OBJS) $(BUILD)/obj/netblob.o
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ -ldl
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libpostie.a $(BUILD)/libpostienet.a | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) -Wno-missing-prototypes \
-	    $(CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(BUILD)/libpostie.a \
-	    $(LDFLAGS) $(CMOCKA_LIBS)
+	    $(CFLAGS) $(NET_CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< \
+	    $(BUILD)/libpostienet.a $(BUILD)/libpostie.a \
+	    $(LDFLAGS) $(NET_LIBS) -lpthread $(CMOCKA_LIBS)
 
 $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@

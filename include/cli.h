@@ -42,6 +42,7 @@ struct cmd_args {
 	bool		 json;		/* mailq --json */
 	bool		 runq;		/* mailq -q */
 	bool		 now;		/* deliver --now */
+	bool		 batch;		/* deliver --batch */
 	bool		 dry_run;	/* fetch -n */
 	struct strvec	 names;		/* deliver ids, fetch jobs */
 };

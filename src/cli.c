@@ -215,6 +215,8 @@ cli_command(const char *cmd, int argc, char **argv, const char *allowed,
 			a->runq = true;
 		else if (strcmp(arg, "--now") == 0 && strchr(allowed, 'N'))
 			a->now = true;
+		else if (strcmp(arg, "--batch") == 0 && strchr(allowed, 'b'))
+			a->batch = true;
 		else if (strcmp(arg, "-n") == 0 && strchr(allowed, 'n'))
 			a->dry_run = true;
 		else

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "crash.h"
 #include "log.h"
+#include "netmod.h"
 #include "mailq.h"
 #include "queue.h"
 #include "smtpd.h"
@@ -138,14 +139,46 @@ out:
 	return rc;
 }
 
+/* Run the queue through the network module. */
+static int
+run_deliver(const struct config *cfg, struct deliver_opts *o, bool verbose,
+    struct err *e)
+{
+	const struct netmod *m;
+	struct log log;
+	int rc;
+
+	if (netmod_load(&m, e) < 0)
+		return -1;
+	log_open(&log, cfg, "deliver", verbose);
+	o->verbose = verbose;
+	rc = m->deliver(cfg, o, &log, e);
+	log_close(&log);
+	return rc;
+}
+
 int
 cmd_deliver(int argc, char **argv, struct err *e)
 {
 	struct cmd_args a;
+	struct config *cfg = NULL;
+	struct deliver_opts o;
 	int rc = -1;
 
-	if (cli_command("deliver", argc, argv, "N", &a, e) == 0)
-		rc = not_yet("deliver", e);
+	memset(&o, 0, sizeof(o));
+	sv_init(&o.ids);
+	if (cli_command("deliver", argc, argv, "Nb", &a, e) < 0)
+		goto out;
+	if ((cfg = config_load(a.config, e)) == NULL)
+		goto out;
+	o.now = a.now;
+	o.batch = a.batch;
+	for (size_t i = 0; i < a.names.n; i++)
+		sv_push(&o.ids, a.names.v[i]);
+	rc = run_deliver(cfg, &o, a.verbose, e);
+out:
+	sv_free(&o.ids);
+	config_free(cfg);
 	cli_command_free(&a);
 	return rc;
 }

@@ -1,0 +1,57 @@
+/*
+ * bridge.h - the upstream byte stream libESMTP talks through.
+ *
+ * libESMTP can only dial host:port itself, with no connect timeout and no
+ * implicit TLS. So postie opens the upstream itself (TCP with a timeout,
+ * then TLS if the identity says "tls"), and hands libESMTP a one-shot
+ * listener on 127.0.0.1:PORT. A thread accepts exactly one connection,
+ * checks that it comes from a socket of this very process (another local
+ * user cannot ride the bridge), then pumps bytes both ways until either
+ * side closes. The classes of failure (DNS, connect, TLS) are known before
+ * SMTP starts.
+ */
+#ifndef POSTIE_BRIDGE_H
+#define POSTIE_BRIDGE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <openssl/ssl.h>
+
+#include "err.h"
+#include "tls.h"
+
+struct bridge {
+	int		 listen_fd;
+	int		 local_fd;	/* libESMTP's side, once accepted */
+	int		 up_fd;		/* the upstream socket */
+	SSL		*up_ssl;	/* implicit TLS, or NULL */
+	int		 port;		/* where libESMTP connects */
+	long		 timeout;	/* seconds, for accept and writes */
+	pthread_t	 thread;
+	bool		 running;
+	char		 error[256];	/* what ended the pump badly */
+	int		 rejected;	/* foreign connections refused */
+};
+
+/* TCP connect to host:port trying each address, each within timeout. */
+int	bridge_connect(const char *host, int port, long timeout, int *fd,
+	    struct err *e);
+
+/* TLS on fd now (implicit TLS, RFC 8314), verified by policy. */
+int	bridge_tls(struct tls_policy *policy, int fd, long timeout,
+	    SSL **out, struct err *e);
+
+/* Start the listener and the pump over an open upstream (takes fd/ssl). */
+int	bridge_start(struct bridge *b, int up_fd, SSL *up_ssl, long timeout,
+	    struct err *e);
+
+/* Cut both sides now (e.g. on an AUTH failure); the pump then ends. */
+void	bridge_cut(struct bridge *b);
+
+/* Wait for the pump to end and close everything. */
+void	bridge_finish(struct bridge *b);
+
+/* Is the connected peer of fd a socket this process holds? */
+bool	bridge_peer_is_ours(int fd, int skip1, int skip2);
+
+#endif

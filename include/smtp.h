@@ -1,0 +1,80 @@
+/*
+ * smtp.h - one SMTP session with libESMTP: messages in, a status per
+ * recipient out. The session runs over a bridge (bridge.h) that postie
+ * opened itself; TLS and AUTH policy are enforced here.
+ */
+#ifndef POSTIE_SMTP_H
+#define POSTIE_SMTP_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "queue.h"
+
+/* One queued message with the recipients this session should try. */
+struct smtp_msg {
+	const char		*id;
+	const struct envelope	*env;
+	int			 fd;		/* msg/ID, open and locked */
+	size_t			*rcpt;		/* indexes into env->rcpts */
+	size_t			 nrcpt;
+	/* results, one per rcpt[] entry */
+	int			*code;		/* 0: not attempted */
+	char			**reply;	/* sanitized, or NULL */
+	bool			*complete;	/* libESMTP finished with it */
+	int			 msg_code;	/* after DATA; 0: not reached */
+	bool			 reported;	/* done() was called */
+	char			*msg_reply;
+	/* message callback state */
+	off_t			 pos;
+	bool			 last_cr;
+};
+
+struct smtp_run {
+	const struct config	*cfg;
+	const struct identity	*id;
+	struct log		*log;
+	const char		*password;	/* NULL: no AUTH */
+	struct smtp_msg		*msgs;
+	size_t			 nmsgs;
+	char			 reason[ERR_MSG_MAX];	/* why it failed */
+	bool			 auth_failed;
+	bool			 verbose;	/* the dialogue to stderr */
+	/* called as soon as the server answered a message's DATA, so the
+	 * outcome is recorded before the next message goes out */
+	void			(*done)(struct smtp_msg *m, void *arg);
+	void			*done_arg;
+};
+
+/* What a recipient's result means. */
+enum smtp_outcome { SMTP_OK, SMTP_DEFER, SMTP_FAIL };
+
+/* complete: libESMTP finished with it; codes 0 = no reply. */
+enum smtp_outcome smtp_classify(bool complete, int rcpt_code, int msg_code);
+
+void	smtp_msg_init(struct smtp_msg *m, const char *id,
+	    const struct envelope *env, int fd);
+void	smtp_msg_free(struct smtp_msg *m);
+
+/*
+ * Send every message of run through one connection. Returns 0 when the
+ * session ran (per-recipient results filled, some may be deferred), -1
+ * when it could not start or broke (run->reason says why; every result
+ * not complete is a deferral).
+ */
+int	smtp_send(struct smtp_run *run, struct err *e);
+
+/* Run password-command (execve, no shell); its first line. */
+char	*smtp_password(const struct identity *id, struct err *e);
+
+/*
+ * The message callback's conversion, for tests: copy in[0..n) to out
+ * making every bare LF a CRLF; *last_cr carries across chunks. Returns
+ * the output length (out must hold 2n bytes).
+ */
+size_t	smtp_crlf(const char *in, size_t n, char *out, bool *last_cr);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * tls.h - OpenSSL client contexts for an identity: verification on by
+ * default (CA store + the configured host name), an optional SHA-256 pin,
+ * SNI, a client certificate. One context per identity per run; the same
+ * checks serve libESMTP's STARTTLS and postie's own implicit TLS.
+ */
+#ifndef POSTIE_TLS_H
+#define POSTIE_TLS_H
+
+#include <stdbool.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "err.h"
+
+struct tls_policy {
+	SSL_CTX		*ctx;
+	char		*host;		/* the name the certificate must carry */
+	char		*pin;		/* "sha256:HEX" or NULL */
+	char		 reason[256];	/* why the last check failed */
+};
+
+/* Build the context for id; -1 (ERR_CONFIG) if a file cannot be used. */
+int	tls_policy_init(struct tls_policy *p, const struct identity *id,
+	    struct err *e);
+void	tls_policy_free(struct tls_policy *p);
+
+/*
+ * The verdict on an established connection: true if the peer's
+ * certificate matches the pin (when one is set), else if its chain and
+ * host name verified. On false, p->reason says which check failed.
+ */
+bool	tls_peer_ok(struct tls_policy *p, SSL *ssl);
+
+/* "sha256:AB12..." of a certificate (buf >= 7 + 64 + 1). */
+void	tls_cert_fingerprint(X509 *cert, char *buf, size_t len);
+
+#endif

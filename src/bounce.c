@@ -1,0 +1,129 @@
+/* bounce.c - RFC 3464 failure notices. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "bounce.h"
+#include "message.h"
+
+#define ORIG_HEADER_MAX (64 * 1024)
+
+/* "5.1.1" from "550 5.1.1 text", else a class default. */
+static void
+status_of(const char *reply, char *buf, size_t len)
+{
+	int a, b, c;
+
+	if (reply != NULL && strlen(reply) > 4 &&
+	    sscanf(reply + 4, "%d.%d.%d", &a, &b, &c) == 3 &&
+	    (a == 4 || a == 5)) {
+		snprintf(buf, len, "%d.%d.%d", a, b, c);
+		return;
+	}
+	snprintf(buf, len, "5.0.0");
+}
+
+static int
+isdigit_reply(const char *r)
+{
+	return r[0] >= '2' && r[0] <= '5' && r[1] >= '0' && r[1] <= '9' &&
+	    r[2] >= '0' && r[2] <= '9';
+}
+
+/* The original header section (LF line ends), at most 64 KiB. */
+static void
+original_headers(int fd, const struct envelope *env, struct strbuf *out)
+{
+	char *buf = xmalloc(ORIG_HEADER_MAX + 1);
+	ssize_t n = pread(fd, buf, ORIG_HEADER_MAX, (off_t)env->offset);
+	size_t i, len;
+
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	len = (size_t)n;
+	for (i = 0; i < len; i++) {
+		if (buf[i] == '\n' && (i + 1 == len || buf[i + 1] == '\n' ||
+		    (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n'))) {
+			len = i + 1;
+			break;
+		}
+	}
+	for (i = 0; i < len; i++)
+		if (buf[i] != '\r')
+			sb_addc(out, buf[i]);
+	if (out->len > 0 && out->s[out->len - 1] != '\n')
+		sb_addc(out, '\n');
+	free(buf);
+}
+
+void
+bounce_build(const char *id, const struct envelope *env,
+    const struct msgstate *st, int fd, time_t now, struct strbuf *out)
+{
+	const char *host = util_hostname();
+	unsigned int rnd = 0;
+	char date[64], boundary[64];
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (unsigned int)now;
+	snprintf(boundary, sizeof(boundary), "%lld.%08x/%s", (long long)now,
+	    rnd, host);
+	msg_format_date(now, date, sizeof(date));
+	sb_addf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", host);
+	sb_addf(out, "To: <%s>\n", env->sender);
+	sb_adds(out, "Subject: Undelivered Mail Returned to Sender\n");
+	sb_addf(out, "Date: %s\n", date);
+	sb_addf(out, "Message-ID: <%lld.%08x.bounce@%s>\n", (long long)now,
+	    rnd, host);
+	sb_adds(out, "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
+	sb_addf(out, "Content-Type: multipart/report; "
+	    "report-type=delivery-status;\n\tboundary=\"%s\"\n\n", boundary);
+	sb_adds(out, "This is a MIME-encapsulated message.\n\n");
+
+	sb_addf(out, "--%s\nContent-Type: text/plain; charset=us-ascii\n\n",
+	    boundary);
+	sb_addf(out, "postie on %s could not deliver your message (queue id "
+	    "%s)\nto the recipients below. The mail server's reply is given "
+	    "for each.\n\n", host, id);
+	for (size_t i = 0; i < st->n; i++) {
+		if (st->r[i].state != RCPT_FAILED)
+			continue;
+		sb_addf(out, "<%s>: %s\n", env->rcpts.v[i],
+		    st->r[i].reply ? st->r[i].reply : "failed");
+	}
+	sb_adds(out, "\n");
+
+	sb_addf(out, "--%s\nContent-Type: message/delivery-status\n\n",
+	    boundary);
+	sb_addf(out, "Reporting-MTA: dns; %s\n", host);
+	sb_addf(out, "X-Postie-Queue-ID: %s\n", id);
+	if (env->envid != NULL)
+		sb_addf(out, "Original-Envelope-Id: %s\n", env->envid);
+	msg_format_date(env->queued, date, sizeof(date));
+	sb_addf(out, "Arrival-Date: %s\n", date);
+	for (size_t i = 0; i < st->n; i++) {
+		char status[16];
+
+		if (st->r[i].state != RCPT_FAILED)
+			continue;
+		status_of(st->r[i].reply, status, sizeof(status));
+		sb_addf(out, "\nFinal-Recipient: rfc822; %s\n",
+		    env->rcpts.v[i]);
+		sb_adds(out, "Action: failed\n");
+		sb_addf(out, "Status: %s\n", status);
+		if (st->r[i].reply != NULL && isdigit_reply(st->r[i].reply))
+			sb_addf(out, "Diagnostic-Code: smtp; %s\n",
+			    st->r[i].reply);
+		else if (st->r[i].reply != NULL)
+			sb_addf(out, "Diagnostic-Code: X-postie; %s\n",
+			    st->r[i].reply);
+	}
+	sb_adds(out, "\n");
+
+	sb_addf(out, "--%s\nContent-Type: text/rfc822-headers\n\n", boundary);
+	original_headers(fd, env, out);
+	sb_addf(out, "\n--%s--\n", boundary);
+}

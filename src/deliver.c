@@ -1,0 +1,603 @@
+/*
+ * deliver.c - one queue run. See deliver.h and queue/README.md.
+ *
+ * The order of durable steps is what makes a crash harmless: "attempt" is
+ * journaled before the first byte goes out; each recipient's outcome is
+ * journaled (fsync'd) as soon as the server answered its message; a
+ * message is removed only when every recipient is final and the failure
+ * notice, if any, is written.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "bounce.h"
+#include "deliver.h"
+#include "input.h"
+#include "local.h"
+#include "maildir.h"
+#include "queue.h"
+#include "smtp.h"
+#include "spool.h"
+
+struct item {
+	char			*id;
+	int			 fd;		/* locked msg/ID */
+	struct envelope		 env;
+	struct msgstate		 st;
+	const struct identity	*ident;
+	bool			 attempted;	/* "attempt" journaled */
+};
+
+struct runner {
+	const struct config	*cfg;
+	const struct deliver_opts *o;
+	struct queue		 q;
+	struct crash		 crash;
+	struct log		*log;
+	time_t			 now;
+	struct item		*items;
+	size_t			 nitems;
+	int			 unreachable;
+	char			 unreachable_why[ERR_MSG_MAX];
+	size_t			 done, total;	/* progress */
+	bool			 progress;
+};
+
+time_t
+deliver_next_try(const struct config *cfg, int attempts, time_t now)
+{
+	size_t i = attempts < 1 ? 0 : (size_t)attempts - 1;
+
+	if (cfg->nretry == 0)
+		return now + 300;
+	if (i >= cfg->nretry)
+		i = cfg->nretry - 1;
+	return now + cfg->retry[i];
+}
+
+static int
+journal(struct runner *r, struct item *it, struct err *e, const char *fmt,
+    ...) __attribute__((format(printf, 4, 5)));
+
+static int
+journal(struct runner *r, struct item *it, struct err *e, const char *fmt,
+    ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	n = snprintf(line, sizeof(line), "%lld ", (long long)time(NULL));
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	util_sanitize(line);
+	return queue_state_append(&r->q, it->id, line, e);
+}
+
+static void
+item_free(struct item *it)
+{
+	queue_unlock(it->fd);
+	envelope_free(&it->env);
+	msgstate_free(&it->st);
+	free(it->id);
+}
+
+static bool
+is_local(const char *rcpt)
+{
+	return strchr(rcpt, '@') == NULL;
+}
+
+static bool
+pending(const struct item *it, size_t i)
+{
+	return it->st.r[i].state == RCPT_WAITING ||
+	    it->st.r[i].state == RCPT_DEFERRED;
+}
+
+static bool
+all_final(const struct item *it)
+{
+	for (size_t i = 0; i < it->st.n; i++)
+		if (pending(it, i))
+			return false;
+	return true;
+}
+
+static int
+refold(struct runner *r, struct item *it, struct err *e)
+{
+	msgstate_free(&it->st);
+	return queue_state_read(&r->q, it->id, &it->env, &it->st, e);
+}
+
+static int
+mark_attempt(struct runner *r, struct item *it, struct err *e)
+{
+	if (it->attempted)
+		return 0;
+	it->attempted = true;
+	return journal(r, it, e, "attempt");
+}
+
+static void
+log_outcome(struct runner *r, struct item *it, size_t i, const char *what,
+    const char *via, const char *reply)
+{
+	log_msg(r->log, strcmp(what, "sent") == 0 ? LOG_INFO : LOG_NOTICE,
+	    "%s: to=<%s> via=%s status=%s reply=%s", it->id,
+	    it->env.rcpts.v[i], via, what, reply ? reply : "");
+}
+
+/* Record one recipient's outcome durably. */
+static int
+record(struct runner *r, struct item *it, size_t i, enum smtp_outcome out,
+    const char *reply, const char *via, struct err *e)
+{
+	static const char *ev[] = { "ok", "defer", "fail" };
+	static const char *what[] = { "sent", "deferred", "failed" };
+
+	if (journal(r, it, e, "%s %zu %s", ev[out], i, reply ? reply : "") < 0)
+		return -1;
+	log_outcome(r, it, i, what[out], via, reply);
+	return 0;
+}
+
+/* --- failure notices ------------------------------------------------- */
+
+static int
+memfd_with(const struct strbuf *sb, struct err *e)
+{
+	int fd = memfd_create("postie-bounce", MFD_CLOEXEC);
+
+	if (fd < 0 || util_write_all(fd, sb->s, sb->len) < 0 ||
+	    lseek(fd, 0, SEEK_SET) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return err_set(e, ERR_OSERR, "cannot build the failure notice: "
+		    "%s", strerror(errno));
+	}
+	return fd;
+}
+
+static int
+send_bounce(struct runner *r, struct item *it, struct err *e)
+{
+	const struct config *cfg = r->cfg;
+	struct strbuf sb;
+	int rc = 0, fd;
+	char reason[512];
+
+	sb_init(&sb);
+	bounce_build(it->id, &it->env, &it->st, it->fd, r->now, &sb);
+	switch (cfg->bounce) {
+	case BOUNCE_NONE:
+		break;
+	case BOUNCE_MAILDIR:
+		rc = maildir_deliver(cfg->bounce_dir, sb.s, sb.len, -1, 0, 0, e);
+		break;
+	case BOUNCE_MDA:
+		if (cfg->mda.n == 0) {
+			rc = maildir_deliver(cfg->bounce_dir, sb.s, sb.len, -1,
+			    0, 0, e);
+			break;
+		}
+		if ((fd = memfd_with(&sb, e)) < 0) {
+			rc = -1;
+			break;
+		}
+		if (local_mda(&cfg->mda, getenv("USER") ? getenv("USER") :
+		    "postmaster", "", fd, 0, reason, sizeof(reason)) !=
+		    SMTP_OK)
+			rc = err_set(e, ERR_TEMPFAIL, "failure notice: %s",
+			    reason);
+		close(fd);
+		break;
+	case BOUNCE_SENDER: {
+		struct spool_opts so;
+		struct spool_result res;
+		struct input *in;
+
+		if ((fd = memfd_with(&sb, e)) < 0) {
+			rc = -1;
+			break;
+		}
+		in = xmalloc(sizeof(*in));
+		spool_opts_init(&so);
+		so.sender = "";
+		sv_push(&so.rcpts, it->env.sender);
+		input_init(in, fd, INPUT_RAW);
+		rc = spool_message(cfg, &r->q, in, &so, &res, e);
+		if (rc == 0) {
+			log_msg(r->log, LOG_INFO, "%s: failure notice queued "
+			    "as %s", it->id, res.id);
+			spool_result_free(&res);
+		}
+		spool_opts_free(&so);
+		free(in);
+		close(fd);
+		break;
+	}
+	}
+	sb_free(&sb);
+	return rc;
+}
+
+static bool
+any_failed(const struct item *it)
+{
+	for (size_t i = 0; i < it->st.n; i++)
+		if (it->st.r[i].state == RCPT_FAILED)
+			return true;
+	return false;
+}
+
+/* Every recipient is final: notice (once, never for a bounce), remove. */
+static int
+finish(struct runner *r, struct item *it, struct err *e)
+{
+	if (any_failed(it) && !it->st.bounced) {
+		if (it->env.sender[0] != '\0') {
+			if (send_bounce(r, it, e) < 0) {
+				log_msg(r->log, LOG_ERR, "%s: cannot write the "
+				    "failure notice: %s", it->id, e->msg);
+				return -1;	/* keep it; try next run */
+			}
+			if (r->cfg->bounce != BOUNCE_NONE)
+				log_msg(r->log, LOG_INFO, "%s: failure notice "
+				    "sent to <%s>", it->id, it->env.sender);
+		}
+		if (journal(r, it, e, "bounced") < 0)
+			return -1;
+	}
+	if (queue_remove(&r->q, it->id, e) < 0)
+		return -1;
+	log_msg(r->log, LOG_INFO, "%s: removed from the queue", it->id);
+	return 0;
+}
+
+/* --- picking messages -------------------------------------------------- */
+
+static bool
+wanted(const struct runner *r, const char *id)
+{
+	return r->o->ids.n == 0 || sv_contains(&r->o->ids, id);
+}
+
+/* Fail what is left of a message past its lifetime. */
+static int
+expire(struct runner *r, struct item *it, struct err *e)
+{
+	long days = (r->now - it->env.queued) / 86400;
+
+	for (size_t i = 0; i < it->st.n; i++) {
+		char reply[600];
+
+		if (!pending(it, i))
+			continue;
+		snprintf(reply, sizeof(reply), "not delivered in %ld day%s "
+		    "(lifetime); last reply: %s", days, days == 1 ? "" : "s",
+		    it->st.r[i].reply && *it->st.r[i].reply ?
+		    it->st.r[i].reply : "none");
+		if (record(r, it, i, SMTP_FAIL, reply, "lifetime", e) < 0)
+			return -1;
+	}
+	return refold(r, it, e);
+}
+
+/* Lock and load the messages this run works on. */
+static int
+pick(struct runner *r, struct err *e)
+{
+	struct strvec ids;
+	bool explicit = r->o->now || r->o->ids.n > 0;
+
+	sv_init(&ids);
+	if (queue_list(&r->q, &ids, e) < 0)
+		return -1;
+	r->items = xcalloc(ids.n ? ids.n : 1, sizeof(*r->items));
+	for (size_t k = 0; k < ids.n; k++) {
+		struct item *it = &r->items[r->nitems];
+		struct err le;
+		int got;
+
+		if (!wanted(r, ids.v[k]))
+			continue;
+		memset(it, 0, sizeof(*it));
+		it->fd = -1;
+		got = queue_lock(&r->q, ids.v[k], &it->fd, &le);
+		if (got <= 0)
+			continue;	/* busy in another run, or gone */
+		it->id = xstrdup(ids.v[k]);
+		if (queue_read_envelope(&r->q, it->id, &it->env, &le) < 0 ||
+		    queue_state_read(&r->q, it->id, &it->env, &it->st,
+		    &le) < 0) {
+			log_msg(r->log, LOG_ERR, "%s: skipped: %s", it->id,
+			    le.msg);
+			item_free(it);
+			continue;
+		}
+		it->ident = config_resolve_identity(r->cfg, it->env.identity,
+		    it->env.sender);
+		if (!all_final(it) && r->now - it->env.queued >=
+		    r->cfg->lifetime && expire(r, it, &le) < 0) {
+			item_free(it);
+			continue;
+		}
+		if (all_final(it)) {
+			if (finish(r, it, &le) < 0)
+				log_msg(r->log, LOG_ERR, "%s: %s", it->id,
+				    le.msg);
+			item_free(it);
+			continue;
+		}
+		if (!explicit && it->st.next_try > r->now) {
+			item_free(it);
+			continue;	/* not due yet */
+		}
+		r->nitems++;
+	}
+	sv_free(&ids);
+	return 0;
+}
+
+/* --- delivering ------------------------------------------------------ */
+
+static int
+deliver_local(struct runner *r, struct item *it, struct err *e)
+{
+	const struct config *cfg = r->cfg;
+
+	for (size_t i = 0; i < it->st.n; i++) {
+		const char *rcpt = it->env.rcpts.v[i];
+		enum smtp_outcome out;
+		char reason[512];
+		char *dir;
+
+		if (!pending(it, i) || !is_local(rcpt))
+			continue;
+		if (mark_attempt(r, it, e) < 0)
+			return -1;
+		if (cfg->mda.n > 0)
+			out = local_mda(&cfg->mda, rcpt, it->env.sender, it->fd,
+			    (off_t)it->env.offset, reason, sizeof(reason));
+		else {
+			dir = util_expand_tilde("~/Maildir");
+			out = local_maildir(dir, rcpt, it->env.sender, it->fd,
+			    (off_t)it->env.offset, (off_t)it->env.size,
+			    reason, sizeof(reason));
+			free(dir);
+		}
+		if (record(r, it, i, out, reason, "local", e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+struct group {
+	struct runner	*r;
+	struct item	**items;	/* parallel to run.msgs */
+	struct smtp_run	 run;
+	struct err	*e;
+	int		 failed_writes;
+};
+
+static void
+record_message(struct group *g, size_t k, const char *fallback)
+{
+	struct smtp_msg *m = &g->run.msgs[k];
+	struct item *it = g->items[k];
+
+	for (size_t j = 0; j < m->nrcpt; j++) {
+		enum smtp_outcome out = smtp_classify(m->complete[j],
+		    m->code[j], m->msg_code);
+		const char *reply = m->code[j] >= 300 ? m->reply[j] :
+		    m->msg_reply ? m->msg_reply : m->reply[j];
+
+		if (out == SMTP_DEFER && fallback != NULL && fallback[0] &&
+		    (reply == NULL || (m->code[j] < 300 && m->msg_code == 0)))
+			reply = fallback;
+		if (record(g->r, it, m->rcpt[j], out, reply,
+		    g->run.id->name, g->e) < 0)
+			g->failed_writes++;
+	}
+	g->r->done++;
+	if (g->r->progress)
+		fprintf(stderr, "\rdeliver: %zu/%zu messages", g->r->done,
+		    g->r->total);
+}
+
+static void
+on_done(struct smtp_msg *m, void *arg)
+{
+	struct group *g = arg;
+
+	record_message(g, (size_t)(m - g->run.msgs), NULL);
+	crash_step(&g->r->crash, "outcome recorded");
+}
+
+static int
+deliver_identity(struct runner *r, const struct identity *id, struct err *e)
+{
+	struct group g;
+	char *password = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	memset(&g, 0, sizeof(g));
+	g.r = r;
+	g.e = e;
+	g.items = xcalloc(r->nitems, sizeof(*g.items));
+	g.run.msgs = xcalloc(r->nitems, sizeof(*g.run.msgs));
+	for (size_t k = 0; k < r->nitems; k++) {
+		struct item *it = &r->items[k];
+		struct smtp_msg *m = &g.run.msgs[n];
+
+		if (it->ident != id)
+			continue;
+		smtp_msg_init(m, it->id, &it->env, it->fd);
+		for (size_t i = 0; i < it->st.n; i++)
+			if (pending(it, i) && !is_local(it->env.rcpts.v[i]))
+				m->rcpt[m->nrcpt++] = i;
+		if (m->nrcpt == 0) {
+			smtp_msg_free(m);
+			continue;
+		}
+		if (mark_attempt(r, it, e) < 0) {
+			smtp_msg_free(m);
+			rc = -1;
+			goto out;
+		}
+		g.items[n++] = it;
+	}
+	if (n == 0)
+		goto out;
+	if (id->user != NULL) {
+		struct err pe;
+
+		password = smtp_password(id, &pe);
+		if (password == NULL) {
+			snprintf(g.run.reason, sizeof(g.run.reason), "%s",
+			    pe.msg);
+			for (size_t k = 0; k < n; k++)
+				record_message(&g, k, g.run.reason);
+			goto out;
+		}
+	}
+	g.run.cfg = r->cfg;
+	g.run.id = id;
+	g.run.log = r->log;
+	g.run.password = password;
+	g.run.msgs = g.run.msgs;
+	g.run.nmsgs = n;
+	g.run.verbose = r->o->verbose;
+	g.run.done = on_done;
+	g.run.done_arg = &g;
+	crash_step(&r->crash, "session starting");
+	if (smtp_send(&g.run, e) < 0) {
+		log_msg(r->log, LOG_WARNING, "identity %s: %s", id->name,
+		    g.run.reason);
+		if (!g.run.auth_failed && strstr(g.run.reason, "cannot ") ==
+		    g.run.reason) {
+			r->unreachable++;
+			snprintf(r->unreachable_why,
+			    sizeof(r->unreachable_why), "%s", g.run.reason);
+		}
+	}
+	for (size_t k = 0; k < n; k++)
+		if (!g.run.msgs[k].reported)
+			record_message(&g, k, g.run.reason);
+	if (g.failed_writes > 0)
+		rc = -1;
+out:
+	if (password != NULL) {
+		explicit_bzero(password, strlen(password));
+		free(password);
+	}
+	for (size_t k = 0; k < n; k++)
+		smtp_msg_free(&g.run.msgs[k]);
+	free(g.run.msgs);
+	free(g.items);
+	return rc;
+}
+
+/* After the attempts: finish what is final, schedule the rest. */
+static int
+settle(struct runner *r, struct item *it, struct err *e)
+{
+	if (!it->attempted)
+		return 0;
+	if (refold(r, it, e) < 0)
+		return -1;
+	if (all_final(it))
+		return finish(r, it, e);
+	return journal(r, it, e, "next %lld", (long long)deliver_next_try(
+	    r->cfg, it->st.attempts, r->now));
+}
+
+/* Hold queue/batch.lock for batch-delay so a burst goes out together. */
+static int
+batch_wait(struct runner *r)
+{
+	char *path = xasprintf("%s/batch.lock", r->q.dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	free(path);
+	if (fd < 0)
+		return 0;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return 1;	/* another one is waiting: it will take ours */
+	}
+	if (r->cfg->batch_delay > 0)
+		sleep((unsigned int)r->cfg->batch_delay);
+	close(fd);		/* release before listing the queue */
+	return 0;
+}
+
+int
+deliver_run(const struct config *cfg, const struct deliver_opts *o,
+    struct log *log, struct err *e)
+{
+	struct runner r;
+	int removed, rc = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.cfg = cfg;
+	r.o = o;
+	r.log = log;
+	crash_init(&r.crash);
+	if (access(cfg->queue, F_OK) != 0)
+		return 0;	/* nothing was ever queued */
+	if (queue_open(&r.q, cfg->queue, false, e) < 0)
+		return -1;
+	r.q.crash = &r.crash;
+	if (o->batch && batch_wait(&r) == 1) {
+		queue_close(&r.q);
+		return 0;
+	}
+	r.now = time(NULL);
+	if (queue_clean_tmp(&r.q, r.now, QUEUE_TMP_MAX_AGE, &removed, e) == 0 &&
+	    removed > 0)
+		log_msg(log, LOG_NOTICE, "removed %d stale file%s from %s",
+		    removed, removed == 1 ? "" : "s", r.q.tmp);
+	queue_clean_orphans(&r.q, &removed, e);
+	if (pick(&r, e) < 0) {
+		queue_close(&r.q);
+		return -1;
+	}
+	r.total = r.nitems;
+	r.progress = isatty(STDERR_FILENO) && r.nitems >= 20;
+	for (size_t k = 0; k < r.nitems && rc == 0; k++)
+		rc = deliver_local(&r, &r.items[k], e);
+	for (size_t i = 0; i < cfg->nids && rc == 0; i++)
+		rc = deliver_identity(&r, &cfg->ids[i], e);
+	for (size_t k = 0; k < r.nitems; k++) {
+		struct err le;
+
+		if (settle(&r, &r.items[k], &le) < 0) {
+			log_msg(log, LOG_ERR, "%s: %s", r.items[k].id, le.msg);
+			if (rc == 0) {
+				*e = le;
+				rc = -1;
+			}
+		}
+		item_free(&r.items[k]);
+	}
+	if (r.progress)
+		fputc('\n', stderr);
+	free(r.items);
+	queue_close(&r.q);
+	if (rc == 0 && r.unreachable > 0)
+		return err_set(e, ERR_TEMPFAIL, "%s; mail stays queued and "
+		    "goes out on a later run", r.unreachable_why);
+	return rc;
+}

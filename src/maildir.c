@@ -1,0 +1,99 @@
+/* maildir.c - durable delivery into a Maildir. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "maildir.h"
+#include "util.h"
+
+static int
+make_dirs(const char *dir, struct err *e)
+{
+	static const char *sub[] = { "tmp", "new", "cur" };
+
+	for (size_t i = 0; i < 3; i++) {
+		char *p = xasprintf("%s/%s", dir, sub[i]);
+		int rc = util_mkdir_p(p, e);
+
+		free(p);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+copy_range(int in, off_t offset, off_t len, int out)
+{
+	char buf[65536];
+
+	while (len > 0) {
+		size_t want = len < (off_t)sizeof(buf) ? (size_t)len :
+		    sizeof(buf);
+		ssize_t r = pread(in, buf, want, offset);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		if (util_write_all(out, buf, (size_t)r) < 0)
+			return -1;
+		offset += r;
+		len -= r;
+	}
+	return 0;
+}
+
+int
+maildir_deliver(const char *dir, const char *prefix, size_t plen, int fd,
+    off_t offset, off_t len, struct err *e)
+{
+	struct timeval tv;
+	unsigned int rnd = 0;
+	char *name, *tmp, *dst, *newdir;
+	int out, rc = -1;
+
+	if (make_dirs(dir, e) < 0)
+		return -1;
+	gettimeofday(&tv, NULL);
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (unsigned int)tv.tv_usec;
+	name = xasprintf("%lld.M%06ldP%ldR%08x.%s", (long long)tv.tv_sec,
+	    (long)tv.tv_usec, (long)getpid(), rnd, util_hostname());
+	tmp = xasprintf("%s/tmp/%s", dir, name);
+	dst = xasprintf("%s/new/%s", dir, name);
+	newdir = xasprintf("%s/new", dir);
+	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0) {
+		err_set(e, err_from_errno(errno), "cannot create %s: %s", tmp,
+		    strerror(errno));
+		goto done;
+	}
+	if ((prefix != NULL && util_write_all(out, prefix, plen) < 0) ||
+	    (fd >= 0 && copy_range(fd, offset, len, out) < 0) ||
+	    fsync(out) < 0) {
+		err_set(e, err_from_errno(errno), "cannot write %s: %s", tmp,
+		    strerror(errno));
+		close(out);
+		unlink(tmp);
+		goto done;
+	}
+	if (close(out) < 0 || rename(tmp, dst) < 0) {
+		err_set(e, err_from_errno(errno), "cannot deliver into %s: %s",
+		    newdir, strerror(errno));
+		unlink(tmp);
+		goto done;
+	}
+	rc = util_fsync_dir(newdir, e);
+done:
+	free(name);
+	free(tmp);
+	free(dst);
+	free(newdir);
+	return rc;
+}

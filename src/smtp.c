@@ -1,0 +1,604 @@
+/*
+ * smtp.c - one libESMTP session per identity per run.
+ *
+ * libESMTP's sharp edges (see the README): it needs CRLF lines, our own
+ * SSL_CTX, our own certificate checks in its event callback, and it falls
+ * through to an unauthenticated MAIL after a 535: the monitor callback
+ * watches the dialogue and cuts the bridge before that can happen.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+#include <auth-client.h>
+#include <libesmtp.h>
+
+#include "bridge.h"
+#include "smtp.h"
+#include "tls.h"
+
+#define CHUNK 32768
+
+struct session_ctx {
+	struct smtp_run		*run;
+	struct tls_policy	*tls;
+	struct bridge		*bridge;
+	bool			 in_auth;
+	bool			 authenticated;
+	bool			 want_auth;
+	char			 last_reply[512];
+};
+
+void
+smtp_msg_init(struct smtp_msg *m, const char *id, const struct envelope *env,
+    int fd)
+{
+	memset(m, 0, sizeof(*m));
+	m->id = id;
+	m->env = env;
+	m->fd = fd;
+	m->rcpt = xcalloc(env->rcpts.n, sizeof(*m->rcpt));
+	m->code = xcalloc(env->rcpts.n, sizeof(*m->code));
+	m->reply = xcalloc(env->rcpts.n, sizeof(*m->reply));
+	m->complete = xcalloc(env->rcpts.n, sizeof(*m->complete));
+}
+
+void
+smtp_msg_free(struct smtp_msg *m)
+{
+	for (size_t i = 0; i < m->nrcpt; i++)
+		free(m->reply[i]);
+	free(m->rcpt);
+	free(m->code);
+	free(m->reply);
+	free(m->complete);
+	free(m->msg_reply);
+	memset(m, 0, sizeof(*m));
+}
+
+size_t
+smtp_crlf(const char *in, size_t n, char *out, bool *last_cr)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (in[i] == '\n' && !*last_cr)
+			out[o++] = '\r';
+		out[o++] = in[i];
+		*last_cr = in[i] == '\r';
+	}
+	return o;
+}
+
+/* libESMTP asks for the message: CRLF-normalized chunks from the file. */
+static const char *
+message_cb(void **ctx, int *len, void *arg)
+{
+	struct smtp_msg *m = arg;
+	struct { char in[CHUNK]; char out[2 * CHUNK]; } *buf = *ctx;
+	ssize_t r;
+
+	if (buf == NULL)
+		*ctx = buf = xmalloc(sizeof(*buf));	/* libESMTP frees it */
+	if (len == NULL) {
+		m->pos = (off_t)m->env->offset;
+		m->last_cr = false;
+		return NULL;
+	}
+	do
+		r = pread(m->fd, buf->in, CHUNK, m->pos);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0) {
+		*len = 0;
+		return NULL;
+	}
+	m->pos += r;
+	*len = (int)smtp_crlf(buf->in, (size_t)r, buf->out, &m->last_cr);
+	return buf->out;
+}
+
+static void
+copy_reply(char *dst, size_t len, const char *buf, int n)
+{
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= len)
+		n = (int)len - 1;
+	memcpy(dst, buf, (size_t)n);
+	dst[n] = '\0';
+	while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == '\r'))
+		dst[--n] = '\0';
+	util_sanitize(dst);
+}
+
+static void
+trace(struct session_ctx *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+trace(struct session_ctx *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!s->run->verbose)
+		return;
+	va_start(ap, fmt);
+	fputs("deliver: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/*
+ * Watch the dialogue: log it with -v (AUTH payloads redacted), and stop
+ * the session the moment AUTH fails or MAIL would go out without the
+ * AUTH we were asked to do.
+ */
+static void
+monitor_line(struct session_ctx *s, const char *line, int writing)
+{
+	if (writing) {
+		if (strncasecmp(line, "AUTH ", 5) == 0) {
+			s->in_auth = true;
+			trace(s, "> AUTH (redacted)");
+			return;
+		}
+		if (s->in_auth) {
+			trace(s, "> (redacted)");
+			return;
+		}
+		if (strncasecmp(line, "MAIL FROM:", 10) == 0 && s->want_auth &&
+		    !s->authenticated) {
+			snprintf(s->run->reason, sizeof(s->run->reason),
+			    "identity '%s': the server offered no AUTH "
+			    "mechanism postie can use for user '%s'",
+			    s->run->id->name, s->run->id->user);
+			s->run->auth_failed = true;
+			bridge_cut(s->bridge);
+			return;
+		}
+		trace(s, "> %s", line);
+		return;
+	}
+	trace(s, "< %s", line);
+	snprintf(s->last_reply, sizeof(s->last_reply), "%s", line);
+	if (s->in_auth && line[0] != '3' && line[0] != '\0' &&
+	    line[3] != '-') {
+		s->in_auth = false;
+		if (line[0] == '2') {
+			s->authenticated = true;
+		} else {
+			snprintf(s->run->reason, sizeof(s->run->reason),
+			    "identity '%s': authentication failed for user "
+			    "'%s': %.300s", s->run->id->name, s->run->id->user,
+			    line);
+			s->run->auth_failed = true;
+			bridge_cut(s->bridge);
+		}
+	}
+}
+
+/*
+ * Watch the dialogue: show it with -v (AUTH payloads redacted), and stop
+ * the session the moment AUTH fails or MAIL would go out without the
+ * AUTH we were asked to do. A buffer may hold several lines.
+ */
+static void
+monitor_cb(const char *buf, int n, int writing, void *arg)
+{
+	struct session_ctx *s = arg;
+	const char *p = buf, *end = buf + (n > 0 ? n : 0);
+
+	if (writing == SMTP_CB_HEADERS)
+		return;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		char line[512];
+
+		copy_reply(line, sizeof(line), p, (int)len);
+		monitor_line(s, line, writing);
+		p += len;
+	}
+}
+
+static void collect_msg(smtp_message_t msg, void *arg);
+
+static void
+event_cb(smtp_session_t session, int event, void *arg, ...)
+{
+	struct session_ctx *s = arg;
+	va_list ap;
+	int *ok;
+
+	(void)session;
+	va_start(ap, arg);
+	switch (event) {
+	case SMTP_EV_INVALID_PEER_CERTIFICATE: {
+		long result = va_arg(ap, long);
+		SSL *ssl;
+
+		ok = va_arg(ap, int *);
+		ssl = va_arg(ap, SSL *);
+		(void)result;
+		*ok = tls_peer_ok(s->tls, ssl);
+		break;
+	}
+	case SMTP_EV_WRONG_PEER_CERTIFICATE: {
+		char *name;
+		SSL *ssl;
+
+		/* libESMTP compared against 127.0.0.1 (the bridge): we
+		 * checked the configured host ourselves */
+		ok = va_arg(ap, int *);
+		name = va_arg(ap, char *);
+		ssl = va_arg(ap, SSL *);
+		(void)name;
+		*ok = tls_peer_ok(s->tls, ssl);
+		break;
+	}
+	case SMTP_EV_NO_PEER_CERTIFICATE:
+		ok = va_arg(ap, int *);
+		*ok = 0;
+		snprintf(s->tls->reason, sizeof(s->tls->reason),
+		    "the server sent no certificate");
+		break;
+	case SMTP_EV_WEAK_CIPHER:
+		(void)va_arg(ap, int);
+		ok = va_arg(ap, int *);
+		*ok = 0;
+		snprintf(s->tls->reason, sizeof(s->tls->reason),
+		    "the server chose a weak cipher");
+		break;
+	case SMTP_EV_EXTNA_STARTTLS:
+		snprintf(s->run->reason, sizeof(s->run->reason), "%s does not "
+		    "offer STARTTLS and identity '%s' requires it (tls "
+		    "starttls)", s->run->id->host, s->run->id->name);
+		break;
+	case SMTP_EV_MESSAGESENT: {
+		smtp_message_t msg = va_arg(ap, smtp_message_t);
+
+		struct smtp_msg *m = smtp_message_get_application_data(msg);
+
+		collect_msg(msg, NULL);
+		m->reported = true;
+		if (s->run->done != NULL)
+			s->run->done(m, s->run->done_arg);
+		break;
+	}
+	case SMTP_EV_EXTNA_8BITMIME:
+		snprintf(s->run->reason, sizeof(s->run->reason), "%s does not "
+		    "offer 8BITMIME for an 8-bit message",
+		    s->run->id->host);
+		break;
+	default:
+		break;
+	}
+	va_end(ap);
+}
+
+static int
+interact_cb(auth_client_request_t req, char **result, int fields, void *arg)
+{
+	struct session_ctx *s = arg;
+
+	for (int i = 0; i < fields; i++) {
+		if (req[i].flags & AUTH_USER)
+			result[i] = (char *)s->run->id->user;
+		else if (req[i].flags & AUTH_PASS)
+			result[i] = (char *)s->run->password;
+		else
+			return 0;
+		if (result[i] == NULL || (req[i].size > 0 &&
+		    strlen(result[i]) > req[i].size))
+			return 0;
+	}
+	return 1;
+}
+
+static enum notify_flags
+notify_flags(const char *v)
+{
+	int f = 0;
+
+	if (v == NULL)
+		return Notify_NOTSET;
+	if (strcasecmp(v, "never") == 0)
+		return Notify_NEVER;
+	if (strcasestr(v, "success"))
+		f |= Notify_SUCCESS;
+	if (strcasestr(v, "failure"))
+		f |= Notify_FAILURE;
+	if (strcasestr(v, "delay"))
+		f |= Notify_DELAY;
+	return (enum notify_flags)f;
+}
+
+static void
+add_message(smtp_session_t session, struct smtp_msg *m)
+{
+	smtp_message_t msg = smtp_add_message(session);
+	const struct envelope *env = m->env;
+
+	smtp_set_reverse_path(msg, env->sender);
+	smtp_set_messagecb(msg, message_cb, m);
+	smtp_message_set_application_data_release(msg, m, NULL);
+	smtp_size_set_estimate(msg, (unsigned long)(env->size +
+	    env->size / 40));
+	if (env->body != NULL)
+		smtp_8bitmime_set_body(msg, strcmp(env->body, "8bitmime") == 0
+		    ? E8bitmime_8BITMIME : E8bitmime_7BIT);
+	if (env->ret != NULL)
+		smtp_dsn_set_ret(msg, strcmp(env->ret, "full") == 0 ?
+		    Ret_FULL : Ret_HDRS);
+	if (env->envid != NULL)
+		smtp_dsn_set_envid(msg, env->envid);
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		smtp_recipient_t r = smtp_add_recipient(msg,
+		    env->rcpts.v[m->rcpt[i]]);
+
+		smtp_recipient_set_application_data_release(r,
+		    (void *)(uintptr_t)i, NULL);
+		if (env->notify != NULL)
+			smtp_dsn_set_notify(r, notify_flags(env->notify));
+	}
+}
+
+static void
+collect_rcpt(smtp_recipient_t r, const char *mailbox, void *arg)
+{
+	struct smtp_msg *m = arg;
+	size_t i = (size_t)(uintptr_t)smtp_recipient_get_application_data(r);
+	const smtp_status_t *st = smtp_recipient_status(r);
+
+	(void)mailbox;
+	if (i >= m->nrcpt)
+		return;
+	m->complete[i] = smtp_recipient_check_complete(r) != 0;
+	m->code[i] = st ? st->code : 0;
+	free(m->reply[i]);
+	m->reply[i] = NULL;
+	if (st != NULL && st->code != 0 && st->text != NULL) {
+		char buf[512];
+
+		copy_reply(buf, sizeof(buf), st->text, (int)strlen(st->text));
+		m->reply[i] = xasprintf("%d %s", st->code, buf);
+	}
+}
+
+static void
+collect_msg(smtp_message_t msg, void *arg)
+{
+	struct smtp_msg *m = smtp_message_get_application_data(msg);
+	const smtp_status_t *st = smtp_message_transfer_status(msg);
+
+	(void)arg;
+	m->msg_code = st ? st->code : 0;
+	free(m->msg_reply);
+	m->msg_reply = NULL;
+	if (st != NULL && st->code != 0 && st->text != NULL) {
+		char buf[512];
+
+		copy_reply(buf, sizeof(buf), st->text, (int)strlen(st->text));
+		m->msg_reply = xasprintf("%d %s", st->code, buf);
+	}
+	smtp_enumerate_recipients(msg, collect_rcpt, m);
+}
+
+/* Open the upstream (TCP, then TLS for "tls") and the bridge. */
+static int
+open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
+    struct err *e)
+{
+	const struct identity *id = run->id;
+	SSL *ssl = NULL;
+	int fd;
+
+	if (bridge_connect(id->host, id->port, id->connect_timeout, &fd, e) < 0)
+		return -1;
+	if (id->tls == TLS_IMPLICIT && bridge_tls(tls, fd, id->timeout, &ssl,
+	    e) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (bridge_start(b, fd, ssl, id->timeout, e) < 0) {
+		if (ssl != NULL)
+			SSL_free(ssl);
+		close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+describe_failure(struct smtp_run *run, struct session_ctx *s,
+    struct bridge *b)
+{
+	char buf[256];
+	int err = smtp_errno();
+
+	if (run->reason[0] != '\0')
+		return;
+	if (s->tls->reason[0] != '\0') {
+		snprintf(run->reason, sizeof(run->reason), "TLS with %s: %s",
+		    run->id->host, s->tls->reason);
+		return;
+	}
+	if (b->error[0] != '\0') {
+		snprintf(run->reason, sizeof(run->reason), "%s: %s",
+		    run->id->host, b->error);
+		return;
+	}
+	smtp_strerror(err, buf, sizeof(buf));
+	if (s->last_reply[0] != '\0' && (s->last_reply[0] == '4' ||
+	    s->last_reply[0] == '5'))
+		snprintf(run->reason, sizeof(run->reason), "%s said: %.400s",
+		    run->id->host, s->last_reply);
+	else
+		snprintf(run->reason, sizeof(run->reason), "%s: %s",
+		    run->id->host, err == SMTP_ERR_DROPPED_CONNECTION ?
+		    "the connection was dropped" : buf);
+}
+
+int
+smtp_send(struct smtp_run *run, struct err *e)
+{
+	const struct identity *id = run->id;
+	struct tls_policy tls;
+	struct bridge b;
+	struct session_ctx s;
+	smtp_session_t session;
+	auth_context_t auth = NULL;
+	char server[64];
+	int started, rc = 0;
+
+	run->reason[0] = '\0';
+	if (tls_policy_init(&tls, id, e) < 0) {
+		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
+		return -1;
+	}
+	if (open_upstream(run, &tls, &b, e) < 0) {
+		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
+		tls_policy_free(&tls);
+		return -1;
+	}
+	memset(&s, 0, sizeof(s));
+	s.run = run;
+	s.tls = &tls;
+	s.bridge = &b;
+	s.want_auth = run->password != NULL;
+
+	session = smtp_create_session();
+	snprintf(server, sizeof(server), "127.0.0.1:%d", b.port);
+	smtp_set_server(session, server);
+	smtp_set_hostname(session, id->helo ? id->helo : util_hostname());
+	smtp_set_eventcb(session, event_cb, &s);
+	smtp_set_monitorcb(session, monitor_cb, &s, 0);
+	smtp_set_timeout(session, Timeout_GREETING,
+	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
+	smtp_set_timeout(session, Timeout_ENVELOPE,
+	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
+	smtp_set_timeout(session, Timeout_DATA,
+	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
+	smtp_set_timeout(session, Timeout_TRANSFER,
+	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
+	smtp_set_timeout(session, Timeout_DATA2,
+	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
+	smtp_starttls_set_ctx(session, tls.ctx);
+	smtp_starttls_enable(session, id->tls == TLS_STARTTLS ?
+	    Starttls_REQUIRED : Starttls_DISABLED);
+	if (s.want_auth) {
+		auth = auth_create_context();
+		auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
+		auth_set_interact_cb(auth, interact_cb, &s);
+		smtp_auth_set_context(session, auth);
+	}
+	for (size_t i = 0; i < run->nmsgs; i++)
+		add_message(session, &run->msgs[i]);
+
+	started = smtp_start_session(session);
+	smtp_enumerate_messages(session, collect_msg, NULL);
+	bridge_cut(&b);
+	bridge_finish(&b);
+	if (!started || run->auth_failed || tls.reason[0] != '\0' ||
+	    run->reason[0] != '\0') {
+		describe_failure(run, &s, &b);
+		rc = -1;
+	} else {
+		/* the session ran; if it broke midway, say why */
+		for (size_t i = 0; i < run->nmsgs && rc == 0; i++)
+			for (size_t j = 0; j < run->msgs[i].nrcpt; j++)
+				if (!run->msgs[i].complete[j]) {
+					describe_failure(run, &s, &b);
+					break;
+				}
+	}
+	smtp_destroy_session(session);
+	if (auth != NULL)
+		auth_destroy_context(auth);
+	tls_policy_free(&tls);
+	return rc;
+}
+
+char *
+smtp_password(const struct identity *id, struct err *e)
+{
+	int p[2], status;
+	pid_t pid;
+	char buf[1024];
+	size_t n = 0;
+	ssize_t r;
+
+	if (id->password != NULL)
+		return xstrdup(id->password);
+	if (id->password_command.n == 0)
+		return NULL;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		err_set(e, ERR_OSERR, "pipe: %s", strerror(errno));
+		return NULL;
+	}
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		err_set(e, ERR_OSERR, "fork: %s", strerror(errno));
+		return NULL;
+	}
+	if (pid == 0) {
+		dup2(p[1], STDOUT_FILENO);
+		execv(id->password_command.v[0], id->password_command.v);
+		_exit(127);
+	}
+	close(p[1]);
+	while (n < sizeof(buf) - 1 && (r = read(p[0], buf + n,
+	    sizeof(buf) - 1 - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		n += (size_t)r;
+	}
+	close(p[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || buf[0] == '\0') {
+		explicit_bzero(buf, sizeof(buf));
+		err_set(e, ERR_TEMPFAIL, "identity '%s': password-command %s "
+		    "failed (%s)", id->name, id->password_command.v[0],
+		    !WIFEXITED(status) ? "killed" : WEXITSTATUS(status) == 127 ?
+		    "cannot run it" : WEXITSTATUS(status) ? "non-zero exit" :
+		    "empty output");
+		return NULL;
+	}
+	{
+		char *pw = xstrdup(buf);
+
+		explicit_bzero(buf, sizeof(buf));
+		return pw;
+	}
+}
+
+enum smtp_outcome
+smtp_classify(bool complete, int rcpt_code, int msg_code)
+{
+	if (rcpt_code >= 500 && rcpt_code < 600)
+		return SMTP_FAIL;
+	if (!complete || rcpt_code < 200 || rcpt_code >= 300)
+		return SMTP_DEFER;
+	if (msg_code >= 200 && msg_code < 300)
+		return SMTP_OK;
+	if (msg_code >= 500 && msg_code < 600)
+		return SMTP_FAIL;
+	return SMTP_DEFER;
+}

@@ -1,0 +1,179 @@
+/* tls.c - client TLS contexts with verification, pins and SNI. */
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+
+static int policy_index = -1;
+
+static struct tls_policy *
+policy_of(SSL *ssl)
+{
+	return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), policy_index);
+}
+
+void
+tls_cert_fingerprint(X509 *cert, char *buf, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	size_t pos;
+
+	snprintf(buf, len, "sha256:");
+	pos = 7;
+	if (X509_digest(cert, EVP_sha256(), md, &n) != 1)
+		return;
+	for (unsigned int i = 0; i < n && pos + 3 <= len; i++, pos += 2)
+		snprintf(buf + pos, len - pos, "%02X", md[i]);
+}
+
+/*
+ * With a pin the leaf's fingerprint decides; without one, OpenSSL's
+ * verdict (chain to a trusted CA, validity, host name) stands. The first
+ * failure is kept as the reason.
+ */
+static int
+verify_cb(int preverify_ok, X509_STORE_CTX *store)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(store,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tls_policy *p = ssl ? policy_of(ssl) : NULL;
+
+	if (p == NULL)
+		return preverify_ok;
+	if (p->pin != NULL) {
+		X509 *leaf = X509_STORE_CTX_get0_cert(store);
+		char fp[7 + 64 + 1];
+
+		tls_cert_fingerprint(leaf, fp, sizeof(fp));
+		if (strcmp(fp, p->pin) == 0)
+			return 1;
+		snprintf(p->reason, sizeof(p->reason), "the certificate's "
+		    "fingerprint %s does not match tls-fingerprint", fp);
+		return 0;
+	}
+	if (!preverify_ok && p->reason[0] == '\0') {
+		int err = X509_STORE_CTX_get_error(store);
+
+		snprintf(p->reason, sizeof(p->reason), "certificate "
+		    "verification failed at depth %d: %s%s%s",
+		    X509_STORE_CTX_get_error_depth(store),
+		    X509_verify_cert_error_string(err),
+		    err == X509_V_ERR_HOSTNAME_MISMATCH ? " for " : "",
+		    err == X509_V_ERR_HOSTNAME_MISMATCH ? p->host : "");
+	}
+	return preverify_ok;
+}
+
+/* SNI for connections whose SSL object libESMTP creates. */
+static void
+info_cb(const SSL *ssl, int where, int ret)
+{
+	struct tls_policy *p;
+
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_START))
+		return;
+	p = policy_of((SSL *)ssl);
+	if (p != NULL && SSL_get_servername((SSL *)ssl,
+	    TLSEXT_NAMETYPE_host_name) == NULL)
+		SSL_set_tlsext_host_name((SSL *)ssl, p->host);
+}
+
+int
+tls_policy_init(struct tls_policy *p, const struct identity *id,
+    struct err *e)
+{
+	X509_VERIFY_PARAM *param;
+
+	memset(p, 0, sizeof(*p));
+	if (policy_index < 0)
+		policy_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+		    NULL);
+	p->ctx = SSL_CTX_new(TLS_client_method());
+	if (p->ctx == NULL)
+		return err_set(e, ERR_SOFTWARE, "cannot create a TLS context");
+	p->host = xstrdup(id->host);
+	p->pin = id->tls_fingerprint ? xstrdup(id->tls_fingerprint) : NULL;
+	SSL_CTX_set_min_proto_version(p->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_ex_data(p->ctx, policy_index, p);
+	SSL_CTX_set_verify(p->ctx, SSL_VERIFY_PEER, verify_cb);
+	SSL_CTX_set_info_callback(p->ctx, info_cb);
+	param = SSL_CTX_get0_param(p->ctx);
+	X509_VERIFY_PARAM_set_hostflags(param,
+	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (X509_VERIFY_PARAM_set1_host(param, id->host, 0) != 1) {
+		tls_policy_free(p);
+		return err_set(e, ERR_CONFIG, "identity '%s': cannot check "
+		    "certificates for host '%s'", id->name, id->host);
+	}
+	if (id->tls_ca != NULL) {
+		if (SSL_CTX_load_verify_locations(p->ctx, id->tls_ca,
+		    NULL) != 1) {
+			tls_policy_free(p);
+			return err_set(e, ERR_CONFIG, "identity '%s': cannot "
+			    "load tls-ca %s", id->name, id->tls_ca);
+		}
+	} else
+		SSL_CTX_set_default_verify_paths(p->ctx);
+	if (id->tls_cert != NULL) {
+		const char *key = id->tls_key ? id->tls_key : id->tls_cert;
+
+		if (SSL_CTX_use_certificate_chain_file(p->ctx,
+		    id->tls_cert) != 1 || SSL_CTX_use_PrivateKey_file(p->ctx,
+		    key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(p->ctx) != 1) {
+			tls_policy_free(p);
+			ERR_clear_error();
+			return err_set(e, ERR_CONFIG, "identity '%s': cannot "
+			    "use the client certificate %s (and key %s)",
+			    id->name, id->tls_cert, key);
+		}
+	}
+	return 0;
+}
+
+void
+tls_policy_free(struct tls_policy *p)
+{
+	if (p->ctx != NULL)
+		SSL_CTX_free(p->ctx);
+	free(p->host);
+	free(p->pin);
+	memset(p, 0, sizeof(*p));
+}
+
+bool
+tls_peer_ok(struct tls_policy *p, SSL *ssl)
+{
+	X509 *cert = SSL_get1_peer_certificate(ssl);
+	bool ok;
+
+	if (cert == NULL) {
+		snprintf(p->reason, sizeof(p->reason), "the server sent no "
+		    "certificate");
+		return false;
+	}
+	if (p->pin != NULL) {
+		char fp[7 + 64 + 1];
+
+		tls_cert_fingerprint(cert, fp, sizeof(fp));
+		ok = strcmp(fp, p->pin) == 0;
+		if (!ok)
+			snprintf(p->reason, sizeof(p->reason), "the "
+			    "certificate's fingerprint %s does not match "
+			    "tls-fingerprint", fp);
+	} else {
+		long v = SSL_get_verify_result(ssl);
+
+		ok = v == X509_V_OK;
+		if (!ok && p->reason[0] == '\0')
+			snprintf(p->reason, sizeof(p->reason), "certificate "
+			    "verification failed: %s",
+			    X509_verify_cert_error_string(v));
+	}
+	X509_free(cert);
+	return ok;
+}
