@@ -25,6 +25,8 @@ struct smtp_msg {
 	int			*code;		/* 0: not attempted */
 	char			**reply;	/* sanitized, or NULL */
 	bool			*complete;	/* libESMTP finished with it */
+	int			 mail_code;	/* reply to MAIL FROM */
+	char			*mail_reply;
 	int			 msg_code;	/* after DATA; 0: not reached */
 	bool			 reported;	/* done() was called */
 	char			*msg_reply;
@@ -53,7 +55,8 @@ struct smtp_run {
 enum smtp_outcome { SMTP_OK, SMTP_DEFER, SMTP_FAIL };
 
 /* complete: libESMTP finished with it; codes 0 = no reply. */
-enum smtp_outcome smtp_classify(bool complete, int rcpt_code, int msg_code);
+enum smtp_outcome smtp_classify(bool complete, int mail_code, int rcpt_code,
+	    int msg_code);
 
 void	smtp_msg_init(struct smtp_msg *m, const char *id,
 	    const struct envelope *env, int fd);

@@ -1,7 +1,10 @@
 /* commands.c - sendmail, mailq, deliver and fetch as commands. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -20,6 +23,116 @@ not_yet(const char *what, struct err *e)
 {
 	return err_set(e, ERR_UNAVAILABLE, "%s is not part of this version "
 	    "of postie yet; queued mail stays queued and safe", what);
+}
+
+/* Run the queue through the network module. */
+static int
+run_deliver(const struct config *cfg, struct deliver_opts *o, bool verbose,
+    struct err *e)
+{
+	const struct netmod *m;
+	struct log log;
+	int rc;
+
+	if (netmod_load(&m, e) < 0)
+		return -1;
+	log_open(&log, cfg, "deliver", verbose);
+	o->verbose = verbose;
+	rc = m->deliver(cfg, o, &log, e);
+	log_close(&log);
+	return rc;
+}
+
+/* sendmail -q, mailq -q: the whole queue, now. */
+static int
+run_queue_now(const struct config *cfg, bool verbose, struct err *e)
+{
+	struct deliver_opts o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	sv_init(&o.ids);
+	o.now = true;
+	rc = run_deliver(cfg, &o, verbose, e);
+	sv_free(&o.ids);
+	return rc;
+}
+
+/* The argv of a deliver run for cfg (its -C path when it has one). */
+static void
+deliver_argv(const struct config *cfg, struct strvec *av)
+{
+	sv_push(av, "deliver");
+	if (cfg->path != NULL) {
+		sv_push(av, "-C");
+		sv_push(av, cfg->path);
+	}
+}
+
+/*
+ * Start a detached "deliver --batch": it waits batch-delay so that a
+ * burst (git send-email) goes out in one connection. Double fork, new
+ * session, no terminal, nothing inherited but the environment.
+ */
+static void
+spawn_deliver(const struct config *cfg, struct log *log)
+{
+	struct strvec av;
+	pid_t pid;
+
+	sv_init(&av);
+	deliver_argv(cfg, &av);
+	sv_push(&av, "--batch");
+	pid = fork();
+	if (pid == 0) {
+		int fd;
+
+		if (fork() != 0)
+			_exit(0);
+		setsid();
+		fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, STDIN_FILENO);
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+			if (fd > STDERR_FILENO)
+				close(fd);
+		}
+		unsetenv("POSTIE_CRASH_AT");
+		unsetenv("POSTIE_CRASH_TRACE");
+		execv("/proc/self/exe", av.v);
+		_exit(127);
+	}
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	else
+		log_msg(log, LOG_WARNING, "cannot start deliver: %s; the "
+		    "message stays queued", strerror(errno));
+	sv_free(&av);
+}
+
+/* sendmail -odi: deliver this message now, in the foreground. */
+static void
+deliver_now(const struct config *cfg, const char *id, bool verbose)
+{
+	struct strvec av;
+	pid_t pid;
+
+	sv_init(&av);
+	deliver_argv(cfg, &av);
+	if (verbose)
+		sv_push(&av, "-v");
+	sv_push(&av, id);
+	pid = fork();
+	if (pid == 0) {
+		execv("/proc/self/exe", av.v);
+		_exit(127);
+	}
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	sv_free(&av);
 }
 
 static int
@@ -48,6 +161,10 @@ sendmail_spool(const struct sendmail_args *a, const struct config *cfg,
 		    "size=%llu identity=%s", res.id, res.sender, res.nrcpts,
 		    (unsigned long long)res.size,
 		    res.identity ? res.identity->name : "none");
+		if (a->delivery == SM_DELIVER_NOW)
+			deliver_now(cfg, res.id, a->verbose);
+		else if (a->delivery == SM_DELIVER_BACKGROUND)
+			spawn_deliver(cfg, log);
 		spool_result_free(&res);
 	} else {
 		size_t len = strlen(e->msg);
@@ -89,7 +206,7 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 		rc = mailq_print(cfg, stdout, false, e);
 		break;
 	case SM_RUNQ:
-		rc = not_yet("delivery (sendmail -q)", e);
+		rc = run_queue_now(cfg, a.verbose, e);
 		break;
 	case SM_SMTP:
 	case SM_SEND:
@@ -130,30 +247,12 @@ cmd_mailq(int argc, char **argv, struct err *e)
 	if ((cfg = config_load(a.config, e)) == NULL)
 		goto out;
 	if (a.runq)
-		rc = not_yet("delivery (mailq -q)", e);
+		rc = run_queue_now(cfg, a.verbose, e);
 	else
 		rc = mailq_print(cfg, stdout, a.json, e);
 out:
 	config_free(cfg);
 	cli_command_free(&a);
-	return rc;
-}
-
-/* Run the queue through the network module. */
-static int
-run_deliver(const struct config *cfg, struct deliver_opts *o, bool verbose,
-    struct err *e)
-{
-	const struct netmod *m;
-	struct log log;
-	int rc;
-
-	if (netmod_load(&m, e) < 0)
-		return -1;
-	log_open(&log, cfg, "deliver", verbose);
-	o->verbose = verbose;
-	rc = m->deliver(cfg, o, &log, e);
-	log_close(&log);
 	return rc;
 }
 

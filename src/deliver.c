@@ -398,8 +398,9 @@ record_message(struct group *g, size_t k, const char *fallback)
 
 	for (size_t j = 0; j < m->nrcpt; j++) {
 		enum smtp_outcome out = smtp_classify(m->complete[j],
-		    m->code[j], m->msg_code);
-		const char *reply = m->code[j] >= 300 ? m->reply[j] :
+		    m->mail_code, m->code[j], m->msg_code);
+		const char *reply = m->mail_code >= 400 ? m->mail_reply :
+		    m->code[j] >= 300 ? m->reply[j] :
 		    m->msg_reply ? m->msg_reply : m->reply[j];
 
 		if (out == SMTP_DEFER && fallback != NULL && fallback[0] &&

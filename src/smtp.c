@@ -62,6 +62,7 @@ smtp_msg_free(struct smtp_msg *m)
 	free(m->reply);
 	free(m->complete);
 	free(m->msg_reply);
+	free(m->mail_reply);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -382,6 +383,17 @@ collect_msg(smtp_message_t msg, void *arg)
 	const smtp_status_t *st = smtp_message_transfer_status(msg);
 
 	(void)arg;
+	st = smtp_reverse_path_status(msg);
+	m->mail_code = st ? st->code : 0;
+	free(m->mail_reply);
+	m->mail_reply = NULL;
+	if (st != NULL && st->code != 0 && st->text != NULL) {
+		char buf[512];
+
+		copy_reply(buf, sizeof(buf), st->text, (int)strlen(st->text));
+		m->mail_reply = xasprintf("%d %s", st->code, buf);
+	}
+	st = smtp_message_transfer_status(msg);
 	m->msg_code = st ? st->code : 0;
 	free(m->msg_reply);
 	m->msg_reply = NULL;
@@ -590,8 +602,12 @@ smtp_password(const struct identity *id, struct err *e)
 }
 
 enum smtp_outcome
-smtp_classify(bool complete, int rcpt_code, int msg_code)
+smtp_classify(bool complete, int mail_code, int rcpt_code, int msg_code)
 {
+	if (mail_code >= 500 && mail_code < 600)
+		return SMTP_FAIL;
+	if (mail_code >= 400 && mail_code < 500)
+		return SMTP_DEFER;
 	if (rcpt_code >= 500 && rcpt_code < 600)
 		return SMTP_FAIL;
 	if (!complete || rcpt_code < 200 || rcpt_code >= 300)
