@@ -399,13 +399,20 @@ record_message(struct group *g, size_t k, const char *fallback)
 	for (size_t j = 0; j < m->nrcpt; j++) {
 		enum smtp_outcome out = smtp_classify(m->complete[j],
 		    m->mail_code, m->code[j], m->msg_code);
-		const char *reply = m->mail_code >= 400 ? m->mail_reply :
-		    m->code[j] >= 300 ? m->reply[j] :
-		    m->msg_reply ? m->msg_reply : m->reply[j];
+		const char *reply;
 
-		if (out == SMTP_DEFER && fallback != NULL && fallback[0] &&
-		    (reply == NULL || (m->code[j] < 300 && m->msg_code == 0)))
+		/* the most specific reply there is, else why the session
+		 * ended */
+		if (m->mail_code >= 400)
+			reply = m->mail_reply;
+		else if (m->code[j] >= 300)
+			reply = m->reply[j];
+		else if (m->msg_code != 0)
+			reply = m->msg_reply;
+		else if (fallback != NULL && fallback[0] != '\0')
 			reply = fallback;
+		else
+			reply = m->reply[j];
 		if (record(g->r, it, m->rcpt[j], out, reply,
 		    g->run.id->name, g->e) < 0)
 			g->failed_writes++;
@@ -461,6 +468,13 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 	}
 	if (n == 0)
 		goto out;
+	g.run.cfg = r->cfg;
+	g.run.id = id;
+	g.run.log = r->log;
+	g.run.nmsgs = n;
+	g.run.verbose = r->o->verbose;
+	g.run.done = on_done;
+	g.run.done_arg = &g;
 	if (id->user != NULL) {
 		struct err pe;
 
@@ -473,15 +487,7 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 			goto out;
 		}
 	}
-	g.run.cfg = r->cfg;
-	g.run.id = id;
-	g.run.log = r->log;
 	g.run.password = password;
-	g.run.msgs = g.run.msgs;
-	g.run.nmsgs = n;
-	g.run.verbose = r->o->verbose;
-	g.run.done = on_done;
-	g.run.done_arg = &g;
 	crash_step(&r->crash, "session starting");
 	if (smtp_send(&g.run, e) < 0) {
 		log_msg(r->log, LOG_WARNING, "identity %s: %s", id->name,

@@ -158,7 +158,7 @@ monitor_line(struct session_ctx *s, const char *line, int writing)
 			return;
 		}
 		if (strncasecmp(line, "MAIL FROM:", 10) == 0 && s->want_auth &&
-		    !s->authenticated) {
+		    !s->authenticated && !s->run->auth_failed) {
 			snprintf(s->run->reason, sizeof(s->run->reason),
 			    "identity '%s': the server offered no AUTH "
 			    "mechanism postie can use for user '%s'",
@@ -495,16 +495,16 @@ smtp_send(struct smtp_run *run, struct err *e)
 	smtp_set_hostname(session, id->helo ? id->helo : util_hostname());
 	smtp_set_eventcb(session, event_cb, &s);
 	smtp_set_monitorcb(session, monitor_cb, &s, 0);
-	smtp_set_timeout(session, Timeout_GREETING,
-	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
-	smtp_set_timeout(session, Timeout_ENVELOPE,
-	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
-	smtp_set_timeout(session, Timeout_DATA,
-	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
-	smtp_set_timeout(session, Timeout_TRANSFER,
-	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
-	smtp_set_timeout(session, Timeout_DATA2,
-	    id->timeout | Timeout_OVERRIDE_RFC2822_MINIMUM);
+	smtp_set_timeout(session, Timeout_GREETING |
+	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
+	smtp_set_timeout(session, Timeout_ENVELOPE |
+	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
+	smtp_set_timeout(session, Timeout_DATA |
+	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
+	smtp_set_timeout(session, Timeout_TRANSFER |
+	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
+	smtp_set_timeout(session, Timeout_DATA2 |
+	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
 	smtp_starttls_set_ctx(session, tls.ctx);
 	smtp_starttls_enable(session, id->tls == TLS_STARTTLS ?
 	    Starttls_REQUIRED : Starttls_DISABLED);
@@ -610,7 +610,11 @@ smtp_classify(bool complete, int mail_code, int rcpt_code, int msg_code)
 		return SMTP_DEFER;
 	if (rcpt_code >= 500 && rcpt_code < 600)
 		return SMTP_FAIL;
-	if (!complete || rcpt_code < 200 || rcpt_code >= 300)
+	if (rcpt_code < 200 || rcpt_code >= 300)
+		return SMTP_DEFER;
+	if (msg_code >= 500 && msg_code < 600)
+		return SMTP_FAIL;
+	if (!complete)
 		return SMTP_DEFER;
 	if (msg_code >= 200 && msg_code < 300)
 		return SMTP_OK;

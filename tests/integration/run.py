@@ -25,7 +25,11 @@ def main():
         loader.testNamePatterns = ["*%s*" % args.pattern]
     suite = loader.discover(here, pattern="test_*.py", top_level_dir=here)
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    # a test with failing subtests counts once
+    bad = {t.id() if not hasattr(t, "test_case") else t.test_case.id()
+           for t, _ in result.failures + result.errors}
+    bad |= {t.id() for t in result.unexpectedSuccesses}
+    failed = len(bad)
     skipped = len(result.skipped)
     passed = result.testsRun - failed - skipped
     print("integration: %d passed, %d failed, %d skipped" % (passed, failed, skipped))

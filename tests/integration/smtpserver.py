@@ -1,0 +1,232 @@
+"""A scripted SMTP server on loopback for the deliver tests.
+
+Real sockets, real TLS (Python's ssl with certificates the tests make),
+real SASL exchanges (PLAIN, LOGIN, CRAM-MD5), and a script that can make
+any stage answer 4xx/5xx, drop the connection or stall. Every accepted
+message is recorded with its envelope, the raw DATA bytes and whether it
+came over TLS and authenticated.
+"""
+import base64
+import hashlib
+import hmac
+import socket
+import ssl
+import threading
+import time
+
+
+class Message:
+    def __init__(self, mail_from, rcpts, data, tls, user):
+        self.mail_from = mail_from
+        self.rcpts = rcpts
+        self.data = data            # as sent, dot-stuffing removed
+        self.tls = tls
+        self.user = user
+
+
+class Server:
+    """tls: None | "starttls" | "implicit".
+    script: {stage: reply} or {stage: callable(arg) -> reply}; a reply is a
+    string ("451 4.3.0 later"), "DROP" or ("STALL", seconds). Stages:
+    greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT (arg: the address), DATA
+    (the 354), DOT (after the final dot), QUIT."""
+
+    def __init__(self, tls=None, cert=None, key=None, client_ca=None,
+                 users=None, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"),
+                 offer_starttls=True, script=None, extensions=("8BITMIME", "PIPELINING", "SIZE 100000000", "DSN")):
+        self.tls = tls
+        self.users = users or {}
+        self.mechanisms = mechanisms
+        self.offer_starttls = offer_starttls
+        self.script = dict(script or {})
+        self.extensions = list(extensions)
+        self.messages = []
+        self.commands = []          # every command line seen (AUTH redacted)
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.ctx = None
+        if tls:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(cert, key)
+            if client_ca:
+                self.ctx.load_verify_locations(client_ca)
+                self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    # --- one connection ---------------------------------------------------
+
+    def _serve(self, conn):
+        conn.settimeout(30)
+        state = {"tls": False, "user": None}
+        try:
+            if self.tls == "implicit":
+                conn = self.ctx.wrap_socket(conn, server_side=True)
+                state["tls"] = True
+            f = conn.makefile("rb")
+            self._dialogue(conn, f, state)
+        except (OSError, ssl.SSLError, ValueError, _Drop):
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _reply(self, conn, stage, default, arg=None):
+        r = self.script.get(stage, default)
+        if callable(r):
+            r = r(arg)
+        if r is None:
+            r = default
+        if r == "DROP":
+            raise _Drop()
+        if isinstance(r, tuple) and r[0] == "STALL":
+            time.sleep(r[1])
+            raise _Drop()
+        conn.sendall(r.encode() + b"\r\n")
+        return r
+
+    def _dialogue(self, conn, f, state):
+        self._reply(conn, "greeting", "220 test.example ESMTP scripted")
+        if not self.script.get("greeting", "220").startswith("2"):
+            return
+        mail_from, rcpts = None, []
+        while True:
+            line = f.readline(4096)
+            if not line:
+                return
+            text = line.decode("latin-1").rstrip("\r\n")
+            verb = text.split(" ", 1)[0].upper()
+            with self.lock:
+                self.commands.append("AUTH (redacted)" if verb == "AUTH" else text)
+            if verb in ("EHLO", "HELO"):
+                ext = list(self.extensions)
+                if self.tls == "starttls" and self.offer_starttls and not state["tls"]:
+                    ext.append("STARTTLS")
+                if self.users and (state["tls"] or self.tls is None):
+                    ext.append("AUTH " + " ".join(self.mechanisms))
+                lines = ["test.example"] + ext
+                r = self.script.get("EHLO")
+                if r:
+                    self._reply(conn, "EHLO", r)
+                    continue
+                conn.sendall("".join("250%s%s\r\n" % ("-" if i < len(lines) - 1 else " ", l)
+                                     for i, l in enumerate(lines)).encode())
+            elif verb == "STARTTLS":
+                self._reply(conn, "STARTTLS", "220 2.0.0 go ahead")
+                conn = self.ctx.wrap_socket(conn, server_side=True)
+                f = conn.makefile("rb")
+                state["tls"] = True
+            elif verb == "AUTH":
+                self._auth(conn, f, text, state)
+            elif verb == "MAIL":
+                mail_from = text[10:].strip().split(" ")[0].strip("<>")
+                rcpts = []
+                self._reply(conn, "MAIL", "250 2.1.0 ok", mail_from)
+            elif verb == "RCPT":
+                addr = text[8:].strip().split(" ")[0].strip("<>")
+                r = self._reply(conn, "RCPT", "250 2.1.5 ok", addr)
+                if r.startswith("2"):
+                    rcpts.append(addr)
+            elif verb == "DATA":
+                if not rcpts:
+                    conn.sendall(b"554 5.5.1 no valid recipients\r\n")
+                    continue
+                r = self._reply(conn, "DATA", "354 go ahead")
+                if not r.startswith("3"):
+                    continue
+                data = self._read_data(f)
+                r = self._reply(conn, "DOT", "250 2.0.0 queued as X%d" % len(self.messages), data)
+                if r.startswith("2"):
+                    with self.lock:
+                        self.messages.append(Message(mail_from, rcpts, data,
+                                                     state["tls"], state["user"]))
+            elif verb == "RSET":
+                mail_from, rcpts = None, []
+                conn.sendall(b"250 2.0.0 ok\r\n")
+            elif verb == "NOOP":
+                conn.sendall(b"250 2.0.0 ok\r\n")
+            elif verb == "QUIT":
+                self._reply(conn, "QUIT", "221 2.0.0 bye")
+                return
+            else:
+                conn.sendall(b"500 5.5.1 unknown command\r\n")
+
+    def _read_data(self, f):
+        out = []
+        while True:
+            line = f.readline(1 << 20)
+            if not line:
+                raise _Drop()
+            if line == b".\r\n":
+                return b"".join(out)
+            if self.script.get("DOT") == "DROP-BEFORE-DOT":
+                raise _Drop()
+            if line.startswith(b"."):
+                line = line[1:]
+            out.append(line)
+
+    def _auth(self, conn, f, text, state):
+        parts = text.split(" ")
+        mech = parts[1].upper() if len(parts) > 1 else ""
+
+        def ask(challenge):
+            conn.sendall(b"334 " + base64.b64encode(challenge) + b"\r\n")
+            return base64.b64decode(f.readline().strip())
+
+        user = password = None
+        if mech == "PLAIN":
+            blob = base64.b64decode(parts[2]) if len(parts) > 2 else ask(b"")
+            _, user, password = blob.split(b"\0")
+            user, password = user.decode(), password.decode()
+            ok = self.users.get(user) == password
+        elif mech == "LOGIN":
+            user = (base64.b64decode(parts[2]) if len(parts) > 2 else ask(b"Username:")).decode()
+            password = ask(b"Password:").decode()
+            ok = self.users.get(user) == password
+        elif mech == "CRAM-MD5":
+            challenge = b"<1896.697170952@test.example>"
+            user, digest = ask(challenge).decode().split(" ")
+            secret = self.users.get(user, "")
+            ok = hmac.new(secret.encode(), challenge, hashlib.md5).hexdigest() == digest
+        else:
+            conn.sendall(b"504 5.5.4 unrecognized mechanism\r\n")
+            return
+        forced = self.script.get("AUTH")
+        if forced:
+            self._reply(conn, "AUTH", forced)
+            return
+        if ok:
+            state["user"] = user
+            conn.sendall(b"235 2.7.0 authenticated\r\n")
+        else:
+            conn.sendall(b"535 5.7.8 authentication credentials invalid\r\n")
+
+
+class _Drop(Exception):
+    pass

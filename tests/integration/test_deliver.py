@@ -1,0 +1,404 @@
+"""deliver against real SMTP servers on loopback: a scripted server for
+faults, TLS and AUTH; outcomes, retries, bounces, local delivery."""
+import glob
+import json
+import os
+import time
+
+import certs
+from pt import QueueCase
+from smtpserver import Server
+
+MSG = (b"From: Alice <alice@example.org>\n"
+       b"To: Bob <bob@example.com>\n"
+       b"Subject: deliver test\n"
+       b"Date: Mon, 1 Jan 2024 00:00:00 +0000\n"
+       b"Message-ID: <deliver-test@example.org>\n\n"
+       b"line one\n.leading dot\n\nlast line\n")
+
+
+class DeliverCase(QueueCase):
+    tls = "none"
+    identity_extra = ""
+
+    def start(self, **kw):
+        self.server = Server(**kw)
+        self.addCleanup(self.server.stop)
+        self.configure()
+        return self.server
+
+    def configure(self, extra="", host="127.0.0.1", port=None):
+        self.write_config(
+            "batch-delay 1s\nretry 1m 5m\nbounce maildir %s\n" % os.path.join(self.dir, "bounces") +
+            extra +
+            "identity test\n  default\n  host %s\n  port %d\n  tls %s\n"
+            "  connect-timeout 3s\n  timeout 3s\n" % (host, port or self.server.port, self.tls) +
+            self.identity_extra)
+
+    def enqueue(self, rcpts, data=MSG, sender="alice@example.org"):
+        r = self.sendmail(["-odq", "-i", "-f", sender] + rcpts, data)
+        self.assertQueued(r)
+        return [i for i in self.msg_ids()][-1]
+
+    def deliver(self, *args, timeout=60):
+        return self.run_cmd("deliver", list(args), timeout=timeout)
+
+    def mailq(self):
+        return json.loads(self.run_cmd("mailq", ["--json"]).stdout)
+
+    def states(self, qid):
+        for m in self.mailq()["messages"]:
+            if m["id"] == qid:
+                return {r["address"]: (r["state"], r["reply"]) for r in m["recipients"]}
+        return None
+
+    def bounces(self):
+        return sorted(glob.glob(os.path.join(self.dir, "bounces", "new", "*")))
+
+
+class TestPlain(DeliverCase):
+    def test_many_messages_one_connection(self):
+        srv = self.start()
+        a = self.enqueue(["bob@example.com", "carol@example.com"])
+        b = self.enqueue(["dave@example.net"], MSG.replace(b"deliver test", b"second") + b"no final newline")
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(srv.connections, 1)
+        self.assertEqual(len(srv.messages), 2)
+        m = srv.messages[0]
+        self.assertEqual(m.mail_from, "alice@example.org")
+        self.assertEqual(m.rcpts, ["bob@example.com", "carol@example.com"])
+        # CRLF on the wire, the leading dot survived stuffing
+        self.assertEqual(m.data, MSG.replace(b"\n", b"\r\n"))
+        self.assertTrue(srv.messages[1].data.endswith(b"\r\nno final newline\r\n"))
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("%s: to=<bob@example.com> via=test status=sent reply=250 2.0.0" % a, log)
+        self.assertIn("%s: removed from the queue" % b, log)
+
+    def test_per_recipient_mix_retry_and_bounce(self):
+        def rcpt(addr):
+            return {"bad@example.com": "550 5.1.1 no such user",
+                    "later@example.com": "451 4.7.1 greylisted"}.get(addr)
+        srv = self.start(script={"RCPT": rcpt})
+        qid = self.enqueue(["ok@example.com", "bad@example.com", "later@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = self.states(qid)
+        self.assertEqual(st["ok@example.com"][0], "sent")
+        self.assertEqual(st["bad@example.com"], ("failed", "550 5.1.1 no such user"))
+        self.assertEqual(st["later@example.com"], ("deferred", "451 4.7.1 greylisted"))
+        self.assertEqual(srv.messages[0].rcpts, ["ok@example.com"])
+        m = self.mailq()["messages"][0]
+        self.assertEqual(m["attempts"], 1)
+        self.assertIsNotNone(m["next_try"])
+        self.assertEqual(self.bounces(), [])     # not final yet
+        # not due: a plain run leaves it alone
+        self.deliver()
+        self.assertEqual(self.mailq()["messages"][0]["attempts"], 1)
+        # the greylisting passes; --now ignores the retry time
+        srv.script.pop("RCPT")
+        r = self.deliver("--now")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual([m.rcpts for m in srv.messages], [["ok@example.com"], ["later@example.com"]])
+        notices = self.bounces()
+        self.assertEqual(len(notices), 1)
+        text = open(notices[0], "rb").read()
+        self.assertIn(b"Content-Type: multipart/report; report-type=delivery-status", text)
+        self.assertIn(b"Final-Recipient: rfc822; bad@example.com", text)
+        self.assertIn(b"Status: 5.1.1", text)
+        self.assertIn(b"550 5.1.1 no such user", text)
+        self.assertIn(b"Subject: deliver test", text)          # original headers
+        self.assertNotIn(b"later@example.com", text.split(b"text/rfc822-headers")[0])
+
+    def test_no_bounce_for_a_bounce(self):
+        self.start(script={"RCPT": "550 5.1.1 gone"})
+        self.enqueue(["x@example.com"], sender="")
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(self.bounces(), [])
+
+    def test_stage_failures(self):
+        cases = [
+            ({"greeting": "421 4.3.2 busy"}, "deferred", "421"),
+            ({"MAIL": "451 4.3.0 mail later"}, "deferred", "451 4.3.0 mail later"),
+            ({"MAIL": "553 5.7.1 sender rejected"}, "failed", "553 5.7.1 sender rejected"),
+            ({"DATA": "554 5.5.1 no data"}, "failed", "554"),
+            ({"DOT": "452 4.3.1 disk full"}, "deferred", "452 4.3.1 disk full"),
+            ({"DOT": "554 5.6.0 content rejected"}, "failed", "554 5.6.0 content rejected"),
+            ({"DOT": "DROP"}, "deferred", ""),
+            ({"DOT": "DROP-BEFORE-DOT"}, "deferred", ""),
+            ({"MAIL": "DROP"}, "deferred", ""),
+        ]
+        for script, state, reply in cases:
+            with self.subTest(script=script):
+                for q in self.msg_ids():
+                    os.unlink(os.path.join(self.queue, "msg", q))
+                srv = self.start(script=script)
+                qid = self.enqueue(["bob@example.com"])
+                r = self.deliver()
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(srv.messages, [])
+                if state == "failed":
+                    self.assertEqual(self.msg_ids(), [])        # bounced, removed
+                    self.assertIn(reply.encode(), open(self.bounces()[-1], "rb").read())
+                else:
+                    st = self.states(qid)["bob@example.com"]
+                    self.assertEqual(st[0], state)
+                    self.assertIn(reply, st[1] or "")
+                    self.assertTrue(st[1], "a deferral always says why")
+
+    def test_stalled_server_times_out(self):
+        srv = self.start(script={"MAIL": ("STALL", 8)})
+        qid = self.enqueue(["bob@example.com"])
+        t = time.time()
+        r = self.deliver()
+        self.assertLess(time.time() - t, 7.5)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.states(qid)["bob@example.com"][0], "deferred")
+        self.assertEqual(srv.messages, [])
+
+    def test_offline_exits_75_quickly(self):
+        self.server = Server()
+        port = self.server.port
+        self.server.stop()                   # nothing listens there now
+        self.configure(port=port)
+        qid = self.enqueue(["bob@example.com"])
+        t = time.time()
+        r = self.deliver()
+        self.assertLess(time.time() - t, 3)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"cannot connect to 127.0.0.1", r.stderr)
+        self.assertIn(b"mail stays queued", r.stderr)
+        st = self.states(qid)["bob@example.com"]
+        self.assertEqual(st[0], "deferred")
+        self.assertIn("Connection refused", st[1])
+
+    def test_local_recipient_to_maildir_and_mda(self):
+        self.start()
+        self.enqueue(["tester"])
+        self.assertEqual(self.deliver().returncode, 0)
+        got = glob.glob(os.path.join(self.dir, "Maildir", "new", "*"))
+        self.assertEqual(len(got), 1)
+        body = open(got[0], "rb").read()
+        self.assertTrue(body.startswith(b"Return-Path: <alice@example.org>\nDelivered-To: tester\n"))
+        self.assertTrue(body.endswith(MSG))
+        # through an mda, with %T and %F, no shell
+        out = os.path.join(self.dir, "mda-out")
+        script = os.path.join(self.dir, "mda.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\n{ echo \"to=$1 from=$2\"; cat; } > %s\n" % out)
+        os.chmod(script, 0o755)
+        self.configure('mda "%s %%T %%F"\n' % script)
+        self.enqueue(["tester"])
+        self.assertEqual(self.deliver().returncode, 0)
+        data = open(out, "rb").read()
+        self.assertTrue(data.startswith(b"to=tester from=alice@example.org\n"))
+        self.assertTrue(data.endswith(MSG))
+        self.assertEqual(self.msg_ids(), [])
+
+    def test_lifetime_expiry_bounces(self):
+        self.start(script={"RCPT": "451 4.7.1 later"})
+        qid = self.enqueue(["bob@example.com"])
+        path = os.path.join(self.queue, "msg", qid)
+        data = open(path, "rb").read()
+        old = int(time.time()) - 6 * 86400
+        data = data.replace(b"\nqueued ", b"\nqueued %d\nx-was " % old, 1)
+        with open(path, "wb") as f:
+            f.write(data)
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertEqual(self.msg_ids(), [])
+        text = open(self.bounces()[0], "rb").read()
+        self.assertIn(b"not delivered in 6 days (lifetime)", text)
+
+    def test_sendmail_burst_goes_out_in_one_connection(self):
+        srv = self.start()
+        for i in range(5):
+            r = self.sendmail(["-i", "-f", "alice@example.org", "bob@example.com"],
+                              MSG + b"patch %d\n" % i)
+            self.assertQueued(r)
+        for _ in range(100):
+            if len(srv.messages) == 5 and not self.msg_ids():
+                break
+            time.sleep(0.1)
+        self.assertEqual(len(srv.messages), 5)
+        self.assertEqual(srv.connections, 1)
+        self.assertEqual(self.msg_ids(), [])
+
+    def test_odi_delivers_before_returning(self):
+        srv = self.start()
+        r = self.sendmail(["-odi", "-i", "-f", "alice@example.org", "bob@example.com"], MSG)
+        self.assertQueued(r)
+        self.assertEqual(len(srv.messages), 1)
+        self.assertEqual(self.msg_ids(), [])
+
+    def test_sendmail_q_runs_the_queue(self):
+        srv = self.start(script={"RCPT": "451 later"})
+        self.enqueue(["bob@example.com"])
+        self.deliver()
+        srv.script.clear()
+        r = self.sendmail(["-q"], b"")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1)
+
+    def test_concurrent_runners_never_send_twice(self):
+        srv = self.start()
+        n = 500
+        for i in range(n):
+            self.assertQueued(self.sendmail(["-odq", "-i", "-f", "a@example.org", "r@example.com"],
+                                            b"Subject: %d\n\n%d\n" % (i, i)))
+        import subprocess
+        procs = [subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for _ in range(4)]
+        for p in procs:
+            p.wait(timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr.read())
+        self.assertEqual(self.msg_ids(), [])
+        subjects = [m.data.split(b"\r\n", 1)[0] for m in srv.messages]
+        self.assertEqual(len(subjects), n)
+        self.assertEqual(len(set(subjects)), n)
+
+
+class TestTLS(DeliverCase):
+    tls = "starttls"
+
+    def server_for(self, cert="localhost", **kw):
+        return self.start(tls=kw.pop("mode", "starttls"), cert=certs.path(cert + ".crt"),
+                          key=certs.path(cert + ".key"), **kw)
+
+    def deliver_with(self, identity_extra, cert="localhost", tls="starttls", **kw):
+        self.tls = tls
+        self.identity_extra = identity_extra
+        srv = self.server_for(cert, mode=tls if tls != "tls" else "implicit", **kw)
+        self.configure(host="localhost")
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        return srv, qid, r
+
+    def test_valid_chain(self):
+        srv, qid, r = self.deliver_with("  tls-ca %s\n" % certs.path("ca.crt"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1)
+        self.assertTrue(srv.messages[0].tls)
+
+    def test_refusals(self):
+        ca = "  tls-ca %s\n" % certs.path("ca.crt")
+        cases = [
+            ("wrong", ca, "hostname mismatch"),
+            ("self", ca, "self-signed"),
+            ("expired", ca, "expired"),
+            ("self", "  tls-fingerprint sha256:" + "00" * 32 + "\n", "does not match tls-fingerprint"),
+            ("localhost", "", "unable to get local issuer"),   # system store lacks our CA
+        ]
+        for cert, extra, why in cases:
+            with self.subTest(cert=cert, extra=extra):
+                for q in self.msg_ids():
+                    os.unlink(os.path.join(self.queue, "msg", q))
+                srv, qid, r = self.deliver_with(extra, cert)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(srv.messages, [])
+                self.assertFalse(any(c.startswith("MAIL") for c in srv.commands), srv.commands)
+                st = self.states(qid)["bob@example.com"]
+                self.assertEqual(st[0], "deferred")
+                self.assertIn(why, st[1])
+
+    def test_pinned_self_signed(self):
+        srv, qid, r = self.deliver_with("  tls-fingerprint %s\n" % certs.fingerprint("self.crt"), "self")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1)
+
+    def test_starttls_not_offered_never_plain(self):
+        srv, qid, r = self.deliver_with("  tls-ca %s\n" % certs.path("ca.crt"), offer_starttls=False)
+        self.assertEqual(srv.messages, [])
+        self.assertFalse(any(c.startswith("MAIL") for c in srv.commands))
+        self.assertIn("does not offer STARTTLS", self.states(qid)["bob@example.com"][1])
+
+    def test_implicit_tls(self):
+        srv, qid, r = self.deliver_with("  tls-ca %s\n" % certs.path("ca.crt"), tls="tls")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1)
+        self.assertTrue(srv.messages[0].tls)
+
+    def test_implicit_tls_wrong_host(self):
+        srv, qid, r = self.deliver_with("  tls-ca %s\n" % certs.path("ca.crt"), "wrong", tls="tls")
+        self.assertEqual(srv.messages, [])
+        self.assertIn("hostname mismatch", self.states(qid)["bob@example.com"][1])
+
+    def test_client_certificate(self):
+        ca = "  tls-ca %s\n" % certs.path("ca.crt")
+        srv, qid, r = self.deliver_with(
+            ca + "  tls-cert %s\n  tls-key %s\n" % (certs.path("client.crt"), certs.path("client.key")),
+            client_ca=certs.path("ca.crt"))
+        self.assertEqual(len(srv.messages), 1, self.states(qid))
+        for q in self.msg_ids():
+            os.unlink(os.path.join(self.queue, "msg", q))
+        srv, qid, r = self.deliver_with(ca, client_ca=certs.path("ca.crt"))
+        self.assertEqual(srv.messages, [])
+        self.assertEqual(self.states(qid)["bob@example.com"][0], "deferred")
+
+
+class TestAuth(DeliverCase):
+    tls = "starttls"
+
+    def setup_auth(self, password_line, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"), **script):
+        self.identity_extra = ("  tls-ca %s\n  user me@example.org\n%s" %
+                               (certs.path("ca.crt"), password_line))
+        srv = self.start(tls="starttls", cert=certs.path("localhost.crt"),
+                         key=certs.path("localhost.key"),
+                         users={"me@example.org": "s3cret pass"}, mechanisms=mechanisms,
+                         script=script)
+        self.configure(host="localhost")
+        return srv
+
+    def password_command(self, word="s3cret pass"):
+        script = os.path.join(self.dir, "pw")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho '%s'\necho second-line-ignored\n" % word)
+        os.chmod(script, 0o700)
+        return '  password-command "%s"\n' % script
+
+    def test_mechanisms(self):
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5"):
+            with self.subTest(mech=mech):
+                srv = self.setup_auth(self.password_command(), mechanisms=(mech,))
+                self.enqueue(["bob@example.com"])
+                r = self.deliver("-v")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(len(srv.messages), 1, r.stderr)
+                self.assertEqual(srv.messages[0].user, "me@example.org")
+                self.assertNotIn(b"s3cret", r.stderr)          # -v redacts AUTH
+                self.assertIn(b"AUTH (redacted)", r.stderr)
+                log = open(os.path.join(self.dir, "postie.log")).read()
+                self.assertNotIn("s3cret", log)
+
+    def test_535_is_a_deferral_and_no_unauthenticated_mail(self):
+        srv = self.setup_auth(self.password_command("wrong"))
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(srv.messages, [])
+        self.assertFalse(any(c.startswith("MAIL") for c in srv.commands), srv.commands)
+        st = self.states(qid)["bob@example.com"]
+        self.assertEqual(st[0], "deferred")
+        self.assertIn("identity 'test': authentication failed for user 'me@example.org'", st[1])
+        self.assertNotIn("wrong", json.dumps(self.mailq()))
+
+    def test_no_usable_mechanism_sends_nothing(self):
+        srv = self.setup_auth(self.password_command(), mechanisms=("XOAUTH2",))
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        self.assertFalse(any(c.startswith("MAIL") for c in srv.commands), srv.commands)
+        self.assertIn("no AUTH mechanism", self.states(qid)["bob@example.com"][1])
+
+    def test_password_command_failing(self):
+        script = os.path.join(self.dir, "pwfail")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\nexit 3\n")
+        os.chmod(script, 0o700)
+        srv = self.setup_auth('  password-command "%s"\n' % script)
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.connections, 0)
+        self.assertIn("password-command", self.states(qid)["bob@example.com"][1])
