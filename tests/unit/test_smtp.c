@@ -1,0 +1,177 @@
+/* test_smtp.c - outcome classification, CRLF, retry times, bounces,
+ * and the bridge's "is this connection ours" check. */
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "bounce.h"
+#include "bridge.h"
+#include "config.h"
+#include "deliver.h"
+#include "smtp.h"
+
+static void
+test_classify(void **state)
+{
+	static const struct {
+		bool complete;
+		int mail, rcpt, msg;
+		enum smtp_outcome out;
+	} cases[] = {
+		{ true, 250, 250, 250, SMTP_OK },
+		{ false, 250, 250, 250, SMTP_DEFER },	/* not finished */
+		{ true, 250, 550, 0, SMTP_FAIL },
+		{ true, 250, 451, 0, SMTP_DEFER },
+		{ true, 250, 250, 554, SMTP_FAIL },	/* 5xx after DATA */
+		{ false, 250, 250, 554, SMTP_FAIL },
+		{ true, 250, 250, 452, SMTP_DEFER },
+		{ false, 250, 250, 0, SMTP_DEFER },	/* dropped after RCPT */
+		{ false, 553, 0, 0, SMTP_FAIL },	/* MAIL refused */
+		{ false, 451, 0, 0, SMTP_DEFER },
+		{ false, 0, 0, 0, SMTP_DEFER },		/* never connected */
+		{ true, 250, 0, 0, SMTP_DEFER },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(smtp_classify(cases[i].complete,
+		    cases[i].mail, cases[i].rcpt, cases[i].msg), cases[i].out);
+}
+
+static void
+test_crlf(void **state)
+{
+	char out[64];
+	bool cr = false;
+	size_t n;
+
+	(void)state;
+	n = smtp_crlf("a\nb\r\nc", 6, out, &cr);
+	assert_int_equal(n, 7);
+	assert_memory_equal(out, "a\r\nb\r\nc", 7);
+	/* a CR at the end of one chunk and its LF at the start of the next */
+	cr = false;
+	n = smtp_crlf("x\r", 2, out, &cr);
+	assert_true(cr);
+	n = smtp_crlf("\ny\n", 3, out, &cr);
+	assert_int_equal(n, 4);
+	assert_memory_equal(out, "\ny\r\n", 4);
+	/* bare CR stays as it is */
+	cr = false;
+	n = smtp_crlf("a\rb", 3, out, &cr);
+	assert_memory_equal(out, "a\rb", 3);
+}
+
+static void
+test_next_try(void **state)
+{
+	struct err e;
+	struct config *c = config_parse_string("retry 1m 5m 1h\n", "t", &e);
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(deliver_next_try(c, 1, 1000), 1060);
+	assert_int_equal(deliver_next_try(c, 2, 1000), 1300);
+	assert_int_equal(deliver_next_try(c, 3, 1000), 4600);
+	assert_int_equal(deliver_next_try(c, 9, 1000), 4600);	/* last repeats */
+	config_free(c);
+}
+
+static void
+test_bounce(void **state)
+{
+	const char *text = "Subject: hello\r\nFrom: a@b\r\n\r\nbody must not "
+	    "appear\r\n";
+	struct envelope env;
+	struct msgstate st;
+	struct strbuf sb;
+	char *dir = tu_tmpdir(), *path = xasprintf("%s/m", dir);
+	int fd;
+
+	(void)state;
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	memset(&env, 0, sizeof(env));
+	sv_init(&env.rcpts);
+	env.sender = xstrdup("a@b");
+	env.envid = xstrdup("ENV1");
+	sv_push(&env.rcpts, "ok@x");
+	sv_push(&env.rcpts, "bad@x");
+	env.offset = 0;
+	env.size = strlen(text);
+	{
+		const char *j = "1 ok 0 250 fine\n2 fail 1 550 5.1.1 unknown\n";
+
+		msgstate_fold(&st, 2, j, strlen(j));
+	}
+	sb_init(&sb);
+	bounce_build("ID1", &env, &st, fd, 1700000000, &sb);
+	assert_non_null(strstr(sb.s, "To: <a@b>\n"));
+	assert_non_null(strstr(sb.s, "report-type=delivery-status"));
+	assert_non_null(strstr(sb.s, "Final-Recipient: rfc822; bad@x\n"
+	    "Action: failed\nStatus: 5.1.1\n"
+	    "Diagnostic-Code: smtp; 550 5.1.1 unknown\n"));
+	assert_null(strstr(sb.s, "rfc822; ok@x"));
+	assert_non_null(strstr(sb.s, "Original-Envelope-Id: ENV1\n"));
+	assert_non_null(strstr(sb.s, "text/rfc822-headers\n\nSubject: hello\n"
+	    "From: a@b\n\n--"));
+	assert_null(strstr(sb.s, "body must not appear"));
+	assert_non_null(strstr(sb.s, "Auto-Submitted: auto-replied\n"));
+	sb_free(&sb);
+	msgstate_free(&st);
+	envelope_free(&env);
+	close(fd);
+	free(path);
+	tu_rmtree(dir);
+	free(dir);
+}
+
+static void
+test_peer_is_ours(void **state)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int l, c, a;
+
+	(void)state;
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	getsockname(l, (struct sockaddr *)&sin, &len);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	a = accept(l, NULL, NULL);
+	assert_true(a >= 0);
+	assert_true(bridge_peer_is_ours(a, l, -1));
+	/* once our end is gone, the peer is nobody we hold */
+	{
+		int dup_c = dup(c);
+
+		close(c);
+		assert_true(bridge_peer_is_ours(a, l, -1));	/* dup holds it */
+		close(dup_c);
+		assert_false(bridge_peer_is_ours(a, l, -1));
+	}
+	close(a);
+	close(l);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_classify),
+		cmocka_unit_test(test_crlf),
+		cmocka_unit_test(test_next_try),
+		cmocka_unit_test(test_bounce),
+		cmocka_unit_test(test_peer_is_ours),
+	};
+
+	return cmocka_run_group_tests_name("test_smtp", tests, NULL, NULL);
+}
