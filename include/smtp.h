@@ -44,6 +44,7 @@ struct smtp_run {
 	size_t			 nmsgs;
 	char			 reason[ERR_MSG_MAX];	/* why it failed */
 	bool			 auth_failed;
+	bool			 unreachable;	/* DNS or connect failed */
 	bool			 verbose;	/* the dialogue to stderr */
 	/* called as soon as the server answered a message's DATA, so the
 	 * outcome is recorded before the next message goes out */

@@ -11,8 +11,9 @@
 #include "log.h"
 #include "queue.h"
 
-/* Serve until QUIT or end of input. -1 only if the dialogue broke. */
+/* Serve until QUIT or end of input; *queued counts the messages
+ * spooled. -1 only if the dialogue broke. */
 int	smtpd_run(const struct config *cfg, struct queue *q, int in_fd,
-	    FILE *out, struct log *log, struct err *e);
+	    FILE *out, struct log *log, size_t *queued, struct err *e);
 
 #endif

@@ -214,9 +214,14 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 		if (queue_open(&q, cfg->queue, false, e) < 0)
 			break;
 		q.crash = &crash;
-		if (a.mode == SM_SMTP)
-			rc = smtpd_run(cfg, &q, STDIN_FILENO, stdout, &log, e);
-		else
+		if (a.mode == SM_SMTP) {
+			size_t queued = 0;
+
+			rc = smtpd_run(cfg, &q, STDIN_FILENO, stdout, &log,
+			    &queued, e);
+			if (queued > 0 && a.delivery != SM_DELIVER_QUEUE_ONLY)
+				spawn_deliver(cfg, &log);
+		} else
 			rc = sendmail_spool(&a, cfg, &q, &log, e);
 		queue_close(&q);
 		break;

@@ -724,6 +724,10 @@ check_identity(struct parser *p, struct identity *id, bool *seen_default,
 	    id->user == NULL)
 		return perr(p, "identity '%s' has a password but no 'user'",
 		    id->name);
+	if (id->user != NULL && id->tls == TLS_NONE && !id->auth_without_tls)
+		return perr(p, "identity '%s' would send its password without "
+		    "TLS: use tls starttls or tls, or say auth-without-tls yes",
+		    id->name);
 	if (id->from.n == 0 && !id->is_default)
 		return perr(p, "identity '%s' has neither 'from' nor "
 		    "'default': no mail would ever use it", id->name);

@@ -492,8 +492,7 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 	if (smtp_send(&g.run, e) < 0) {
 		log_msg(r->log, LOG_WARNING, "identity %s: %s", id->name,
 		    g.run.reason);
-		if (!g.run.auth_failed && strstr(g.run.reason, "cannot ") ==
-		    g.run.reason) {
+		if (g.run.unreachable) {
 			r->unreachable++;
 			snprintf(r->unreachable_why,
 			    sizeof(r->unreachable_why), "%s", g.run.reason);

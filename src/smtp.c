@@ -415,8 +415,11 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
 	SSL *ssl = NULL;
 	int fd;
 
-	if (bridge_connect(id->host, id->port, id->connect_timeout, &fd, e) < 0)
+	if (bridge_connect(id->host, id->port, id->connect_timeout, &fd,
+	    e) < 0) {
+		run->unreachable = true;
 		return -1;
+	}
 	if (id->tls == TLS_IMPLICIT && bridge_tls(tls, fd, id->timeout, &ssl,
 	    e) < 0) {
 		close(fd);

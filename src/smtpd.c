@@ -14,6 +14,7 @@ struct session {
 	struct queue	*q;
 	FILE		*out;
 	struct log	*log;
+	size_t		 queued;
 	struct input	 in;
 	bool		 have_mail;
 	char		*sender;
@@ -194,6 +195,7 @@ cmd_data(struct session *s, struct err *out)
 		    "size=%llu via -bs", res.id, res.sender, res.nrcpts,
 		    (unsigned long long)res.size);
 		reply(s, "250 2.0.0 Ok: queued as %s", res.id);
+		s->queued++;
 		spool_result_free(&res);
 	}
 	input_restart(&s->in, INPUT_RAW);
@@ -212,7 +214,7 @@ is_cmd(const char *line, const char *cmd)
 
 int
 smtpd_run(const struct config *cfg, struct queue *q, int in_fd, FILE *out,
-    struct log *log, struct err *e)
+    struct log *log, size_t *queued, struct err *e)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
 	struct strbuf line;
@@ -289,6 +291,7 @@ smtpd_run(const struct config *cfg, struct queue *q, int in_fd, FILE *out,
 	reset(s);
 	spool_opts_free(&s->opts);
 	sb_free(&line);
+	*queued = s->queued;
 	free(s);
 	return rc;
 }
