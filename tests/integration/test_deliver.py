@@ -261,6 +261,75 @@ class TestPlain(DeliverCase):
         self.assertEqual(len(set(subjects)), n)
 
 
+class TestRouting(DeliverCase):
+    def test_identities_by_sender_with_their_own_connections(self):
+        work = Server(tls="starttls", cert=certs.path("localhost.crt"),
+                      key=certs.path("localhost.key"))
+        home = Server(tls="starttls", cert=certs.path("localhost.crt"),
+                      key=certs.path("localhost.key"))
+        self.addCleanup(work.stop)
+        self.addCleanup(home.stop)
+        ca = certs.path("ca.crt")
+        self.write_config(
+            "identity work\n  from *@corp.example.com\n  host localhost\n  port %d\n"
+            "  tls-ca %s\n  helo laptop.corp.example.com\n  force-sender me@corp.example.com\n"
+            "identity home\n  default\n  host localhost\n  port %d\n  tls-ca %s\n"
+            % (work.port, ca, home.port, ca))
+        for sender in ("boss@corp.example.com", "alice@example.org", "x@CORP.example.com"):
+            r = self.sendmail(["-odq", "-i", "-f", sender, "-N", "failure,delay", "-R", "hdrs",
+                               "-B", "8BITMIME", "bob@example.com"], MSG)
+            self.assertQueued(r)
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # two sessions in one process, each with its own TLS context
+        self.assertEqual((work.connections, home.connections), (1, 1))
+        self.assertEqual([m.mail_from for m in work.messages],
+                         ["me@corp.example.com", "me@corp.example.com"])
+        self.assertEqual([m.mail_from for m in home.messages], ["alice@example.org"])
+        self.assertTrue(all(m.tls for m in work.messages + home.messages))
+        self.assertIn("EHLO laptop.corp.example.com", work.commands)
+        mail = [c for c in work.commands if c.startswith("MAIL FROM")][0]
+        self.assertIn("BODY=8BITMIME", mail)
+        self.assertIn("RET=HDRS", mail)
+        self.assertRegex(mail, r"SIZE=\d+")
+        rcpt = [c for c in work.commands if c.startswith("RCPT TO")][0]
+        self.assertIn("NOTIFY=FAILURE,DELAY", rcpt)
+
+    def test_no_identity_waits_with_a_reason(self):
+        self.write_config("identity work\n  from *@corp.example.com\n  host 127.0.0.1\n  port 9\n")
+        qid = self.enqueue(["bob@example.com"], sender="alice@example.org")
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = self.mailq()["messages"][0]
+        self.assertEqual(m["attempts"], 0)
+        self.assertIn("no identity", m["recipients"][0]["reply"])
+
+    def test_connect_timeout(self):
+        # a listener whose backlog is full: SYNs go unanswered
+        import socket
+        l = socket.socket()
+        l.bind(("127.0.0.1", 0))
+        l.listen(0)
+        self.addCleanup(l.close)
+        fillers = []
+        for _ in range(8):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(l.getsockname())
+            fillers.append(c)
+        self.addCleanup(lambda: [c.close() for c in fillers])
+        self.write_config("identity t\n  default\n  host 127.0.0.1\n  port %d\n  tls none\n"
+                          "  connect-timeout 2s\n" % l.getsockname()[1])
+        qid = self.enqueue(["bob@example.com"])
+        t = time.time()
+        r = self.deliver()
+        took = time.time() - t
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertGreater(took, 1.5)
+        self.assertLess(took, 6)
+        self.assertIn("connect timeout", self.states(qid)["bob@example.com"][1])
+
+
 class TestTLS(DeliverCase):
     tls = "starttls"
 
