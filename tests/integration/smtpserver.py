@@ -230,3 +230,29 @@ class Server:
 
 class _Drop(Exception):
     pass
+
+
+def main():
+    """python3 smtpserver.py PORTFILE COUNT: serve plain SMTP on a free
+    loopback port (written to PORTFILE), print each message received,
+    exit after COUNT messages or 60 seconds."""
+    import sys
+    portfile, count = sys.argv[1], int(sys.argv[2])
+    srv = Server()
+    with open(portfile, "w") as f:
+        f.write("%d\n" % srv.port)
+    deadline = time.time() + 60
+    shown = 0
+    while shown < count and time.time() < deadline:
+        while shown < len(srv.messages):
+            m = srv.messages[shown]
+            print("== the SMTP server received, from <%s> for %s:" %
+                  (m.mail_from, ", ".join("<%s>" % r for r in m.rcpts)))
+            print(m.data.decode("utf-8", "replace").replace("\r\n", "\n"), flush=True)
+            shown += 1
+        time.sleep(0.05)
+    srv.stop()
+
+
+if __name__ == "__main__":
+    main()
