@@ -31,6 +31,7 @@ struct bridge {
 	bool		 running;
 	char		 error[256];	/* what ended the pump badly */
 	int		 rejected;	/* foreign connections refused */
+	char		 greeting[128];	/* sent to libESMTP first, or "" */
 };
 
 /* TCP connect to host:port trying each address, each within timeout. */
@@ -41,9 +42,22 @@ int	bridge_connect(const char *host, int port, long timeout, int *fd,
 int	bridge_tls(struct tls_policy *policy, int fd, long timeout,
 	    SSL **out, struct err *e);
 
-/* Start the listener and the pump over an open upstream (takes fd/ssl). */
-int	bridge_start(struct bridge *b, int up_fd, SSL *up_ssl, long timeout,
-	    struct err *e);
+/*
+ * STARTTLS done by postie: read the greeting, EHLO as helo, STARTTLS,
+ * then TLS verified by policy. libESMTP then speaks plain SMTP through
+ * the bridge, which greets it in the server's place (see bridge_start).
+ * A server without STARTTLS is refused: never a silent plain session.
+ */
+int	bridge_starttls(struct tls_policy *policy, int fd, const char *helo,
+	    bool verbose, SSL **out, struct err *e);
+
+/*
+ * Start the listener and the pump over an open upstream (takes fd/ssl).
+ * greeting, if not NULL, is sent to libESMTP first (after STARTTLS the
+ * server does not greet again).
+ */
+int	bridge_start(struct bridge *b, int up_fd, SSL *up_ssl,
+	    const char *greeting, long timeout, struct err *e);
 
 /* Cut both sides now (e.g. on an AUTH failure); the pump then ends. */
 void	bridge_cut(struct bridge *b);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -135,6 +136,106 @@ bridge_tls(struct tls_policy *policy, int fd, long timeout, SSL **out,
 	return 0;
 }
 
+/* One SMTP reply (all its lines) from fd; its code, 0 on EOF/garbage. */
+static int
+read_reply(int fd, char *buf, size_t len, bool verbose)
+{
+	size_t n = 0;
+	int code = 0;
+
+	buf[0] = '\0';
+	for (;;) {
+		char line[1024];
+		size_t l = 0;
+		char c;
+
+		while (l < sizeof(line) - 1) {
+			ssize_t r = read(fd, &c, 1);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				return 0;
+			if (c == '\n')
+				break;
+			if (c != '\r')
+				line[l++] = c;
+		}
+		line[l] = '\0';
+		util_sanitize(line);
+		if (verbose)
+			fprintf(stderr, "deliver: < %s\n", line);
+		if (l < 3 || line[0] < '1' || line[0] > '5')
+			return 0;
+		code = atoi(line);
+		if (n + l + 2 < len) {
+			memcpy(buf + n, line, l);
+			n += l;
+			buf[n++] = '\n';
+			buf[n] = '\0';
+		}
+		if (l == 3 || line[3] != '-')
+			break;
+	}
+	if (n > 0)
+		buf[n - 1] = '\0';	/* no final newline */
+	return code;
+}
+
+static int
+send_line(int fd, const char *line, bool verbose)
+{
+	if (verbose)
+		fprintf(stderr, "deliver: > %s\n", line);
+	return util_write_all(fd, line, strlen(line)) < 0 ||
+	    util_write_all(fd, "\r\n", 2) < 0 ? -1 : 0;
+}
+
+/* Does a multi-line EHLO reply list the keyword? */
+static bool
+ehlo_has(const char *reply, const char *kw)
+{
+	size_t n = strlen(kw);
+
+	for (const char *p = reply; p != NULL && *p; ) {
+		if (strlen(p) >= 4 + n && strncasecmp(p + 4, kw, n) == 0 &&
+		    (p[4 + n] == '\0' || p[4 + n] == '\n' || p[4 + n] == ' '))
+			return true;
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
+int
+bridge_starttls(struct tls_policy *policy, int fd, const char *helo,
+    bool verbose, SSL **out, struct err *e)
+{
+	char reply[2048], line[600];
+	int code;
+
+	code = read_reply(fd, reply, sizeof(reply), verbose);
+	if (code != 220)
+		return err_set(e, ERR_TEMPFAIL, "%s %s: %.400s", policy->host,
+		    code ? "said" : "did not greet",
+		    code ? reply : "the connection closed");
+	snprintf(line, sizeof(line), "EHLO %s", helo);
+	if (send_line(fd, line, verbose) < 0 ||
+	    (code = read_reply(fd, reply, sizeof(reply), verbose)) != 250)
+		return err_set(e, ERR_TEMPFAIL, "%s refused EHLO: %.400s",
+		    policy->host, code ? reply : "the connection closed");
+	if (!ehlo_has(reply, "STARTTLS"))
+		return err_set(e, ERR_TEMPFAIL, "%s does not offer STARTTLS "
+		    "and the identity requires it (tls starttls)",
+		    policy->host);
+	if (send_line(fd, "STARTTLS", verbose) < 0 ||
+	    (code = read_reply(fd, reply, sizeof(reply), verbose)) != 220)
+		return err_set(e, ERR_TEMPFAIL, "%s refused STARTTLS: %.400s",
+		    policy->host, code ? reply : "the connection closed");
+	return bridge_tls(policy, fd, 0, out, e);
+}
+
 bool
 bridge_peer_is_ours(int fd, int skip1, int skip2)
 {
@@ -166,27 +267,49 @@ bridge_peer_is_ours(int fd, int skip1, int skip2)
 	return found;
 }
 
+/*
+ * Upstream reads: > 0 bytes, 0 end, -1 error, -2 nothing yet. With TLS
+ * the socket is non-blocking: a readable socket may carry only TLS 1.3
+ * post-handshake records (tickets), and a blocking SSL_read would then
+ * wait for data the server will not send until it hears from us.
+ */
 static ssize_t
 up_read(struct bridge *b, char *buf, size_t n)
 {
+	int r;
+
 	if (b->up_ssl == NULL)
 		return read(b->up_fd, buf, n);
-	for (;;) {
-		int r = SSL_read(b->up_ssl, buf, (int)n);
-
-		if (r > 0)
-			return r;
-		switch (SSL_get_error(b->up_ssl, r)) {
-		case SSL_ERROR_ZERO_RETURN:
-			return 0;
-		case SSL_ERROR_WANT_READ:
-		case SSL_ERROR_WANT_WRITE:
-			continue;
-		default:
-			ERR_clear_error();
-			return -1;
-		}
+	r = SSL_read(b->up_ssl, buf, (int)n);
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(b->up_ssl, r)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return -2;
+	case SSL_ERROR_SYSCALL:
+		if (errno == EAGAIN || errno == EINTR)
+			return -2;
+		ERR_clear_error();
+		return r == 0 ? 0 : -1;
+	default:
+		ERR_clear_error();
+		return -1;
 	}
+}
+
+static bool
+wait_fd(int fd, short events, long timeout)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int r;
+
+	do
+		r = poll(&pfd, 1, (int)(timeout * 1000));
+	while (r < 0 && errno == EINTR);
+	return r > 0;
 }
 
 static int
@@ -200,8 +323,12 @@ up_write(struct bridge *b, const char *buf, size_t n)
 		if (w <= 0) {
 			int err = SSL_get_error(b->up_ssl, w);
 
-			if (err == SSL_ERROR_WANT_READ ||
-			    err == SSL_ERROR_WANT_WRITE)
+			/* retry with the same buffer once the socket is ready */
+			if (err == SSL_ERROR_WANT_READ &&
+			    wait_fd(b->up_fd, POLLIN, b->timeout))
+				continue;
+			if (err == SSL_ERROR_WANT_WRITE &&
+			    wait_fd(b->up_fd, POLLOUT, b->timeout))
 				continue;
 			ERR_clear_error();
 			return -1;
@@ -212,48 +339,78 @@ up_write(struct bridge *b, const char *buf, size_t n)
 	return 0;
 }
 
+/* Hand what the upstream has to libESMTP: 1 go on, 0 stop. */
+static int
+pump_up(struct bridge *b, char *buf, size_t len)
+{
+	ssize_t n = up_read(b, buf, len);
+
+	if (n == -2)
+		return 1;
+	if (n <= 0) {
+		if (n < 0)
+			snprintf(b->error, sizeof(b->error), "the upstream "
+			    "connection broke: %s", strerror(errno));
+		return 0;	/* the server hung up */
+	}
+	return util_write_all(b->local_fd, buf, (size_t)n) < 0 ? 0 : 1;
+}
+
 static void
 pump(struct bridge *b)
 {
 	char buf[65536];
 
+	if (b->up_ssl != NULL)
+		fcntl(b->up_fd, F_SETFL, fcntl(b->up_fd, F_GETFL) | O_NONBLOCK);
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = b->local_fd, .events = POLLIN },
 			{ .fd = b->up_fd, .events = POLLIN },
 		};
-		bool up_ready = b->up_ssl != NULL && SSL_pending(b->up_ssl) > 0;
 
-		if (!up_ready && poll(pfd, 2, -1) < 0) {
+		/*
+		 * Bytes OpenSSL already holds are invisible to poll: read them
+		 * first. A partial record reads as "nothing yet" and the rest
+		 * arrives on the socket.
+		 */
+		if (b->up_ssl != NULL && SSL_has_pending(b->up_ssl)) {
+			ssize_t n = up_read(b, buf, sizeof(buf));
+
+			if (n > 0) {
+				if (util_write_all(b->local_fd, buf,
+				    (size_t)n) < 0)
+					return;
+				continue;
+			}
+			if (n != -2) {
+				if (n < 0)
+					snprintf(b->error, sizeof(b->error),
+					    "the upstream connection broke");
+				return;
+			}
+		}
+		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			snprintf(b->error, sizeof(b->error), "poll: %s",
 			    strerror(errno));
 			return;
 		}
-		if (!up_ready && pfd[0].revents) {
+		if (pfd[0].revents) {
 			ssize_t n = read(b->local_fd, buf, sizeof(buf));
 
 			if (n <= 0)
 				return;		/* libESMTP is done */
 			if (up_write(b, buf, (size_t)n) < 0) {
 				snprintf(b->error, sizeof(b->error), "the "
-				    "upstream connection broke while sending");
+				    "upstream connection broke while sending: "
+				    "%s", strerror(errno));
 				return;
 			}
 		}
-		if (up_ready || pfd[1].revents) {
-			ssize_t n = up_read(b, buf, sizeof(buf));
-
-			if (n <= 0) {
-				if (n < 0)
-					snprintf(b->error, sizeof(b->error),
-					    "the upstream connection broke");
-				return;		/* the server hung up */
-			}
-			if (util_write_all(b->local_fd, buf, (size_t)n) < 0)
-				return;
-		}
+		if (pfd[1].revents && !pump_up(b, buf, sizeof(buf)))
+			return;
 	}
 }
 
@@ -285,7 +442,12 @@ bridge_main(void *arg)
 	}
 	close(b->listen_fd);
 	b->listen_fd = -1;
-	if (b->local_fd >= 0)
+	if (b->local_fd >= 0 && b->greeting[0] != '\0' &&
+	    util_write_all(b->local_fd, b->greeting,
+	    strlen(b->greeting)) < 0)
+		snprintf(b->error, sizeof(b->error), "cannot greet the SMTP "
+		    "client");
+	else if (b->local_fd >= 0)
 		pump(b);
 	if (b->up_ssl != NULL)
 		SSL_shutdown(b->up_ssl);
@@ -296,8 +458,8 @@ bridge_main(void *arg)
 }
 
 int
-bridge_start(struct bridge *b, int up_fd, SSL *up_ssl, long timeout,
-    struct err *e)
+bridge_start(struct bridge *b, int up_fd, SSL *up_ssl, const char *greeting,
+    long timeout, struct err *e)
 {
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
@@ -307,6 +469,8 @@ bridge_start(struct bridge *b, int up_fd, SSL *up_ssl, long timeout,
 	b->up_fd = up_fd;
 	b->up_ssl = up_ssl;
 	b->timeout = timeout > 0 ? timeout : 30;
+	snprintf(b->greeting, sizeof(b->greeting), "%s",
+	    greeting ? greeting : "");
 	b->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;

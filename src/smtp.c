@@ -420,12 +420,15 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
 		run->unreachable = true;
 		return -1;
 	}
-	if (id->tls == TLS_IMPLICIT && bridge_tls(tls, fd, id->timeout, &ssl,
-	    e) < 0) {
+	if ((id->tls == TLS_IMPLICIT && bridge_tls(tls, fd, id->timeout, &ssl,
+	    e) < 0) || (id->tls == TLS_STARTTLS && bridge_starttls(tls, fd,
+	    id->helo ? id->helo : util_hostname(), run->verbose, &ssl,
+	    e) < 0)) {
 		close(fd);
 		return -1;
 	}
-	if (bridge_start(b, fd, ssl, id->timeout, e) < 0) {
+	if (bridge_start(b, fd, ssl, id->tls == TLS_STARTTLS ?
+	    "220 postie bridge: TLS is up\r\n" : NULL, id->timeout, e) < 0) {
 		if (ssl != NULL)
 			SSL_free(ssl);
 		close(fd);
@@ -508,9 +511,10 @@ smtp_send(struct smtp_run *run, struct err *e)
 	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
 	smtp_set_timeout(session, Timeout_DATA2 |
 	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
+	/* postie does all TLS itself (bridge.c): libESMTP speaks plain SMTP
+	 * through the bridge; its own STARTTLS stays off */
 	smtp_starttls_set_ctx(session, tls.ctx);
-	smtp_starttls_enable(session, id->tls == TLS_STARTTLS ?
-	    Starttls_REQUIRED : Starttls_DISABLED);
+	smtp_starttls_enable(session, Starttls_DISABLED);
 	if (s.want_auth) {
 		auth = auth_create_context();
 		auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);

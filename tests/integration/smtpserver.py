@@ -43,6 +43,7 @@ class Server:
         self.messages = []
         self.commands = []          # every command line seen (AUTH redacted)
         self.connections = 0
+        self.errors = []            # why connections ended abnormally
         self.lock = threading.Lock()
         self.ctx = None
         if tls:
@@ -89,8 +90,11 @@ class Server:
                 state["tls"] = True
             f = conn.makefile("rb")
             self._dialogue(conn, f, state)
-        except (OSError, ssl.SSLError, ValueError, _Drop):
+        except _Drop:
             pass
+        except (OSError, ssl.SSLError, ValueError) as e:
+            with self.lock:
+                self.errors.append(repr(e))
         finally:
             try:
                 conn.close()

@@ -27,12 +27,13 @@ class DeliverCase(QueueCase):
         self.configure()
         return self.server
 
-    def configure(self, extra="", host="127.0.0.1", port=None):
+    def configure(self, extra="", host="127.0.0.1", port=None, timeout=15):
         self.write_config(
             "batch-delay 1s\nretry 1m 5m\nbounce maildir %s\n" % os.path.join(self.dir, "bounces") +
             extra +
             "identity test\n  default\n  host %s\n  port %d\n  tls %s\n"
-            "  connect-timeout 3s\n  timeout 3s\n" % (host, port or self.server.port, self.tls) +
+            "  connect-timeout 3s\n  timeout %ds\n" % (host, port or self.server.port, self.tls,
+                                                      timeout) +
             self.identity_extra)
 
     def enqueue(self, rcpts, data=MSG, sender="alice@example.org"):
@@ -151,6 +152,7 @@ class TestPlain(DeliverCase):
 
     def test_stalled_server_times_out(self):
         srv = self.start(script={"MAIL": ("STALL", 8)})
+        self.configure(timeout=3)
         qid = self.enqueue(["bob@example.com"])
         t = time.time()
         r = self.deliver()
@@ -343,13 +345,16 @@ class TestTLS(DeliverCase):
         srv = self.server_for(cert, mode=tls if tls != "tls" else "implicit", **kw)
         self.configure(host="localhost")
         qid = self.enqueue(["bob@example.com"])
-        r = self.deliver()
+        t = time.time()
+        r = self.deliver("-v")
+        self.took = time.time() - t
         return srv, qid, r
 
     def test_valid_chain(self):
         srv, qid, r = self.deliver_with("  tls-ca %s\n" % certs.path("ca.crt"))
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(len(srv.messages), 1)
+        self.assertEqual(len(srv.messages), 1, (self.states(qid), srv.errors, srv.commands,
+                                                srv.connections, self.took, r.stderr.decode()))
         self.assertTrue(srv.messages[0].tls)
 
     def test_refusals(self):
@@ -400,7 +405,7 @@ class TestTLS(DeliverCase):
         srv, qid, r = self.deliver_with(
             ca + "  tls-cert %s\n  tls-key %s\n" % (certs.path("client.crt"), certs.path("client.key")),
             client_ca=certs.path("ca.crt"))
-        self.assertEqual(len(srv.messages), 1, self.states(qid))
+        self.assertEqual(len(srv.messages), 1, (self.states(qid), srv.errors))
         for q in self.msg_ids():
             os.unlink(os.path.join(self.queue, "msg", q))
         srv, qid, r = self.deliver_with(ca, client_ca=certs.path("ca.crt"))
