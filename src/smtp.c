@@ -1,10 +1,11 @@
 /*
  * smtp.c - one libESMTP session per identity per run.
  *
- * libESMTP's sharp edges (see the README): it needs CRLF lines, our own
- * SSL_CTX, our own certificate checks in its event callback, and it falls
- * through to an unauthenticated MAIL after a 535: the monitor callback
- * watches the dialogue and cuts the bridge before that can happen.
+ * libESMTP's sharp edges (see the README): it needs CRLF lines and it
+ * falls through to an unauthenticated MAIL after a 535: the monitor
+ * callback watches the dialogue and cuts the bridge before that can
+ * happen. It does no TLS here: the bridge (bridge.c) has done STARTTLS or
+ * implicit TLS, verified, before libESMTP sees the first byte.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -219,52 +220,10 @@ event_cb(smtp_session_t session, int event, void *arg, ...)
 {
 	struct session_ctx *s = arg;
 	va_list ap;
-	int *ok;
 
 	(void)session;
 	va_start(ap, arg);
 	switch (event) {
-	case SMTP_EV_INVALID_PEER_CERTIFICATE: {
-		long result = va_arg(ap, long);
-		SSL *ssl;
-
-		ok = va_arg(ap, int *);
-		ssl = va_arg(ap, SSL *);
-		(void)result;
-		*ok = tls_peer_ok(s->tls, ssl);
-		break;
-	}
-	case SMTP_EV_WRONG_PEER_CERTIFICATE: {
-		char *name;
-		SSL *ssl;
-
-		/* libESMTP compared against 127.0.0.1 (the bridge): we
-		 * checked the configured host ourselves */
-		ok = va_arg(ap, int *);
-		name = va_arg(ap, char *);
-		ssl = va_arg(ap, SSL *);
-		(void)name;
-		*ok = tls_peer_ok(s->tls, ssl);
-		break;
-	}
-	case SMTP_EV_NO_PEER_CERTIFICATE:
-		ok = va_arg(ap, int *);
-		*ok = 0;
-		snprintf(s->tls->reason, sizeof(s->tls->reason),
-		    "the server sent no certificate");
-		break;
-	case SMTP_EV_WEAK_CIPHER:
-		(void)va_arg(ap, int);
-		ok = va_arg(ap, int *);
-		*ok = 0;
-		snprintf(s->tls->reason, sizeof(s->tls->reason),
-		    "the server chose a weak cipher");
-		break;
-	case SMTP_EV_EXTNA_STARTTLS:
-		snprintf(s->run->reason, sizeof(s->run->reason), "%s does not "
-		    "offer STARTTLS and identity '%s' requires it (tls "
-		    "starttls)", s->run->id->host, s->run->id->name);
-		break;
 	case SMTP_EV_MESSAGESENT: {
 		smtp_message_t msg = va_arg(ap, smtp_message_t);
 
