@@ -113,6 +113,23 @@ class TestPlain(DeliverCase):
         self.assertIn(b"Subject: deliver test", text)          # original headers
         self.assertNotIn(b"later@example.com", text.split(b"text/rfc822-headers")[0])
 
+    def test_stale_tmp_files_are_removed_by_a_run(self):
+        self.start()
+        self.enqueue(["bob@example.com"])
+        old = os.path.join(self.queue, "tmp", "1000.000000.1")
+        fresh = os.path.join(self.queue, "tmp", "2000.000000.2")
+        for p in (old, fresh):
+            open(p, "w").close()
+        t = time.time() - 37 * 3600
+        os.utime(old, (t, t))
+        # and an orphan journal whose message is gone
+        orphan = os.path.join(self.queue, "state", "1000.000000.3")
+        open(orphan, "w").close()
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertFalse(os.path.exists(old))
+        self.assertTrue(os.path.exists(fresh))
+        self.assertFalse(os.path.exists(orphan))
+
     def test_no_bounce_for_a_bounce(self):
         self.start(script={"RCPT": "550 5.1.1 gone"})
         self.enqueue(["x@example.com"], sender="")
