@@ -33,6 +33,8 @@ struct smtp_msg {
 	/* message callback state */
 	off_t			 pos;
 	bool			 last_cr;
+	bool			 last_nl;	/* the data so far ends a line */
+	bool			 ended;		/* the final CRLF is out */
 };
 
 struct smtp_run {

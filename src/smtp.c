@@ -94,16 +94,28 @@ message_cb(void **ctx, int *len, void *arg)
 	if (len == NULL) {
 		m->pos = (off_t)m->env->offset;
 		m->last_cr = false;
+		m->last_nl = false;
+		m->ended = false;
 		return NULL;
 	}
 	do
 		r = pread(m->fd, buf->in, CHUNK, m->pos);
 	while (r < 0 && errno == EINTR);
 	if (r <= 0) {
+		/* end the last line: BDAT adds nothing of its own */
+		if (r == 0 && m->pos > (off_t)m->env->offset && !m->ended) {
+			m->ended = true;
+			if (!m->last_nl) {
+				memcpy(buf->out, "\r\n", 2);
+				*len = 2;
+				return buf->out;
+			}
+		}
 		*len = 0;
 		return NULL;
 	}
 	m->pos += r;
+	m->last_nl = buf->in[r - 1] == '\n';
 	*len = (int)smtp_crlf(buf->in, (size_t)r, buf->out, &m->last_cr);
 	return buf->out;
 }

@@ -170,6 +170,26 @@ class Server:
                     with self.lock:
                         self.messages.append(Message(mail_from, rcpts, data,
                                                      state["tls"], state["user"]))
+            elif verb == "BDAT":
+                # RFC 3030: "BDAT size [LAST]", then exactly size raw bytes
+                args = text.split()
+                size, last = int(args[1]), len(args) > 2 and args[2].upper() == "LAST"
+                chunk = f.read(size)
+                if len(chunk) != size:
+                    raise _Drop()
+                state.setdefault("bdat", []).append(chunk)
+                if not last:
+                    conn.sendall(b"250 2.0.0 %d octets received\r\n" % size)
+                    continue
+                data = b"".join(state.pop("bdat"))
+                if not rcpts:
+                    conn.sendall(b"554 5.5.1 no valid recipients\r\n")
+                    continue
+                r = self._reply(conn, "DOT", "250 2.0.0 queued as X%d" % len(self.messages), data)
+                if r.startswith("2"):
+                    with self.lock:
+                        self.messages.append(Message(mail_from, rcpts, data,
+                                                     state["tls"], state["user"]))
             elif verb == "RSET":
                 mail_from, rcpts = None, []
                 conn.sendall(b"250 2.0.0 ok\r\n")

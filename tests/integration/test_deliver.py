@@ -77,6 +77,16 @@ class TestPlain(DeliverCase):
         self.assertIn("%s: to=<bob@example.com> via=test status=sent reply=250 2.0.0" % a, log)
         self.assertIn("%s: removed from the queue" % b, log)
 
+    def test_chunking_bdat_sends_raw_crlf_lines(self):
+        srv = self.start(extensions=("8BITMIME", "PIPELINING", "CHUNKING"))
+        body = MSG + b"..two dots\nno final newline"
+        self.enqueue(["bob@example.com"], body)
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(any(c.startswith("BDAT") for c in srv.commands), srv.commands)
+        # no dot-stuffing with BDAT, CRLF everywhere, the last line ended
+        self.assertEqual(srv.messages[0].data, body.replace(b"\n", b"\r\n") + b"\r\n")
+
     def test_per_recipient_mix_retry_and_bounce(self):
         def rcpt(addr):
             return {"bad@example.com": "550 5.1.1 no such user",
