@@ -325,6 +325,18 @@ add_message(smtp_session_t session, struct smtp_msg *m)
 	}
 }
 
+/* "550 text" of a libESMTP status, sanitized; NULL if there is none. */
+static char *
+status_text(const smtp_status_t *st)
+{
+	char buf[512];
+
+	if (st == NULL || st->code == 0 || st->text == NULL)
+		return NULL;
+	copy_reply(buf, sizeof(buf), st->text, (int)strlen(st->text));
+	return xasprintf("%d %s", st->code, buf);
+}
+
 static void
 collect_rcpt(smtp_recipient_t r, const char *mailbox, void *arg)
 {
@@ -338,13 +350,7 @@ collect_rcpt(smtp_recipient_t r, const char *mailbox, void *arg)
 	m->complete[i] = smtp_recipient_check_complete(r) != 0;
 	m->code[i] = st ? st->code : 0;
 	free(m->reply[i]);
-	m->reply[i] = NULL;
-	if (st != NULL && st->code != 0 && st->text != NULL) {
-		char buf[512];
-
-		copy_reply(buf, sizeof(buf), st->text, (int)strlen(st->text));
-		m->reply[i] = xasprintf("%d %s", st->code, buf);
-	}
+	m->reply[i] = status_text(st);
 }
 
 static void
@@ -357,23 +363,11 @@ collect_msg(smtp_message_t msg, void *arg)
 	st = smtp_reverse_path_status(msg);
 	m->mail_code = st ? st->code : 0;
 	free(m->mail_reply);
-	m->mail_reply = NULL;
-	if (st != NULL && st->code != 0 && st->text != NULL) {
-		char buf[512];
-
-		copy_reply(buf, sizeof(buf), st->text, (int)strlen(st->text));
-		m->mail_reply = xasprintf("%d %s", st->code, buf);
-	}
+	m->mail_reply = status_text(st);
 	st = smtp_message_transfer_status(msg);
 	m->msg_code = st ? st->code : 0;
 	free(m->msg_reply);
-	m->msg_reply = NULL;
-	if (st != NULL && st->code != 0 && st->text != NULL) {
-		char buf[512];
-
-		copy_reply(buf, sizeof(buf), st->text, (int)strlen(st->text));
-		m->msg_reply = xasprintf("%d %s", st->code, buf);
-	}
+	m->msg_reply = status_text(st);
 	smtp_enumerate_recipients(msg, collect_rcpt, m);
 }
 
