@@ -38,6 +38,9 @@ struct bridge {
 int	bridge_connect(const char *host, int port, long timeout, int *fd,
 	    struct err *e);
 
+/* Bound every blocking read and write on fd (seconds). */
+void	bridge_set_timeout(int fd, long seconds);
+
 /* TLS on fd now (implicit TLS, RFC 8314), verified by policy. */
 int	bridge_tls(struct tls_policy *policy, int fd, long timeout,
 	    SSL **out, struct err *e);

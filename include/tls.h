@@ -17,6 +17,7 @@ struct tls_policy {
 	SSL_CTX		*ctx;
 	char		*host;		/* the name the certificate must carry */
 	char		*pin;		/* "sha256:HEX" or NULL */
+	bool		 is_ip;		/* host is an address: no SNI */
 	char		 reason[256];	/* why the last check failed */
 };
 

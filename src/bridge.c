@@ -90,7 +90,6 @@ bridge_connect(const char *host, int port, long timeout, int *fd,
 		*fd = connect_one(ai, timeout, &last);
 		if (*fd >= 0) {
 			freeaddrinfo(res);
-			set_timeouts(*fd, timeout * 6);
 			return 0;
 		}
 	}
@@ -100,19 +99,26 @@ bridge_connect(const char *host, int port, long timeout, int *fd,
 	    strerror(last));
 }
 
+void
+bridge_set_timeout(int fd, long seconds)
+{
+	set_timeouts(fd, seconds);
+}
+
 int
 bridge_tls(struct tls_policy *policy, int fd, long timeout, SSL **out,
     struct err *e)
 {
 	SSL *ssl = SSL_new(policy->ctx);
 
-	(void)timeout;
+	(void)timeout;	/* the socket's SO_RCVTIMEO/SO_SNDTIMEO bound it */
 	policy->reason[0] = '\0';
 	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
 		SSL_free(ssl);
 		return err_set(e, ERR_SOFTWARE, "cannot set up TLS");
 	}
-	SSL_set_tlsext_host_name(ssl, policy->host);
+	if (!policy->is_ip)
+		SSL_set_tlsext_host_name(ssl, policy->host);
 	if (SSL_connect(ssl) != 1) {
 		unsigned long code = ERR_get_error();
 		char buf[200];

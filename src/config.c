@@ -720,6 +720,10 @@ check_identity(struct parser *p, struct identity *id, bool *seen_default,
 	if (id->password != NULL && id->password_command.n > 0)
 		return perr(p, "identity '%s' has both 'password' and "
 		    "'password-command': keep one", id->name);
+	if (id->user != NULL && id->password == NULL &&
+	    id->password_command.n == 0)
+		return perr(p, "identity '%s' has a 'user' but no 'password' "
+		    "or 'password-command'", id->name);
 	if ((id->password != NULL || id->password_command.n > 0) &&
 	    id->user == NULL)
 		return perr(p, "identity '%s' has a password but no 'user'",

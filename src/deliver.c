@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bounce.h"
@@ -240,12 +241,24 @@ any_failed(const struct item *it)
 	return false;
 }
 
+/* A notice goes to a real sender that did not say NOTIFY=NEVER (or a
+ * NOTIFY list without FAILURE); never for a bounce (null sender). */
+static bool
+wants_notice(const struct envelope *env)
+{
+	if (env->sender[0] == '\0')
+		return false;
+	if (env->notify == NULL)
+		return true;
+	return strcasestr(env->notify, "failure") != NULL;
+}
+
 /* Every recipient is final: notice (once, never for a bounce), remove. */
 static int
 finish(struct runner *r, struct item *it, struct err *e)
 {
 	if (any_failed(it) && !it->st.bounced) {
-		if (it->env.sender[0] != '\0') {
+		if (wants_notice(&it->env)) {
 			if (send_bounce(r, it, e) < 0) {
 				log_msg(r->log, LOG_ERR, "%s: cannot write the "
 				    "failure notice: %s", it->id, e->msg);
@@ -293,30 +306,30 @@ expire(struct runner *r, struct item *it, struct err *e)
 	return refold(r, it, e);
 }
 
-/* Lock and load the messages this run works on. */
+/*
+ * Lock and load the next messages this run works on, from ids[*cursor]
+ * on, at most max of them (each holds an open, locked file).
+ */
 static int
-pick(struct runner *r, struct err *e)
+pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 {
-	struct strvec ids;
 	bool explicit = r->o->now || r->o->ids.n > 0;
 
-	sv_init(&ids);
-	if (queue_list(&r->q, &ids, e) < 0)
-		return -1;
-	r->items = xcalloc(ids.n ? ids.n : 1, sizeof(*r->items));
-	for (size_t k = 0; k < ids.n; k++) {
+	r->nitems = 0;
+	for (; *cursor < ids->n && r->nitems < max; (*cursor)++) {
+		size_t k = *cursor;
 		struct item *it = &r->items[r->nitems];
 		struct err le;
 		int got;
 
-		if (!wanted(r, ids.v[k]))
+		if (!wanted(r, ids->v[k]))
 			continue;
 		memset(it, 0, sizeof(*it));
 		it->fd = -1;
-		got = queue_lock(&r->q, ids.v[k], &it->fd, &le);
+		got = queue_lock(&r->q, ids->v[k], &it->fd, &le);
 		if (got <= 0)
 			continue;	/* busy in another run, or gone */
-		it->id = xstrdup(ids.v[k]);
+		it->id = xstrdup(ids->v[k]);
 		if (queue_read_envelope(&r->q, it->id, &it->env, &le) < 0 ||
 		    queue_state_read(&r->q, it->id, &it->env, &it->st,
 		    &le) < 0) {
@@ -345,7 +358,6 @@ pick(struct runner *r, struct err *e)
 		}
 		r->nitems++;
 	}
-	sv_free(&ids);
 	return 0;
 }
 
@@ -468,6 +480,16 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 	}
 	if (n == 0)
 		goto out;
+	if (id->ssh.host != NULL) {
+		/* never talk to host:port directly when a tunnel was asked */
+		snprintf(g.run.reason, sizeof(g.run.reason), "identity '%s' "
+		    "goes through an SSH tunnel (ssh %s), which this version "
+		    "of postie cannot open yet", id->name, id->ssh.host);
+		g.run.id = id;
+		for (size_t k = 0; k < n; k++)
+			record_message(&g, k, g.run.reason);
+		goto out;
+	}
 	g.run.cfg = r->cfg;
 	g.run.id = id;
 	g.run.log = r->log;
@@ -529,6 +551,33 @@ settle(struct runner *r, struct item *it, struct err *e)
 	    r->cfg, it->st.attempts, r->now));
 }
 
+/*
+ * How many messages one batch may hold open: a run locks each message
+ * file it works on. The soft descriptor limit is raised to the hard one;
+ * a queue larger than that goes out in several batches.
+ */
+static size_t
+batch_limit(void)
+{
+	struct rlimit rl;
+	size_t max = 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (rl.rlim_cur == RLIM_INFINITY)
+			max = 100000;
+		else if (rl.rlim_cur > 128)
+			max = (size_t)rl.rlim_cur - 64;	/* room for the rest */
+		else
+			max = (size_t)rl.rlim_cur / 2;
+	}
+	return max > 100000 ? 100000 : max;
+}
+
 /* Hold queue/batch.lock for batch-delay so a burst goes out together. */
 static int
 batch_wait(struct runner *r)
@@ -554,6 +603,8 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
     struct log *log, struct err *e)
 {
 	struct runner r;
+	struct strvec ids;
+	size_t cursor = 0, max;
 	int removed, rc = 0;
 
 	memset(&r, 0, sizeof(r));
@@ -576,28 +627,37 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		log_msg(log, LOG_NOTICE, "removed %d stale file%s from %s",
 		    removed, removed == 1 ? "" : "s", r.q.tmp);
 	queue_clean_orphans(&r.q, &removed, e);
-	if (pick(&r, e) < 0) {
+	sv_init(&ids);
+	if (queue_list(&r.q, &ids, e) < 0) {
 		queue_close(&r.q);
 		return -1;
 	}
-	r.total = r.nitems;
-	r.progress = isatty(STDERR_FILENO) && r.nitems >= 20;
-	for (size_t k = 0; k < r.nitems && rc == 0; k++)
-		rc = deliver_local(&r, &r.items[k], e);
-	for (size_t i = 0; i < cfg->nids && rc == 0; i++)
-		rc = deliver_identity(&r, &cfg->ids[i], e);
-	for (size_t k = 0; k < r.nitems; k++) {
-		struct err le;
+	max = batch_limit();
+	r.items = xcalloc(max, sizeof(*r.items));
+	r.progress = isatty(STDERR_FILENO) && ids.n >= 20;
+	while (rc == 0 && cursor < ids.n) {
+		/* normally one batch: one connection per identity per run */
+		pick(&r, &ids, &cursor, max);
+		r.total += r.nitems;
+		for (size_t k = 0; k < r.nitems && rc == 0; k++)
+			rc = deliver_local(&r, &r.items[k], e);
+		for (size_t i = 0; i < cfg->nids && rc == 0; i++)
+			rc = deliver_identity(&r, &cfg->ids[i], e);
+		for (size_t k = 0; k < r.nitems; k++) {
+			struct err le;
 
-		if (settle(&r, &r.items[k], &le) < 0) {
-			log_msg(log, LOG_ERR, "%s: %s", r.items[k].id, le.msg);
-			if (rc == 0) {
-				*e = le;
-				rc = -1;
+			if (settle(&r, &r.items[k], &le) < 0) {
+				log_msg(log, LOG_ERR, "%s: %s", r.items[k].id,
+				    le.msg);
+				if (rc == 0) {
+					*e = le;
+					rc = -1;
+				}
 			}
+			item_free(&r.items[k]);
 		}
-		item_free(&r.items[k]);
 	}
+	sv_free(&ids);
 	if (r.progress)
 		fputc('\n', stderr);
 	free(r.items);

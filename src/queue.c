@@ -500,20 +500,29 @@ queue_unlock(int fd)
 
 /* --- delivery state journal ------------------------------------------ */
 
-/* A journal whose last line was torn by a crash gets it ended first, so
- * the next event is a line of its own (the torn one is then skipped). */
+/*
+ * A journal whose last line was torn by a crash or a full disk loses that
+ * fragment before the next append: a cut-off "ok 12 ..." must never read
+ * as "ok 1". Only whole lines count.
+ */
 static int
-end_torn_line(int fd)
+cut_torn_line(int fd)
 {
 	struct stat st;
-	char last;
+	off_t end;
+	char c;
 
 	if (fstat(fd, &st) < 0)
 		return -1;
-	if (st.st_size == 0 || pread(fd, &last, 1, st.st_size - 1) != 1 ||
-	    last == '\n')
+	for (end = st.st_size; end > 0; end--) {
+		if (pread(fd, &c, 1, end - 1) != 1)
+			return -1;
+		if (c == '\n')
+			break;
+	}
+	if (end == st.st_size)
 		return 0;
-	return util_write_all(fd, "\n", 1) < 0 ? -1 : 0;
+	return ftruncate(fd, end);
 }
 
 int
@@ -531,7 +540,7 @@ queue_state_append(struct queue *q, const char *id, const char *line,
 		    path, strerror(errno));
 		goto out;
 	}
-	if (end_torn_line(fd) < 0 || util_write_all(fd, line, len) < 0 ||
+	if (cut_torn_line(fd) < 0 || util_write_all(fd, line, len) < 0 ||
 	    (len > 0 && line[len - 1] != '\n' &&
 	    util_write_all(fd, "\n", 1) < 0) || fsync(fd) < 0) {
 		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",

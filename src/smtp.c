@@ -385,6 +385,8 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
 		run->unreachable = true;
 		return -1;
 	}
+	/* greeting, EHLO, STARTTLS and the handshake: each step bounded */
+	bridge_set_timeout(fd, id->timeout);
 	if ((id->tls == TLS_IMPLICIT && bridge_tls(tls, fd, id->timeout, &ssl,
 	    e) < 0) || (id->tls == TLS_STARTTLS && bridge_starttls(tls, fd,
 	    id->helo ? id->helo : util_hostname(), run->verbose, &ssl,

@@ -1,4 +1,5 @@
 /* tls.c - client TLS contexts with verification, pins and SNI. */
+#include <arpa/inet.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -77,9 +78,18 @@ info_cb(const SSL *ssl, int where, int ret)
 	if (!(where & SSL_CB_HANDSHAKE_START))
 		return;
 	p = policy_of((SSL *)ssl);
-	if (p != NULL && SSL_get_servername((SSL *)ssl,
+	if (p != NULL && !p->is_ip && SSL_get_servername((SSL *)ssl,
 	    TLSEXT_NAMETYPE_host_name) == NULL)
 		SSL_set_tlsext_host_name((SSL *)ssl, p->host);
+}
+
+static bool
+is_ip_literal(const char *host)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, host, buf) == 1 ||
+	    inet_pton(AF_INET6, host, buf) == 1;
 }
 
 int
@@ -104,7 +114,9 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 	param = SSL_CTX_get0_param(p->ctx);
 	X509_VERIFY_PARAM_set_hostflags(param,
 	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	if (X509_VERIFY_PARAM_set1_host(param, id->host, 0) != 1) {
+	p->is_ip = is_ip_literal(id->host);
+	if ((p->is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, id->host) :
+	    X509_VERIFY_PARAM_set1_host(param, id->host, 0)) != 1) {
 		tls_policy_free(p);
 		return err_set(e, ERR_CONFIG, "identity '%s': cannot check "
 		    "certificates for host '%s'", id->name, id->host);

@@ -271,6 +271,24 @@ class TestPlain(DeliverCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(srv.messages), 1)
 
+    def test_more_messages_than_descriptors(self):
+        # a run holds each message open and locked: with a hard limit of
+        # 128 descriptors, 300 messages go out in batches, none skipped
+        srv = self.start()
+        for i in range(300):
+            self.assertQueued(self.sendmail(["-odq", "-i", "-f", "a@example.org", "r@example.com"],
+                                            b"Subject: %d\n\n%d\n" % (i, i)))
+        import resource
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+        import subprocess
+        r = subprocess.run([os.path.join(self.bin, "deliver")], env=self.env,
+                           capture_output=True, preexec_fn=limit, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(len(srv.messages), 300)
+        self.assertLessEqual(srv.connections, 5)      # batches of 128 - 64
+
     def test_concurrent_runners_never_send_twice(self):
         srv = self.start()
         n = 500

@@ -1358,9 +1358,12 @@ static const struct {
 	  "test.conf:1: identity 'a' has a password but no 'user'" },
 	{ ID " password-command /usr/bin/pass smtp\n",
 	  "test.conf:1: identity 'a' has a password but no 'user'" },
-	{ ID " user me\n tls none\n",
+	{ ID " user me\n password p\n tls none\n",
 	  "test.conf:1: identity 'a' would send its password without TLS: "
 	  "use tls starttls or tls, or say auth-without-tls yes" },
+	{ ID " user me\n",
+	  "test.conf:1: identity 'a' has a 'user' but no 'password' or "
+	  "'password-command'" },
 	{ ID " user me\n password p\n password-command /usr/bin/pass x\n",
 	  "test.conf:1: identity 'a' has both 'password' and "
 	  "'password-command': keep one" },
