@@ -147,6 +147,24 @@ class TestPlain(DeliverCase):
         self.assertEqual(self.msg_ids(), [])
         self.assertEqual(self.bounces(), [])
 
+    def test_notify_never_gets_no_notice(self):
+        self.start(script={"RCPT": "550 5.1.1 gone"})
+        r = self.sendmail(["-odq", "-i", "-f", "alice@example.org", "-N", "never",
+                           "x@example.com"], MSG)
+        self.assertQueued(r)
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(self.bounces(), [])
+
+    def test_ssh_identity_never_connects_directly(self):
+        srv = self.start()
+        self.identity_extra = "  ssh me@gateway.example.org\n"
+        self.configure()
+        qid = self.enqueue(["bob@example.com"])
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertEqual(srv.connections, 0)
+        self.assertIn("SSH tunnel", self.states(qid)["bob@example.com"][1])
+
     def test_stage_failures(self):
         cases = [
             ({"greeting": "421 4.3.2 busy"}, "deferred", "421"),
