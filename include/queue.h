@@ -39,7 +39,7 @@ struct envelope {
 	char		*identity;	/* NULL: none matched at enqueue */
 	char		*notify;	/* DSN NOTIFY, NULL if not asked */
 	char		*ret;		/* DSN RET: "full", "hdrs" or NULL */
-	char		*body;		/* "7bit", "8bitmime" or NULL */
+	char		*body;		/* "8bitmime" if any byte is 8-bit, "7bit" */
 	char		*envid;		/* DSN ENVID or NULL */
 	struct strvec	 rcpts;
 	uint64_t	 offset;	/* where the message starts in msg/ID */
@@ -84,6 +84,10 @@ void	queue_close(struct queue *q);
 int	queue_begin(struct queue *q, struct qfile *qf, struct err *e);
 /* Buffered write into the message file. */
 int	queue_write(struct qfile *qf, const void *p, size_t n, struct err *e);
+/* Overwrite n bytes at offset of what was written so far (before the
+ * commit: used to fill in a field of the envelope once known). */
+int	queue_patch(struct qfile *qf, uint64_t offset, const void *p, size_t n,
+	    struct err *e);
 /* Flush, fsync, close, rename tmp/ID -> msg/ID (never replacing), fsync
  * msg/. On success qf->id is the queue id; on failure nothing is queued
  * and the tmp file is gone. */

@@ -135,6 +135,23 @@ queue_write(struct qfile *qf, const void *p, size_t n, struct err *e)
 	return 0;
 }
 
+int
+queue_patch(struct qfile *qf, uint64_t offset, const void *p, size_t n,
+    struct err *e)
+{
+	uint64_t flushed = qf->written - qf->buffered;
+
+	if (offset >= flushed && offset + n <= qf->written) {
+		memcpy(qf->buf + (offset - flushed), p, n);
+		return 0;
+	}
+	if (offset + n <= flushed && pwrite(qf->fd, p, n, (off_t)offset) ==
+	    (ssize_t)n)
+		return 0;
+	return err_set(e, err_from_errno(errno), "cannot write the queue file "
+	    "%s: %s", qf->tmp_path, strerror(errno));
+}
+
 /* rename(2) that never replaces an existing message. */
 static int
 rename_noreplace(const char *from, const char *to)
@@ -337,8 +354,11 @@ envelope_parse(const char *buf, size_t len, struct envelope *env,
 			rc = set_once(&env->notify, v, vlen, why);
 		else if (KEY("ret"))
 			rc = set_once(&env->ret, v, vlen, why);
-		else if (KEY("body"))
+		else if (KEY("body")) {
+			while (vlen > 0 && v[vlen - 1] == ' ')
+				vlen--;		/* padded: filled in at the end */
 			rc = set_once(&env->body, v, vlen, why);
+		}
 		else if (KEY("envid"))
 			rc = set_once(&env->envid, v, vlen, why);
 		else if (KEY("rcpt"))

@@ -306,9 +306,10 @@ add_message(smtp_session_t session, struct smtp_msg *m)
 	smtp_message_set_application_data_release(msg, m, NULL);
 	smtp_size_set_estimate(msg, (unsigned long)(env->size +
 	    env->size / 40));
-	if (env->body != NULL)
-		smtp_8bitmime_set_body(msg, strcmp(env->body, "8bitmime") == 0
-		    ? E8bitmime_8BITMIME : E8bitmime_7BIT);
+	/* BODY=8BITMIME only for real 8-bit content: libESMTP then needs the
+	 * extension (and quits without it), 7-bit mail never does */
+	if (env->body != NULL && strcmp(env->body, "8bitmime") == 0)
+		smtp_8bitmime_set_body(msg, E8bitmime_8BITMIME);
 	if (env->ret != NULL)
 		smtp_dsn_set_ret(msg, strcmp(env->ret, "full") == 0 ?
 		    Ret_FULL : Ret_HDRS);

@@ -200,6 +200,15 @@ from_address(const struct headers *hd)
 	return a;
 }
 
+static bool
+has_8bit(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] & 0x80)
+			return true;
+	return false;
+}
+
 /* DSN values go into the envelope as they are: printable ASCII only. */
 static bool
 dsn_value_ok(const char *v)
@@ -279,7 +288,8 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 	env->identity = id != NULL ? xstrdup(id->name) : NULL;
 	env->notify = o->notify ? xstrdup(o->notify) : NULL;
 	env->ret = o->ret ? xstrdup(o->ret) : NULL;
-	env->body = o->body ? xstrdup(o->body) : NULL;
+	/* what the body is, not what -B said: filled in once read (8 wide) */
+	env->body = xstrdup("7bit    ");
 	env->envid = o->envid ? xstrdup(o->envid) : NULL;
 	*idp = id;
 	return 0;
@@ -391,7 +401,8 @@ spool_message(const struct config *cfg, struct queue *q, struct input *in,
 	char *from_sender = NULL;
 	const struct identity *id = NULL;
 	const char *eol;
-	uint64_t base;
+	uint64_t base, body_at;
+	bool eight;
 	const char *p;
 	size_t n;
 	bool bol;
@@ -416,6 +427,9 @@ spool_message(const struct config *cfg, struct queue *q, struct input *in,
 	if (queue_begin(q, &qf, e) < 0)
 		goto out;
 	envelope_format(&env, &sb);
+	body_at = (uint64_t)(strstr(sb.s, "\nbody ") - sb.s) + 6;
+	eight = has_8bit(h.block.s, h.block.len) ||
+	    has_8bit(h.first_body.s, h.first_body.len);
 	if (queue_write(&qf, sb.s, sb.len, e) < 0)
 		goto abort;
 	base = qf.written;
@@ -438,6 +452,8 @@ spool_message(const struct config *cfg, struct queue *q, struct input *in,
 		goto abort;
 	if (!h.input_over) {
 		while ((r = input_next(in, &p, &n, &bol, e)) == 1) {
+			if (!eight)
+				eight = has_8bit(p, n);
 			if (queue_write(&qf, p, n, e) < 0 ||
 			    check_size(cfg, &qf, base, e) < 0)
 				goto abort;
@@ -446,6 +462,8 @@ spool_message(const struct config *cfg, struct queue *q, struct input *in,
 			goto abort;
 	}
 	res->size = qf.written - base;
+	if (eight && queue_patch(&qf, body_at, "8bitmime", 8, e) < 0)
+		goto abort;
 	if (queue_commit(&qf, e) < 0)
 		goto out;
 	res->id = qf.id;

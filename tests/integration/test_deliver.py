@@ -342,7 +342,7 @@ class TestRouting(DeliverCase):
             % (work.port, ca, home.port, ca))
         for sender in ("boss@corp.example.com", "alice@example.org", "x@CORP.example.com"):
             r = self.sendmail(["-odq", "-i", "-f", sender, "-N", "failure,delay", "-R", "hdrs",
-                               "-B", "8BITMIME", "bob@example.com"], MSG)
+                               "-B", "8BITMIME", "bob@example.com"], MSG + b"Gr\xc3\xbc\xc3\x9fe\n")
             self.assertQueued(r)
         r = self.deliver()
         self.assertEqual(r.returncode, 0, r.stderr)

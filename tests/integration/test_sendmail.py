@@ -29,7 +29,8 @@ class TestInvocations(QueueCase):
         self.assertEqual(env["sender"], "alice@example.org")
         self.assertEqual(env["rcpt"], ["bob@example.com", "carol@example.net"])
         self.assertEqual(env["notify"], "failure,delay")
-        self.assertEqual(env["body"], "8bitmime")
+        # the body type is what the content is: -B8BITMIME on ASCII is 7bit
+        self.assertEqual(env["body"].rstrip(), "7bit")
         self.assertEqual(body, MSG + b".\nmore\n")    # -oi: "." is data
 
     def test_cronie(self):
@@ -94,6 +95,18 @@ class TestInvocations(QueueCase):
         self.assertQueued(r)
         _, body = self.only_msg()
         self.assertEqual(body, MSG)
+
+    def test_body_type_follows_the_content(self):
+        for args, data, want in ((["-B7BIT"], MSG + b"caf\xc3\xa9\n", "8bitmime"),
+                                 ([], b"Subject: \xe9\n\nascii body\n", "8bitmime"),
+                                 (["-B8BITMIME"], MSG, "7bit")):
+            with self.subTest(args=args):
+                for q in self.msg_ids():
+                    os.unlink(os.path.join(self.queue, "msg", q))
+                self.assertQueued(self.sendmail(["-odq"] + args + ["bob@example.com"], data))
+                env, body = self.only_msg()
+                self.assertEqual(env["body"].rstrip(), want)
+                self.assertTrue(body.startswith(data.split(b"\n")[0]))
 
     def test_faithful_bytes(self):
         long_line = b"x" * 200000
