@@ -68,7 +68,9 @@ void	bridge_cut(struct bridge *b);
 /* Wait for the pump to end and close everything. */
 void	bridge_finish(struct bridge *b);
 
-/* Is the connected peer of fd a socket this process holds? */
+/* The descriptor of this process whose socket is fd's connected peer
+ * (skip1, skip2 excluded), or -1: the connection is someone else's. */
+int	bridge_peer_fd(int fd, int skip1, int skip2);
 bool	bridge_peer_is_ours(int fd, int skip1, int skip2);
 
 #endif

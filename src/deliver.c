@@ -33,6 +33,7 @@ struct item {
 	struct msgstate		 st;
 	const struct identity	*ident;
 	bool			 attempted;	/* "attempt" journaled */
+	bool			 finished;	/* delivered and removed */
 };
 
 struct runner {
@@ -146,7 +147,8 @@ record(struct runner *r, struct item *it, size_t i, enum smtp_outcome out,
 	static const char *ev[] = { "ok", "defer", "fail" };
 	static const char *what[] = { "sent", "deferred", "failed" };
 
-	if (journal(r, it, e, "%s %zu %s", ev[out], i, reply ? reply : "") < 0)
+	if (mark_attempt(r, it, e) < 0 ||
+	    journal(r, it, e, "%s %zu %s", ev[out], i, reply ? reply : "") < 0)
 		return -1;
 	log_outcome(r, it, i, what[out], via, reply);
 	return 0;
@@ -376,8 +378,6 @@ deliver_local(struct runner *r, struct item *it, struct err *e)
 
 		if (!pending(it, i) || !is_local(rcpt))
 			continue;
-		if (mark_attempt(r, it, e) < 0)
-			return -1;
 		if (cfg->mda.n > 0)
 			out = local_mda(&cfg->mda, rcpt, it->env.sender, it->fd,
 			    (off_t)it->env.offset, reason, sizeof(reason));
@@ -391,7 +391,8 @@ deliver_local(struct runner *r, struct item *it, struct err *e)
 		if (record(r, it, i, out, reason, "local", e) < 0)
 			return -1;
 	}
-	return 0;
+	/* the remote part sees what the local part left pending */
+	return it->attempted ? refold(r, it, e) : 0;
 }
 
 struct group {
@@ -402,11 +403,51 @@ struct group {
 	int		 failed_writes;
 };
 
+/*
+ * The common case, all recipients accepted and nothing else pending:
+ * the removal itself (unlink, fsync of msg/) is the durable record that
+ * the message was delivered; no journal line is needed first.
+ */
+static bool
+delivered_whole(struct group *g, size_t k)
+{
+	struct smtp_msg *m = &g->run.msgs[k];
+	struct item *it = g->items[k];
+	size_t open = 0;
+	struct err le;
+
+	for (size_t i = 0; i < it->st.n; i++)
+		if (pending(it, i))
+			open++;
+	if (open != m->nrcpt || any_failed(it))
+		return false;
+	for (size_t j = 0; j < m->nrcpt; j++)
+		if (smtp_classify(m->complete[j], m->mail_code, m->code[j],
+		    m->msg_code) != SMTP_OK)
+			return false;
+	if (queue_remove(&g->r->q, it->id, &le) < 0)
+		return false;	/* journal it instead */
+	for (size_t j = 0; j < m->nrcpt; j++)
+		log_outcome(g->r, it, m->rcpt[j], "sent", g->run.id->name,
+		    m->msg_reply ? m->msg_reply : m->reply[j]);
+	log_msg(g->r->log, LOG_INFO, "%s: removed from the queue", it->id);
+	it->finished = true;
+	return true;
+}
+
 static void
 record_message(struct group *g, size_t k, const char *fallback)
 {
 	struct smtp_msg *m = &g->run.msgs[k];
 	struct item *it = g->items[k];
+
+	if (fallback == NULL && delivered_whole(g, k)) {
+		g->r->done++;
+		if (g->r->progress)
+			fprintf(stderr, "\rdeliver: %zu/%zu messages",
+			    g->r->done, g->r->total);
+		return;
+	}
 
 	for (size_t j = 0; j < m->nrcpt; j++) {
 		enum smtp_outcome out = smtp_classify(m->complete[j],
@@ -470,11 +511,6 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 		if (m->nrcpt == 0) {
 			smtp_msg_free(m);
 			continue;
-		}
-		if (mark_attempt(r, it, e) < 0) {
-			smtp_msg_free(m);
-			rc = -1;
-			goto out;
 		}
 		g.items[n++] = it;
 	}
@@ -541,7 +577,7 @@ out:
 static int
 settle(struct runner *r, struct item *it, struct err *e)
 {
-	if (!it->attempted)
+	if (it->finished || !it->attempted)
 		return 0;
 	if (refold(r, it, e) < 0)
 		return -1;
