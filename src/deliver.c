@@ -1,11 +1,13 @@
 /*
  * deliver.c - one queue run. See deliver.h and queue/README.md.
  *
- * The order of durable steps is what makes a crash harmless: "attempt" is
- * journaled before the first byte goes out; each recipient's outcome is
- * journaled (fsync'd) as soon as the server answered its message; a
- * message is removed only when every recipient is final and the failure
- * notice, if any, is written.
+ * The order of durable steps is what makes a crash harmless: as soon as
+ * the server answered a message's data, the outcome is made durable: a
+ * message whose recipients were all accepted is removed (unlink, fsync of
+ * msg/: the removal is the record), otherwise each recipient's outcome is
+ * journaled (fsync'd) with an "attempt" line before the next message goes
+ * out. A message is removed only when every recipient is final and the
+ * failure notice, if any, is written.
  */
 #include <errno.h>
 #include <fcntl.h>

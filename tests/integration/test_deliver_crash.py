@@ -61,5 +61,5 @@ class TestDeliverCrash(QueueCase):
         # the only steps where a re-send can happen: a journal line after
         # the server accepted a message
         for s in dup_steps:
-            self.assertRegex(s, r"state line appended|outcome recorded")
-        print("%d crash points, %d gave a duplicate" % (steps, len(dup_steps)), end=" ")
+            self.assertRegex(s, r"state line appended|outcome recorded|msg removed")
+        print("%d crash points, %d gave a duplicate (%s)" % (steps, len(dup_steps), "; ".join(dup_steps)), end=" ")
