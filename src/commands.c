@@ -22,7 +22,7 @@ static int
 not_yet(const char *what, struct err *e)
 {
 	return err_set(e, ERR_UNAVAILABLE, "%s is not part of this version "
-	    "of postie yet; queued mail stays queued and safe", what);
+	    "of postie yet; nothing was fetched or changed", what);
 }
 
 /* Run the queue through the network module. */
