@@ -307,6 +307,14 @@ class TestPlain(DeliverCase):
         self.assertEqual(len(srv.messages), 300)
         self.assertLessEqual(srv.connections, 5)      # batches of 128 - 64
 
+    def test_mailq_q_runs_the_queue(self):
+        srv = self.start()
+        self.enqueue(["bob@example.com"])
+        r = self.run_cmd("mailq", ["-q"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1)
+        self.assertEqual(self.msg_ids(), [])
+
     def test_concurrent_runners_never_send_twice(self):
         srv = self.start()
         n = 500

@@ -298,6 +298,25 @@ class TestDispatch(QueueCase):
         self.assertEqual(r.returncode, 64)
         self.assertIn(b"unknown command 'frobnicate'", r.stderr)
 
+    def test_make_install(self):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(POSTIE)))
+        build = os.path.basename(os.path.dirname(os.path.abspath(POSTIE)))
+        dest = os.path.join(self.dir, "dest")
+        r = subprocess.run(["make", "-s", "-C", root, "install", "BUILD=" + build,
+                            "PREFIX=/usr/local", "DESTDIR=" + dest],
+                           capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        bindir = os.path.join(dest, "usr/local/bin")
+        self.assertTrue(os.access(os.path.join(bindir, "postie"), os.X_OK))
+        for name in ("sendmail", "mailq", "deliver", "fetch"):
+            self.assertEqual(os.readlink(os.path.join(bindir, name)), "postie")
+        for page in ("man1/postie.1", "man5/postie.conf.5"):
+            self.assertTrue(os.path.exists(os.path.join(dest, "usr/local/share/man", page)))
+        # the installed links act as their names
+        r = subprocess.run([os.path.join(bindir, "mailq")], capture_output=True, env=self.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.endswith(b"messages in the queue\n"))
+
     def test_version(self):
         r = subprocess.run([POSTIE, "--version"], capture_output=True)
         self.assertEqual(r.returncode, 0)
