@@ -126,8 +126,11 @@ void	msgstate_fold(struct msgstate *st, size_t nrcpts, const char *text,
 void	msgstate_free(struct msgstate *st);
 const char *rcpt_state_name(enum rcpt_state s);
 
-/* Remove a finished message: msg/ID, then state/ID. */
+/* Remove a finished message: msg/ID, fsync msg/, then state/ID. */
 int	queue_remove(struct queue *q, const char *id, struct err *e);
+/* The same without the fsync of msg/: the caller gets it to the disk
+ * (dirsync.h). */
+int	queue_remove_nosync(struct queue *q, const char *id, struct err *e);
 
 /* Remove state/ files whose message is gone (a crash between the two
  * unlinks of queue_remove); *removed counts them. */

@@ -21,6 +21,7 @@
 
 #include "bounce.h"
 #include "deliver.h"
+#include "dirsync.h"
 #include "input.h"
 #include "local.h"
 #include "maildir.h"
@@ -51,6 +52,7 @@ struct runner {
 	char			 unreachable_why[ERR_MSG_MAX];
 	size_t			 done, total;	/* progress */
 	bool			 progress;
+	struct dirsync		 sync;		/* msg/ removals to disk */
 };
 
 time_t
@@ -427,8 +429,9 @@ delivered_whole(struct group *g, size_t k)
 		if (smtp_classify(m->complete[j], m->mail_code, m->code[j],
 		    m->msg_code) != SMTP_OK)
 			return false;
-	if (queue_remove(&g->r->q, it->id, &le) < 0)
+	if (queue_remove_nosync(&g->r->q, it->id, &le) < 0)
 		return false;	/* journal it instead */
+	dirsync_kick(&g->r->sync);
 	for (size_t j = 0; j < m->nrcpt; j++)
 		log_outcome(g->r, it, m->rcpt[j], "sent", g->run.id->name,
 		    m->msg_reply ? m->msg_reply : m->reply[j]);
@@ -670,6 +673,11 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		queue_close(&r.q);
 		return -1;
 	}
+	if (dirsync_start(&r.sync, r.q.msg, e) < 0) {
+		sv_free(&ids);
+		queue_close(&r.q);
+		return -1;
+	}
 	max = batch_limit();
 	r.items = xcalloc(max, sizeof(*r.items));
 	r.progress = isatty(STDERR_FILENO) && ids.n >= 20;
@@ -696,6 +704,15 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		}
 	}
 	sv_free(&ids);
+	{
+		struct err se;
+
+		/* every delivered message's removal is on disk before exit */
+		if (dirsync_finish(&r.sync, &se) < 0 && rc == 0) {
+			*e = se;
+			rc = -1;
+		}
+	}
 	if (r.progress)
 		fputc('\n', stderr);
 	free(r.items);

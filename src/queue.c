@@ -760,6 +760,28 @@ out:
 }
 
 int
+queue_remove_nosync(struct queue *q, const char *id, struct err *e)
+{
+	char *m = xasprintf("%s/%s", q->msg, id);
+	char *s = xasprintf("%s/%s", q->state, id);
+	int rc = 0;
+
+	if (unlink(m) < 0 && errno != ENOENT)
+		rc = err_set(e, ERR_IOERR, "cannot remove %s: %s", m,
+		    strerror(errno));
+	else {
+		crash_step(q->crash, "msg removed");
+		if (unlink(s) < 0 && errno != ENOENT)
+			rc = err_set(e, ERR_IOERR, "cannot remove %s: %s", s,
+			    strerror(errno));
+		crash_step(q->crash, "state removed");
+	}
+	free(m);
+	free(s);
+	return rc;
+}
+
+int
 queue_clean_tmp(struct queue *q, time_t now, long max_age, int *removed,
     struct err *e)
 {

@@ -1,0 +1,39 @@
+/*
+ * dirsync.h - fsync a directory in the background, as a group commit.
+ *
+ * deliver records a delivered message by unlinking it; the unlink must
+ * reach the disk, but waiting for each fsync(msg/) in the SMTP session
+ * would cost more than sending the next message. A thread fsyncs the
+ * directory whenever unlinks happened since its last fsync, while the
+ * session goes on; dirsync_finish waits until every unlink so far is on
+ * disk. A process crash loses nothing either way (the unlink is done);
+ * a power cut may undo the unlinks of the last fsync period, and those
+ * messages are sent again: the duplicate window, not a loss.
+ */
+#ifndef POSTIE_DIRSYNC_H
+#define POSTIE_DIRSYNC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "err.h"
+
+struct dirsync {
+	int		 fd;
+	pthread_t	 thread;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	unsigned long	 want;		/* unlinks so far */
+	unsigned long	 done;		/* unlinks known to be on disk */
+	bool		 stop;
+	bool		 running;
+	int		 error;		/* errno of a failed fsync */
+};
+
+int	dirsync_start(struct dirsync *d, const char *dir, struct err *e);
+/* An unlink happened in the directory: get it to the disk soon. */
+void	dirsync_kick(struct dirsync *d);
+/* Wait until every unlink so far is on disk, then stop the thread. */
+int	dirsync_finish(struct dirsync *d, struct err *e);
+
+#endif
