@@ -11,6 +11,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "deliver.h"
+#include "dirsync.h"
 #include "smtp.h"
 
 static void
@@ -162,6 +163,27 @@ test_peer_is_ours(void **state)
 	close(l);
 }
 
+static void
+test_dirsync(void **state)
+{
+	char *dir = tu_tmpdir();
+	struct dirsync d;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(dirsync_start(&d, dir, &e), 0);
+	for (int i = 0; i < 50; i++)
+		dirsync_kick(&d);
+	assert_int_equal(dirsync_finish(&d, &e), 0);
+	assert_int_equal(d.done, 50);		/* all covered */
+	assert_int_equal(d.want, 50);
+	assert_false(d.running);
+	/* a directory that is not there is an error at once */
+	assert_int_equal(dirsync_start(&d, "/nonexistent/dir", &e), -1);
+	tu_rmtree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -171,6 +193,7 @@ main(void)
 		cmocka_unit_test(test_next_try),
 		cmocka_unit_test(test_bounce),
 		cmocka_unit_test(test_peer_is_ours),
+		cmocka_unit_test(test_dirsync),
 	};
 
 	return cmocka_run_group_tests_name("test_smtp", tests, NULL, NULL);
