@@ -29,6 +29,7 @@ struct smtp_msg {
 	char			*mail_reply;
 	int			 msg_code;	/* after DATA; 0: not reached */
 	bool			 reported;	/* done() was called */
+	bool			 skip;		/* not in this session */
 	char			*msg_reply;
 	/* message callback state */
 	off_t			 pos;
@@ -47,6 +48,7 @@ struct smtp_run {
 	char			 reason[ERR_MSG_MAX];	/* why it failed */
 	bool			 auth_failed;
 	bool			 unreachable;	/* DNS or connect failed */
+	bool			 no_8bitmime;	/* the server lacks 8BITMIME */
 	bool			 verbose;	/* the dialogue to stderr */
 	/* called as soon as the server answered a message's DATA, so the
 	 * outcome is recorded before the next message goes out */

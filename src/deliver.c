@@ -561,6 +561,33 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 			    sizeof(r->unreachable_why), "%s", g.run.reason);
 		}
 	}
+	if (g.run.no_8bitmime && !g.run.auth_failed) {
+		/*
+		 * libESMTP cannot downgrade and ends the whole session: defer
+		 * the 8-bit messages and send the others in a second one.
+		 */
+		size_t left = 0;
+
+		for (size_t k = 0; k < n; k++) {
+			struct smtp_msg *m = &g.run.msgs[k];
+
+			if (m->reported)
+				continue;
+			if (strcmp(m->env->body ? m->env->body : "",
+			    "8bitmime") == 0) {
+				record_message(&g, k, g.run.reason);
+				m->reported = true;
+			} else
+				left++;
+			m->skip = true;
+		}
+		for (size_t k = 0; k < n && left > 0; k++)
+			g.run.msgs[k].skip = g.run.msgs[k].reported;
+		g.run.no_8bitmime = false;
+		if (left > 0 && smtp_send(&g.run, e) < 0)
+			log_msg(r->log, LOG_WARNING, "identity %s: %s",
+			    id->name, g.run.reason);
+	}
 	for (size_t k = 0; k < n; k++)
 		if (!g.run.msgs[k].reported)
 			record_message(&g, k, g.run.reason);

@@ -251,6 +251,7 @@ event_cb(smtp_session_t session, int event, void *arg, ...)
 		snprintf(s->run->reason, sizeof(s->run->reason), "%s does not "
 		    "offer 8BITMIME for an 8-bit message",
 		    s->run->id->host);
+		s->run->no_8bitmime = true;
 		break;
 	default:
 		break;
@@ -490,7 +491,8 @@ smtp_send(struct smtp_run *run, struct err *e)
 		smtp_auth_set_context(session, auth);
 	}
 	for (size_t i = 0; i < run->nmsgs; i++)
-		add_message(session, &run->msgs[i]);
+		if (!run->msgs[i].skip)
+			add_message(session, &run->msgs[i]);
 
 	started = smtp_start_session(session);
 	smtp_enumerate_messages(session, collect_msg, NULL);
@@ -503,7 +505,8 @@ smtp_send(struct smtp_run *run, struct err *e)
 	} else {
 		/* the session ran; if it broke midway, say why */
 		for (size_t i = 0; i < run->nmsgs && rc == 0; i++)
-			for (size_t j = 0; j < run->msgs[i].nrcpt; j++)
+			for (size_t j = 0; j < run->msgs[i].nrcpt &&
+			    !run->msgs[i].skip; j++)
 				if (!run->msgs[i].complete[j]) {
 					describe_failure(run, &s, &b);
 					break;

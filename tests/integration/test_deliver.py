@@ -77,6 +77,17 @@ class TestPlain(DeliverCase):
         self.assertIn("%s: to=<bob@example.com> via=test status=sent reply=250 2.0.0" % a, log)
         self.assertIn("%s: removed from the queue" % b, log)
 
+    def test_server_without_8bitmime(self):
+        srv = self.start(extensions=("PIPELINING", "SIZE 100000000"))
+        eight = self.enqueue(["bob@example.com"], MSG + b"caf\xc3\xa9\n")
+        seven = self.enqueue(["carol@example.com"], MSG)
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # the 7-bit message is not held hostage by the 8-bit one
+        self.assertEqual([m.rcpts for m in srv.messages], [["carol@example.com"]])
+        self.assertEqual(self.msg_ids(), [eight])
+        self.assertIn("does not offer 8BITMIME", self.states(eight)["bob@example.com"][1])
+
     def test_chunking_bdat_sends_raw_crlf_lines(self):
         srv = self.start(extensions=("8BITMIME", "PIPELINING", "CHUNKING"))
         body = MSG + b"..two dots\nno final newline"
