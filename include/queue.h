@@ -128,8 +128,8 @@ const char *rcpt_state_name(enum rcpt_state s);
 
 /* Remove a finished message: msg/ID, fsync msg/, then state/ID. */
 int	queue_remove(struct queue *q, const char *id, struct err *e);
-/* The same without the fsync of msg/: the caller gets it to the disk
- * (dirsync.h). */
+/* Only unlink msg/ID: the caller gets msg/ to the disk (dirsync.h);
+ * state/ID, if any, goes with the next run's orphan clean-up. */
 int	queue_remove_nosync(struct queue *q, const char *id, struct err *e);
 
 /* Remove state/ files whose message is gone (a crash between the two

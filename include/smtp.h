@@ -30,6 +30,8 @@ struct smtp_msg {
 	int			 msg_code;	/* after DATA; 0: not reached */
 	bool			 reported;	/* done() was called */
 	bool			 skip;		/* not in this session */
+	bool			 read_error;	/* the queue file failed us */
+	void			*sess;		/* the session (smtp.c) */
 	char			*msg_reply;
 	/* message callback state */
 	off_t			 pos;

@@ -71,5 +71,7 @@ const char *util_hostname(void);
 
 /* Replace control characters (and DEL) by '?', in place. */
 void	 util_sanitize(char *s);
+/* The same, and every byte >= 0x80 too (text from a server). */
+void	 util_sanitize_ascii(char *s);
 
 #endif

@@ -168,7 +168,7 @@ read_reply(int fd, char *buf, size_t len, bool verbose)
 				line[l++] = c;
 		}
 		line[l] = '\0';
-		util_sanitize(line);
+		util_sanitize_ascii(line);
 		if (verbose)
 			fprintf(stderr, "deliver: < %s\n", line);
 		if (l < 3 || line[0] < '1' || line[0] > '5')

@@ -1,5 +1,6 @@
 /* commands.c - sendmail, mailq, deliver and fetch as commands. */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,17 @@ spawn_deliver(const struct config *cfg, struct log *log)
 		}
 		unsetenv("POSTIE_CRASH_AT");
 		unsetenv("POSTIE_CRASH_TRACE");
+		/* nothing of the caller's: no descriptors (a caller waiting
+		 * for EOF on a pipe it gave us), no signal state (the cwd
+		 * stays: relative paths in the config mean what they meant) */
+		close_range(3, ~0U, 0);
+		{
+			sigset_t none;
+
+			sigemptyset(&none);
+			sigprocmask(SIG_SETMASK, &none, NULL);
+		}
+		signal(SIGPIPE, SIG_DFL);
 		execv("/proc/self/exe", av.v);
 		_exit(127);
 	}

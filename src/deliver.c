@@ -446,6 +446,9 @@ record_message(struct group *g, size_t k, const char *fallback)
 	struct smtp_msg *m = &g->run.msgs[k];
 	struct item *it = g->items[k];
 
+	if (m->read_error)
+		fallback = "cannot read the queue file: the message was not "
+		    "sent (the connection was dropped before its end)";
 	if (fallback == NULL && delivered_whole(g, k)) {
 		g->r->done++;
 		if (g->r->progress)
@@ -455,8 +458,9 @@ record_message(struct group *g, size_t k, const char *fallback)
 	}
 
 	for (size_t j = 0; j < m->nrcpt; j++) {
-		enum smtp_outcome out = smtp_classify(m->complete[j],
-		    m->mail_code, m->code[j], m->msg_code);
+		enum smtp_outcome out = m->read_error ? SMTP_DEFER :
+		    smtp_classify(m->complete[j], m->mail_code, m->code[j],
+		    m->msg_code);
 		const char *reply;
 
 		/* the most specific reply there is, else why the session

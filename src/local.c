@@ -58,11 +58,11 @@ local_mda(const struct strvec *argv, const char *rcpt, const char *sender,
 		sv_push_owned(&av, expand(argv->v[i], rcpt, sender));
 	pid = fork();
 	if (pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
+		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
 		dup2(in, STDIN_FILENO);
 		if (devnull >= 0)
-			dup2(devnull, STDOUT_FILENO);
+			dup2(devnull, STDOUT_FILENO);	/* dup2 clears CLOEXEC */
 		signal(SIGPIPE, SIG_DFL);
 		execv(av.v[0], av.v);
 		_exit(127);

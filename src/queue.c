@@ -763,21 +763,16 @@ int
 queue_remove_nosync(struct queue *q, const char *id, struct err *e)
 {
 	char *m = xasprintf("%s/%s", q->msg, id);
-	char *s = xasprintf("%s/%s", q->state, id);
 	int rc = 0;
 
+	/* state/ID stays until the next run's orphan clean-up: it must not
+	 * reach the disk as gone before msg/ID does */
 	if (unlink(m) < 0 && errno != ENOENT)
 		rc = err_set(e, ERR_IOERR, "cannot remove %s: %s", m,
 		    strerror(errno));
-	else {
+	else
 		crash_step(q->crash, "msg removed");
-		if (unlink(s) < 0 && errno != ENOENT)
-			rc = err_set(e, ERR_IOERR, "cannot remove %s: %s", s,
-			    strerror(errno));
-		crash_step(q->crash, "state removed");
-	}
 	free(m);
-	free(s);
 	return rc;
 }
 

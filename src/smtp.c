@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -28,6 +30,7 @@
 #include "tls.h"
 
 #define CHUNK 32768
+#define PASSWORD_TIMEOUT 60	/* seconds for password-command */
 
 struct session_ctx {
 	struct smtp_run		*run;
@@ -37,6 +40,8 @@ struct session_ctx {
 	bool			 authenticated;
 	bool			 want_auth;
 	char			 last_reply[512];
+	struct strbuf		 part[2];	/* a line not yet complete, by
+						 * direction (0 read, 1 write) */
 };
 
 void
@@ -101,7 +106,16 @@ message_cb(void **ctx, int *len, void *arg)
 	do
 		r = pread(m->fd, buf->in, CHUNK, m->pos);
 	while (r < 0 && errno == EINTR);
-	if (r <= 0) {
+	if (r < 0) {
+		/* a short message must never go out as if whole: drop the
+		 * connection before the final dot */
+		m->read_error = true;
+		if (m->sess != NULL)
+			bridge_cut(((struct session_ctx *)m->sess)->bridge);
+		*len = 0;
+		return NULL;
+	}
+	if (r == 0) {
 		/* end the last line: BDAT adds nothing of its own */
 		if (r == 0 && m->pos > (off_t)m->env->offset && !m->ended) {
 			m->ended = true;
@@ -131,7 +145,7 @@ copy_reply(char *dst, size_t len, const char *buf, int n)
 	dst[n] = '\0';
 	while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == '\r'))
 		dst[--n] = '\0';
-	util_sanitize(dst);
+	util_sanitize_ascii(dst);	/* a server's bytes: printable ASCII */
 }
 
 static void
@@ -185,7 +199,7 @@ monitor_line(struct session_ctx *s, const char *line, int writing)
 	}
 	trace(s, "< %s", line);
 	snprintf(s->last_reply, sizeof(s->last_reply), "%s", line);
-	if (s->in_auth && line[0] != '3' && line[0] != '\0' &&
+	if (s->in_auth && strlen(line) >= 3 && line[0] != '3' &&
 	    line[3] != '-') {
 		s->in_auth = false;
 		if (line[0] == '2') {
@@ -210,18 +224,32 @@ static void
 monitor_cb(const char *buf, int n, int writing, void *arg)
 {
 	struct session_ctx *s = arg;
-	const char *p = buf, *end = buf + (n > 0 ? n : 0);
+	struct strbuf *part;
+	const char *p, *nl;
 
-	if (writing == SMTP_CB_HEADERS)
+	if (writing == SMTP_CB_HEADERS || n <= 0)
 		return;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+	/*
+	 * libESMTP hands over what each read or write moved, which may end
+	 * in the middle of a line: judge whole lines only.
+	 */
+	part = &s->part[writing ? 1 : 0];
+	sb_add(part, buf, (size_t)n);
+	p = part->s;
+	while ((nl = memchr(p, '\n', part->len - (size_t)(p - part->s))) !=
+	    NULL) {
 		char line[512];
 
-		copy_reply(line, sizeof(line), p, (int)len);
+		copy_reply(line, sizeof(line), p, (int)(nl - p + 1));
 		monitor_line(s, line, writing);
-		p += len;
+		p = nl + 1;
+	}
+	if (p != part->s) {
+		size_t rest = part->len - (size_t)(p - part->s);
+
+		memmove(part->s, p, rest);
+		part->len = rest;
+		part->s[rest] = '\0';
 	}
 }
 
@@ -297,13 +325,14 @@ notify_flags(const char *v)
 }
 
 static void
-add_message(smtp_session_t session, struct smtp_msg *m)
+add_message(smtp_session_t session, struct smtp_msg *m, void *sess)
 {
 	smtp_message_t msg = smtp_add_message(session);
 	const struct envelope *env = m->env;
 
 	smtp_set_reverse_path(msg, env->sender);
 	smtp_set_messagecb(msg, message_cb, m);
+	m->sess = sess;
 	smtp_message_set_application_data_release(msg, m, NULL);
 	smtp_size_set_estimate(msg, (unsigned long)(env->size +
 	    env->size / 40));
@@ -492,7 +521,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 	}
 	for (size_t i = 0; i < run->nmsgs; i++)
 		if (!run->msgs[i].skip)
-			add_message(session, &run->msgs[i]);
+			add_message(session, &run->msgs[i], &s);
 
 	started = smtp_start_session(session);
 	smtp_enumerate_messages(session, collect_msg, NULL);
@@ -513,6 +542,8 @@ smtp_send(struct smtp_run *run, struct err *e)
 				}
 	}
 	smtp_destroy_session(session);
+	sb_free(&s.part[0]);
+	sb_free(&s.part[1]);
 	if (auth != NULL)
 		auth_destroy_context(auth);
 	tls_policy_free(&tls);
@@ -544,18 +575,30 @@ smtp_password(const struct identity *id, struct err *e)
 		return NULL;
 	}
 	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
 		dup2(p[1], STDOUT_FILENO);
 		execv(id->password_command.v[0], id->password_command.v);
 		_exit(127);
 	}
 	close(p[1]);
-	while (n < sizeof(buf) - 1 && (r = read(p[0], buf + n,
-	    sizeof(buf) - 1 - n)) != 0) {
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			break;
-		n += (size_t)r;
+	{
+		time_t deadline = time(NULL) + PASSWORD_TIMEOUT;
+
+		while (n < sizeof(buf) - 1) {
+			struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+			long left = (long)(deadline - time(NULL));
+
+			if (left <= 0 || poll(&pfd, 1, (int)left * 1000) == 0) {
+				kill(pid, SIGKILL);	/* hung: a pinentry? */
+				break;
+			}
+			r = read(p[0], buf + n, sizeof(buf) - 1 - n);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
 	}
 	close(p[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

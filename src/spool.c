@@ -283,8 +283,10 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 	}
 	id = config_identity_for(cfg, sender);
 	*from_sender = sender;
-	env->sender = xstrdup(id != NULL && id->force_sender != NULL ?
-	    id->force_sender : sender);
+	/* the null sender (bounces) is never rewritten: a notice sent as
+	 * force-sender could bounce back, and loop */
+	env->sender = xstrdup(id != NULL && id->force_sender != NULL &&
+	    *sender != '\0' ? id->force_sender : sender);
 	env->identity = id != NULL ? xstrdup(id->name) : NULL;
 	env->notify = o->notify ? xstrdup(o->notify) : NULL;
 	env->ret = o->ret ? xstrdup(o->ret) : NULL;

@@ -33,11 +33,13 @@ class Server:
 
     def __init__(self, tls=None, cert=None, key=None, client_ca=None,
                  users=None, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"),
-                 offer_starttls=True, script=None, extensions=("8BITMIME", "PIPELINING", "SIZE 100000000", "DSN")):
+                 offer_starttls=True, script=None, extensions=("8BITMIME", "PIPELINING", "SIZE 100000000", "DSN"),
+                 split_challenges=False):
         self.tls = tls
         self.users = users or {}
         self.mechanisms = mechanisms
         self.offer_starttls = offer_starttls
+        self.split_challenges = split_challenges    # 334 lines in two writes
         self.script = dict(script or {})
         self.extensions = list(extensions)
         self.messages = []
@@ -220,7 +222,12 @@ class Server:
         mech = parts[1].upper() if len(parts) > 1 else ""
 
         def ask(challenge):
-            conn.sendall(b"334 " + base64.b64encode(challenge) + b"\r\n")
+            line = b"334 " + base64.b64encode(challenge) + b"\r\n"
+            if self.split_challenges:
+                conn.sendall(line[:4])
+                time.sleep(0.05)
+                line = line[4:]
+            conn.sendall(line)
             return base64.b64decode(f.readline().strip())
 
         user = password = None

@@ -151,6 +151,38 @@ class TestPlain(DeliverCase):
         self.assertTrue(os.path.exists(fresh))
         self.assertFalse(os.path.exists(orphan))
 
+    def test_null_sender_is_never_forced(self):
+        srv = self.start()
+        self.identity_extra = "  force-sender me@corp.example.com\n"
+        self.configure()
+        self.enqueue(["x@example.com"], sender="")
+        self.enqueue(["y@example.com"], sender="alice@example.org")
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertEqual([m.mail_from for m in srv.messages], ["", "me@corp.example.com"])
+
+    def test_server_text_is_printable_ascii(self):
+        self.start(script={"RCPT": "451 4.7.1 \u009b31mred \u00e9"})
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        journal = open(os.path.join(self.queue, "state", qid), "rb").read()
+        self.assertIn(b"451 4.7.1 ??31mred ??", journal)
+        self.assertFalse(any(b >= 0x80 for b in journal))
+
+    def test_detached_deliver_keeps_no_caller_descriptors(self):
+        self.start()
+        rfd, wfd = os.pipe()
+        import subprocess
+        p = subprocess.run([os.path.join(self.bin, "sendmail"), "-i", "-f", "a@example.org",
+                            "bob@example.com"], input=MSG, env=self.env, pass_fds=(wfd,),
+                           capture_output=True, timeout=30)
+        os.close(wfd)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        import select
+        ready, _, _ = select.select([rfd], [], [], 0.5)     # batch-delay is 1s
+        self.assertTrue(ready, "the pipe is still held open by the detached deliver")
+        self.assertEqual(os.read(rfd, 10), b"")
+        os.close(rfd)
+
     def test_no_bounce_for_a_bounce(self):
         self.start(script={"RCPT": "550 5.1.1 gone"})
         self.enqueue(["x@example.com"], sender="")
@@ -528,6 +560,21 @@ class TestAuth(DeliverCase):
                 self.assertIn(b"AUTH (redacted)", r.stderr)
                 log = open(os.path.join(self.dir, "postie.log")).read()
                 self.assertNotIn("s3cret", log)
+
+    def test_auth_reply_split_across_reads(self):
+        # a 334 that arrives in two pieces is still one line: no false
+        # failure, and the answer to it stays redacted
+        self.identity_extra = ("  tls-ca %s\n  user me@example.org\n%s" %
+                               (certs.path("ca.crt"), self.password_command()))
+        srv = self.start(tls="starttls", cert=certs.path("localhost.crt"),
+                         key=certs.path("localhost.key"), users={"me@example.org": "s3cret pass"},
+                         mechanisms=("LOGIN",), split_challenges=True)
+        self.configure(host="localhost")
+        self.enqueue(["bob@example.com"])
+        r = self.deliver("-v")
+        self.assertEqual(len(srv.messages), 1, r.stderr)
+        self.assertNotIn(b"czNjcmV0IHBhc3M", r.stderr)     # base64 of the password
+        self.assertNotIn(b"s3cret", r.stderr)
 
     def test_535_is_a_deferral_and_no_unauthenticated_mail(self):
         srv = self.setup_auth(self.password_command("wrong"))
