@@ -432,10 +432,10 @@ delivered_whole(struct group *g, size_t k)
 	if (queue_remove_nosync(&g->r->q, it->id, &le) < 0)
 		return false;	/* journal it instead */
 	dirsync_kick(&g->r->sync);
+	/* one line per recipient; the message left the queue with them */
 	for (size_t j = 0; j < m->nrcpt; j++)
 		log_outcome(g->r, it, m->rcpt[j], "sent", g->run.id->name,
 		    m->msg_reply ? m->msg_reply : m->reply[j]);
-	log_msg(g->r->log, LOG_INFO, "%s: removed from the queue", it->id);
 	it->finished = true;
 	return true;
 }

@@ -75,7 +75,7 @@ class TestPlain(DeliverCase):
         self.assertTrue(srv.messages[1].data.endswith(b"\r\nno final newline\r\n"))
         log = open(os.path.join(self.dir, "postie.log")).read()
         self.assertIn("%s: to=<bob@example.com> via=test status=sent reply=250 2.0.0" % a, log)
-        self.assertIn("%s: removed from the queue" % b, log)
+        self.assertIn("%s: to=<dave@example.net> via=test status=sent" % b, log)
 
     def test_server_without_8bitmime(self):
         srv = self.start(extensions=("PIPELINING", "SIZE 100000000"))
