@@ -28,7 +28,7 @@ CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
 CORE	= err util config message input crash queue spool cli log mailq \
-	  smtpd maildir netload commands
+	  smtpd maildir netload handoff commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
 NET	= tls bridge smtp local bounce dirsync deliver netmod

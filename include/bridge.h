@@ -9,6 +9,9 @@
  * user cannot ride the bridge), then pumps bytes both ways until either
  * side closes. The classes of failure (DNS, connect, TLS) are known before
  * SMTP starts.
+ *
+ * Without TLS there is nothing to pump: the connected socket is handed to
+ * libESMTP at its connect() (handoff.h), and no listener or thread is made.
  */
 #ifndef POSTIE_BRIDGE_H
 #define POSTIE_BRIDGE_H
@@ -32,6 +35,8 @@ struct bridge {
 	char		 error[256];	/* what ended the pump badly */
 	int		 rejected;	/* foreign connections refused */
 	char		 greeting[128];	/* sent to libESMTP first, or "" */
+	bool		 handoff;	/* plain: libESMTP uses up_fd itself */
+	char		 server[32];	/* "host:port" for smtp_set_server */
 };
 
 /* TCP connect to host:port trying each address, each within timeout. */
@@ -57,7 +62,8 @@ int	bridge_starttls(struct tls_policy *policy, int fd, const char *helo,
 /*
  * Start the listener and the pump over an open upstream (takes fd/ssl).
  * greeting, if not NULL, is sent to libESMTP first (after STARTTLS the
- * server does not greet again).
+ * server does not greet again). With neither ssl nor greeting, arm the
+ * handoff of fd instead. Either way libESMTP is pointed at b->server.
  */
 int	bridge_start(struct bridge *b, int up_fd, SSL *up_ssl,
 	    const char *greeting, long timeout, struct err *e);

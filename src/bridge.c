@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 
 #include "bridge.h"
+#include "handoff.h"
 #include "util.h"
 
 static void
@@ -489,6 +490,13 @@ bridge_start(struct bridge *b, int up_fd, SSL *up_ssl, const char *greeting,
 	b->up_fd = up_fd;
 	b->up_ssl = up_ssl;
 	b->timeout = timeout > 0 ? timeout : 30;
+	if (up_ssl == NULL && greeting == NULL) {
+		/* plain: libESMTP gets the socket itself (handoff.h) */
+		handoff_arm(up_fd);
+		b->handoff = true;
+		snprintf(b->server, sizeof(b->server), "%s", HANDOFF_SERVER);
+		return 0;
+	}
 	snprintf(b->greeting, sizeof(b->greeting), "%s",
 	    greeting ? greeting : "");
 	b->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -506,6 +514,7 @@ bridge_start(struct bridge *b, int up_fd, SSL *up_ssl, const char *greeting,
 		    "%s", strerror(saved));
 	}
 	b->port = ntohs(sin.sin_port);
+	snprintf(b->server, sizeof(b->server), "127.0.0.1:%d", b->port);
 	if (pthread_create(&b->thread, NULL, bridge_main, b) != 0) {
 		close(b->listen_fd);
 		return err_set(e, ERR_OSERR, "cannot start the bridge thread");
@@ -525,6 +534,8 @@ bridge_cut(struct bridge *b)
 void
 bridge_finish(struct bridge *b)
 {
+	if (b->handoff)
+		handoff_disarm();
 	if (b->running) {
 		pthread_join(b->thread, NULL);
 		b->running = false;

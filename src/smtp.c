@@ -474,7 +474,6 @@ smtp_send(struct smtp_run *run, struct err *e)
 	struct session_ctx s;
 	smtp_session_t session;
 	auth_context_t auth = NULL;
-	char server[64];
 	int started, rc = 0;
 
 	run->reason[0] = '\0';
@@ -494,8 +493,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 	s.want_auth = run->password != NULL;
 
 	session = smtp_create_session();
-	snprintf(server, sizeof(server), "127.0.0.1:%d", b.port);
-	smtp_set_server(session, server);
+	smtp_set_server(session, b.server);
 	smtp_set_hostname(session, id->helo ? id->helo : util_hostname());
 	smtp_set_eventcb(session, event_cb, &s);
 	smtp_set_monitorcb(session, monitor_cb, &s, 0);
