@@ -336,7 +336,7 @@ pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 		if (got <= 0)
 			continue;	/* busy in another run, or gone */
 		it->id = xstrdup(ids->v[k]);
-		if (queue_read_envelope(&r->q, it->id, &it->env, &le) < 0 ||
+		if (queue_read_envelope_fd(&r->q, it->id, it->fd, &it->env, &le) < 0 ||
 		    queue_state_read(&r->q, it->id, &it->env, &it->st,
 		    &le) < 0) {
 			log_msg(r->log, LOG_ERR, "%s: skipped: %s", it->id,
@@ -431,7 +431,8 @@ delivered_whole(struct group *g, size_t k)
 			return false;
 	if (queue_remove_nosync(&g->r->q, it->id, &le) < 0)
 		return false;	/* journal it instead */
-	dirsync_kick(&g->r->sync);
+	dirsync_removed(&g->r->sync, it->fd);	/* it closes the file */
+	it->fd = -1;
 	/* one line per recipient; the message left the queue with them */
 	for (size_t j = 0; j < m->nrcpt; j++)
 		log_outcome(g->r, it, m->rcpt[j], "sent", g->run.id->name,

@@ -2,32 +2,55 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dirsync.h"
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = ms * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
 
 static void *
 dirsync_main(void *arg)
 {
 	struct dirsync *d = arg;
+	int fds[DIRSYNC_MAX_FDS];
 
 	pthread_mutex_lock(&d->mu);
 	for (;;) {
 		unsigned long target;
+		size_t n;
 		int rc;
 
-		while (d->done == d->want && !d->stop)
+		while (d->done == d->want && d->nfds == 0 && !d->stop)
 			pthread_cond_wait(&d->cv, &d->mu);
-		if (d->done == d->want && d->stop)
+		if (d->done == d->want && d->nfds == 0 && d->stop)
 			break;
 		target = d->want;
+		n = d->nfds;
+		memcpy(fds, d->fds, n * sizeof(int));
+		d->nfds = 0;
 		pthread_mutex_unlock(&d->mu);
-		rc = fsync(d->fd);	/* covers every unlink up to target */
+		rc = target != d->done ? fsync(d->fd) : 0; /* up to target */
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
 		pthread_mutex_lock(&d->mu);
 		if (rc < 0 && errno != EINVAL)
 			d->error = errno;
 		d->done = target;
 		pthread_cond_broadcast(&d->cv);
+		if (!d->stop) {
+			/* let the removals of the next period gather */
+			pthread_mutex_unlock(&d->mu);
+			sleep_ms(DIRSYNC_PERIOD_MS);
+			pthread_mutex_lock(&d->mu);
+		}
 	}
 	pthread_mutex_unlock(&d->mu);
 	return NULL;
@@ -45,6 +68,8 @@ dirsync_start(struct dirsync *d, const char *dir, struct err *e)
 	pthread_cond_init(&d->cv, NULL);
 	if (pthread_create(&d->thread, NULL, dirsync_main, d) != 0) {
 		close(d->fd);
+		pthread_mutex_destroy(&d->mu);
+		pthread_cond_destroy(&d->cv);
 		return err_set(e, ERR_OSERR, "cannot start the fsync thread");
 	}
 	d->running = true;
@@ -52,12 +77,20 @@ dirsync_start(struct dirsync *d, const char *dir, struct err *e)
 }
 
 void
-dirsync_kick(struct dirsync *d)
+dirsync_removed(struct dirsync *d, int fd)
 {
+	bool inline_close = false;
+
 	pthread_mutex_lock(&d->mu);
 	d->want++;
-	pthread_cond_broadcast(&d->cv);
+	if (fd >= 0 && d->nfds < DIRSYNC_MAX_FDS)
+		d->fds[d->nfds++] = fd;
+	else
+		inline_close = fd >= 0;
+	pthread_cond_signal(&d->cv);
 	pthread_mutex_unlock(&d->mu);
+	if (inline_close)
+		close(fd);
 }
 
 int
