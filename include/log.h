@@ -13,7 +13,8 @@
 
 struct log {
 	enum log_kind	 kind;
-	FILE		*fp;		/* LOG_FILE */
+	int		 fd;		/* LOG_FILE, O_APPEND */
+	long		 pid;		/* in each file line */
 	const char	*prog;
 	bool		 verbose;
 };

@@ -7,25 +7,24 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 void
 log_open(struct log *l, const struct config *cfg, const char *prog,
     bool verbose)
 {
 	memset(l, 0, sizeof(*l));
+	l->fd = -1;
 	l->kind = cfg != NULL ? cfg->log : LOGTO_STDERR;
 	l->prog = prog;
 	l->verbose = verbose;
 	if (l->kind == LOGTO_SYSLOG)
 		openlog(prog, LOG_PID, LOG_MAIL);
 	else if (l->kind == LOGTO_FILE) {
-		int fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT |
+		l->fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT |
 		    O_CLOEXEC, 0600);
-
-		l->fp = fd >= 0 ? fdopen(fd, "a") : NULL;
-		if (l->fp == NULL) {
-			if (fd >= 0)
-				close(fd);
+		l->pid = (long)getpid();
+		if (l->fd < 0) {
 			fprintf(stderr, "%s: cannot open the log file %s; "
 			    "logging to stderr instead\n", prog,
 			    cfg->log_file);
@@ -49,15 +48,23 @@ log_msg(struct log *l, int prio, const char *fmt, ...)
 		syslog(prio, "%s", line);
 		break;
 	case LOGTO_FILE: {
-		char ts[32];
+		char ts[32], out[sizeof(line) + 128];
 		time_t now = time(NULL);
 		struct tm tm;
+		int n;
 
 		gmtime_r(&now, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		fprintf(l->fp, "%s %s[%ld]: %s\n", ts, l->prog,
-		    (long)getpid(), line);
-		fflush(l->fp);
+		/* one write(2) per line: O_APPEND keeps the lines of
+		 * concurrent runs whole */
+		n = snprintf(out, sizeof(out), "%s %s[%ld]: %s\n", ts, l->prog,
+		    l->pid, line);
+		if (n > 0 && (size_t)n >= sizeof(out)) {
+			n = (int)sizeof(out) - 1;
+			out[n - 1] = '\n';
+		}
+		if (n > 0)
+			(void)util_write_all(l->fd, out, (size_t)n);
 		break;
 	}
 	case LOGTO_STDERR:
@@ -73,7 +80,7 @@ log_close(struct log *l)
 {
 	if (l->kind == LOGTO_SYSLOG)
 		closelog();
-	if (l->fp != NULL)
-		fclose(l->fp);
-	l->fp = NULL;
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
 }
