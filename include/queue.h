@@ -106,6 +106,9 @@ void	envelope_free(struct envelope *env);
 /* Read msg/ID's envelope; size and offset filled in. */
 int	queue_read_envelope(struct queue *q, const char *id,
 	    struct envelope *env, struct err *e);
+/* The same from fd, msg/ID already open (and locked: queue_lock). */
+int	queue_read_envelope_fd(struct queue *q, const char *id, int fd,
+	    struct envelope *env, struct err *e);
 
 /* The committed ids, oldest first. */
 int	queue_list(struct queue *q, struct strvec *ids, struct err *e);

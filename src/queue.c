@@ -388,27 +388,21 @@ envelope_free(struct envelope *env)
 	sv_init(&env->rcpts);
 }
 
-int
-queue_read_envelope(struct queue *q, const char *id, struct envelope *env,
-    struct err *e)
+/* The envelope at the start of the open queue file fd (named path). */
+static int
+read_envelope(int fd, const char *path, struct envelope *env, struct err *e)
 {
-	char *path = xasprintf("%s/%s", q->msg, id);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct strbuf sb;
 	struct stat st;
 	const char *why;
 	size_t used;
+	off_t pos = 0;
 	int rc = -1;
 
 	sb_init(&sb);
-	if (fd < 0) {
-		err_set(e, errno == ENOENT ? ERR_NOINPUT : ERR_IOERR,
-		    "cannot open %s: %s", path, strerror(errno));
-		goto out;
-	}
 	for (;;) {
 		char chunk[8192];
-		ssize_t r = read(fd, chunk, sizeof(chunk));
+		ssize_t r = pread(fd, chunk, sizeof(chunk), pos);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -417,6 +411,7 @@ queue_read_envelope(struct queue *q, const char *id, struct envelope *env,
 			    strerror(errno));
 			goto out;
 		}
+		pos += r;
 		sb_add(&sb, chunk, (size_t)r);
 		if (r == 0 || memmem(sb.s, sb.len, "\nend\n", 5) != NULL ||
 		    sb.len > ENVELOPE_MAX)
@@ -437,9 +432,36 @@ queue_read_envelope(struct queue *q, const char *id, struct envelope *env,
 	    : 0;
 	rc = 0;
 out:
-	if (fd >= 0)
-		close(fd);
 	sb_free(&sb);
+	return rc;
+}
+
+int
+queue_read_envelope(struct queue *q, const char *id, struct envelope *env,
+    struct err *e)
+{
+	char *path = xasprintf("%s/%s", q->msg, id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		rc = err_set(e, errno == ENOENT ? ERR_NOINPUT : ERR_IOERR,
+		    "cannot open %s: %s", path, strerror(errno));
+	else {
+		rc = read_envelope(fd, path, env, e);
+		close(fd);
+	}
+	free(path);
+	return rc;
+}
+
+int
+queue_read_envelope_fd(struct queue *q, const char *id, int fd,
+    struct envelope *env, struct err *e)
+{
+	char *path = xasprintf("%s/%s", q->msg, id);
+	int rc = read_envelope(fd, path, env, e);
+
 	free(path);
 	return rc;
 }
