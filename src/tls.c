@@ -121,6 +121,8 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 		return err_set(e, ERR_CONFIG, "identity '%s': cannot check "
 		    "certificates for host '%s'", id->name, id->host);
 	}
+	if (id->tls == TLS_NONE)
+		return 0;	/* no TLS: no trust store or client key to load */
 	if (id->tls_ca != NULL) {
 		if (SSL_CTX_load_verify_locations(p->ctx, id->tls_ca,
 		    NULL) != 1) {
