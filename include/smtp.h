@@ -1,7 +1,8 @@
 /*
  * smtp.h - one SMTP session with libESMTP: messages in, a status per
- * recipient out. The session runs over a bridge (bridge.h) that postie
- * opened itself; TLS and AUTH policy are enforced here.
+ * recipient out. The session runs over a connection postie opened itself
+ * (bridge.h: the socket handed over, or the TLS bridge); TLS and AUTH
+ * policy are enforced here.
  */
 #ifndef POSTIE_SMTP_H
 #define POSTIE_SMTP_H

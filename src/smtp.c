@@ -3,9 +3,10 @@
  *
  * libESMTP's sharp edges (see the README): it needs CRLF lines and it
  * falls through to an unauthenticated MAIL after a 535: the monitor
- * callback watches the dialogue and cuts the bridge before that can
- * happen. It does no TLS here: the bridge (bridge.c) has done STARTTLS or
- * implicit TLS, verified, before libESMTP sees the first byte.
+ * callback watches the dialogue and cuts the connection before that can
+ * happen. It does no TLS here: bridge.c has done STARTTLS or implicit
+ * TLS, verified, before libESMTP sees the first byte (and hands a plain
+ * connection to libESMTP as it is).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -402,7 +403,7 @@ collect_msg(smtp_message_t msg, void *arg)
 	smtp_enumerate_recipients(msg, collect_rcpt, m);
 }
 
-/* Open the upstream (TCP, then TLS for "tls") and the bridge. */
+/* Open the upstream (TCP, then TLS) and hand it over or bridge it. */
 static int
 open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
     struct err *e)
