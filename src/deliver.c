@@ -526,16 +526,6 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 	}
 	if (n == 0)
 		goto out;
-	if (id->ssh.host != NULL) {
-		/* never talk to host:port directly when a tunnel was asked */
-		snprintf(g.run.reason, sizeof(g.run.reason), "identity '%s' "
-		    "goes through an SSH tunnel (ssh %s), which this version "
-		    "of postie cannot open yet", id->name, id->ssh.host);
-		g.run.id = id;
-		for (size_t k = 0; k < n; k++)
-			record_message(&g, k, g.run.reason);
-		goto out;
-	}
 	g.run.cfg = r->cfg;
 	g.run.id = id;
 	g.run.log = r->log;

@@ -27,6 +27,7 @@
 #include <libesmtp.h>
 
 #include "bridge.h"
+#include "tunnel.h"
 #include "smtp.h"
 #include "tls.h"
 
@@ -403,20 +404,50 @@ collect_msg(smtp_message_t msg, void *arg)
 	smtp_enumerate_recipients(msg, collect_rcpt, m);
 }
 
-/* Open the upstream (TCP, then TLS) and hand it over or bridge it. */
+/* TCP to host:port, or a channel through the identity's SSH server. */
+static int
+dial(struct smtp_run *run, struct tunnel *tun, int *fd, struct err *e)
+{
+	const struct identity *id = run->id;
+	struct ssh_params sp;
+	bool unreachable;
+
+	if (id->ssh.host == NULL) {
+		if (bridge_connect(id->host, id->port, id->connect_timeout, fd,
+		    e) < 0) {
+			run->unreachable = true;
+			return -1;
+		}
+		return 0;
+	}
+	memset(&sp, 0, sizeof(sp));
+	sp.target = &id->ssh;
+	sp.key = id->ssh_key;
+	sp.known_hosts = id->ssh_known_hosts;
+	sp.fingerprint = id->ssh_fingerprint;
+	sp.connect_timeout = id->connect_timeout;
+	sp.timeout = id->timeout;
+	sp.verbose = run->verbose;
+	sp.prog = "deliver";
+	if (tunnel_open(tun, &sp, id->host, id->port, fd, &unreachable,
+	    e) < 0) {
+		run->unreachable = unreachable;
+		return -1;
+	}
+	return 0;
+}
+
+/* Open the upstream (TCP or SSH, then TLS) and hand it over or bridge it. */
 static int
 open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
-    struct err *e)
+    struct tunnel *tun, struct err *e)
 {
 	const struct identity *id = run->id;
 	SSL *ssl = NULL;
 	int fd;
 
-	if (bridge_connect(id->host, id->port, id->connect_timeout, &fd,
-	    e) < 0) {
-		run->unreachable = true;
+	if (dial(run, tun, &fd, e) < 0)
 		return -1;
-	}
 	/* greeting, EHLO, STARTTLS and the handshake: each step bounded */
 	bridge_set_timeout(fd, id->timeout);
 	if ((id->tls == TLS_IMPLICIT && bridge_tls(tls, fd, id->timeout, &ssl,
@@ -424,6 +455,7 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
 	    id->helo ? id->helo : util_hostname(), run->verbose, &ssl,
 	    e) < 0)) {
 		close(fd);
+		tunnel_close(tun);
 		return -1;
 	}
 	if (bridge_start(b, fd, ssl, id->tls == TLS_STARTTLS ?
@@ -431,6 +463,7 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
 		if (ssl != NULL)
 			SSL_free(ssl);
 		close(fd);
+		tunnel_close(tun);
 		return -1;
 	}
 	return 0;
@@ -438,7 +471,7 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
 
 static void
 describe_failure(struct smtp_run *run, struct session_ctx *s,
-    struct bridge *b)
+    struct bridge *b, struct tunnel *tun)
 {
 	char buf[256];
 	int err = smtp_errno();
@@ -453,6 +486,11 @@ describe_failure(struct smtp_run *run, struct session_ctx *s,
 	if (b->error[0] != '\0') {
 		snprintf(run->reason, sizeof(run->reason), "%s: %s",
 		    run->id->host, b->error);
+		return;
+	}
+	if (tun->error[0] != '\0') {
+		snprintf(run->reason, sizeof(run->reason), "%s (through %s): "
+		    "%s", run->id->host, run->id->ssh.host, tun->error);
 		return;
 	}
 	smtp_strerror(err, buf, sizeof(buf));
@@ -472,6 +510,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 	const struct identity *id = run->id;
 	struct tls_policy tls;
 	struct bridge b;
+	struct tunnel tun;
 	struct session_ctx s;
 	smtp_session_t session;
 	auth_context_t auth = NULL;
@@ -482,7 +521,8 @@ smtp_send(struct smtp_run *run, struct err *e)
 		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
 		return -1;
 	}
-	if (open_upstream(run, &tls, &b, e) < 0) {
+	tunnel_init(&tun);
+	if (open_upstream(run, &tls, &b, &tun, e) < 0) {
 		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
 		tls_policy_free(&tls);
 		return -1;
@@ -526,9 +566,10 @@ smtp_send(struct smtp_run *run, struct err *e)
 	smtp_enumerate_messages(session, collect_msg, NULL);
 	bridge_cut(&b);
 	bridge_finish(&b);
+	tunnel_close(&tun);	/* after the bridge closed its end */
 	if (!started || run->auth_failed || tls.reason[0] != '\0' ||
 	    run->reason[0] != '\0') {
-		describe_failure(run, &s, &b);
+		describe_failure(run, &s, &b, &tun);
 		rc = -1;
 	} else {
 		/* the session ran; if it broke midway, say why */
@@ -536,7 +577,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 			for (size_t j = 0; j < run->msgs[i].nrcpt &&
 			    !run->msgs[i].skip; j++)
 				if (!run->msgs[i].complete[j]) {
-					describe_failure(run, &s, &b);
+					describe_failure(run, &s, &b, &tun);
 					break;
 				}
 	}

@@ -4,7 +4,8 @@
 # another user it says what to install.
 set -eu
 pkgs="build-essential pkg-config libesmtp-dev libssl-dev libssh2-1-dev
-libcmocka-dev python3 valgrind openssl git git-email"
+libcmocka-dev python3 valgrind openssl git git-email openssh-server
+openssh-client"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -204,9 +204,10 @@ class TestPlain(DeliverCase):
         self.identity_extra = "  ssh me@gateway.example.org\n"
         self.configure()
         qid = self.enqueue(["bob@example.com"])
-        self.assertEqual(self.deliver().returncode, 0)
+        # the gateway cannot be reached: deferred, and never a direct path
+        self.assertEqual(self.deliver().returncode, 75)
         self.assertEqual(srv.connections, 0)
-        self.assertIn("SSH tunnel", self.states(qid)["bob@example.com"][1])
+        self.assertIn("gateway.example.org", self.states(qid)["bob@example.com"][1])
 
     def test_stage_failures(self):
         cases = [

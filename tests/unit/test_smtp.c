@@ -13,6 +13,7 @@
 #include "deliver.h"
 #include "dirsync.h"
 #include "smtp.h"
+#include "sshconn.h"
 
 static void
 test_classify(void **state)
@@ -130,6 +131,27 @@ test_bounce(void **state)
 	free(dir);
 }
 
+/* Host key fingerprints read as ssh-keygen -l prints them. */
+static void
+test_ssh_fingerprint(void **state)
+{
+	unsigned char h[32];
+	char out[64], small[12];
+
+	(void)state;
+	for (int i = 0; i < 32; i++)
+		h[i] = (unsigned char)i;
+	sshconn_fp_format(h, out, sizeof(out));
+	assert_string_equal(out,
+	    "SHA256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8");
+	memset(h, 0xff, sizeof(h));
+	sshconn_fp_format(h, out, sizeof(out));
+	assert_int_equal(strlen(out), 7 + 43);		/* no '=' padding */
+	assert_null(strchr(out, '='));
+	sshconn_fp_format(h, small, sizeof(small));	/* cut, terminated */
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
 static void
 test_peer_is_ours(void **state)
 {
@@ -203,6 +225,7 @@ main(void)
 		cmocka_unit_test(test_next_try),
 		cmocka_unit_test(test_bounce),
 		cmocka_unit_test(test_peer_is_ours),
+		cmocka_unit_test(test_ssh_fingerprint),
 		cmocka_unit_test(test_dirsync),
 	};
 

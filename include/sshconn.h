@@ -1,0 +1,57 @@
+/*
+ * sshconn.h - one verified, authenticated SSH session (libssh2).
+ *
+ * Used by the SMTP tunnel (tunnel.h) and by fetch. The server's host key
+ * is checked before anything is sent: against ssh-fingerprint when set
+ * (the pin decides alone), otherwise against known_hosts (default
+ * ~/.ssh/known_hosts; hashed entries and [host]:port work). An unknown or
+ * changed key refuses the session and names the key's fingerprint. User
+ * authentication: ssh-key when set; otherwise ssh-agent, then
+ * ~/.ssh/id_ed25519 and ~/.ssh/id_ecdsa. libssh2 1.10 cannot sign with
+ * rsa-sha2, so RSA keys do not work against OpenSSH 8.8 and later.
+ */
+#ifndef POSTIE_SSHCONN_H
+#define POSTIE_SSHCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libssh2.h>
+
+#include "config.h"
+#include "err.h"
+
+/* What a session needs: an identity's or a fetch job's ssh settings. */
+struct ssh_params {
+	const struct ssh_target	*target;
+	const char		*key;		/* NULL: agent, then ~/.ssh/id_* */
+	const char		*known_hosts;	/* NULL: ~/.ssh/known_hosts */
+	const char		*fingerprint;	/* "SHA256:..." pin, or NULL */
+	long			 connect_timeout;	/* seconds */
+	long			 timeout;	/* seconds, per blocking step */
+	bool			 verbose;	/* steps to stderr */
+	const char		*prog;		/* "deliver", "fetch" */
+};
+
+struct sshconn {
+	int			 fd;
+	LIBSSH2_SESSION		*s;
+	char			 fp[64];	/* "SHA256:..." of the host key */
+	char			 keytype[32];	/* "ssh-ed25519" ... */
+	bool			 unreachable;	/* DNS or connect failed */
+};
+
+/* Connect, check the host key, authenticate. On failure everything is
+ * closed, c->unreachable says whether the server could not be reached. */
+int	sshconn_open(const struct ssh_params *p, struct sshconn *c,
+	    struct err *e);
+void	sshconn_close(struct sshconn *c);
+
+/* "SHA256:" + unpadded base64 of a 32-byte hash, as ssh-keygen -l prints
+ * it; out holds at least 7 + 44 bytes. */
+void	sshconn_fp_format(const unsigned char hash[32], char *out,
+	    size_t len);
+
+/* The libssh2 error text of the session, for a message. */
+const char *sshconn_errmsg(LIBSSH2_SESSION *s);
+
+#endif

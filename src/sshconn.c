@@ -1,0 +1,402 @@
+/* sshconn.c - one verified, authenticated SSH session (libssh2). */
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "bridge.h"
+#include "sshconn.h"
+#include "util.h"
+
+static pthread_once_t ssh_once = PTHREAD_ONCE_INIT;
+static int ssh_init_rc;
+
+static void
+ssh_init(void)
+{
+	ssh_init_rc = libssh2_init(0);
+}
+
+/* A server's host key types, as libssh2 and known_hosts name them. */
+static const struct keytype {
+	int		 hostkey;	/* LIBSSH2_HOSTKEY_TYPE_* */
+	int		 known;		/* LIBSSH2_KNOWNHOST_KEY_* */
+	const char	*name;		/* the method name */
+} keytypes[] = {
+	/* OpenSSH's own order of preference */
+	{ LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519,
+	    "ssh-ed25519" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256,
+	    "ecdsa-sha2-nistp256" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384,
+	    "ecdsa-sha2-nistp384" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521,
+	    "ecdsa-sha2-nistp521" },
+	{ LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "ssh-rsa" },
+};
+#define NKEYTYPES (sizeof(keytypes) / sizeof(keytypes[0]))
+#define DEFAULT_PREFS	"ssh-ed25519,ecdsa-sha2-nistp256," \
+			"ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,ssh-rsa"
+
+static void
+trace(const struct ssh_params *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+trace(const struct ssh_params *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!p->verbose)
+		return;
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: ssh: ", p->prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+const char *
+sshconn_errmsg(LIBSSH2_SESSION *s)
+{
+	char *msg = NULL;
+
+	if (s == NULL || libssh2_session_last_error(s, &msg, NULL, 0) == 0 ||
+	    msg == NULL || *msg == '\0')
+		return "the connection failed";
+	return msg;
+}
+
+void
+sshconn_fp_format(const unsigned char hash[32], char *out, size_t len)
+{
+	unsigned char b64[64];
+	int n = EVP_EncodeBlock(b64, hash, 32);
+
+	while (n > 0 && b64[n - 1] == '=')
+		n--;
+	snprintf(out, len, "SHA256:%.*s", n, (const char *)b64);
+}
+
+static const char *
+user_of(const struct ssh_target *t)
+{
+	const char *u = t->user;
+	struct passwd *pw;
+
+	if (u != NULL)
+		return u;
+	if ((u = getenv("USER")) != NULL && *u != '\0')
+		return u;
+	pw = getpwuid(getuid());
+	return pw != NULL ? pw->pw_name : "root";
+}
+
+/*
+ * The host key types known_hosts holds for this host, in OpenSSH's order,
+ * as a method preference list ("" when none). libssh2 prefers ECDSA by
+ * default, so a host recorded with its Ed25519 key only would otherwise
+ * never match. A dummy key of each type reads MISMATCH exactly when the
+ * file has an entry of that type for the host (hashed names included).
+ */
+static void
+known_types(LIBSSH2_KNOWNHOSTS *kh, const char *host, int port, char *out,
+    size_t len)
+{
+	static const char dummy[] = "postie";
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < NKEYTYPES; i++) {
+		struct libssh2_knownhost *ent;
+		int rc = libssh2_knownhost_checkp(kh, host, port, dummy,
+		    sizeof(dummy) - 1, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+		    LIBSSH2_KNOWNHOST_KEYENC_RAW | keytypes[i].known, &ent);
+
+		if (rc != LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
+			continue;
+		n += (size_t)snprintf(out + n, len - n, "%s%s", n ? "," : "",
+		    keytypes[i].name);
+		if (n >= len) {
+			out[len - 1] = '\0';
+			return;
+		}
+	}
+}
+
+static char *
+known_hosts_path(const struct ssh_params *p)
+{
+	if (p->known_hosts != NULL)
+		return xstrdup(p->known_hosts);
+	return xasprintf("%s/.ssh/known_hosts", util_home());
+}
+
+/* Load known_hosts; *kh NULL when the file does not exist. */
+static int
+load_known(LIBSSH2_SESSION *s, const char *path, LIBSSH2_KNOWNHOSTS **kh,
+    struct err *e)
+{
+	*kh = NULL;
+	if (access(path, F_OK) != 0)
+		return 0;
+	*kh = libssh2_knownhost_init(s);
+	if (*kh == NULL)
+		return err_set(e, ERR_SOFTWARE, "cannot set up known hosts");
+	if (libssh2_knownhost_readfile(*kh, path,
+	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+		libssh2_knownhost_free(*kh);
+		*kh = NULL;
+		return err_set(e, ERR_CONFIG, "cannot read %s: %s", path,
+		    access(path, R_OK) != 0 ? strerror(errno) :
+		    "not a known_hosts file");
+	}
+	return 0;
+}
+
+static int
+check_host_key(const struct ssh_params *p, struct sshconn *c,
+    LIBSSH2_KNOWNHOSTS *kh, const char *khpath, struct err *e)
+{
+	const struct ssh_target *t = p->target;
+	size_t klen;
+	int ktype;
+	const char *key = libssh2_session_hostkey(c->s, &klen, &ktype);
+	const char *hash = libssh2_hostkey_hash(c->s,
+	    LIBSSH2_HOSTKEY_HASH_SHA256);
+	int known = 0;
+	struct libssh2_knownhost *ent;
+
+	if (key == NULL || hash == NULL)
+		return err_set(e, ERR_PROTOCOL, "SSH server %s sent no host "
+		    "key", t->host);
+	sshconn_fp_format((const unsigned char *)hash, c->fp, sizeof(c->fp));
+	snprintf(c->keytype, sizeof(c->keytype), "unknown key type");
+	for (size_t i = 0; i < NKEYTYPES; i++)
+		if (keytypes[i].hostkey == ktype) {
+			known = keytypes[i].known;
+			snprintf(c->keytype, sizeof(c->keytype), "%s",
+			    keytypes[i].name);
+		}
+	if (p->fingerprint != NULL) {
+		if (strcmp(p->fingerprint, c->fp) != 0)
+			return err_set(e, ERR_PROTOCOL, "the SSH host key of %s "
+			    "(%s %s) does not match ssh-fingerprint %s: "
+			    "refusing it", t->host, c->keytype, c->fp,
+			    p->fingerprint);
+		trace(p, "host key %s %s matches ssh-fingerprint",
+		    c->keytype, c->fp);
+		return 0;
+	}
+	if (kh == NULL)
+		return err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s "
+		    "%s) cannot be checked: there is no %s; add the server's "
+		    "key to it (ssh-keyscan -p %d %s) after checking it, or "
+		    "set ssh-fingerprint", t->host, c->keytype, c->fp, khpath,
+		    t->port, t->host);
+	switch (known == 0 ? LIBSSH2_KNOWNHOST_CHECK_NOTFOUND :
+	    libssh2_knownhost_checkp(kh, t->host, t->port, key, klen,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	    known, &ent)) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		trace(p, "host key %s %s found in %s", c->keytype, c->fp,
+		    khpath);
+		return 0;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		return err_set(e, ERR_PROTOCOL, "the SSH host key of %s has "
+		    "CHANGED: the server sent %s %s, which is not the key "
+		    "%s holds for it; refusing it (someone may be "
+		    "intercepting the connection; if the key really changed, "
+		    "fix %s)", t->host, c->keytype, c->fp, khpath, khpath);
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		return err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s "
+		    "%s) is not in %s; refusing it: check the fingerprint "
+		    "and add the key (ssh-keyscan -p %d %s), or set "
+		    "ssh-fingerprint", t->host, c->keytype, c->fp, khpath,
+		    t->port, t->host);
+	default:
+		return err_set(e, ERR_SOFTWARE, "cannot check the SSH host key "
+		    "of %s against %s", t->host, khpath);
+	}
+}
+
+static bool
+auth_agent(const struct ssh_params *p, struct sshconn *c, const char *user)
+{
+	LIBSSH2_AGENT *agent;
+	struct libssh2_agent_publickey *id = NULL, *prev = NULL;
+	bool ok = false;
+
+	if (getenv("SSH_AUTH_SOCK") == NULL)
+		return false;
+	agent = libssh2_agent_init(c->s);
+	if (agent == NULL)
+		return false;
+	if (libssh2_agent_connect(agent) == 0 &&
+	    libssh2_agent_list_identities(agent) == 0) {
+		while (!ok && libssh2_agent_get_identity(agent, &id,
+		    prev) == 0) {
+			if (libssh2_agent_userauth(agent, user, id) == 0) {
+				ok = true;
+				trace(p, "authenticated as %s with the agent's "
+				    "key %s", user, id->comment ? id->comment :
+				    "");
+			}
+			prev = id;
+		}
+	}
+	libssh2_agent_disconnect(agent);
+	libssh2_agent_free(agent);
+	return ok;
+}
+
+static bool
+auth_file(const struct ssh_params *p, struct sshconn *c, const char *user,
+    const char *path)
+{
+	if (libssh2_userauth_publickey_fromfile_ex(c->s, user,
+	    (unsigned int)strlen(user), NULL, path, NULL) != 0)
+		return false;
+	trace(p, "authenticated as %s with %s", user, path);
+	return true;
+}
+
+static int
+authenticate(const struct ssh_params *p, struct sshconn *c, struct err *e)
+{
+	const char *user = user_of(p->target);
+	const char *methods = libssh2_userauth_list(c->s, user,
+	    (unsigned int)strlen(user));
+	struct strbuf tried;
+	int rc;
+
+	if (methods == NULL && libssh2_userauth_authenticated(c->s))
+		return 0;	/* "none" was enough */
+	if (methods == NULL || strstr(methods, "publickey") == NULL)
+		return err_set(e, ERR_NOPERM, "SSH server %s does not let %s "
+		    "in with a public key (it offers: %s)", p->target->host,
+		    user, methods ? methods : sshconn_errmsg(c->s));
+	if (p->key != NULL) {
+		if (auth_file(p, c, user, p->key))
+			return 0;
+		return err_set(e, ERR_NOPERM, "SSH server %s refused %s with "
+		    "ssh-key %s: %s (an encrypted key needs ssh-agent; RSA "
+		    "keys do not work with this libssh2, use Ed25519 or "
+		    "ECDSA)", p->target->host, user, p->key,
+		    sshconn_errmsg(c->s));
+	}
+	sb_init(&tried);
+	if (auth_agent(p, c, user)) {
+		sb_free(&tried);
+		return 0;
+	}
+	sb_adds(&tried, getenv("SSH_AUTH_SOCK") ? "ssh-agent" :
+	    "no ssh-agent");
+	{
+		static const char *const names[] = { "id_ed25519", "id_ecdsa",
+		    "id_rsa" };
+
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			char *path = xasprintf("%s/.ssh/%s", util_home(),
+			    names[i]);
+			bool ok = access(path, R_OK) == 0 &&
+			    (sb_addf(&tried, ", %s", path),
+			    auth_file(p, c, user, path));
+
+			free(path);
+			if (ok) {
+				sb_free(&tried);
+				return 0;
+			}
+		}
+	}
+	rc = err_set(e, ERR_NOPERM, "SSH server %s refused %s (tried %s); "
+	    "set ssh-key or load a key into ssh-agent (Ed25519 or ECDSA: "
+	    "RSA keys do not work with this libssh2)", p->target->host, user,
+	    tried.s);
+	sb_free(&tried);
+	return rc;
+}
+
+int
+sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
+{
+	const struct ssh_target *t = p->target;
+	LIBSSH2_KNOWNHOSTS *kh = NULL;
+	char *khpath = NULL;
+	char prefs[200];
+
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	pthread_once(&ssh_once, ssh_init);
+	if (ssh_init_rc != 0)
+		return err_set(e, ERR_SOFTWARE, "cannot initialise libssh2");
+	if (bridge_connect(t->host, t->port, p->connect_timeout, &c->fd,
+	    e) < 0) {
+		c->unreachable = true;
+		return -1;
+	}
+	bridge_set_timeout(c->fd, p->timeout);
+	trace(p, "connected to %s port %d", t->host, t->port);
+	c->s = libssh2_session_init();
+	if (c->s == NULL) {
+		err_set(e, ERR_SOFTWARE, "cannot create an SSH session");
+		goto fail;
+	}
+	libssh2_session_set_blocking(c->s, 1);
+	libssh2_session_set_timeout(c->s, p->timeout * 1000);
+	/* OpenSSH's order, not libssh2's (which puts ECDSA first) */
+	snprintf(prefs, sizeof(prefs), "%s", DEFAULT_PREFS);
+	if (p->fingerprint == NULL) {
+		khpath = known_hosts_path(p);
+		if (load_known(c->s, khpath, &kh, e) < 0)
+			goto fail;
+		/* ask for the types recorded for the host, so a recorded key
+		 * is what the server shows */
+		if (kh != NULL)
+			known_types(kh, t->host, t->port, prefs, sizeof(prefs));
+		if (prefs[0] == '\0')
+			snprintf(prefs, sizeof(prefs), "%s", DEFAULT_PREFS);
+	}
+	libssh2_session_method_pref(c->s, LIBSSH2_METHOD_HOSTKEY, prefs);
+	if (libssh2_session_handshake(c->s, c->fd) != 0) {
+		err_set(e, ERR_TEMPFAIL, "SSH handshake with %s failed: %s",
+		    t->host, sshconn_errmsg(c->s));
+		goto fail;
+	}
+	if (check_host_key(p, c, kh, khpath, e) < 0)
+		goto fail;
+	if (authenticate(p, c, e) < 0)
+		goto fail;
+	if (kh != NULL)
+		libssh2_knownhost_free(kh);
+	free(khpath);
+	return 0;
+fail:
+	if (kh != NULL)
+		libssh2_knownhost_free(kh);
+	free(khpath);
+	sshconn_close(c);
+	return -1;
+}
+
+void
+sshconn_close(struct sshconn *c)
+{
+	if (c->s != NULL) {
+		libssh2_session_set_blocking(c->s, 1);
+		libssh2_session_disconnect(c->s, "postie: done");
+		libssh2_session_free(c->s);
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->s = NULL;
+	c->fd = -1;
+}

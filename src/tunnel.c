@@ -1,0 +1,234 @@
+/* tunnel.c - the SMTP upstream through an SSH direct-tcpip channel. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tunnel.h"
+#include "util.h"
+
+/* Which libssh2 call last left a packet half sent: libssh2 wants that
+ * same call, with the same buffer, before any other that sends. */
+enum stuck { STUCK_NONE, STUCK_READ, STUCK_WRITE };
+
+struct pump {
+	struct tunnel	*t;
+	char		 up[32768];	/* from the local side, to send */
+	size_t		 up_len, up_off;
+	bool		 local_eof;	/* the local side is done sending */
+	bool		 eof_sent;	/* ... and the channel knows */
+	bool		 chan_eof;	/* the server side is done */
+	enum stuck	 stuck;
+};
+
+static bool
+blocked_out(struct tunnel *t)
+{
+	return (libssh2_session_block_directions(t->ssh.s) &
+	    LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0;
+}
+
+/* Channel to local: drain until EAGAIN. 0 go on, -1 stop. */
+static int
+pump_down(struct pump *p)
+{
+	struct tunnel *t = p->t;
+	char buf[32768];
+
+	while (!p->chan_eof) {
+		ssize_t n = libssh2_channel_read(t->ch, buf, sizeof(buf));
+
+		if (n > 0) {
+			p->stuck = STUCK_NONE;
+			if (util_write_all(t->fd, buf, (size_t)n) < 0)
+				return -1;	/* the local side is gone */
+			continue;
+		}
+		if (n == LIBSSH2_ERROR_EAGAIN) {
+			p->stuck = blocked_out(t) ? STUCK_READ : STUCK_NONE;
+			if (libssh2_channel_eof(t->ch) == 0)
+				return 0;
+		} else if (n < 0) {
+			snprintf(t->error, sizeof(t->error), "the SSH "
+			    "connection broke: %s", sshconn_errmsg(t->ssh.s));
+			return -1;
+		}
+		p->stuck = STUCK_NONE;
+		p->chan_eof = true;	/* n == 0, or EAGAIN at EOF */
+		shutdown(t->fd, SHUT_WR);
+	}
+	return 0;
+}
+
+/* Local to channel. 0 go on, -1 stop. */
+static int
+pump_up(struct pump *p)
+{
+	struct tunnel *t = p->t;
+
+	if (p->up_len == 0 && !p->local_eof) {
+		ssize_t n = recv(t->fd, p->up, sizeof(p->up), MSG_DONTWAIT);
+
+		if (n > 0) {
+			p->up_len = (size_t)n;
+			p->up_off = 0;
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			p->local_eof = true;
+	}
+	while (p->up_off < p->up_len) {
+		ssize_t w = libssh2_channel_write(t->ch, p->up + p->up_off,
+		    p->up_len - p->up_off);
+
+		if (w == LIBSSH2_ERROR_EAGAIN) {
+			p->stuck = blocked_out(t) ? STUCK_WRITE : STUCK_NONE;
+			return 0;
+		}
+		if (w < 0) {
+			snprintf(t->error, sizeof(t->error), "the SSH "
+			    "connection broke while sending: %s",
+			    sshconn_errmsg(t->ssh.s));
+			return -1;
+		}
+		p->stuck = STUCK_NONE;
+		p->up_off += (size_t)w;
+	}
+	p->up_len = p->up_off = 0;
+	if (p->local_eof && !p->eof_sent) {
+		int rc = libssh2_channel_send_eof(t->ch);
+
+		if (rc == LIBSSH2_ERROR_EAGAIN)
+			return 0;
+		p->eof_sent = true;
+	}
+	return 0;
+}
+
+static void *
+tunnel_main(void *arg)
+{
+	struct tunnel *t = arg;
+	struct pump p;
+	int sfd = t->ssh.fd;
+	int idle = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.t = t;
+	for (;;) {
+		struct pollfd pfd[2];
+		int dirs, r;
+
+		if (p.stuck != STUCK_WRITE && pump_down(&p) < 0)
+			break;
+		if (p.stuck != STUCK_READ && pump_up(&p) < 0)
+			break;
+		if (p.eof_sent && p.chan_eof)
+			break;	/* both sides done */
+		if (p.local_eof && p.chan_eof)
+			break;	/* the client left and the server said all */
+		dirs = libssh2_session_block_directions(t->ssh.s);
+		pfd[0].fd = sfd;
+		pfd[0].events = POLLIN;
+		if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+			pfd[0].events |= POLLOUT;
+		pfd[1].fd = t->fd;
+		pfd[1].events = (p.up_len == 0 && !p.local_eof) ? POLLIN : 0;
+		r = poll(pfd, 2, 1000);
+		if (r < 0 && errno != EINTR) {
+			snprintf(t->error, sizeof(t->error), "poll: %s",
+			    strerror(errno));
+			break;
+		}
+		/* a send that cannot go out, or a server that never ends
+		 * the stream after the client left, is given up in time */
+		if (r == 0 && (p.stuck != STUCK_NONE || p.local_eof) &&
+		    ++idle >= t->timeout) {
+			if (!p.local_eof)
+				snprintf(t->error, sizeof(t->error), "the SSH "
+				    "server took nothing for %ld s", t->timeout);
+			break;
+		}
+		if (r > 0)
+			idle = 0;
+	}
+	/* the client sees the end of the stream */
+	shutdown(t->fd, SHUT_RDWR);
+	return NULL;
+}
+
+void
+tunnel_init(struct tunnel *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->fd = -1;
+	t->ssh.fd = -1;
+}
+
+int
+tunnel_open(struct tunnel *t, const struct ssh_params *p, const char *host,
+    int port, int *fd, bool *unreachable, struct err *e)
+{
+	int sp[2];
+
+	tunnel_init(t);
+	t->timeout = p->timeout > 0 ? p->timeout : 60;
+	*unreachable = false;
+	if (sshconn_open(p, &t->ssh, e) < 0) {
+		*unreachable = t->ssh.unreachable;
+		return -1;
+	}
+	t->ch = libssh2_channel_direct_tcpip_ex(t->ssh.s, host, port,
+	    "127.0.0.1", 0);
+	if (t->ch == NULL) {
+		int code = libssh2_session_last_errno(t->ssh.s);
+
+		/* the server could not reach host:port (or will not) */
+		*unreachable = code == LIBSSH2_ERROR_CHANNEL_FAILURE;
+		err_set(e, ERR_TEMPFAIL, "SSH server %s could not open a "
+		    "channel to %s port %d: %s", p->target->host, host, port,
+		    sshconn_errmsg(t->ssh.s));
+		sshconn_close(&t->ssh);
+		return -1;
+	}
+	if (p->verbose)
+		fprintf(stderr, "%s: ssh: channel to %s port %d open\n",
+		    p->prog, host, port);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		err_set(e, ERR_OSERR, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	t->fd = sp[1];
+	libssh2_session_set_blocking(t->ssh.s, 0);
+	if (pthread_create(&t->thread, NULL, tunnel_main, t) != 0) {
+		close(sp[0]);
+		err_set(e, ERR_OSERR, "cannot start the SSH tunnel thread");
+		goto fail;
+	}
+	t->running = true;
+	*fd = sp[0];
+	return 0;
+fail:
+	tunnel_close(t);
+	return -1;
+}
+
+void
+tunnel_close(struct tunnel *t)
+{
+	if (t->running) {
+		pthread_join(t->thread, NULL);
+		t->running = false;
+	}
+	if (t->ch != NULL) {
+		libssh2_session_set_blocking(t->ssh.s, 1);
+		libssh2_session_set_timeout(t->ssh.s, 2000);
+		libssh2_channel_close(t->ch);
+		libssh2_channel_free(t->ch);
+		t->ch = NULL;
+	}
+	sshconn_close(&t->ssh);
+	if (t->fd >= 0)
+		close(t->fd);
+	t->fd = -1;
+}

@@ -1,0 +1,123 @@
+"""A private OpenSSH sshd on a free 127.0.0.1 port: its own config, host
+keys (Ed25519 and ECDSA), authorized_keys and log under a temp dir.
+Started and stopped by the tests; logs at DEBUG1 so a test can see the
+sessions and direct-tcpip channels it served."""
+import pwd
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+SSHD = "/usr/sbin/sshd"
+
+
+def available():
+    return os.access(SSHD, os.X_OK) and shutil.which("ssh-keygen") is not None
+
+
+def keygen(path, kind="ed25519"):
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", os.path.basename(path),
+                    "-f", path], check=True, capture_output=True)
+    return path
+
+
+def fingerprint(pub):
+    """SHA256:... of a public key file, as ssh-keygen -l prints it."""
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", pub], check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()[1]
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Sshd:
+    def __init__(self, authorized=()):
+        self.dir = tempfile.mkdtemp(prefix="postie-sshd.")
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.host_ed25519 = keygen(os.path.join(self.dir, "host_ed25519"))
+        self.host_ecdsa = keygen(os.path.join(self.dir, "host_ecdsa"), "ecdsa")
+        self.authorized = os.path.join(self.dir, "authorized_keys")
+        with open(self.authorized, "w") as f:
+            for pub in authorized:
+                f.write(open(pub).read())
+        os.chmod(self.authorized, 0o600)
+        self.log = os.path.join(self.dir, "sshd.log")
+        self.proc = None
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # privsep
+        for _ in range(10):
+            self.port = _free_port()
+            if self._start():
+                return
+        raise RuntimeError("sshd did not start: %s" % self.log_text()[-2000:])
+
+    def _start(self):
+        conf = os.path.join(self.dir, "sshd_config")
+        with open(conf, "w") as f:
+            f.write("\n".join([
+                "Port %d" % self.port,
+                "ListenAddress 127.0.0.1",
+                "HostKey %s" % self.host_ed25519,
+                "HostKey %s" % self.host_ecdsa,
+                "PidFile %s" % os.path.join(self.dir, "sshd.pid"),
+                "AuthorizedKeysFile %s" % self.authorized,
+                "StrictModes no",
+                "UsePAM no",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PubkeyAuthentication yes",
+                "PermitRootLogin prohibit-password",
+                "AllowTcpForwarding yes",
+                "LogLevel DEBUG1",
+                "MaxStartups 50",
+                "",
+            ]))
+        self.proc = subprocess.Popen([SSHD, "-D", "-f", conf, "-E", self.log],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if self.proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        return False
+
+    def authorize(self, pub):
+        with open(self.authorized, "a") as f:
+            f.write(open(pub).read())
+
+    def known_hosts_line(self, kind="ed25519", name=None):
+        pub = open((self.host_ed25519 if kind == "ed25519" else self.host_ecdsa) + ".pub").read()
+        k = pub.split()
+        return "%s %s %s\n" % (name or "[127.0.0.1]:%d" % self.port, k[0], k[1])
+
+    def host_fingerprint(self, kind="ed25519"):
+        return fingerprint((self.host_ed25519 if kind == "ed25519" else self.host_ecdsa) + ".pub")
+
+    def log_text(self):
+        try:
+            return open(self.log, errors="replace").read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

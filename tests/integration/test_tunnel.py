@@ -1,0 +1,237 @@
+"""deliver through an SSH tunnel: a real OpenSSH sshd on loopback, started
+by the test, carries the SMTP connection in a direct-tcpip channel to a
+scripted SMTP server. Host keys, user keys, the agent, one session per
+run, TLS through the tunnel, and every refusal."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import unittest
+
+import certs
+import sshd
+from smtpserver import Server
+from test_deliver import DeliverCase
+
+
+@unittest.skipUnless(sshd.available(), "OpenSSH sshd and ssh-keygen are needed (openssh-server)")
+class TunnelCase(DeliverCase):
+    def setUp(self):
+        super().setUp()
+        self.ssh_dir = os.path.join(self.dir, ".ssh")       # HOME is self.dir
+        os.mkdir(self.ssh_dir, 0o700)
+        self.key = sshd.keygen(os.path.join(self.dir, "user_key"))
+        self.sshd = sshd.Sshd(authorized=[self.key + ".pub"])
+        self.addCleanup(self.sshd.stop)
+        self.known = os.path.join(self.ssh_dir, "known_hosts")
+
+    def write_known(self, *lines):
+        with open(self.known, "w") as f:
+            f.writelines(lines)
+
+    def tunnel(self, extra="", key=True, target_port=None):
+        ssh = "  ssh %s@127.0.0.1:%d\n" % (self.sshd.user, self.sshd.port)
+        if key:
+            ssh += "  ssh-key %s\n" % self.key
+        self.identity_extra = ssh + extra
+        self.configure(port=target_port)
+
+    def deferred_reason(self, qid):
+        st = self.states(qid)["bob@example.com"]
+        self.assertEqual(st[0], "deferred")
+        return st[1]
+
+
+class TestTunnel(TunnelCase):
+    def test_all_messages_through_one_session(self):
+        srv = self.start()
+        self.write_known(self.sshd.known_hosts_line())
+        self.tunnel()
+        ids = [self.enqueue(["bob@example.com"]) for _ in range(3)]
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(len(srv.messages), 3)
+        self.assertEqual(srv.connections, 1)
+        log = self.sshd.log_text()
+        # one SSH login and one channel carried all three messages, and
+        # the channel went where the identity said
+        self.assertEqual(log.count("Accepted publickey for %s" % self.sshd.user), 1, log[-3000:])
+        self.assertEqual(log.count("target 127.0.0.1 port %d" % srv.port), 1, log[-3000:])
+        self.assertIn(b"ssh: host key ssh-ed25519 " + self.sshd.host_fingerprint().encode(),
+                      r.stderr)
+        text = open(os.path.join(self.dir, "postie.log")).read()
+        for qid in ids:
+            self.assertIn("%s: to=<bob@example.com> via=test status=sent" % qid, text)
+
+    def test_default_key_and_hashed_known_hosts(self):
+        srv = self.start()
+        for suffix in ("", ".pub"):
+            shutil.copy(self.key + suffix, os.path.join(self.ssh_dir, "id_ed25519" + suffix))
+        os.chmod(os.path.join(self.ssh_dir, "id_ed25519"), 0o600)
+        self.write_known(self.sshd.known_hosts_line())
+        subprocess.run(["ssh-keygen", "-q", "-H", "-f", self.known], check=True,
+                       capture_output=True)
+        self.assertNotIn("127.0.0.1", open(self.known).read())    # really hashed
+        self.tunnel(key=False)
+        self.enqueue(["bob@example.com"])
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1, r.stderr)
+        self.assertIn(b"with " + os.path.join(self.ssh_dir, "id_ed25519").encode(), r.stderr)
+
+    def test_agent(self):
+        srv = self.start()
+        self.write_known(self.sshd.known_hosts_line())
+        sock = os.path.join(self.dir, "agent.sock")
+        agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (agent.terminate(), agent.wait()))
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            subprocess.run(["sleep", "0.05"])
+        env = dict(self.env, SSH_AUTH_SOCK=sock)
+        subprocess.run(["ssh-add", "-q", self.key], env=env, check=True, capture_output=True)
+        self.tunnel(key=False)      # no ssh-key and no ~/.ssh/id_*: the agent's key
+        self.enqueue(["bob@example.com"])
+        r = self.run_cmd("deliver", ["-v"], env={"SSH_AUTH_SOCK": sock})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1, r.stderr)
+        self.assertIn(b"with the agent's key", r.stderr)
+
+    def test_known_hosts_with_the_ecdsa_key_only(self):
+        # the server has Ed25519 and ECDSA keys; the one recorded is asked for
+        srv = self.start()
+        self.write_known(self.sshd.known_hosts_line("ecdsa"))
+        self.tunnel()
+        self.enqueue(["bob@example.com"])
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1, r.stderr)
+        self.assertIn(b"ecdsa-sha2-nistp256 " + self.sshd.host_fingerprint("ecdsa").encode(),
+                      r.stderr)
+
+    def test_pinned_fingerprint(self):
+        srv = self.start()      # no known_hosts at all: the pin decides
+        self.tunnel("  ssh-fingerprint %s\n" % self.sshd.host_fingerprint())
+        self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1, r.stderr)
+
+    def test_starttls_through_the_tunnel(self):
+        srv = self.start(tls="starttls", cert=certs.path("localhost.crt"),
+                         key=certs.path("localhost.key"))
+        self.write_known(self.sshd.known_hosts_line())
+        self.tls = "starttls"
+        self.identity_extra = ("  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  tls-ca %s\n" %
+                               (self.sshd.user, self.sshd.port, self.key, certs.path("ca.crt")))
+        self.configure(host="localhost")
+        self.enqueue(["bob@example.com"])
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1, (r.stderr, srv.errors))
+        self.assertTrue(srv.messages[0].tls)
+        self.assertIn("target localhost port %d" % srv.port, self.sshd.log_text())
+
+
+class TestTunnelRefusals(TunnelCase):
+    def assertNothingSent(self, srv):
+        self.assertEqual(srv.connections, 0)
+        self.assertEqual(srv.messages, [])
+        self.assertNotIn("direct-tcpip", self.sshd.log_text())
+
+    def test_unknown_host_key(self):
+        srv = self.start()
+        self.write_known(self.sshd.known_hosts_line(name="[127.0.0.1]:1"))   # another host
+        self.tunnel()
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        why = self.deferred_reason(qid)
+        self.assertIn("is not in %s" % self.known, why)
+        self.assertIn(self.sshd.host_fingerprint(), why)        # named, to check
+        self.assertNothingSent(srv)
+        self.assertEqual(self.msg_ids(), [qid])
+
+    def test_no_known_hosts_file(self):
+        srv = self.start()
+        self.tunnel()
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        self.assertIn("there is no %s" % self.known, self.deferred_reason(qid))
+        self.assertNothingSent(srv)
+
+    def test_changed_host_key(self):
+        srv = self.start()
+        other = sshd.keygen(os.path.join(self.dir, "other_host"))
+        k = open(other + ".pub").read().split()
+        self.write_known("[127.0.0.1]:%d %s %s\n" % (self.sshd.port, k[0], k[1]))
+        self.tunnel()
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        why = self.deferred_reason(qid)
+        self.assertIn("has CHANGED", why)
+        self.assertIn(self.sshd.host_fingerprint(), why)
+        self.assertNothingSent(srv)
+
+    def test_wrong_pin(self):
+        srv = self.start()
+        self.write_known(self.sshd.known_hosts_line())   # a pin overrides known_hosts
+        self.tunnel("  ssh-fingerprint SHA256:%s\n" % ("A" * 43))
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        why = self.deferred_reason(qid)
+        self.assertIn("does not match ssh-fingerprint", why)
+        self.assertIn(self.sshd.host_fingerprint(), why)
+        self.assertNothingSent(srv)
+
+    def test_user_key_refused(self):
+        srv = self.start()
+        self.write_known(self.sshd.known_hosts_line())
+        self.key = sshd.keygen(os.path.join(self.dir, "stranger"))     # not authorized
+        self.tunnel()
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        why = self.deferred_reason(qid)
+        self.assertIn("refused %s with ssh-key %s" % (self.sshd.user, self.key), why)
+        self.assertNothingSent(srv)
+
+    def test_ssh_server_unreachable(self):
+        srv = self.start()
+        self.write_known(self.sshd.known_hosts_line())
+        self.tunnel()
+        self.sshd.stop()
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("cannot connect to 127.0.0.1 port %d" % self.sshd.port,
+                      self.deferred_reason(qid))
+        self.assertEqual(srv.connections, 0)
+
+    def test_target_refused_by_the_far_side(self):
+        self.write_known(self.sshd.known_hosts_line())
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]       # bound, never listening: refused
+        self.addCleanup(s.close)
+        self.server = None
+        self.tunnel(target_port=dead)
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("could not open a channel to 127.0.0.1 port %d" % dead,
+                      self.deferred_reason(qid))
+
+    def test_auth_failure_through_the_tunnel_sends_nothing(self):
+        srv = self.start(users={"me": "right"})
+        self.write_known(self.sshd.known_hosts_line())
+        self.tunnel("  user me\n  password wrong\n  auth-without-tls yes\n")
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        self.assertIn("authentication failed", self.deferred_reason(qid))
+        self.assertFalse(any(c.startswith("MAIL") for c in srv.commands), srv.commands)
+        self.assertEqual(srv.messages, [])
