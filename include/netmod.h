@@ -1,5 +1,5 @@
 /*
- * netmod.h - the network half of postie (deliver now, fetch later),
+ * netmod.h - the network half of postie (deliver and fetch),
  * built as a shared object that is embedded in the postie binary and
  * loaded only by the commands that need it.
  *
@@ -15,14 +15,18 @@
 #include "config.h"
 #include "deliver.h"
 #include "err.h"
+#include "fetch.h"
 #include "log.h"
 
-#define NETMOD_VERSION 1
+#define NETMOD_VERSION 2
 
 struct netmod {
 	int	version;
 	int	(*deliver)(const struct config *cfg,
 		    const struct deliver_opts *o, struct log *log,
+		    struct err *e);
+	int	(*fetch)(const struct config *cfg,
+		    const struct fetch_opts *o, struct log *log,
 		    struct err *e);
 };
 

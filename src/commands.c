@@ -19,13 +19,6 @@
 #include "smtpd.h"
 #include "spool.h"
 
-static int
-not_yet(const char *what, struct err *e)
-{
-	return err_set(e, ERR_UNAVAILABLE, "%s is not part of this version "
-	    "of postie yet; nothing was fetched or changed", what);
-}
-
 /* Run the queue through the network module. */
 static int
 run_deliver(const struct config *cfg, struct deliver_opts *o, bool verbose,
@@ -305,8 +298,29 @@ cmd_fetch(int argc, char **argv, struct err *e)
 	struct cmd_args a;
 	int rc = -1;
 
-	if (cli_command("fetch", argc, argv, "n", &a, e) == 0)
-		rc = not_yet("fetch", e);
+	struct fetch_opts o;
+	struct config *cfg = NULL;
+	const struct netmod *m;
+	struct log log;
+
+	memset(&o, 0, sizeof(o));
+	sv_init(&o.jobs);
+	if (cli_command("fetch", argc, argv, "n", &a, e) < 0)
+		goto out;
+	if ((cfg = config_load(a.config, e)) == NULL)
+		goto out;
+	if (netmod_load(&m, e) < 0)
+		goto out;
+	o.verbose = a.verbose;
+	o.dry_run = a.dry_run;
+	for (size_t i = 0; i < a.names.n; i++)
+		sv_push(&o.jobs, a.names.v[i]);
+	log_open(&log, cfg, "fetch", a.verbose);
+	rc = m->fetch(cfg, &o, &log, e);
+	log_close(&log);
+out:
+	sv_free(&o.jobs);
+	config_free(cfg);
 	cli_command_free(&a);
 	return rc;
 }

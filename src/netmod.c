@@ -4,4 +4,5 @@
 const struct netmod postie_netmod = {
 	.version = NETMOD_VERSION,
 	.deliver = deliver_run,
+	.fetch = fetch_run,
 };

@@ -1,0 +1,56 @@
+/*
+ * fetch.h - new mail from a server's Maildir down to a local one, over
+ * SFTP, never lost and never doubled.
+ *
+ * Per job: one SSH session (sshconn.h), one SFTP channel. For each folder
+ * the server's new/ is listed (in copy mode cur/ too); each regular file
+ * is downloaded into the local folder's tmp/, fsync'd, checked against
+ * the listed size (and ",S=" in its name), linked into new/ (or cur/)
+ * under the same name; the directory is fsync'd, and only then is the
+ * server's file unlinked (move mode). A local file of the same name and
+ * size means "already here": the server's copy is removed, not fetched
+ * again. Names, types and sizes from the server are checked before they
+ * touch the local disk.
+ */
+#ifndef POSTIE_FETCH_H
+#define POSTIE_FETCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+
+#define FETCH_CONNECT_TIMEOUT	10	/* seconds */
+#define FETCH_TIMEOUT		60	/* seconds per blocking SSH step */
+#define FETCH_TMP_WARN		(36 * 3600)	/* server tmp/ files older */
+#define FETCH_BATCH		64	/* removals per fsync of new/ */
+
+struct fetch_opts {
+	bool		 verbose;
+	bool		 dry_run;	/* -n: list, move nothing */
+	struct strvec	 jobs;		/* empty: every job */
+};
+
+/* Run the jobs; 0 when every job ran (refused files are reported). */
+int	fetch_run(const struct config *cfg, const struct fetch_opts *o,
+	    struct log *log, struct err *e);
+
+/* --- the pure rules, exported for the unit tests --------------------- */
+
+/* May a name from the server become a local file name? NULL if so, or
+ * why not. Names starting with '.' are not mail (Maildir) but not bad. */
+const char *fetch_name_problem(const char *name, size_t len);
+
+/* The ",S=SIZE" a Maildir name carries, if any: 1 and *size, or 0. */
+int	fetch_name_size(const char *name, uint64_t *size);
+
+/* The unique part of a Maildir name: everything before ':' (the flags). */
+size_t	fetch_unique_len(const char *name);
+
+/* Does the folder name (a server directory) match one of the globs?
+ * "INBOX" is the top level and is matched by name only. */
+bool	fetch_folder_wanted(const struct strvec *globs, const char *folder);
+
+#endif
