@@ -15,6 +15,7 @@
 
 #include <libssh2_sftp.h>
 
+#include "crash.h"
 #include "fetch.h"
 #include "sshconn.h"
 #include "util.h"
@@ -124,6 +125,7 @@ struct job {
 	struct strvec		 pending_seen;	/* copy mode: to record */
 	/* counts */
 	unsigned long		 fetched, already, refused;
+	struct crash		*crash;
 };
 
 static void
@@ -346,6 +348,7 @@ commit_pending(struct job *j, struct err *e)
 		if (rc < 0)
 			return -1;	/* nothing removed on the server */
 	}
+	crash_step(j->crash, "local directories synced");
 	for (size_t i = 0; i < j->pending.n; i++) {
 		if (libssh2_sftp_unlink(j->sftp, j->pending.v[i]) != 0 &&
 		    !(libssh2_session_last_errno(j->ssh.s) ==
@@ -360,6 +363,7 @@ commit_pending(struct job *j, struct err *e)
 				    "connection to %s broke: %s",
 				    j->job->ssh.host, sshconn_errmsg(j->ssh.s));
 		}
+		crash_step(j->crash, "removed on the server");
 	}
 	if (j->pending_seen.n > 0) {
 		struct strbuf sb;
@@ -375,6 +379,7 @@ commit_pending(struct job *j, struct err *e)
 			    j->job->name, strerror(errno));
 		}
 		sb_free(&sb);
+		crash_step(j->crash, "fetched names recorded");
 	}
 	sv_free(&j->pending);
 	sv_free(&j->pending_seen);
@@ -482,6 +487,7 @@ download(struct job *j, const char *rpath, const char *sub,
 		goto out_unlink;
 	}
 	fd = -1;
+	crash_step(j->crash, "downloaded into tmp/");
 	if (link(tmp, dst) < 0) {
 		struct stat st;
 
@@ -502,6 +508,7 @@ download(struct job *j, const char *rpath, const char *sub,
 		rc = 0;
 		goto out_unlink;
 	}
+	crash_step(j->crash, "linked into new/");
 	rc = 1;
 out_unlink:
 	unlink(tmp);
@@ -580,6 +587,13 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 		    j->job->name, j->folder, name,
 		    j->job->mode == FETCH_MOVE ? ", removed from the server" :
 		    "");
+		{
+			/* a run cut off between link and unlink left it */
+			char *tmp = xasprintf("%s/tmp/%s", j->ldir, name);
+
+			unlink(tmp);
+			free(tmp);
+		}
 		j->already++;
 		settle(j, rpath, name);
 		goto skip;
@@ -840,7 +854,9 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 {
 	struct err *errs = xcalloc(cfg->njobs + 1, sizeof(*errs));
 	size_t nerrs = 0, pick = 0;
+	struct crash crash;
 
+	crash_init(&crash);
 	if (cfg->njobs == 0) {
 		free(errs);
 		return err_set(e, ERR_CONFIG, "no fetch job in %s: add a "
@@ -871,6 +887,7 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		j.job = &cfg->jobs[k];
 		j.o = o;
 		j.log = log;
+		j.crash = &crash;
 		j.lock_fd = j.seen_fd = -1;
 		j.ssh.fd = -1;
 		sv_init(&j.seen);

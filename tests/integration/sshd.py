@@ -76,6 +76,7 @@ class Sshd:
                 "PubkeyAuthentication yes",
                 "PermitRootLogin prohibit-password",
                 "AllowTcpForwarding yes",
+                "Subsystem sftp internal-sftp",
                 "LogLevel DEBUG1",
                 "MaxStartups 50",
                 "",

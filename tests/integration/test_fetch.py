@@ -1,0 +1,307 @@
+"""fetch against a real OpenSSH sshd (SFTP) on loopback, started by the
+test: a server Maildir under a temp dir, a local one; move and copy mode,
+folders, hostile names and files, already-here, crash injection at every
+durable step, a dropped link, the lock and the exit codes."""
+import fcntl
+import os
+import subprocess
+import time
+import unittest
+
+import sshd
+from pt import QueueCase
+
+BODY = b"From: a@example.org\nTo: b@example.org\nSubject: %s\n\nbody %s\n"
+
+
+@unittest.skipUnless(sshd.available(), "OpenSSH sshd and ssh-keygen are needed (openssh-server)")
+class FetchCase(QueueCase):
+    mode = "move"
+    folders = "INBOX"
+
+    def setUp(self):
+        super().setUp()
+        ssh_dir = os.path.join(self.dir, ".ssh")
+        os.mkdir(ssh_dir, 0o700)
+        self.key = sshd.keygen(os.path.join(self.dir, "user_key"))
+        self.sshd = sshd.Sshd(authorized=[self.key + ".pub"])
+        self.addCleanup(self.sshd.stop)
+        with open(os.path.join(ssh_dir, "known_hosts"), "w") as f:
+            f.write(self.sshd.known_hosts_line())
+        self.remote = os.path.join(self.dir, "server", "Maildir")
+        self.local = os.path.join(self.dir, "Maildir")
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.remote, sub))
+        self.configure()
+
+    def configure(self, extra="", job_extra=""):
+        self.write_config(
+            extra +
+            "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
+            "  folders %s\n  mode %s\n" % (self.sshd.user, self.sshd.port, self.key,
+                                          self.remote, self.local, self.folders, self.mode)
+            + job_extra)
+
+    def put(self, name, data=None, folder="", sub="new"):
+        d = os.path.join(self.remote, folder, sub)
+        os.makedirs(d, exist_ok=True)
+        data = data if data is not None else BODY % (name.encode(), name.encode())
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+        return data
+
+    def remote_names(self, folder="", sub="new"):
+        d = os.path.join(self.remote, folder, sub)
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def local_names(self, folder="", sub="new"):
+        d = os.path.join(self.local, folder, sub)
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def local_data(self, name, folder="", sub="new"):
+        return open(os.path.join(self.local, folder, sub, name), "rb").read()
+
+    def fetch(self, *args, env=None, timeout=120):
+        return self.run_cmd("fetch", list(args), env=env, timeout=timeout)
+
+    def log(self):
+        p = os.path.join(self.dir, "postie.log")
+        return open(p).read() if os.path.exists(p) else ""
+
+
+class TestMove(FetchCase):
+    folders = "INBOX .lists.*"
+
+    def test_moves_new_mail_and_nothing_else(self):
+        a = self.put("1700000000.M1P1.server")
+        b = self.put("1700000001.M2P2.server,S=%d" % len(BODY % (b"x", b"x")), BODY % (b"x", b"x"))
+        self.put("1700000002.M3P3.server:2,S", sub="cur")          # read: stays
+        c = self.put("1700000003.M4P4.server", folder=".lists.dev")
+        self.put("1700000004.M5P5.server", folder=".other")          # not wanted
+        old = self.put("1600000000.M9P9.server", sub="tmp")
+        t = time.time() - 40 * 3600
+        os.utime(os.path.join(self.remote, "tmp", "1600000000.M9P9.server"), (t, t))
+        r = self.fetch("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.server",
+                                              "1700000001.M2P2.server,S=%d" % len(b)])
+        self.assertEqual(self.local_data("1700000000.M1P1.server"), a)
+        self.assertEqual(self.local_names(".lists.dev"), ["1700000003.M4P4.server"])
+        self.assertEqual(self.local_data("1700000003.M4P4.server", ".lists.dev"), c)
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.remote_names(".lists.dev"), [])
+        self.assertEqual(self.remote_names(sub="cur"), ["1700000002.M3P3.server:2,S"])
+        self.assertEqual(self.remote_names(".other"), ["1700000004.M5P5.server"])
+        self.assertFalse(os.path.exists(os.path.join(self.local, ".other")))
+        self.assertEqual(self.local_names(sub="tmp"), [])
+        # private files and folders; each message logged by name
+        st = os.stat(os.path.join(self.local, "new", "1700000000.M1P1.server"))
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(os.path.join(self.local, "new")).st_mode & 0o777, 0o700)
+        log = self.log()
+        for n in ("1700000000.M1P1.server", "1700000003.M4P4.server"):
+            self.assertIn("%s fetched" % n, log)
+        self.assertIn("tmp/1600000000.M9P9.server has been on the server for 40 hours", log)
+        self.assertEqual(old, open(os.path.join(self.remote, "tmp", "1600000000.M9P9.server"),
+                                   "rb").read())
+        # a second run: nothing to do, nothing doubled
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.local_names()), 2)
+
+    def test_dry_run_changes_nothing(self):
+        self.put("1700000000.M1P1.server")
+        self.put("1700000003.M4P4.server", folder=".lists.dev")
+        r = self.fetch("-n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        self.assertIn("inbox INBOX 1700000000.M1P1.server", out)
+        self.assertIn("inbox .lists.dev 1700000003.M4P4.server", out)
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.server"])
+        self.assertFalse(os.path.exists(self.local))
+
+    def test_large_message_and_binary_bytes(self):
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        self.put("1700000000.M1P1.big", data)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_data("1700000000.M1P1.big"), data)
+
+
+class TestHostileServer(FetchCase):
+    def test_names_links_types_and_sizes_are_refused(self):
+        secret = os.path.join(self.dir, "secret")
+        with open(secret, "w") as f:
+            f.write("not mail\n")
+        new = os.path.join(self.remote, "new")
+        os.symlink(secret, os.path.join(new, "1700000000.link"))
+        os.mkdir(os.path.join(new, "1700000001.dir"))
+        self.put("1700000002.esc\x1b[31m")
+        self.put("1700000003.nl\nname")
+        self.put("1700000004.big", b"x" * 3000)
+        self.put("1700000005.liar,S=10", b"x" * 20)
+        self.put(".hidden")
+        good = self.put("1700000006.ok")
+        self.configure("max-size 2k\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000006.ok"])
+        self.assertEqual(self.local_data("1700000006.ok"), good)
+        err = r.stderr.decode()
+        self.assertIn("1700000000.link: refused: not a regular file (a symbolic link, never followed)", err)
+        self.assertIn("1700000001.dir: refused: not a regular file", err)
+        self.assertIn("refused: a control character in the name", err)
+        self.assertIn("1700000004.big: refused: 3000 bytes is over max-size (2048)", err)
+        self.assertIn("1700000005.liar,S=10: refused: 20 bytes, but its name says S=10", err)
+        self.assertNotIn("hidden", err)
+        self.assertNotIn("\x1b", err)                      # never echoed raw
+        # everything refused stays on the server; nothing else was written
+        self.assertEqual(len(self.remote_names()), 7)
+        self.assertEqual(open(secret).read(), "not mail\n")
+        written = []
+        for root, dirs, files in os.walk(self.local):
+            written += files
+        self.assertEqual(written, ["1700000006.ok"])
+
+    def test_already_here_and_conflicts(self):
+        same = self.put("1700000000.same")
+        self.put("1700000001.differs", b"server's version\n")
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.local, sub), exist_ok=True)
+        with open(os.path.join(self.local, "cur", "1700000000.same:2,S"), "wb") as f:
+            f.write(same)                                  # read already
+        with open(os.path.join(self.local, "new", "1700000001.differs"), "wb") as f:
+            f.write(b"local\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000001.differs"])   # conflict: kept
+        self.assertEqual(self.local_names(), ["1700000001.differs"])    # not fetched again
+        self.assertEqual(self.local_data("1700000001.differs"), b"local\n")
+        self.assertIn("a different message of that name is here already", r.stderr.decode())
+        self.assertIn("1700000000.same already here, removed from the server", self.log())
+
+
+class TestCopy(FetchCase):
+    mode = "copy"
+
+    def test_copy_keeps_the_server_and_fetches_once(self):
+        self.put("1700000000.new")
+        self.put("1700000001.read:2,S", sub="cur")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.new"])
+        self.assertEqual(self.local_names(sub="cur"), ["1700000001.read:2,S"])
+        self.assertEqual(self.remote_names(), ["1700000000.new"])
+        # the user deletes the local copy; it is not fetched again
+        os.unlink(os.path.join(self.local, "new", "1700000000.new"))
+        # and another client reads the server's copy (new/ -> cur/)
+        os.rename(os.path.join(self.remote, "new", "1700000000.new"),
+                  os.path.join(self.remote, "cur", "1700000000.new:2,S"))
+        self.put("1700000002.later")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000002.later"])
+        self.assertEqual(self.local_names(sub="cur"), ["1700000001.read:2,S"])
+
+
+class TestCrash(FetchCase):
+    def test_kill_at_every_step_loses_and_doubles_nothing(self):
+        names = ["1700000000.M%dP%d.server" % (i, i) for i in range(3)]
+        trace = None
+        step = 1
+        while True:
+            # a fresh server and local Maildir for each crash point
+            for root in (self.remote, self.local):
+                for sub in ("tmp", "new", "cur"):
+                    d = os.path.join(root, sub)
+                    if os.path.isdir(d):
+                        for f in os.listdir(d):
+                            os.unlink(os.path.join(d, f))
+            data = {n: self.put(n) for n in names}
+            r = self.fetch(env={"POSTIE_CRASH_AT": str(step), "POSTIE_CRASH_TRACE": "1"})
+            crashed = r.returncode == -9
+            r2 = self.fetch()
+            self.assertEqual(r2.returncode, 0, r2.stderr)
+            # nothing lost, nothing doubled, nothing left behind
+            self.assertEqual(self.local_names(), names, "crash point %d" % step)
+            for n in names:
+                self.assertEqual(self.local_data(n), data[n])
+            self.assertEqual(self.remote_names(), [], "crash point %d" % step)
+            self.assertEqual(self.local_names(sub="tmp"), [], "crash point %d" % step)
+            if not crashed:
+                break
+            trace = r.stderr
+            step += 1
+        # every kind of step was hit
+        self.assertGreaterEqual(step, 1 + 3 * 2 + 2)
+        self.assertIn(b"removed on the server", trace or b"")
+
+    def test_dropped_link_midway(self):
+        big = os.urandom(64 * 1024 * 1024)
+        self.put("1700000000.big", big)
+        small = self.put("1700000001.small")
+        p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # cut the SSH connection (the session's sshd processes) mid-transfer
+        tmp = os.path.join(self.local, "tmp", "1700000000.big")
+        for _ in range(400):
+            if os.path.exists(tmp) and os.path.getsize(tmp) > 0:
+                break
+            time.sleep(0.01)
+        subprocess.run(["pkill", "-KILL", "-f", "sshd: %s" % self.sshd.user], capture_output=True)
+        out, err = p.communicate(timeout=120)
+        # the link really broke mid-transfer: a deferral, nothing moved
+        self.assertEqual(p.returncode, 75, err)
+        self.assertIn(b"1700000000.big from 127.0.0.1 failed", err)
+        self.assertEqual(self.local_names(), [])
+        self.assertEqual(self.remote_names(), ["1700000000.big", "1700000001.small"])
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.big", "1700000001.small"])
+        self.assertEqual(self.local_data("1700000000.big"), big)
+        self.assertEqual(self.local_data("1700000001.small"), small)
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+
+class TestRefusals(FetchCase):
+    def test_lock_held(self):
+        self.put("1700000000.x")
+        # the state dir sits beside the queue
+        d = os.path.join(os.path.dirname(self.queue), "fetch")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "inbox.lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"another fetch of job 'inbox' is running", r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.x"])
+
+    def test_unreachable_is_75(self):
+        self.put("1700000000.x")
+        self.sshd.stop()
+        r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"cannot connect to 127.0.0.1", r.stderr)
+
+    def test_unknown_host_key_is_76(self):
+        os.unlink(os.path.join(self.dir, ".ssh", "known_hosts"))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 76, r.stderr)
+        self.assertIn(self.sshd.host_fingerprint().encode(), r.stderr)
+
+    def test_missing_remote_maildir_is_76(self):
+        self.remote = os.path.join(self.dir, "nowhere")
+        self.configure()
+        r = self.fetch()
+        self.assertEqual(r.returncode, 76, r.stderr)
+        self.assertIn(b"cannot list", r.stderr)
+
+    def test_unknown_job_and_no_jobs(self):
+        r = self.fetch("nosuchjob")
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn(b"no fetch job named 'nosuchjob'", r.stderr)
+        self.write_config("")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn(b"no fetch job", r.stderr)

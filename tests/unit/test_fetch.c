@@ -1,0 +1,96 @@
+/* test_fetch.c - the rules fetch applies to what a server lists. */
+#include "testutil.h"
+
+#include "fetch.h"
+
+#define PROBLEM(s)	fetch_name_problem((s), sizeof(s) - 1)
+
+static void
+test_name_problem(void **state)
+{
+	char long_name[300];
+
+	(void)state;
+	assert_null(PROBLEM("1700000000.M1P1.host"));
+	assert_null(PROBLEM("1700000000.M1P1.host,S=4096:2,S"));
+	assert_null(PROBLEM(".hidden"));	/* not mail, not bad */
+	assert_string_equal(PROBLEM(""), "an empty name");
+	assert_string_equal(PROBLEM("."), "a name that is a directory reference");
+	assert_string_equal(PROBLEM(".."), "a name that is a directory reference");
+	assert_string_equal(PROBLEM("a/b"), "a '/' in the name");
+	assert_string_equal(PROBLEM("../etc"), "a '/' in the name");
+	assert_string_equal(PROBLEM("a\nb"), "a control character in the name");
+	assert_string_equal(PROBLEM("a\x1b[31m"), "a control character in the name");
+	assert_string_equal(PROBLEM("a\x7f"), "a control character in the name");
+	assert_string_equal(PROBLEM("a\0b"), "a NUL byte in the name");
+	memset(long_name, 'x', sizeof(long_name));
+	long_name[255] = '\0';
+	assert_null(fetch_name_problem(long_name, 255));
+	long_name[255] = 'x';
+	long_name[256] = '\0';
+	assert_string_equal(fetch_name_problem(long_name, 256),
+	    "a name over 255 bytes");
+}
+
+static void
+test_name_size(void **state)
+{
+	uint64_t s = 0;
+
+	(void)state;
+	assert_int_equal(fetch_name_size("1.M1.host,S=4096", &s), 1);
+	assert_int_equal(s, 4096);
+	assert_int_equal(fetch_name_size("1.M1.host,S=12,W=14:2,S", &s), 1);
+	assert_int_equal(s, 12);
+	/* the flags after ':' are not the size */
+	assert_int_equal(fetch_name_size("1.M1.host:2,S=5", &s), 0);
+	assert_int_equal(fetch_name_size("1.M1.host", &s), 0);
+	assert_int_equal(fetch_name_size("1.M1.host,S=", &s), 0);
+	assert_int_equal(fetch_name_size("1.M1.host,S=12x", &s), 0);
+	/* a bad one first, a good one later */
+	assert_int_equal(fetch_name_size("1,S=x,S=7", &s), 1);
+	assert_int_equal(s, 7);
+	assert_int_equal(fetch_name_size("1,S=99999999999999999999999", &s), 0);
+}
+
+static void
+test_unique(void **state)
+{
+	(void)state;
+	assert_int_equal(fetch_unique_len("abc:2,S"), 3);
+	assert_int_equal(fetch_unique_len("abc"), 3);
+	assert_int_equal(fetch_unique_len(":2,"), 0);
+}
+
+static void
+test_folders(void **state)
+{
+	struct strvec g;
+
+	(void)state;
+	sv_init(&g);
+	sv_push(&g, "INBOX");
+	sv_push(&g, ".lists.*");
+	assert_true(fetch_folder_wanted(&g, "INBOX"));
+	assert_true(fetch_folder_wanted(&g, ".lists.dev"));
+	assert_false(fetch_folder_wanted(&g, ".other"));
+	sv_free(&g);
+	sv_init(&g);
+	sv_push(&g, "*");		/* a glob never means the top level */
+	assert_false(fetch_folder_wanted(&g, "INBOX"));
+	assert_true(fetch_folder_wanted(&g, ".Sent"));
+	sv_free(&g);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_name_problem),
+		cmocka_unit_test(test_name_size),
+		cmocka_unit_test(test_unique),
+		cmocka_unit_test(test_folders),
+	};
+
+	return cmocka_run_group_tests_name("test_fetch", tests, NULL, NULL);
+}
