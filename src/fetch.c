@@ -177,9 +177,11 @@ local_find(struct job *j, const char *name)
 {
 	size_t ulen = fetch_unique_len(name);
 	char *u = xstrndup(name, ulen);
-	struct local_ent key = { .uniq = u }, *hit;
+	struct local_ent key = { .uniq = u }, *hit = NULL;
 
-	hit = bsearch(&key, j->local, j->nlocal, sizeof(key), cmp_local);
+	if (j->nlocal > 0)
+		hit = bsearch(&key, j->local, j->nlocal, sizeof(key),
+		    cmp_local);
 	free(u);
 	return hit;
 }
@@ -533,8 +535,8 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 	uint64_t hint;
 	int rc;
 
-	if (why == NULL && name[0] == '.')
-		return 0;	/* not mail (Maildir) */
+	if (len > 0 && name[0] == '.')
+		return 0;	/* ".", "..", and not mail (Maildir) */
 	shown(name, len, show, sizeof(show));
 	if (why != NULL) {
 		say(j, LOG_WARNING, "%s/%s/%s: refused: %s", j->rdir, sub,

@@ -154,6 +154,8 @@ class TestHostileServer(FetchCase):
         self.assertIn("1700000004.big: refused: 3000 bytes is over max-size (2048)", err)
         self.assertIn("1700000005.liar,S=10: refused: 20 bytes, but its name says S=10", err)
         self.assertNotIn("hidden", err)
+        self.assertNotIn("directory reference", err)     # . and .. are no news
+        self.assertEqual(err.count("refused"), 6, err)
         self.assertNotIn("\x1b", err)                      # never echoed raw
         # everything refused stays on the server; nothing else was written
         self.assertEqual(len(self.remote_names()), 7)
@@ -240,6 +242,7 @@ class TestCrash(FetchCase):
         big = os.urandom(64 * 1024 * 1024)
         self.put("1700000000.big", big)
         small = self.put("1700000001.small")
+        self.configure("max-size 100M\n")
         p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # cut the SSH connection (the session's sshd processes) mid-transfer
