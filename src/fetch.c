@@ -126,7 +126,28 @@ struct job {
 	/* counts */
 	unsigned long		 fetched, already, refused;
 	struct crash		*crash;
+	bool			 progress;	/* a terminal, not -v */
+	bool			 progress_line;	/* one is on the screen */
 };
+
+/* On a terminal a long fetch shows how far it got, on one line. */
+static void
+progress(struct job *j)
+{
+	if (!j->progress)
+		return;
+	fprintf(stderr, "\rfetch: %s: %s: %lu fetched, %lu already here",
+	    j->job->name, j->folder, j->fetched, j->already);
+	j->progress_line = true;
+}
+
+static void
+progress_end(struct job *j)
+{
+	if (j->progress_line)
+		fputc('\n', stderr);
+	j->progress_line = false;
+}
 
 static void
 say(struct job *j, int prio, const char *fmt, ...)
@@ -146,6 +167,7 @@ say(struct job *j, int prio, const char *fmt, ...)
 	/* log_msg itself writes to stderr with -v or "log stderr" */
 	if (prio <= LOG_WARNING && !j->log->verbose &&
 	    j->log->kind != LOGTO_STDERR) {
+		progress_end(j);
 		util_sanitize(line);
 		fprintf(stderr, "fetch: %s: %s\n", j->job->name, line);
 	}
@@ -620,6 +642,7 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 			j->fetched++;
 		else
 			j->already++;
+		progress(j);
 		local_add(j, name, a->filesize);
 		qsort(j->local, j->nlocal, sizeof(*j->local), cmp_local);
 		settle(j, rpath, name);
@@ -819,6 +842,7 @@ run_job(struct job *j, struct err *e)
 	for (size_t i = 0; rc == 0 && i < folders.n; i++)
 		rc = do_folder(j, folders.v[i], e);
 	sv_free(&folders);
+	progress_end(j);
 	if (rc == 0 && (j->fetched || j->already || j->refused))
 		log_msg(j->log, LOG_INFO, "%s: %lu fetched, %lu already here, "
 		    "%lu refused", j->job->name, j->fetched, j->already,
@@ -890,6 +914,8 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		j.o = o;
 		j.log = log;
 		j.crash = &crash;
+		j.progress = isatty(STDERR_FILENO) && !o->verbose &&
+		    !o->dry_run;
 		j.lock_fd = j.seen_fd = -1;
 		j.ssh.fd = -1;
 		sv_init(&j.seen);

@@ -50,6 +50,33 @@ class QueueCase(unittest.TestCase):
                               input=data, capture_output=True, env=e,
                               timeout=timeout)
 
+    def run_cmd_tty(self, name, args, env=None, timeout=60):
+        """Run bin/NAME ARGS with stderr on a terminal (a pty); returns
+        (exit code, what the terminal showed)."""
+        import pty
+        import select
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        master, slave = pty.openpty()
+        p = subprocess.Popen([os.path.join(self.bin, name)] + list(args), env=e,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=slave)
+        os.close(slave)
+        out = b""
+        try:
+            while select.select([master], [], [], timeout)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:         # EIO: the last writer is gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            os.close(master)
+        return p.wait(timeout=timeout), out.decode(errors="replace")
+
     def sendmail(self, args, data, **kw):
         return self.run_cmd("sendmail", args, data, **kw)
 

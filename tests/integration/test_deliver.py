@@ -77,6 +77,16 @@ class TestPlain(DeliverCase):
         self.assertIn("%s: to=<bob@example.com> via=test status=sent reply=250 2.0.0" % a, log)
         self.assertIn("%s: to=<dave@example.net> via=test status=sent" % b, log)
 
+    def test_progress_on_a_terminal(self):
+        srv = self.start()
+        for _ in range(25):
+            self.enqueue(["bob@example.com"])
+        rc, screen = self.run_cmd_tty("deliver", [])
+        self.assertEqual(rc, 0, screen)
+        self.assertIn("\rdeliver: 1/25 messages", screen)
+        self.assertIn("\rdeliver: 25/25 messages\r\n", screen)
+        self.assertEqual(len(srv.messages), 25)
+
     def test_server_without_8bitmime(self):
         srv = self.start(extensions=("PIPELINING", "SIZE 100000000"))
         eight = self.enqueue(["bob@example.com"], MSG + b"caf\xc3\xa9\n")

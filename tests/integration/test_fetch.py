@@ -120,6 +120,18 @@ class TestMove(FetchCase):
         self.assertEqual(self.remote_names(), ["1700000000.M1P1.server"])
         self.assertFalse(os.path.exists(self.local))
 
+    def test_progress_on_a_terminal(self):
+        for i in range(25):
+            self.put("17000000%02d.M%dP%d.server" % (i, i, i))
+        rc, screen = self.run_cmd_tty("fetch", [])
+        self.assertEqual(rc, 0, screen)
+        self.assertIn("\rfetch: inbox: INBOX: 25 fetched, 0 already here\r\n", screen)
+        self.assertEqual(len(self.local_names()), 25)
+        # not a terminal: quiet
+        self.put("1800000000.M1P1.server")
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+
     def test_large_message_and_binary_bytes(self):
         data = os.urandom(3 * 1024 * 1024 + 17)
         self.put("1700000000.M1P1.big", data)
