@@ -551,9 +551,15 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 		log_msg(r->log, LOG_WARNING, "identity %s: %s", id->name,
 		    g.run.reason);
 		if (g.run.unreachable) {
+			/* every unreachable identity is named in the end */
+			size_t used = strlen(r->unreachable_why);
+
+			if (used < sizeof(r->unreachable_why))
+				snprintf(r->unreachable_why + used,
+				    sizeof(r->unreachable_why) - used,
+				    "%sidentity %s: %.400s", used ? "; " : "",
+				    id->name, g.run.reason);
 			r->unreachable++;
-			snprintf(r->unreachable_why,
-			    sizeof(r->unreachable_why), "%s", g.run.reason);
 		}
 	}
 	if (g.run.no_8bitmime && !g.run.auth_failed) {

@@ -276,6 +276,24 @@ class TestPlain(DeliverCase):
         self.assertEqual(st[0], "deferred")
         self.assertIn("Connection refused", st[1])
 
+    def test_offline_names_every_unreachable_identity(self):
+        dead = []
+        for _ in range(2):
+            s = Server()
+            dead.append(s.port)
+            s.stop()
+        self.write_config("identity one\n  from *@one.example\n  host 127.0.0.1\n  port %d\n"
+                          "  tls none\nidentity two\n  default\n  host 127.0.0.1\n  port %d\n"
+                          "  tls none\n" % tuple(dead))
+        self.enqueue(["bob@example.com"], sender="a@one.example")
+        self.enqueue(["bob@example.com"], sender="b@two.example")
+        r = self.deliver()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        err = r.stderr.decode()
+        self.assertEqual(err.count("\n"), 1, err)           # one line
+        self.assertIn("identity one: cannot connect to 127.0.0.1 port %d" % dead[0], err)
+        self.assertIn("identity two: cannot connect to 127.0.0.1 port %d" % dead[1], err)
+
     def test_local_recipient_to_maildir_and_mda(self):
         self.start()
         self.enqueue(["tester"])
