@@ -176,7 +176,8 @@ memfd_with(const struct strbuf *sb, struct err *e)
 }
 
 static int
-send_bounce(struct runner *r, struct item *it, struct err *e)
+send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
+    struct err *e)
 {
 	const struct config *cfg = r->cfg;
 	struct strbuf sb;
@@ -185,7 +186,7 @@ send_bounce(struct runner *r, struct item *it, struct err *e)
 
 	sb_init(&sb);
 	bounce_build(it->id, &it->env, &it->st, it->fd, r->now, &sb);
-	switch (cfg->bounce) {
+	switch (kind) {
 	case BOUNCE_NONE:
 		break;
 	case BOUNCE_MAILDIR:
@@ -265,10 +266,23 @@ finish(struct runner *r, struct item *it, struct err *e)
 {
 	if (any_failed(it) && !it->st.bounced) {
 		if (wants_notice(&it->env)) {
-			if (send_bounce(r, it, e) < 0) {
+			if (send_bounce(r, it, r->cfg->bounce, e) < 0) {
 				log_msg(r->log, LOG_ERR, "%s: cannot write the "
 				    "failure notice: %s", it->id, e->msg);
-				return -1;	/* keep it; try next run */
+				/*
+				 * An mda that keeps failing does not hold the
+				 * message for ever: past lifetime the notice
+				 * goes to the Maildir instead.
+				 */
+				if (r->cfg->bounce != BOUNCE_MDA ||
+				    r->now - it->env.queued <
+				    r->cfg->lifetime ||
+				    send_bounce(r, it, BOUNCE_MAILDIR, e) < 0)
+					return -1;	/* keep it; next run */
+				log_msg(r->log, LOG_WARNING, "%s: the mda has "
+				    "failed past lifetime: failure notice "
+				    "written to %s instead", it->id,
+				    r->cfg->bounce_dir);
 			}
 			if (r->cfg->bounce != BOUNCE_NONE)
 				log_msg(r->log, LOG_INFO, "%s: failure notice "

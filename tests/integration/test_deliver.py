@@ -331,6 +331,33 @@ class TestPlain(DeliverCase):
         text = open(self.bounces()[0], "rb").read()
         self.assertIn(b"not delivered in 6 days (lifetime)", text)
 
+    def test_failing_bounce_mda_gives_way_to_the_maildir_past_lifetime(self):
+        mda = os.path.join(self.dir, "mda")
+        with open(mda, "w") as f:
+            f.write("#!/bin/sh\ncat >/dev/null\nexit 75\n")
+        os.chmod(mda, 0o700)
+        self.server = self.start(script={"RCPT": "550 5.1.1 gone"})
+        self.write_config("bounce mda\nmda %s\nlifetime 5d\n"
+                          "identity test\n  default\n  host 127.0.0.1\n  port %d\n  tls none\n"
+                          % (mda, self.server.port))
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        self.assertEqual(self.msg_ids(), [qid])          # the notice failed: kept
+        maildir = os.path.join(self.dir, "Maildir", "new")
+        self.assertFalse(os.path.isdir(maildir) and os.listdir(maildir))
+        path = os.path.join(self.queue, "msg", qid)
+        data = open(path, "rb").read()
+        old = int(time.time()) - 6 * 86400
+        with open(path, "wb") as f:
+            f.write(data.replace(b"\nqueued ", b"\nqueued %d\nx-was " % old, 1))
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        notices = os.listdir(maildir)
+        self.assertEqual(len(notices), 1)
+        self.assertIn(b"550 5.1.1 gone", open(os.path.join(maildir, notices[0]), "rb").read())
+        self.assertIn("the mda has failed past lifetime", open(os.path.join(self.dir, "postie.log")).read())
+
     def test_sendmail_burst_goes_out_in_one_connection(self):
         srv = self.start()
         for i in range(5):
