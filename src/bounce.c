@@ -1,7 +1,9 @@
 /* bounce.c - RFC 3464 failure notices. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -23,6 +25,15 @@ status_of(const char *reply, char *buf, size_t len)
 		return;
 	}
 	snprintf(buf, len, "5.0.0");
+}
+
+static bool
+memchr_high(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return true;
+	return false;
 }
 
 static int
@@ -57,6 +68,34 @@ original_headers(int fd, const struct envelope *env, struct strbuf *out)
 	if (out->len > 0 && out->s[out->len - 1] != '\n')
 		sb_addc(out, '\n');
 	free(buf);
+}
+
+/*
+ * RET=FULL: the whole original message (LF line ends) as message/rfc822,
+ * when it could be read whole; false (and out unchanged) otherwise.
+ */
+static bool
+original_message(int fd, const struct envelope *env, struct strbuf *out,
+    const char *boundary)
+{
+	size_t start = out->len;
+	char *buf = xmalloc(env->size + 1);
+	ssize_t n = pread(fd, buf, env->size, (off_t)env->offset);
+
+	if (n < 0 || (size_t)n != env->size) {
+		free(buf);
+		return false;
+	}
+	sb_addf(out, "--%s\nContent-Type: message/rfc822\n%s\n", boundary,
+	    memchr_high(buf, (size_t)n) ? "Content-Transfer-Encoding: 8bit\n" :
+	    "");
+	for (size_t i = 0; i < (size_t)n; i++)
+		if (buf[i] != '\r')
+			sb_addc(out, buf[i]);
+	if (out->len > start && out->s[out->len - 1] != '\n')
+		sb_addc(out, '\n');
+	free(buf);
+	return true;
 }
 
 void
@@ -123,6 +162,12 @@ bounce_build(const char *id, const struct envelope *env,
 	}
 	sb_adds(out, "\n");
 
+	if (env->ret != NULL && strcasecmp(env->ret, "full") == 0 &&
+	    env->size <= BOUNCE_FULL_MAX && original_message(fd, env, out,
+	    boundary)) {
+		sb_addf(out, "\n--%s--\n", boundary);
+		return;
+	}
 	sb_addf(out, "--%s\nContent-Type: text/rfc822-headers\n\n", boundary);
 	original_headers(fd, env, out);
 	sb_addf(out, "\n--%s--\n", boundary);

@@ -123,6 +123,38 @@ test_bounce(void **state)
 	assert_null(strstr(sb.s, "body must not appear"));
 	assert_non_null(strstr(sb.s, "Auto-Submitted: auto-replied\n"));
 	sb_free(&sb);
+	/* RET=FULL: the whole message, as message/rfc822 */
+	env.ret = xstrdup("FULL");
+	sb_init(&sb);
+	bounce_build("ID1", &env, &st, fd, 1700000000, &sb);
+	assert_non_null(strstr(sb.s, "Content-Type: message/rfc822\n\n"
+	    "Subject: hello\nFrom: a@b\n\nbody must not appear\n\n--"));
+	assert_null(strstr(sb.s, "text/rfc822-headers"));
+	assert_null(strstr(sb.s, "Content-Transfer-Encoding"));
+	sb_free(&sb);
+	/* 8-bit content is labelled so */
+	{
+		const char *eight = "Subject: caf\xc3\xa9\r\n\r\nx\r\n";
+		int fd8 = open(path, O_RDWR | O_TRUNC);
+
+		assert_int_equal(write(fd8, eight, strlen(eight)),
+		    (ssize_t)strlen(eight));
+		env.size = strlen(eight);
+		sb_init(&sb);
+		bounce_build("ID1", &env, &st, fd8, 1700000000, &sb);
+		assert_non_null(strstr(sb.s, "Content-Type: message/rfc822\n"
+		    "Content-Transfer-Encoding: 8bit\n\nSubject: caf"));
+		sb_free(&sb);
+		close(fd8);
+	}
+	/* too big to return whole: the headers after all */
+	env.size = BOUNCE_FULL_MAX + 1;
+	sb_init(&sb);
+	bounce_build("ID1", &env, &st, fd, 1700000000, &sb);
+	assert_non_null(strstr(sb.s, "text/rfc822-headers\n\n"
+	    "Subject: caf\xc3\xa9\n\n--"));
+	assert_null(strstr(sb.s, "message/rfc822"));
+	sb_free(&sb);
 	msgstate_free(&st);
 	envelope_free(&env);
 	close(fd);
