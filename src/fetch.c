@@ -121,8 +121,8 @@ struct job {
 	char			*rdir, *ldir;
 	struct local_ent	*local;
 	size_t			 nlocal, alocal;
-	struct strvec		 pending;	/* server paths to remove */
-	struct strvec		 pending_seen;	/* copy mode: to record */
+	struct pend		*pend;		/* the batch: FETCH_BATCH */
+	size_t			 npend;
 	/* counts */
 	unsigned long		 fetched, already, refused;
 	struct crash		*crash;
@@ -355,87 +355,206 @@ sftp_why(struct job *j)
 	    "SFTP error";
 }
 
-/* fsync the local directories, then remove the server's copies. */
-static int
-commit_pending(struct job *j, struct err *e)
+/* A file of the batch: downloaded (fd) or already here (fd -1). */
+struct pend {
+	char		*rpath;		/* on the server */
+	char		*name;
+	const char	*sub;		/* "new" or "cur", locally */
+	int		 fd;		/* tmp/NAME, written, not yet synced */
+	bool		 keep;		/* leave the server's copy alone */
+};
+
+static char *
+local_path(struct job *j, const char *sub, const char *name)
 {
-	if (j->pending.n == 0 && j->pending_seen.n == 0)
-		return 0;
-	{
-		char *nd = xasprintf("%s/new", j->ldir);
-		char *cd = xasprintf("%s/cur", j->ldir);
-		int rc = util_fsync_dir(nd, e) < 0 ||
-		    util_fsync_dir(cd, e) < 0 ? -1 : 0;
+	return xasprintf("%s/%s/%s", j->ldir, sub, name);
+}
 
-		free(nd);
-		free(cd);
-		if (rc < 0)
-			return -1;	/* nothing removed on the server */
-	}
-	crash_step(j->crash, "local directories synced");
-	for (size_t i = 0; i < j->pending.n; i++) {
-		if (libssh2_sftp_unlink(j->sftp, j->pending.v[i]) != 0 &&
-		    !(libssh2_session_last_errno(j->ssh.s) ==
-		    LIBSSH2_ERROR_SFTP_PROTOCOL &&
-		    libssh2_sftp_last_error(j->sftp) == LIBSSH2_FX_NO_SUCH_FILE)) {
-			say(j, LOG_WARNING, "%s: fetched, but cannot remove it "
-			    "from the server: %s (the next run removes it)",
-			    j->pending.v[i], sftp_why(j));
-			if (libssh2_session_last_errno(j->ssh.s) !=
-			    LIBSSH2_ERROR_SFTP_PROTOCOL)
-				return err_set(e, ERR_TEMPFAIL, "the SSH "
-				    "connection to %s broke: %s",
-				    j->job->ssh.host, sshconn_errmsg(j->ssh.s));
-		}
-		crash_step(j->crash, "removed on the server");
-	}
-	if (j->pending_seen.n > 0) {
-		struct strbuf sb;
+static void
+pend_free(struct job *j)
+{
+	for (size_t i = 0; i < j->npend; i++) {
+		struct pend *p = &j->pend[i];
 
-		sb_init(&sb);
-		for (size_t i = 0; i < j->pending_seen.n; i++)
-			sb_addf(&sb, "%s\n", j->pending_seen.v[i]);
-		if (util_write_all(j->seen_fd, sb.s, sb.len) < 0 ||
-		    fsync(j->seen_fd) < 0) {
-			sb_free(&sb);
-			return err_set(e, err_from_errno(errno), "cannot "
-			    "record fetched names for job '%s': %s",
-			    j->job->name, strerror(errno));
+		if (p->fd >= 0) {
+			char *tmp = local_path(j, "tmp", p->name);
+
+			close(p->fd);
+			unlink(tmp);	/* not linked: the next run fetches */
+			free(tmp);
 		}
-		sb_free(&sb);
-		crash_step(j->crash, "fetched names recorded");
+		free(p->rpath);
+		free(p->name);
 	}
-	sv_free(&j->pending);
-	sv_free(&j->pending_seen);
-	sv_init(&j->pending);
-	sv_init(&j->pending_seen);
+	j->npend = 0;
+}
+
+/* sync and link the downloads of the batch. */
+static int
+commit_links(struct job *j, struct err *e)
+{
+	for (size_t i = 0; i < j->npend; i++) {
+		struct pend *p = &j->pend[i];
+
+		if (p->fd < 0)
+			continue;
+		/* one journal commit carries the batch: the first fsync
+		 * writes them all, the others find little left to do */
+		if (fsync(p->fd) < 0)
+			return err_set(e, err_from_errno(errno), "cannot write "
+			    "%s/tmp/%s: %s", j->ldir, p->name, strerror(errno));
+		crash_step(j->crash, "downloaded into tmp/");
+	}
+	for (size_t i = 0; i < j->npend; i++) {
+		struct pend *p = &j->pend[i];
+		char *tmp, *dst;
+		struct stat st;
+		int rc = 0;
+
+		if (p->fd < 0)
+			continue;
+		close(p->fd);
+		p->fd = -1;
+		tmp = local_path(j, "tmp", p->name);
+		dst = local_path(j, p->sub, p->name);
+		if (link(tmp, dst) == 0) {
+			crash_step(j->crash, "linked into new/");
+			log_msg(j->log, LOG_INFO, "%s: %s: %s fetched",
+			    j->job->name, j->folder, p->name);
+			j->fetched++;
+		} else if (errno != EEXIST) {
+			rc = err_set(e, err_from_errno(errno), "cannot link "
+			    "%s: %s", dst, strerror(errno));
+		} else {
+			/* the name is here: the same message, or another */
+			struct stat mine;
+
+			if (stat(tmp, &mine) == 0 && lstat(dst, &st) == 0 &&
+			    S_ISREG(st.st_mode) && st.st_size == mine.st_size) {
+				log_msg(j->log, LOG_INFO, "%s: %s: %s already "
+				    "here", j->job->name, j->folder, p->name);
+				j->already++;
+			} else {
+				say(j, LOG_WARNING, "%s: a different %s/%s is "
+				    "here already; left on the server",
+				    p->rpath, p->sub, p->name);
+				j->refused++;
+				p->keep = true;
+			}
+		}
+		unlink(tmp);
+		free(tmp);
+		free(dst);
+		if (rc < 0) {
+			p->keep = true;
+			return -1;
+		}
+		progress(j);
+	}
 	return 0;
 }
 
-/* The server's copy is here already (or just arrived): after the next
- * commit, remove it (move) or remember it (copy). */
-static void
-settle(struct job *j, const char *rpath, const char *name)
+/*
+ * The batch: sync and link the downloads, fsync the local directories,
+ * then remove the server's copies (move) or record them (copy).
+ */
+static int
+commit_pending(struct job *j, struct err *e)
 {
-	if (j->job->mode == FETCH_MOVE)
-		sv_push(&j->pending, rpath);
-	else
-		sv_push_owned(&j->pending_seen, xasprintf("%s/%.*s", j->folder,
-		    (int)fetch_unique_len(name), name));
+	int rc = 0;
+
+	if (j->npend == 0)
+		return 0;
+	if (commit_links(j, e) < 0) {
+		pend_free(j);
+		return -1;	/* nothing removed on the server */
+	}
+	{
+		char *nd = xasprintf("%s/new", j->ldir);
+		char *cd = xasprintf("%s/cur", j->ldir);
+
+		rc = util_fsync_dir(nd, e) < 0 ||
+		    util_fsync_dir(cd, e) < 0 ? -1 : 0;
+		free(nd);
+		free(cd);
+		if (rc < 0) {
+			pend_free(j);
+			return -1;	/* nothing removed on the server */
+		}
+	}
+	crash_step(j->crash, "local directories synced");
+	if (j->job->mode == FETCH_MOVE) {
+		for (size_t i = 0; i < j->npend && rc == 0; i++) {
+			struct pend *p = &j->pend[i];
+
+			if (p->keep)
+				continue;
+			if (libssh2_sftp_unlink(j->sftp, p->rpath) != 0 &&
+			    !(libssh2_session_last_errno(j->ssh.s) ==
+			    LIBSSH2_ERROR_SFTP_PROTOCOL &&
+			    libssh2_sftp_last_error(j->sftp) ==
+			    LIBSSH2_FX_NO_SUCH_FILE)) {
+				say(j, LOG_WARNING, "%s: fetched, but cannot "
+				    "remove it from the server: %s (the next "
+				    "run removes it)", p->rpath, sftp_why(j));
+				if (libssh2_session_last_errno(j->ssh.s) !=
+				    LIBSSH2_ERROR_SFTP_PROTOCOL)
+					rc = err_set(e, ERR_TEMPFAIL, "the SSH "
+					    "connection to %s broke: %s",
+					    j->job->ssh.host,
+					    sshconn_errmsg(j->ssh.s));
+			}
+			crash_step(j->crash, "removed on the server");
+		}
+	} else {
+		struct strbuf sb;
+
+		sb_init(&sb);
+		for (size_t i = 0; i < j->npend; i++)
+			if (!j->pend[i].keep)
+				sb_addf(&sb, "%s/%.*s\n", j->folder,
+				    (int)fetch_unique_len(j->pend[i].name),
+				    j->pend[i].name);
+		if (sb.len > 0 && (util_write_all(j->seen_fd, sb.s,
+		    sb.len) < 0 || fsync(j->seen_fd) < 0))
+			rc = err_set(e, err_from_errno(errno), "cannot "
+			    "record fetched names for job '%s': %s",
+			    j->job->name, strerror(errno));
+		sb_free(&sb);
+		if (rc == 0)
+			crash_step(j->crash, "fetched names recorded");
+	}
+	pend_free(j);
+	return rc;
+}
+
+/* Add to the batch; commit it when full. */
+static int
+pend_add(struct job *j, const char *rpath, const char *name,
+    const char *sub, int fd, struct err *e)
+{
+	struct pend *p = &j->pend[j->npend++];
+
+	p->rpath = xstrdup(rpath);
+	p->name = xstrdup(name);
+	p->sub = sub;
+	p->fd = fd;
+	p->keep = false;
+	return j->npend == FETCH_BATCH ? commit_pending(j, e) : 0;
 }
 
 /*
- * Download rpath into tmp/, fsync, check, link into sub/. 1 fetched,
- * 0 skipped (reported), -1 stop the job.
+ * Download rpath into tmp/NAME and check it; *fd is the written file
+ * (the batch syncs and links it). 1 downloaded, 0 skipped (reported),
+ * -1 stop the job.
  */
 static int
-download(struct job *j, const char *rpath, const char *sub,
-    const char *name, uint64_t size, struct err *e)
+download(struct job *j, const char *rpath, const char *name, uint64_t size,
+    int *out, struct err *e)
 {
 	LIBSSH2_SFTP_HANDLE *h;
 	LIBSSH2_SFTP_ATTRIBUTES a;
-	char *tmp = xasprintf("%s/tmp/%s", j->ldir, name);
-	char *dst = xasprintf("%s/%s/%s", j->ldir, sub, name);
+	char *tmp = local_path(j, "tmp", name);
 	uint64_t got = 0, hint;
 	int fd = -1, rc = -1;
 
@@ -473,7 +592,14 @@ download(struct job *j, const char *rpath, const char *sub,
 		goto out;
 	}
 	for (;;) {
-		ssize_t n = libssh2_sftp_read(h, j->buf, BUFSZ);
+		/*
+		 * libssh2 pipelines read requests for 4x the length asked:
+		 * ask for what is left (plus one byte, to see the end or a
+		 * file that grew), or a 4 KiB message costs ~140 requests.
+		 */
+		uint64_t left = size - got + 1;
+		ssize_t n = libssh2_sftp_read(h, j->buf,
+		    left < BUFSZ ? (size_t)left : BUFSZ);
 
 		if (n == 0)
 			break;
@@ -504,36 +630,10 @@ download(struct job *j, const char *rpath, const char *sub,
 		rc = 0;
 		goto out_unlink;
 	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		err_set(e, err_from_errno(errno), "cannot write %s: %s", tmp,
-		    strerror(errno));
-		goto out_unlink;
-	}
+	*out = fd;
 	fd = -1;
-	crash_step(j->crash, "downloaded into tmp/");
-	if (link(tmp, dst) < 0) {
-		struct stat st;
-
-		if (errno != EEXIST) {
-			err_set(e, err_from_errno(errno), "cannot link %s: %s",
-			    dst, strerror(errno));
-			goto out_unlink;
-		}
-		/* a name only, in new/ or cur/ with another flag set */
-		if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode) &&
-		    (uint64_t)st.st_size == size) {
-			rc = 2;		/* already here */
-			goto out_unlink;
-		}
-		say(j, LOG_WARNING, "%s: a different %s/%s is here already; "
-		    "left on the server", rpath, sub, name);
-		j->refused++;
-		rc = 0;
-		goto out_unlink;
-	}
-	crash_step(j->crash, "linked into new/");
 	rc = 1;
+	goto out;
 out_unlink:
 	unlink(tmp);
 out:
@@ -542,7 +642,6 @@ out:
 	if (h != NULL)
 		libssh2_sftp_close(h);
 	free(tmp);
-	free(dst);
 	return rc;
 }
 
@@ -553,9 +652,11 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 {
 	char show[300], *rpath;
 	const char *why = fetch_name_problem(name, len);
+	const char *dst = strcmp(sub, "cur") == 0 &&
+	    j->job->mode == FETCH_COPY ? "cur" : "new";
 	struct local_ent *here;
 	uint64_t hint;
-	int rc;
+	int rc = 0, fd = -1;
 
 	if (len > 0 && name[0] == '.')
 		return 0;	/* ".", "..", and not mail (Maildir) */
@@ -574,7 +675,7 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 		    LIBSSH2_SFTP_S_ISLNK(a->permissions) ?
 		    " (a symbolic link, never followed)" : "");
 		j->refused++;
-		goto skip;
+		goto out;
 	}
 	if (!(a->flags & LIBSSH2_SFTP_ATTR_SIZE) ||
 	    (j->cfg->max_size > 0 && a->filesize > j->cfg->max_size)) {
@@ -582,30 +683,30 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 		    "max-size (%" PRIu64 "); left on the server", rpath,
 		    (uint64_t)a->filesize, j->cfg->max_size);
 		j->refused++;
-		goto skip;
+		goto out;
 	}
 	if (fetch_name_size(name, &hint) && hint != a->filesize) {
 		say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes, but its "
 		    "name says S=%" PRIu64 "; left on the server", rpath,
 		    (uint64_t)a->filesize, hint);
 		j->refused++;
-		goto skip;
+		goto out;
 	}
 	if (j->job->mode == FETCH_COPY && seen(j, name))
-		goto skip;
+		goto out;
 	here = local_find(j, name);
 	if (here != NULL) {
 		if (here->size != a->filesize) {
 			say(j, LOG_WARNING, "%s: a different message of that "
 			    "name is here already; left on the server", rpath);
 			j->refused++;
-			goto skip;
+			goto out;
 		}
 		if (j->o->dry_run) {
 			printf("%s %s %s %" PRIu64 " already here\n",
 			    j->job->name, j->folder, name,
 			    (uint64_t)a->filesize);
-			goto skip;
+			goto out;
 		}
 		log_msg(j->log, LOG_INFO, "%s: %s: %s already here%s",
 		    j->job->name, j->folder, name,
@@ -613,48 +714,33 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 		    "");
 		{
 			/* a run cut off between link and unlink left it */
-			char *tmp = xasprintf("%s/tmp/%s", j->ldir, name);
+			char *tmp = local_path(j, "tmp", name);
 
 			unlink(tmp);
 			free(tmp);
 		}
 		j->already++;
-		settle(j, rpath, name);
-		goto skip;
+		rc = pend_add(j, rpath, name, dst, -1, e);
+		goto out;
 	}
 	if (j->o->dry_run) {
 		printf("%s %s %s %" PRIu64 "\n", j->job->name, j->folder, name,
 		    (uint64_t)a->filesize);
-		goto skip;
+		goto out;
 	}
-	rc = download(j, rpath, strcmp(sub, "cur") == 0 &&
-	    j->job->mode == FETCH_COPY ? "cur" : "new", name,
-	    (uint64_t)a->filesize, e);
-	if (rc < 0) {
-		free(rpath);
-		return -1;
-	}
-	if (rc > 0) {
-		log_msg(j->log, LOG_INFO, "%s: %s: %s %s (%" PRIu64 " bytes)",
-		    j->job->name, j->folder, name, rc == 1 ? "fetched" :
-		    "already here", (uint64_t)a->filesize);
-		if (rc == 1)
-			j->fetched++;
-		else
-			j->already++;
-		progress(j);
+	switch (download(j, rpath, name, (uint64_t)a->filesize, &fd, e)) {
+	case -1:
+		rc = -1;
+		break;
+	case 1:
+		/* a second listing of the name (new/ and cur/) is here */
 		local_add(j, name, a->filesize);
-		qsort(j->local, j->nlocal, sizeof(*j->local), cmp_local);
-		settle(j, rpath, name);
-		if (j->pending.n + j->pending_seen.n >= FETCH_BATCH &&
-		    commit_pending(j, e) < 0) {
-			free(rpath);
-			return -1;
-		}
+		rc = pend_add(j, rpath, name, dst, fd, e);
+		break;
 	}
-skip:
+out:
 	free(rpath);
-	return 0;
+	return rc;
 }
 
 /* List a server directory; each entry to fn. 0, or -1 with e set. */
@@ -862,8 +948,8 @@ job_free(struct job *j)
 	if (j->seen_fd >= 0)
 		close(j->seen_fd);
 	sv_free(&j->seen);
-	sv_free(&j->pending);
-	sv_free(&j->pending_seen);
+	pend_free(j);
+	free(j->pend);
 	free(j->buf);
 }
 
@@ -919,8 +1005,7 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		j.lock_fd = j.seen_fd = -1;
 		j.ssh.fd = -1;
 		sv_init(&j.seen);
-		sv_init(&j.pending);
-		sv_init(&j.pending_seen);
+		j.pend = xcalloc(FETCH_BATCH, sizeof(*j.pend));
 		j.buf = xmalloc(BUFSZ);
 		if (run_job(&j, &je) < 0) {
 			log_msg(log, LOG_ERR, "%s: %s", j.job->name, je.msg);
