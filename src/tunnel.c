@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tunnel.h"
@@ -17,10 +18,15 @@ struct pump {
 	struct tunnel	*t;
 	char		 up[32768];	/* from the local side, to send */
 	size_t		 up_len, up_off;
+	char		 down[32768];	/* from the channel, to hand over */
+	size_t		 down_len, down_off;
 	bool		 local_eof;	/* the local side is done sending */
-	bool		 eof_sent;	/* ... and the channel knows */
+	bool		 local_hup;	/* ... and has hung up */
+	bool		 eof_sent;	/* the channel knows */
 	bool		 chan_eof;	/* the server side is done */
+	bool		 local_gone;	/* the local side takes nothing more */
 	enum stuck	 stuck;
+	bool		 moved;		/* bytes moved on this pass */
 };
 
 static bool
@@ -30,20 +36,55 @@ blocked_out(struct tunnel *t)
 	    LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0;
 }
 
-/* Channel to local: drain until EAGAIN. 0 go on, -1 stop. */
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Hand what the channel gave to the local side, without blocking. */
+static void
+flush_down(struct pump *p)
+{
+	while (p->down_off < p->down_len && !p->local_gone) {
+		ssize_t w = send(p->t->fd, p->down + p->down_off,
+		    p->down_len - p->down_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (w > 0) {
+			p->down_off += (size_t)w;
+			p->moved = true;
+		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+			return;
+		} else {
+			p->local_gone = true;	/* the client is gone */
+		}
+	}
+	p->down_len = p->down_off = 0;
+}
+
+/*
+ * Channel to local, until EAGAIN or the local side is full (then the SSH
+ * window holds the server back). 0 go on, -1 stop.
+ */
 static int
 pump_down(struct pump *p)
 {
 	struct tunnel *t = p->t;
-	char buf[32768];
 
-	while (!p->chan_eof) {
-		ssize_t n = libssh2_channel_read(t->ch, buf, sizeof(buf));
+	flush_down(p);
+	while (!p->chan_eof && p->down_len == 0) {
+		ssize_t n = libssh2_channel_read(t->ch, p->down,
+		    sizeof(p->down));
 
 		if (n > 0) {
 			p->stuck = STUCK_NONE;
-			if (util_write_all(t->fd, buf, (size_t)n) < 0)
-				return -1;	/* the local side is gone */
+			p->down_len = (size_t)n;
+			p->down_off = 0;
+			p->moved = true;
+			flush_down(p);
 			continue;
 		}
 		if (n == LIBSSH2_ERROR_EAGAIN) {
@@ -57,8 +98,10 @@ pump_down(struct pump *p)
 		}
 		p->stuck = STUCK_NONE;
 		p->chan_eof = true;	/* n == 0, or EAGAIN at EOF */
-		shutdown(t->fd, SHUT_WR);
+		p->moved = true;
 	}
+	if (p->chan_eof && p->down_len == 0)
+		shutdown(t->fd, SHUT_WR);	/* the client sees the end */
 	return 0;
 }
 
@@ -74,8 +117,11 @@ pump_up(struct pump *p)
 		if (n > 0) {
 			p->up_len = (size_t)n;
 			p->up_off = 0;
-		} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			p->moved = true;
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			p->local_eof = true;
+			p->moved = true;
+		}
 	}
 	while (p->up_off < p->up_len) {
 		ssize_t w = libssh2_channel_write(t->ch, p->up + p->up_off,
@@ -93,16 +139,35 @@ pump_up(struct pump *p)
 		}
 		p->stuck = STUCK_NONE;
 		p->up_off += (size_t)w;
+		p->moved = true;
 	}
 	p->up_len = p->up_off = 0;
 	if (p->local_eof && !p->eof_sent) {
 		int rc = libssh2_channel_send_eof(t->ch);
 
-		if (rc == LIBSSH2_ERROR_EAGAIN)
+		if (rc == LIBSSH2_ERROR_EAGAIN) {
+			/* the EOF packet may be half sent: resend it first */
+			p->stuck = blocked_out(t) ? STUCK_WRITE : STUCK_NONE;
 			return 0;
+		}
+		p->stuck = STUCK_NONE;
 		p->eof_sent = true;
+		p->moved = true;
 	}
 	return 0;
+}
+
+/*
+ * Does the pump want something it cannot get? Then it gives up after the
+ * timeout: a send that does not go out, a client that does not read, or
+ * a server that does not end the stream after the client left. An idle
+ * session (nothing to move) waits: the client's own timeouts end it.
+ */
+static bool
+waiting(const struct pump *p)
+{
+	return p->stuck != STUCK_NONE || p->up_len > 0 || p->down_len > 0 ||
+	    p->local_eof || p->local_gone;
 }
 
 static void *
@@ -110,8 +175,7 @@ tunnel_main(void *arg)
 {
 	struct tunnel *t = arg;
 	struct pump p;
-	int sfd = t->ssh.fd;
-	int idle = 0;
+	long since = now_ms();
 
 	memset(&p, 0, sizeof(p));
 	p.t = t;
@@ -119,38 +183,55 @@ tunnel_main(void *arg)
 		struct pollfd pfd[2];
 		int dirs, r;
 
+		p.moved = false;
 		if (p.stuck != STUCK_WRITE && pump_down(&p) < 0)
 			break;
 		if (p.stuck != STUCK_READ && pump_up(&p) < 0)
 			break;
-		if (p.eof_sent && p.chan_eof)
+		if (p.local_eof && p.eof_sent && p.chan_eof)
 			break;	/* both sides done */
-		if (p.local_eof && p.chan_eof)
-			break;	/* the client left and the server said all */
+		if (p.local_gone || (p.local_eof && p.chan_eof))
+			break;	/* nobody is left to hand anything to */
+		if (p.moved || !waiting(&p))
+			since = now_ms();
+		else if (now_ms() - since >= t->timeout * 1000L) {
+			if (!p.local_eof)
+				snprintf(t->error, sizeof(t->error), "the SSH "
+				    "tunnel moved nothing for %ld s",
+				    t->timeout);
+			break;
+		}
+		if (p.moved)
+			continue;	/* go round again before sleeping */
+		/* poll only for what the next pass will serve */
 		dirs = libssh2_session_block_directions(t->ssh.s);
-		pfd[0].fd = sfd;
-		pfd[0].events = POLLIN;
+		pfd[0].fd = t->ssh.fd;
+		pfd[0].events = 0;
+		if (p.stuck != STUCK_WRITE || (dirs &
+		    LIBSSH2_SESSION_BLOCK_INBOUND))
+			pfd[0].events |= POLLIN;
 		if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
 			pfd[0].events |= POLLOUT;
-		pfd[1].fd = t->fd;
-		pfd[1].events = (p.up_len == 0 && !p.local_eof) ? POLLIN : 0;
+		pfd[1].fd = p.local_hup || (p.local_eof && p.down_len == 0) ?
+		    -1 : t->fd;
+		pfd[1].events = 0;
+		if (!p.local_eof && p.up_len == 0 && p.stuck != STUCK_READ)
+			pfd[1].events |= POLLIN;
+		if (p.down_len > 0)
+			pfd[1].events |= POLLOUT;
 		r = poll(pfd, 2, 1000);
 		if (r < 0 && errno != EINTR) {
 			snprintf(t->error, sizeof(t->error), "poll: %s",
 			    strerror(errno));
 			break;
 		}
-		/* a send that cannot go out, or a server that never ends
-		 * the stream after the client left, is given up in time */
-		if (r == 0 && (p.stuck != STUCK_NONE || p.local_eof) &&
-		    ++idle >= t->timeout) {
-			if (!p.local_eof)
-				snprintf(t->error, sizeof(t->error), "the SSH "
-				    "server took nothing for %ld s", t->timeout);
-			break;
-		}
-		if (r > 0)
-			idle = 0;
+		/*
+		 * A hang-up shows whatever was asked: once the client hung
+		 * up, its socket is read when there is room (recv sees what
+		 * is left, then the end), never polled again.
+		 */
+		if (r > 0 && (pfd[1].revents & (POLLHUP | POLLERR)))
+			p.local_hup = true;
 	}
 	/* the client sees the end of the stream */
 	shutdown(t->fd, SHUT_RDWR);

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import unittest
 
 import certs
@@ -30,12 +31,12 @@ class TunnelCase(DeliverCase):
         with open(self.known, "w") as f:
             f.writelines(lines)
 
-    def tunnel(self, extra="", key=True, target_port=None):
+    def tunnel(self, extra="", key=True, target_port=None, timeout=15):
         ssh = "  ssh %s@127.0.0.1:%d\n" % (self.sshd.user, self.sshd.port)
         if key:
             ssh += "  ssh-key %s\n" % self.key
         self.identity_extra = ssh + extra
-        self.configure(port=target_port)
+        self.configure(port=target_port, timeout=timeout)
 
     def deferred_reason(self, qid):
         st = self.states(qid)["bob@example.com"]
@@ -225,6 +226,18 @@ class TestTunnelRefusals(TunnelCase):
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("could not open a channel to 127.0.0.1 port %d" % dead,
                       self.deferred_reason(qid))
+
+    def test_stalled_server_times_out_through_the_tunnel(self):
+        srv = self.start(script={"MAIL": ("STALL", 40)})
+        self.write_known(self.sshd.known_hosts_line())
+        self.tunnel(timeout=3)
+        qid = self.enqueue(["bob@example.com"])
+        t = time.time()
+        r = self.deliver()
+        took = time.time() - t
+        self.assertLess(took, 15, r.stderr)       # not the server's 40 s
+        self.deferred_reason(qid)                 # deferred, not lost
+        self.assertEqual(srv.messages, [])
 
     def test_auth_failure_through_the_tunnel_sends_nothing(self):
         srv = self.start(users={"me": "right"})
