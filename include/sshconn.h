@@ -51,6 +51,14 @@ void	sshconn_close(struct sshconn *c);
 void	sshconn_fp_format(const unsigned char hash[32], char *out,
 	    size_t len);
 
+/* Did the session's last call fail because the link broke or timed out
+ * (a deferral), rather than because the server said no? */
+bool	sshconn_link_failed(LIBSSH2_SESSION *s);
+
+/* The error class for a failure of the session's last call: link
+ * trouble is ERR_TEMPFAIL, anything else refusal. */
+enum err_code sshconn_class(LIBSSH2_SESSION *s, enum err_code refusal);
+
 /* The libssh2 error text of the session, for a message. */
 const char *sshconn_errmsg(LIBSSH2_SESSION *s);
 

@@ -458,7 +458,8 @@ bridge_main(void *arg)
 		 */
 		setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		b->local_fd = fd;
+		/* bridge_cut reads it from the session's thread */
+		__atomic_store_n(&b->local_fd, fd, __ATOMIC_RELEASE);
 		break;
 	}
 	close(b->listen_fd);
@@ -526,8 +527,10 @@ bridge_start(struct bridge *b, int up_fd, SSL *up_ssl, const char *greeting,
 void
 bridge_cut(struct bridge *b)
 {
-	if (b->local_fd >= 0)
-		shutdown(b->local_fd, SHUT_RDWR);
+	int local = __atomic_load_n(&b->local_fd, __ATOMIC_ACQUIRE);
+
+	if (local >= 0)
+		shutdown(local, SHUT_RDWR);
 	shutdown(b->up_fd, SHUT_RDWR);
 }
 

@@ -26,7 +26,7 @@ dirsync_main(void *arg)
 	for (;;) {
 		unsigned long target;
 		size_t n;
-		int rc;
+		int rc, err;
 
 		while (d->done == d->want && d->nfds == 0 && !d->stop)
 			pthread_cond_wait(&d->cv, &d->mu);
@@ -38,11 +38,12 @@ dirsync_main(void *arg)
 		d->nfds = 0;
 		pthread_mutex_unlock(&d->mu);
 		rc = target != d->done ? fsync(d->fd) : 0; /* up to target */
+		err = rc < 0 ? errno : 0;
 		for (size_t i = 0; i < n; i++)
 			close(fds[i]);
 		pthread_mutex_lock(&d->mu);
-		if (rc < 0 && errno != EINVAL)
-			d->error = errno;
+		if (rc < 0 && err != EINVAL)
+			d->error = err;
 		d->done = target;
 		pthread_cond_broadcast(&d->cv);
 		if (!d->stop) {

@@ -42,6 +42,8 @@ fetch_name_problem(const char *name, size_t len)
 			return "a '/' in the name";
 		if (c < 0x20 || c == 0x7f)
 			return "a control character in the name";
+		if (c >= 0x80)	/* Maildir names are ASCII; C1 controls */
+			return "a byte that is not ASCII in the name";
 	}
 	return NULL;
 }
@@ -322,9 +324,31 @@ open_state(struct job *j, struct err *e)
 			    "%s: %s", path, strerror(errno));
 		sb_init(&sb);
 		while (rc == 0 && (r = pread(j->seen_fd, chunk, sizeof(chunk),
-		    (off_t)sb.len)) > 0)
+		    (off_t)sb.len)) != 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				rc = err_set(e, ERR_IOERR, "cannot read %s: %s",
+				    path, strerror(errno));
+				break;
+			}
 			sb_add(&sb, chunk, (size_t)r);
-		/* whole lines only: a torn last line counts as not seen */
+		}
+		/*
+		 * Whole lines only: a line torn by a crash or a full disk is
+		 * cut off, so the next name is not glued to it (and counts as
+		 * not fetched: the local copy, if any, is found by name).
+		 */
+		if (rc == 0 && sb.len > 0 && sb.s[sb.len - 1] != '\n') {
+			char *last = memrchr(sb.s, '\n', sb.len);
+			size_t keep = last ? (size_t)(last - sb.s) + 1 : 0;
+
+			if (ftruncate(j->seen_fd, (off_t)keep) < 0 ||
+			    fsync(j->seen_fd) < 0)
+				rc = err_set(e, err_from_errno(errno), "cannot "
+				    "repair %s: %s", path, strerror(errno));
+			sb.len = keep;
+		}
 		for (char *p = sb.s, *nl; rc == 0 && p != NULL &&
 		    (nl = memchr(p, '\n', sb.len - (size_t)(p - sb.s))) != NULL;
 		    p = nl + 1)
@@ -584,7 +608,16 @@ download(struct job *j, const char *rpath, const char *name, uint64_t size,
 		rc = 0;
 		goto out;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	/*
+	 * A fresh file: a tmp/NAME left by a run cut off after its link may
+	 * be the delivered message itself, and must never be truncated.
+	 */
+	if (unlink(tmp) < 0 && errno != ENOENT) {
+		err_set(e, err_from_errno(errno), "cannot remove %s: %s", tmp,
+		    strerror(errno));
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd < 0) {
 		err_set(e, err_from_errno(errno), "cannot create %s: %s", tmp,
@@ -759,7 +792,8 @@ list_dir(struct job *j, const char *path, bool missing_ok,
 		    LIBSSH2_ERROR_SFTP_PROTOCOL &&
 		    libssh2_sftp_last_error(j->sftp) == LIBSSH2_FX_NO_SUCH_FILE)
 			return 0;
-		return err_set(e, ERR_PROTOCOL, "cannot list %s on %s: %s",
+		return err_set(e, sshconn_class(j->ssh.s, ERR_PROTOCOL),
+		    "cannot list %s on %s: %s",
 		    path, j->job->ssh.host, sftp_why(j));
 	}
 	for (;;) {
@@ -912,7 +946,8 @@ run_job(struct job *j, struct err *e)
 		return -1;
 	j->sftp = libssh2_sftp_init(j->ssh.s);
 	if (j->sftp == NULL)
-		return err_set(e, ERR_PROTOCOL, "%s offers no SFTP: %s",
+		return err_set(e, sshconn_class(j->ssh.s, ERR_PROTOCOL),
+		    "%s offers no SFTP: %s",
 		    j->job->ssh.host, sshconn_errmsg(j->ssh.s));
 	sv_init(&folders);
 	if (sv_contains(&j->job->folders, "INBOX"))

@@ -74,6 +74,31 @@ sshconn_errmsg(LIBSSH2_SESSION *s)
 	return msg;
 }
 
+bool
+sshconn_link_failed(LIBSSH2_SESSION *s)
+{
+	switch (s != NULL ? libssh2_session_last_errno(s) : 0) {
+	case LIBSSH2_ERROR_SOCKET_NONE:
+	case LIBSSH2_ERROR_BANNER_RECV:
+	case LIBSSH2_ERROR_BANNER_SEND:
+	case LIBSSH2_ERROR_SOCKET_SEND:
+	case LIBSSH2_ERROR_TIMEOUT:
+	case LIBSSH2_ERROR_SOCKET_DISCONNECT:
+	case LIBSSH2_ERROR_SOCKET_TIMEOUT:
+	case LIBSSH2_ERROR_SOCKET_RECV:
+	case LIBSSH2_ERROR_EAGAIN:
+		return true;
+	default:
+		return false;
+	}
+}
+
+enum err_code
+sshconn_class(LIBSSH2_SESSION *s, enum err_code refusal)
+{
+	return sshconn_link_failed(s) ? ERR_TEMPFAIL : refusal;
+}
+
 void
 sshconn_fp_format(const unsigned char hash[32], char *out, size_t len)
 {
@@ -279,15 +304,25 @@ authenticate(const struct ssh_params *p, struct sshconn *c, struct err *e)
 
 	if (methods == NULL && libssh2_userauth_authenticated(c->s))
 		return 0;	/* "none" was enough */
-	if (methods == NULL || strstr(methods, "publickey") == NULL)
-		return err_set(e, ERR_NOPERM, "SSH server %s does not let %s "
-		    "in with a public key (it offers: %s)", p->target->host,
-		    user, methods ? methods : sshconn_errmsg(c->s));
+	if (methods == NULL && sshconn_link_failed(c->s))
+		return err_set(e, ERR_TEMPFAIL, "SSH server %s: %s",
+		    p->target->host, sshconn_errmsg(c->s));
+	if (methods == NULL || strstr(methods, "publickey") == NULL) {
+		/* the server's words: printable ASCII only */
+		char *offer = xstrdup(methods ? methods : sshconn_errmsg(c->s));
+
+		util_sanitize_ascii(offer);
+		rc = err_set(e, ERR_NOPERM, "SSH server %s does not let %s "
+		    "in with a public key (it offers: %.200s)",
+		    p->target->host, user, offer);
+		free(offer);
+		return rc;
+	}
 	if (p->key != NULL) {
 		if (auth_file(p, c, user, p->key))
 			return 0;
-		return err_set(e, ERR_NOPERM, "SSH server %s refused %s with "
-		    "ssh-key %s: %s (an encrypted key needs ssh-agent; RSA "
+		return err_set(e, sshconn_class(c->s, ERR_NOPERM), "SSH server "
+		    "%s refused %s with ssh-key %s: %s (an encrypted key needs ssh-agent; RSA "
 		    "keys do not work with this libssh2, use Ed25519 or "
 		    "ECDSA)", p->target->host, user, p->key,
 		    sshconn_errmsg(c->s));
@@ -317,7 +352,8 @@ authenticate(const struct ssh_params *p, struct sshconn *c, struct err *e)
 			}
 		}
 	}
-	rc = err_set(e, ERR_NOPERM, "SSH server %s refused %s (tried %s); "
+	rc = err_set(e, sshconn_class(c->s, ERR_NOPERM), "SSH server %s "
+	    "refused %s (tried %s); "
 	    "set ssh-key or load a key into ssh-agent (Ed25519 or ECDSA: "
 	    "RSA keys do not work with this libssh2)", p->target->host, user,
 	    tried.s);

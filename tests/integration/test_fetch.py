@@ -150,6 +150,7 @@ class TestHostileServer(FetchCase):
         os.mkdir(os.path.join(new, "1700000001.dir"))
         self.put("1700000002.esc\x1b[31m")
         self.put("1700000003.nl\nname")
+        self.put("1700000007.c1\u009b31m")
         self.put("1700000004.big", b"x" * 3000)
         self.put("1700000005.liar,S=10", b"x" * 20)
         self.put(".hidden")
@@ -163,19 +164,41 @@ class TestHostileServer(FetchCase):
         self.assertIn("1700000000.link: refused: not a regular file (a symbolic link, never followed)", err)
         self.assertIn("1700000001.dir: refused: not a regular file", err)
         self.assertIn("refused: a control character in the name", err)
+        self.assertIn("refused: a byte that is not ASCII in the name", err)
+        self.assertNotIn("\x9b", err)
         self.assertIn("1700000004.big: refused: 3000 bytes is over max-size (2048)", err)
         self.assertIn("1700000005.liar,S=10: refused: 20 bytes, but its name says S=10", err)
         self.assertNotIn("hidden", err)
         self.assertNotIn("directory reference", err)     # . and .. are no news
-        self.assertEqual(err.count("refused"), 6, err)
+        self.assertEqual(err.count("refused"), 7, err)
         self.assertNotIn("\x1b", err)                      # never echoed raw
         # everything refused stays on the server; nothing else was written
-        self.assertEqual(len(self.remote_names()), 7)
+        self.assertEqual(len(self.remote_names()), 8)
         self.assertEqual(open(secret).read(), "not mail\n")
         written = []
         for root, dirs, files in os.walk(self.local):
             written += files
         self.assertEqual(written, ["1700000006.ok"])
+
+    def test_a_leftover_tmp_link_is_never_truncated(self):
+        # a run cut off after its link left tmp/NAME; the user since moved
+        # the message to another folder: fetching NAME again must not
+        # write through that link into the user's copy
+        data = self.put("1700000000.M1P1.server")
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.local, sub), exist_ok=True)
+        archive = os.path.join(self.local, ".Archive", "cur")
+        os.makedirs(archive)
+        kept = os.path.join(archive, "1700000000.M1P1.server:2,S")
+        with open(kept, "wb") as f:
+            f.write(data)
+        os.link(kept, os.path.join(self.local, "tmp", "1700000000.M1P1.server"))
+        self.put("1700000000.M1P1.server", b"x")     # the server's copy differs
+        self.configure()
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(open(kept, "rb").read(), data)
+        self.assertEqual(self.local_data("1700000000.M1P1.server"), b"x")
 
     def test_already_here_and_conflicts(self):
         same = self.put("1700000000.same")
@@ -216,6 +239,18 @@ class TestCopy(FetchCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.local_names(), ["1700000002.later"])
         self.assertEqual(self.local_names(sub="cur"), ["1700000001.read:2,S"])
+
+    def test_torn_seen_line_is_cut_not_glued(self):
+        self.put("1700000000.a")
+        self.put("1700000001.b")
+        seen = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.seen")
+        os.makedirs(os.path.dirname(seen))
+        with open(seen, "w") as f:
+            f.write("INBOX/1700000000.a\nINBOX/17000")     # a crash mid-append
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000001.b"])   # a was seen
+        self.assertEqual(open(seen).read(), "INBOX/1700000000.a\nINBOX/1700000001.b\n")
 
 
 class TestCrash(FetchCase):

@@ -23,6 +23,10 @@ test_name_problem(void **state)
 	assert_string_equal(PROBLEM("a\x1b[31m"), "a control character in the name");
 	assert_string_equal(PROBLEM("a\x7f"), "a control character in the name");
 	assert_string_equal(PROBLEM("a\0b"), "a NUL byte in the name");
+	assert_string_equal(PROBLEM("a\x9b" "31m"),
+	    "a byte that is not ASCII in the name");	/* C1 CSI */
+	assert_string_equal(PROBLEM("caf\xc3\xa9"),
+	    "a byte that is not ASCII in the name");
 	memset(long_name, 'x', sizeof(long_name));
 	long_name[255] = '\0';
 	assert_null(fetch_name_problem(long_name, 255));
