@@ -89,6 +89,7 @@ demo: deps all
 bench: all
 	tests/bench/enqueue.sh $(BUILD)/postie
 	tests/bench/flush.sh $(BUILD)/postie
+	$(PYTHON) tests/bench/fetch.py $(BUILD)/postie
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
