@@ -26,6 +26,7 @@
 #define FETCH_TIMEOUT		60	/* seconds per blocking SSH step */
 #define FETCH_TMP_WARN		(36 * 3600)	/* server tmp/ files older */
 #define FETCH_BATCH		64	/* removals per fsync of new/ */
+#define FETCH_LIST_MAX		100000	/* entries taken from one listing */
 
 struct fetch_opts {
 	bool		 verbose;

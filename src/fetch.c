@@ -776,7 +776,23 @@ out:
 	return rc;
 }
 
-/* List a server directory; each entry to fn. 0, or -1 with e set. */
+/* A listed entry; the name may hold a NUL (a hostile server). */
+struct dent {
+	char			*name;
+	size_t			 len;
+	LIBSSH2_SFTP_ATTRIBUTES	 a;
+};
+
+static int
+cmp_dent(const void *a, const void *b)
+{
+	const struct dent *x = a, *y = b;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+
+	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* List a server directory, sorted; each entry to fn. 0, or -1 with e. */
 static int
 list_dir(struct job *j, const char *path, bool missing_ok,
     int (*fn)(struct job *, const char *, size_t,
@@ -785,6 +801,8 @@ list_dir(struct job *j, const char *path, bool missing_ok,
 {
 	LIBSSH2_SFTP_HANDLE *d = libssh2_sftp_opendir(j->sftp, path);
 	char name[1024];
+	struct dent *v = NULL;
+	size_t n_ent = 0, cap = 0;
 	int rc = 0;
 
 	if (d == NULL) {
@@ -808,11 +826,36 @@ list_dir(struct job *j, const char *path, bool missing_ok,
 			    "%s", path, j->job->ssh.host, sftp_why(j));
 			break;
 		}
-		name[n] = '\0';
-		if ((rc = fn(j, name, (size_t)n, &a, arg, e)) < 0)
+		if (n_ent == FETCH_LIST_MAX) {
+			say(j, LOG_WARNING, "%s holds more than %d entries; the "
+			    "rest waits for the next run", path,
+			    FETCH_LIST_MAX);
 			break;
+		}
+		if (n_ent == cap) {
+			cap = cap ? cap * 2 : 256;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n_ent].name = xmalloc((size_t)n + 1);	/* not strndup: */
+		memcpy(v[n_ent].name, name, (size_t)n);	/* a NUL inside */
+		v[n_ent].name[n] = '\0';			/* stays visible */
+		v[n_ent].len = (size_t)n;
+		v[n_ent].a = a;
+		n_ent++;
 	}
 	libssh2_sftp_closedir(d);
+	/* oldest first: Maildir names start with the delivery time */
+	if (n_ent > 1)
+		qsort(v, n_ent, sizeof(*v), cmp_dent);
+	for (size_t i = 0; i < n_ent; i++) {
+		if (rc == 0) {
+			memcpy(name, v[i].name, v[i].len);
+			name[v[i].len] = '\0';
+			rc = fn(j, name, v[i].len, &v[i].a, arg, e);
+		}
+		free(v[i].name);
+	}
+	free(v);
 	return rc;
 }
 

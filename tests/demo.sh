@@ -2,7 +2,8 @@
 # tests/demo.sh POSTIE: postie's main job end to end, in a scratch home:
 # mutt hands a message to sendmail, it is durably queued, mailq shows it,
 # deliver sends it to a local SMTP server the demo starts, cron's local
-# mail lands in ~/Maildir.
+# mail lands in ~/Maildir; then (as root, with OpenSSH's sshd) fetch
+# brings mail down from a Maildir on a private sshd.
 set -eu
 postie=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 demo=$(mktemp -d /tmp/postie-demo.XXXXXX)
@@ -80,3 +81,11 @@ ls "$demo/Maildir/new"
 
 say "mailq"
 "$demo/bin/mailq"
+
+# the receive half: needs sshd (openssh-server) and, for its privilege
+# separation directory, root
+if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/sshd ]; then
+	/usr/bin/python3 "$here/demo_fetch.py" "$postie" "$demo"
+else
+	say "fetch: skipped (the demo starts a private sshd, which needs root and openssh-server)"
+fi

@@ -101,6 +101,9 @@ class TestMove(FetchCase):
         log = self.log()
         for n in ("1700000000.M1P1.server", "1700000003.M4P4.server"):
             self.assertIn("%s fetched" % n, log)
+        # oldest first (Maildir names start with the time)
+        self.assertLess(log.index("1700000000.M1P1.server fetched"),
+                        log.index("1700000001.M2P2.server"))
         self.assertIn("tmp/1600000000.M9P9.server has been on the server for 40 hours", log)
         self.assertEqual(old, open(os.path.join(self.remote, "tmp", "1600000000.M9P9.server"),
                                    "rb").read())
