@@ -7,10 +7,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,6 +73,98 @@ connect_one(const struct addrinfo *ai, long timeout, int *err_out)
 	return fd;
 }
 
+/*
+ * getaddrinfo within timeout seconds. A resolver that does not answer
+ * (a dead DNS server, a captive network) must not hold deliver beyond
+ * its connect timeout: the lookup runs in a detached thread that owns
+ * its request; when it comes too late it cleans up after itself.
+ */
+#define RESOLVE_TIMEOUT	1	/* getaddrinfo's own codes are negative */
+
+struct lookup {
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	bool			 done, abandoned;
+	int			 rc, err;
+	struct addrinfo		 hints, *res;
+	char			*host, service[16];
+};
+
+static void
+lookup_free(struct lookup *l)
+{
+	if (l->res != NULL)
+		freeaddrinfo(l->res);
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cv);
+	free(l->host);
+	free(l);
+}
+
+static void *
+lookup_main(void *arg)
+{
+	struct lookup *l = arg;
+	struct addrinfo *res = NULL;
+	int rc = getaddrinfo(l->host, l->service, &l->hints, &res);
+	int err = errno;
+	bool abandoned;
+
+	pthread_mutex_lock(&l->mu);
+	l->rc = rc;
+	l->err = err;
+	l->res = res;
+	l->done = true;
+	abandoned = l->abandoned;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	if (abandoned)
+		lookup_free(l);
+	return NULL;
+}
+
+static int
+resolve(const char *host, const char *service,
+    const struct addrinfo *hints, long timeout, struct addrinfo **res)
+{
+	struct lookup *l = xcalloc(1, sizeof(*l));
+	struct timespec until;
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc = 0;
+
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	l->hints = *hints;
+	l->host = xstrdup(host);
+	snprintf(l->service, sizeof(l->service), "%s", service);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, lookup_main, l) != 0) {
+		pthread_attr_destroy(&attr);
+		lookup_free(l);
+		return getaddrinfo(host, service, hints, res);
+	}
+	pthread_attr_destroy(&attr);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout > 0 ? timeout : 10;
+	pthread_mutex_lock(&l->mu);
+	while (!l->done && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&l->cv, &l->mu, &until);
+	if (!l->done) {
+		l->abandoned = true;	/* the thread frees it */
+		pthread_mutex_unlock(&l->mu);
+		return RESOLVE_TIMEOUT;
+	}
+	pthread_mutex_unlock(&l->mu);
+	rc = l->rc;
+	errno = l->err;
+	*res = l->res;
+	l->res = NULL;
+	lookup_free(l);
+	return rc;
+}
+
 int
 bridge_connect(const char *host, int port, long timeout, int *fd,
     struct err *e)
@@ -83,7 +178,11 @@ bridge_connect(const char *host, int port, long timeout, int *fd,
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_ADDRCONFIG;
 	snprintf(service, sizeof(service), "%d", port);
-	rc = getaddrinfo(host, service, &hints, &res);
+	rc = resolve(host, service, &hints, timeout, &res);
+	if (rc == RESOLVE_TIMEOUT)
+		return err_set(e, ERR_TEMPFAIL, "cannot resolve %s: no answer "
+		    "from DNS within %ld s (the connect timeout)", host,
+		    timeout);
 	if (rc != 0)
 		return err_set(e, ERR_TEMPFAIL, "cannot resolve %s: %s", host,
 		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));

@@ -3,7 +3,11 @@ faults, TLS and AUTH; outcomes, retries, bounces, local delivery."""
 import glob
 import json
 import os
+import shutil
+import socket
+import subprocess
 import time
+import unittest
 
 import certs
 from pt import QueueCase
@@ -181,7 +185,6 @@ class TestPlain(DeliverCase):
     def test_detached_deliver_keeps_no_caller_descriptors(self):
         self.start()
         rfd, wfd = os.pipe()
-        import subprocess
         p = subprocess.run([os.path.join(self.bin, "sendmail"), "-i", "-f", "a@example.org",
                             "bob@example.com"], input=MSG, env=self.env, pass_fds=(wfd,),
                            capture_output=True, timeout=30)
@@ -275,6 +278,31 @@ class TestPlain(DeliverCase):
         st = self.states(qid)["bob@example.com"]
         self.assertEqual(st[0], "deferred")
         self.assertIn("Connection refused", st[1])
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                         "needs root: a private /etc/resolv.conf (unshare -m) and port 53")
+    def test_dns_that_never_answers_is_bounded_by_the_connect_timeout(self):
+        # a name server that swallows every query, in a private mount
+        # namespace's /etc/resolv.conf; the resolver alone would wait 15 s
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.2", 53))
+        self.addCleanup(sink.close)
+        resolv = os.path.join(self.dir, "resolv.conf")
+        with open(resolv, "w") as f:
+            f.write("nameserver 127.0.0.2\noptions timeout:5 attempts:3\n")
+        self.write_config("identity t\n  default\n  host smtp.blackhole.test\n  port 25\n"
+                          "  tls none\n  connect-timeout 2s\n")
+        qid = self.enqueue(["bob@example.com"])
+        cmd = ["unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c",
+               'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv,
+               os.path.join(self.bin, "deliver")]
+        t = time.time()
+        r = subprocess.run(cmd, env=self.env, capture_output=True, timeout=60)
+        took = time.time() - t
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertLess(took, 6, r.stderr)
+        self.assertIn(b"no answer from DNS within 2 s", r.stderr)
+        self.assertIn("no answer from DNS", self.states(qid)["bob@example.com"][1])
 
     def test_offline_names_every_unreachable_identity(self):
         dead = []
