@@ -5,6 +5,7 @@ durable step, a dropped link, the lock and the exit codes."""
 import fcntl
 import os
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -314,6 +315,31 @@ class TestCrash(FetchCase):
         self.assertEqual(self.local_data("1700000000.big"), big)
         self.assertEqual(self.local_data("1700000001.small"), small)
         self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+
+class TestFullDisk(FetchCase):
+    @unittest.skipUnless(os.geteuid() == 0, "mounting a tmpfs needs root")
+    def test_full_local_disk_keeps_the_server_copy(self):
+        mnt = tempfile.mkdtemp(prefix="postie-full.")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
+                            "postie-test", mnt], capture_output=True)
+        if r.returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
+        self.addCleanup(os.rmdir, mnt)
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        self.local = os.path.join(mnt, "Maildir")
+        self.configure()
+        small = self.put("1700000000.small")
+        self.put("1700000001.big", b"x" * (1024 * 1024))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"No space left on device", r.stderr)
+        # what fitted is here once; what did not is still on the server
+        self.assertEqual(self.local_names(), ["1700000000.small"])
+        self.assertEqual(self.local_data("1700000000.small"), small)
+        self.assertEqual(self.remote_names(), ["1700000001.big"])
         self.assertEqual(self.local_names(sub="tmp"), [])
 
 
