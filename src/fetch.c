@@ -222,6 +222,28 @@ local_add(struct job *j, const char *name, uint64_t size)
 	j->nlocal++;
 }
 
+/* Add in place, keeping the index sorted for local_find. */
+static void
+local_insert(struct job *j, const char *name, uint64_t size)
+{
+	size_t lo = 0, hi = j->nlocal;
+	struct local_ent ent;
+
+	local_add(j, name, size);	/* at the end, then moved in place */
+	ent = j->local[j->nlocal - 1];
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(j->local[mid].uniq, ent.uniq) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(&j->local[lo + 1], &j->local[lo],
+	    (j->nlocal - 1 - lo) * sizeof(*j->local));
+	j->local[lo] = ent;
+}
+
 static void
 local_free(struct job *j)
 {
@@ -767,7 +789,7 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 		break;
 	case 1:
 		/* a second listing of the name (new/ and cur/) is here */
-		local_add(j, name, a->filesize);
+		local_insert(j, name, a->filesize);
 		rc = pend_add(j, rpath, name, dst, fd, e);
 		break;
 	}

@@ -244,6 +244,23 @@ class TestCopy(FetchCase):
         self.assertEqual(self.local_names(), ["1700000002.later"])
         self.assertEqual(self.local_names(sub="cur"), ["1700000001.read:2,S"])
 
+    def test_one_message_listed_in_new_and_cur_arrives_once(self):
+        # the server's MUA is moving it from new/ to cur/ (a link, then an
+        # unlink) while we list; later names locally make the index order
+        # matter
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.local, sub), exist_ok=True)
+        for i in range(9):
+            with open(os.path.join(self.local, "cur", "18000000%02d.x:2,S" % i), "w") as f:
+                f.write("old\n")
+        data = self.put("1700000005.dup")
+        self.put("1700000005.dup:2,S", data, sub="cur")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [n for n in self.local_names() + self.local_names(sub="cur")
+               if n.startswith("1700000005.dup")]
+        self.assertEqual(len(got), 1, got)
+
     def test_torn_seen_line_is_cut_not_glued(self):
         self.put("1700000000.a")
         self.put("1700000001.b")
