@@ -38,6 +38,7 @@ struct sshconn {
 	char			 fp[64];	/* "SHA256:..." of the host key */
 	char			 keytype[32];	/* "ssh-ed25519" ... */
 	bool			 unreachable;	/* DNS or connect failed */
+	bool			 no_goodbye;	/* close without a disconnect */
 };
 
 /* Connect, check the host key, authenticate. On failure everything is

@@ -26,6 +26,7 @@ struct tunnel {
 	pthread_t	 thread;
 	bool		 running;
 	char		 error[256];	/* what ended the pump badly */
+	bool		 broken;	/* no more sending on the session */
 };
 
 /* An unopened tunnel, safe to tunnel_close. */

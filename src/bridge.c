@@ -131,22 +131,31 @@ resolve(const char *host, const char *service,
 	struct timespec until;
 	pthread_attr_t attr;
 	pthread_t t;
-	int rc = 0;
+	int rc = 0, err;
 
 	pthread_mutex_init(&l->mu, NULL);
-	pthread_cond_init(&l->cv, NULL);
+	{
+		/* a clock step (NTP at boot) must not stretch the bound */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&l->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	l->hints = *hints;
 	l->host = xstrdup(host);
 	snprintf(l->service, sizeof(l->service), "%s", service);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &attr, lookup_main, l) != 0) {
+		/* no thread to spare: an unbounded lookup beats none */
 		pthread_attr_destroy(&attr);
 		lookup_free(l);
 		return getaddrinfo(host, service, hints, res);
 	}
 	pthread_attr_destroy(&attr);
-	clock_gettime(CLOCK_REALTIME, &until);
+	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += timeout > 0 ? timeout : 10;
 	pthread_mutex_lock(&l->mu);
 	while (!l->done && rc != ETIMEDOUT)
@@ -158,10 +167,11 @@ resolve(const char *host, const char *service,
 	}
 	pthread_mutex_unlock(&l->mu);
 	rc = l->rc;
-	errno = l->err;
+	err = l->err;
 	*res = l->res;
 	l->res = NULL;
 	lookup_free(l);
+	errno = err;	/* for EAI_SYSTEM */
 	return rc;
 }
 

@@ -21,6 +21,7 @@
 #include "util.h"
 
 #define BUFSZ	(1024 * 1024)	/* libssh2 pipelines reads of this size */
+#define NAMEBUF	32768		/* a listed name, as the server sends it */
 
 /* --- the pure rules ---------------------------------------------------- */
 
@@ -574,6 +575,16 @@ commit_pending(struct job *j, struct err *e)
 	return rc;
 }
 
+/* Is a download of this very name waiting in the batch? */
+static bool
+pending(const struct job *j, const char *name)
+{
+	for (size_t i = 0; i < j->npend; i++)
+		if (j->pend[i].fd >= 0 && strcmp(j->pend[i].name, name) == 0)
+			return true;
+	return false;
+}
+
 /* Add to the batch; commit it when full. */
 static int
 pend_add(struct job *j, const char *rpath, const char *name,
@@ -767,8 +778,9 @@ one_file(struct job *j, const char *sub, const char *name, size_t len,
 		    j->job->name, j->folder, name,
 		    j->job->mode == FETCH_MOVE ? ", removed from the server" :
 		    "");
-		{
-			/* a run cut off between link and unlink left it */
+		if (!pending(j, name)) {
+			/* a run cut off between link and unlink left it (not
+			 * this batch's own download of the name) */
 			char *tmp = local_path(j, "tmp", name);
 
 			unlink(tmp);
@@ -822,7 +834,7 @@ list_dir(struct job *j, const char *path, bool missing_ok,
     struct err *e)
 {
 	LIBSSH2_SFTP_HANDLE *d = libssh2_sftp_opendir(j->sftp, path);
-	char name[1024];
+	char *name;
 	struct dent *v = NULL;
 	size_t n_ent = 0, cap = 0;
 	int rc = 0;
@@ -836,10 +848,13 @@ list_dir(struct job *j, const char *path, bool missing_ok,
 		    "cannot list %s on %s: %s",
 		    path, j->job->ssh.host, sftp_why(j));
 	}
+	/* room for any name a server may send: a long one is refused by
+	 * fetch_name_problem, not a listing that fails for ever */
+	name = xmalloc(NAMEBUF);
 	for (;;) {
 		LIBSSH2_SFTP_ATTRIBUTES a;
-		int n = libssh2_sftp_readdir_ex(d, name, sizeof(name) - 1,
-		    NULL, 0, &a);
+		int n = libssh2_sftp_readdir_ex(d, name, NAMEBUF - 1, NULL, 0,
+		    &a);
 
 		if (n == 0)
 			break;
@@ -878,6 +893,7 @@ list_dir(struct job *j, const char *path, bool missing_ok,
 		free(v[i].name);
 	}
 	free(v);
+	free(name);
 	return rc;
 }
 

@@ -428,7 +428,8 @@ sshconn_close(struct sshconn *c)
 {
 	if (c->s != NULL) {
 		libssh2_session_set_blocking(c->s, 1);
-		libssh2_session_disconnect(c->s, "postie: done");
+		if (!c->no_goodbye)
+			libssh2_session_disconnect(c->s, "postie: done");
 		libssh2_session_free(c->s);
 	}
 	if (c->fd >= 0)

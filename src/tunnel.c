@@ -45,7 +45,8 @@ now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* Hand what the channel gave to the local side, without blocking. */
+/* Hand what the channel gave to the local side, without blocking; once
+ * the local side is gone, drop it (the server's window keeps moving). */
 static void
 flush_down(struct pump *p)
 {
@@ -88,16 +89,18 @@ pump_down(struct pump *p)
 			continue;
 		}
 		if (n == LIBSSH2_ERROR_EAGAIN) {
+			/* at EOF too this may be a half-sent window adjust:
+			 * the same call again, which returns 0 once it is out */
 			p->stuck = blocked_out(t) ? STUCK_READ : STUCK_NONE;
-			if (libssh2_channel_eof(t->ch) == 0)
-				return 0;
-		} else if (n < 0) {
+			return 0;
+		}
+		if (n < 0) {
 			snprintf(t->error, sizeof(t->error), "the SSH "
 			    "connection broke: %s", sshconn_errmsg(t->ssh.s));
 			return -1;
 		}
 		p->stuck = STUCK_NONE;
-		p->chan_eof = true;	/* n == 0, or EAGAIN at EOF */
+		p->chan_eof = true;	/* n == 0: the server is done */
 		p->moved = true;
 	}
 	if (p->chan_eof && p->down_len == 0)
@@ -127,7 +130,8 @@ pump_up(struct pump *p)
 		ssize_t w = libssh2_channel_write(t->ch, p->up + p->up_off,
 		    p->up_len - p->up_off);
 
-		if (w == LIBSSH2_ERROR_EAGAIN) {
+		if (w == LIBSSH2_ERROR_EAGAIN || w == 0) {
+			/* 0: the channel's window is full; wait for it */
 			p->stuck = blocked_out(t) ? STUCK_WRITE : STUCK_NONE;
 			return 0;
 		}
@@ -188,10 +192,14 @@ tunnel_main(void *arg)
 			break;
 		if (p.stuck != STUCK_READ && pump_up(&p) < 0)
 			break;
-		if (p.local_eof && p.eof_sent && p.chan_eof)
-			break;	/* both sides done */
-		if (p.local_gone || (p.local_eof && p.chan_eof))
-			break;	/* nobody is left to hand anything to */
+		/*
+		 * Done when all the client wrote went out with the EOF after
+		 * it, and the server is done too (or nobody is left to hear
+		 * it). Never in the middle of a half-sent packet.
+		 */
+		if (p.local_eof && p.eof_sent && p.stuck == STUCK_NONE &&
+		    (p.chan_eof || p.local_gone))
+			break;
 		if (p.moved || !waiting(&p))
 			since = now_ms();
 		else if (now_ms() - since >= t->timeout * 1000L) {
@@ -207,8 +215,9 @@ tunnel_main(void *arg)
 		dirs = libssh2_session_block_directions(t->ssh.s);
 		pfd[0].fd = t->ssh.fd;
 		pfd[0].events = 0;
-		if (p.stuck != STUCK_WRITE || (dirs &
-		    LIBSSH2_SESSION_BLOCK_INBOUND))
+		if ((dirs & LIBSSH2_SESSION_BLOCK_INBOUND) ||
+		    (p.stuck == STUCK_NONE && ((!p.chan_eof &&
+		    p.down_len == 0) || p.up_len > 0)))
 			pfd[0].events |= POLLIN;
 		if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
 			pfd[0].events |= POLLOUT;
@@ -233,6 +242,8 @@ tunnel_main(void *arg)
 		if (r > 0 && (pfd[1].revents & (POLLHUP | POLLERR)))
 			p.local_hup = true;
 	}
+	/* a packet left half sent: no more sending on this session */
+	t->broken = p.stuck != STUCK_NONE || t->error[0] != '\0';
 	/* the client sees the end of the stream */
 	shutdown(t->fd, SHUT_RDWR);
 	return NULL;
@@ -304,10 +315,12 @@ tunnel_close(struct tunnel *t)
 	if (t->ch != NULL) {
 		libssh2_session_set_blocking(t->ssh.s, 1);
 		libssh2_session_set_timeout(t->ssh.s, 2000);
-		libssh2_channel_close(t->ch);
+		if (!t->broken)
+			libssh2_channel_close(t->ch);
 		libssh2_channel_free(t->ch);
 		t->ch = NULL;
 	}
+	t->ssh.no_goodbye = t->broken;
 	sshconn_close(&t->ssh);
 	if (t->fd >= 0)
 		close(t->fd);

@@ -260,6 +260,16 @@ class TestCopy(FetchCase):
         got = [n for n in self.local_names() + self.local_names(sub="cur")
                if n.startswith("1700000005.dup")]
         self.assertEqual(len(got), 1, got)
+        # the very same name in both, in one batch: the second listing
+        # must not take the first one's download away
+        same = self.put("1700000006.same")
+        self.put("1700000006.same", same, sub="cur")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [n for n in self.local_names() + self.local_names(sub="cur")
+               if n.startswith("1700000006.same")]
+        self.assertEqual(len(got), 1, got)
+        self.assertEqual(self.local_names(sub="tmp"), [])
 
     def test_torn_seen_line_is_cut_not_glued(self):
         self.put("1700000000.a")

@@ -3,6 +3,7 @@ by the test, carries the SMTP connection in a direct-tcpip channel to a
 scripted SMTP server. Host keys, user keys, the agent, one session per
 run, TLS through the tunnel, and every refusal."""
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -233,9 +234,13 @@ class TestTunnelRefusals(TunnelCase):
         self.tunnel(timeout=3)
         qid = self.enqueue(["bob@example.com"])
         t = time.time()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         r = self.deliver()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         took = time.time() - t
         self.assertLess(took, 15, r.stderr)       # not the server's 40 s
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        self.assertLess(cpu, 1.5, "deliver spun while it waited")
         self.deferred_reason(qid)                 # deferred, not lost
         self.assertEqual(srv.messages, [])
 
