@@ -67,6 +67,37 @@ class TestTunnel(TunnelCase):
         for qid in ids:
             self.assertIn("%s: to=<bob@example.com> via=test status=sent" % qid, text)
 
+    def test_large_messages_plain_and_tls(self):
+        # many SSH windows' worth each way of the pump, byte for byte
+        body = b"".join(b"line %07d of a large message through the tunnel\n" % i
+                        for i in range(400000))            # ~20 MB
+        data = (b"From: a@example.org\nTo: b@example.com\nSubject: big\n\n" + body)
+        for tls in ("none", "starttls"):
+            with self.subTest(tls=tls):
+                for q in self.msg_ids():
+                    os.unlink(os.path.join(self.queue, "msg", q))
+                if tls == "none":
+                    srv = self.start()
+                    self.tls = "none"
+                    self.write_known(self.sshd.known_hosts_line())
+                    self.tunnel(timeout=60)
+                else:
+                    srv = self.start(tls="starttls", cert=certs.path("localhost.crt"),
+                                     key=certs.path("localhost.key"))
+                    self.tls = "starttls"
+                    self.identity_extra = (
+                        "  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  tls-ca %s\n" %
+                        (self.sshd.user, self.sshd.port, self.key, certs.path("ca.crt")))
+                    self.configure(host="localhost", timeout=60)
+                self.enqueue(["bob@example.com"], data)
+                r = self.deliver(timeout=300)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(len(srv.messages), 1, (r.stderr, srv.errors))
+                got = srv.messages[0].data        # (sendmail added Date:, Message-ID:)
+                self.assertEqual(len(got) - got.index(b"\r\n\r\nline 0000000"),
+                                 len(body) + 400000 + 4)
+                self.assertTrue(got.endswith(b"\r\n\r\n" + body.replace(b"\n", b"\r\n")))
+
     def test_default_key_and_hashed_known_hosts(self):
         srv = self.start()
         for suffix in ("", ".pub"):
