@@ -66,6 +66,8 @@ struct fetch_job {
 	char		*local;
 	struct strvec	 folders;
 	enum fetch_mode	 mode;
+	long		 connect_timeout;	/* seconds */
+	long		 timeout;		/* seconds, per SSH step */
 };
 
 struct config {

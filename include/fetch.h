@@ -22,8 +22,6 @@
 #include "err.h"
 #include "log.h"
 
-#define FETCH_CONNECT_TIMEOUT	10	/* seconds */
-#define FETCH_TIMEOUT		60	/* seconds per blocking SSH step */
 #define FETCH_TMP_WARN		(36 * 3600)	/* server tmp/ files older */
 #define FETCH_BATCH		64	/* removals per fsync of new/ */
 #define FETCH_LIST_MAX		100000	/* entries taken from one listing */

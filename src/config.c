@@ -60,19 +60,19 @@ static const struct key keys[] = {
 	{ "helo",		SC_IDENTITY,	K_STR,		I(helo) },
 	{ "force-sender",	SC_IDENTITY,	K_ADDR,		I(force_sender) },
 	{ "default",		SC_IDENTITY,	K_FLAG,		I(is_default) },
-	{ "connect-timeout",	SC_IDENTITY,	K_DURATION,	I(connect_timeout) },
-	{ "timeout",		SC_IDENTITY,	K_DURATION,	I(timeout) },
 
 	{ "remote",		SC_FETCH,	K_STR,		F(remote) },
 	{ "local",		SC_FETCH,	K_PATH,		F(local) },
 	{ "folders",		SC_FETCH,	K_LIST,		F(folders) },
 	{ "mode",		SC_FETCH,	K_MODE,		F(mode) },
 
-	/* In both kinds of block: same kind, offsets differ (see ssh_off). */
+	/* In both kinds of block: same kind, offsets differ (shared_off). */
 	{ "ssh",		SC_IDENTITY | SC_FETCH, K_SSH,	0 },
 	{ "ssh-key",		SC_IDENTITY | SC_FETCH, K_PATH,	0 },
 	{ "ssh-known-hosts",	SC_IDENTITY | SC_FETCH, K_PATH,	0 },
 	{ "ssh-fingerprint",	SC_IDENTITY | SC_FETCH, K_SSHFP, 0 },
+	{ "connect-timeout",	SC_IDENTITY | SC_FETCH, K_DURATION, 0 },
+	{ "timeout",		SC_IDENTITY | SC_FETCH, K_DURATION, 0 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -102,12 +102,16 @@ perr(struct parser *p, const char *fmt, ...)
 	return err_set(p->e, ERR_CONFIG, "%s:%d: %s", p->file, p->line, buf);
 }
 
-/* Offsets of the SSH keys, which exist in identities and fetch jobs. */
+/* Offsets of the keys that exist in identities and fetch jobs both. */
 static size_t
-ssh_off(const char *name, unsigned scope)
+shared_off(const char *name, unsigned scope)
 {
 	bool id = scope == SC_IDENTITY;
 
+	if (strcmp(name, "connect-timeout") == 0)
+		return id ? I(connect_timeout) : F(connect_timeout);
+	if (strcmp(name, "timeout") == 0)
+		return id ? I(timeout) : F(timeout);
 	if (strcmp(name, "ssh") == 0)
 		return id ? I(ssh) : F(ssh);
 	if (strcmp(name, "ssh-key") == 0)
@@ -588,6 +592,8 @@ fetch_init(struct fetch_job *j, const char *name, int line)
 	j->name = xstrdup(name);
 	j->line = line;
 	j->mode = FETCH_MOVE;
+	j->connect_timeout = 10;
+	j->timeout = 60;
 	sv_init(&j->folders);
 }
 
@@ -693,8 +699,8 @@ parse_line(struct parser *p, const char *line)
 			goto out;
 		}
 		p->seen[i] = true;
-		if (k->kind == K_SSH || strncmp(k->name, "ssh-", 4) == 0)
-			off = ssh_off(k->name, p->scope);
+		if ((k->scope & SC_IDENTITY) && (k->scope & SC_FETCH))
+			off = shared_off(k->name, p->scope);
 		rc = set_value(p, k, off, &w);
 		goto out;
 	}

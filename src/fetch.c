@@ -1019,8 +1019,8 @@ run_job(struct job *j, struct err *e)
 	p.key = j->job->ssh_key;
 	p.known_hosts = j->job->ssh_known_hosts;
 	p.fingerprint = j->job->ssh_fingerprint;
-	p.connect_timeout = FETCH_CONNECT_TIMEOUT;
-	p.timeout = FETCH_TIMEOUT;
+	p.connect_timeout = j->job->connect_timeout;
+	p.timeout = j->job->timeout;
 	p.verbose = j->o->verbose;
 	p.prog = "fetch";
 	if (sshconn_open(&p, &j->ssh, e) < 0)

@@ -4,6 +4,7 @@ folders, hostile names and files, already-here, crash injection at every
 durable step, a dropped link, the lock and the exit codes."""
 import fcntl
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -389,6 +390,25 @@ class TestRefusals(FetchCase):
         r = self.fetch()
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn(b"cannot connect to 127.0.0.1", r.stderr)
+
+    def test_silent_server_is_bounded_by_timeout(self):
+        # a TCP listener that never says a word: the SSH handshake waits
+        # for the job's "timeout", not for ever
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        self.addCleanup(silent.close)
+        self.put("1700000000.x")
+        self.write_config(
+            "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
+            "  connect-timeout 2s\n  timeout 2s\n" % (self.sshd.user, silent.getsockname()[1],
+                                                    self.key, self.remote, self.local))
+        t = time.time()
+        r = self.fetch()
+        self.assertLess(time.time() - t, 10, r.stderr)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"SSH handshake with 127.0.0.1 failed", r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.x"])
 
     def test_unknown_host_key_is_76(self):
         os.unlink(os.path.join(self.dir, ".ssh", "known_hosts"))

@@ -547,7 +547,9 @@ test_fetch_all_keys(void **state)
 	    "  remote     Mail/Maildir\n"
 	    "  local      ~/Mail/inbox\n"
 	    "  folders    INBOX .lists.* \".Sent Items\"\n"
-	    "  mode       copy\n");
+	    "  mode       copy\n"
+	    "  connect-timeout 30s\n"
+	    "  timeout    2m\n");
 	assert_int_equal(c->nids, 0);
 	assert_int_equal(c->njobs, 1);
 	j = &c->jobs[0];
@@ -566,6 +568,8 @@ test_fetch_all_keys(void **state)
 	assert_string_equal(j->folders.v[1], ".lists.*");
 	assert_string_equal(j->folders.v[2], ".Sent Items");
 	assert_int_equal(j->mode, FETCH_COPY);
+	assert_int_equal(j->connect_timeout, 30);
+	assert_int_equal(j->timeout, 120);
 	config_free(c);
 }
 
@@ -590,6 +594,8 @@ test_fetch_defaults(void **state)
 	assert_int_equal(j->folders.n, 1);
 	assert_string_equal(j->folders.v[0], "INBOX");
 	assert_int_equal(j->mode, FETCH_MOVE);
+	assert_int_equal(j->connect_timeout, 10);
+	assert_int_equal(j->timeout, 60);
 	config_free(c);
 
 	c = parse_ok("fetch f\n ssh h\n mode move\n");
@@ -1338,6 +1344,11 @@ static const struct {
 	  "test.conf:4: 'default' is given twice in an identity block" },
 	{ "fetch f\n ssh h\n mode copy\n mode move\n",
 	  "test.conf:4: 'mode' is given twice in a fetch block" },
+	{ "fetch f\n ssh h\n timeout 5s\n timeout 6s\n",
+	  "test.conf:4: 'timeout' is given twice in a fetch block" },
+	{ "fetch f\n ssh h\n connect-timeout soon\n",
+	  "test.conf:3: 'connect-timeout': 'soon' is not a duration (like 30s, "
+	  "5m, 1h, 1d)" },
 	{ ID "identity b\n host h\n from x@y\nidentity a\n host i\n",
 	  "test.conf:7: identity 'a' is defined twice (first at line 1)" },
 	{ "fetch f\n ssh h\n\nfetch f\n ssh h\n",
