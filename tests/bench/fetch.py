@@ -18,6 +18,9 @@ Each result is checked: N messages locally, byte for byte, none left on
 the server. Prints a table and postie's rate against the others'.
 Needs root on Debian 12 for rsync (installed with apt-get if missing);
 without rsync that row is skipped and says so.
+
+BENCH_WRAP="strace -f -c -o FILE" (any command prefix, split on blanks)
+runs postie's fetch under it, for profiling.
 """
 import hashlib
 import os
@@ -105,7 +108,7 @@ def main():
             f.write("queue %s/queue\nlog %s/postie.log\nfetch bench\n  ssh %s@127.0.0.1:%d\n"
                     "  ssh-key %s\n  remote %s\n  local %s\n" %
                     (work, work, server.user, server.port, key, srv, loc))
-        took = timed(os.environ.get("WRAP", "").split() + [postie, "fetch", "-C", conf], env)
+        took = timed(os.environ.get("BENCH_WRAP", "").split() + [postie, "fetch", "-C", conf], env)
         check("postie", os.path.join(loc, "new"), os.path.join(srv, "new"), n, digest)
         results.append(("postie", took))
 
