@@ -43,13 +43,9 @@ EXPECT=$((N + WARMUP))
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-POSTIE=
-if [ "$POSTIE_ARG" != none ]; then
-	if [ ! -f "$POSTIE_ARG" ] || [ ! -x "$POSTIE_ARG" ]; then
-		die "postie binary not found or not executable: $POSTIE_ARG"
-	fi
-	POSTIE=$(cd "$(dirname "$POSTIE_ARG")" && pwd)/$(basename "$POSTIE_ARG")
-fi
+# shellcheck source=tests/bench/pkg.sh
+. "$HERE/pkg.sh"
+resolve_postie "$POSTIE_ARG"
 
 [ "$(id -u)" = 0 ] || die "run as root: peers are installed with apt-get and dma's private spool needs a mount namespace"
 command -v cc >/dev/null || die "cc not found"
@@ -87,8 +83,6 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- installs
 
-# shellcheck source=tests/bench/pkg.sh
-. "$HERE/pkg.sh"
 ensure_pkg dma msmtp esmtp liblockfile-bin
 unpack_deb nullmailer "$PEERS/nullmailer"
 
@@ -104,13 +98,7 @@ MSMTP_ENQ=$(dpkg -L msmtp | grep '/msmtp-enqueue\.sh$' | head -n1 || true)
 if [ -z "$MSMTP_ENQ" ] || [ ! -f "$MSMTP_ENQ" ]; then
 	die "msmtp-enqueue.sh not found in package msmtp"
 fi
-ESMTP_WRAPPER=$(dpkg -L esmtp | grep '/esmtp-wrapper$' | head -n1 || true)
-if [ -z "$ESMTP_WRAPPER" ] || [ ! -f "$ESMTP_WRAPPER" ]; then
-	# docs may be excluded by dpkg's path-exclude: take it from the .deb
-	unpack_deb esmtp "$PEERS/esmtp"
-	ESMTP_WRAPPER=$(find "$PEERS/esmtp/root" -name esmtp-wrapper -type f | head -n1)
-	[ -n "$ESMTP_WRAPPER" ] || die "esmtp-wrapper not found in package esmtp"
-fi
+find_esmtp_wrapper
 
 # ---------------------------------------------------------------- the run
 
@@ -120,38 +108,11 @@ DMA_SPOOL=
 TOKEN=$(basename "$W")
 
 
-timeout 120 cc -std=c17 -O2 -Wall -Wextra -Werror -o "$W/floor" "$HERE/floor.c" ||
-	die "cannot build floor.c"
-timeout 120 cc -std=c17 -O2 -Wall -Wextra -Werror -o "$W/runner" "$HERE/runner.c" ||
-	die "cannot build runner.c"
+build_helper floor
+build_helper runner
 
-# The message: exactly 4096 bytes, with a marker line that lets us count
-# what each tool queued, whatever its file layout.
-MARKER="postie-bench-marker $TOKEN"
-MSG=$W/message
-{
-	printf 'From: Alice <alice@example.org>\n'
-	printf 'To: Bob <bob@example.com>\n'
-	printf 'Subject: postie enqueue benchmark\n'
-	printf 'Date: Mon, 02 Jan 2023 10:00:00 +0000\n'
-	printf 'Message-ID: <%s@example.org>\n' "$TOKEN"
-	printf 'X-Postie-Bench: %s\n' "$TOKEN"
-	printf '\n'
-	printf '%s\n' "$MARKER"
-} >"$MSG"
-line='The quick brown fox jumps over the lazy dog, again and again.'
-while [ $(( $(stat -c %s "$MSG") + ${#line} + 1 )) -le 4096 ]; do
-	printf '%s\n' "$line" >>"$MSG"
-done
-pad=$(( 4096 - $(stat -c %s "$MSG") ))
-if [ $pad -gt 0 ]; then
-	head -c $((pad - 1)) /dev/zero | tr '\0' '.' >>"$MSG"
-	printf '\n' >>"$MSG"
-fi
-[ "$(stat -c %s "$MSG")" = 4096 ] || die "message is not 4096 bytes"
-
-FROM=alice@example.org
-RCPT=bob@example.com
+# The message: exactly 4096 bytes, with a marker line (pkg.sh).
+make_message "postie enqueue benchmark"
 
 # floor
 mkdir -p "$W/floor-q/tmp" "$W/floor-q/new" "$W/floor-q/cur"

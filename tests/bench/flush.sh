@@ -62,13 +62,9 @@ PF=${POSTIE_POSTFIX_DIR:-/var/tmp/postie-test-tools/postfix}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-POSTIE=
-if [ "$POSTIE_ARG" != none ]; then
-	if [ ! -f "$POSTIE_ARG" ] || [ ! -x "$POSTIE_ARG" ]; then
-		die "postie binary not found or not executable: $POSTIE_ARG"
-	fi
-	POSTIE=$(cd "$(dirname "$POSTIE_ARG")" && pwd)/$(basename "$POSTIE_ARG")
-fi
+# shellcheck source=tests/bench/pkg.sh
+. "$HERE/pkg.sh"
+resolve_postie "$POSTIE_ARG"
 
 [ "$(id -u)" = 0 ] || die "run as root: peers are installed with apt-get and dma's private config needs a mount namespace"
 command -v cc >/dev/null || die "cc not found"
@@ -132,8 +128,6 @@ run_bg() {
 # ---------------------------------------------------------------- installs
 # (the same as enqueue.sh)
 
-# shellcheck source=tests/bench/pkg.sh
-. "$HERE/pkg.sh"
 ensure_pkg dma msmtp esmtp liblockfile-bin
 unpack_deb nullmailer "$PEERS/nullmailer"
 
@@ -168,13 +162,7 @@ MSMTP_RUNQ=$MSMTP_DIR/msmtp-runqueue.sh
 if [ -z "$MSMTP_DIR" ] || [ ! -f "$MSMTP_ENQ" ] || [ ! -f "$MSMTP_RUNQ" ]; then
 	die "msmtp-enqueue.sh/msmtp-runqueue.sh not found in package msmtp"
 fi
-ESMTP_WRAPPER=$(dpkg -L esmtp | grep '/esmtp-wrapper$' | head -n1 || true)
-if [ -z "$ESMTP_WRAPPER" ] || [ ! -f "$ESMTP_WRAPPER" ]; then
-	# docs may be excluded by dpkg's path-exclude: take it from the .deb
-	unpack_deb esmtp "$PEERS/esmtp"
-	ESMTP_WRAPPER=$(find "$PEERS/esmtp/root" -name esmtp-wrapper -type f | head -n1)
-	[ -n "$ESMTP_WRAPPER" ] || die "esmtp-wrapper not found in package esmtp"
-fi
+find_esmtp_wrapper
 unshare -m --propagation private -- true 2>/dev/null ||
 	die "no mount namespaces (unshare -m): dma can only be pointed at the sink through a private /etc/dma/dma.conf, and the system's is never edited"
 
@@ -192,37 +180,11 @@ if [ -n "$POSTIE" ]; then
 	POSTIE=$W/bin/postie
 fi
 
-timeout 120 cc -std=c17 -O2 -Wall -Wextra -Werror -o "$W/reaper" "$HERE/reaper.c" ||
-	die "cannot build reaper.c"
-timeout 120 cc -std=c17 -O2 -Wall -Wextra -Werror -o "$W/runner" "$HERE/runner.c" ||
-	die "cannot build runner.c"
+build_helper reaper
+build_helper runner
 
-# The message: exactly 4096 bytes, with a marker line (as in enqueue.sh).
-MARKER="postie-bench-marker $TOKEN"
-MSG=$W/message
-{
-	printf 'From: Alice <alice@example.org>\n'
-	printf 'To: Bob <bob@example.com>\n'
-	printf 'Subject: postie flush benchmark\n'
-	printf 'Date: Mon, 02 Jan 2023 10:00:00 +0000\n'
-	printf 'Message-ID: <%s@example.org>\n' "$TOKEN"
-	printf 'X-Postie-Bench: %s\n' "$TOKEN"
-	printf '\n'
-	printf '%s\n' "$MARKER"
-} >"$MSG"
-line='The quick brown fox jumps over the lazy dog, again and again.'
-while [ $(( $(stat -c %s "$MSG") + ${#line} + 1 )) -le 4096 ]; do
-	printf '%s\n' "$line" >>"$MSG"
-done
-pad=$(( 4096 - $(stat -c %s "$MSG") ))
-if [ $pad -gt 0 ]; then
-	head -c $((pad - 1)) /dev/zero | tr '\0' '.' >>"$MSG"
-	printf '\n' >>"$MSG"
-fi
-[ "$(stat -c %s "$MSG")" = 4096 ] || die "message is not 4096 bytes"
-
-FROM=alice@example.org
-RCPT=bob@example.com
+# The message: exactly 4096 bytes, with a marker line (pkg.sh).
+make_message "postie flush benchmark"
 
 # ---------------------------------------------------------------- the sink
 

@@ -47,7 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#define BENCH_PROG "reaper"
+#include "benchutil.h"
 
 static void
 usage(void)
@@ -55,47 +56,6 @@ usage(void)
 	fprintf(stderr, "usage: reaper [-t TIMEOUT_S] [-o RESULTFILE] -- "
 	    "[VAR=VALUE ...] /abs/prog [ARG ...]\n");
 	exit(2);
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* environ plus the VAR=VALUE words in [first, last), later ones winning. */
-static char **
-make_env(char **first, char **last)
-{
-	size_t nenv = 0, k = 0;
-	char **envp;
-
-	while (environ[nenv] != NULL)
-		nenv++;
-	envp = calloc(nenv + (size_t)(last - first) + 1, sizeof(*envp));
-	if (envp == NULL) {
-		perror("reaper: calloc");
-		exit(1);
-	}
-	for (size_t i = 0; i < nenv; i++) {
-		const char *eq = strchr(environ[i], '=');
-		size_t klen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-		int overridden = 0;
-
-		for (char **x = first; x < last; x++)
-			if (strncmp(*x, environ[i], klen) == 0 &&
-			    (*x)[klen] == '=')
-				overridden = 1;
-		if (!overridden)
-			envp[k++] = environ[i];
-	}
-	for (char **x = first; x < last; x++)
-		envp[k++] = *x;
-	envp[k] = NULL;
-	return envp;
 }
 
 /* SIGKILL every process whose parent is us; return how many were found. */
@@ -170,7 +130,7 @@ main(int argc, char **argv)
 	long timeout_s = 300;
 	uint64_t t0, t_last, end;
 	unsigned long reaped = 0, failed = 0;
-	char **envp, *endp;
+	char **envp;
 	pid_t pid;
 	int ch, i, j, rc;
 	FILE *out;
@@ -178,11 +138,7 @@ main(int argc, char **argv)
 	while ((ch = getopt(argc, argv, "t:o:")) != -1) {
 		switch (ch) {
 		case 't':
-			errno = 0;
-			timeout_s = strtol(optarg, &endp, 10);
-			if (errno != 0 || *optarg == '\0' || *endp != '\0' ||
-			    timeout_s < 1)
-				usage();
+			timeout_s = parse_num(optarg, 1, "timeout");
 			break;
 		case 'o':
 			resultfile = optarg;
