@@ -171,67 +171,49 @@ class TestTunnel(TunnelCase):
 
 
 class TestTunnelRefusals(TunnelCase):
-    def assertNothingSent(self, srv):
+    def refused(self, extra=""):
+        """Deliver one message through a tunnel that must refuse: exit 0,
+        the message deferred and still queued, nothing reached the SMTP
+        server nor opened a channel. Returns the deferral reason."""
+        srv = self.start()
+        self.tunnel(extra)
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [qid])
         self.assertEqual(srv.connections, 0)
         self.assertEqual(srv.messages, [])
         self.assertNotIn("direct-tcpip", self.sshd.log_text())
+        return self.deferred_reason(qid)
 
     def test_unknown_host_key(self):
-        srv = self.start()
         self.write_known(self.sshd.known_hosts_line(name="[127.0.0.1]:1"))   # another host
-        self.tunnel()
-        qid = self.enqueue(["bob@example.com"])
-        r = self.deliver()
-        self.assertEqual(r.returncode, 0, r.stderr)
-        why = self.deferred_reason(qid)
+        why = self.refused()
         self.assertIn("is not in %s" % self.known, why)
         self.assertIn(self.sshd.host_fingerprint(), why)        # named, to check
-        self.assertNothingSent(srv)
-        self.assertEqual(self.msg_ids(), [qid])
 
     def test_no_known_hosts_file(self):
-        srv = self.start()
-        self.tunnel()
-        qid = self.enqueue(["bob@example.com"])
-        self.deliver()
-        self.assertIn("there is no %s" % self.known, self.deferred_reason(qid))
-        self.assertNothingSent(srv)
+        self.assertIn("there is no %s" % self.known, self.refused())
 
     def test_changed_host_key(self):
-        srv = self.start()
         other = sshd.keygen(os.path.join(self.dir, "other_host"))
         k = open(other + ".pub").read().split()
         self.write_known("[127.0.0.1]:%d %s %s\n" % (self.sshd.port, k[0], k[1]))
-        self.tunnel()
-        qid = self.enqueue(["bob@example.com"])
-        self.deliver()
-        why = self.deferred_reason(qid)
+        why = self.refused()
         self.assertIn("has CHANGED", why)
         self.assertIn(self.sshd.host_fingerprint(), why)
-        self.assertNothingSent(srv)
 
     def test_wrong_pin(self):
-        srv = self.start()
         self.write_known(self.sshd.known_hosts_line())   # a pin overrides known_hosts
-        self.tunnel("  ssh-fingerprint SHA256:%s\n" % ("A" * 43))
-        qid = self.enqueue(["bob@example.com"])
-        self.deliver()
-        why = self.deferred_reason(qid)
+        why = self.refused("  ssh-fingerprint SHA256:%s\n" % ("A" * 43))
         self.assertIn("does not match ssh-fingerprint", why)
         self.assertIn(self.sshd.host_fingerprint(), why)
-        self.assertNothingSent(srv)
 
     def test_user_key_refused(self):
-        srv = self.start()
         self.write_known(self.sshd.known_hosts_line())
         self.key = sshd.keygen(os.path.join(self.dir, "stranger"))     # not authorized
-        self.tunnel()
-        qid = self.enqueue(["bob@example.com"])
-        r = self.deliver()
-        self.assertEqual(r.returncode, 0, r.stderr)
-        why = self.deferred_reason(qid)
+        why = self.refused()
         self.assertIn("refused %s with ssh-key %s" % (self.sshd.user, self.key), why)
-        self.assertNothingSent(srv)
 
     def test_ssh_server_unreachable(self):
         srv = self.start()
