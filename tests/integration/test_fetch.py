@@ -416,6 +416,16 @@ class TestRefusals(FetchCase):
         self.assertEqual(r.returncode, 76, r.stderr)
         self.assertIn(self.sshd.host_fingerprint().encode(), r.stderr)
 
+    def test_login_refused_is_77(self):
+        self.put("1700000000.x")
+        self.key = sshd.keygen(os.path.join(self.dir, "stranger"))     # not authorized
+        self.configure()
+        r = self.fetch()
+        self.assertEqual(r.returncode, 77, r.stderr)
+        self.assertIn(b"refused %s with ssh-key %s" % (self.sshd.user.encode(),
+                                                       self.key.encode()), r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.x"])
+
     def test_missing_remote_maildir_is_76(self):
         self.remote = os.path.join(self.dir, "nowhere")
         self.configure()
