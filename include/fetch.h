@@ -3,11 +3,12 @@
  * SFTP, never lost and never doubled.
  *
  * Per job: one SSH session (sshconn.h), one SFTP channel. For each folder
- * the server's new/ is listed (in copy mode cur/ too); each regular file
- * is downloaded into the local folder's tmp/, fsync'd, checked against
- * the listed size (and ",S=" in its name), linked into new/ (or cur/)
- * under the same name; the directory is fsync'd, and only then is the
- * server's file unlinked (move mode). A local file of the same name and
+ * the server's new/ is listed, oldest first (in copy mode cur/ too); each
+ * regular file is downloaded into the local folder's tmp/ and checked
+ * against the listed size (and ",S=" in its name). A batch of downloads
+ * is fsync'd, linked into new/ (or cur/) under the same names, the
+ * directories fsync'd, and only then are the server's files unlinked
+ * (move mode) or their names recorded (copy mode). A local file of the same name and
  * size means "already here": the server's copy is removed, not fetched
  * again. Names, types and sizes from the server are checked before they
  * touch the local disk.
@@ -23,7 +24,8 @@
 #include "log.h"
 
 #define FETCH_TMP_WARN		(36 * 3600)	/* server tmp/ files older */
-#define FETCH_BATCH		64	/* removals per fsync of new/ */
+#define FETCH_BATCH		64	/* downloads per commit (fsync, link,
+					 * fsync new/, remove on the server) */
 #define FETCH_LIST_MAX		100000	/* entries taken from one listing */
 
 struct fetch_opts {
