@@ -1039,8 +1039,7 @@ run_job(struct job *j, struct err *e)
 			    &folders, e);
 			break;
 		}
-	if (rc == 0 && folders.n > 1)
-		qsort(folders.v + 1, folders.n - 1, sizeof(char *), cmp_str);
+	/* INBOX first, then the folders in name order (list_dir sorts) */
 	for (size_t i = 0; rc == 0 && i < folders.n; i++)
 		rc = do_folder(j, folders.v[i], e);
 	sv_free(&folders);
