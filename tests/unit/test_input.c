@@ -92,6 +92,8 @@ test_long_line_in_pieces(void **state)
 	if (fork() == 0) {
 		close(fds[0]);
 		(void)!write(fds[1], big, len + 3);
+		free(in);
+		free(big);
 		_exit(0);
 	}
 	close(fds[1]);
