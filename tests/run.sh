@@ -22,6 +22,12 @@ if [ "$what" != integration ]; then
 			out=$("$t" 2>&1)
 		fi
 		rc=$?
+		# valgrind's exit code speaks for the test process only; a forked
+		# child's errors and leaks show in the output alone
+		if [ "${VALGRIND:-0}" = 1 ] && [ "$rc" -eq 0 ] &&
+		    printf '%s\n' "$out" | grep -qE '^==[0-9]+== (.*definitely lost in|Invalid |Conditional jump|Syscall param)'; then
+			rc=99
+		fi
 		printf '%s\n' "$out" | grep -E '^\[ *(PASSED|FAILED|SKIPPED) *\]|^\[  ERROR|^==[0-9]+==|^\[==========\] [0-9]+ test' || true
 		p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
 		f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
