@@ -43,28 +43,50 @@ test_classify(void **state)
 		    cases[i].mail, cases[i].rcpt, cases[i].msg), cases[i].out);
 }
 
+/*
+ * Convert in[0..n) with smtp_crlf into a buffer filled with '#' and
+ * check the result: exactly want, of exactly its length, and nothing
+ * written past it.
+ */
+static void
+crlf_is(const char *in, size_t n, bool *cr, const char *want, bool cr_after)
+{
+	char out[160];
+	size_t wlen = strlen(want), got;
+
+	assert_true(2 * n < sizeof(out));
+	memset(out, '#', sizeof(out));
+	got = smtp_crlf(in, n, out, cr);
+	assert_int_equal(got, wlen);
+	assert_memory_equal(out, want, wlen);
+	assert_int_equal(out[got], '#');
+	assert_int_equal(*cr, cr_after);
+}
+
 static void
 test_crlf(void **state)
 {
-	char out[64];
+	char lfs[64], crlfs[129];
 	bool cr = false;
-	size_t n;
 
 	(void)state;
-	n = smtp_crlf("a\nb\r\nc", 6, out, &cr);
-	assert_int_equal(n, 7);
-	assert_memory_equal(out, "a\r\nb\r\nc", 7);
+	crlf_is("a\nb\r\nc", 6, &cr, "a\r\nb\r\nc", false);
 	/* a CR at the end of one chunk and its LF at the start of the next */
 	cr = false;
-	n = smtp_crlf("x\r", 2, out, &cr);
-	assert_true(cr);
-	n = smtp_crlf("\ny\n", 3, out, &cr);
-	assert_int_equal(n, 4);
-	assert_memory_equal(out, "\ny\r\n", 4);
-	/* bare CR stays as it is */
+	crlf_is("x\r", 2, &cr, "x\r", true);
+	crlf_is("\ny\n", 3, &cr, "\ny\r\n", false);
+	/* a bare CR stays as it is */
 	cr = false;
-	n = smtp_crlf("a\rb", 3, out, &cr);
-	assert_memory_equal(out, "a\rb", 3);
+	crlf_is("a\rb", 3, &cr, "a\rb", false);
+	/* LF at the start, LF after LF, nothing at all */
+	crlf_is("\n\n", 2, &cr, "\r\n\r\n", false);
+	crlf_is("", 0, &cr, "", false);
+	/* the worst case the header promises room for: twice the input */
+	memset(lfs, '\n', sizeof(lfs));
+	for (size_t i = 0; i < sizeof(lfs); i++)
+		memcpy(crlfs + 2 * i, "\r\n", 2);
+	crlfs[sizeof(crlfs) - 1] = '\0';
+	crlf_is(lfs, sizeof(lfs), &cr, crlfs, false);
 }
 
 static void
