@@ -11,11 +11,17 @@
 
 #include "err.h"
 
+struct crash;
+
 /*
  * Write prefix (may be NULL) and then bytes [offset, offset+len) of fd
- * into dir/new. Creates dir, tmp, new, cur (0700) when missing.
+ * into dir/new. Creates dir, tmp, new, cur (0700) when missing. crash
+ * (may be NULL) counts two steps: "maildir file written" (fsync'd and
+ * closed in tmp/) and "maildir renamed into new/" (before the fsync of
+ * new/).
  */
 int	maildir_deliver(const char *dir, const char *prefix, size_t plen,
-	    int fd, off_t offset, off_t len, struct err *e);
+	    int fd, off_t offset, off_t len, struct crash *crash,
+	    struct err *e);
 
 #endif

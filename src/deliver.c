@@ -190,12 +190,13 @@ send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
 	case BOUNCE_NONE:
 		break;
 	case BOUNCE_MAILDIR:
-		rc = maildir_deliver(cfg->bounce_dir, sb.s, sb.len, -1, 0, 0, e);
+		rc = maildir_deliver(cfg->bounce_dir, sb.s, sb.len, -1, 0, 0,
+		    &r->crash, e);
 		break;
 	case BOUNCE_MDA:
 		if (cfg->mda.n == 0) {
 			rc = maildir_deliver(cfg->bounce_dir, sb.s, sb.len, -1,
-			    0, 0, e);
+			    0, 0, &r->crash, e);
 			break;
 		}
 		if ((fd = memfd_with(&sb, e)) < 0) {

@@ -104,7 +104,8 @@ local_maildir(const char *dir, const char *rcpt, const char *sender, int fd,
 	struct err e;
 	char *top = xasprintf("Return-Path: <%s>\nDelivered-To: %s\n", sender,
 	    rcpt);
-	int rc = maildir_deliver(dir, top, strlen(top), fd, offset, len, &e);
+	int rc = maildir_deliver(dir, top, strlen(top), fd, offset, len, NULL,
+	    &e);
 
 	free(top);
 	if (rc < 0) {

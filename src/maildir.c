@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "maildir.h"
 #include "util.h"
 
@@ -51,7 +52,7 @@ copy_range(int in, off_t offset, off_t len, int out)
 
 int
 maildir_deliver(const char *dir, const char *prefix, size_t plen, int fd,
-    off_t offset, off_t len, struct err *e)
+    off_t offset, off_t len, struct crash *crash, struct err *e)
 {
 	struct timeval tv;
 	unsigned int rnd = 0;
@@ -83,12 +84,20 @@ maildir_deliver(const char *dir, const char *prefix, size_t plen, int fd,
 		unlink(tmp);
 		goto done;
 	}
-	if (close(out) < 0 || rename(tmp, dst) < 0) {
+	if (close(out) < 0) {
+		err_set(e, err_from_errno(errno), "cannot write %s: %s", tmp,
+		    strerror(errno));
+		unlink(tmp);
+		goto done;
+	}
+	crash_step(crash, "maildir file written");
+	if (rename(tmp, dst) < 0) {
 		err_set(e, err_from_errno(errno), "cannot deliver into %s: %s",
 		    newdir, strerror(errno));
 		unlink(tmp);
 		goto done;
 	}
+	crash_step(crash, "maildir renamed into new/");
 	rc = util_fsync_dir(newdir, e);
 done:
 	free(name);

@@ -1,6 +1,7 @@
 """Crash safety of the spool: kill at every durable step, kill -9 while
 reading a slow pipe, and a full disk."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,46 +16,102 @@ MSG = (b"From: Alice <alice@example.org>\nTo: bob@example.com\n"
        b"Message-ID: <crash@example.org>\n\n" + b"line of body text\n" * 8000)
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+QUEUE_README = os.path.join(os.path.dirname(os.path.dirname(HERE)), "queue", "README.md")
+
+# The steps of a spool of MSG: envelope and message are about 141 KiB, so
+# two full 64 KiB buffers and the rest at commit are written.
+STEPS = [
+    "tmp file created",
+    "data written",
+    "data written",
+    "data written",
+    "tmp file fsync'd",
+    "tmp file closed",
+    "renamed into msg/",        # 7: from here on the message is queued
+    "msg/ fsync'd",
+]
+FIRST_COMMITTED = 7
+
+
+def trace(r):
+    """The step names a run printed with POSTIE_CRASH_TRACE=1."""
+    out = []
+    for line in r.stderr.decode().splitlines():
+        m = re.match(r"crashpoint (\d+) (.+)$", line)
+        if m:
+            if int(m.group(1)) != len(out) + 1:
+                raise AssertionError("step %s out of order" % m.group(1))
+            out.append(m.group(2))
+    return out
+
+
+def documented_sendmail_steps():
+    """The step names of the small-message example in queue/README.md."""
+    with open(QUEUE_README) as f:
+        text = f.read()
+    block = text.split("$ echo hi | POSTIE_CRASH_TRACE=1 sendmail bob@example.org\n",
+                       1)[1].split("\n\n", 1)[0]
+    return [re.match(r"\s*crashpoint \d+ (.+)$", line).group(1)
+            for line in block.splitlines()]
+
+
 class TestCrashInjection(QueueCase):
+    ARGS = ["-odq", "-i", "-f", "alice@example.org", "-N", "failure",
+            "bob@example.com", "carol@example.com"]
+
     def spool_crashing_at(self, n, data, args):
         return self.sendmail(args, data, env={"POSTIE_CRASH_AT": str(n),
                                               "POSTIE_CRASH_TRACE": "1"})
 
-    def test_every_step(self):
-        """For every N: crash at step N, then the queue holds either no
-        message or the whole message with its whole envelope."""
-        args = ["-i", "-f", "alice@example.org", "-N", "failure", "bob@example.com",
-                "carol@example.com"]
-        committed_after_crash = 0
-        steps_seen = []
-        for n in range(1, 200):
-            shutil.rmtree(self.queue, ignore_errors=True)
-            r = self.spool_crashing_at(n, MSG, args)
-            trace = r.stderr.decode().splitlines()
-            if r.returncode == 0:
-                break           # ran past the last step: done
-            self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
-            steps_seen.append(trace[-1])
-            ids = self.msg_ids()
-            self.assertLessEqual(len(ids), 1)
-            if ids:
-                env, body = self.read_msg(ids[0])
-                self.assertEqual(body, MSG)
-                self.assertEqual(env["rcpt"], ["bob@example.com", "carol@example.com"])
-                self.assertEqual(env["sender"], "alice@example.org")
-                self.assertEqual(env["notify"], "failure")
-                committed_after_crash += 1
-            # a leftover tmp file is allowed (removed by age), never in msg/
-        else:
-            self.fail("the spool never finished")
-        self.assertGreaterEqual(len(steps_seen), 5, steps_seen)
-        # the steps after the rename leave the message committed
-        self.assertGreaterEqual(committed_after_crash, 2, steps_seen)
-        self.assertTrue(any("renamed into msg/" in s for s in steps_seen))
-        self.assertTrue(any("msg/ fsync'd" in s for s in steps_seen))
-        # and the run without a crash commits exactly one whole message
-        env, body = self.only_msg()
+    def assertWhole(self, qid):
+        env, body = self.read_msg(qid)
         self.assertEqual(body, MSG)
+        self.assertEqual(env["rcpt"], ["bob@example.com", "carol@example.com"])
+        self.assertEqual(env["sender"], "alice@example.org")
+        self.assertEqual(env["notify"], "failure")
+
+    def test_steps(self):
+        """A spool goes through exactly STEPS; a small one through the
+        six steps queue/README.md lists."""
+        r = self.sendmail(self.ARGS, MSG, env={"POSTIE_CRASH_TRACE": "1"})
+        self.assertQueued(r)
+        self.assertEqual(trace(r), STEPS)
+        self.assertEqual(self.tmp_files(), [])
+        self.assertWhole(self.only_msg_id())
+        shutil.rmtree(self.queue)
+        r = self.sendmail(["-odq", "bob@example.org"], b"hi\n",
+                          env={"POSTIE_CRASH_TRACE": "1"})
+        self.assertQueued(r)
+        self.assertEqual(trace(r), documented_sendmail_steps())
+        self.assertEqual(len(trace(r)), 6)
+
+    def test_every_step(self):
+        """For every N: crash at step N. Before the rename the queue holds
+        nothing and tmp/ the one unfinished file; from the rename on, msg/
+        holds the whole message with its whole envelope and tmp/ nothing."""
+        for n in range(1, len(STEPS) + 1):
+            with self.subTest(step=n, name=STEPS[n - 1]):
+                shutil.rmtree(self.queue, ignore_errors=True)
+                r = self.spool_crashing_at(n, MSG, self.ARGS)
+                self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+                self.assertEqual(trace(r), STEPS[:n])
+                if n < FIRST_COMMITTED:
+                    self.assertEqual(self.msg_ids(), [])
+                    self.assertEqual(len(self.tmp_files()), 1)
+                else:
+                    self.assertEqual(self.tmp_files(), [])
+                    self.assertWhole(self.only_msg_id())
+        # one past the last step: no crash, one whole message
+        shutil.rmtree(self.queue, ignore_errors=True)
+        r = self.spool_crashing_at(len(STEPS) + 1, MSG, self.ARGS)
+        self.assertQueued(r)
+        self.assertWhole(self.only_msg_id())
+
+    def only_msg_id(self):
+        ids = self.msg_ids()
+        self.assertEqual(len(ids), 1, ids)
+        return ids[0]
 
     def test_kill_while_reading_slow_pipe(self):
         p = subprocess.Popen([os.path.join(self.bin, "sendmail"), "-i",

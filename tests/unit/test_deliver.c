@@ -1,0 +1,30 @@
+/* test_deliver.c - the retry schedule. */
+#include "testutil.h"
+
+#include "config.h"
+#include "deliver.h"
+
+static void
+test_next_try(void **state)
+{
+	struct err e;
+	struct config *c = config_parse_string("retry 1m 5m 1h\n", "t", &e);
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(deliver_next_try(c, 1, 1000), 1060);
+	assert_int_equal(deliver_next_try(c, 2, 1000), 1300);
+	assert_int_equal(deliver_next_try(c, 3, 1000), 4600);
+	assert_int_equal(deliver_next_try(c, 9, 1000), 4600);	/* last repeats */
+	config_free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_next_try),
+	};
+
+	return cmocka_run_group_tests_name("test_deliver", tests, NULL, NULL);
+}

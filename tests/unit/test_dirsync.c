@@ -1,0 +1,48 @@
+/* test_dirsync.c - the group-commit thread: every descriptor closed,
+ * every removal covered. */
+#include "testutil.h"
+
+#include <fcntl.h>
+
+#include "dirsync.h"
+
+static void
+test_dirsync(void **state)
+{
+	char *dir = tu_tmpdir();
+	struct dirsync d;
+	struct err e;
+	int fds[DIRSYNC_MAX_FDS + 50];
+	size_t n = sizeof(fds) / sizeof(fds[0]);
+
+	(void)state;
+	assert_int_equal(dirsync_start(&d, dir, &e), 0);
+	/* more descriptors than the thread holds at once: the rest are
+	 * closed at once, and every one of them is closed in the end */
+	for (size_t i = 0; i < n; i++) {
+		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		assert_true(fds[i] >= 0);
+		dirsync_removed(&d, fds[i]);
+	}
+	dirsync_removed(&d, -1);		/* an unlink with no file */
+	assert_int_equal(dirsync_finish(&d, &e), 0);
+	assert_int_equal(d.done, n + 1);	/* all covered */
+	assert_int_equal(d.want, n + 1);
+	assert_false(d.running);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(fcntl(fds[i], F_GETFD), -1);
+	/* a directory that is not there is an error at once */
+	assert_int_equal(dirsync_start(&d, "/nonexistent/dir", &e), -1);
+	tu_rmtree(dir);
+	free(dir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dirsync),
+	};
+
+	return cmocka_run_group_tests_name("test_dirsync", tests, NULL, NULL);
+}
