@@ -579,11 +579,11 @@ test_mailq_flags(void **state)
 	assert_string_equal(a.config, "/x.conf");
 	cli_command_free(&a);
 
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '--now'", "--now");
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '-n'", "-n");
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '-j'", "-j");
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '--jsonx'", "--jsonx");
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '-vq'", "-vq");
+	CMD_FAILS("mailq", "jq", "unknown flag '--now' (see postie(1) for the flags of mailq)", "--now");
+	CMD_FAILS("mailq", "jq", "unknown flag '-n' (see postie(1) for the flags of mailq)", "-n");
+	CMD_FAILS("mailq", "jq", "unknown flag '-j' (see postie(1) for the flags of mailq)", "-j");
+	CMD_FAILS("mailq", "jq", "unknown flag '--jsonx' (see postie(1) for the flags of mailq)", "--jsonx");
+	CMD_FAILS("mailq", "jq", "unknown flag '-vq' (see postie(1) for the flags of mailq)", "-vq");
 	CMD_FAILS("mailq", "jq", "-C needs a config file", "-v", "-C");
 }
 
