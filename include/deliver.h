@@ -34,4 +34,7 @@ int	deliver_run(const struct config *cfg, const struct deliver_opts *o,
 /* When to try again after the n-th attempt (n >= 1). */
 time_t	deliver_next_try(const struct config *cfg, int attempts, time_t now);
 
+/* An age in its largest whole unit: "6 days", "3 hours", "1 minute". */
+void	deliver_format_age(long secs, char *buf, size_t len);
+
 #endif

@@ -220,8 +220,8 @@ cli_command(const char *cmd, int argc, char **argv, const char *allowed,
 		else if (strcmp(arg, "-n") == 0 && strchr(allowed, 'n'))
 			a->dry_run = true;
 		else
-			return err_set(e, ERR_USAGE, "%s: unknown flag '%s'",
-			    cmd, arg);
+			return err_set(e, ERR_USAGE, "unknown flag '%s' (see "
+			    "postie(1) for the flags of %s)", arg, cmd);
 	}
 	return 0;
 }

@@ -50,6 +50,8 @@ struct runner {
 	size_t			 nitems;
 	int			 unreachable;
 	char			 unreachable_why[ERR_MSG_MAX];
+	bool			*down;		/* per identity: not reached
+						 * this run, not tried again */
 	size_t			 done, total;	/* progress */
 	bool			 progress;
 	struct dirsync		 sync;		/* msg/ removals to disk */
@@ -306,19 +308,40 @@ wanted(const struct runner *r, const char *id)
 	return r->o->ids.n == 0 || sv_contains(&r->o->ids, id);
 }
 
+/* "6 days", "3 hours", "1 minute": an age in its largest whole unit. */
+void
+deliver_format_age(long secs, char *buf, size_t len)
+{
+	static const struct { long s; const char *name; } units[] = {
+		{ 86400, "day" }, { 3600, "hour" }, { 60, "minute" },
+	};
+
+	for (size_t u = 0; u < sizeof(units) / sizeof(*units); u++) {
+		long n = secs / units[u].s;
+
+		if (n >= 1) {
+			snprintf(buf, len, "%ld %s%s", n, units[u].name,
+			    n == 1 ? "" : "s");
+			return;
+		}
+	}
+	snprintf(buf, len, "less than a minute");
+}
+
 /* Fail what is left of a message past its lifetime. */
 static int
 expire(struct runner *r, struct item *it, struct err *e)
 {
-	long days = (r->now - it->env.queued) / 86400;
+	char age[64];
 
+	deliver_format_age((long)(r->now - it->env.queued), age, sizeof(age));
 	for (size_t i = 0; i < it->st.n; i++) {
 		char reply[600];
 
 		if (!pending(it, i))
 			continue;
-		snprintf(reply, sizeof(reply), "not delivered in %ld day%s "
-		    "(lifetime); last reply: %s", days, days == 1 ? "" : "s",
+		snprintf(reply, sizeof(reply), "not delivered in %s "
+		    "(lifetime); last reply: %s", age,
 		    it->st.r[i].reply && *it->st.r[i].reply ?
 		    it->st.r[i].reply : "none");
 		if (record(r, it, i, SMTP_FAIL, reply, "lifetime", e) < 0)
@@ -510,14 +533,38 @@ on_done(struct smtp_msg *m, void *arg)
 	crash_step(&g->r->crash, "outcome recorded");
 }
 
-static int
-deliver_identity(struct runner *r, const struct identity *id, struct err *e)
+/*
+ * The upstream could not be reached (DNS, connect, the SSH server or its
+ * channel): that is no attempt at any message. Nothing is journaled, the
+ * retry schedule is untouched, and the identity is not dialled again in
+ * this run (a queue larger than one batch would otherwise try it once per
+ * batch); the next run that reaches it sends what waits.
+ */
+static void
+mark_down(struct runner *r, size_t idx, const char *why)
 {
+	size_t used = strlen(r->unreachable_why);
+
+	r->down[idx] = true;
+	r->unreachable++;
+	/* every unreachable identity is named in the end */
+	if (used < sizeof(r->unreachable_why))
+		snprintf(r->unreachable_why + used,
+		    sizeof(r->unreachable_why) - used, "%sidentity %s: %.400s",
+		    used ? "; " : "", r->cfg->ids[idx].name, why);
+}
+
+static int
+deliver_identity(struct runner *r, size_t idx, struct err *e)
+{
+	const struct identity *id = &r->cfg->ids[idx];
 	struct group g;
 	char *password = NULL;
 	size_t n = 0;
 	int rc = 0;
 
+	if (r->down[idx])
+		return 0;
 	memset(&g, 0, sizeof(g));
 	g.r = r;
 	g.e = e;
@@ -565,17 +612,8 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 	if (smtp_send(&g.run, e) < 0) {
 		log_msg(r->log, LOG_WARNING, "identity %s: %s", id->name,
 		    g.run.reason);
-		if (g.run.unreachable) {
-			/* every unreachable identity is named in the end */
-			size_t used = strlen(r->unreachable_why);
-
-			if (used < sizeof(r->unreachable_why))
-				snprintf(r->unreachable_why + used,
-				    sizeof(r->unreachable_why) - used,
-				    "%sidentity %s: %.400s", used ? "; " : "",
-				    id->name, g.run.reason);
-			r->unreachable++;
-		}
+		if (g.run.unreachable)
+			mark_down(r, idx, g.run.reason);
 	}
 	if (g.run.no_8bitmime && !g.run.auth_failed) {
 		/*
@@ -600,12 +638,15 @@ deliver_identity(struct runner *r, const struct identity *id, struct err *e)
 		for (size_t k = 0; k < n && left > 0; k++)
 			g.run.msgs[k].skip = g.run.msgs[k].reported;
 		g.run.no_8bitmime = false;
-		if (left > 0 && smtp_send(&g.run, e) < 0)
+		if (left > 0 && smtp_send(&g.run, e) < 0) {
 			log_msg(r->log, LOG_WARNING, "identity %s: %s",
 			    id->name, g.run.reason);
+			if (g.run.unreachable)
+				mark_down(r, idx, g.run.reason);
+		}
 	}
 	for (size_t k = 0; k < n; k++)
-		if (!g.run.msgs[k].reported)
+		if (!g.run.msgs[k].reported && !g.run.unreachable)
 			record_message(&g, k, g.run.reason);
 	if (g.failed_writes > 0)
 		rc = -1;
@@ -723,6 +764,7 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	}
 	max = batch_limit();
 	r.items = xcalloc(max, sizeof(*r.items));
+	r.down = xcalloc(cfg->nids + 1, sizeof(*r.down));
 	r.progress = isatty(STDERR_FILENO) && ids.n >= 20;
 	while (rc == 0 && cursor < ids.n) {
 		/* normally one batch: one connection per identity per run */
@@ -731,7 +773,7 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		for (size_t k = 0; k < r.nitems && rc == 0; k++)
 			rc = deliver_local(&r, &r.items[k], e);
 		for (size_t i = 0; i < cfg->nids && rc == 0; i++)
-			rc = deliver_identity(&r, &cfg->ids[i], e);
+			rc = deliver_identity(&r, i, e);
 		for (size_t k = 0; k < r.nitems; k++) {
 			struct err le;
 
@@ -759,6 +801,7 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	if (r.progress)
 		fputc('\n', stderr);
 	free(r.items);
+	free(r.down);
 	queue_close(&r.q);
 	if (rc == 0 && r.unreachable > 0)
 		return err_set(e, ERR_TEMPFAIL, "%s; mail stays queued and "

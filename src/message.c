@@ -392,8 +392,16 @@ addr_valid_envelope(const char *addr, const char **why)
 	}
 	for (const unsigned char *p = (const unsigned char *)addr; *p; p++) {
 		if (*p >= 0x80) {
-			*why = "has non-ASCII characters (SMTPUTF8 is not "
-			    "supported: use an ASCII or punycode address)";
+			/* punycode (xn--) exists for domains only */
+			const char *at = strrchr(addr, '@');
+
+			*why = at != NULL && (const char *)p > at ?
+			    "has a non-ASCII domain (SMTPUTF8 is not "
+			    "supported: write the domain in its ASCII "
+			    "xn-- form)" :
+			    "has a non-ASCII local part (SMTPUTF8 is not "
+			    "supported, and a local part has no ASCII form: "
+			    "use an ASCII address)";
 			return false;
 		}
 		if (*p < 0x20 || *p == 0x7f) {

@@ -189,9 +189,8 @@ monitor_line(struct session_ctx *s, const char *line, int writing)
 		if (strncasecmp(line, "MAIL FROM:", 10) == 0 && s->want_auth &&
 		    !s->authenticated && !s->run->auth_failed) {
 			snprintf(s->run->reason, sizeof(s->run->reason),
-			    "identity '%s': the server offered no AUTH "
-			    "mechanism postie can use for user '%s'",
-			    s->run->id->name, s->run->id->user);
+			    "the server offered no AUTH mechanism postie can "
+			    "use for user '%s'", s->run->id->user);
 			s->run->auth_failed = true;
 			bridge_cut(s->bridge);
 			return;
@@ -208,9 +207,8 @@ monitor_line(struct session_ctx *s, const char *line, int writing)
 			s->authenticated = true;
 		} else {
 			snprintf(s->run->reason, sizeof(s->run->reason),
-			    "identity '%s': authentication failed for user "
-			    "'%s': %.300s", s->run->id->name, s->run->id->user,
-			    line);
+			    "authentication failed for user '%s': %.300s",
+			    s->run->id->user, line);
 			s->run->auth_failed = true;
 			bridge_cut(s->bridge);
 		}
@@ -358,7 +356,12 @@ add_message(smtp_session_t session, struct smtp_msg *m, void *sess)
 	}
 }
 
-/* "550 text" of a libESMTP status, sanitized; NULL if there is none. */
+/*
+ * The reply as the server sent it ("450 4.7.1 text"), sanitized; NULL if
+ * there is none. libESMTP keeps the enhanced status code (RFC 2034) apart
+ * from the text: put it back, so the journal, mailq, the log and the
+ * notice's Status: field carry the server's own code.
+ */
 static char *
 status_text(const smtp_status_t *st)
 {
@@ -367,6 +370,11 @@ status_text(const smtp_status_t *st)
 	if (st == NULL || st->code == 0 || st->text == NULL)
 		return NULL;
 	copy_reply(buf, sizeof(buf), st->text, (int)strlen(st->text));
+	if (st->enh_class >= 2 && st->enh_class <= 5 &&
+	    st->enh_subject >= 0 && st->enh_subject <= 999 &&
+	    st->enh_detail >= 0 && st->enh_detail <= 999)
+		return xasprintf("%d %d.%d.%d %s", st->code, st->enh_class,
+		    st->enh_subject, st->enh_detail, buf);
 	return xasprintf("%d %s", st->code, buf);
 }
 
@@ -647,8 +655,8 @@ smtp_password(const struct identity *id, struct err *e)
 	buf[strcspn(buf, "\r\n")] = '\0';
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || buf[0] == '\0') {
 		explicit_bzero(buf, sizeof(buf));
-		err_set(e, ERR_TEMPFAIL, "identity '%s': password-command %s "
-		    "failed (%s)", id->name, id->password_command.v[0],
+		err_set(e, ERR_TEMPFAIL, "password-command %s failed (%s)",
+		    id->password_command.v[0],
 		    !WIFEXITED(status) ? "killed" : WEXITSTATUS(status) == 127 ?
 		    "cannot run it" : WEXITSTATUS(status) ? "non-zero exit" :
 		    "empty output");

@@ -118,8 +118,8 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 	if ((p->is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, id->host) :
 	    X509_VERIFY_PARAM_set1_host(param, id->host, 0)) != 1) {
 		tls_policy_free(p);
-		return err_set(e, ERR_CONFIG, "identity '%s': cannot check "
-		    "certificates for host '%s'", id->name, id->host);
+		return err_set(e, ERR_CONFIG, "cannot check certificates "
+		    "for host '%s'", id->host);
 	}
 	if (id->tls == TLS_NONE)
 		return 0;	/* no TLS: no trust store or client key to load */
@@ -127,8 +127,8 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 		if (SSL_CTX_load_verify_locations(p->ctx, id->tls_ca,
 		    NULL) != 1) {
 			tls_policy_free(p);
-			return err_set(e, ERR_CONFIG, "identity '%s': cannot "
-			    "load tls-ca %s", id->name, id->tls_ca);
+			return err_set(e, ERR_CONFIG, "cannot load tls-ca %s",
+			    id->tls_ca);
 		}
 	} else
 		SSL_CTX_set_default_verify_paths(p->ctx);
@@ -141,9 +141,8 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 		    SSL_CTX_check_private_key(p->ctx) != 1) {
 			tls_policy_free(p);
 			ERR_clear_error();
-			return err_set(e, ERR_CONFIG, "identity '%s': cannot "
-			    "use the client certificate %s (and key %s)",
-			    id->name, id->tls_cert, key);
+			return err_set(e, ERR_CONFIG, "cannot use the client "
+			    "certificate %s (and key %s)", id->tls_cert, key);
 		}
 	}
 	return 0;

@@ -34,7 +34,7 @@ class Server:
     def __init__(self, tls=None, cert=None, key=None, client_ca=None,
                  users=None, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"),
                  offer_starttls=True, script=None, extensions=("8BITMIME", "PIPELINING", "SIZE 100000000", "DSN"),
-                 split_challenges=False):
+                 split_challenges=False, port=0):
         self.tls = tls
         self.users = users or {}
         self.mechanisms = mechanisms
@@ -56,7 +56,7 @@ class Server:
                 self.ctx.verify_mode = ssl.CERT_REQUIRED
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.stopping = False

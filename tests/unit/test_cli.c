@@ -579,11 +579,11 @@ test_mailq_flags(void **state)
 	assert_string_equal(a.config, "/x.conf");
 	cli_command_free(&a);
 
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '--now'", "--now");
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '-n'", "-n");
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '-j'", "-j");
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '--jsonx'", "--jsonx");
-	CMD_FAILS("mailq", "jq", "mailq: unknown flag '-vq'", "-vq");
+	CMD_FAILS("mailq", "jq", "unknown flag '--now' (see postie(1) for the flags of mailq)", "--now");
+	CMD_FAILS("mailq", "jq", "unknown flag '-n' (see postie(1) for the flags of mailq)", "-n");
+	CMD_FAILS("mailq", "jq", "unknown flag '-j' (see postie(1) for the flags of mailq)", "-j");
+	CMD_FAILS("mailq", "jq", "unknown flag '--jsonx' (see postie(1) for the flags of mailq)", "--jsonx");
+	CMD_FAILS("mailq", "jq", "unknown flag '-vq' (see postie(1) for the flags of mailq)", "-vq");
 	CMD_FAILS("mailq", "jq", "-C needs a config file", "-v", "-C");
 }
 
@@ -618,10 +618,10 @@ test_deliver_flags(void **state)
 	assert_string_equal(a.names.v[3], "--now");
 	cli_command_free(&a);
 
-	CMD_FAILS("deliver", "N", "deliver: unknown flag '--json'", "--json");
-	CMD_FAILS("deliver", "N", "deliver: unknown flag '-q'", "-q");
-	CMD_FAILS("deliver", "N", "deliver: unknown flag '-n'", "-n");
-	CMD_FAILS("deliver", "N", "deliver: unknown flag '-x'", "id", "-x");
+	CMD_FAILS("deliver", "N", "unknown flag '--json' (see postie(1) for the flags of deliver)", "--json");
+	CMD_FAILS("deliver", "N", "unknown flag '-q' (see postie(1) for the flags of deliver)", "-q");
+	CMD_FAILS("deliver", "N", "unknown flag '-n' (see postie(1) for the flags of deliver)", "-n");
+	CMD_FAILS("deliver", "N", "unknown flag '-x' (see postie(1) for the flags of deliver)", "id", "-x");
 }
 
 static void
@@ -648,10 +648,10 @@ test_fetch_flags(void **state)
 	assert_int_equal(a.names.n, 0);
 	cli_command_free(&a);
 
-	CMD_FAILS("fetch", "n", "fetch: unknown flag '--now'", "--now");
-	CMD_FAILS("fetch", "n", "fetch: unknown flag '--json'", "--json");
-	CMD_FAILS("fetch", "n", "fetch: unknown flag '-q'", "-q");
-	CMD_FAILS("fetch", "n", "fetch: unknown flag '-nv'", "-nv");
+	CMD_FAILS("fetch", "n", "unknown flag '--now' (see postie(1) for the flags of fetch)", "--now");
+	CMD_FAILS("fetch", "n", "unknown flag '--json' (see postie(1) for the flags of fetch)", "--json");
+	CMD_FAILS("fetch", "n", "unknown flag '-q' (see postie(1) for the flags of fetch)", "-q");
+	CMD_FAILS("fetch", "n", "unknown flag '-nv' (see postie(1) for the flags of fetch)", "-nv");
 }
 
 int

@@ -320,13 +320,17 @@ test_refusals_leave_nothing(void **state)
 		    "no recipients: give them as arguments, or use -t to read "
 		    "To:, Cc: and Bcc:" },
 		{ "Subject: x\n\nx\n", "j\xc3\xb6rg@example.com", NULL,
-		    "recipient 'j\xc3\xb6rg@example.com' has non-ASCII "
-		    "characters (SMTPUTF8 is not supported: use an ASCII or "
-		    "punycode address)" },
+		    "recipient 'j\xc3\xb6rg@example.com' has a non-ASCII "
+		    "local part (SMTPUTF8 is not supported, and a local part "
+		    "has no ASCII form: use an ASCII address)" },
+		{ "Subject: x\n\nx\n", "r@b\xc3\xbc" "cher.example", NULL,
+		    "recipient 'r@b\xc3\xbc" "cher.example' has a non-ASCII "
+		    "domain (SMTPUTF8 is not supported: write the domain in "
+		    "its ASCII xn-- form)" },
 		{ "Subject: x\n\nx\n", "r@example.com", "s\xc3\xa9@example.com",
-		    "sender 's\xc3\xa9@example.com' has non-ASCII characters "
-		    "(SMTPUTF8 is not supported: use an ASCII or punycode "
-		    "address)" },
+		    "sender 's\xc3\xa9@example.com' has a non-ASCII local "
+		    "part (SMTPUTF8 is not supported, and a local part has no "
+		    "ASCII form: use an ASCII address)" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
