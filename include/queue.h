@@ -23,6 +23,9 @@
 #include "util.h"
 
 #define QUEUE_TMP_MAX_AGE	(36 * 3600)
+/* The latest time a queue file may hold: 9999-12-31T23:59:59Z. Any
+ * sum or difference of two such times fits in a time_t. */
+#define QUEUE_TIME_MAX		253402300799LL
 
 struct queue {
 	char		*dir;
@@ -75,9 +78,19 @@ struct qfile {
 	uint64_t	 written;
 };
 
-/* Set up paths; with create, make the directories (0700). */
+/*
+ * Set up paths; with create, make the directories (0700). Then
+ * queue_check: a queue that is not ours is refused (ERR_CONFIG).
+ */
 int	queue_open(struct queue *q, const char *dir, bool create,
 	    struct err *e);
+/*
+ * Are the queue directory and every directory in it (tmp/, msg/, state/
+ * and any other) owned by the running user and not writable by group or
+ * others? 0 yes, or no queue yet; -1 with e (ERR_CONFIG) naming the
+ * first one that is not, why, and what to do.
+ */
+int	queue_check(const struct queue *q, struct err *e);
 void	queue_close(struct queue *q);
 
 /* Start a new message: a fresh tmp/ID opened O_EXCL, 0600. */
@@ -98,9 +111,27 @@ void	qfile_free(struct qfile *qf);
 
 /* Envelope text: "postie-queue 1\n" ... "end\n". */
 void	envelope_format(const struct envelope *env, struct strbuf *out);
-/* Parse an envelope from the start of buf; *used = its length. */
+/*
+ * Parse an envelope from the start of buf; *used = its length. Every
+ * value is checked as envelope_check does: a queue file is read as
+ * hostile. On failure why (whylen bytes) says what is wrong.
+ */
 int	envelope_parse(const char *buf, size_t len, struct envelope *env,
-	    size_t *used, const char **why);
+	    size_t *used, char *why, size_t whylen);
+/*
+ * Can env be stored and sent as it is? The one check of envelope
+ * values, made by the spool before it writes and by envelope_parse
+ * after it reads: a queued time in range, a sender (empty for <>) and
+ * recipients that are envelope addresses (addr_valid_envelope), DSN
+ * values envelope_dsn_value_ok accepts, an identity name without control
+ * characters, a body of 7bit or 8bitmime. -1 with why set otherwise.
+ */
+int	envelope_check(const struct envelope *env, char *why, size_t len);
+/* A DSN value (NOTIFY, RET, ENVID, BODY) as stored: NULL, or 1 to 100
+ * printable ASCII bytes without blanks. */
+bool	envelope_dsn_value_ok(const char *v);
+/* 0 < t <= QUEUE_TIME_MAX: a time a queue file may hold. */
+bool	queue_time_ok(long long t);
 void	envelope_free(struct envelope *env);
 
 /* Read msg/ID's envelope; size and offset filled in. */
@@ -113,7 +144,11 @@ int	queue_read_envelope_fd(struct queue *q, const char *id, int fd,
 /* The committed ids, oldest first. */
 int	queue_list(struct queue *q, struct strvec *ids, struct err *e);
 
-/* flock msg/ID without waiting: 1 locked (*fd set), 0 busy or gone. */
+/*
+ * flock msg/ID without waiting: 1 locked (*fd set), 0 busy or gone, -1
+ * with e set when it cannot be used (a link, a FIFO, not ours: see
+ * safefile.h) or another error.
+ */
 int	queue_lock(struct queue *q, const char *id, int *fd, struct err *e);
 void	queue_unlock(int fd);
 

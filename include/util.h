@@ -69,6 +69,13 @@ ssize_t	 util_write_all(int fd, const void *buf, size_t n);
 /* The host name for Message-ID and the default sender. */
 const char *util_hostname(void);
 
+/*
+ * The length (1 to 4) of the well-formed UTF-8 character at s, its code
+ * point in *cp; 0 if s does not start with one (a stray byte, an overlong
+ * form, a surrogate, beyond U+10FFFF, cut short by the NUL).
+ */
+size_t	 util_utf8_char(const char *s, unsigned long *cp);
+
 /* Replace control characters (and DEL) by '?', in place. */
 void	 util_sanitize(char *s);
 /* The same, and every byte >= 0x80 too (text from a server). */

@@ -216,8 +216,13 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 	case SM_SMTP:
 	case SM_SEND:
 		crash_init(&crash);
-		if (queue_open(&q, cfg->queue, false, e) < 0)
+		if (queue_open(&q, cfg->queue, false, e) < 0) {
+			size_t len = strlen(e->msg);
+
+			snprintf(e->msg + len, sizeof(e->msg) - len,
+			    "; nothing was queued");
 			break;
+		}
 		q.crash = &crash;
 		if (a.mode == SM_SMTP) {
 			size_t queued = 0;

@@ -26,6 +26,7 @@
 #include "local.h"
 #include "maildir.h"
 #include "queue.h"
+#include "safefile.h"
 #include "smtp.h"
 #include "spool.h"
 
@@ -56,6 +57,19 @@ struct runner {
 	bool			 progress;
 	struct dirsync		 sync;		/* msg/ removals to disk */
 };
+
+/* How long ago the message was queued; never overflows (and a message
+ * queued in the future has age 0). */
+static long long
+queued_age(const struct runner *r, const struct item *it)
+{
+	long long age;
+
+	if (__builtin_sub_overflow((long long)r->now,
+	    (long long)it->env.queued, &age) || age < 0)
+		return 0;
+	return age;
+}
 
 time_t
 deliver_next_try(const struct config *cfg, int attempts, time_t now)
@@ -278,8 +292,7 @@ finish(struct runner *r, struct item *it, struct err *e)
 				 * goes to the Maildir instead.
 				 */
 				if (r->cfg->bounce != BOUNCE_MDA ||
-				    r->now - it->env.queued <
-				    r->cfg->lifetime ||
+				    queued_age(r, it) < r->cfg->lifetime ||
 				    send_bounce(r, it, BOUNCE_MAILDIR, e) < 0)
 					return -1;	/* keep it; next run */
 				log_msg(r->log, LOG_WARNING, "%s: the mda has "
@@ -334,7 +347,7 @@ expire(struct runner *r, struct item *it, struct err *e)
 {
 	char age[64];
 
-	deliver_format_age((long)(r->now - it->env.queued), age, sizeof(age));
+	deliver_format_age((long)queued_age(r, it), age, sizeof(age));
 	for (size_t i = 0; i < it->st.n; i++) {
 		char reply[600];
 
@@ -371,6 +384,9 @@ pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 		memset(it, 0, sizeof(*it));
 		it->fd = -1;
 		got = queue_lock(&r->q, ids->v[k], &it->fd, &le);
+		if (got < 0)
+			log_msg(r->log, LOG_ERR, "%s: skipped: %s", ids->v[k],
+			    le.msg);	/* a link, a FIFO: for a person */
 		if (got <= 0)
 			continue;	/* busy in another run, or gone */
 		it->id = xstrdup(ids->v[k]);
@@ -384,8 +400,8 @@ pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 		}
 		it->ident = config_resolve_identity(r->cfg, it->env.identity,
 		    it->env.sender);
-		if (!all_final(it) && r->now - it->env.queued >=
-		    r->cfg->lifetime && expire(r, it, &le) < 0) {
+		if (!all_final(it) && queued_age(r, it) >= r->cfg->lifetime &&
+		    expire(r, it, &le) < 0) {
 			item_free(it);
 			continue;
 		}
@@ -708,11 +724,15 @@ static int
 batch_wait(struct runner *r)
 {
 	char *path = xasprintf("%s/batch.lock", r->q.dir);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	struct err le;
+	int fd = safefile_open(path, O_RDWR | O_CREAT, 0600, NULL, &le);
 
 	free(path);
-	if (fd < 0)
+	if (fd < 0) {
+		if (le.code == ERR_DATA)	/* a link, a FIFO: say so */
+			log_msg(r->log, LOG_WARNING, "%s", le.msg);
 		return 0;
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		close(fd);
 		return 1;	/* another one is waiting: it will take ours */

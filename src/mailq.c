@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,24 +18,61 @@ struct entry {
 	bool		 has_remote;
 };
 
+/* The time as a date, or as the plain number when it has no date. */
 static void
-fmt_local(time_t t, char *buf, size_t len)
+fmt_time(time_t t, bool utc, char *buf, size_t len)
 {
 	struct tm tm;
 
-	localtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+	if ((utc ? gmtime_r(&t, &tm) : localtime_r(&t, &tm)) == NULL ||
+	    strftime(buf, len, utc ? "%Y-%m-%dT%H:%M:%SZ" :
+	    "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, len, "%lld", (long long)t);
+}
+
+static void
+fmt_local(time_t t, char *buf, size_t len)
+{
+	fmt_time(t, false, buf, len);
 }
 
 static void
 fmt_utc(time_t t, char *buf, size_t len)
 {
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fmt_time(t, true, buf, len);
 }
 
+static bool
+is_control(unsigned long c)
+{
+	return c < 0x20 || (c >= 0x7f && c <= 0x9f);	/* C0, DEL, C1 */
+}
+
+/*
+ * s for a terminal: every byte of a control character (C0, DEL, C1) and
+ * every byte that is not UTF-8 is shown as \xNN, so that nothing read from
+ * the queue reaches the terminal as a command.
+ */
+static void
+text_str(FILE *out, const char *s)
+{
+	while (*s != '\0') {
+		unsigned long c;
+		size_t n = util_utf8_char(s, &c);
+
+		if (n == 0 || is_control(c)) {
+			for (size_t i = 0; i < (n ? n : 1); i++)
+				fprintf(out, "\\x%02x", (unsigned char)s[i]);
+			s += n ? n : 1;
+		} else {
+			fwrite(s, 1, n, out);
+			s += n;
+		}
+	}
+}
+
+/* s as a JSON string: always valid JSON, whatever the bytes; control
+ * characters as \u00XX, a byte that is not UTF-8 as \ufffd. */
 static void
 json_str(FILE *out, const char *s)
 {
@@ -43,23 +81,42 @@ json_str(FILE *out, const char *s)
 		return;
 	}
 	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\u%04x", *p);
+	while (*s != '\0') {
+		unsigned long c;
+		size_t n = util_utf8_char(s, &c);
+
+		if (n == 0) {
+			fputs("\\ufffd", out);
+			s++;
+			continue;
+		}
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", (char)c);
+		else if (is_control(c))
+			fprintf(out, "\\u%04lx", c);
 		else
-			fputc(*p, out);
+			fwrite(s, 1, n, out);
+		s += n;
 	}
 	fputc('"', out);
 }
 
-/* Did msg/ID vanish (delivered while we looked)? */
+/* What to do with an entry that cannot be used (postie(1)). */
+static char *
+unusable_action(const char *dir)
+{
+	return xasprintf("check it, then move it out of %s/msg/ (and its "
+	    "journal out of %s/state/) by hand; see postie(1), UNUSABLE "
+	    "ENTRIES", dir, dir);
+}
+
+/* Did msg/ID vanish (delivered while we looked)? A link is not gone. */
 static bool
 access_gone(struct queue *q, const char *id)
 {
 	char *p = xasprintf("%s/%s", q->msg, id);
-	bool gone = access(p, F_OK) != 0 && errno == ENOENT;
+	struct stat st;
+	bool gone = lstat(p, &st) != 0 && errno == ENOENT;
 
 	free(p);
 	return gone;
@@ -98,26 +155,34 @@ rcpt_note(const struct entry *en, size_t i)
 }
 
 static void
-print_text(FILE *out, struct entry *ents, size_t n)
+print_text(FILE *out, const char *dir, struct entry *ents, size_t n)
 {
+	char *action = unusable_action(dir);
 	char t[64];
 
 	for (size_t k = 0; k < n; k++) {
 		struct entry *en = &ents[k];
 
+		text_str(out, en->id);
 		if (en->error != NULL) {
-			fprintf(out, "%s  unreadable: %s\n\n", en->id,
-			    en->error);
+			fputs("  unreadable: ", out);
+			text_str(out, en->error);
+			fputs("\n  action    ", out);
+			text_str(out, action);
+			fputs("\n\n", out);
 			continue;
 		}
 		fmt_local(en->env.queued, t, sizeof(t));
-		fprintf(out, "%s  %llu bytes  queued %s\n", en->id,
+		fprintf(out, "  %llu bytes  queued %s\n",
 		    (unsigned long long)en->env.size, t);
-		fprintf(out, "  sender    %s\n", *en->env.sender ?
-		    en->env.sender : "<>");
-		if (en->identity != NULL)
-			fprintf(out, "  identity  %s\n", en->identity->name);
-		else if (en->has_remote)
+		fputs("  sender    ", out);
+		text_str(out, *en->env.sender ? en->env.sender : "<>");
+		fputc('\n', out);
+		if (en->identity != NULL) {
+			fputs("  identity  ", out);
+			text_str(out, en->identity->name);
+			fputc('\n', out);
+		} else if (en->has_remote)
 			fprintf(out, "  identity  none\n");
 		else
 			fprintf(out, "  identity  local delivery\n");
@@ -130,19 +195,23 @@ print_text(FILE *out, struct entry *ents, size_t n)
 		for (size_t i = 0; i < en->env.rcpts.n; i++) {
 			const char *note = rcpt_note(en, i);
 
-			fprintf(out, "  to        %s  %s%s%s\n",
-			    en->env.rcpts.v[i],
-			    rcpt_state_name(en->st.r[i].state),
-			    note && *note ? ": " : "", note ? note : "");
+			fputs("  to        ", out);
+			text_str(out, en->env.rcpts.v[i]);
+			fprintf(out, "  %s%s", rcpt_state_name(en->st.r[i].state),
+			    note && *note ? ": " : "");
+			text_str(out, note ? note : "");
+			fputc('\n', out);
 		}
 		fputc('\n', out);
 	}
 	fprintf(out, "%zu message%s in the queue\n", n, n == 1 ? "" : "s");
+	free(action);
 }
 
 static void
 print_json(FILE *out, const char *dir, struct entry *ents, size_t n)
 {
+	char *action = unusable_action(dir);
 	char t[64];
 
 	fputs("{\"queue\":", out);
@@ -157,13 +226,16 @@ print_json(FILE *out, const char *dir, struct entry *ents, size_t n)
 		if (en->error != NULL) {
 			fputs(",\"error\":", out);
 			json_str(out, en->error);
+			fputs(",\"action\":", out);
+			json_str(out, action);
 			fputc('}', out);
 			continue;
 		}
 		fmt_utc(en->env.queued, t, sizeof(t));
-		fprintf(out, ",\"size\":%llu,\"queued\":\"%s\","
-		    "\"queued_epoch\":%lld,\"sender\":",
-		    (unsigned long long)en->env.size, t,
+		fprintf(out, ",\"size\":%llu,\"queued\":",
+		    (unsigned long long)en->env.size);
+		json_str(out, t);
+		fprintf(out, ",\"queued_epoch\":%lld,\"sender\":",
 		    (long long)en->env.queued);
 		json_str(out, en->env.sender);
 		fputs(",\"identity\":", out);
@@ -188,6 +260,7 @@ print_json(FILE *out, const char *dir, struct entry *ents, size_t n)
 		fputs("]}", out);
 	}
 	fputs(n ? "\n]}\n" : "]}\n", out);
+	free(action);
 }
 
 int
@@ -221,7 +294,7 @@ mailq_print(const struct config *cfg, FILE *out, bool json, struct err *e)
 	if (json)
 		print_json(out, cfg->queue, ents, n);
 	else
-		print_text(out, ents, n);
+		print_text(out, cfg->queue, ents, n);
 	for (size_t i = 0; i < n; i++) {
 		free(ents[i].error);
 		envelope_free(&ents[i].env);

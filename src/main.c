@@ -4,6 +4,7 @@
  * to sysexits(3) codes here and nowhere else.
  */
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,6 +52,12 @@ main(int argc, char **argv)
 	struct err e = { ERR_OK, "" };
 
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Every command reads postie.conf, which may hold passwords, and
+	 * deliver and fetch hold what password-command printed: no core
+	 * dump (and no ptrace by the same user) may expose them.
+	 */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	name = name ? name + 1 : argv[0];
 	if ((cmd = find(name)) == NULL) {
 		/* "postie COMMAND ..." */

@@ -13,10 +13,45 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "message.h"
 #include "queue.h"
+#include "safefile.h"
 
 #define ENVELOPE_MAGIC	"postie-queue 1\n"
 #define ENVELOPE_MAX	(4 * 1024 * 1024)
+
+int
+queue_check(const struct queue *q, struct err *e)
+{
+	DIR *d;
+	struct dirent *de;
+	bool exists;
+	int rc = 0;
+
+	if (safefile_check_dir(q->dir, "the queue directory", &exists, e) < 0)
+		return -1;
+	if (!exists)
+		return 0;
+	if ((d = opendir(q->dir)) == NULL)
+		return err_set(e, err_from_errno(errno), "cannot read the queue "
+		    "directory %s: %s", q->dir, strerror(errno));
+	/* tmp/, msg/, state/ and any other directory in it */
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		struct stat st;
+		char *sub;
+
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0 ||
+		    fstatat(dirfd(d), de->d_name, &st, 0) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			continue;
+		sub = xasprintf("%s/%s", q->dir, de->d_name);
+		rc = safefile_check_dir(sub, "the queue directory", &exists, e);
+		free(sub);
+	}
+	closedir(d);
+	return rc;
+}
 
 int
 queue_open(struct queue *q, const char *dir, bool create, struct err *e)
@@ -26,10 +61,9 @@ queue_open(struct queue *q, const char *dir, bool create, struct err *e)
 	q->msg = xasprintf("%s/msg", dir);
 	q->state = xasprintf("%s/state", dir);
 	q->crash = NULL;
-	if (!create)
-		return 0;
-	if (util_mkdir_p(q->tmp, e) < 0 || util_mkdir_p(q->msg, e) < 0 ||
-	    util_mkdir_p(q->state, e) < 0) {
+	if ((create && (util_mkdir_p(q->tmp, e) < 0 ||
+	    util_mkdir_p(q->msg, e) < 0 || util_mkdir_p(q->state, e) < 0)) ||
+	    queue_check(q, e) < 0) {
 		queue_close(q);
 		return -1;
 	}
@@ -71,7 +105,7 @@ queue_begin(struct queue *q, struct qfile *qf, struct err *e)
 		qf->id = new_id(attempt);
 		qf->tmp_path = xasprintf("%s/%s", q->tmp, qf->id);
 		qf->fd = open(qf->tmp_path, O_WRONLY | O_CREAT | O_EXCL |
-		    O_CLOEXEC, 0600);
+		    O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (qf->fd >= 0) {
 			crash_step(q->crash, "tmp file created");
 			return 0;
@@ -83,6 +117,10 @@ queue_begin(struct queue *q, struct qfile *qf, struct err *e)
 			/* the queue was new: directories made, same id again */
 			made_dirs = true;
 			attempt--;
+			if (queue_check(q, e) < 0) {
+				qfile_free(qf);
+				return -1;	/* someone else's, after all */
+			}
 		} else if (errno != EEXIST) {
 			int saved = errno;
 
@@ -281,6 +319,104 @@ envelope_format(const struct envelope *env, struct strbuf *out)
 	sb_adds(out, "end\n");
 }
 
+bool
+queue_time_ok(long long t)
+{
+	return t > 0 && t <= QUEUE_TIME_MAX;
+}
+
+/* A decimal time in range, the whole value: else -1. */
+static long long
+parse_time(const char *v, size_t n)
+{
+	long long t = 0;
+
+	if (n == 0 || n > 12)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		t = t * 10 + (v[i] - '0');
+	}
+	return queue_time_ok(t) ? t : -1;
+}
+
+bool
+envelope_dsn_value_ok(const char *v)
+{
+	if (v == NULL)
+		return true;
+	if (*v == '\0' || strlen(v) > 100)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return false;
+	return true;
+}
+
+/* One bad value: "what 'value' why", the value made printable. */
+static int
+bad_value(char *why, size_t len, const char *what, const char *v,
+    const char *reason)
+{
+	char *shown = xstrdup(v);
+
+	util_sanitize(shown);
+	snprintf(why, len, "%s '%.300s' %s", what, shown, reason);
+	free(shown);
+	return -1;
+}
+
+int
+envelope_check(const struct envelope *env, char *why, size_t len)
+{
+	static const char dsn_why[] = "has blanks, control or non-ASCII "
+	    "characters, or is over 100 bytes";
+	const char *r;
+	size_t n;
+
+	if (!queue_time_ok((long long)env->queued)) {
+		snprintf(why, len, "the queued time %lld is not between 1 and "
+		    "%lld", (long long)env->queued, QUEUE_TIME_MAX);
+		return -1;
+	}
+	if (env->sender == NULL || env->rcpts.n == 0) {
+		snprintf(why, len, "the envelope has no %s", env->sender ?
+		    "recipients" : "sender");
+		return -1;
+	}
+	if (*env->sender != '\0' && !addr_valid_envelope(env->sender, &r))
+		return bad_value(why, len, "sender", env->sender, r);
+	for (size_t i = 0; i < env->rcpts.n; i++)
+		if (!addr_valid_envelope(env->rcpts.v[i], &r))
+			return bad_value(why, len, "recipient",
+			    env->rcpts.v[i], r);
+	if (!envelope_dsn_value_ok(env->notify))
+		return bad_value(why, len, "the DSN option notify", env->notify,
+		    dsn_why);
+	if (!envelope_dsn_value_ok(env->ret))
+		return bad_value(why, len, "the DSN option ret", env->ret,
+		    dsn_why);
+	if (!envelope_dsn_value_ok(env->envid))
+		return bad_value(why, len, "the DSN option envid", env->envid,
+		    dsn_why);
+	if (env->identity != NULL)
+		for (const unsigned char *p = (const unsigned char *)
+		    env->identity; *p; p++)
+			if (*p < 0x20 || *p == 0x7f)
+				return bad_value(why, len, "the identity",
+				    env->identity, "has control characters");
+	/* stored padded with blanks until the message is read */
+	n = env->body ? strlen(env->body) : 0;
+	while (n > 0 && env->body[n - 1] == ' ')
+		n--;
+	if (env->body != NULL && !(n == 4 && memcmp(env->body, "7bit", 4) ==
+	    0) && !(n == 8 && memcmp(env->body, "8bitmime", 8) == 0))
+		return bad_value(why, len, "the body value", env->body,
+		    "is neither 7bit nor 8bitmime");
+	return 0;
+}
+
 static int
 set_once(char **dst, const char *v, size_t n, const char **why)
 {
@@ -294,15 +430,17 @@ set_once(char **dst, const char *v, size_t n, const char **why)
 
 int
 envelope_parse(const char *buf, size_t len, struct envelope *env,
-    size_t *used, const char **why)
+    size_t *used, char *why, size_t whylen)
 {
 	size_t pos, mlen = strlen(ENVELOPE_MAGIC);
+	const char *bad = "the envelope has no 'end' line";
+	bool queued = false;
 
 	memset(env, 0, sizeof(*env));
 	sv_init(&env->rcpts);
 	if (len < mlen || memcmp(buf, ENVELOPE_MAGIC, mlen) != 0) {
-		*why = "not a postie queue file (no 'postie-queue 1' line)";
-		return -1;
+		bad = "not a postie queue file (no 'postie-queue 1' line)";
+		goto fail;
 	}
 	for (pos = mlen; pos < len; ) {
 		const char *line = buf + pos;
@@ -316,20 +454,28 @@ envelope_parse(const char *buf, size_t len, struct envelope *env,
 		n = (size_t)(nl - line);
 		pos += n + 1;
 		if (n == 3 && memcmp(line, "end", 3) == 0) {
-			if (env->sender == NULL) {
-				*why = "the envelope has no sender";
-				goto fail;
+			if (env->sender == NULL)
+				bad = "the envelope has no sender";
+			else if (env->rcpts.n == 0)
+				bad = "the envelope has no recipients";
+			else if (!queued)
+				bad = "the envelope has no queued time";
+			else if (envelope_check(env, why, whylen) < 0)
+				goto fail_why;
+			else {
+				*used = pos;
+				return 0;
 			}
-			if (env->rcpts.n == 0) {
-				*why = "the envelope has no recipients";
-				goto fail;
-			}
-			*used = pos;
-			return 0;
+			goto fail;
+		}
+		/* a value is a C string: a NUL would cut it short unseen */
+		if (memchr(line, '\0', n) != NULL) {
+			bad = "an envelope line has a NUL byte";
+			goto fail;
 		}
 		sp = memchr(line, ' ', n);
 		if (sp == NULL) {
-			*why = "an envelope line without a value";
+			bad = "an envelope line without a value";
 			goto fail;
 		}
 		klen = (size_t)(sp - line);
@@ -337,30 +483,30 @@ envelope_parse(const char *buf, size_t len, struct envelope *env,
 		vlen = n - klen - 1;
 #define KEY(s) (klen == sizeof(s) - 1 && memcmp(line, s, klen) == 0)
 		if (KEY("queued")) {
-			char tmp[32];
+			long long t = parse_time(v, vlen);
 
-			if (vlen == 0 || vlen >= sizeof(tmp)) {
-				*why = "a bad queued time";
-				goto fail;
+			if (t < 0) {
+				snprintf(why, whylen, "the queued time is not "
+				    "a number from 1 to %lld", QUEUE_TIME_MAX);
+				goto fail_why;
 			}
-			memcpy(tmp, v, vlen);
-			tmp[vlen] = '\0';
-			env->queued = (time_t)strtoll(tmp, NULL, 10);
+			env->queued = (time_t)t;
+			queued = true;
 		} else if (KEY("sender"))
-			rc = set_once(&env->sender, v, vlen, why);
+			rc = set_once(&env->sender, v, vlen, &bad);
 		else if (KEY("identity"))
-			rc = set_once(&env->identity, v, vlen, why);
+			rc = set_once(&env->identity, v, vlen, &bad);
 		else if (KEY("notify"))
-			rc = set_once(&env->notify, v, vlen, why);
+			rc = set_once(&env->notify, v, vlen, &bad);
 		else if (KEY("ret"))
-			rc = set_once(&env->ret, v, vlen, why);
+			rc = set_once(&env->ret, v, vlen, &bad);
 		else if (KEY("body")) {
 			while (vlen > 0 && v[vlen - 1] == ' ')
 				vlen--;		/* padded: filled in at the end */
-			rc = set_once(&env->body, v, vlen, why);
+			rc = set_once(&env->body, v, vlen, &bad);
 		}
 		else if (KEY("envid"))
-			rc = set_once(&env->envid, v, vlen, why);
+			rc = set_once(&env->envid, v, vlen, &bad);
 		else if (KEY("rcpt"))
 			sv_push_owned(&env->rcpts, xstrndup(v, vlen));
 		/* unknown keys: written by a newer postie, ignored */
@@ -368,8 +514,9 @@ envelope_parse(const char *buf, size_t len, struct envelope *env,
 		if (rc < 0)
 			goto fail;
 	}
-	*why = "the envelope has no 'end' line";
 fail:
+	snprintf(why, whylen, "%s", bad);
+fail_why:
 	envelope_free(env);
 	return -1;
 }
@@ -394,7 +541,7 @@ read_envelope(int fd, const char *path, struct envelope *env, struct err *e)
 {
 	struct strbuf sb;
 	struct stat st;
-	const char *why;
+	char why[ERR_MSG_MAX / 2];
 	size_t used;
 	off_t pos = 0;
 	int rc = -1;
@@ -417,7 +564,8 @@ read_envelope(int fd, const char *path, struct envelope *env, struct err *e)
 		    sb.len > ENVELOPE_MAX)
 			break;
 	}
-	if (envelope_parse(sb.s ? sb.s : "", sb.len, env, &used, &why) < 0) {
+	if (envelope_parse(sb.s ? sb.s : "", sb.len, env, &used, why,
+	    sizeof(why)) < 0) {
 		err_set(e, ERR_DATA, "%s: %s", path, why);
 		goto out;
 	}
@@ -441,13 +589,10 @@ queue_read_envelope(struct queue *q, const char *id, struct envelope *env,
     struct err *e)
 {
 	char *path = xasprintf("%s/%s", q->msg, id);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int rc;
+	int fd = safefile_open(path, O_RDONLY, 0, NULL, e);
+	int rc = -1;
 
-	if (fd < 0)
-		rc = err_set(e, errno == ENOENT ? ERR_NOINPUT : ERR_IOERR,
-		    "cannot open %s: %s", path, strerror(errno));
-	else {
+	if (fd >= 0) {
 		rc = read_envelope(fd, path, env, e);
 		close(fd);
 	}
@@ -499,18 +644,11 @@ int
 queue_lock(struct queue *q, const char *id, int *fd, struct err *e)
 {
 	char *path = xasprintf("%s/%s", q->msg, id);
-	int f = open(path, O_RDONLY | O_CLOEXEC);
+	int f = safefile_open(path, O_RDONLY, 0, NULL, e);
 
-	if (f < 0) {
-		int saved = errno;
-
-		free(path);
-		if (saved == ENOENT)
-			return 0;	/* delivered meanwhile */
-		return err_set(e, ERR_IOERR, "cannot open %s/%s: %s", q->msg,
-		    id, strerror(saved));
-	}
 	free(path);
+	if (f < 0)
+		return e->code == ERR_NOINPUT ? 0 : -1;	/* 0: delivered */
 	if (flock(f, LOCK_EX | LOCK_NB) < 0) {
 		int saved = errno;
 
@@ -573,13 +711,13 @@ queue_state_append(struct queue *q, const char *id, const char *line,
 {
 	char *path = xasprintf("%s/%s", q->state, id);
 	size_t len = strlen(line);
-	int created = access(path, F_OK) != 0;
-	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	bool created;
+	int fd = safefile_open(path, O_RDWR | O_CREAT | O_APPEND, 0600,
+	    &created, e);
 	int rc = 0;
 
 	if (fd < 0) {
-		rc = err_set(e, err_from_errno(errno), "cannot open %s: %s",
-		    path, strerror(errno));
+		rc = -1;
 		goto out;
 	}
 	if (cut_torn_line(fd) < 0 || util_write_all(fd, line, len) < 0 ||
@@ -635,11 +773,11 @@ static void
 fold_line(struct msgstate *st, char *line)
 {
 	char *p = line, *ev, *arg;
-	time_t when = (time_t)strtoll(p, &p, 10);
+	long long when = strtoll(p, &p, 10);
 	enum rcpt_state s;
 
-	if (*p != ' ')
-		return;
+	if (*p != ' ' || p == line || !queue_time_ok(when))
+		return;		/* garbled, or a time out of range */
 	ev = ++p;
 	p = strchr(p, ' ');
 	if (p != NULL)
@@ -651,7 +789,11 @@ fold_line(struct msgstate *st, char *line)
 		return;
 	}
 	if (strcmp(ev, "next") == 0 && arg != NULL) {
-		st->next_try = (time_t)strtoll(arg, NULL, 10);
+		char *end;
+		long long t = strtoll(arg, &end, 10);
+
+		if (*end == '\0' && end != arg && (t == 0 || queue_time_ok(t)))
+			st->next_try = (time_t)t;
 		return;
 	}
 	if (strcmp(ev, "bounced") == 0) {
@@ -719,15 +861,13 @@ queue_state_read(struct queue *q, const char *id, const struct envelope *env,
     struct msgstate *st, struct err *e)
 {
 	char *path = xasprintf("%s/%s", q->state, id);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = safefile_open(path, O_RDONLY, 0, NULL, e);
 	struct strbuf sb;
 
 	sb_init(&sb);
-	if (fd < 0 && errno != ENOENT) {
-		err_set(e, ERR_IOERR, "cannot open %s: %s", path,
-		    strerror(errno));
+	if (fd < 0 && e->code != ERR_NOINPUT) {
 		free(path);
-		return -1;
+		return -1;	/* a link, a FIFO, not ours */
 	}
 	if (fd >= 0) {
 		char chunk[8192];
@@ -835,12 +975,14 @@ queue_clean_orphans(struct queue *q, int *removed, struct err *e)
 		return errno == ENOENT ? 0 : err_set(e, ERR_IOERR,
 		    "cannot read %s: %s", q->state, strerror(errno));
 	while ((de = readdir(d)) != NULL) {
+		struct stat st;
 		char *m;
 
 		if (de->d_name[0] == '.')
 			continue;
+
 		m = xasprintf("%s/%s", q->msg, de->d_name);
-		if (access(m, F_OK) != 0 && errno == ENOENT &&
+		if (lstat(m, &st) != 0 && errno == ENOENT &&
 		    unlinkat(dirfd(d), de->d_name, 0) == 0)
 			(*removed)++;
 		free(m);

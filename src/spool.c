@@ -209,20 +209,6 @@ has_8bit(const char *p, size_t n)
 	return false;
 }
 
-/* DSN values go into the envelope as they are: printable ASCII only. */
-static bool
-dsn_value_ok(const char *v)
-{
-	if (v == NULL)
-		return true;
-	if (*v == '\0' || strlen(v) > 100)
-		return false;
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
-		if (*p <= ' ' || *p >= 0x7f)
-			return false;
-	return true;
-}
-
 static int
 build_envelope(const struct config *cfg, const struct spool_opts *o,
     const struct headers *hd, struct envelope *env, char **from_sender,
@@ -248,15 +234,6 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 	if (env->rcpts.n == 0)
 		return err_set(e, ERR_DATA, "no recipients: give them as "
 		    "arguments, or use -t to read To:, Cc: and Bcc:");
-	for (size_t i = 0; i < env->rcpts.n; i++)
-		if (!addr_valid_envelope(env->rcpts.v[i], &why)) {
-			char *a = xstrdup(env->rcpts.v[i]);
-
-			util_sanitize(a);
-			err_set(e, ERR_DATA, "recipient '%.300s' %s", a, why);
-			free(a);
-			return -1;
-		}
 
 	if (o->sender != NULL)
 		sender = spool_clean_sender(o->sender);
@@ -268,18 +245,18 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 		free(sender);
 		sender = q;
 	}
+	/* the sender as given picks the identity: it must be an address
+	 * even when force-sender replaces it */
 	if (*sender != '\0' && !addr_valid_envelope(sender, &why)) {
 		util_sanitize(sender);
 		err_set(e, ERR_DATA, "sender '%.300s' %s", sender, why);
 		free(sender);
 		return -1;
 	}
-	if (!dsn_value_ok(o->notify) || !dsn_value_ok(o->ret) ||
-	    !dsn_value_ok(o->body) || !dsn_value_ok(o->envid)) {
+	if (!envelope_dsn_value_ok(o->body)) {
 		free(sender);
-		return err_set(e, ERR_DATA, "a DSN option (-N, -R, -B, -V, "
-		    "NOTIFY=, ENVID=) has blanks, control or non-ASCII "
-		    "characters, or is over 100 bytes");
+		return err_set(e, ERR_DATA, "the DSN option -B has blanks, "
+		    "control or non-ASCII characters, or is over 100 bytes");
 	}
 	id = config_identity_for(cfg, sender);
 	*from_sender = sender;
@@ -425,6 +402,15 @@ spool_message(const struct config *cfg, struct queue *q, struct input *in,
 	if (build_envelope(cfg, o, &hd, &env, &from_sender, &id, e) < 0)
 		goto out;
 	env.queued = time(NULL);
+	/* what is stored is checked as every reader will check it */
+	{
+		char why[ERR_MSG_MAX / 2];
+
+		if (envelope_check(&env, why, sizeof(why)) < 0) {
+			err_set(e, ERR_DATA, "%s", why);
+			goto out;
+		}
+	}
 
 	if (queue_begin(q, &qf, e) < 0)
 		goto out;

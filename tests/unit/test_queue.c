@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <utime.h>
 
@@ -31,14 +32,15 @@ test_envelope_roundtrip(void **state)
 {
 	struct envelope env = sample_env(), back;
 	struct strbuf sb;
-	const char *why = NULL;
+	char why[256] = "";
 	size_t used = 0;
 
 	(void)state;
 	sb_init(&sb);
 	envelope_format(&env, &sb);
 	sb_adds(&sb, "Subject: x\n\nbody\n");
-	assert_int_equal(envelope_parse(sb.s, sb.len, &back, &used, &why), 0);
+	assert_int_equal(envelope_parse(sb.s, sb.len, &back, &used, why,
+	    sizeof(why)), 0);
 	assert_string_equal(back.sender, "alice@example.org");
 	assert_string_equal(back.identity, "work");
 	assert_string_equal(back.notify, "failure,delay");
@@ -60,12 +62,12 @@ test_envelope_null_sender(void **state)
 	const char *text = "postie-queue 1\nqueued 5\nsender \nrcpt a@b\n"
 	    "future-key whatever\nend\nX";
 	struct envelope env;
-	const char *why = NULL;
+	char why[256] = "";
 	size_t used;
 
 	(void)state;
 	assert_int_equal(envelope_parse(text, strlen(text), &env, &used,
-	    &why), 0);
+	    why, sizeof(why)), 0);
 	assert_string_equal(env.sender, "");
 	assert_int_equal(text[used], 'X');
 	envelope_free(&env);
@@ -94,11 +96,11 @@ test_envelope_broken(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct envelope env;
-		const char *why = NULL;
+		char why[256] = "";
 		size_t used;
 
 		assert_int_equal(envelope_parse(cases[i].text,
-		    strlen(cases[i].text), &env, &used, &why), -1);
+		    strlen(cases[i].text), &env, &used, why, sizeof(why)), -1);
 		assert_string_equal(why, cases[i].why);
 	}
 }
@@ -401,6 +403,232 @@ test_orphan_state_removed(void **state)
 	free(dir);
 }
 
+/* Every value is checked when read, as the spool checks it when written. */
+static void
+test_envelope_hostile_values(void **state)
+{
+	static const struct {
+		const char *text;
+		size_t len;		/* 0: strlen */
+		const char *why;	/* a part of the reason */
+	} cases[] = {
+		{ "postie-queue 1\nqueued 5\nsender a@b\0evil\nrcpt c@d\nend\n",
+		    53, "NUL byte" },
+		{ "postie-queue 1\nqueued 5\nsender a@b\nrcpt c@d\rRSET\nend\n",
+		    0, "recipient 'c@d?RSET' has control characters" },
+		{ "postie-queue 1\nqueued 5\nsender a@b\nrcpt c@d\x1b[2J\nend\n",
+		    0, "recipient" },
+		{ "postie-queue 1\nqueued 5\nsender a b@c\nrcpt c@d\nend\n",
+		    0, "sender 'a b@c' has a blank" },
+		{ "postie-queue 1\nqueued 5\nsender a@b\nnotify NEVER\r\n"
+		    "rcpt c@d\nend\n", 0, "DSN option notify" },
+		{ "postie-queue 1\nqueued 5\nsender a@b\nenvid a b\nrcpt c@d\n"
+		    "end\n", 0, "DSN option envid" },
+		{ "postie-queue 1\nqueued 5\nsender a@b\nret \n"
+		    "rcpt c@d\nend\n", 0, "DSN option ret" },
+		{ "postie-queue 1\nqueued 5\nsender a@b\nidentity w\x1bx\n"
+		    "rcpt c@d\nend\n", 0, "identity" },
+		{ "postie-queue 1\nqueued 5\nsender a@b\nbody binarymime\n"
+		    "rcpt c@d\nend\n", 0, "body" },
+		{ "postie-queue 1\nsender a@b\nrcpt c@d\nend\n", 0,
+		    "no queued time" },
+		{ "postie-queue 1\nqueued soon\nsender a@b\nrcpt c@d\nend\n", 0,
+		    "queued time" },
+		{ "postie-queue 1\nqueued -9223372036854775808\nsender a@b\n"
+		    "rcpt c@d\nend\n", 0, "queued time" },
+		{ "postie-queue 1\nqueued 0\nsender a@b\nrcpt c@d\nend\n", 0,
+		    "queued time" },
+		{ "postie-queue 1\nqueued 253402300800\nsender a@b\nrcpt c@d\n"
+		    "end\n", 0, "queued time" },
+		{ "postie-queue 1\nqueued 99999999999999999999\nsender a@b\n"
+		    "rcpt c@d\nend\n", 0, "queued time" },
+		{ "postie-queue 1\nqueued 5x\nsender a@b\nrcpt c@d\nend\n", 0,
+		    "queued time" },
+	};
+	const char *ok = "postie-queue 1\nqueued 253402300799\nsender \n"
+	    "body 7bit    \nrcpt c@d\nend\n";
+	struct envelope env;
+	char why[256];
+	size_t used;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = cases[i].len ? cases[i].len :
+		    strlen(cases[i].text);
+
+		why[0] = '\0';
+		assert_int_equal(envelope_parse(cases[i].text, len, &env,
+		    &used, why, sizeof(why)), -1);
+		if (strstr(why, cases[i].why) == NULL)
+			fail_msg("case %zu: '%s' does not say '%s'", i, why,
+			    cases[i].why);
+	}
+	assert_int_equal(envelope_parse(ok, strlen(ok), &env, &used, why,
+	    sizeof(why)), 0);
+	assert_int_equal(env.queued, QUEUE_TIME_MAX);
+	envelope_free(&env);
+}
+
+/* The writer's check is the reader's: what the spool would refuse. */
+static void
+test_envelope_check(void **state)
+{
+	struct envelope env = sample_env();
+	char why[256];
+
+	(void)state;
+	assert_int_equal(envelope_check(&env, why, sizeof(why)), 0);
+	sv_push(&env.rcpts, "x@example.com\rRSET");
+	assert_int_equal(envelope_check(&env, why, sizeof(why)), -1);
+	assert_string_equal(why, "recipient 'x@example.com?RSET' has control "
+	    "characters");
+	envelope_free(&env);
+	env = sample_env();
+	env.queued = 0;
+	assert_int_equal(envelope_check(&env, why, sizeof(why)), -1);
+	env.queued = 1;
+	free(env.sender);
+	env.sender = xstrdup("");	/* the null sender is fine */
+	assert_int_equal(envelope_check(&env, why, sizeof(why)), 0);
+	envelope_free(&env);
+}
+
+static void
+test_fold_ignores_absurd_times(void **state)
+{
+	const char *j =
+	    "9223372036854775807 attempt\n"
+	    "-5 attempt\n"
+	    "attempt\n"
+	    "5 next 9223372036854775807\n"
+	    "6 next -9223372036854775808\n"
+	    "7 next 12x\n"
+	    "8 defer 0 fine\n"
+	    "253402300800 ok 0 a time too late to be true\n";
+	struct msgstate st;
+
+	(void)state;
+	msgstate_fold(&st, 1, j, strlen(j));
+	assert_int_equal(st.attempts, 0);
+	assert_int_equal(st.next_try, 0);
+	assert_int_equal(st.r[0].state, RCPT_DEFERRED);
+	assert_int_equal(st.r[0].when, 8);
+	msgstate_free(&st);
+	msgstate_fold(&st, 1, "5 next 900\n6 next 0\n", 20);
+	assert_int_equal(st.next_try, 0);	/* "next 0": as soon as possible */
+	msgstate_free(&st);
+}
+
+static void
+on_alarm(int sig)
+{
+	(void)sig;
+	fail_msg("blocked on a FIFO");
+}
+
+/* A FIFO or a link in msg/ or state/ is refused at once, never opened
+ * for good, never written through. */
+static void
+test_hostile_entries(void **state)
+{
+	char *dir = tu_tmpdir();
+	struct queue q;
+	struct err e;
+	struct envelope env = sample_env();
+	struct msgstate ms;
+	struct strbuf sb;
+	char *fifo, *victim, *link_path, *msg;
+	char buf[64];
+	int fd = -1;
+
+	(void)state;
+	signal(SIGALRM, on_alarm);
+	alarm(10);
+	assert_int_equal(queue_open(&q, dir, true, &e), 0);
+	fifo = xasprintf("%s/1", q.msg);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(queue_read_envelope(&q, "1", &env, &e), -1);
+	assert_non_null(strstr(e.msg, "not a regular file (a FIFO)"));
+	assert_int_equal(queue_lock(&q, "1", &fd, &e), -1);
+	assert_non_null(strstr(e.msg, "a FIFO"));
+
+	/* state/2 -> a file elsewhere: not read, not cut, not appended to */
+	sb_init(&sb);
+	envelope_format(&env, &sb);
+	msg = xasprintf("%s/2", q.msg);
+	fd = open(msg, O_WRONLY | O_CREAT, 0600);
+	assert_int_equal(write(fd, sb.s, sb.len), (ssize_t)sb.len);
+	close(fd);
+	victim = xasprintf("%s/victim", dir);
+	fd = open(victim, O_WRONLY | O_CREAT, 0600);
+	assert_int_equal(write(fd, "a\nb", 3), 3);
+	close(fd);
+	link_path = xasprintf("%s/2", q.state);
+	assert_int_equal(symlink(victim, link_path), 0);
+	assert_int_equal(queue_state_append(&q, "2", "1 attempt", &e), -1);
+	assert_non_null(strstr(e.msg, "a symbolic link"));
+	assert_int_equal(queue_state_read(&q, "2", &env, &ms, &e), -1);
+	fd = open(victim, O_RDONLY);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 3);
+	close(fd);
+	assert_memory_equal(buf, "a\nb", 3);
+
+	/* msg/3 -> msg/2: not read through the link */
+	free(link_path);
+	link_path = xasprintf("%s/3", q.msg);
+	assert_int_equal(symlink(msg, link_path), 0);
+	envelope_free(&env);
+	assert_int_equal(queue_read_envelope(&q, "3", &env, &e), -1);
+	assert_non_null(strstr(e.msg, "a symbolic link"));
+	assert_int_equal(queue_lock(&q, "3", &fd, &e), -1);
+	alarm(0);
+	sb_free(&sb);
+	free(fifo);
+	free(victim);
+	free(link_path);
+	free(msg);
+	queue_close(&q);
+	tu_rmtree(dir);
+	free(dir);
+}
+
+/* A queue or a directory in it that someone else owns or may write. */
+static void
+test_foreign_queue_refused(void **state)
+{
+	static const char *subs[] = { "", "/tmp", "/msg", "/state", "/other" };
+	char *dir = tu_tmpdir();
+	struct queue q;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(queue_open(&q, dir, true, &e), 0);
+	queue_close(&q);
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		char *d = xasprintf("%s%s", dir, subs[i]);
+
+		mkdir(d, 0700);
+		assert_int_equal(chmod(d, 0777), 0);
+		e.code = ERR_OK;
+		assert_int_equal(queue_open(&q, dir, false, &e), -1);
+		assert_int_equal(e.code, ERR_CONFIG);
+		assert_non_null(strstr(e.msg, d));
+		assert_non_null(strstr(e.msg, "(mode 0777)"));
+		assert_int_equal(chmod(d, 0700), 0);
+		if (geteuid() == 0) {
+			assert_int_equal(chown(d, 65534, 65534), 0);
+			assert_int_equal(queue_open(&q, dir, false, &e), -1);
+			assert_non_null(strstr(e.msg, "owned by uid 65534"));
+			assert_int_equal(chown(d, 0, 0), 0);
+		}
+		assert_int_equal(queue_open(&q, dir, false, &e), 0);
+		queue_close(&q);
+		free(d);
+	}
+	tu_rmtree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -416,6 +644,11 @@ main(void)
 		cmocka_unit_test(test_ids_sort_by_time),
 		cmocka_unit_test(test_torn_journal_line_is_cut),
 		cmocka_unit_test(test_orphan_state_removed),
+		cmocka_unit_test(test_envelope_hostile_values),
+		cmocka_unit_test(test_envelope_check),
+		cmocka_unit_test(test_fold_ignores_absurd_times),
+		cmocka_unit_test(test_hostile_entries),
+		cmocka_unit_test(test_foreign_queue_refused),
 	};
 
 	return cmocka_run_group_tests_name("test_queue", tests, NULL, NULL);
