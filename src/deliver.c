@@ -26,6 +26,7 @@
 #include "local.h"
 #include "maildir.h"
 #include "queue.h"
+#include "reach.h"
 #include "safefile.h"
 #include "smtp.h"
 #include "spool.h"
@@ -53,6 +54,8 @@ struct runner {
 	char			 unreachable_why[ERR_MSG_MAX];
 	bool			*down;		/* per identity: not reached
 						 * this run, not tried again */
+	bool			*reached;	/* per identity: dialled */
+	char			**down_why;	/* per identity, when down */
 	size_t			 done, total;	/* progress */
 	bool			 progress;
 	struct dirsync		 sync;		/* msg/ removals to disk */
@@ -562,6 +565,8 @@ mark_down(struct runner *r, size_t idx, const char *why)
 	size_t used = strlen(r->unreachable_why);
 
 	r->down[idx] = true;
+	free(r->down_why[idx]);
+	r->down_why[idx] = xstrdup(why);
 	r->unreachable++;
 	/* every unreachable identity is named in the end */
 	if (used < sizeof(r->unreachable_why))
@@ -631,6 +636,8 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 		if (g.run.unreachable)
 			mark_down(r, idx, g.run.reason);
 	}
+	if (!g.run.unreachable)
+		r->reached[idx] = true;
 	if (g.run.no_8bitmime && !g.run.auth_failed) {
 		/*
 		 * libESMTP cannot downgrade and ends the whole session: defer
@@ -676,6 +683,31 @@ out:
 	free(g.run.msgs);
 	free(g.items);
 	return rc;
+}
+
+/*
+ * Tell mailq which upstreams this run could not reach (and forget those
+ * it reached): QUEUE/unreachable, advisory (reach.h).
+ */
+static void
+note_reach(struct runner *r)
+{
+	struct reach rs;
+	bool changed = false;
+	struct err e;
+
+	reach_read(r->q.dir, &rs);
+	for (size_t i = 0; i < r->cfg->nids; i++) {
+		if (r->down[i]) {
+			reach_set(&rs, r->cfg->ids[i].name, r->now,
+			    r->down_why[i]);
+			changed = true;
+		} else if (r->reached[i])
+			changed |= reach_clear(&rs, r->cfg->ids[i].name);
+	}
+	if (changed && reach_write(r->q.dir, &rs, &e) < 0)
+		log_msg(r->log, LOG_WARNING, "%s", e.msg);
+	reach_free(&rs);
 }
 
 /* After the attempts: finish what is final, schedule the rest. */
@@ -785,6 +817,8 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	max = batch_limit();
 	r.items = xcalloc(max, sizeof(*r.items));
 	r.down = xcalloc(cfg->nids + 1, sizeof(*r.down));
+	r.reached = xcalloc(cfg->nids + 1, sizeof(*r.reached));
+	r.down_why = xcalloc(cfg->nids + 1, sizeof(*r.down_why));
 	r.progress = isatty(STDERR_FILENO) && ids.n >= 20;
 	while (rc == 0 && cursor < ids.n) {
 		/* normally one batch: one connection per identity per run */
@@ -821,6 +855,11 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	if (r.progress)
 		fputc('\n', stderr);
 	free(r.items);
+	note_reach(&r);
+	for (size_t i = 0; i < cfg->nids; i++)
+		free(r.down_why[i]);
+	free(r.down_why);
+	free(r.reached);
 	free(r.down);
 	queue_close(&r.q);
 	if (rc == 0 && r.unreachable > 0)

@@ -8,6 +8,7 @@
 
 #include "mailq.h"
 #include "queue.h"
+#include "reach.h"
 
 struct entry {
 	char		*id;
@@ -16,6 +17,7 @@ struct entry {
 	struct msgstate	 st;
 	const struct identity *identity;
 	bool		 has_remote;
+	const struct reach_entry *down;	/* its upstream, not reached */
 };
 
 /* The time as a date, or as the plain number when it has no date. */
@@ -142,6 +144,18 @@ load_entry(const struct config *cfg, struct queue *q, struct entry *en)
 			en->has_remote = true;
 }
 
+/* Does a remote recipient still wait? */
+static bool
+pending_remote(const struct entry *en)
+{
+	for (size_t i = 0; i < en->env.rcpts.n; i++)
+		if (strchr(en->env.rcpts.v[i], '@') != NULL &&
+		    (en->st.r[i].state == RCPT_WAITING ||
+		    en->st.r[i].state == RCPT_DEFERRED))
+			return true;
+	return false;
+}
+
 static const char *
 rcpt_note(const struct entry *en, size_t i)
 {
@@ -192,6 +206,12 @@ print_text(FILE *out, const char *dir, struct entry *ents, size_t n)
 			fprintf(out, ", next try %s", t);
 		}
 		fputc('\n', out);
+		if (en->down != NULL) {
+			fmt_local(en->down->since, t, sizeof(t));
+			fprintf(out, "  upstream  not reached since %s: ", t);
+			text_str(out, en->down->reason);
+			fputc('\n', out);
+		}
 		for (size_t i = 0; i < en->env.rcpts.n; i++) {
 			const char *note = rcpt_note(en, i);
 
@@ -247,6 +267,19 @@ print_json(FILE *out, const char *dir, struct entry *ents, size_t n)
 			json_str(out, t);
 		} else
 			fputs("null", out);
+		fputs(",\"unreachable\":", out);
+		if (en->down != NULL) {
+			fmt_utc(en->down->since, t, sizeof(t));
+			fputs("{\"since\":", out);
+			json_str(out, t);
+			fmt_utc(en->down->last, t, sizeof(t));
+			fputs(",\"last\":", out);
+			json_str(out, t);
+			fputs(",\"reason\":", out);
+			json_str(out, en->down->reason);
+			fputc('}', out);
+		} else
+			fputs("null", out);
 		fputs(",\"recipients\":[", out);
 		for (size_t i = 0; i < en->env.rcpts.n; i++) {
 			fputs(i ? ",{\"address\":" : "{\"address\":", out);
@@ -269,6 +302,7 @@ mailq_print(const struct config *cfg, FILE *out, bool json, struct err *e)
 	struct queue q;
 	struct strvec ids;
 	struct entry *ents;
+	struct reach down;
 	size_t n = 0;
 
 	if (queue_open(&q, cfg->queue, false, e) < 0)
@@ -279,6 +313,7 @@ mailq_print(const struct config *cfg, FILE *out, bool json, struct err *e)
 		return -1;
 	}
 	ents = xcalloc(ids.n, sizeof(*ents));
+	reach_read(cfg->queue, &down);
 	for (size_t i = 0; i < ids.n; i++) {
 		struct entry *en = &ents[n];
 
@@ -289,6 +324,9 @@ mailq_print(const struct config *cfg, FILE *out, bool json, struct err *e)
 			en->error = NULL;
 			continue;	/* delivered while we looked */
 		}
+		if (en->error == NULL && en->identity != NULL &&
+		    pending_remote(en))
+			en->down = reach_find(&down, en->identity->name);
 		n++;
 	}
 	if (json)
@@ -301,6 +339,7 @@ mailq_print(const struct config *cfg, FILE *out, bool json, struct err *e)
 		msgstate_free(&ents[i].st);
 	}
 	free(ents);
+	reach_free(&down);
 	sv_free(&ids);
 	queue_close(&q);
 	if (fflush(out) != 0 || ferror(out))

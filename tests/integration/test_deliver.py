@@ -223,6 +223,7 @@ class TestPlain(DeliverCase):
         self.assertEqual(srv.connections, 0)
         self.assertIn(b"gateway.example.org", r.stderr)
         self.assertEqual(self.states(qid)["bob@example.com"][0], "waiting")
+        self.assertIn("gateway.example.org", self.mailq()["messages"][0]["unreachable"]["reason"])
 
     def test_stage_failures(self):
         cases = [
@@ -278,10 +279,16 @@ class TestPlain(DeliverCase):
         self.assertIn(b"cannot connect to 127.0.0.1", r.stderr)
         self.assertIn(b"mail stays queued", r.stderr)
         self.assertIn(b"Connection refused", r.stderr)
-        # not reaching the upstream is no attempt at the message
+        # not reaching the upstream is no attempt at the message; mailq
+        # says why it waits
         m = self.mailq()["messages"][0]
         self.assertEqual(m["attempts"], 0)
         self.assertEqual(self.states(qid)["bob@example.com"][0], "waiting")
+        self.assertIn("Connection refused", m["unreachable"]["reason"])
+        self.assertEqual(m["unreachable"]["since"], m["unreachable"]["last"])
+        text = self.run_cmd("mailq", []).stdout.decode()
+        self.assertRegex(text, r"\n  upstream  not reached since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: "
+                               r"cannot connect to 127.0.0.1 port %d: Connection refused\n" % port)
 
     def test_offline_runs_do_not_eat_the_retry_schedule(self):
         # cron's */15 line while the laptop is offline: five runs, then
@@ -295,6 +302,7 @@ class TestPlain(DeliverCase):
             self.assertEqual(self.deliver().returncode, 75)
         m = self.mailq()["messages"][0]
         self.assertEqual((m["attempts"], m["next_try"]), (0, None), m)
+        self.assertIsNotNone(m["unreachable"])
         with open(os.path.join(self.queue, "state", qid), "a"):
             pass
         self.assertEqual(os.path.getsize(os.path.join(self.queue, "state", qid)), 0)
@@ -304,6 +312,8 @@ class TestPlain(DeliverCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.msg_ids(), [])
         self.assertEqual([m.rcpts for m in srv.messages], [["bob@example.com"]])
+        # reached again: the note is gone
+        self.assertFalse(os.path.exists(os.path.join(self.queue, "unreachable")))
 
     def test_server_deferrals_keep_their_backoff(self):
         # what a server itself deferred still waits for its retry time
@@ -627,6 +637,7 @@ class TestRouting(DeliverCase):
         self.assertLess(took, 6)
         self.assertIn(b"connect timeout", r.stderr)
         self.assertEqual(self.states(qid)["bob@example.com"][0], "waiting")   # no attempt
+        self.assertIn("connect timeout", self.mailq()["messages"][0]["unreachable"]["reason"])
 
 
 class TestTLS(DeliverCase):

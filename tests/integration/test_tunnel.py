@@ -39,6 +39,14 @@ class TunnelCase(DeliverCase):
         self.identity_extra = ssh + extra
         self.configure(port=target_port, timeout=timeout)
 
+    def unreachable_reason(self, qid):
+        # not reaching the upstream is no attempt: the message waits, and
+        # mailq says why
+        m = [m for m in self.mailq()["messages"] if m["id"] == qid][0]
+        self.assertEqual(m["recipients"][0]["state"], "waiting")
+        self.assertEqual(m["attempts"], 0)
+        return m["unreachable"]["reason"]
+
     def deferred_reason(self, qid):
         st = self.states(qid)["bob@example.com"]
         self.assertEqual(st[0], "deferred")
@@ -224,7 +232,7 @@ class TestTunnelRefusals(TunnelCase):
         r = self.deliver()
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("cannot connect to 127.0.0.1 port %d" % self.sshd.port,
-                      self.deferred_reason(qid))
+                      self.unreachable_reason(qid))
         self.assertEqual(srv.connections, 0)
 
     def test_target_refused_by_the_far_side(self):
@@ -239,7 +247,7 @@ class TestTunnelRefusals(TunnelCase):
         r = self.deliver()
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn("could not open a channel to 127.0.0.1 port %d" % dead,
-                      self.deferred_reason(qid))
+                      self.unreachable_reason(qid))
 
     def test_stalled_server_times_out_through_the_tunnel(self):
         srv = self.start(script={"MAIL": ("STALL", 40)})

@@ -1,4 +1,4 @@
-/* test_deliver.c - the retry schedule. */
+/* test_deliver.c - the retry schedule, ages in words. */
 #include "testutil.h"
 
 #include "config.h"
@@ -19,11 +19,30 @@ test_next_try(void **state)
 	config_free(c);
 }
 
+static void
+test_format_age(void **state)
+{
+	char b[64];
+
+	(void)state;
+	deliver_format_age(6 * 86400 + 5, b, sizeof(b));
+	assert_string_equal(b, "6 days");
+	deliver_format_age(86400, b, sizeof(b));
+	assert_string_equal(b, "1 day");
+	deliver_format_age(3 * 3600 + 60, b, sizeof(b));
+	assert_string_equal(b, "3 hours");
+	deliver_format_age(60, b, sizeof(b));
+	assert_string_equal(b, "1 minute");
+	deliver_format_age(59, b, sizeof(b));
+	assert_string_equal(b, "less than a minute");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_next_try),
+		cmocka_unit_test(test_format_age),
 	};
 
 	return cmocka_run_group_tests_name("test_deliver", tests, NULL, NULL);
