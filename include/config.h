@@ -89,6 +89,10 @@ struct config {
 	size_t		 njobs;
 };
 
+/* A config file is at most this big, a line at most this long. */
+#define CONFIG_SIZE_MAX	(1024 * 1024)
+#define CONFIG_LINE_MAX	4096
+
 /*
  * Find the config: explicit (-C) if given, else $POSTIE_CONFIG, else
  * $XDG_CONFIG_HOME/postie/config (~/.config/postie/config), else
@@ -97,7 +101,15 @@ struct config {
  */
 struct config *config_load(const char *explicit_path, struct err *e);
 
-/* Parse one file (or, with path NULL, return the defaults). */
+/*
+ * Parse one file (or, with path NULL, return the defaults). The file
+ * must be a regular file of at most CONFIG_SIZE_MAX bytes that passes
+ * the ownership rule of trust.h; symbolic links are followed.
+ *
+ * Errors name the file, the line and the word (counted from 1, the key
+ * being word 1) and never quote the file's text: "FILE:3: word 2: 'port'
+ * must be a number from 1 to 65535".
+ */
 struct config *config_parse_file(const char *path, struct err *e);
 
 /* Parse text as if read from a file named name (for tests). */
@@ -108,6 +120,9 @@ void	config_free(struct config *cfg);
 
 /* Durations: "90", "90s", "5m", "1h30m", "5d" -> seconds. */
 int	config_parse_duration(const char *s, long *out);
+
+/* Booleans: yes on true / no off false; -1 (out untouched) for others. */
+int	config_parse_bool(const char *s, bool *out);
 
 /* Sizes: "1000", "10k", "50M", "1G" (powers of 1024) -> bytes. */
 int	config_parse_size(const char *s, uint64_t *out);

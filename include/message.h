@@ -64,6 +64,28 @@ bool	addr_valid_envelope(const char *addr, const char **why);
 /* Case-insensitive membership test for recipient lists. */
 bool	addr_list_contains(const struct strvec *list, const char *addr);
 
+/*
+ * The addresses of a recipient list, hashed, so that adding n of them
+ * without duplicates takes O(n), not O(n^2) (-t with 85,000 To:
+ * addresses took 30 s). Equal means equal to strcasecmp in the C locale,
+ * as for addr_list_contains. It borrows the list's strings.
+ */
+struct addr_set {
+	const char	**slot;		/* NULL: empty */
+	size_t		  cap;		/* a power of two, or 0 */
+	size_t		  n;
+};
+
+void	addr_set_init(struct addr_set *set);
+void	addr_set_free(struct addr_set *set);
+
+/*
+ * Append addr to list unless an equal address is there already; seen
+ * holds what was appended this way (both start empty). True if added.
+ */
+bool	addr_list_add(struct strvec *list, struct addr_set *seen,
+	    const char *addr);
+
 /* "Mon, 23 Nov 2026 20:40:12 +0000" */
 void	msg_format_date(time_t t, char *buf, size_t len);
 

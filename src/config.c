@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "trust.h"
 
 enum scope { SC_GLOBAL = 1, SC_IDENTITY = 2, SC_FETCH = 4 };
 
@@ -87,11 +89,18 @@ struct parser {
 	struct err	*e;
 };
 
+/*
+ * An error at word (1 the key, 0 the whole line) of the current line.
+ * Never with text from the file: it may be a file the user cannot read
+ * (a config pointed at /etc/shadow must not print it), so the line and
+ * the word's number say where, the key's name from the table says what.
+ */
 static int
-perr(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+perr(struct parser *p, size_t word, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
-perr(struct parser *p, const char *fmt, ...)
+perr(struct parser *p, size_t word, const char *fmt, ...)
 {
 	char buf[ERR_MSG_MAX];
 	va_list ap;
@@ -99,7 +108,11 @@ perr(struct parser *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	return err_set(p->e, ERR_CONFIG, "%s:%d: %s", p->file, p->line, buf);
+	if (word == 0)
+		return err_set(p->e, ERR_CONFIG, "%s:%d: %s", p->file, p->line,
+		    buf);
+	return err_set(p->e, ERR_CONFIG, "%s:%d: word %zu: %s", p->file,
+	    p->line, word, buf);
 }
 
 /* Offsets of the keys that exist in identities and fetch jobs both. */
@@ -329,9 +342,109 @@ static int
 need_one(struct parser *p, const struct key *k, struct strvec *vals)
 {
 	if (vals->n != 2)
-		return perr(p, "'%s' takes exactly one value, got %zu",
-		    k->name, vals->n - 1);
+		return perr(p, vals->n < 2 ? 1 : 3, "'%s' takes exactly one "
+		    "value, got %zu", k->name, vals->n - 1);
 	return 0;
+}
+
+int
+config_parse_bool(const char *s, bool *out)
+{
+	if (strcmp(s, "yes") == 0 || strcmp(s, "on") == 0 ||
+	    strcmp(s, "true") == 0)
+		*out = true;
+	else if (strcmp(s, "no") == 0 || strcmp(s, "off") == 0 ||
+	    strcmp(s, "false") == 0)
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+static int
+set_command(struct parser *p, const struct key *k, struct strvec *argv,
+    struct strvec *vals)
+{
+	const char *why;
+
+	if (vals->n < 2)
+		return perr(p, 1, "'%s' needs a command", k->name);
+	if (vals->n == 2) {
+		/* One (quoted) value: split it into words. */
+		if (config_split_words(vals->v[1], argv, &why) < 0)
+			return perr(p, 2, "'%s': %s", k->name, why);
+		if (argv->n == 0)
+			return perr(p, 2, "'%s' needs a command", k->name);
+	} else
+		for (size_t i = 1; i < vals->n; i++)
+			sv_push(argv, vals->v[i]);
+	for (size_t i = 0; i < argv->n; i++) {
+		char *x = util_expand_tilde(argv->v[i]);
+
+		free(argv->v[i]);
+		argv->v[i] = x;
+	}
+	if (argv->v[0][0] != '/')
+		return perr(p, 2, "'%s' must start with an absolute path (no "
+		    "shell, no $PATH search)", k->name);
+	return 0;
+}
+
+static int
+set_retry(struct parser *p, struct strvec *vals)
+{
+	struct config *c = p->cfg;
+	long d;
+
+	if (vals->n < 2)
+		return perr(p, 1, "'retry' needs at least one duration");
+	free(c->retry);
+	c->nretry = vals->n - 1;
+	c->retry = xcalloc(c->nretry, sizeof(long));
+	for (size_t i = 1; i < vals->n; i++) {
+		if (config_parse_duration(vals->v[i], &d) < 0 || d < 1)
+			return perr(p, i + 1, "'retry' needs durations of at "
+			    "least 1s (like 30s, 5m, 1h, 1d)");
+		c->retry[i - 1] = d;
+	}
+	return 0;
+}
+
+static int
+set_bounce(struct parser *p, struct strvec *vals)
+{
+	static const struct {
+		const char		*word;
+		enum bounce_kind	 kind;
+	} kinds[] = {
+		{ "mda", BOUNCE_MDA }, { "sender", BOUNCE_SENDER },
+		{ "none", BOUNCE_NONE },
+	};
+	struct config *c = p->cfg;
+	const char *v = vals->n > 1 ? vals->v[1] : NULL;
+
+	if (v == NULL)
+		return perr(p, 1, "'bounce' needs maildir DIR, mda, sender or "
+		    "none");
+	if (strcmp(v, "maildir") == 0) {
+		if (vals->n != 3)
+			return perr(p, vals->n < 3 ? 2 : 4, "'bounce maildir' "
+			    "needs one directory");
+		c->bounce = BOUNCE_MAILDIR;
+		free(c->bounce_dir);
+		c->bounce_dir = util_expand_tilde(vals->v[2]);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (strcmp(v, kinds[i].word) != 0)
+			continue;
+		if (vals->n != 2)
+			return perr(p, 3, "'bounce %s' takes no more values",
+			    kinds[i].word);
+		c->bounce = kinds[i].kind;
+		return 0;
+	}
+	return perr(p, 2, "'bounce' must be maildir DIR, mda, sender or none");
 }
 
 static int
@@ -346,88 +459,22 @@ set_value(struct parser *p, const struct key *k, size_t off,
 	switch (k->kind) {
 	case K_FLAG:
 		if (vals->n != 1)
-			return perr(p, "'%s' takes no value", k->name);
+			return perr(p, 2, "'%s' takes no value", k->name);
 		*(bool *)(base + off) = true;
 		return 0;
 	case K_LIST:
 		if (vals->n < 2)
-			return perr(p, "'%s' needs at least one value",
+			return perr(p, 1, "'%s' needs at least one value",
 			    k->name);
 		for (size_t i = 1; i < vals->n; i++)
 			sv_push((struct strvec *)(base + off), vals->v[i]);
 		return 0;
-	case K_COMMAND: {
-		struct strvec *argv = (struct strvec *)(base + off);
-
-		if (vals->n < 2)
-			return perr(p, "'%s' needs a command", k->name);
-		if (vals->n == 2) {
-			/* One (quoted) value: split it into words. */
-			if (config_split_words(v, argv, &why) < 0)
-				return perr(p, "'%s': %s", k->name, why);
-			if (argv->n == 0)
-				return perr(p, "'%s' needs a command",
-				    k->name);
-		} else
-			for (size_t i = 1; i < vals->n; i++)
-				sv_push(argv, vals->v[i]);
-		for (size_t i = 0; i < argv->n; i++) {
-			char *x = util_expand_tilde(argv->v[i]);
-
-			free(argv->v[i]);
-			argv->v[i] = x;
-		}
-		if (argv->v[0][0] != '/')
-			return perr(p, "'%s' must start with an absolute "
-			    "path (no shell, no $PATH search), not '%s'",
-			    k->name, argv->v[0]);
-		return 0;
-	}
-	case K_DURLIST: {
-		struct config *c = p->cfg;
-
-		if (vals->n < 2)
-			return perr(p, "'retry' needs at least one duration");
-		free(c->retry);
-		c->nretry = vals->n - 1;
-		c->retry = xcalloc(c->nretry, sizeof(long));
-		for (size_t i = 1; i < vals->n; i++) {
-			if (config_parse_duration(vals->v[i], &d) < 0 || d < 1)
-				return perr(p, "'retry': '%s' is not a "
-				    "duration (like 30s, 5m, 1h, 1d)",
-				    vals->v[i]);
-			c->retry[i - 1] = d;
-		}
-		return 0;
-	}
-	case K_BOUNCE: {
-		struct config *c = p->cfg;
-
-		if (vals->n < 2)
-			return perr(p, "'bounce' needs maildir DIR, mda, "
-			    "sender or none");
-		if (strcmp(v, "maildir") == 0) {
-			if (vals->n != 3)
-				return perr(p, "'bounce maildir' needs one "
-				    "directory");
-			c->bounce = BOUNCE_MAILDIR;
-			free(c->bounce_dir);
-			c->bounce_dir = util_expand_tilde(vals->v[2]);
-			return 0;
-		}
-		if (vals->n != 2)
-			return perr(p, "'bounce %s' takes no more values", v);
-		if (strcmp(v, "mda") == 0)
-			c->bounce = BOUNCE_MDA;
-		else if (strcmp(v, "sender") == 0)
-			c->bounce = BOUNCE_SENDER;
-		else if (strcmp(v, "none") == 0)
-			c->bounce = BOUNCE_NONE;
-		else
-			return perr(p, "'bounce' must be maildir DIR, mda, "
-			    "sender or none, not '%s'", v);
-		return 0;
-	}
+	case K_COMMAND:
+		return set_command(p, k, (struct strvec *)(base + off), vals);
+	case K_DURLIST:
+		return set_retry(p, vals);
+	case K_BOUNCE:
+		return set_bounce(p, vals);
 	default:
 		break;
 	}
@@ -448,7 +495,7 @@ set_value(struct parser *p, const struct key *k, size_t off,
 		char **dst = (char **)(base + off);
 
 		if (*v == '\0')
-			return perr(p, "'%s' must not be empty", k->name);
+			return perr(p, 2, "'%s' must not be empty", k->name);
 		free(*dst);
 		*dst = xstrdup(v);
 		return 0;
@@ -457,43 +504,36 @@ set_value(struct parser *p, const struct key *k, size_t off,
 		char **dst = (char **)(base + off);
 
 		if (!valid_address(v))
-			return perr(p, "'%s': '%s' is not a plain ASCII "
-			    "address", k->name, v);
+			return perr(p, 2, "'%s' is not a plain ASCII address",
+			    k->name);
 		free(*dst);
 		*dst = xstrdup(v);
 		return 0;
 	}
 	case K_DURATION:
 		if (config_parse_duration(v, &d) < 0)
-			return perr(p, "'%s': '%s' is not a duration (like "
-			    "30s, 5m, 1h, 1d)", k->name, v);
+			return perr(p, 2, "'%s' is not a duration (like 30s, "
+			    "5m, 1h, 1d)", k->name);
 		*(long *)(base + off) = d;
 		return 0;
 	case K_SIZE:
 		if (config_parse_size(v, (uint64_t *)(base + off)) < 0)
-			return perr(p, "'%s': '%s' is not a size (like 512k, "
-			    "50M, 1G)", k->name, v);
+			return perr(p, 2, "'%s' is not a size (like 512k, 50M, "
+			    "1G)", k->name);
 		return 0;
 	case K_PORT: {
 		char *end;
 		long port = strtol(v, &end, 10);
 
 		if (*v == '\0' || *end != '\0' || port < 1 || port > 65535)
-			return perr(p, "'port' must be a number from 1 to "
-			    "65535, not '%s'", v);
+			return perr(p, 2, "'port' must be a number from 1 to "
+			    "65535");
 		*(int *)(base + off) = (int)port;
 		return 0;
 	}
 	case K_BOOL:
-		if (strcmp(v, "yes") == 0 || strcmp(v, "on") == 0 ||
-		    strcmp(v, "true") == 0)
-			*(bool *)(base + off) = true;
-		else if (strcmp(v, "no") == 0 || strcmp(v, "off") == 0 ||
-		    strcmp(v, "false") == 0)
-			*(bool *)(base + off) = false;
-		else
-			return perr(p, "'%s' must be yes or no, not '%s'",
-			    k->name, v);
+		if (config_parse_bool(v, (bool *)(base + off)) < 0)
+			return perr(p, 2, "'%s' must be yes or no", k->name);
 		return 0;
 	case K_TLS: {
 		enum tls_mode *m = (enum tls_mode *)(base + off);
@@ -505,8 +545,8 @@ set_value(struct parser *p, const struct key *k, size_t off,
 		else if (strcmp(v, "none") == 0)
 			*m = TLS_NONE;
 		else
-			return perr(p, "'tls' must be starttls, tls or none, "
-			    "not '%s'", v);
+			return perr(p, 2, "'tls' must be starttls, tls or "
+			    "none");
 		return 0;
 	}
 	case K_MODE: {
@@ -517,8 +557,7 @@ set_value(struct parser *p, const struct key *k, size_t off,
 		else if (strcmp(v, "copy") == 0)
 			*m = FETCH_COPY;
 		else
-			return perr(p, "'mode' must be move or copy, not '%s'",
-			    v);
+			return perr(p, 2, "'mode' must be move or copy");
 		return 0;
 	}
 	case K_LOG: {
@@ -534,24 +573,23 @@ set_value(struct parser *p, const struct key *k, size_t off,
 			c->log = LOGTO_FILE;
 			c->log_file = util_expand_tilde(v);
 			if (c->log_file[0] != '/')
-				return perr(p, "'log' must be syslog, stderr "
-				    "or an absolute file path, not '%s'", v);
+				return perr(p, 2, "'log' must be syslog, "
+				    "stderr or an absolute file path");
 		}
 		return 0;
 	}
 	case K_SSH:
 		if (parse_ssh_target(v, (struct ssh_target *)(base + off),
 		    &why) < 0)
-			return perr(p, "'ssh': '%s' %s", v, why);
+			return perr(p, 2, "'ssh' %s", why);
 		return 0;
 	case K_TLSFP: {
 		char **dst = (char **)(base + off);
 		char *fp = normalize_tls_fp(v);
 
 		if (fp == NULL)
-			return perr(p, "'tls-fingerprint' must be sha256: "
-			    "followed by 64 hex digits (colons allowed), not "
-			    "'%s'", v);
+			return perr(p, 2, "'tls-fingerprint' must be sha256: "
+			    "followed by 64 hex digits (colons allowed)");
 		free(*dst);
 		*dst = fp;
 		return 0;
@@ -560,15 +598,14 @@ set_value(struct parser *p, const struct key *k, size_t off,
 		char **dst = (char **)(base + off);
 
 		if (!valid_ssh_fp(v))
-			return perr(p, "'ssh-fingerprint' must look like "
-			    "SHA256:<base64> as ssh-keygen -lf prints it, not "
-			    "'%s'", v);
+			return perr(p, 2, "'ssh-fingerprint' must look like "
+			    "SHA256:<base64> as ssh-keygen -lf prints it");
 		free(*dst);
 		*dst = xstrdup(v);
 		return 0;
 	}
 	default:
-		return perr(p, "internal error: key '%s'", k->name);
+		return perr(p, 1, "internal error: key '%s'", k->name);
 	}
 }
 
@@ -611,21 +648,21 @@ static int
 open_block(struct parser *p, struct strvec *w)
 {
 	bool is_id = strcmp(w->v[0], "identity") == 0;
-	const char *what = w->v[0];
 
 	if (w->n != 2)
-		return perr(p, "'%s' needs one name, like '%s work'", what,
-		    what);
+		return perr(p, w->n < 2 ? 1 : 3, "'%s' needs one name, like "
+		    "'%s work'", is_id ? "identity" : "fetch",
+		    is_id ? "identity" : "fetch");
 	if (!valid_block_name(w->v[1]))
-		return perr(p, "%s name '%s' may only have letters, digits, "
-		    "'-', '_' and '.'", what, w->v[1]);
+		return perr(p, 2, "%s name may only have letters, digits, "
+		    "'-', '_' and '.'", is_id ? "an identity" : "a fetch");
 	if (is_id) {
 		struct config *c = p->cfg;
 
 		for (size_t i = 0; i < c->nids; i++)
 			if (strcmp(c->ids[i].name, w->v[1]) == 0)
-				return perr(p, "identity '%s' is defined "
-				    "twice (first at line %d)", w->v[1],
+				return perr(p, 2, "this identity name is "
+				    "taken already, at line %d",
 				    c->ids[i].line);
 		c->ids = xrealloc(c->ids, (c->nids + 1) * sizeof(*c->ids));
 		identity_init(&c->ids[c->nids], w->v[1], p->line);
@@ -636,9 +673,8 @@ open_block(struct parser *p, struct strvec *w)
 
 		for (size_t i = 0; i < c->njobs; i++)
 			if (strcmp(c->jobs[i].name, w->v[1]) == 0)
-				return perr(p, "fetch job '%s' is defined "
-				    "twice (first at line %d)", w->v[1],
-				    c->jobs[i].line);
+				return perr(p, 2, "this fetch name is taken "
+				    "already, at line %d", c->jobs[i].line);
 		c->jobs = xrealloc(c->jobs, (c->njobs + 1) * sizeof(*c->jobs));
 		fetch_init(&c->jobs[c->njobs], w->v[1], p->line);
 		p->block = &c->jobs[c->njobs++];
@@ -664,7 +700,7 @@ parse_line(struct parser *p, const char *line)
 
 	sv_init(&w);
 	if (config_split_words(line, &w, &why) < 0) {
-		rc = perr(p, "%s", why);
+		rc = perr(p, w.n + 1, "%s", why);
 		goto out;
 	}
 	if (w.n == 0)
@@ -681,11 +717,11 @@ parse_line(struct parser *p, const char *line)
 			continue;
 		if (!(k->scope & p->scope)) {
 			if (k->scope == SC_GLOBAL)
-				rc = perr(p, "'%s' is a global key: put it "
+				rc = perr(p, 1, "'%s' is a global key: put it "
 				    "before the first identity or fetch block",
 				    k->name);
 			else
-				rc = perr(p, "'%s' belongs in %s, not in %s",
+				rc = perr(p, 1, "'%s' belongs in %s, not in %s",
 				    k->name,
 				    k->scope == (SC_IDENTITY | SC_FETCH) ?
 				    "an identity or fetch block" :
@@ -694,7 +730,7 @@ parse_line(struct parser *p, const char *line)
 			goto out;
 		}
 		if (p->seen[i]) {
-			rc = perr(p, "'%s' is given twice in %s", k->name,
+			rc = perr(p, 1, "'%s' is given twice in %s", k->name,
 			    scope_name(p->scope));
 			goto out;
 		}
@@ -704,50 +740,48 @@ parse_line(struct parser *p, const char *line)
 		rc = set_value(p, k, off, &w);
 		goto out;
 	}
-	rc = perr(p, "unknown key '%s'", w.v[0]);
+	rc = perr(p, 1, "unknown key (postie.conf(5) lists the keys)");
 out:
 	sv_free(&w);
 	return rc;
 }
 
+/* Reported at the block's line: the name is the file's text. */
 static int
-check_identity(struct parser *p, struct identity *id, bool *seen_default,
-    const char **default_name)
+check_identity(struct parser *p, struct identity *id, int *default_line)
 {
 	p->line = id->line;
 	if (id->host == NULL)
-		return perr(p, "identity '%s' has no 'host'", id->name);
+		return perr(p, 0, "the identity has no 'host'");
 	if (id->port == 0)
 		id->port = id->tls == TLS_IMPLICIT ? 465 :
 		    id->tls == TLS_NONE ? 25 : 587;
 	if (id->tls_key != NULL && id->tls_cert == NULL)
-		return perr(p, "identity '%s' has 'tls-key' without "
-		    "'tls-cert'", id->name);
+		return perr(p, 0, "the identity has 'tls-key' without "
+		    "'tls-cert'");
 	if (id->password != NULL && id->password_command.n > 0)
-		return perr(p, "identity '%s' has both 'password' and "
-		    "'password-command': keep one", id->name);
+		return perr(p, 0, "the identity has both 'password' and "
+		    "'password-command': keep one");
 	if (id->user != NULL && id->password == NULL &&
 	    id->password_command.n == 0)
-		return perr(p, "identity '%s' has a 'user' but no 'password' "
-		    "or 'password-command'", id->name);
+		return perr(p, 0, "the identity has a 'user' but no "
+		    "'password' or 'password-command'");
 	if ((id->password != NULL || id->password_command.n > 0) &&
 	    id->user == NULL)
-		return perr(p, "identity '%s' has a password but no 'user'",
-		    id->name);
+		return perr(p, 0, "the identity has a password but no 'user'");
 	if (id->user != NULL && id->tls == TLS_NONE && !id->auth_without_tls)
-		return perr(p, "identity '%s' would send its password without "
-		    "TLS: use tls starttls or tls, or say auth-without-tls yes",
-		    id->name);
+		return perr(p, 0, "the identity would send its password "
+		    "without TLS: use tls starttls or tls, or say "
+		    "auth-without-tls yes");
 	if (id->from.n == 0 && !id->is_default)
-		return perr(p, "identity '%s' has neither 'from' nor "
-		    "'default': no mail would ever use it", id->name);
+		return perr(p, 0, "the identity has neither 'from' nor "
+		    "'default': no mail would ever use it");
 	if (id->is_default) {
-		if (*seen_default)
-			return perr(p, "identities '%s' and '%s' are both "
-			    "marked 'default': keep one", *default_name,
-			    id->name);
-		*seen_default = true;
-		*default_name = id->name;
+		if (*default_line > 0)
+			return perr(p, 0, "the identity is marked 'default', "
+			    "as is the one at line %d: keep one",
+			    *default_line);
+		*default_line = id->line;
 	}
 	return 0;
 }
@@ -757,7 +791,7 @@ check_fetch(struct parser *p, struct fetch_job *j)
 {
 	p->line = j->line;
 	if (j->ssh.host == NULL)
-		return perr(p, "fetch job '%s' has no 'ssh' server", j->name);
+		return perr(p, 0, "the fetch job has no 'ssh' server");
 	if (j->remote == NULL)
 		j->remote = xstrdup("Maildir");
 	if (j->local == NULL)
@@ -791,45 +825,48 @@ config_defaults(void)
 	return c;
 }
 
+/* text[0..len) (bytes read from a file: NULs possible) -> a config. */
 static struct config *
-parse_text(FILE *fp, const char *name, struct err *e)
+parse_text(const char *text, size_t len, const char *name, struct err *e)
 {
 	struct parser p = { .file = name, .e = e, .scope = SC_GLOBAL };
-	char *line = NULL;
-	size_t cap = 0;
-	bool seen_default = false;
-	const char *default_name = NULL;
+	const char *end = text + len;
+	int default_line = 0;
+	char *line;
 
 	p.cfg = config_defaults();
 	p.cfg->path = xstrdup(name);
 	p.block = p.cfg;
-	ssize_t n;
+	for (const char *s = text; s < end;) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t n = nl != NULL ? (size_t)(nl - s) : (size_t)(end - s);
 
-	while ((n = getline(&line, &cap, fp)) >= 0) {
 		p.line++;
-		if (strlen(line) != (size_t)n) {
-			perr(&p, "the line has a NUL byte");
+		if (n > CONFIG_LINE_MAX) {
+			perr(&p, 0, "the line is longer than %d bytes: is this "
+			    "a postie config?", CONFIG_LINE_MAX);
 			goto fail;
 		}
-		if (parse_line(&p, line) < 0)
+		if (memchr(s, '\0', n) != NULL) {
+			perr(&p, 0, "the line has a NUL byte");
 			goto fail;
-	}
-	if (ferror(fp)) {
-		err_set(e, ERR_CONFIG, "%s: cannot read: %s", name,
-		    strerror(errno));
-		goto fail;
+		}
+		line = xstrndup(s, n);
+		if (parse_line(&p, line) < 0) {
+			free(line);
+			goto fail;
+		}
+		free(line);
+		s += n + 1;
 	}
 	for (size_t i = 0; i < p.cfg->nids; i++)
-		if (check_identity(&p, &p.cfg->ids[i], &seen_default,
-		    &default_name) < 0)
+		if (check_identity(&p, &p.cfg->ids[i], &default_line) < 0)
 			goto fail;
 	for (size_t i = 0; i < p.cfg->njobs; i++)
 		if (check_fetch(&p, &p.cfg->jobs[i]) < 0)
 			goto fail;
-	free(line);
 	return p.cfg;
 fail:
-	free(line);
 	config_free(p.cfg);
 	return NULL;
 }
@@ -837,16 +874,7 @@ fail:
 struct config *
 config_parse_string(const char *text, const char *name, struct err *e)
 {
-	FILE *fp = fmemopen((void *)(uintptr_t)text, strlen(text), "r");
-	struct config *c;
-
-	if (fp == NULL) {
-		err_set(e, ERR_OSERR, "fmemopen: %s", strerror(errno));
-		return NULL;
-	}
-	c = parse_text(fp, name, e);
-	fclose(fp);
-	return c;
+	return parse_text(text, strlen(text), name, e);
 }
 
 static bool
@@ -858,33 +886,92 @@ has_password(const struct config *c)
 	return false;
 }
 
+static const char *
+file_kind(mode_t mode)
+{
+	return S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO" :
+	    S_ISCHR(mode) ? "a character device" : S_ISBLK(mode) ?
+	    "a block device" : S_ISSOCK(mode) ? "a socket" : "not a file";
+}
+
+static int
+too_large(const char *path, struct err *e)
+{
+	return err_set(e, ERR_CONFIG, "%s: the config is larger than 1 MiB: "
+	    "is this the right file?", path);
+}
+
+/*
+ * The whole of the config open on fd into *buf: a regular file that
+ * passes the ownership rule (trust.h), at most CONFIG_SIZE_MAX bytes.
+ */
+static int
+read_config(int fd, const char *path, struct strbuf *buf, struct err *e)
+{
+	struct stat st;
+	char chunk[8192];
+	ssize_t r;
+
+	if (fstat(fd, &st) < 0)
+		return err_set(e, ERR_CONFIG, "%s: cannot check the config "
+		    "file: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return err_set(e, ERR_CONFIG, "%s: the config is not a regular "
+		    "file (it is %s): name a plain file", path,
+		    file_kind(st.st_mode));
+	if (trust_file(fd, path, e) < 0)
+		return -1;
+	if (st.st_size > CONFIG_SIZE_MAX)
+		return too_large(path, e);
+	if (fcntl(fd, F_SETFL, 0) < 0)	/* blocking reads from here */
+		return err_set(e, ERR_CONFIG, "%s: %s", path, strerror(errno));
+	while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return err_set(e, ERR_CONFIG, "%s: cannot read: %s",
+			    path, strerror(errno));
+		if (buf->len + (size_t)r > CONFIG_SIZE_MAX)
+			break;
+		sb_add(buf, chunk, (size_t)r);
+	}
+	return r != 0 ? too_large(path, e) : 0;	/* r != 0: it grew */
+}
+
 struct config *
 config_parse_file(const char *path, struct err *e)
 {
-	FILE *fp;
-	struct config *c;
-	struct stat st;
+	struct config *c = NULL;
+	struct strbuf buf;
+	int fd;
 
-	if (path == NULL) {
-		c = config_defaults();
-		return c;
-	}
-	fp = fopen(path, "re");
-	if (fp == NULL) {
+	if (path == NULL)
+		return config_defaults();
+	/* O_NONBLOCK: a FIFO must not hang the open; read_config refuses it */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
 		err_set(e, ERR_CONFIG, "%s: cannot open the config file: %s",
 		    path, strerror(errno));
 		return NULL;
 	}
-	c = parse_text(fp, path, e);
-	if (c != NULL && has_password(c) && fstat(fileno(fp), &st) == 0 &&
-	    (st.st_mode & 077) != 0) {
-		err_set(e, ERR_CONFIG, "%s: holds a password but other users "
-		    "may read it: run chmod 600 %s, or use password-command",
-		    path, path);
-		config_free(c);
-		c = NULL;
+	sb_init(&buf);
+	if (read_config(fd, path, &buf, e) == 0)
+		c = parse_text(buf.s != NULL ? buf.s : "", buf.len, path, e);
+	if (c != NULL && has_password(c)) {
+		struct stat st;
+
+		if (fstat(fd, &st) < 0 || (st.st_mode & 077) != 0) {
+			err_set(e, ERR_CONFIG, "%s: holds a password but other "
+			    "users may read it: run chmod 600 %s, or use "
+			    "password-command", path, path);
+			config_free(c);
+			c = NULL;
+		}
 	}
-	fclose(fp);
+	if (buf.s != NULL)
+		explicit_bzero(buf.s, buf.cap);	/* may hold a password */
+	sb_free(&buf);
+	close(fd);
 	return c;
 }
 

@@ -10,6 +10,7 @@
 
 #include "local.h"
 #include "maildir.h"
+#include "trust.h"
 
 /* "%T" -> rcpt, "%F" -> sender, "%%" -> "%", anywhere in an argument. */
 static char *
@@ -40,6 +41,8 @@ local_mda(const struct strvec *argv, const char *rcpt, const char *sender,
     int fd, off_t offset, char *reason, size_t rlen)
 {
 	struct strvec av;
+	struct err e;
+	char *prog;
 	pid_t pid;
 	int status, in;
 	char path[64];
@@ -56,6 +59,13 @@ local_mda(const struct strvec *argv, const char *rcpt, const char *sender,
 	sv_init(&av);
 	for (size_t i = 0; i < argv->n; i++)
 		sv_push_owned(&av, expand(argv->v[i], rcpt, sender));
+	/* what runs is what was checked: the real path trust_program gave */
+	if ((prog = trust_program(av.v[0], &e)) == NULL) {
+		snprintf(reason, rlen, "the mda %s", e.msg);
+		close(in);
+		sv_free(&av);
+		return SMTP_DEFER;
+	}
 	pid = fork();
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -64,10 +74,11 @@ local_mda(const struct strvec *argv, const char *rcpt, const char *sender,
 		if (devnull >= 0)
 			dup2(devnull, STDOUT_FILENO);	/* dup2 clears CLOEXEC */
 		signal(SIGPIPE, SIG_DFL);
-		execv(av.v[0], av.v);
+		execv(prog, av.v);
 		_exit(127);
 	}
 	close(in);
+	free(prog);
 	sv_free(&av);
 	if (pid < 0) {
 		snprintf(reason, rlen, "cannot fork the mda: %s",

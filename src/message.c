@@ -1,5 +1,6 @@
 /* message.c - RFC 5322 header sections and address lists. */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,6 +437,82 @@ addr_list_contains(const struct strvec *list, const char *addr)
 		if (strcasecmp(list->v[i], addr) == 0)
 			return true;
 	return false;
+}
+
+void
+addr_set_init(struct addr_set *set)
+{
+	set->slot = NULL;
+	set->cap = 0;
+	set->n = 0;
+}
+
+void
+addr_set_free(struct addr_set *set)
+{
+	free(set->slot);
+	addr_set_init(set);
+}
+
+static unsigned char
+ascii_lower(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+/* FNV-1a over the lower-cased bytes: equal addresses hash alike. */
+static size_t
+addr_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		h ^= ascii_lower(*p);
+		h *= 1099511628211ULL;
+	}
+	return (size_t)h;
+}
+
+/* The slot holding addr, or the empty one where it would go. */
+static const char **
+addr_set_find(const struct addr_set *set, const char *addr)
+{
+	size_t i = addr_hash(addr) & (set->cap - 1);
+
+	while (set->slot[i] != NULL && strcasecmp(set->slot[i], addr) != 0)
+		i = (i + 1) & (set->cap - 1);
+	return &set->slot[i];
+}
+
+static void
+addr_set_grow(struct addr_set *set)
+{
+	struct addr_set bigger = { NULL, set->cap ? set->cap * 2 : 64, 0 };
+
+	bigger.slot = xcalloc(bigger.cap, sizeof(*bigger.slot));
+	for (size_t i = 0; i < set->cap; i++)
+		if (set->slot[i] != NULL) {
+			*addr_set_find(&bigger, set->slot[i]) = set->slot[i];
+			bigger.n++;
+		}
+	free(set->slot);
+	*set = bigger;
+}
+
+bool
+addr_list_add(struct strvec *list, struct addr_set *seen, const char *addr)
+{
+	const char **slot;
+
+	if (2 * (seen->n + 1) > seen->cap)	/* at most half full */
+		addr_set_grow(seen);
+	slot = addr_set_find(seen, addr);
+	if (*slot != NULL)
+		return false;
+	sv_push(list, addr);
+	*slot = list->v[list->n - 1];
+	seen->n++;
+	return true;
 }
 
 void

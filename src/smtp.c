@@ -30,6 +30,7 @@
 #include "tunnel.h"
 #include "smtp.h"
 #include "tls.h"
+#include "trust.h"
 
 #define CHUNK 32768
 #define PASSWORD_TIMEOUT 60	/* seconds for password-command */
@@ -601,6 +602,8 @@ smtp_send(struct smtp_run *run, struct err *e)
 char *
 smtp_password(const struct identity *id, struct err *e)
 {
+	struct err te;
+	char *prog;
 	int p[2], status;
 	pid_t pid;
 	char buf[1024];
@@ -611,7 +614,14 @@ smtp_password(const struct identity *id, struct err *e)
 		return xstrdup(id->password);
 	if (id->password_command.n == 0)
 		return NULL;
+	/* what runs is what was checked: the real path trust_program gave */
+	if ((prog = trust_program(id->password_command.v[0], &te)) == NULL) {
+		err_set(e, te.code, "identity '%s': password-command %s",
+		    id->name, te.msg);
+		return NULL;
+	}
 	if (pipe2(p, O_CLOEXEC) < 0) {
+		free(prog);
 		err_set(e, ERR_OSERR, "pipe: %s", strerror(errno));
 		return NULL;
 	}
@@ -619,15 +629,17 @@ smtp_password(const struct identity *id, struct err *e)
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);
+		free(prog);
 		err_set(e, ERR_OSERR, "fork: %s", strerror(errno));
 		return NULL;
 	}
 	if (pid == 0) {
 		signal(SIGPIPE, SIG_DFL);
 		dup2(p[1], STDOUT_FILENO);
-		execv(id->password_command.v[0], id->password_command.v);
+		execv(prog, id->password_command.v);
 		_exit(127);
 	}
+	free(prog);
 	close(p[1]);
 	{
 		time_t deadline = time(NULL) + PASSWORD_TIMEOUT;

@@ -141,10 +141,11 @@ read_head(struct input *in, struct head *h, struct err *e)
 	return 0;
 }
 
-/* Append the addresses of every field called name to out. */
+/* Append the addresses of every field called name to out, but those
+ * in seen already. */
 static int
 collect(const struct headers *hd, const char *name, struct strvec *out,
-    struct err *e)
+    struct addr_set *seen, struct err *e)
 {
 	for (long i = hdr_find(hd, name, 0); i >= 0;
 	    i = hdr_find(hd, name, (size_t)i + 1)) {
@@ -162,8 +163,7 @@ collect(const struct headers *hd, const char *name, struct strvec *out,
 			return -1;
 		}
 		for (size_t j = 0; j < tmp.n; j++)
-			if (!addr_list_contains(out, tmp.v[j]))
-				sv_push(out, tmp.v[j]);
+			addr_list_add(out, seen, tmp.v[j]);
 		sv_free(&tmp);
 		free(v);
 	}
@@ -217,20 +217,27 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 	const char *why;
 	char *sender;
 	const struct identity *id;
+	struct addr_set seen;
 
 	memset(env, 0, sizeof(*env));
 	sv_init(&env->rcpts);
+	addr_set_init(&seen);
 	for (size_t i = 0; i < o->rcpts.n; i++)
-		if (!addr_list_contains(&env->rcpts, o->rcpts.v[i]))
-			sv_push(&env->rcpts, o->rcpts.v[i]);
+		addr_list_add(&env->rcpts, &seen, o->rcpts.v[i]);
 	if (o->extract) {
 		bool resent = has_resent(hd);
 
-		if (collect(hd, resent ? "Resent-To" : "To", &env->rcpts, e) ||
-		    collect(hd, resent ? "Resent-Cc" : "Cc", &env->rcpts, e) ||
-		    collect(hd, resent ? "Resent-Bcc" : "Bcc", &env->rcpts, e))
+		if (collect(hd, resent ? "Resent-To" : "To", &env->rcpts,
+		    &seen, e) ||
+		    collect(hd, resent ? "Resent-Cc" : "Cc", &env->rcpts,
+		    &seen, e) ||
+		    collect(hd, resent ? "Resent-Bcc" : "Bcc", &env->rcpts,
+		    &seen, e)) {
+			addr_set_free(&seen);
 			return -1;
+		}
 	}
+	addr_set_free(&seen);
 	if (env->rcpts.n == 0)
 		return err_set(e, ERR_DATA, "no recipients: give them as "
 		    "arguments, or use -t to read To:, Cc: and Bcc:");

@@ -583,6 +583,68 @@ test_addr_list_contains(void **state)
 	sv_free(&sv);
 }
 
+/* addr_list_add keeps what the linear addr_list_contains loop kept: the
+ * first spelling of each address, in order, case folded as strcasecmp. */
+static void
+test_addr_list_add(void **state)
+{
+	static const char *in[] = {
+		"Alice@Example.ORG", "bob@x", "alice@example.org", "root",
+		"ROOT", "BOB@X", "carol@x", "alice@example.or", "",
+		"alice@example.org.", "Carol@X", "", "\"A B\"@x", "\"a b\"@X",
+		"j\xc3\xb6rg@x", "J\xc3\xb6RG@X", "j\xc3\x96rg@x",
+	};
+	static const char *want[] = {
+		"Alice@Example.ORG", "bob@x", "root", "carol@x",
+		"alice@example.or", "", "alice@example.org.", "\"A B\"@x",
+		"j\xc3\xb6rg@x", "j\xc3\x96rg@x",	/* only ASCII folds */
+	};
+	struct strvec got, ref;
+	struct addr_set seen;
+	size_t n = sizeof(in) / sizeof(in[0]);
+
+	(void)state;
+	sv_init(&got);
+	sv_init(&ref);
+	addr_set_init(&seen);
+	for (size_t i = 0; i < n; i++) {
+		bool fresh = !addr_list_contains(&ref, in[i]);
+
+		if (fresh)
+			sv_push(&ref, in[i]);
+		assert_int_equal(addr_list_add(&got, &seen, in[i]), fresh);
+	}
+	assert_int_equal(got.n, sizeof(want) / sizeof(want[0]));
+	assert_int_equal(got.n, ref.n);
+	for (size_t i = 0; i < got.n; i++) {
+		assert_string_equal(got.v[i], want[i]);
+		assert_string_equal(got.v[i], ref.v[i]);
+	}
+	sv_free(&got);
+	addr_set_free(&seen);
+
+	/* many, so the set grows several times; every one found after */
+	sv_init(&got);
+	for (int i = 0; i < 5000; i++) {
+		char a[32];
+
+		snprintf(a, sizeof(a), "u%d@Host", i);
+		assert_true(addr_list_add(&got, &seen, a));
+	}
+	for (int i = 4999; i >= 0; i--) {
+		char a[32];
+
+		snprintf(a, sizeof(a), "U%d@hOST", i);
+		assert_false(addr_list_add(&got, &seen, a));
+	}
+	assert_int_equal(got.n, 5000);
+	assert_string_equal(got.v[0], "u0@Host");
+	assert_string_equal(got.v[4999], "u4999@Host");
+	sv_free(&got);
+	sv_free(&ref);
+	addr_set_free(&seen);
+}
+
 /* --- Date: ------------------------------------------------------------- */
 
 static void
@@ -671,6 +733,7 @@ main(void)
 		cmocka_unit_test(test_addr_parse_folded_header),
 		cmocka_unit_test(test_addr_valid_envelope),
 		cmocka_unit_test(test_addr_list_contains),
+		cmocka_unit_test(test_addr_list_add),
 		cmocka_unit_test(test_format_date_utc),
 		cmocka_unit_test(test_format_date_offsets),
 		cmocka_unit_test(test_format_date_new_york),
