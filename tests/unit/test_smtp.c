@@ -1,5 +1,5 @@
 /* test_smtp.c - outcome classification, CRLF, retry times, bounces,
- * and the bridge's "is this connection ours" check. */
+ * and the SSH fingerprint format. */
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 
 #include "bounce.h"
-#include "bridge.h"
 #include "config.h"
 #include "deliver.h"
 #include "dirsync.h"
@@ -185,39 +184,6 @@ test_ssh_fingerprint(void **state)
 }
 
 static void
-test_peer_is_ours(void **state)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int l, c, a;
-
-	(void)state;
-	l = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(l, 1), 0);
-	getsockname(l, (struct sockaddr *)&sin, &len);
-	c = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	a = accept(l, NULL, NULL);
-	assert_true(a >= 0);
-	assert_true(bridge_peer_is_ours(a, l, -1));
-	/* once our end is gone, the peer is nobody we hold */
-	{
-		int dup_c = dup(c);
-
-		close(c);
-		assert_true(bridge_peer_is_ours(a, l, -1));	/* dup holds it */
-		close(dup_c);
-		assert_false(bridge_peer_is_ours(a, l, -1));
-	}
-	close(a);
-	close(l);
-}
-
-static void
 test_dirsync(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -256,7 +222,6 @@ main(void)
 		cmocka_unit_test(test_crlf),
 		cmocka_unit_test(test_next_try),
 		cmocka_unit_test(test_bounce),
-		cmocka_unit_test(test_peer_is_ours),
 		cmocka_unit_test(test_ssh_fingerprint),
 		cmocka_unit_test(test_dirsync),
 	};
