@@ -347,7 +347,7 @@ up_write(struct pump *p, const char *b, size_t n, short *want)
 
 		return k > 0 ? k : ssl_result(p->up_ssl, k, want);
 	}
-	r = write(p->up_fd, b, n);
+	r = send(p->up_fd, b, n, MSG_NOSIGNAL);	/* a socket either way */
 	if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
 		*want |= POLLOUT;
 		return PUMP_AGAIN;
@@ -398,8 +398,8 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 		}
 	}
 	if (s->ostart < s->oend) {
-		ssize_t w = write(p->local, s->obuf + s->ostart,
-		    s->oend - s->ostart);
+		ssize_t w = send(p->local, s->obuf + s->ostart,
+		    s->oend - s->ostart, MSG_NOSIGNAL);
 
 		if (w > 0) {
 			s->ostart += (size_t)w;

@@ -31,6 +31,8 @@ end_line(struct reply *r)
 
 	if (n > 0 && s[n - 1] == '\r')
 		n--;
+	if (n > REPLY_LINE_MAX)
+		return (int)refuse(r, "sent a reply line over 2048 bytes");
 	if (n < 3 || s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
 	    s[2] < '0' || s[2] > '9' || (n > 3 && s[3] != ' ' && s[3] != '-'))
 		return (int)refuse(r, "sent a malformed reply line");
