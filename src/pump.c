@@ -479,9 +479,11 @@ wait_sides(struct pump *p, struct pump_state *s, short up_ev, short loc_ev,
 	long long t = p->timeout * 1000, deadline = session_end;
 	struct due *head = due_head(s);
 	int which = 0;	/* 0 session, 1 reply, 2 sending */
+	/* a side with nothing to wait for stays out (its hang-up would
+	 * wake the loop for nothing); pump_cut shuts down a side polled */
 	struct pollfd pfd[2] = {
-		{ .fd = p->local, .events = loc_ev },
-		{ .fd = p->up_fd, .events = up_ev },
+		{ .fd = loc_ev ? p->local : -1, .events = loc_ev },
+		{ .fd = up_ev ? p->up_fd : -1, .events = up_ev },
 	};
 
 	if (head != NULL && head->since + t < deadline) {
