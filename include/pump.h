@@ -50,6 +50,9 @@ struct pump {
 	bool			 running;
 	int			 cut;		/* pump_cut was called (atomic) */
 	char			 error[ERR_MSG_MAX];	/* why it cut, or "" */
+	bool			 dropped;	/* error[] only says the server
+						 * closed or reset: its last
+						 * 4xx/5xx says more */
 	const char		*server;	/* for smtp_set_server */
 	struct pump_state	*st;
 };

@@ -363,6 +363,7 @@ server_closed(struct pump *p, struct pump_state *s)
 {
 	struct due *head = due_head(s);
 
+	p->dropped = p->error[0] == '\0';
 	if (s->data)
 		fail(p, "%s closed the connection during the message data",
 		    p->host);
@@ -386,6 +387,7 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 			return -1;
 		}
 		if (n == -1) {
+			p->dropped = p->error[0] == '\0';
 			fail(p, "the connection to %s broke: %s", p->host,
 			    strerror(errno));
 			return -1;
@@ -460,10 +462,12 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 				fail(p, "%s stopped taking the message data: "
 				    "%s", p->host, strerror(saved ? saved :
 				    EPIPE));
-			else
+			else {
+				p->dropped = p->error[0] == '\0';
 				fail(p, "the connection to %s broke while "
 				    "sending: %s", p->host, strerror(saved ?
 				    saved : EPIPE));
+			}
 			return -1;
 		}
 	}

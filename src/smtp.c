@@ -505,7 +505,8 @@ describe_failure(struct smtp_run *run, struct session_ctx *s,
 		    run->id->host, s->tls->reason);
 		return;
 	}
-	if (p->error[0] != '\0') {
+	if (p->error[0] != '\0' && !(p->dropped && (s->last_reply[0] == '4' ||
+	    s->last_reply[0] == '5'))) {
 		snprintf(run->reason, sizeof(run->reason), "%s", p->error);
 		return;
 	}
