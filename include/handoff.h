@@ -2,12 +2,12 @@
  * handoff.h - give libESMTP a socket postie has already connected.
  *
  * libESMTP 1.1 can only dial "host:port" itself: socket(), then a
- * blocking connect(). For a plain (no TLS) upstream postie dials with its
- * own timeout and then arms the handoff with that socket; libESMTP is
- * pointed at HANDOFF_SERVER, and the connect() this module exports (the
- * executable's, so the one libESMTP calls) puts the armed socket in place
- * of libESMTP's own with dup3() instead of dialling. No listener, no
- * second copy of the bytes, no thread.
+ * blocking connect(). postie opens the upstream itself and puts the pump
+ * (pump.h) between it and libESMTP: the pump arms the handoff with one
+ * end of a socketpair, libESMTP is pointed at HANDOFF_SERVER, and the
+ * connect() this module exports (the executable's, so the one libESMTP
+ * calls) puts the armed socket in place of libESMTP's own with dup3()
+ * instead of dialling. No listener: no other process can reach it.
  *
  * The address is port 0 on the loopback: no process can listen there, so
  * if the handoff is not armed libESMTP's connect fails (ECONNREFUSED) and

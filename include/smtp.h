@@ -1,7 +1,7 @@
 /*
  * smtp.h - one SMTP session with libESMTP: messages in, a status per
  * recipient out. The session runs over a connection postie opened itself
- * (bridge.h: the socket handed over, or the TLS bridge); TLS and AUTH
+ * (pump.h, whatever the upstream: TCP, SSH, TLS); TLS and AUTH
  * policy are enforced here.
  */
 #ifndef POSTIE_SMTP_H

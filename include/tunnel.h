@@ -4,8 +4,8 @@
  * tunnel_open makes one SSH session (sshconn.h), opens a direct-tcpip
  * channel to the identity's host:port as the SSH server sees them, and
  * gives back one end of a socketpair: to the rest of postie it is a
- * connected socket like any other (STARTTLS, TLS, the handoff and the
- * bridge all work on it unchanged). A thread owns the libssh2 session
+ * connected socket like any other (STARTTLS, TLS and the pump all work
+ * on it unchanged). A thread owns the libssh2 session
  * (libssh2 is not thread-safe) and pumps bytes between the channel and
  * the other end of the pair until either side closes. No ssh child.
  */

@@ -81,4 +81,8 @@ void	 util_sanitize(char *s);
 /* The same, and every byte >= 0x80 too (text from a server). */
 void	 util_sanitize_ascii(char *s);
 
+/* Milliseconds on CLOCK_MONOTONIC: deadlines that a clock step cannot
+ * stretch. */
+long long util_mono_ms(void);
+
 #endif

@@ -4,9 +4,9 @@
  * libESMTP's sharp edges (see the README): it needs CRLF lines and it
  * falls through to an unauthenticated MAIL after a 535: the monitor
  * callback watches the dialogue and cuts the connection before that can
- * happen. It does no TLS here: bridge.c has done STARTTLS or implicit
- * TLS, verified, before libESMTP sees the first byte (and hands a plain
- * connection to libESMTP as it is).
+ * happen. It does no TLS here: upstream.c has done STARTTLS or implicit
+ * TLS, verified, before libESMTP sees the first byte, and libESMTP talks
+ * through the pump (pump.c), which bounds and shapes the dialogue.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +26,10 @@
 #include <auth-client.h>
 #include <libesmtp.h>
 
-#include "bridge.h"
+#include "dial.h"
+#include "pump.h"
 #include "tunnel.h"
+#include "upstream.h"
 #include "smtp.h"
 #include "tls.h"
 #include "trust.h"
@@ -38,7 +40,7 @@
 struct session_ctx {
 	struct smtp_run		*run;
 	struct tls_policy	*tls;
-	struct bridge		*bridge;
+	struct pump		*pump;
 	bool			 in_auth;
 	bool			 authenticated;
 	bool			 want_auth;
@@ -114,7 +116,7 @@ message_cb(void **ctx, int *len, void *arg)
 		 * connection before the final dot */
 		m->read_error = true;
 		if (m->sess != NULL)
-			bridge_cut(((struct session_ctx *)m->sess)->bridge);
+			pump_cut(((struct session_ctx *)m->sess)->pump);
 		*len = 0;
 		return NULL;
 	}
@@ -193,7 +195,7 @@ monitor_line(struct session_ctx *s, const char *line, int writing)
 			    "the server offered no AUTH mechanism postie can "
 			    "use for user '%s'", s->run->id->user);
 			s->run->auth_failed = true;
-			bridge_cut(s->bridge);
+			pump_cut(s->pump);
 			return;
 		}
 		trace(s, "> %s", line);
@@ -211,7 +213,7 @@ monitor_line(struct session_ctx *s, const char *line, int writing)
 			    "authentication failed for user '%s': %.300s",
 			    s->run->id->user, line);
 			s->run->auth_failed = true;
-			bridge_cut(s->bridge);
+			pump_cut(s->pump);
 		}
 	}
 }
@@ -422,7 +424,7 @@ dial(struct smtp_run *run, struct tunnel *tun, int *fd, struct err *e)
 	bool unreachable;
 
 	if (id->ssh.host == NULL) {
-		if (bridge_connect(id->host, id->port, id->connect_timeout, fd,
+		if (dial_tcp(id->host, id->port, id->connect_timeout, fd,
 		    e) < 0) {
 			run->unreachable = true;
 			return -1;
@@ -446,9 +448,29 @@ dial(struct smtp_run *run, struct tunnel *tun, int *fd, struct err *e)
 	return 0;
 }
 
-/* Open the upstream (TCP or SSH, then TLS) and hand it over or bridge it. */
+/* The bound on the whole session (pump.h), from what it is to send. */
+static long
+session_limit(const struct smtp_run *run)
+{
+	size_t msgs = 0, rcpts = 0;
+	unsigned long long bytes = 0;
+
+	for (size_t i = 0; i < run->nmsgs; i++) {
+		if (run->msgs[i].skip)
+			continue;
+		msgs++;
+		rcpts += run->msgs[i].nrcpt;
+		bytes += (unsigned long long)run->msgs[i].env->size;
+	}
+	return pump_session_limit(run->id->timeout, msgs, rcpts, bytes);
+}
+
+/*
+ * Open the upstream (TCP or SSH, then TLS) and start the pump libESMTP
+ * talks through, whatever the upstream.
+ */
 static int
-open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
+open_upstream(struct smtp_run *run, struct tls_policy *tls, struct pump *p,
     struct tunnel *tun, struct err *e)
 {
 	const struct identity *id = run->id;
@@ -458,17 +480,17 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
 	if (dial(run, tun, &fd, e) < 0)
 		return -1;
 	/* greeting, EHLO, STARTTLS and the handshake: each step bounded */
-	bridge_set_timeout(fd, id->timeout);
-	if ((id->tls == TLS_IMPLICIT && bridge_tls(tls, fd, id->timeout, &ssl,
-	    e) < 0) || (id->tls == TLS_STARTTLS && bridge_starttls(tls, fd,
-	    id->helo ? id->helo : util_hostname(), run->verbose, &ssl,
-	    e) < 0)) {
+	if ((id->tls == TLS_IMPLICIT && upstream_tls(tls, fd, id->timeout,
+	    &ssl, e) < 0) || (id->tls == TLS_STARTTLS && upstream_starttls(tls,
+	    fd, id->helo ? id->helo : util_hostname(), id->timeout,
+	    run->verbose, &ssl, e) < 0)) {
 		close(fd);
 		tunnel_close(tun);
 		return -1;
 	}
-	if (bridge_start(b, fd, ssl, id->tls == TLS_STARTTLS ?
-	    "220 postie bridge: TLS is up\r\n" : NULL, id->timeout, e) < 0) {
+	if (pump_start(p, fd, ssl, id->host, id->tls == TLS_STARTTLS ?
+	    "220 postie: TLS is up\r\n" : NULL, id->timeout,
+	    session_limit(run), e) < 0) {
 		if (ssl != NULL)
 			SSL_free(ssl);
 		close(fd);
@@ -480,7 +502,7 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct bridge *b,
 
 static void
 describe_failure(struct smtp_run *run, struct session_ctx *s,
-    struct bridge *b, struct tunnel *tun)
+    struct pump *p, struct tunnel *tun)
 {
 	char buf[256];
 	int err = smtp_errno();
@@ -492,9 +514,9 @@ describe_failure(struct smtp_run *run, struct session_ctx *s,
 		    run->id->host, s->tls->reason);
 		return;
 	}
-	if (b->error[0] != '\0') {
-		snprintf(run->reason, sizeof(run->reason), "%s: %s",
-		    run->id->host, b->error);
+	if (p->error[0] != '\0' && !(p->dropped && (s->last_reply[0] == '4' ||
+	    s->last_reply[0] == '5'))) {
+		snprintf(run->reason, sizeof(run->reason), "%s", p->error);
 		return;
 	}
 	if (tun->error[0] != '\0') {
@@ -518,11 +540,13 @@ smtp_send(struct smtp_run *run, struct err *e)
 {
 	const struct identity *id = run->id;
 	struct tls_policy tls;
-	struct bridge b;
+	struct pump p;
 	struct tunnel tun;
 	struct session_ctx s;
 	smtp_session_t session;
 	auth_context_t auth = NULL;
+	static const enum rfc2822_timeouts clocks[] = { Timeout_GREETING,
+	    Timeout_ENVELOPE, Timeout_DATA, Timeout_TRANSFER, Timeout_DATA2 };
 	int started, rc = 0;
 
 	run->reason[0] = '\0';
@@ -531,7 +555,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 		return -1;
 	}
 	tunnel_init(&tun);
-	if (open_upstream(run, &tls, &b, &tun, e) < 0) {
+	if (open_upstream(run, &tls, &p, &tun, e) < 0) {
 		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
 		tls_policy_free(&tls);
 		return -1;
@@ -539,26 +563,22 @@ smtp_send(struct smtp_run *run, struct err *e)
 	memset(&s, 0, sizeof(s));
 	s.run = run;
 	s.tls = &tls;
-	s.bridge = &b;
+	s.pump = &p;
 	s.want_auth = run->password != NULL;
 
 	session = smtp_create_session();
-	smtp_set_server(session, b.server);
+	smtp_set_server(session, p.server);
 	smtp_set_hostname(session, id->helo ? id->helo : util_hostname());
 	smtp_set_eventcb(session, event_cb, &s);
 	smtp_set_monitorcb(session, monitor_cb, &s, 0);
-	smtp_set_timeout(session, Timeout_GREETING |
-	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
-	smtp_set_timeout(session, Timeout_ENVELOPE |
-	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
-	smtp_set_timeout(session, Timeout_DATA |
-	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
-	smtp_set_timeout(session, Timeout_TRANSFER |
-	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
-	smtp_set_timeout(session, Timeout_DATA2 |
-	    Timeout_OVERRIDE_RFC2822_MINIMUM, id->timeout * 1000);
-	/* postie does all TLS itself (bridge.c): libESMTP speaks plain SMTP
-	 * through the bridge; its own STARTTLS stays off */
+	/* the pump holds every wait to timeout and says which one passed;
+	 * libESMTP's own clocks are only a backstop behind it */
+	for (size_t i = 0; i < sizeof(clocks) / sizeof(clocks[0]); i++)
+		smtp_set_timeout(session, clocks[i] |
+		    Timeout_OVERRIDE_RFC2822_MINIMUM,
+		    (id->timeout * 2 + 5) * 1000);
+	/* postie does all TLS itself (upstream.c): libESMTP speaks plain SMTP
+	 * through the pump; its own STARTTLS stays off */
 	smtp_starttls_set_ctx(session, tls.ctx);
 	smtp_starttls_enable(session, Starttls_DISABLED);
 	if (s.want_auth) {
@@ -573,12 +593,12 @@ smtp_send(struct smtp_run *run, struct err *e)
 
 	started = smtp_start_session(session);
 	smtp_enumerate_messages(session, collect_msg, NULL);
-	bridge_cut(&b);
-	bridge_finish(&b);
-	tunnel_close(&tun);	/* after the bridge closed its end */
+	pump_cut(&p);
+	pump_finish(&p);
+	tunnel_close(&tun);	/* after the pump closed its end */
 	if (!started || run->auth_failed || tls.reason[0] != '\0' ||
 	    run->reason[0] != '\0') {
-		describe_failure(run, &s, &b, &tun);
+		describe_failure(run, &s, &p, &tun);
 		rc = -1;
 	} else {
 		/* the session ran; if it broke midway, say why */
@@ -586,7 +606,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 			for (size_t j = 0; j < run->msgs[i].nrcpt &&
 			    !run->msgs[i].skip; j++)
 				if (!run->msgs[i].complete[j]) {
-					describe_failure(run, &s, &b, &tun);
+					describe_failure(run, &s, &p, &tun);
 					break;
 				}
 	}

@@ -11,7 +11,7 @@
 
 #include <openssl/evp.h>
 
-#include "bridge.h"
+#include "dial.h"
 #include "sshconn.h"
 #include "util.h"
 
@@ -374,12 +374,12 @@ sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
 	pthread_once(&ssh_once, ssh_init);
 	if (ssh_init_rc != 0)
 		return err_set(e, ERR_SOFTWARE, "cannot initialise libssh2");
-	if (bridge_connect(t->host, t->port, p->connect_timeout, &c->fd,
+	if (dial_tcp(t->host, t->port, p->connect_timeout, &c->fd,
 	    e) < 0) {
 		c->unreachable = true;
 		return -1;
 	}
-	bridge_set_timeout(c->fd, p->timeout);
+	dial_set_timeout(c->fd, p->timeout);
 	trace(p, "connected to %s port %d", t->host, t->port);
 	c->s = libssh2_session_init();
 	if (c->s == NULL) {

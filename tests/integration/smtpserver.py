@@ -27,20 +27,29 @@ class Message:
 class Server:
     """tls: None | "starttls" | "implicit".
     script: {stage: reply} or {stage: callable(arg) -> reply}; a reply is a
-    string ("451 4.3.0 later"), "DROP" or ("STALL", seconds). Stages:
-    greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT (arg: the address), DATA
-    (the 354), DOT (after the final dot), QUIT."""
+    string ("451 4.3.0 later"), "DROP", ("STALL", seconds), ("PARTIAL",
+    text) (sent without its line end, then the connection drops),
+    ("THEN-DROP", reply) (sent, then the connection drops; after DOT the
+    message counts as accepted), or ("ENDLESS", "250-x") (that line sent
+    over and over, never a last line). Stages: greeting, EHLO, STARTTLS,
+    AUTH, MAIL, RCPT (arg: the address), DATA (the 354), DOT (after the
+    final dot), QUIT. BODY, once the 354 is out: ("STALL", seconds) reads
+    nothing of the data for that long, then drops; ("EARLY", n, reply)
+    reads n bytes of the data, sends reply and closes.
+    drip: {stage: seconds}: that stage's reply goes out one byte at a time,
+    that long apart."""
 
     def __init__(self, tls=None, cert=None, key=None, client_ca=None,
                  users=None, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"),
                  offer_starttls=True, script=None, extensions=("8BITMIME", "PIPELINING", "SIZE 100000000", "DSN"),
-                 split_challenges=False, port=0):
+                 split_challenges=False, port=0, drip=None):
         self.tls = tls
         self.users = users or {}
         self.mechanisms = mechanisms
         self.offer_starttls = offer_starttls
         self.split_challenges = split_challenges    # 334 lines in two writes
         self.script = dict(script or {})
+        self.drip = dict(drip or {})
         self.extensions = list(extensions)
         self.messages = []
         self.commands = []          # every command line seen (AUTH redacted)
@@ -103,8 +112,17 @@ class Server:
             except OSError:
                 pass
 
-    def _reply(self, conn, stage, default, arg=None):
-        r = self.script.get(stage, default)
+    def _send(self, conn, stage, data):
+        delay = self.drip.get(stage)
+        if not delay:
+            conn.sendall(data)
+            return
+        for i in range(len(data)):
+            conn.sendall(data[i:i + 1])
+            time.sleep(delay)
+
+    def _reply(self, conn, stage, default, arg=None, fixed=None):
+        r = self.script.get(stage, default) if fixed is None else fixed
         if callable(r):
             r = r(arg)
         if r is None:
@@ -114,7 +132,19 @@ class Server:
         if isinstance(r, tuple) and r[0] == "STALL":
             time.sleep(r[1])
             raise _Drop()
-        conn.sendall(r.encode() + b"\r\n")
+        if isinstance(r, tuple) and r[0] == "PARTIAL":
+            self._send(conn, stage, r[1].encode())
+            raise _Drop()
+        if isinstance(r, tuple) and r[0] == "ENDLESS":
+            line = r[1].encode() + b"\r\n"
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                self._send(conn, stage, line * 64)
+            raise _Drop()
+        if isinstance(r, tuple) and r[0] == "THEN-DROP":
+            self._send(conn, stage, r[1].encode() + b"\r\n")
+            return r
+        self._send(conn, stage, r.encode() + b"\r\n")
         return r
 
     def _dialogue(self, conn, f, state):
@@ -138,11 +168,13 @@ class Server:
                     ext.append("AUTH " + " ".join(self.mechanisms))
                 lines = ["test.example"] + ext
                 r = self.script.get("EHLO")
+                if callable(r):
+                    r = r(text)
                 if r:
-                    self._reply(conn, "EHLO", r)
+                    self._reply(conn, "EHLO", None, fixed=r)
                     continue
-                conn.sendall("".join("250%s%s\r\n" % ("-" if i < len(lines) - 1 else " ", l)
-                                     for i, l in enumerate(lines)).encode())
+                self._send(conn, "EHLO", "".join("250%s%s\r\n" % ("-" if i < len(lines) - 1 else " ", l)
+                                                 for i, l in enumerate(lines)).encode())
             elif verb == "STARTTLS":
                 self._reply(conn, "STARTTLS", "220 2.0.0 go ahead")
                 conn = self.ctx.wrap_socket(conn, server_side=True)
@@ -166,12 +198,18 @@ class Server:
                 r = self._reply(conn, "DATA", "354 go ahead")
                 if not r.startswith("3"):
                     continue
+                self._body(conn, f)
                 data = self._read_data(f)
                 r = self._reply(conn, "DOT", "250 2.0.0 queued as X%d" % len(self.messages), data)
+                then_drop = isinstance(r, tuple)
+                if then_drop:
+                    r = r[1]
                 if r.startswith("2"):
                     with self.lock:
                         self.messages.append(Message(mail_from, rcpts, data,
                                                      state["tls"], state["user"]))
+                if then_drop:
+                    raise _Drop()
             elif verb == "BDAT":
                 # RFC 3030: "BDAT size [LAST]", then exactly size raw bytes
                 args = text.split()
@@ -202,6 +240,20 @@ class Server:
                 return
             else:
                 conn.sendall(b"500 5.5.1 unknown command\r\n")
+
+    def _body(self, conn, f):
+        b = self.script.get("BODY")
+        if callable(b):
+            b = b(None)
+        if not b:
+            return
+        if b[0] == "STALL":
+            time.sleep(b[1])
+            raise _Drop()
+        if b[0] == "EARLY":
+            f.read(b[1])
+            conn.sendall(b[2].encode() + b"\r\n")
+            raise _Drop()
 
     def _read_data(self, f):
         out = []

@@ -1,0 +1,89 @@
+/*
+ * pump.h - the byte stream between libESMTP and the upstream, bounded
+ * and shaped.
+ *
+ * postie opens the upstream itself (dial.h, tunnel.h, upstream.h: TCP or
+ * an SSH channel, then TLS). libESMTP gets one end of a socketpair(2) at
+ * its connect() (handoff.h); a thread serves the other end against the
+ * upstream (a descriptor, or an SSL connection over it), the same way for
+ * every upstream. It follows the dialogue enough to hold it to its bounds:
+ *
+ * - It parses every server reply (reply.h: line, line-count and byte
+ *   bounds) and forwards only whole, sanitized replies.
+ * - It knows when a reply is due (every command line libESMTP sent, the
+ *   greeting, the end of the message data) and gives each one timeout
+ *   seconds from becoming due to arrive whole, however it drips. Bytes it
+ *   cannot hand on (a server that stops reading) get timeout seconds of
+ *   no progress. The whole session gets pump_session_limit seconds.
+ * - It rewrites the EHLO reply libESMTP sees: no CHUNKING (libESMTP's
+ *   pipelined BDAT crashes it on a dropped connection) and no STARTTLS
+ *   (postie does TLS itself).
+ * - Inside DATA (from the server's 354 until libESMTP's CRLF.CRLF has been
+ *   forwarded) the server has nothing to say: a reply then, such as an
+ *   early "250 queued", is a protocol error, never a delivery.
+ *
+ * When the pump cuts the session it says why in error[], naming the host
+ * and the stage ("mx.example.com timed out waiting for the reply to RCPT
+ * (10 s)"); libESMTP sees the connection close and defers what is left.
+ */
+#ifndef POSTIE_PUMP_H
+#define POSTIE_PUMP_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+#include "err.h"
+
+struct pump_state;
+
+struct pump {
+	int			 up_fd;		/* the upstream descriptor */
+	SSL			*up_ssl;	/* TLS over it, or NULL */
+	int			 local;		/* the pump's end of the pair */
+	int			 client;	/* libESMTP's end, handed over */
+	char			 host[256];	/* for the reasons */
+	long			 timeout;	/* seconds: per reply, per write */
+	long			 limit;		/* seconds: the whole session */
+	pthread_t		 thread;
+	bool			 running;
+	int			 cut;		/* pump_cut was called (atomic) */
+	char			 error[ERR_MSG_MAX];	/* why it cut, or "" */
+	bool			 dropped;	/* error[] only says the server
+						 * closed or reset: its last
+						 * 4xx/5xx says more */
+	const char		*server;	/* for smtp_set_server */
+	struct pump_state	*st;
+};
+
+/*
+ * Start the pump over an open upstream (takes up_fd and up_ssl: closed by
+ * pump_finish) and arm the handoff so that libESMTP's next connect() to
+ * p->server on this thread gets the client end. greeting, if not NULL, is
+ * sent to libESMTP in the server's place (after STARTTLS the server does
+ * not greet again); otherwise the server's greeting is the first reply
+ * due.
+ */
+int	pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
+	    const char *greeting, long timeout, long limit, struct err *e);
+
+/* Cut both sides now (an AUTH failure, a short read of the queue file):
+ * the caller has its own reason, so the pump records none. */
+void	pump_cut(struct pump *p);
+
+/* Wait for the pump to end and close everything. */
+void	pump_finish(struct pump *p);
+
+/*
+ * The bound on a whole session, in seconds: timeout for each reply it may
+ * wait for (6 for greeting, EHLO, AUTH and QUIT; 3 per message; 1 per
+ * recipient), plus the bytes to send at a floor rate of PUMP_FLOOR_RATE
+ * bytes a second. A session cannot hang past it, and a slow link that
+ * still moves PUMP_FLOOR_RATE is never cut.
+ */
+#define PUMP_FLOOR_RATE	4096
+long	pump_session_limit(long timeout, size_t messages, size_t recipients,
+	    unsigned long long bytes);
+
+#endif

@@ -1,0 +1,637 @@
+/* pump.c - the byte stream between libESMTP and the upstream. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "handoff.h"
+#include "pump.h"
+#include "reply.h"
+#include "util.h"
+
+#define PUMP_AGAIN	(-2)	/* an operation would block */
+#define CBUF		65536	/* libESMTP -> server, one read */
+#define SBUF		16384	/* server -> us, one read */
+#define OBUF		(REPLY_BYTES_MAX + REPLY_LINE_MAX + 4 * SBUF)
+
+/* What a reply due answers. */
+enum due_kind { DUE_OTHER, DUE_EHLO, DUE_DATA, DUE_END };
+
+struct due {
+	enum due_kind	 kind;
+	char		 what[32];	/* "the reply to RCPT" */
+	long long	 since;		/* ms: when it became due */
+};
+
+/* Where the end-of-data scan stands: CR LF . CR LF. */
+enum data_scan { D_MID, D_CR, D_BOL, D_DOT, D_DOTCR, D_END };
+
+struct pump_state {
+	char		 cbuf[CBUF];	/* from libESMTP, not yet sent on */
+	size_t		 cstart, cend;
+	char		 sbuf[SBUF];
+	char		 obuf[OBUF];	/* whole replies for libESMTP */
+	size_t		 ostart, oend;
+	struct reply	 reply;		/* the reply being read */
+	struct due	*q;		/* replies due, oldest first */
+	size_t		 qhead, qlen, qcap;
+	bool		 data;		/* inside DATA */
+	enum data_scan	 scan;
+	char		 verb[16];	/* start of the command line */
+	size_t		 vlen;
+	long long	 progress;	/* ms: the last byte sent on */
+};
+
+static void
+fail(struct pump *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Record why the session ends (the first reason wins). */
+static void
+fail(struct pump *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->error[0] != '\0' || __atomic_load_n(&p->cut, __ATOMIC_ACQUIRE))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->error, sizeof(p->error), fmt, ap);
+	va_end(ap);
+}
+
+long
+pump_session_limit(long timeout, size_t messages, size_t recipients,
+    unsigned long long bytes)
+{
+	unsigned long long waits = 6 + 3 * (unsigned long long)messages +
+	    recipients;
+	unsigned long long s = waits * (unsigned long long)timeout +
+	    bytes / PUMP_FLOOR_RATE;
+
+	return s > LONG_MAX / 1000 ? LONG_MAX / 1000 : (long)s;
+}
+
+/* ---- the replies due ---------------------------------------------- */
+
+static void
+due_push(struct pump_state *s, enum due_kind kind, const char *what,
+    long long now)
+{
+	struct due *d;
+
+	if (s->qhead > 0 && s->qhead == s->qlen)
+		s->qhead = s->qlen = 0;
+	if (s->qlen == s->qcap) {
+		s->qcap = s->qcap ? 2 * s->qcap : 64;
+		s->q = xrealloc(s->q, s->qcap * sizeof(*s->q));
+	}
+	d = &s->q[s->qlen++];
+	d->kind = kind;
+	snprintf(d->what, sizeof(d->what), "%s", what);
+	/* a pipelined command's reply is due once the one before it came */
+	d->since = now;
+}
+
+static struct due *
+due_head(struct pump_state *s)
+{
+	return s->qhead < s->qlen ? &s->q[s->qhead] : NULL;
+}
+
+static struct due
+due_pop(struct pump_state *s, long long now)
+{
+	struct due d = s->q[s->qhead++];
+	struct due *next = due_head(s);
+
+	if (next != NULL && next->since < now)
+		next->since = now;
+	return d;
+}
+
+/* A command line libESMTP sent (its first bytes in s->verb). */
+static void
+due_command(struct pump_state *s, long long now)
+{
+	static const char *const verbs[] = { "EHLO", "HELO", "MAIL", "RCPT",
+	    "DATA", "RSET", "NOOP", "QUIT", "AUTH", "VRFY", "BDAT",
+	    "STARTTLS" };
+	const char *verb = "AUTH";	/* a line with no verb answers a 334
+					 * and carries credentials: unnamed */
+	char what[32];
+	size_t n = strcspn(s->verb, " \r\n");
+
+	s->verb[s->vlen] = '\0';
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (n == strlen(verbs[i]) && strncasecmp(s->verb, verbs[i],
+		    n) == 0)
+			verb = verbs[i];
+	snprintf(what, sizeof(what), "the reply to %s", verb);
+	due_push(s, strcmp(verb, "EHLO") == 0 || strcmp(verb, "HELO") == 0 ?
+	    DUE_EHLO : strcmp(verb, "DATA") == 0 ? DUE_DATA : DUE_OTHER,
+	    what, now);
+	s->vlen = 0;
+}
+
+/* ---- libESMTP's side, as it is sent on -------------------------------- */
+
+/* Scan message data for CRLF.CRLF; how many bytes belong to the data. */
+static size_t
+scan_data(enum data_scan *st, const char *b, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		char c;
+
+		if (*st == D_MID) {
+			const char *cr = memchr(b + i, '\r', n - i);
+
+			if (cr == NULL)
+				return n;
+			i = (size_t)(cr - b) + 1;
+			*st = D_CR;
+			continue;
+		}
+		c = b[i++];
+		switch (*st) {
+		case D_CR:
+			*st = c == '\n' ? D_BOL : c == '\r' ? D_CR : D_MID;
+			break;
+		case D_BOL:
+			*st = c == '.' ? D_DOT : c == '\r' ? D_CR : D_MID;
+			break;
+		case D_DOT:
+			*st = c == '\r' ? D_DOTCR : D_MID;
+			break;
+		case D_DOTCR:
+			if (c == '\n') {
+				*st = D_END;
+				return i;
+			}
+			*st = c == '\r' ? D_CR : D_MID;
+			break;
+		default:
+			break;
+		}
+	}
+	return i;
+}
+
+/* Follow what was just sent on: command lines make replies due; the
+ * data's end makes the final reply due and ends DATA. */
+static void
+track_client(struct pump_state *s, const char *b, size_t n, long long now)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		const char *nl;
+		size_t len;
+
+		if (s->data) {
+			i += scan_data(&s->scan, b + i, n - i);
+			if (s->scan == D_END) {
+				s->data = false;
+				due_push(s, DUE_END, "the reply to the message "
+				    "data", now);
+			}
+			continue;
+		}
+		nl = memchr(b + i, '\n', n - i);
+		len = nl ? (size_t)(nl - (b + i)) : n - i;
+		for (size_t j = 0; j < len && s->vlen < sizeof(s->verb) - 1;
+		    j++)
+			s->verb[s->vlen++] = b[i + j];
+		if (nl == NULL)
+			break;
+		i += len + 1;
+		due_command(s, now);
+	}
+}
+
+/* ---- the server's side ------------------------------------------------ */
+
+/* The first line of raw server bytes, printable, for a reason. */
+static void
+first_line(const char *b, size_t n, char *out, size_t len)
+{
+	size_t k = strcspn(b, "\r\n");
+
+	(void)n;
+	if (k >= len)
+		k = len - 1;
+	memcpy(out, b, k);
+	out[k] = '\0';
+	util_sanitize_ascii(out);
+}
+
+/* Server bytes: whole replies go to libESMTP's queue. -1: cut. */
+static int
+take_server(struct pump *p, struct pump_state *s, char *b, size_t n,
+    long long now)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		struct due *head = due_head(s), d;
+		ssize_t took;
+		char text[200];
+
+		if (s->data) {
+			b[n] = '\0';
+			first_line(b + i, n - i, text, sizeof(text));
+			fail(p, "%s answered before the end of the message "
+			    "data (protocol error): %s", p->host, text);
+			return -1;
+		}
+		took = reply_feed(&s->reply, b + i, n - i);
+		if (took < 0) {
+			fail(p, "%s %s (%s)", p->host, s->reply.error,
+			    head ? head->what : "a reply nobody asked for");
+			return -1;
+		}
+		i += (size_t)took;
+		if (!s->reply.done)
+			break;
+		if (head == NULL) {
+			reply_text(&s->reply, text, sizeof(text));
+			fail(p, "%s sent a reply nobody asked for (protocol "
+			    "error): %s", p->host, text);
+			return -1;
+		}
+		d = due_pop(s, now);
+		if (d.kind == DUE_EHLO)
+			reply_shape_ehlo(&s->reply);
+		if (d.kind == DUE_DATA && s->reply.code / 100 == 3) {
+			s->data = true;
+			s->scan = D_BOL;
+		}
+		if (s->oend + s->reply.len > sizeof(s->obuf)) {
+			fail(p, "%s: too many replies at once", p->host);
+			return -1;
+		}
+		memcpy(s->obuf + s->oend, s->reply.buf, s->reply.len);
+		s->oend += s->reply.len;
+		reply_init(&s->reply);
+	}
+	return 0;
+}
+
+/* ---- upstream I/O: > 0 bytes, 0 end, -1 broken, PUMP_AGAIN ----------- */
+
+static ssize_t
+ssl_result(SSL *ssl, int r, short *want)
+{
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+		*want |= POLLIN;
+		return PUMP_AGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		*want |= POLLOUT;
+		return PUMP_AGAIN;
+	case SSL_ERROR_SYSCALL:
+		ERR_clear_error();
+		if (errno == EAGAIN || errno == EINTR) {
+			*want |= POLLIN;
+			return PUMP_AGAIN;
+		}
+		return r == 0 || errno == 0 ? 0 : -1;
+	default:
+		ERR_clear_error();
+		if (errno == 0)
+			errno = EPROTO;
+		return -1;
+	}
+}
+
+static ssize_t
+up_read(struct pump *p, char *b, size_t n, short *want)
+{
+	ssize_t r;
+
+	errno = 0;
+	if (p->up_ssl != NULL) {
+		int k = SSL_read(p->up_ssl, b, (int)n);
+
+		return k > 0 ? k : ssl_result(p->up_ssl, k, want);
+	}
+	r = read(p->up_fd, b, n);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+		*want |= POLLIN;
+		return PUMP_AGAIN;
+	}
+	return r;
+}
+
+static ssize_t
+up_write(struct pump *p, const char *b, size_t n, short *want)
+{
+	ssize_t r;
+
+	errno = 0;
+	if (p->up_ssl != NULL) {
+		int k = SSL_write(p->up_ssl, b, n > INT_MAX ? INT_MAX : (int)n);
+
+		return k > 0 ? k : ssl_result(p->up_ssl, k, want);
+	}
+	r = send(p->up_fd, b, n, MSG_NOSIGNAL);	/* a socket either way */
+	if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+		*want |= POLLOUT;
+		return PUMP_AGAIN;
+	}
+	return r < 0 ? -1 : r;
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+/* The server closed its side: say so if something was due. */
+static void
+server_closed(struct pump *p, struct pump_state *s)
+{
+	struct due *head = due_head(s);
+
+	p->dropped = p->error[0] == '\0';
+	if (s->data)
+		fail(p, "%s closed the connection during the message data",
+		    p->host);
+	else if (head != NULL)
+		fail(p, "%s closed the connection while waiting for %s",
+		    p->host, head->what);
+}
+
+/* Move the server's bytes on. 1 progress, 0 none, -1 end. */
+static int
+step_server(struct pump *p, struct pump_state *s, short *up_ev,
+    short *loc_ev, long long now)
+{
+	int progress = 0;
+
+	if (s->ostart == s->oend) {
+		ssize_t n = up_read(p, s->sbuf, sizeof(s->sbuf) - 1, up_ev);
+
+		if (n == 0) {
+			server_closed(p, s);
+			return -1;
+		}
+		if (n == -1) {
+			p->dropped = p->error[0] == '\0';
+			fail(p, "the connection to %s broke: %s", p->host,
+			    strerror(errno));
+			return -1;
+		}
+		if (n > 0) {
+			s->ostart = s->oend = 0;
+			if (take_server(p, s, s->sbuf, (size_t)n, now) < 0)
+				return -1;
+			progress = 1;
+		}
+	}
+	if (s->ostart < s->oend) {
+		ssize_t w = send(p->local, s->obuf + s->ostart,
+		    s->oend - s->ostart, MSG_NOSIGNAL);
+
+		if (w > 0) {
+			s->ostart += (size_t)w;
+			progress = 1;
+		} else if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			*loc_ev |= POLLOUT;
+		else
+			return -1;	/* libESMTP has gone */
+	}
+	return progress;
+}
+
+/* Move libESMTP's bytes on. 1 progress, 0 none, -1 end. */
+static int
+step_client(struct pump *p, struct pump_state *s, short *up_ev,
+    short *loc_ev, long long now)
+{
+	int progress = 0;
+
+	if (s->cstart == s->cend) {
+		ssize_t n = read(p->local, s->cbuf, sizeof(s->cbuf));
+
+		if (n == 0)
+			return -1;	/* libESMTP is done */
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (n < 0) {
+			*loc_ev |= POLLIN;
+			return 0;
+		}
+		s->cstart = 0;
+		s->cend = (size_t)n;
+		s->progress = now;
+		progress = 1;
+	}
+	{
+		ssize_t w = up_write(p, s->cbuf + s->cstart,
+		    s->cend - s->cstart, up_ev);
+
+		if (w > 0) {
+			track_client(s, s->cbuf + s->cstart, (size_t)w, now);
+			s->cstart += (size_t)w;
+			s->progress = now;
+			return 1;
+		}
+		if (w != PUMP_AGAIN) {
+			int saved = errno;
+			short ignore = 0;
+			ssize_t n;
+
+			/* a server that answered early and closed: its
+			 * words explain the broken pipe better */
+			n = up_read(p, s->sbuf, sizeof(s->sbuf) - 1, &ignore);
+			if (n > 0 && take_server(p, s, s->sbuf, (size_t)n,
+			    now) < 0)
+				return -1;
+			if (s->data)
+				fail(p, "%s stopped taking the message data: "
+				    "%s", p->host, strerror(saved ? saved :
+				    EPIPE));
+			else {
+				p->dropped = p->error[0] == '\0';
+				fail(p, "the connection to %s broke while "
+				    "sending: %s", p->host, strerror(saved ?
+				    saved : EPIPE));
+			}
+			return -1;
+		}
+	}
+	return progress;
+}
+
+/* Nothing moved: wait for a side until the nearest deadline. 0 ok, -1
+ * a deadline passed (the reason recorded). */
+static int
+wait_sides(struct pump *p, struct pump_state *s, short up_ev, short loc_ev,
+    long long now, long long session_end)
+{
+	long long t = p->timeout * 1000, deadline = session_end;
+	struct due *head = due_head(s);
+	int which = 0;	/* 0 session, 1 reply, 2 sending */
+	/* a side with nothing to wait for stays out (its hang-up would
+	 * wake the loop for nothing); pump_cut shuts down a side polled */
+	struct pollfd pfd[2] = {
+		{ .fd = loc_ev ? p->local : -1, .events = loc_ev },
+		{ .fd = up_ev ? p->up_fd : -1, .events = up_ev },
+	};
+
+	if (head != NULL && head->since + t < deadline) {
+		deadline = head->since + t;
+		which = 1;
+	}
+	if (s->cstart < s->cend && s->progress + t < deadline) {
+		deadline = s->progress + t;
+		which = 2;
+	}
+	if (now >= deadline) {
+		if (which == 1)
+			fail(p, "%s timed out waiting for %s (%ld s)", p->host,
+			    head->what, p->timeout);
+		else if (which == 2)
+			fail(p, "%s stopped reading %s (nothing taken for "
+			    "%ld s)", p->host, s->data ? "the message data" :
+			    "the commands", p->timeout);
+		else
+			fail(p, "%s: the session went over its time bound of "
+			    "%ld s (see timeout in postie.conf(5))", p->host,
+			    p->limit);
+		return -1;
+	}
+	if (poll(pfd, 2, deadline - now > 60000 ? 60000 :
+	    (int)(deadline - now)) < 0 && errno != EINTR) {
+		fail(p, "poll: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+pump_loop(struct pump *p, struct pump_state *s)
+{
+	long long session_end = util_mono_ms() + (long long)p->limit * 1000;
+
+	for (;;) {
+		long long now = util_mono_ms();
+		short up_ev = 0, loc_ev = 0;
+		int a, b;
+
+		if (__atomic_load_n(&p->cut, __ATOMIC_ACQUIRE))
+			return;
+		/* the server first: an early reply is seen before a write
+		 * into a closed connection fails */
+		if ((a = step_server(p, s, &up_ev, &loc_ev, now)) < 0 ||
+		    (b = step_client(p, s, &up_ev, &loc_ev, now)) < 0)
+			return;
+		if (a > 0 || b > 0)
+			continue;
+		if (wait_sides(p, s, up_ev, loc_ev, now, session_end) < 0)
+			return;
+	}
+}
+
+static void *
+pump_main(void *arg)
+{
+	struct pump *p = arg;
+
+	pump_loop(p, p->st);
+	/* libESMTP sees the end at once, whoever ended it */
+	shutdown(p->local, SHUT_RDWR);
+	if (p->up_ssl != NULL && p->error[0] == '\0')
+		SSL_shutdown(p->up_ssl);
+	shutdown(p->up_fd, SHUT_RDWR);
+	return NULL;
+}
+
+int
+pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
+    const char *greeting, long timeout, long limit, struct err *e)
+{
+	int sp[2];
+
+	memset(p, 0, sizeof(*p));
+	p->up_fd = up_fd;
+	p->up_ssl = up_ssl;
+	p->local = p->client = -1;
+	p->timeout = timeout > 0 ? timeout : 30;
+	p->limit = limit > 0 ? limit : p->timeout;
+	p->server = HANDOFF_SERVER;
+	snprintf(p->host, sizeof(p->host), "%s", host);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		return err_set(e, ERR_OSERR, "socketpair: %s",
+		    strerror(errno));
+	p->local = sp[0];
+	p->client = sp[1];
+	fcntl(p->local, F_SETFL, fcntl(p->local, F_GETFL) | O_NONBLOCK);
+	fcntl(up_fd, F_SETFL, fcntl(up_fd, F_GETFL) | O_NONBLOCK);
+	p->st = xcalloc(1, sizeof(*p->st));
+	reply_init(&p->st->reply);
+	if (greeting != NULL) {
+		size_t n = strlen(greeting);
+
+		memcpy(p->st->obuf, greeting, n);
+		p->st->oend = n;
+	} else
+		due_push(p->st, DUE_OTHER, "the greeting", util_mono_ms());
+	if (pthread_create(&p->thread, NULL, pump_main, p) != 0) {
+		close(p->local);
+		close(p->client);
+		free(p->st);
+		p->st = NULL;
+		p->local = p->client = -1;
+		return err_set(e, ERR_OSERR, "cannot start the pump thread");
+	}
+	p->running = true;
+	handoff_arm(p->client);
+	return 0;
+}
+
+void
+pump_cut(struct pump *p)
+{
+	__atomic_store_n(&p->cut, 1, __ATOMIC_RELEASE);
+	if (p->local >= 0)
+		shutdown(p->local, SHUT_RDWR);
+	if (p->up_fd >= 0)
+		shutdown(p->up_fd, SHUT_RDWR);
+}
+
+void
+pump_finish(struct pump *p)
+{
+	handoff_disarm();
+	if (p->running) {
+		pthread_join(p->thread, NULL);
+		p->running = false;
+	}
+	if (p->local >= 0)
+		close(p->local);
+	if (p->client >= 0)
+		close(p->client);
+	if (p->up_ssl != NULL)
+		SSL_free(p->up_ssl);
+	if (p->up_fd >= 0)
+		close(p->up_fd);
+	if (p->st != NULL) {
+		free(p->st->q);
+		free(p->st);
+	}
+	p->local = p->client = p->up_fd = -1;
+	p->up_ssl = NULL;
+	p->st = NULL;
+}

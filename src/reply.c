@@ -1,0 +1,168 @@
+/* reply.c - SMTP replies from a server, parsed with bounds. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "reply.h"
+
+void
+reply_init(struct reply *r)
+{
+	r->len = r->line = 0;
+	r->lines = 0;
+	r->code = 0;
+	r->done = false;
+	r->error[0] = '\0';
+}
+
+static ssize_t
+refuse(struct reply *r, const char *why)
+{
+	snprintf(r->error, sizeof(r->error), "%s", why);
+	return -1;
+}
+
+/* The line buf[r->line..r->len) is whole (its LF seen, not stored). */
+static int
+end_line(struct reply *r)
+{
+	char *s = r->buf + r->line;
+	size_t n = r->len - r->line;
+
+	if (n > 0 && s[n - 1] == '\r')
+		n--;
+	if (n > REPLY_LINE_MAX)
+		return (int)refuse(r, "sent a reply line over 2048 bytes");
+	if (n < 3 || s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
+	    s[2] < '0' || s[2] > '9' || (n > 3 && s[3] != ' ' && s[3] != '-'))
+		return (int)refuse(r, "sent a malformed reply line");
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+			s[i] = '?';
+	if (r->lines == 0)
+		r->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+	if (++r->lines > REPLY_LINES_MAX)
+		return (int)refuse(r, "sent a reply over 100 lines");
+	if (r->line + n + 2 > REPLY_BYTES_MAX)
+		return (int)refuse(r, "sent a reply over 65536 bytes");
+	s[n] = '\r';
+	s[n + 1] = '\n';
+	r->len = r->line + n + 2;
+	r->done = n == 3 || s[3] == ' ';
+	r->line = r->len;
+	return 0;
+}
+
+ssize_t
+reply_feed(struct reply *r, const char *p, size_t n)
+{
+	size_t i = 0;
+
+	if (r->done)
+		return 0;
+	while (i < n && !r->done) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t take = (nl ? (size_t)(nl - (p + i)) : n - i);
+
+		/* a line is its bytes plus perhaps a CR before the LF */
+		if (r->len - r->line + take > REPLY_LINE_MAX + 1)
+			return refuse(r, "sent a reply line over 2048 bytes");
+		memcpy(r->buf + r->len, p + i, take);
+		r->len += take;
+		i += take;
+		if (nl == NULL)
+			break;
+		i++;	/* the LF */
+		if (end_line(r) < 0)
+			return -1;
+	}
+	return (ssize_t)i;
+}
+
+/* Is the EHLO line s (without its "250-") keyword kw? */
+static bool
+is_keyword(const char *s, size_t n, const char *kw)
+{
+	size_t k = strlen(kw);
+
+	return n >= k && strncasecmp(s, kw, k) == 0 &&
+	    (n == k || s[k] == ' ' || s[k] == '\r');
+}
+
+static bool
+dropped(const char *s, size_t n)
+{
+	return is_keyword(s, n, "CHUNKING") || is_keyword(s, n, "STARTTLS");
+}
+
+void
+reply_shape_ehlo(struct reply *r)
+{
+	size_t in = 0, out = 0, last = 0;
+	int lines = 0;
+
+	if (!r->done || r->code != 250)
+		return;
+	while (in < r->len) {
+		const char *nl = memchr(r->buf + in, '\n', r->len - in);
+		size_t n = (size_t)(nl - (r->buf + in)) + 1;
+
+		/* the first line names the server: never a keyword */
+		if (lines == 0 || n < 6 ||
+		    !dropped(r->buf + in + 4, n - 4)) {
+			memmove(r->buf + out, r->buf + in, n);
+			if (n > 5)
+				r->buf[out + 3] = '-';
+			last = out;
+			out += n;
+			lines++;
+		}
+		in += n;
+	}
+	if (r->buf[last + 3] == '-')
+		r->buf[last + 3] = ' ';
+	r->len = r->line = out;
+	r->lines = lines;
+}
+
+bool
+reply_has_keyword(const struct reply *r, const char *kw)
+{
+	size_t in = 0;
+
+	while (in < r->len) {
+		const char *nl = memchr(r->buf + in, '\n', r->len - in);
+		size_t n = (size_t)(nl - (r->buf + in)) + 1;
+
+		if (in > 0 && n > 6 && is_keyword(r->buf + in + 4, n - 4, kw))
+			return true;
+		in += n;
+	}
+	return false;
+}
+
+void
+reply_text(const struct reply *r, char *out, size_t len)
+{
+	size_t o = 0;
+
+	if (len == 0)
+		return;
+	for (size_t i = 0; i < r->len && o + 1 < len; i++) {
+		char c = r->buf[i];
+
+		if (c == '\r')
+			continue;
+		if (c == '\n') {
+			if (i + 1 == r->len)
+				break;
+			if (o + 3 >= len)
+				break;
+			memcpy(out + o, " / ", 3);
+			o += 3;
+			continue;
+		}
+		out[o++] = c;
+	}
+	out[o] = '\0';
+}

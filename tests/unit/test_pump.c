@@ -1,0 +1,303 @@
+/* test_pump.c - server replies parsed with bounds, the EHLO reply libESMTP
+ * sees, and the pump between a client and an upstream (socketpairs). */
+#include "testutil.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "pump.h"
+#include "reply.h"
+
+static struct reply *
+feed(const char *s)
+{
+	static struct reply r;
+
+	reply_init(&r);
+	assert_int_equal(reply_feed(&r, s, strlen(s)), (ssize_t)strlen(s));
+	return &r;
+}
+
+static void
+test_reply_whole_and_split(void **state)
+{
+	const char *text = "250-mx.example\r\n250-SIZE 10\n250 OK\r\nrest";
+	struct reply r;
+	size_t i = 0;
+	ssize_t k;
+
+	(void)state;
+	reply_init(&r);
+	/* byte by byte: the reply ends where it ends, the rest is left */
+	while (!r.done) {
+		k = reply_feed(&r, text + i, 1);
+		assert_true(k == 1);
+		i++;
+	}
+	assert_string_equal(text + i, "rest");
+	assert_int_equal(r.code, 250);
+	assert_int_equal(r.lines, 3);
+	assert_memory_equal(r.buf, "250-mx.example\r\n250-SIZE 10\r\n250 OK\r\n",
+	    r.len);
+	reply_init(&r);
+	k = reply_feed(&r, text, strlen(text));
+	assert_int_equal(k, (ssize_t)(strlen(text) - 4));
+	assert_true(reply_has_keyword(&r, "size"));
+	assert_false(reply_has_keyword(&r, "SIZ"));
+}
+
+static void
+test_reply_bounds(void **state)
+{
+	struct reply r;
+	char line[REPLY_LINE_MAX + 16];
+	size_t n;
+
+	(void)state;
+	/* a line of exactly REPLY_LINE_MAX bytes passes, one more does not */
+	memset(line, 'a', sizeof(line));
+	memcpy(line, "250 ", 4);
+	memcpy(line + REPLY_LINE_MAX, "\r\n", 2);
+	reply_init(&r);
+	assert_int_equal(reply_feed(&r, line, REPLY_LINE_MAX + 2),
+	    REPLY_LINE_MAX + 2);
+	assert_true(r.done);
+	line[REPLY_LINE_MAX] = 'a';
+	reply_init(&r);
+	assert_int_equal(reply_feed(&r, line, REPLY_LINE_MAX + 2), -1);
+	assert_string_equal(r.error, "sent a reply line over 2048 bytes");
+	/* 100 lines pass, 101 do not */
+	reply_init(&r);
+	for (int i = 0; i < REPLY_LINES_MAX; i++)
+		assert_int_equal(reply_feed(&r, "250-x\r\n", 7), 7);
+	assert_int_equal(reply_feed(&r, "250 x\r\n", 7), -1);
+	assert_string_equal(r.error, "sent a reply over 100 lines");
+	/* 64 KiB in all */
+	memset(line, 'b', sizeof(line));
+	memcpy(line, "250-", 4);
+	memcpy(line + 1000, "\r\n", 2);
+	reply_init(&r);
+	for (n = 0; n < REPLY_BYTES_MAX / 1002; n++)
+		assert_int_equal(reply_feed(&r, line, 1002), 1002);
+	assert_int_equal(reply_feed(&r, line, 1002), -1);
+	assert_string_equal(r.error, "sent a reply over 65536 bytes");
+	/* malformed */
+	reply_init(&r);
+	assert_int_equal(reply_feed(&r, "hello\r\n", 7), -1);
+	assert_string_equal(r.error, "sent a malformed reply line");
+	reply_init(&r);
+	assert_int_equal(reply_feed(&r, "250x\r\n", 6), -1);
+}
+
+static void
+test_reply_sanitized(void **state)
+{
+	struct reply *r;
+	const char evil[] = "550 a\x1b[2J\0b\x07\xc3\xa9\r\n";
+
+	(void)state;
+	r = feed("");
+	assert_int_equal(reply_feed(r, evil, sizeof(evil) - 1),
+	    (ssize_t)sizeof(evil) - 1);
+	assert_true(r->done);
+	assert_memory_equal(r->buf, "550 a?[2J?b???\r\n", r->len);
+}
+
+static void
+test_ehlo_shaped(void **state)
+{
+	struct reply *r;
+
+	(void)state;
+	/* the dropped line was the last: the one before becomes last */
+	r = feed("250-mx\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 CHUNKING\r\n");
+	reply_shape_ehlo(r);
+	assert_memory_equal(r->buf, "250-mx\r\n250 PIPELINING\r\n", r->len);
+	r = feed("250-mx\r\n250-chunking\r\n250-SIZE 5\r\n250 8BITMIME\r\n");
+	reply_shape_ehlo(r);
+	assert_memory_equal(r->buf, "250-mx\r\n250-SIZE 5\r\n250 8BITMIME\r\n",
+	    r->len);
+	/* only the keyword itself, not one it starts */
+	r = feed("250-mx\r\n250 CHUNKINGX\r\n");
+	reply_shape_ehlo(r);
+	assert_memory_equal(r->buf, "250-mx\r\n250 CHUNKINGX\r\n", r->len);
+	r = feed("250-mx\r\n250 STARTTLS\r\n");
+	reply_shape_ehlo(r);
+	assert_memory_equal(r->buf, "250 mx\r\n", r->len);
+	/* an error reply stays as it is */
+	r = feed("550-no\r\n550 CHUNKING\r\n");
+	reply_shape_ehlo(r);
+	assert_memory_equal(r->buf, "550-no\r\n550 CHUNKING\r\n", r->len);
+}
+
+static void
+test_session_limit(void **state)
+{
+	(void)state;
+	/* 6 + 3 per message + 1 per recipient waits, and the bytes at the
+	 * floor rate */
+	assert_int_equal(pump_session_limit(10, 1, 1, 0), 100);
+	assert_int_equal(pump_session_limit(10, 2, 3, 30 << 20),
+	    150 + (30 << 20) / PUMP_FLOOR_RATE);
+}
+
+/* ---- the pump over socketpairs -------------------------------------- */
+
+struct rig {
+	struct pump	p;
+	int		up[2];
+	int		client;
+};
+
+static void
+rig_start(struct rig *g, const char *greeting)
+{
+	struct err e;
+	struct timeval tv = { .tv_sec = 5 };
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g->up), 0);
+	assert_int_equal(pump_start(&g->p, g->up[0], NULL, "mx.test",
+	    greeting, 1, 60, &e), 0);
+	g->client = g->p.client;
+	setsockopt(g->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(g->up[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+static void
+put(int fd, const char *s)
+{
+	assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* Read exactly what s says, or fail. */
+static void
+expect(int fd, const char *s)
+{
+	char buf[4096];
+	size_t n = strlen(s), got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, buf + got, n - got);
+
+		assert_true(r > 0);
+		got += (size_t)r;
+	}
+	assert_memory_equal(buf, s, n);
+}
+
+static void
+expect_eof(int fd)
+{
+	char c;
+
+	assert_true(read(fd, &c, 1) <= 0);
+}
+
+static void
+rig_finish(struct rig *g)
+{
+	pump_cut(&g->p);
+	pump_finish(&g->p);
+	close(g->up[1]);
+}
+
+static void
+test_pump_dialogue(void **state)
+{
+	struct rig g;
+
+	(void)state;
+	rig_start(&g, NULL);
+	put(g.up[1], "220 hi\r\n");
+	expect(g.client, "220 hi\r\n");
+	put(g.client, "EHLO me\r\n");
+	expect(g.up[1], "EHLO me\r\n");
+	put(g.up[1], "250-mx\r\n250-PIPELINING\r\n");
+	put(g.up[1], "250 CHUNKING\r\n");
+	expect(g.client, "250-mx\r\n250 PIPELINING\r\n");
+	/* pipelined commands, replies in two reads */
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n3");
+	put(g.up[1], "54 go\r\n");
+	expect(g.client, "250 ok\r\n250 ok\r\n354 go\r\n");
+	/* the end of the data split across writes; a line "..x" is not it */
+	put(g.client, "a\r\n..x\r\n.\r");
+	put(g.client, "\nQUIT\r\n");
+	expect(g.up[1], "a\r\n..x\r\n.\r\nQUIT\r\n");
+	put(g.up[1], "250 queued\r\n221 bye\r\n");
+	expect(g.client, "250 queued\r\n221 bye\r\n");
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+}
+
+static void
+test_pump_early_reply(void **state)
+{
+	struct rig g;
+
+	(void)state;
+	rig_start(&g, "220 postie: TLS is up\r\n");
+	expect(g.client, "220 postie: TLS is up\r\n");
+	put(g.client, "DATA\r\n");
+	expect(g.up[1], "DATA\r\n");
+	put(g.up[1], "354 go\r\n");
+	expect(g.client, "354 go\r\n");
+	put(g.client, "part of the data\r\n.\r");
+	expect(g.up[1], "part of the data\r\n.\r");
+	put(g.up[1], "250 2.0.0 queued\r\n");
+	expect_eof(g.client);	/* never handed on: the pump cut */
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "mx.test answered before the end of "
+	    "the message data (protocol error): 250 2.0.0 queued");
+}
+
+static void
+test_pump_deadlines(void **state)
+{
+	struct rig g;
+
+	(void)state;
+	/* a reply that drips too slowly: whole within timeout or cut */
+	rig_start(&g, NULL);
+	put(g.up[1], "220 hi\r\n");
+	expect(g.client, "220 hi\r\n");
+	put(g.client, "RCPT TO:<c@d>\r\n");
+	expect(g.up[1], "RCPT TO:<c@d>\r\n");
+	for (int i = 0; i < 6; i++) {
+		if (write(g.up[1], "2", 1) < 0)
+			break;
+		usleep(250000);
+	}
+	expect_eof(g.client);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "mx.test timed out waiting for the "
+	    "reply to RCPT (1 s)");
+	/* a reply nobody asked for */
+	rig_start(&g, "220 up\r\n");
+	expect(g.client, "220 up\r\n");
+	put(g.up[1], "421 going away\r\n");
+	expect_eof(g.client);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "mx.test sent a reply nobody asked for "
+	    "(protocol error): 421 going away");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reply_whole_and_split),
+		cmocka_unit_test(test_reply_bounds),
+		cmocka_unit_test(test_reply_sanitized),
+		cmocka_unit_test(test_ehlo_shaped),
+		cmocka_unit_test(test_session_limit),
+		cmocka_unit_test(test_pump_dialogue),
+		cmocka_unit_test(test_pump_early_reply),
+		cmocka_unit_test(test_pump_deadlines),
+	};
+
+	signal(SIGPIPE, SIG_IGN);	/* as in postie's main */
+	return cmocka_run_group_tests_name("test_pump", tests, NULL, NULL);
+}
