@@ -116,6 +116,23 @@ class TestPlain(DeliverCase):
         # CRLF everywhere, the dots survived stuffing, the last line ended
         self.assertEqual(srv.messages[0].data, body.replace(b"\n", b"\r\n") + b"\r\n")
 
+    def test_verbose_shows_every_message_with_chunking_offered(self):
+        # -v used to stop after the first MAIL when the server offered
+        # CHUNKING: every command of every message is shown
+        srv = self.start(extensions=("8BITMIME", "PIPELINING", "CHUNKING", "SIZE 100000000"))
+        for i in range(3):
+            self.enqueue(["r%d@example.com" % i], MSG.replace(b"deliver test", b"m%d" % i))
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 3)
+        err = r.stderr.decode()
+        for i in range(3):
+            self.assertIn("deliver: > RCPT TO:<r%d@example.com>" % i, err)
+        self.assertEqual(err.count("deliver: > MAIL FROM:<alice@example.org>"), 3, err)
+        self.assertEqual(err.count("deliver: > DATA"), 3, err)
+        self.assertEqual(err.count("deliver: < 250 2.0.0 queued as"), 3, err)
+        self.assertIn("deliver: > QUIT", err)
+
     def test_per_recipient_mix_retry_and_bounce(self):
         def rcpt(addr):
             return {"bad@example.com": "550 5.1.1 no such user",
