@@ -317,11 +317,11 @@ class Postfix:
                "POSTLOG_SERVICE": "postlog", "POSTLOG_HOSTNAME": "postfix.test"}
         # -d: stay in the foreground, so this object owns master; its own
         # process group, so stop() reaches every daemon it started
-        self.proc = subprocess.Popen([os.path.join(DAEMONS, "master"), "-d", "-c", self.conf],
-                                     env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "master.err"), "wb"),
-                                     start_new_session=True)
+        with open(os.path.join(self.dir, "master.err"), "ab") as err:
+            self.proc = subprocess.Popen([os.path.join(DAEMONS, "master"), "-d", "-c", self.conf],
+                                         env=env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         start_new_session=True)
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -386,7 +386,8 @@ class Postfix:
         text = ""
         for name in ("master.err", "maillog"):
             try:
-                text += open(os.path.join(self.dir, name), errors="replace").read()
+                with open(os.path.join(self.dir, name), errors="replace") as f:
+                    text += f.read()
             except OSError:
                 pass
         return text
