@@ -1,0 +1,191 @@
+"""deliver against a real Postfix (postfix.py): submission with STARTTLS
+and AUTH, implicit TLS, CHUNKING as Postfix offers it, and Postfix's own
+replies for a wrong password and a message over message_size_limit.
+One Postfix serves the whole class; each test reads only its own mail."""
+import glob
+import json
+import os
+import unittest
+
+import certs
+import postfix
+from pt import QueueCase
+
+WHY_NOT = postfix.available()
+
+# a line of dots, a lone dot, a long line, 8-bit text and no final
+# newline: what SMTP framing and Postfix's line storage could disturb
+BODIES = [
+    b"From: Alice <alice@example.org>\nTo: Bob <bob@example.com>\n"
+    b"Subject: first\nMessage-ID: <pf-1@example.org>\n\n"
+    b"line one\n.leading dot\n..two dots\n.\nlast line\n",
+    b"From: Alice <alice@example.org>\nTo: Carol <carol@example.com>\n"
+    b"Subject: second\nMessage-ID: <pf-2@example.org>\n"
+    b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+    b"caf\xc3\xa9 \xe2\x82\xac\n" + b"x" * 1500 + b"\n\n\ttab\n",
+    b"From: Alice <alice@example.org>\nTo: Dave <dave@example.net>\n"
+    b"Subject: third\nMessage-ID: <pf-3@example.org>\n\nno final newline",
+]
+
+LIMIT = 20000        # message_size_limit: far above BODIES, far below BIG
+
+
+@unittest.skipIf(WHY_NOT, WHY_NOT)
+class TestPostfix(QueueCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pf = postfix.Postfix(users={"me@example.org": "s3cret pass"},
+                                 mechanisms=("PLAIN",), message_size_limit=LIMIT)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pf.stop()
+
+    def setUp(self):
+        super().setUp()
+        self.pf.clear()
+        self.password = "s3cret pass"
+
+    def configure(self, tls="starttls"):
+        pw = os.path.join(self.dir, "pw")
+        with open(pw, "w") as f:
+            f.write("#!/bin/sh\necho '%s'\n" % self.password)
+        os.chmod(pw, 0o700)
+        port = self.pf.submission if tls == "starttls" else self.pf.smtps
+        self.write_config(
+            "batch-delay 1s\nretry 1m 5m\nbounce maildir %s\n" % os.path.join(self.dir, "bounces") +
+            "identity pf\n  default\n  host localhost\n  port %d\n  tls %s\n"
+            "  tls-ca %s\n  user me@example.org\n  password-command \"%s\"\n"
+            "  connect-timeout 5s\n  timeout 20s\n" % (port, tls, certs.path("ca.crt"), pw))
+
+    def enqueue(self, rcpts, data, sender="alice@example.org", args=()):
+        r = self.sendmail(["-odq", "-i", "-f", sender] + list(args) + rcpts, data)
+        self.assertQueued(r)
+        return self.msg_ids()[-1]
+
+    def deliver(self):
+        r = self.run_cmd("deliver", ["-v"], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def states(self, qid):
+        mq = json.loads(self.run_cmd("mailq", ["--json"]).stdout)
+        for m in mq["messages"]:
+            if m["id"] == qid:
+                return {r["address"]: (r["state"], r["reply"]) for r in m["recipients"]}
+        return None
+
+    def received(self, count):
+        got = self.pf.messages(count)
+        self.assertEqual(len(got), count, (got, self.pf.log_text()[-3000:]))
+        return got
+
+    def queued(self):
+        """{Message-ID line: (envelope, bytes)} of what sendmail queued."""
+        out = {}
+        for qid in self.msg_ids():
+            env, data = self.read_msg(qid)
+            out[self.message_id(data)] = (env, data)
+        return out
+
+    @staticmethod
+    def message_id(data):
+        for line in data.split(b"\n"):
+            if line.lower().startswith(b"message-id:"):
+                return line
+        return None
+
+    def several_messages_arrive_byte_for_byte(self, tls):
+        self.configure(tls)
+        for i, body in enumerate(BODIES):
+            self.enqueue(["bob@example.com", "carol@example.com"] if i == 0 else
+                         ["dave@example.net"], body)
+        queued = self.queued()
+        sessions = self.pf.log_text().count("sasl_username=me@example.org")
+        r = self.deliver()
+        self.assertEqual(self.msg_ids(), [], r.stderr)
+        got = self.received(len(BODIES))
+        for m in got:
+            env, data = queued[self.message_id(m.data)]
+            # Postfix stores lines: a last line without a newline gets one
+            want = data if data.endswith(b"\n") else data + b"\n"
+            self.assertEqual(m.data, want)
+            self.assertEqual(m.sender, env["sender"])
+            self.assertEqual(m.rcpts, env["rcpt"])
+            self.assertIn(b"with ESMTPSA", m.received)      # TLS and AUTH
+            self.assertIn(b"(using TLSv1.", m.received)
+        log = self.pf.log_text()
+        # authenticated with PLAIN once per message; the callers check
+        # that it was one session and that the mail went as BDAT
+        self.assertEqual(log.count("sasl_username=me@example.org") - sessions, len(BODIES), log)
+        self.assertIn("sasl_method=PLAIN", log)
+        return log
+
+    def test_starttls_auth_plain_several_messages_one_session(self):
+        log = self.several_messages_arrive_byte_for_byte("starttls")
+        self.assertRegex(log, r"submission/smtpd\[\d+\]: disconnect from .* ehlo=2 "
+                              r"starttls=1 auth=1 mail=3 rcpt=4 bdat=\d+ quit=1 commands=\d+\n")
+
+    def test_implicit_tls_several_messages_one_session(self):
+        log = self.several_messages_arrive_byte_for_byte("tls")
+        self.assertRegex(log, r"smtps/smtpd\[\d+\]: disconnect from .* ehlo=1 "
+                              r"auth=1 mail=3 rcpt=4 bdat=\d+ quit=1 commands=\d+\n")
+
+    def test_bcc_only_in_the_envelope(self):
+        self.configure()
+        body = (b"From: Alice <alice@example.org>\nTo: Bob <bob@example.com>\n"
+                b"Bcc: Hidden <hidden@example.net>\nSubject: bcc\n"
+                b"Message-ID: <pf-bcc@example.org>\n\nsecret copy\n")
+        r = self.sendmail(["-odq", "-i", "-t", "-f", "alice@example.org"], body)
+        self.assertQueued(r)
+        self.deliver()
+        m, = self.received(1)
+        self.assertEqual(m.rcpts, ["bob@example.com", "hidden@example.net"])
+        self.assertNotIn(b"hidden", m.data.lower())
+        self.assertNotIn(b"\nbcc:", b"\n" + m.data.lower())
+        self.assertTrue(m.data.endswith(b"\n\nsecret copy\n"))
+
+    def test_wrong_password_is_a_deferral_with_the_server_reason(self):
+        self.password = "not the password"
+        self.configure()
+        qid = self.enqueue(["bob@example.com"], BODIES[0])
+        self.deliver()
+        self.assertEqual(self.msg_ids(), [qid])
+        state, reply = self.states(qid)["bob@example.com"]
+        self.assertEqual(state, "deferred")
+        self.assertEqual(reply, "identity 'pf': authentication failed for user "
+                                "'me@example.org': 535 5.7.8 Error: authentication failed: "
+                                "authentication failure")
+        self.assertNotIn("not the password", json.dumps(self.states(qid)))
+        self.assertEqual(self.pf.messages(), [])
+        self.assertRegex(self.pf.log_text(), r"SASL PLAIN authentication failed")
+
+    def test_over_message_size_limit_fails_with_a_notice(self):
+        self.configure()
+        big = BODIES[0] + b"y" * 99 + b"\n"
+        big += b"y" * 99 * (LIMIT // 100 + 10) + b"\n"
+        qid = self.enqueue(["bob@example.com"], big)
+        small = self.enqueue(["carol@example.com"], BODIES[2])
+        self.deliver()
+        self.assertEqual(self.msg_ids(), [])
+        got = self.received(1)
+        self.assertEqual(got[0].rcpts, ["carol@example.com"])   # the next one still went
+        notices = glob.glob(os.path.join(self.dir, "bounces", "new", "*"))
+        self.assertEqual(len(notices), 1)
+        text = open(notices[0], "rb").read()
+        # Postfix refuses the MAIL FROM (postie declares SIZE=); the
+        # notice gives its reply and a 5.x.x Status
+        self.assertIn(b"<bob@example.com>: 552 ", text)
+        self.assertIn(b"Message size exceeds fixed limit\n", text)
+        self.assertRegex(text, rb"\nFinal-Recipient: rfc822; bob@example.com\nAction: failed\n"
+                               rb"Status: 5\.\d\.\d\n"
+                               rb"Diagnostic-Code: smtp; 552 [^\n]*Message size exceeds fixed limit\n")
+        self.assertIn(b"X-Postie-Queue-ID: %s\n" % qid.encode(), text)
+        self.assertNotIn(b"yyyy", text)            # headers only, not the big body
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("%s: to=<bob@example.com> via=pf status=failed" % qid, log)
+        self.assertIn("%s: to=<carol@example.com> via=pf status=sent" % small, log)
+
+
+if __name__ == "__main__":
+    unittest.main()
