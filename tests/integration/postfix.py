@@ -227,6 +227,9 @@ class Postfix:
             # the log goes to a file here, through postlogd, not to syslog
             "maillog_file = %s" % self.log,
             "maillog_file_prefixes = %s" % self.dir,
+            # a test kills an smtpd: master would hold the service back
+            # for 60 s after that (no greeting), as it does on a real host
+            "service_throttle_time = 1s",
             "myhostname = postfix.test",
             "mydomain = postfix.test",
             "myorigin = postfix.test",
@@ -360,10 +363,14 @@ class Postfix:
             if not name.endswith(".env"):
                 continue
             base = name[:-4]
-            with open(os.path.join(new, name), "rb") as f:
-                env = f.read().split(b"\0")[:-1]
-            with open(os.path.join(new, base + ".msg"), "rb") as f:
-                received, data = _split_received(f.read())
+            try:
+                with open(os.path.join(new, name), "rb") as f:
+                    env = f.read().split(b"\0")[:-1]
+                with open(os.path.join(new, base + ".msg"), "rb") as f:
+                    received, data = _split_received(f.read())
+            except FileNotFoundError:
+                continue        # cleared meanwhile
+
             out.append(Message(base.split(".")[0], env[0].decode(),
                                [r.decode() for r in env[1:]], received, data))
         return out
