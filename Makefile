@@ -1,4 +1,5 @@
 # postie - see README.md. "make", "make test", "make demo", "make bench",
+# "make fuzz [FUZZ_TIME=SECONDS]",
 # "make install PREFIX=/usr/local [DESTDIR=...]".
 
 CC	?= cc
@@ -91,6 +92,30 @@ bench: all
 	tests/bench/flush.sh $(BUILD)/postie
 	$(PYTHON) tests/bench/fetch.py $(BUILD)/postie
 
+# make fuzz: the libFuzzer targets (tests/fuzz/fuzz_*.c, one per parser),
+# built by clang with ASan+UBSan and coverage in build-fuzz/, then each run
+# FUZZ_TIME seconds from its seed corpus (tests/fuzz/run.sh).
+FUZZ_TIME ?= 10
+FUZZ_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	    -fno-omit-frame-pointer
+FUZZERS	= $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang \
+	    CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	    LDFLAGS="$(FUZZ_SAN)" fuzz-build
+	tests/fuzz/run.sh build-fuzz $(FUZZ_TIME) $(FUZZERS)
+
+fuzz-build: $(FUZZERS:%=$(BUILD)/fuzz/%)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(BUILD)/libpostie.a $(BUILD)/libpostienet.a | $(BUILD)/fuzz
+	$(CC) $(CPPFLAGS) -Itests/fuzz $(WARN) $(CFLAGS) -fsanitize=fuzzer \
+	    $(NET_CFLAGS) -o $@ $< $(BUILD)/libpostienet.a \
+	    $(BUILD)/libpostie.a $(LDFLAGS) $(NET_LIBS) -lpthread
+
+$(BUILD)/fuzz:
+	mkdir -p $@
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5
@@ -101,9 +126,10 @@ install: all
 	install -m 644 man/postie.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 format:
-	clang-format -i src/*.c include/*.h tests/unit/*.c
+	clang-format -i src/*.c include/*.h tests/unit/*.c tests/fuzz/*.[ch]
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all unit test valgrind deps demo bench install format clean
+.PHONY: all unit test valgrind deps demo bench fuzz fuzz-build install \
+	format clean
