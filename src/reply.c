@@ -28,6 +28,7 @@ end_line(struct reply *r)
 {
 	char *s = r->buf + r->line;
 	size_t n = r->len - r->line;
+	int code;
 
 	if (n > 0 && s[n - 1] == '\r')
 		n--;
@@ -39,8 +40,12 @@ end_line(struct reply *r)
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
 			s[i] = '?';
+	code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
 	if (r->lines == 0)
-		r->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+		r->code = code;
+	else if (code != r->code)	/* RFC 5321 4.2.1: one code a reply */
+		return (int)refuse(r, "sent a reply whose lines have different "
+		    "codes");
 	if (++r->lines > REPLY_LINES_MAX)
 		return (int)refuse(r, "sent a reply over 100 lines");
 	if (r->line + n + 2 > REPLY_BYTES_MAX)

@@ -88,6 +88,13 @@ test_reply_bounds(void **state)
 	assert_string_equal(r.error, "sent a malformed reply line");
 	reply_init(&r);
 	assert_int_equal(reply_feed(&r, "250x\r\n", 6), -1);
+	/* one code a reply (found by fuzz_reply): a 249- line among 250s
+	 * would let the pump and libESMTP read the reply differently */
+	reply_init(&r);
+	assert_int_equal(reply_feed(&r, "250-a\r\n", 7), 7);
+	assert_int_equal(reply_feed(&r, "249-b\r\n250 c\r\n", 14), -1);
+	assert_string_equal(r.error,
+	    "sent a reply whose lines have different codes");
 }
 
 static void
