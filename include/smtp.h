@@ -51,6 +51,8 @@ struct smtp_run {
 	char			 reason[ERR_MSG_MAX];	/* why it failed */
 	bool			 auth_failed;
 	bool			 unreachable;	/* DNS or connect failed */
+	bool			 session_failed;	/* reached, but no session
+						 * (TLS, greeting, STARTTLS) */
 	bool			 no_8bitmime;	/* the server lacks 8BITMIME */
 	bool			 verbose;	/* the dialogue to stderr */
 	/* called as soon as the server answered a message's DATA, so the

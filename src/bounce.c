@@ -12,16 +12,40 @@
 
 #define ORIG_HEADER_MAX (64 * 1024)
 
-/* "5.1.1" from "550 5.1.1 text", else a class default. */
-static void
-status_of(const char *reply, char *buf, size_t len)
+/* The enhanced code of "550 5.1.1 text": 1 and buf, or 0. */
+static int
+enhanced_code(const char *reply, char *buf, size_t len)
 {
 	int a, b, c;
 
-	if (reply != NULL && strlen(reply) > 4 &&
-	    sscanf(reply + 4, "%d.%d.%d", &a, &b, &c) == 3 &&
-	    (a == 4 || a == 5)) {
+	if (reply != NULL && strlen(reply) > 4 && reply[3] == ' ' &&
+	    sscanf(reply + 4, "%1d.%3d.%3d", &a, &b, &c) == 3 &&
+	    (a == 4 || a == 5) && b >= 0 && c >= 0) {
 		snprintf(buf, len, "%d.%d.%d", a, b, c);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The Status: of a failed recipient: the server's enhanced code; for a
+ * lifetime expiry that of the last reply, else 4.4.7 (RFC 3463: delivery
+ * time expired); else 5.0.0.
+ */
+static void
+status_of(const char *reply, char *buf, size_t len)
+{
+	static const char expired[] = "not delivered in ";
+	static const char last[] = "last reply: ";
+	const char *p;
+
+	if (enhanced_code(reply, buf, len))
+		return;
+	if (reply != NULL && strncmp(reply, expired, sizeof(expired) - 1) ==
+	    0) {
+		p = strstr(reply, last);
+		if (p == NULL || !enhanced_code(p + sizeof(last) - 1, buf, len))
+			snprintf(buf, len, "4.4.7");
 		return;
 	}
 	snprintf(buf, len, "5.0.0");
@@ -125,8 +149,8 @@ bounce_build(const char *id, const struct envelope *env,
 	sb_addf(out, "--%s\nContent-Type: text/plain; charset=us-ascii\n\n",
 	    boundary);
 	sb_addf(out, "postie on %s could not deliver your message (queue id "
-	    "%s)\nto the recipients below. The mail server's reply is given "
-	    "for each.\n\n", host, id);
+	    "%s)\nto the recipients below. The reason is given for each, with "
+	    "the mail\nserver's reply where there was one.\n\n", host, id);
 	for (size_t i = 0; i < st->n; i++) {
 		if (st->r[i].state != RCPT_FAILED)
 			continue;
@@ -144,7 +168,7 @@ bounce_build(const char *id, const struct envelope *env,
 	msg_format_date(env->queued, date, sizeof(date));
 	sb_addf(out, "Arrival-Date: %s\n", date);
 	for (size_t i = 0; i < st->n; i++) {
-		char status[16];
+		char status[40];
 
 		if (st->r[i].state != RCPT_FAILED)
 			continue;

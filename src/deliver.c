@@ -56,6 +56,9 @@ struct runner {
 						 * this run, not tried again */
 	bool			*reached;	/* per identity: dialled */
 	char			**down_why;	/* per identity, when down */
+	char			**failed_why;	/* per identity: why its session
+						 * failed (TLS, AUTH, password) */
+	struct reach		 reach;		/* QUEUE/unreachable at start */
 	size_t			 done, total;	/* progress */
 	bool			 progress;
 	struct dirsync		 sync;		/* msg/ removals to disk */
@@ -348,6 +351,8 @@ deliver_format_age(long secs, char *buf, size_t len)
 static int
 expire(struct runner *r, struct item *it, struct err *e)
 {
+	const struct reach_entry *down = it->ident != NULL ?
+	    reach_find(&r->reach, it->ident->name) : NULL;
 	char age[64];
 
 	deliver_format_age((long)queued_age(r, it), age, sizeof(age));
@@ -356,10 +361,17 @@ expire(struct runner *r, struct item *it, struct err *e)
 
 		if (!pending(it, i))
 			continue;
-		snprintf(reply, sizeof(reply), "not delivered in %s "
-		    "(lifetime); last reply: %s", age,
-		    it->st.r[i].reply && *it->st.r[i].reply ?
-		    it->st.r[i].reply : "none");
+		if (it->st.r[i].reply && *it->st.r[i].reply)
+			snprintf(reply, sizeof(reply), "not delivered in %s "
+			    "(lifetime); last reply: %s", age,
+			    it->st.r[i].reply);
+		else if (down != NULL)
+			snprintf(reply, sizeof(reply), "not delivered in %s "
+			    "(lifetime); the mail server was never reached: "
+			    "%s", age, down->reason);
+		else
+			snprintf(reply, sizeof(reply), "not delivered in %s "
+			    "(lifetime); last reply: none", age);
 		if (record(r, it, i, SMTP_FAIL, reply, "lifetime", e) < 0)
 			return -1;
 	}
@@ -575,6 +587,18 @@ mark_down(struct runner *r, size_t idx, const char *why)
 		    used ? "; " : "", r->cfg->ids[idx].name, why);
 }
 
+/*
+ * The identity was reached but its session failed as a whole (TLS, AUTH,
+ * the password): a deferral, as the policy says, but one a person at a
+ * terminal wants to hear of (see tell_failures).
+ */
+static void
+note_failure(struct runner *r, size_t idx, const char *why)
+{
+	free(r->failed_why[idx]);
+	r->failed_why[idx] = xstrdup(why);
+}
+
 static int
 deliver_identity(struct runner *r, size_t idx, struct err *e)
 {
@@ -621,6 +645,9 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 
 		password = smtp_password(id, &pe);
 		if (password == NULL) {
+			log_msg(r->log, LOG_WARNING, "identity %s: %s",
+			    id->name, pe.msg);
+			note_failure(r, idx, pe.msg);
 			snprintf(g.run.reason, sizeof(g.run.reason), "%s",
 			    pe.msg);
 			for (size_t k = 0; k < n; k++)
@@ -635,6 +662,8 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 		    g.run.reason);
 		if (g.run.unreachable)
 			mark_down(r, idx, g.run.reason);
+		else if (g.run.auth_failed || g.run.session_failed)
+			note_failure(r, idx, g.run.reason);
 	}
 	if (!g.run.unreachable)
 		r->reached[idx] = true;
@@ -708,6 +737,24 @@ note_reach(struct runner *r)
 	if (changed && reach_write(r->q.dir, &rs, &e) < 0)
 		log_msg(r->log, LOG_WARNING, "%s", e.msg);
 	reach_free(&rs);
+}
+
+/*
+ * On a terminal, say which identities failed as a whole: a wrong
+ * password or certificate is a deferral (exit 0, as the policy says),
+ * and would otherwise be silent until lifetime. From cron (no terminal)
+ * the log and mailq carry it, and the run stays quiet.
+ */
+static void
+tell_failures(const struct runner *r)
+{
+	if (!isatty(STDERR_FILENO))
+		return;
+	for (size_t i = 0; i < r->cfg->nids; i++)
+		if (r->failed_why[i] != NULL)
+			fprintf(stderr, "deliver: identity %s: %s; its mail stays "
+			    "queued (mailq shows it)\n", r->cfg->ids[i].name,
+			    r->failed_why[i]);
 }
 
 /* After the attempts: finish what is final, schedule the rest. */
@@ -819,6 +866,8 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	r.down = xcalloc(cfg->nids + 1, sizeof(*r.down));
 	r.reached = xcalloc(cfg->nids + 1, sizeof(*r.reached));
 	r.down_why = xcalloc(cfg->nids + 1, sizeof(*r.down_why));
+	r.failed_why = xcalloc(cfg->nids + 1, sizeof(*r.failed_why));
+	reach_read(r.q.dir, &r.reach);
 	r.progress = isatty(STDERR_FILENO) && ids.n >= 20;
 	while (rc == 0 && cursor < ids.n) {
 		/* normally one batch: one connection per identity per run */
@@ -856,8 +905,13 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		fputc('\n', stderr);
 	free(r.items);
 	note_reach(&r);
-	for (size_t i = 0; i < cfg->nids; i++)
+	tell_failures(&r);
+	for (size_t i = 0; i < cfg->nids; i++) {
 		free(r.down_why[i]);
+		free(r.failed_why[i]);
+	}
+	free(r.failed_why);
+	reach_free(&r.reach);
 	free(r.down_why);
 	free(r.reached);
 	free(r.down);

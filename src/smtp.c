@@ -552,11 +552,14 @@ smtp_send(struct smtp_run *run, struct err *e)
 	run->reason[0] = '\0';
 	if (tls_policy_init(&tls, id, e) < 0) {
 		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
+		run->session_failed = true;
 		return -1;
 	}
 	tunnel_init(&tun);
 	if (open_upstream(run, &tls, &p, &tun, e) < 0) {
 		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
+		/* reached, but no session: TLS, the greeting, STARTTLS */
+		run->session_failed = !run->unreachable;
 		tls_policy_free(&tls);
 		return -1;
 	}
@@ -636,8 +639,7 @@ smtp_password(const struct identity *id, struct err *e)
 		return NULL;
 	/* what runs is what was checked: the real path trust_program gave */
 	if ((prog = trust_program(id->password_command.v[0], &te)) == NULL) {
-		err_set(e, te.code, "identity '%s': password-command %s",
-		    id->name, te.msg);
+		err_set(e, te.code, "password-command %s", te.msg);
 		return NULL;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0) {
@@ -686,12 +688,22 @@ smtp_password(const struct identity *id, struct err *e)
 	buf[n] = '\0';
 	buf[strcspn(buf, "\r\n")] = '\0';
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || buf[0] == '\0') {
+		char why[64];
+
 		explicit_bzero(buf, sizeof(buf));
+		if (!WIFEXITED(status))
+			snprintf(why, sizeof(why), "killed by signal %d",
+			    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+		else if (WEXITSTATUS(status) == 127)
+			snprintf(why, sizeof(why), "cannot run it");
+		else if (WEXITSTATUS(status) != 0)
+			snprintf(why, sizeof(why), "exit %d",
+			    WEXITSTATUS(status));
+		else
+			snprintf(why, sizeof(why), n > 0 ? "an empty first "
+			    "line" : "no output");
 		err_set(e, ERR_TEMPFAIL, "password-command %s failed (%s)",
-		    id->password_command.v[0],
-		    !WIFEXITED(status) ? "killed" : WEXITSTATUS(status) == 127 ?
-		    "cannot run it" : WEXITSTATUS(status) ? "non-zero exit" :
-		    "empty output");
+		    id->password_command.v[0], why);
 		return NULL;
 	}
 	{

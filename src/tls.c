@@ -1,6 +1,8 @@
 /* tls.c - client TLS contexts with verification, pins and SNI. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -126,9 +128,14 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 	if (id->tls_ca != NULL) {
 		if (SSL_CTX_load_verify_locations(p->ctx, id->tls_ca,
 		    NULL) != 1) {
+			/* why: the file, or what is in it */
+			const char *why = access(id->tls_ca, R_OK) < 0 ?
+			    strerror(errno) : "no PEM certificate in it";
+
+			ERR_clear_error();
 			tls_policy_free(p);
-			return err_set(e, ERR_CONFIG, "cannot load tls-ca %s",
-			    id->tls_ca);
+			return err_set(e, ERR_CONFIG, "cannot load tls-ca %s: "
+			    "%s", id->tls_ca, why);
 		}
 	} else
 		SSL_CTX_set_default_verify_paths(p->ctx);

@@ -448,20 +448,45 @@ class TestPlain(DeliverCase):
         text = open(self.bounces()[0], "rb").read()
         self.assertIn(b"not delivered in 6 days (lifetime)", text)
 
+    def test_lifetime_expiry_while_offline(self):
+        # never reached: the notice says so (not "last reply: none") and
+        # its Status: is 4.4.7, delivery time expired
+        self.server = Server()
+        port = self.server.port
+        self.server.stop()
+        self.configure(port=port, extra="lifetime 1h\n")
+        qid = self.enqueue(["bob@example.com"])
+        self.assertEqual(self.deliver().returncode, 75)
+        path = os.path.join(self.queue, "msg", qid)
+        data = open(path, "rb").read()
+        old = int(time.time()) - 2 * 3600
+        with open(path, "wb") as f:
+            f.write(data.replace(b"\nqueued ", b"\nqueued %d\nx-was " % old, 1))
+        self.deliver()
+        self.assertEqual(self.msg_ids(), [])
+        text = open(self.bounces()[0], "rb").read()
+        self.assertIn(b"<bob@example.com>: not delivered in 2 hours (lifetime); the mail server "
+                      b"was never reached: cannot connect to 127.0.0.1 port %d: Connection refused"
+                      % port, text)
+        self.assertIn(b"Action: failed\nStatus: 4.4.7\n", text)
+        self.assertNotIn(b"last reply: none", text)
+
     def test_lifetime_under_a_day_says_hours(self):
         self.start(script={"RCPT": "451 4.7.1 later"})
         self.configure(extra="lifetime 2h\n")
         qid = self.enqueue(["bob@example.com"])
+        self.assertEqual(self.deliver().returncode, 0)      # deferred: 451 4.7.1
         path = os.path.join(self.queue, "msg", qid)
         data = open(path, "rb").read()
         old = int(time.time()) - 3 * 3600 - 60
         data = data.replace(b"\nqueued ", b"\nqueued %d\nx-was " % old, 1)
         with open(path, "wb") as f:
             f.write(data)
-        self.assertEqual(self.deliver().returncode, 0)
+        self.assertEqual(self.deliver("--now").returncode, 0)
         text = open(self.bounces()[0], "rb").read()
-        self.assertIn(b"not delivered in 3 hours (lifetime)", text)
+        self.assertIn(b"not delivered in 3 hours (lifetime); last reply: 451 4.7.1 later", text)
         self.assertNotIn(b"0 days", text)
+        self.assertIn(b"Action: failed\nStatus: 4.7.1\n", text)     # the last reply's code
 
     def test_enhanced_status_codes_are_kept(self):
         # a server that offers ENHANCEDSTATUSCODES, as Postfix does:
@@ -679,6 +704,20 @@ class TestTLS(DeliverCase):
         self.took = time.time() - t
         return srv, qid, r
 
+    def test_unreadable_tls_ca_says_why(self):
+        missing = os.path.join(self.dir, "no-such-ca.pem")
+        junk = os.path.join(self.dir, "junk.pem")
+        with open(junk, "w") as f:
+            f.write("not a certificate\n")
+        for ca, why in ((missing, "No such file or directory"), (junk, "no PEM certificate in it")):
+            with self.subTest(ca=ca):
+                for q in self.msg_ids():
+                    os.unlink(os.path.join(self.queue, "msg", q))
+                srv, qid, r = self.deliver_with("  tls-ca %s\n" % ca)
+                self.assertEqual(srv.connections, 0)
+                self.assertEqual(self.states(qid)["bob@example.com"][1],
+                                 "cannot load tls-ca %s: %s" % (ca, why))
+
     def test_valid_chain(self):
         srv, qid, r = self.deliver_with("  tls-ca %s\n" % certs.path("ca.crt"))
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -806,6 +845,20 @@ class TestAuth(DeliverCase):
         self.assertNotIn("identity test: identity", log)
         self.assertNotIn("wrong", json.dumps(self.mailq()))
 
+    def test_identity_failure_is_said_on_a_terminal_only(self):
+        # a wrong password is a deferral (exit 0): silent from cron, one
+        # line for a person at a terminal, who would otherwise not know
+        self.setup_auth(self.password_command("wrong"))
+        self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        rc, out = self.run_cmd_tty("deliver", ["--now"])
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out.strip().splitlines(), [
+            "deliver: identity test: authentication failed for user 'me@example.org': "
+            "535 5.7.8 authentication credentials invalid; its mail stays queued "
+            "(mailq shows it)"])
+
     def test_no_usable_mechanism_sends_nothing(self):
         srv = self.setup_auth(self.password_command(), mechanisms=("XOAUTH2",))
         qid = self.enqueue(["bob@example.com"])
@@ -823,4 +876,13 @@ class TestAuth(DeliverCase):
         r = self.deliver()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(srv.connections, 0)
-        self.assertIn("password-command", self.states(qid)["bob@example.com"][1])
+        self.assertEqual(self.states(qid)["bob@example.com"][1],
+                         "password-command %s failed (exit 3)" % script)
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("identity test: password-command %s failed (exit 3)" % script, log)
+        # an empty first line, then more: named as such
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho\necho more\n")
+        self.deliver("--now")
+        self.assertEqual(self.states(qid)["bob@example.com"][1],
+                         "password-command %s failed (an empty first line)" % script)
