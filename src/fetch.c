@@ -104,7 +104,7 @@ fetch_folder_wanted(const struct strvec *globs, const char *folder)
 
 /* --- one job ------------------------------------------------------------ */
 
-#define FILES_INFLIGHT	64	/* downloads open at once */
+#define FILES_INFLIGHT	256	/* downloads open at once */
 #define CHUNK		65536	/* bytes a READ asks */
 #define FILE_READS	8	/* READs in flight for one file */
 #define LIST_READS	4	/* READDIRs in flight for one directory */
@@ -1389,7 +1389,7 @@ transfer(struct job *j)
 		size_t upto;
 
 		while (next < j->nitems && j->active < FILES_INFLIGHT &&
-		    next - done < 2 * FETCH_BATCH) {
+		    next - done < FILES_INFLIGHT) {
 			if (j->items[next].st == IT_WAIT)
 				item_start(&j->items[next]);
 			next++;
