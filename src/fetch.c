@@ -108,7 +108,7 @@ fetch_folder_wanted(const struct strvec *globs, const char *folder)
 #define CHUNK		65536	/* bytes a READ asks */
 #define FILE_READS	8	/* READs in flight for one file */
 #define LIST_READS	4	/* READDIRs in flight for one directory */
-#define WINDOW_REQS	256	/* requests in flight */
+#define WINDOW_REQS	1024	/* requests in flight (5 a file) */
 #define WINDOW_BYTES	(2 * 1024 * 1024)	/* READ bytes in flight */
 
 struct local_ent {

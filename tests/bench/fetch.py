@@ -18,7 +18,7 @@ Maildir:
 
 A scenario "17x10" is 17 folders (INBOX and 16 others) of 10 messages;
 "N" alone is 1xN. Without scenarios: 17x10 17x100 1x200 1x2000, each on
-loopback and through tests/bench/latency.py, a proxy that delays each
+loopback and through tests/integration/latency.py, a proxy that delays each
 direction by 25 ms (--delay MS sets it; 0 runs loopback only). Through
 the proxy each result is also given in round trips (seconds / RTT).
 sftp -b through the proxy is run for at most BENCH_SFTP_MAX messages
@@ -42,7 +42,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-sys.path.insert(0, HERE)
 import sshd  # noqa: E402
 from latency import LatencyProxy  # noqa: E402
 

@@ -1,14 +1,16 @@
 #!/usr/bin/python3
-"""latency.py -- a TCP proxy that delays each direction by a fixed time.
+"""latency.py -- a TCP proxy that delays each direction by a fixed time
+(the fetch tests and tests/bench/fetch.py use it).
 
-Usage: tests/bench/latency.py TARGET_PORT DELAY_MS [LISTEN_PORT]
+Usage: tests/integration/latency.py TARGET_PORT DELAY_MS [LISTEN_PORT]
        (or, from Python: LatencyProxy(target_port, delay_ms).start())
 
 Listens on 127.0.0.1 (LISTEN_PORT, or a free port printed on stdout),
 connects each client to 127.0.0.1:TARGET_PORT and forwards bytes both
 ways, each chunk held back until DELAY_MS after it arrived: a link with a
 round trip of 2 x DELAY_MS and no bandwidth limit, order kept. No netem,
-no root: what a benchmark of round trips needs.
+no root: what a benchmark of round trips needs. Setting .frozen stops
+both directions (a server that stops answering, the socket still open).
 """
 import asyncio
 import socket
@@ -17,8 +19,9 @@ import threading
 import time
 
 
-async def _pump(reader, writer, delay):
-    """Forward reader -> writer, each chunk delay seconds after it came."""
+async def _pump(reader, writer, delay, held):
+    """Forward reader -> writer, each chunk delay seconds after it came;
+    nothing while held() (a link that went silent)."""
     queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
@@ -28,6 +31,8 @@ async def _pump(reader, writer, delay):
             wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+            while held():
+                await asyncio.sleep(0.05)
             if data is None:
                 try:
                     writer.write_eof()
@@ -54,6 +59,7 @@ class LatencyProxy:
         self.target_port = target_port
         self.delay = delay_ms / 1000.0
         self.port = listen_port
+        self.frozen = False     # True: nothing moves either way
         self._ready = threading.Event()
         self._loop = None
 
@@ -69,8 +75,9 @@ class LatencyProxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # each direction ends on its own (a half close is passed on);
         # the sockets close when both have ended
-        await asyncio.gather(_pump(creader, swriter, self.delay),
-                             _pump(sreader, cwriter, self.delay),
+        held = lambda: self.frozen  # noqa: E731
+        await asyncio.gather(_pump(creader, swriter, self.delay, held),
+                             _pump(sreader, cwriter, self.delay, held),
                              return_exceptions=True)
         for w in (cwriter, swriter):
             try:
@@ -85,6 +92,11 @@ class LatencyProxy:
         self._ready.set()
         async with server:
             await self._stop.wait()
+        # the connections still open end here, quietly
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def start(self):
         def run():
