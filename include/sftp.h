@@ -237,7 +237,8 @@ int	sftp_chan_open(struct sftp_chan *c, LIBSSH2_SESSION *s, int fd,
  */
 int	sftp_chan_wait(struct sftp_chan *c, struct err *e);
 
-/* Close the channel (not the session); a broken one is only freed. */
+/* Free the engine; the channel ends with the session (sshconn_close),
+ * without a round trip of its own. */
 void	sftp_chan_close(struct sftp_chan *c);
 
 #endif

@@ -652,10 +652,11 @@ on_readdir(void *arg, const struct sftp_reply *r, struct err *e)
 
 		while (sftp_name_next(r, &off, &n) == 1)
 			listing_add(l, &n);
-		if (!l->eof) {
+		/* more when the whole round came back with names: a round
+		 * that still has READDIRs out may be ending in EOFs */
+		for (; !l->eof && l->out == 0 && l->hlen > 0 &&
+		    l->out < LIST_READS; l->out++)
 			sftp_readdir(l->j->chan.p, l->h, l->hlen, on_readdir, l);
-			l->out++;
-		}
 	}
 	if (l->eof && l->out == 0 && !l->done)
 		listing_done(l);
@@ -919,6 +920,7 @@ plan_all(struct job *j)
 /* --- downloads, many in flight ------------------------------------------ */
 
 static int on_read(void *arg, const struct sftp_reply *r, struct err *e);
+static int item_create(struct item *it, struct err *e);
 
 /* The end of a download: done, or refused (said why) or dropped. */
 static void
@@ -979,8 +981,15 @@ item_check(struct item *it)
 	else if (it->got != it->size)
 		item_refuse(it, "%" PRIu64 " bytes arrived, the listing said "
 		    "%" PRIu64, it->got, it->size);
-	else if (it->probed)
-		item_end(it, IT_DONE);
+	else if (it->probed) {
+		struct err e;
+
+		if (it->fd < 0 && item_create(it, &e) < 0) {	/* empty */
+			job_fail(it->j, &e);
+			item_end(it, IT_SKIP);
+		} else
+			item_end(it, IT_DONE);
+	}
 }
 
 static void
@@ -1014,6 +1023,28 @@ read_more(struct item *it)
 		it->next_off++;
 		read_one(it, it->size, 1);
 	}
+}
+
+/*
+ * tmp/NAME for a download, when its first bytes come. A fresh file: a
+ * tmp/NAME left by a run cut off after its link may be the delivered
+ * message itself, and must never be truncated.
+ */
+static int
+item_create(struct item *it, struct err *e)
+{
+	char *tmp = local_path(it->f, "tmp", it->name);
+	int rc = 0;
+
+	if (unlink(tmp) < 0 && errno != ENOENT)
+		rc = err_set(e, err_from_errno(errno), "cannot remove %s: %s",
+		    tmp, strerror(errno));
+	else if ((it->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+		rc = err_set(e, err_from_errno(errno), "cannot create %s: %s",
+		    tmp, strerror(errno));
+	free(tmp);
+	return rc;
 }
 
 static int
@@ -1051,7 +1082,13 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 	} else if (r->len == 0) {
 		it->empty = true;
 	} else {
-		ssize_t w = pwrite(it->fd, r->data, r->len, (off_t)off);
+		ssize_t w;
+
+		if (it->fd < 0 && item_create(it, e) < 0) {
+			item_end(it, IT_SKIP);
+			return -1;
+		}
+		w = pwrite(it->fd, r->data, r->len, (off_t)off);
 
 		if (w < 0 || (size_t)w != r->len) {
 			int saved = w < 0 ? errno : ENOSPC;
@@ -1096,8 +1133,8 @@ on_open(void *arg, const struct sftp_reply *r, struct err *e)
 {
 	struct item *it = arg;
 	struct job *j = it->j;
-	char *tmp;
 
+	(void)e;
 	if (it->st != IT_RUN) {
 		/* dropped meanwhile */
 		if (r->type == SFTP_HANDLE && !j->chan.broken)
@@ -1118,28 +1155,7 @@ on_open(void *arg, const struct sftp_reply *r, struct err *e)
 	it->h = xmalloc(r->len);
 	memcpy(it->h, r->data, r->len);
 	it->hlen = r->len;
-	/*
-	 * A fresh file: a tmp/NAME left by a run cut off after its link may
-	 * be the delivered message itself, and must never be truncated.
-	 */
-	tmp = local_path(it->f, "tmp", it->name);
-	if (unlink(tmp) < 0 && errno != ENOENT) {
-		err_set(e, err_from_errno(errno), "cannot remove %s: %s", tmp,
-		    strerror(errno));
-		free(tmp);
-		item_end(it, IT_SKIP);
-		return -1;
-	}
-	it->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, 0600);
-	if (it->fd < 0) {
-		err_set(e, err_from_errno(errno), "cannot create %s: %s", tmp,
-		    strerror(errno));
-		free(tmp);
-		item_end(it, IT_SKIP);
-		return -1;
-	}
-	free(tmp);
+	/* the requests go out first; tmp/NAME is made when data comes */
 	it->reads++;
 	sftp_fstat(j->chan.p, it->h, it->hlen, on_fstat, it);
 	read_more(it);

@@ -155,13 +155,11 @@ sftp_chan_wait(struct sftp_chan *c, struct err *e)
 void
 sftp_chan_close(struct sftp_chan *c)
 {
-	if (c->ch != NULL) {
-		if (!c->broken && c->wlen == 0 && !c->read_again) {
-			libssh2_session_set_blocking(c->s, 1);
-			libssh2_channel_close(c->ch);
-		}
-		libssh2_channel_free(c->ch);
-	}
+	/*
+	 * The channel is left to the session: closing it here would wait a
+	 * round trip for the server's close; the session's disconnect ends
+	 * it (sshconn_close).
+	 */
 	sftp_free(c->p);
 	c->ch = NULL;
 	c->p = NULL;

@@ -138,6 +138,16 @@ class TestMove(FetchCase):
         r = self.fetch()
         self.assertEqual((r.returncode, r.stderr), (0, b""))
 
+    def test_an_empty_message(self):
+        # no byte ever comes for it: the end of file alone makes the file
+        self.put("1700000000.M1P1.empty", b"")
+        self.put("1700000001.M2P2.server")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.empty", "1700000001.M2P2.server"])
+        self.assertEqual(self.local_data("1700000000.M1P1.empty"), b"")
+        self.assertEqual(self.remote_names(), [])
+
     def test_large_message_and_binary_bytes(self):
         data = os.urandom(3 * 1024 * 1024 + 17)
         self.put("1700000000.M1P1.big", data)
