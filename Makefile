@@ -31,7 +31,7 @@ CORE	= err util config message input crash queue spool cli log mailq \
 	  smtpd maildir netload handoff commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
-NET	= tls bridge sshconn tunnel sftp sftpchan fetch smtp local bounce dirsync deliver netmod
+NET	= tls bridge sshconn tunnel sftp sftpchan fetch fetchget smtp local bounce dirsync deliver netmod
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)

@@ -1,4 +1,5 @@
-/* fetch.c - new mail from a server's Maildir over SFTP (see fetch.h). */
+/* fetch.c - new mail from a server's Maildir over SFTP (see fetch.h): what
+ * to take, the batch commit, the job; the transfer is fetchget.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -15,11 +16,7 @@
 #include <dirent.h>
 
 
-#include "crash.h"
-#include "fetch.h"
-#include "sftp.h"
-#include "sshconn.h"
-#include "util.h"
+#include "fetchjob.h"
 
 
 /* --- the pure rules ---------------------------------------------------- */
@@ -102,114 +99,8 @@ fetch_folder_wanted(const struct strvec *globs, const char *folder)
 
 /* --- one job ------------------------------------------------------------ */
 
-/* --- one job ------------------------------------------------------------ */
-
-#define FILES_INFLIGHT	256	/* downloads open at once */
-#define CHUNK		65536	/* bytes a READ asks */
-#define FILE_READS	8	/* READs in flight for one file */
-#define LIST_READS	4	/* READDIRs in flight for one directory */
 #define WINDOW_REQS	1024	/* requests in flight (5 a file) */
 #define WINDOW_BYTES	(2 * 1024 * 1024)	/* READ bytes in flight */
-
-struct local_ent {
-	char		*uniq;
-	uint64_t	 size;
-};
-
-/* A listed entry; the name may hold a NUL (a hostile server). */
-struct dent {
-	char			*name;	/* NULL: over SFTP_NAME_MAX */
-	size_t			 len;
-	struct sftp_attrs	 a;
-};
-
-struct folder;
-
-/* One directory being listed: OPENDIR, READDIRs in flight, CLOSE. */
-struct listing {
-	struct job		*j;
-	struct folder		*f;	/* NULL: the job's top (folders) */
-	const char		*sub;	/* "new", "cur", "tmp" */
-	char			*path;
-	bool			 missing_ok;
-	unsigned char		 h[SFTP_HANDLE_MAX];
-	size_t			 hlen;
-	unsigned		 out;	/* READDIRs waiting */
-	bool			 eof, done;
-	struct dent		*v;
-	size_t			 n, cap;
-};
-
-struct folder {
-	char			*name;	/* "INBOX", ".lists.dev" */
-	char			*rdir, *ldir;
-	struct listing		*lists[3];	/* new, cur (copy mode), tmp */
-	bool			 failed;	/* its listing failed */
-	bool			 touched;	/* linked into by the batch */
-};
-
-enum item_state { IT_WAIT, IT_RUN, IT_DONE, IT_SKIP, IT_COMMITTED };
-
-/* A message to take: downloaded into tmp/ (fd), or already here. */
-struct item {
-	struct job		*j;
-	struct folder		*f;
-	const char		*sub;	/* the server's "new" or "cur" */
-	const char		*dst;	/* the local "new" or "cur" */
-	char			*name;
-	uint64_t		 size;
-	enum item_state		 st;
-	bool			 download;	/* else already here */
-	bool			 keep;	/* leave the server's copy alone */
-	int			 fd;	/* tmp/NAME, written, not yet synced */
-	unsigned char		*h;	/* the server's handle, while open */
-	size_t			 hlen;
-	uint64_t		 next_off, got;
-	unsigned		 reads;	/* READs and FSTAT waiting */
-	bool			 stat_done, stat_bad, grew, empty, probed;
-};
-
-/* A READ of an item: where and how much. */
-struct rd_req {
-	struct item	*it;
-	uint64_t	 off;
-	uint32_t	 len;
-};
-
-struct job {
-	const struct config	*cfg;
-	const struct fetch_job	*job;
-	const struct fetch_opts	*o;
-	struct log		*log;
-	struct sshconn		 ssh;
-	struct sftp_chan	 chan;
-	bool			 chan_open;
-	int			 lock_fd;
-	int			 seen_fd;	/* copy mode: JOB.seen */
-	struct strvec		 seen;		/* "FOLDER/UNIQUE", sorted */
-	/* the folder at hand (planning, progress) */
-	const char		*folder;
-	char			*ldir;
-	struct local_ent	*local;
-	size_t			 nlocal, alocal;
-	/* the folders and their listings */
-	struct folder		**folders;
-	size_t			 nfolders;
-	struct listing		*top;
-	unsigned		 listing;	/* listings not done */
-	/* the messages to take, in order; committed up to `committed' */
-	struct item		*items;
-	size_t			 nitems, aitems;
-	size_t			 active;	/* downloads running */
-	/* a failure: the first one is the job's */
-	struct err		 err;
-	bool			 failed;
-	/* counts */
-	unsigned long		 fetched, already, refused;
-	struct crash		*crash;
-	bool			 progress;	/* a terminal, not -v */
-	bool			 progress_line;	/* one is on the screen */
-};
 
 /* On a terminal a long fetch shows how far it got, on one line. */
 static void
@@ -230,13 +121,13 @@ progress_end(struct job *j)
 	j->progress_line = false;
 }
 
-static void
-say(struct job *j, int prio, const char *fmt, ...)
+void
+fetch_say(struct job *j, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* A line to the log; problems also to stderr (the user must hear). */
-static void
-say(struct job *j, int prio, const char *fmt, ...)
+void
+fetch_say(struct job *j, int prio, const char *fmt, ...)
 {
 	char line[1200];
 	va_list ap;
@@ -255,8 +146,8 @@ say(struct job *j, int prio, const char *fmt, ...)
 }
 
 /* A server's name, printable, for messages. */
-static void
-shown(const char *name, size_t len, char *out, size_t outlen)
+void
+fetch_shown(const char *name, size_t len, char *out, size_t outlen)
 {
 	snprintf(out, outlen, "%.*s", (int)(len > 255 ? 255 : len), name);
 	util_sanitize_ascii(out);
@@ -465,8 +356,8 @@ open_state(struct job *j, struct err *e)
 
 
 /* Keep the first failure; later ones are consequences. */
-static int
-job_fail(struct job *j, const struct err *e)
+int
+fetch_fail(struct job *j, const struct err *e)
 {
 	if (!j->failed)
 		j->err = *e;
@@ -474,267 +365,16 @@ job_fail(struct job *j, const struct err *e)
 	return -1;
 }
 
-static void
-status_text(const struct sftp_reply *r, char *out, size_t len)
-{
-	if (r->msglen > 0 && r->status != SFTP_FX_EOF)
-		snprintf(out, len, "%s (%.*s)", sftp_status_text(r->status),
-		    (int)(r->msglen > 200 ? 200 : r->msglen), r->msg);
-	else
-		snprintf(out, len, "%s", sftp_status_text(r->status));
-	util_sanitize_ascii(out);
-}
-
-static char *
-local_path(const struct folder *f, const char *sub, const char *name)
+char *
+fetch_local_path(const struct folder *f, const char *sub, const char *name)
 {
 	return xasprintf("%s/%s/%s", f->ldir, sub, name);
 }
 
-static char *
-remote_path(const struct item *it)
+char *
+fetch_remote_path(const struct item *it)
 {
 	return xasprintf("%s/%s/%s", it->f->rdir, it->sub, it->name);
-}
-
-/* --- listings: every folder's at once ------------------------------------ */
-
-static int
-cmp_dent(const void *a, const void *b)
-{
-	const struct dent *x = a, *y = b;
-	size_t xl = x->name ? x->len : 0, yl = y->name ? y->len : 0;
-	int c = memcmp(x->name ? x->name : "", y->name ? y->name : "",
-	    xl < yl ? xl : yl);
-
-	return c != 0 ? c : (xl > yl) - (xl < yl);
-}
-
-static void listing_start(struct job *j, struct folder *f, const char *sub,
-    const char *path, bool missing_ok);
-static int on_readdir(void *arg, const struct sftp_reply *r, struct err *e);
-
-static void
-listing_done(struct listing *l)
-{
-	struct job *j = l->j;
-
-	if (l->hlen > 0)
-		sftp_close(j->chan.p, l->h, l->hlen, NULL, NULL);
-	l->hlen = 0;
-	/* oldest first: Maildir names start with the delivery time */
-	if (l->n > 1)
-		qsort(l->v, l->n, sizeof(*l->v), cmp_dent);
-	l->done = true;
-	j->listing--;
-	if (l == j->top && !j->failed) {
-		/* the folders the job wants, in name order, after INBOX */
-		for (size_t i = 0; i < l->n; i++) {
-			struct dent *d = &l->v[i];
-			struct folder *f;
-
-			if (d->name == NULL || d->name[0] != '.' ||
-			    fetch_name_problem(d->name, d->len) != NULL ||
-			    strcmp(d->name, ".") == 0 ||
-			    strcmp(d->name, "..") == 0)
-				continue;
-			if (!(d->a.flags & SFTP_ATTR_PERMISSIONS) ||
-			    (d->a.perm & SFTP_S_IFMT) != SFTP_S_IFDIR)
-				continue;	/* symlinked folders are not
-						 * followed */
-			if (!fetch_folder_wanted(&j->job->folders, d->name))
-				continue;
-			f = xcalloc(1, sizeof(*f));
-			f->name = xstrdup(d->name);
-			f->rdir = xasprintf("%s/%s", j->job->remote, d->name);
-			f->ldir = xasprintf("%s/%s", j->job->local, d->name);
-			j->folders = xrealloc(j->folders, (j->nfolders + 1) *
-			    sizeof(*j->folders));
-			j->folders[j->nfolders++] = f;
-			listing_start(j, f, "new", NULL, false);
-			if (j->job->mode == FETCH_COPY)
-				listing_start(j, f, "cur", NULL, true);
-			listing_start(j, f, "tmp", NULL, true);
-		}
-	}
-}
-
-/* A listing that failed: the folder is left alone, the job fails. The
- * directory could not be opened (a refusal), or its reading broke off. */
-static int
-listing_failed(struct listing *l, bool opening, const char *why)
-{
-	struct err e;
-
-	if (opening)
-		err_set(&e, ERR_PROTOCOL, "cannot list %s on %s: %s", l->path,
-		    l->j->job->ssh.host, why);
-	else
-		err_set(&e, ERR_TEMPFAIL, "listing %s on %s failed: %s",
-		    l->path, l->j->job->ssh.host, why);
-	job_fail(l->j, &e);
-	if (l->f != NULL)
-		l->f->failed = true;
-	l->eof = true;
-	if (l->out == 0 && !l->done)
-		listing_done(l);
-	return 0;
-}
-
-static int
-on_opendir(void *arg, const struct sftp_reply *r, struct err *e)
-{
-	struct listing *l = arg;
-	struct job *j = l->j;
-	char why[300];
-
-	(void)e;
-	if (r->type == SFTP_STATUS) {
-		if (l->missing_ok && r->status == SFTP_FX_NO_SUCH_FILE) {
-			listing_done(l);
-			return 0;
-		}
-		status_text(r, why, sizeof(why));
-		return listing_failed(l, true, why);
-	}
-	memcpy(l->h, r->data, r->len);
-	l->hlen = r->len;
-	for (l->out = 0; l->out < LIST_READS; l->out++)
-		sftp_readdir(j->chan.p, l->h, l->hlen, on_readdir, l);
-	return 0;
-}
-
-static void
-listing_add(struct listing *l, const struct sftp_name *n)
-{
-	struct dent *d;
-
-	if (l->n == FETCH_LIST_MAX) {
-		if (!l->eof)
-			say(l->j, LOG_WARNING, "%s holds more than %d entries; "
-			    "the rest waits for the next run", l->path,
-			    FETCH_LIST_MAX);
-		l->eof = true;
-		return;
-	}
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 256;
-		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
-	}
-	d = &l->v[l->n++];
-	d->len = n->len;
-	d->a = n->a;
-	d->name = NULL;
-	if (!n->too_long) {
-		d->name = xmalloc(n->len + 1);	/* not strndup: a NUL */
-		memcpy(d->name, n->name, n->len);	/* inside stays */
-		d->name[n->len] = '\0';			/* visible */
-	}
-}
-
-static int
-on_readdir(void *arg, const struct sftp_reply *r, struct err *e)
-{
-	struct listing *l = arg;
-	char why[300];
-
-	(void)e;
-	l->out--;
-	if (r->type == SFTP_STATUS && r->status != SFTP_FX_EOF && !l->eof) {
-		status_text(r, why, sizeof(why));
-		return listing_failed(l, false, why);
-	}
-	if (r->type == SFTP_STATUS)
-		l->eof = true;
-	else if (!l->eof) {
-		struct sftp_name n;
-		size_t off = 0;
-
-		while (sftp_name_next(r, &off, &n) == 1)
-			listing_add(l, &n);
-		/* more when the whole round came back with names: a round
-		 * that still has READDIRs out may be ending in EOFs */
-		for (; !l->eof && l->out == 0 && l->hlen > 0 &&
-		    l->out < LIST_READS; l->out++)
-			sftp_readdir(l->j->chan.p, l->h, l->hlen, on_readdir, l);
-	}
-	if (l->eof && l->out == 0 && !l->done)
-		listing_done(l);
-	return 0;
-}
-
-static void
-listing_start(struct job *j, struct folder *f, const char *sub,
-    const char *path, bool missing_ok)
-{
-	struct listing *l = xcalloc(1, sizeof(*l));
-
-	l->j = j;
-	l->f = f;
-	l->sub = sub;
-	l->missing_ok = missing_ok;
-	l->path = path != NULL ? xstrdup(path) :
-	    xasprintf("%s/%s", f->rdir, sub);
-	if (f == NULL)
-		j->top = l;
-	else
-		f->lists[strcmp(sub, "new") == 0 ? 0 :
-		    strcmp(sub, "cur") == 0 ? 1 : 2] = l;
-	j->listing++;
-	sftp_opendir(j->chan.p, l->path, on_opendir, l);
-}
-
-static void
-listing_free(struct listing *l)
-{
-	if (l == NULL)
-		return;
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i].name);
-	free(l->v);
-	free(l->path);
-	free(l);
-}
-
-/* Wait until every listing is done. */
-static int
-list_all(struct job *j)
-{
-	struct folder *inbox = NULL;
-	struct err e;
-
-	if (sv_contains(&j->job->folders, "INBOX")) {
-		inbox = xcalloc(1, sizeof(*inbox));
-		inbox->name = xstrdup("INBOX");
-		inbox->rdir = xstrdup(j->job->remote);
-		inbox->ldir = xstrdup(j->job->local);
-		j->folders = xrealloc(j->folders, sizeof(*j->folders));
-		j->folders[j->nfolders++] = inbox;
-	}
-	for (size_t i = 0; i < j->job->folders.n; i++)
-		if (strcmp(j->job->folders.v[i], "INBOX") != 0) {
-			listing_start(j, NULL, NULL, j->job->remote, false);
-			break;
-		}
-	if (inbox != NULL) {
-		listing_start(j, inbox, "new", NULL, false);
-		if (j->job->mode == FETCH_COPY)
-			listing_start(j, inbox, "cur", NULL, true);
-		listing_start(j, inbox, "tmp", NULL, true);
-	}
-	while (j->listing > 0)
-		if (sftp_chan_wait(&j->chan, &e) < 0) {
-			if (j->chan.broken) {
-				struct err le;
-
-				err_set(&le, ERR_TEMPFAIL, "the SSH connection "
-				    "to %s broke: %.800s", j->job->ssh.host,
-				    e.msg);
-				e = le;
-			}
-			return job_fail(j, &e);
-		}
-	return j->failed ? -1 : 0;
 }
 
 /* --- what to take -------------------------------------------------------- */
@@ -781,11 +421,11 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	if (d->name != NULL && d->len > 0 && d->name[0] == '.')
 		return;	/* ".", "..", and not mail (Maildir) */
 	if (d->name != NULL)
-		shown(d->name, d->len, show, sizeof(show));
+		fetch_shown(d->name, d->len, show, sizeof(show));
 	else
 		snprintf(show, sizeof(show), "(a name of %zu bytes)", d->len);
 	if (why != NULL) {
-		say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
 		    show, why);
 		j->refused++;
 		return;
@@ -793,22 +433,22 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	rpath = xasprintf("%s/%s/%s", f->rdir, sub, d->name);
 	if (!(a->flags & SFTP_ATTR_PERMISSIONS) ||
 	    (a->perm & SFTP_S_IFMT) != SFTP_S_IFREG) {
-		say(j, LOG_WARNING, "%s: refused: not a regular file%s", rpath,
+		fetch_say(j, LOG_WARNING, "%s: refused: not a regular file%s", rpath,
 		    (a->flags & SFTP_ATTR_PERMISSIONS) &&
 		    (a->perm & SFTP_S_IFMT) == SFTP_S_IFLNK ?
 		    " (a symbolic link, never followed)" : "");
 		j->refused++;
 	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
-		say(j, LOG_WARNING, "%s: refused: the server lists no size for "
+		fetch_say(j, LOG_WARNING, "%s: refused: the server lists no size for "
 		    "it; left on the server", rpath);
 		j->refused++;
 	} else if (j->cfg->max_size > 0 && a->size > j->cfg->max_size) {
-		say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes is over "
+		fetch_say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes is over "
 		    "max-size (%" PRIu64 "); left on the server", rpath,
 		    a->size, j->cfg->max_size);
 		j->refused++;
 	} else if (fetch_name_size(d->name, &hint) && hint != a->size) {
-		say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes, but its "
+		fetch_say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes, but its "
 		    "name says S=%" PRIu64 "; left on the server", rpath,
 		    a->size, hint);
 		j->refused++;
@@ -816,7 +456,7 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 		/* fetched before */
 	} else if ((here = local_find(j, d->name)) != NULL) {
 		if (here->size != a->size) {
-			say(j, LOG_WARNING, "%s: a different message of that "
+			fetch_say(j, LOG_WARNING, "%s: a different message of that "
 			    "name is here already; left on the server", rpath);
 			j->refused++;
 		} else if (j->o->dry_run) {
@@ -830,7 +470,7 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 			/* a run cut off between link and unlink may have
 			 * left tmp/NAME (no download of it has begun) */
 			{
-				char *tmp = local_path(f, "tmp", d->name);
+				char *tmp = fetch_local_path(f, "tmp", d->name);
 
 				unlink(tmp);
 				free(tmp);
@@ -859,8 +499,8 @@ plan_tmp(struct job *j, struct folder *f, const struct dent *d)
 	    !(d->a.flags & SFTP_ATTR_ACMODTIME) ||
 	    (time_t)d->a.mtime > now - FETCH_TMP_WARN)
 		return;
-	shown(d->name, d->len, show, sizeof(show));
-	say(j, LOG_WARNING, "%s/tmp/%s has been on the server for %ld hours "
+	fetch_shown(d->name, d->len, show, sizeof(show));
+	fetch_say(j, LOG_WARNING, "%s/tmp/%s has been on the server for %ld hours "
 	    "(a delivery that never finished?); not fetched",
 	    f->rdir, show, (long)(now - (time_t)d->a.mtime) / 3600);
 }
@@ -896,10 +536,10 @@ plan_all(struct job *j)
 		j->ldir = f->ldir;
 		/* -n changes nothing here, not even a missing folder */
 		if (!j->o->dry_run && make_local(f, &e) < 0)
-			return job_fail(j, &e);
+			return fetch_fail(j, &e);
 		if ((!j->o->dry_run || access(f->ldir, F_OK) == 0) &&
 		    local_scan(j, &e) < 0)
-			return job_fail(j, &e);
+			return fetch_fail(j, &e);
 		for (size_t s = 0; s < 2; s++) {
 			struct listing *l = f->lists[s];
 
@@ -910,267 +550,11 @@ plan_all(struct job *j)
 			plan_tmp(j, f, &f->lists[2]->v[k]);
 		local_free(j);
 		for (size_t s = 0; s < 3; s++) {
-			listing_free(f->lists[s]);
+			fetchget_listing_free(f->lists[s]);
 			f->lists[s] = NULL;
 		}
 	}
 	return j->failed ? -1 : 0;
-}
-
-/* --- downloads, many in flight ------------------------------------------ */
-
-static int on_read(void *arg, const struct sftp_reply *r, struct err *e);
-static int item_create(struct item *it, struct err *e);
-
-/* The end of a download: done, or refused (said why) or dropped. */
-static void
-item_end(struct item *it, enum item_state st)
-{
-	struct job *j = it->j;
-
-	if (it->h != NULL && !j->chan.broken)
-		sftp_close(j->chan.p, it->h, it->hlen, NULL, NULL);
-	free(it->h);
-	it->h = NULL;
-	if (st == IT_SKIP && it->fd >= 0) {
-		char *tmp = local_path(it->f, "tmp", it->name);
-
-		close(it->fd);
-		it->fd = -1;
-		unlink(tmp);	/* not linked: the next run fetches */
-		free(tmp);
-	}
-	if (it->st == IT_RUN)
-		j->active--;
-	it->st = st;
-}
-
-static void
-item_refuse(struct item *it, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-item_refuse(struct item *it, const char *fmt, ...)
-{
-	char why[400], *rpath = remote_path(it);
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	say(it->j, LOG_WARNING, "%s: refused: %s; left on the server", rpath,
-	    why);
-	it->j->refused++;
-	free(rpath);
-	item_end(it, IT_SKIP);
-}
-
-/* Everything asked came back: is it the file listed? */
-static void
-item_check(struct item *it)
-{
-	if (it->st != IT_RUN || it->reads > 0 || !it->stat_done)
-		return;
-	if (it->stat_bad)
-		item_refuse(it, "it changed between listing and opening (not "
-		    "the regular file of %" PRIu64 " bytes listed)", it->size);
-	else if (it->grew)
-		item_refuse(it, "it grew while being fetched");
-	else if (it->empty)
-		item_refuse(it, "the server sent an empty read");
-	else if (it->got != it->size)
-		item_refuse(it, "%" PRIu64 " bytes arrived, the listing said "
-		    "%" PRIu64, it->got, it->size);
-	else if (it->probed) {
-		struct err e;
-
-		if (it->fd < 0 && item_create(it, &e) < 0) {	/* empty */
-			job_fail(it->j, &e);
-			item_end(it, IT_SKIP);
-		} else
-			item_end(it, IT_DONE);
-	}
-}
-
-static void
-read_one(struct item *it, uint64_t off, uint32_t len)
-{
-	struct rd_req *q = xmalloc(sizeof(*q));
-
-	q->it = it;
-	q->off = off;
-	q->len = len;
-	it->reads++;
-	sftp_read(it->j->chan.p, it->h, it->hlen, off, len, on_read, q);
-}
-
-/* Ask for more of the file, a few READs at a time; at the end one byte
- * past the listed size, which must be the end of the file. */
-static void
-read_more(struct item *it)
-{
-	while (!it->stat_bad && it->reads < FILE_READS &&
-	    it->next_off < it->size) {
-		uint64_t left = it->size - it->next_off;
-		uint32_t len = left < CHUNK ? (uint32_t)left : CHUNK;
-
-		read_one(it, it->next_off, len);
-		it->next_off += len;
-	}
-	if (it->next_off == it->size && !it->probed && it->reads <
-	    FILE_READS + 1) {
-		it->probed = true;	/* set when sent; EOF is checked */
-		it->next_off++;
-		read_one(it, it->size, 1);
-	}
-}
-
-/*
- * tmp/NAME for a download, when its first bytes come. A fresh file: a
- * tmp/NAME left by a run cut off after its link may be the delivered
- * message itself, and must never be truncated.
- */
-static int
-item_create(struct item *it, struct err *e)
-{
-	char *tmp = local_path(it->f, "tmp", it->name);
-	int rc = 0;
-
-	if (unlink(tmp) < 0 && errno != ENOENT)
-		rc = err_set(e, err_from_errno(errno), "cannot remove %s: %s",
-		    tmp, strerror(errno));
-	else if ((it->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
-		rc = err_set(e, err_from_errno(errno), "cannot create %s: %s",
-		    tmp, strerror(errno));
-	free(tmp);
-	return rc;
-}
-
-static int
-on_read(void *arg, const struct sftp_reply *r, struct err *e)
-{
-	struct rd_req *q = arg;
-	struct item *it = q->it;
-	uint64_t off = q->off;
-	uint32_t len = q->len;
-	bool probe = off == it->size;
-
-	free(q);
-	it->reads--;
-	if (it->st != IT_RUN)
-		return 0;	/* dropped meanwhile: the rest is ignored */
-	if (r->type == SFTP_STATUS) {
-		char why[300], *rpath;
-
-		if (r->status == SFTP_FX_EOF) {
-			/* the probe's EOF is the end we want; a chunk's is a
-			 * file that shrank (got tells) */
-			item_check(it);
-			return 0;
-		}
-		status_text(r, why, sizeof(why));
-		rpath = remote_path(it);
-		err_set(e, ERR_TEMPFAIL, "reading %s from %s failed: %s",
-		    rpath, it->j->job->ssh.host, why);
-		free(rpath);
-		item_end(it, IT_SKIP);
-		return -1;
-	}
-	if (probe) {
-		it->grew = true;
-	} else if (r->len == 0) {
-		it->empty = true;
-	} else {
-		ssize_t w;
-
-		if (it->fd < 0 && item_create(it, e) < 0) {
-			item_end(it, IT_SKIP);
-			return -1;
-		}
-		w = pwrite(it->fd, r->data, r->len, (off_t)off);
-
-		if (w < 0 || (size_t)w != r->len) {
-			int saved = w < 0 ? errno : ENOSPC;
-			char *tmp = local_path(it->f, "tmp", it->name);
-
-			err_set(e, err_from_errno(saved), "cannot write %s: "
-			    "%s", tmp, strerror(saved));
-			free(tmp);
-			item_end(it, IT_SKIP);
-			return -1;
-		}
-		it->got += r->len;
-		if (r->len < len)	/* a short read is legal: the rest */
-			read_one(it, off + r->len, len - (uint32_t)r->len);
-		read_more(it);
-	}
-	item_check(it);
-	return 0;
-}
-
-static int
-on_fstat(void *arg, const struct sftp_reply *r, struct err *e)
-{
-	struct item *it = arg;
-
-	(void)e;
-	it->reads--;
-	if (it->st != IT_RUN)
-		return 0;
-	it->stat_done = true;
-	/* open follows symlinks: what was opened must be what was listed */
-	it->stat_bad = r->type != SFTP_ATTRS ||
-	    !(r->attrs.flags & SFTP_ATTR_PERMISSIONS) ||
-	    (r->attrs.perm & SFTP_S_IFMT) != SFTP_S_IFREG ||
-	    !(r->attrs.flags & SFTP_ATTR_SIZE) || r->attrs.size != it->size;
-	item_check(it);
-	return 0;
-}
-
-static int
-on_open(void *arg, const struct sftp_reply *r, struct err *e)
-{
-	struct item *it = arg;
-	struct job *j = it->j;
-
-	(void)e;
-	if (it->st != IT_RUN) {
-		/* dropped meanwhile */
-		if (r->type == SFTP_HANDLE && !j->chan.broken)
-			sftp_close(j->chan.p, r->data, r->len, NULL, NULL);
-		return 0;
-	}
-	if (r->type == SFTP_STATUS) {
-		char why[300], *rpath = remote_path(it);
-
-		/* gone meanwhile (another client), or unreadable */
-		status_text(r, why, sizeof(why));
-		say(j, LOG_WARNING, "%s: cannot open it on the server: %s; "
-		    "left there", rpath, why);
-		free(rpath);
-		item_end(it, IT_SKIP);
-		return 0;
-	}
-	it->h = xmalloc(r->len);
-	memcpy(it->h, r->data, r->len);
-	it->hlen = r->len;
-	/* the requests go out first; tmp/NAME is made when data comes */
-	it->reads++;
-	sftp_fstat(j->chan.p, it->h, it->hlen, on_fstat, it);
-	read_more(it);
-	return 0;
-}
-
-static void
-item_start(struct item *it)
-{
-	char *rpath = remote_path(it);
-
-	it->st = IT_RUN;
-	it->j->active++;
-	sftp_open(it->j->chan.p, rpath, SFTP_FXF_READ, on_open, it);
-	free(rpath);
 }
 
 /* --- the commit: a batch made durable, then removed on the server ------- */
@@ -1182,10 +566,10 @@ on_removed(void *arg, const struct sftp_reply *r, struct err *e)
 
 	(void)e;
 	if (r->status != SFTP_FX_OK && r->status != SFTP_FX_NO_SUCH_FILE) {
-		char why[300], *rpath = remote_path(it);
+		char why[300], *rpath = fetch_remote_path(it);
 
-		status_text(r, why, sizeof(why));
-		say(it->j, LOG_WARNING, "%s: fetched, but cannot remove it "
+		fetchget_status(r, why, sizeof(why));
+		fetch_say(it->j, LOG_WARNING, "%s: fetched, but cannot remove it "
 		    "from the server: %s (the next run removes it)", rpath,
 		    why);
 		free(rpath);
@@ -1206,9 +590,9 @@ link_exists(struct job *j, struct item *it, const char *tmp, const char *dst)
 		    j->job->name, it->f->name, it->name);
 		j->already++;
 	} else {
-		char *rpath = remote_path(it);
+		char *rpath = fetch_remote_path(it);
 
-		say(j, LOG_WARNING, "%s: a different %s/%s is here already; "
+		fetch_say(j, LOG_WARNING, "%s: a different %s/%s is here already; "
 		    "left on the server", rpath, it->dst, it->name);
 		free(rpath);
 		j->refused++;
@@ -1242,8 +626,8 @@ commit_links(struct job *j, size_t from, size_t to, struct err *e)
 			continue;
 		close(it->fd);
 		it->fd = -1;
-		tmp = local_path(it->f, "tmp", it->name);
-		dst = local_path(it->f, it->dst, it->name);
+		tmp = fetch_local_path(it->f, "tmp", it->name);
+		dst = fetch_local_path(it->f, it->dst, it->name);
 		it->f->touched = true;
 		j->folder = it->f->name;
 		if (link(tmp, dst) == 0) {
@@ -1275,7 +659,7 @@ items_drop(struct job *j, size_t from, size_t to)
 {
 	for (size_t i = from; i < to; i++)
 		if (j->items[i].st == IT_DONE || j->items[i].st == IT_RUN)
-			item_end(&j->items[i], IT_SKIP);
+			fetchget_end(&j->items[i], IT_SKIP);
 }
 
 static int
@@ -1327,7 +711,7 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 
 			if (it->st != IT_DONE || it->keep)
 				continue;
-			rpath = remote_path(it);
+			rpath = fetch_remote_path(it);
 			sftp_remove(j->chan.p, rpath, on_removed, it);
 			free(rpath);
 		}
@@ -1371,7 +755,7 @@ link_broke(struct job *j, struct err *e)
 {
 	for (size_t i = 0; i < j->nitems; i++)
 		if (j->items[i].st == IT_RUN) {
-			char *rpath = remote_path(&j->items[i]);
+			char *rpath = fetch_remote_path(&j->items[i]);
 			struct err le;
 
 			err_set(&le, ERR_TEMPFAIL, "reading %s from %s failed: "
@@ -1407,20 +791,20 @@ transfer(struct job *j)
 		while (next < j->nitems && j->active < FILES_INFLIGHT &&
 		    next - done < FILES_INFLIGHT) {
 			if (j->items[next].st == IT_WAIT)
-				item_start(&j->items[next]);
+				fetchget_start(&j->items[next]);
 			next++;
 		}
 		upto = ended_upto(j, done, next);
 		if (upto - done >= FETCH_BATCH || upto == j->nitems) {
 			if (commit(j, done, upto, &e) < 0)
-				return job_fail(j, &e);
+				return fetch_fail(j, &e);
 			done = upto;
 			continue;
 		}
 		if (sftp_chan_wait(&j->chan, &e) < 0) {
 			if (j->chan.broken)
 				link_broke(j, &e);
-			job_fail(j, &e);
+			fetch_fail(j, &e);
 		}
 	}
 	if (j->failed) {
@@ -1428,7 +812,7 @@ transfer(struct job *j)
 		size_t upto = ended_upto(j, done, next);
 
 		if (upto > done && commit(j, done, upto, &e) < 0)
-			job_fail(j, &e);
+			fetch_fail(j, &e);
 		items_drop(j, upto, j->nitems);
 	}
 	/* the REMOVEs and CLOSEs still out */
@@ -1440,9 +824,9 @@ transfer(struct job *j)
 				err_set(&le, ERR_TEMPFAIL, "the SSH connection "
 				    "to %s broke: %.800s", j->job->ssh.host,
 				    e.msg);
-				job_fail(j, &le);
+				fetch_fail(j, &le);
 			} else
-				job_fail(j, &e);
+				fetch_fail(j, &e);
 		}
 	return j->failed ? -1 : 0;
 }
@@ -1475,7 +859,7 @@ run_job(struct job *j, struct err *e)
 	}
 	j->chan_open = true;
 	/* a listing that failed leaves its folder alone; the others go on */
-	list_all(j);
+	fetchget_list(j);
 	if (!j->chan.broken && plan_all(j) == 0 && !j->o->dry_run)
 		transfer(j);
 	progress_end(j);
@@ -1512,14 +896,14 @@ job_free(struct job *j)
 		struct folder *f = j->folders[i];
 
 		for (size_t s = 0; s < 3; s++)
-			listing_free(f->lists[s]);
+			fetchget_listing_free(f->lists[s]);
 		free(f->name);
 		free(f->rdir);
 		free(f->ldir);
 		free(f);
 	}
 	free(j->folders);
-	listing_free(j->top);
+	fetchget_listing_free(j->top);
 	local_free(j);
 }
 
