@@ -85,11 +85,14 @@ struct item {
 	bool			 stat_done, stat_bad, grew, empty, probed;
 };
 
-/* A READ of an item: where and how much. */
+/* A READ of an item: where and how much. Owned by the job (a READ may
+ * still be out when the link breaks and its reply never comes). */
 struct rd_req {
 	struct item	*it;
 	uint64_t	 off;
 	uint32_t	 len;
+	struct rd_req	*next;		/* the free list */
+	struct rd_req	*all;		/* every one the job made */
 };
 
 struct job {
@@ -117,6 +120,7 @@ struct job {
 	struct item		*items;
 	size_t			 nitems, aitems;
 	size_t			 active;	/* downloads running */
+	struct rd_req		*rd_free, *rd_all;
 	/* a failure: the first one is the job's */
 	struct err		 err;
 	bool			 failed;
@@ -151,6 +155,8 @@ void	fetchget_listing_free(struct listing *l);
 void	fetchget_start(struct item *it);
 /* End an item: IT_DONE, or IT_SKIP (its tmp/ file removed). */
 void	fetchget_end(struct item *it, enum item_state st);
+/* Free what the downloads hold for READs never answered. */
+void	fetchget_free(struct job *j);
 /* A STATUS reply, printable. */
 void	fetchget_status(const struct sftp_reply *r, char *out, size_t len);
 

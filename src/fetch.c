@@ -904,6 +904,7 @@ job_free(struct job *j)
 	}
 	free(j->folders);
 	fetchget_listing_free(j->top);
+	fetchget_free(j);
 	local_free(j);
 }
 

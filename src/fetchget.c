@@ -341,10 +341,37 @@ item_check(struct item *it)
 	}
 }
 
+static struct rd_req *
+rd_get(struct job *j)
+{
+	struct rd_req *q = j->rd_free;
+
+	if (q != NULL) {
+		j->rd_free = q->next;
+		return q;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->all = j->rd_all;
+	j->rd_all = q;
+	return q;
+}
+
+void
+fetchget_free(struct job *j)
+{
+	while (j->rd_all != NULL) {
+		struct rd_req *q = j->rd_all;
+
+		j->rd_all = q->all;
+		free(q);
+	}
+	j->rd_free = NULL;
+}
+
 static void
 read_one(struct item *it, uint64_t off, uint32_t len)
 {
-	struct rd_req *q = xmalloc(sizeof(*q));
+	struct rd_req *q = rd_get(it->j);
 
 	q->it = it;
 	q->off = off;
@@ -405,7 +432,8 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 	uint32_t len = q->len;
 	bool probe = off == it->size;
 
-	free(q);
+	q->next = it->j->rd_free;	/* back to the pool */
+	it->j->rd_free = q;
 	it->reads--;
 	if (it->st != IT_RUN)
 		return 0;	/* dropped meanwhile: the rest is ignored */
