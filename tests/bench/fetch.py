@@ -93,8 +93,8 @@ def timed(cmds, env, timeout=1800):
     took = time.monotonic() - t
     for c, p in zip(cmds, procs):
         if p.returncode != 0:
-            sys.exit("fetch.py: %s failed (exit %d): %s" % (c[0], p.returncode,
-                                                         p.stderr.read().decode(errors="replace")[-500:]))
+            raise RuntimeError("%s failed (exit %d): %s" % (c[0], p.returncode,
+                               p.stderr.read().decode(errors="replace")[-300:].strip()))
         p.stderr.close()
     return took, rss
 
@@ -222,7 +222,15 @@ def main():
                     if tool == "sftp -b" and rtt > 0 and total > sftp_max:
                         rows.append((link, "%dx%d" % (nf, n), tool, None, 0, rtt, total))
                         continue
-                    took, rss = run(port, nf, n)
+                    try:
+                        took, rss = run(port, nf, n)
+                    except RuntimeError as e:
+                        if tool == "postie":
+                            sys.exit("fetch.py: %s" % e)
+                        # a peer that fails is a row, not the end of the run
+                        print("fetch.py: %s: %s" % (tool, e), file=sys.stderr)
+                        rows.append((link, "%dx%d" % (nf, n), tool, "failed", 0, rtt, total))
+                        continue
                     rows.append((link, "%dx%d" % (nf, n), tool, took, rss, rtt, total))
                     print("%-12s %-8s %-8s %8.3f s" % (link, "%dx%d" % (nf, n), tool, took),
                           file=sys.stderr, flush=True)
@@ -235,8 +243,9 @@ def main():
     print("\n%-12s %-8s %-8s %9s %8s %10s %9s" % ("link", "folders", "tool", "seconds",
                                                  "RTTs", "msgs/s", "RSS KiB"))
     for link, scen, tool, took, rss, rtt, total in rows:
-        if took is None:
-            print("%-12s %-8s %-8s %9s %8s %10s %9s" % (link, scen, tool, "skipped", "-", "-", "-"))
+        if took is None or took == "failed":
+            print("%-12s %-8s %-8s %9s %8s %10s %9s" % (link, scen, tool, took or "skipped",
+                                                       "-", "-", "-"))
             continue
         print("%-12s %-8s %-8s %9.3f %8s %10.1f %9s" % (
             link, scen, tool, took, "%.1f" % (took / rtt) if rtt else "-", total / took,
@@ -247,7 +256,7 @@ def main():
         by[(link, scen, tool)] = took
     for (link, scen, tool), took in by.items():
         p = by.get((link, scen, "postie"))
-        if tool != "postie" and took and p:
+        if tool != "postie" and isinstance(took, float) and p:
             print("%-12s %-8s postie is %.2fx %s's rate (postie fsyncs every message; %s does not)" %
                   (link, scen, took / p, tool, tool))
 
