@@ -1,9 +1,11 @@
-/* fetch.c - new mail from a server's Maildir over SFTP (see fetch.h). */
+/* fetch.c - new mail from a server's Maildir over SFTP (see fetch.h): what
+ * to take, the batch commit, the job; the transfer is fetchget.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +15,9 @@
 #include <unistd.h>
 #include <dirent.h>
 
-#include <libssh2_sftp.h>
 
-#include "crash.h"
-#include "fetch.h"
-#include "sshconn.h"
-#include "util.h"
+#include "fetchjob.h"
 
-#define BUFSZ	(1024 * 1024)	/* libssh2 pipelines reads of this size */
-#define NAMEBUF	32768		/* a listed name, as the server sends it */
 
 /* --- the pure rules ---------------------------------------------------- */
 
@@ -103,35 +99,8 @@ fetch_folder_wanted(const struct strvec *globs, const char *folder)
 
 /* --- one job ------------------------------------------------------------ */
 
-struct local_ent {
-	char		*uniq;
-	uint64_t	 size;
-};
-
-struct job {
-	const struct config	*cfg;
-	const struct fetch_job	*job;
-	const struct fetch_opts	*o;
-	struct log		*log;
-	struct sshconn		 ssh;
-	LIBSSH2_SFTP		*sftp;
-	int			 lock_fd;
-	int			 seen_fd;	/* copy mode: JOB.seen */
-	struct strvec		 seen;		/* "FOLDER/UNIQUE", sorted */
-	char			*buf;
-	/* the folder at hand */
-	const char		*folder;
-	char			*rdir, *ldir;
-	struct local_ent	*local;
-	size_t			 nlocal, alocal;
-	struct pend		*pend;		/* the batch: FETCH_BATCH */
-	size_t			 npend;
-	/* counts */
-	unsigned long		 fetched, already, refused;
-	struct crash		*crash;
-	bool			 progress;	/* a terminal, not -v */
-	bool			 progress_line;	/* one is on the screen */
-};
+#define WINDOW_REQS	1024	/* requests in flight (5 a file) */
+#define WINDOW_BYTES	(2 * 1024 * 1024)	/* READ bytes in flight */
 
 /* On a terminal a long fetch shows how far it got, on one line. */
 static void
@@ -152,13 +121,13 @@ progress_end(struct job *j)
 	j->progress_line = false;
 }
 
-static void
-say(struct job *j, int prio, const char *fmt, ...)
+void
+fetch_say(struct job *j, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* A line to the log; problems also to stderr (the user must hear). */
-static void
-say(struct job *j, int prio, const char *fmt, ...)
+void
+fetch_say(struct job *j, int prio, const char *fmt, ...)
 {
 	char line[1200];
 	va_list ap;
@@ -177,8 +146,8 @@ say(struct job *j, int prio, const char *fmt, ...)
 }
 
 /* A server's name, printable, for messages. */
-static void
-shown(const char *name, size_t len, char *out, size_t outlen)
+void
+fetch_shown(const char *name, size_t len, char *out, size_t outlen)
 {
 	snprintf(out, outlen, "%.*s", (int)(len > 255 ? 255 : len), name);
 	util_sanitize_ascii(out);
@@ -385,551 +354,164 @@ open_state(struct job *j, struct err *e)
 	return rc;
 }
 
-static const char *
-sftp_why(struct job *j)
-{
-	static const char *const names[] = {
-		"ok", "end of file", "no such file", "permission denied",
-		"failure", "bad message", "no connection", "connection lost",
-		"operation unsupported",
-	};
-	unsigned long code;
 
-	if (libssh2_session_last_errno(j->ssh.s) != LIBSSH2_ERROR_SFTP_PROTOCOL)
-		return sshconn_errmsg(j->ssh.s);
-	code = libssh2_sftp_last_error(j->sftp);
-	return code < sizeof(names) / sizeof(names[0]) ? names[code] :
-	    "SFTP error";
+/* Keep the first failure; later ones are consequences. */
+int
+fetch_fail(struct job *j, const struct err *e)
+{
+	if (!j->failed)
+		j->err = *e;
+	j->failed = true;
+	return -1;
 }
 
-/* A file of the batch: downloaded (fd) or already here (fd -1). */
-struct pend {
-	char		*rpath;		/* on the server */
-	char		*name;
-	const char	*sub;		/* "new" or "cur", locally */
-	int		 fd;		/* tmp/NAME, written, not yet synced */
-	bool		 keep;		/* leave the server's copy alone */
-};
-
-static char *
-local_path(struct job *j, const char *sub, const char *name)
+char *
+fetch_local_path(const struct folder *f, const char *sub, const char *name)
 {
-	return xasprintf("%s/%s/%s", j->ldir, sub, name);
+	return xasprintf("%s/%s/%s", f->ldir, sub, name);
+}
+
+char *
+fetch_remote_path(const struct item *it)
+{
+	return xasprintf("%s/%s/%s", it->f->rdir, it->sub, it->name);
+}
+
+/* --- what to take -------------------------------------------------------- */
+
+static struct item *
+item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
+    const char *name, uint64_t size, bool download)
+{
+	struct item *it;
+
+	if (j->nitems == j->aitems) {
+		j->aitems = j->aitems ? j->aitems * 2 : 64;
+		j->items = xrealloc(j->items, j->aitems * sizeof(*j->items));
+	}
+	it = &j->items[j->nitems++];
+	memset(it, 0, sizeof(*it));
+	it->j = j;
+	it->f = f;
+	it->sub = sub;
+	it->dst = dst;
+	it->name = xstrdup(name);
+	it->size = size;
+	it->download = download;
+	it->fd = -1;
+	it->st = download ? IT_WAIT : IT_DONE;
+	return it;
+}
+
+/* One listed file of the server's new/ or cur/: refused, skipped, or a
+ * message to take. */
+static void
+plan_file(struct job *j, struct folder *f, const char *sub,
+    const struct dent *d)
+{
+	char show[300], *rpath;
+	const char *why = d->name == NULL ? "a name over 255 bytes" :
+	    fetch_name_problem(d->name, d->len);
+	const char *dst = strcmp(sub, "cur") == 0 &&
+	    j->job->mode == FETCH_COPY ? "cur" : "new";
+	const struct sftp_attrs *a = &d->a;
+	struct local_ent *here;
+	uint64_t hint;
+
+	if (d->name != NULL && d->len > 0 && d->name[0] == '.')
+		return;	/* ".", "..", and not mail (Maildir) */
+	if (d->name != NULL)
+		fetch_shown(d->name, d->len, show, sizeof(show));
+	else
+		snprintf(show, sizeof(show), "(a name of %zu bytes)", d->len);
+	if (why != NULL) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
+		    show, why);
+		j->refused++;
+		return;
+	}
+	rpath = xasprintf("%s/%s/%s", f->rdir, sub, d->name);
+	if (!(a->flags & SFTP_ATTR_PERMISSIONS) ||
+	    (a->perm & SFTP_S_IFMT) != SFTP_S_IFREG) {
+		fetch_say(j, LOG_WARNING, "%s: refused: not a regular file%s", rpath,
+		    (a->flags & SFTP_ATTR_PERMISSIONS) &&
+		    (a->perm & SFTP_S_IFMT) == SFTP_S_IFLNK ?
+		    " (a symbolic link, never followed)" : "");
+		j->refused++;
+	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
+		fetch_say(j, LOG_WARNING, "%s: refused: the server lists no size for "
+		    "it; left on the server", rpath);
+		j->refused++;
+	} else if (j->cfg->max_size > 0 && a->size > j->cfg->max_size) {
+		fetch_say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes is over "
+		    "max-size (%" PRIu64 "); left on the server", rpath,
+		    a->size, j->cfg->max_size);
+		j->refused++;
+	} else if (fetch_name_size(d->name, &hint) && hint != a->size) {
+		fetch_say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes, but its "
+		    "name says S=%" PRIu64 "; left on the server", rpath,
+		    a->size, hint);
+		j->refused++;
+	} else if (j->job->mode == FETCH_COPY && seen(j, d->name)) {
+		/* fetched before */
+	} else if ((here = local_find(j, d->name)) != NULL) {
+		if (here->size != a->size) {
+			fetch_say(j, LOG_WARNING, "%s: a different message of that "
+			    "name is here already; left on the server", rpath);
+			j->refused++;
+		} else if (j->o->dry_run) {
+			printf("%s %s %s %" PRIu64 " already here\n",
+			    j->job->name, f->name, d->name, a->size);
+		} else {
+			log_msg(j->log, LOG_INFO, "%s: %s: %s already here%s",
+			    j->job->name, f->name, d->name,
+			    j->job->mode == FETCH_MOVE ?
+			    ", removed from the server" : "");
+			/* a run cut off between link and unlink may have
+			 * left tmp/NAME (no download of it has begun) */
+			{
+				char *tmp = fetch_local_path(f, "tmp", d->name);
+
+				unlink(tmp);
+				free(tmp);
+			}
+			j->already++;
+			item_add(j, f, sub, dst, d->name, a->size, false);
+		}
+	} else if (j->o->dry_run) {
+		printf("%s %s %s %" PRIu64 "\n", j->job->name, f->name,
+		    d->name, a->size);
+	} else {
+		/* a second listing of the name (new/ and cur/) is here */
+		local_insert(j, d->name, a->size);
+		item_add(j, f, sub, dst, d->name, a->size, true);
+	}
+	free(rpath);
 }
 
 static void
-pend_free(struct job *j)
-{
-	for (size_t i = 0; i < j->npend; i++) {
-		struct pend *p = &j->pend[i];
-
-		if (p->fd >= 0) {
-			char *tmp = local_path(j, "tmp", p->name);
-
-			close(p->fd);
-			unlink(tmp);	/* not linked: the next run fetches */
-			free(tmp);
-		}
-		free(p->rpath);
-		free(p->name);
-	}
-	j->npend = 0;
-}
-
-/* sync and link the downloads of the batch. */
-static int
-commit_links(struct job *j, struct err *e)
-{
-	for (size_t i = 0; i < j->npend; i++) {
-		struct pend *p = &j->pend[i];
-
-		if (p->fd < 0)
-			continue;
-		/* one journal commit carries the batch: the first fsync
-		 * writes them all, the others find little left to do */
-		if (fsync(p->fd) < 0)
-			return err_set(e, err_from_errno(errno), "cannot write "
-			    "%s/tmp/%s: %s", j->ldir, p->name, strerror(errno));
-		crash_step(j->crash, "downloaded into tmp/");
-	}
-	for (size_t i = 0; i < j->npend; i++) {
-		struct pend *p = &j->pend[i];
-		char *tmp, *dst;
-		struct stat st;
-		int rc = 0;
-
-		if (p->fd < 0)
-			continue;
-		close(p->fd);
-		p->fd = -1;
-		tmp = local_path(j, "tmp", p->name);
-		dst = local_path(j, p->sub, p->name);
-		if (link(tmp, dst) == 0) {
-			crash_step(j->crash, "linked into new/");
-			log_msg(j->log, LOG_INFO, "%s: %s: %s fetched",
-			    j->job->name, j->folder, p->name);
-			j->fetched++;
-		} else if (errno != EEXIST) {
-			rc = err_set(e, err_from_errno(errno), "cannot link "
-			    "%s: %s", dst, strerror(errno));
-		} else {
-			/* the name is here: the same message, or another */
-			struct stat mine;
-
-			if (stat(tmp, &mine) == 0 && lstat(dst, &st) == 0 &&
-			    S_ISREG(st.st_mode) && st.st_size == mine.st_size) {
-				log_msg(j->log, LOG_INFO, "%s: %s: %s already "
-				    "here", j->job->name, j->folder, p->name);
-				j->already++;
-			} else {
-				say(j, LOG_WARNING, "%s: a different %s/%s is "
-				    "here already; left on the server",
-				    p->rpath, p->sub, p->name);
-				j->refused++;
-				p->keep = true;
-			}
-		}
-		unlink(tmp);
-		free(tmp);
-		free(dst);
-		if (rc < 0) {
-			p->keep = true;
-			return -1;
-		}
-		progress(j);
-	}
-	return 0;
-}
-
-/*
- * The batch: sync and link the downloads, fsync the local directories,
- * then remove the server's copies (move) or record them (copy).
- */
-static int
-commit_pending(struct job *j, struct err *e)
-{
-	int rc = 0;
-
-	if (j->npend == 0)
-		return 0;
-	if (commit_links(j, e) < 0) {
-		pend_free(j);
-		return -1;	/* nothing removed on the server */
-	}
-	{
-		char *nd = xasprintf("%s/new", j->ldir);
-		char *cd = xasprintf("%s/cur", j->ldir);
-
-		rc = util_fsync_dir(nd, e) < 0 ||
-		    util_fsync_dir(cd, e) < 0 ? -1 : 0;
-		free(nd);
-		free(cd);
-		if (rc < 0) {
-			pend_free(j);
-			return -1;	/* nothing removed on the server */
-		}
-	}
-	crash_step(j->crash, "local directories synced");
-	if (j->job->mode == FETCH_MOVE) {
-		for (size_t i = 0; i < j->npend && rc == 0; i++) {
-			struct pend *p = &j->pend[i];
-
-			if (p->keep)
-				continue;
-			if (libssh2_sftp_unlink(j->sftp, p->rpath) != 0 &&
-			    !(libssh2_session_last_errno(j->ssh.s) ==
-			    LIBSSH2_ERROR_SFTP_PROTOCOL &&
-			    libssh2_sftp_last_error(j->sftp) ==
-			    LIBSSH2_FX_NO_SUCH_FILE)) {
-				say(j, LOG_WARNING, "%s: fetched, but cannot "
-				    "remove it from the server: %s (the next "
-				    "run removes it)", p->rpath, sftp_why(j));
-				if (libssh2_session_last_errno(j->ssh.s) !=
-				    LIBSSH2_ERROR_SFTP_PROTOCOL)
-					rc = err_set(e, ERR_TEMPFAIL, "the SSH "
-					    "connection to %s broke: %s",
-					    j->job->ssh.host,
-					    sshconn_errmsg(j->ssh.s));
-			}
-			crash_step(j->crash, "removed on the server");
-		}
-	} else {
-		struct strbuf sb;
-
-		sb_init(&sb);
-		for (size_t i = 0; i < j->npend; i++)
-			if (!j->pend[i].keep)
-				sb_addf(&sb, "%s/%.*s\n", j->folder,
-				    (int)fetch_unique_len(j->pend[i].name),
-				    j->pend[i].name);
-		if (sb.len > 0 && (util_write_all(j->seen_fd, sb.s,
-		    sb.len) < 0 || fsync(j->seen_fd) < 0))
-			rc = err_set(e, err_from_errno(errno), "cannot "
-			    "record fetched names for job '%s': %s",
-			    j->job->name, strerror(errno));
-		sb_free(&sb);
-		if (rc == 0)
-			crash_step(j->crash, "fetched names recorded");
-	}
-	pend_free(j);
-	return rc;
-}
-
-/* Is a download of this very name waiting in the batch? */
-static bool
-pending(const struct job *j, const char *name)
-{
-	for (size_t i = 0; i < j->npend; i++)
-		if (j->pend[i].fd >= 0 && strcmp(j->pend[i].name, name) == 0)
-			return true;
-	return false;
-}
-
-/* Add to the batch; commit it when full. */
-static int
-pend_add(struct job *j, const char *rpath, const char *name,
-    const char *sub, int fd, struct err *e)
-{
-	struct pend *p = &j->pend[j->npend++];
-
-	p->rpath = xstrdup(rpath);
-	p->name = xstrdup(name);
-	p->sub = sub;
-	p->fd = fd;
-	p->keep = false;
-	return j->npend == FETCH_BATCH ? commit_pending(j, e) : 0;
-}
-
-/*
- * Download rpath into tmp/NAME and check it; *fd is the written file
- * (the batch syncs and links it). 1 downloaded, 0 skipped (reported),
- * -1 stop the job.
- */
-static int
-download(struct job *j, const char *rpath, const char *name, uint64_t size,
-    int *out, struct err *e)
-{
-	LIBSSH2_SFTP_HANDLE *h;
-	LIBSSH2_SFTP_ATTRIBUTES a;
-	char *tmp = local_path(j, "tmp", name);
-	uint64_t got = 0, hint;
-	int fd = -1, rc = -1;
-
-	h = libssh2_sftp_open(j->sftp, rpath, LIBSSH2_FXF_READ, 0);
-	if (h == NULL) {
-		if (libssh2_session_last_errno(j->ssh.s) ==
-		    LIBSSH2_ERROR_SFTP_PROTOCOL) {
-			/* gone meanwhile (another client), or unreadable */
-			say(j, LOG_WARNING, "%s: cannot open it on the "
-			    "server: %s; left there", rpath, sftp_why(j));
-			rc = 0;
-		} else
-			err_set(e, ERR_TEMPFAIL, "the SSH connection to %s "
-			    "broke: %s", j->job->ssh.host,
-			    sshconn_errmsg(j->ssh.s));
-		goto out;
-	}
-	/* open follows symlinks: what was opened must be what was listed */
-	if (libssh2_sftp_fstat(h, &a) != 0 ||
-	    !(a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) ||
-	    !LIBSSH2_SFTP_S_ISREG(a.permissions) ||
-	    !(a.flags & LIBSSH2_SFTP_ATTR_SIZE) || a.filesize != size) {
-		say(j, LOG_WARNING, "%s: refused: it changed between listing "
-		    "and opening (not the regular file of %" PRIu64 " bytes "
-		    "listed); left on the server", rpath, size);
-		j->refused++;
-		rc = 0;
-		goto out;
-	}
-	/*
-	 * A fresh file: a tmp/NAME left by a run cut off after its link may
-	 * be the delivered message itself, and must never be truncated.
-	 */
-	if (unlink(tmp) < 0 && errno != ENOENT) {
-		err_set(e, err_from_errno(errno), "cannot remove %s: %s", tmp,
-		    strerror(errno));
-		goto out;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd < 0) {
-		err_set(e, err_from_errno(errno), "cannot create %s: %s", tmp,
-		    strerror(errno));
-		goto out;
-	}
-	for (;;) {
-		/*
-		 * libssh2 pipelines read requests for 4x the length asked:
-		 * ask for what is left (plus one byte, to see the end or a
-		 * file that grew), or a 4 KiB message costs ~140 requests.
-		 */
-		uint64_t left = size - got + 1;
-		ssize_t n = libssh2_sftp_read(h, j->buf,
-		    left < BUFSZ ? (size_t)left : BUFSZ);
-
-		if (n == 0)
-			break;
-		if (n < 0) {
-			err_set(e, ERR_TEMPFAIL, "reading %s from %s failed: "
-			    "%s", rpath, j->job->ssh.host, sftp_why(j));
-			goto out_unlink;
-		}
-		got += (uint64_t)n;
-		if (got > size) {
-			say(j, LOG_WARNING, "%s: refused: it grew while being "
-			    "fetched; left on the server", rpath);
-			j->refused++;
-			rc = 0;
-			goto out_unlink;
-		}
-		if (util_write_all(fd, j->buf, (size_t)n) < 0) {
-			err_set(e, err_from_errno(errno), "cannot write %s: "
-			    "%s", tmp, strerror(errno));
-			goto out_unlink;
-		}
-	}
-	if (got != size || (fetch_name_size(name, &hint) && hint != got)) {
-		say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes arrived, "
-		    "the listing said %" PRIu64 "%s; left on the server", rpath,
-		    got, size, got == size ? " but the name's S= differs" : "");
-		j->refused++;
-		rc = 0;
-		goto out_unlink;
-	}
-	*out = fd;
-	fd = -1;
-	rc = 1;
-	goto out;
-out_unlink:
-	unlink(tmp);
-out:
-	if (fd >= 0)
-		close(fd);
-	if (h != NULL)
-		libssh2_sftp_close(h);
-	free(tmp);
-	return rc;
-}
-
-/* One listed file of the server's new/ or cur/. 0 go on, -1 stop. */
-static int
-one_file(struct job *j, const char *sub, const char *name, size_t len,
-    const LIBSSH2_SFTP_ATTRIBUTES *a, struct err *e)
-{
-	char show[300], *rpath;
-	const char *why = fetch_name_problem(name, len);
-	const char *dst = strcmp(sub, "cur") == 0 &&
-	    j->job->mode == FETCH_COPY ? "cur" : "new";
-	struct local_ent *here;
-	uint64_t hint;
-	int rc = 0, fd = -1;
-
-	if (len > 0 && name[0] == '.')
-		return 0;	/* ".", "..", and not mail (Maildir) */
-	shown(name, len, show, sizeof(show));
-	if (why != NULL) {
-		say(j, LOG_WARNING, "%s/%s/%s: refused: %s", j->rdir, sub,
-		    show, why);
-		j->refused++;
-		return 0;
-	}
-	rpath = xasprintf("%s/%s/%s", j->rdir, sub, name);
-	if (!(a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) ||
-	    !LIBSSH2_SFTP_S_ISREG(a->permissions)) {
-		say(j, LOG_WARNING, "%s: refused: not a regular file%s", rpath,
-		    (a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
-		    LIBSSH2_SFTP_S_ISLNK(a->permissions) ?
-		    " (a symbolic link, never followed)" : "");
-		j->refused++;
-		goto out;
-	}
-	if (!(a->flags & LIBSSH2_SFTP_ATTR_SIZE) ||
-	    (j->cfg->max_size > 0 && a->filesize > j->cfg->max_size)) {
-		say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes is over "
-		    "max-size (%" PRIu64 "); left on the server", rpath,
-		    (uint64_t)a->filesize, j->cfg->max_size);
-		j->refused++;
-		goto out;
-	}
-	if (fetch_name_size(name, &hint) && hint != a->filesize) {
-		say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes, but its "
-		    "name says S=%" PRIu64 "; left on the server", rpath,
-		    (uint64_t)a->filesize, hint);
-		j->refused++;
-		goto out;
-	}
-	if (j->job->mode == FETCH_COPY && seen(j, name))
-		goto out;
-	here = local_find(j, name);
-	if (here != NULL) {
-		if (here->size != a->filesize) {
-			say(j, LOG_WARNING, "%s: a different message of that "
-			    "name is here already; left on the server", rpath);
-			j->refused++;
-			goto out;
-		}
-		if (j->o->dry_run) {
-			printf("%s %s %s %" PRIu64 " already here\n",
-			    j->job->name, j->folder, name,
-			    (uint64_t)a->filesize);
-			goto out;
-		}
-		log_msg(j->log, LOG_INFO, "%s: %s: %s already here%s",
-		    j->job->name, j->folder, name,
-		    j->job->mode == FETCH_MOVE ? ", removed from the server" :
-		    "");
-		if (!pending(j, name)) {
-			/* a run cut off between link and unlink left it (not
-			 * this batch's own download of the name) */
-			char *tmp = local_path(j, "tmp", name);
-
-			unlink(tmp);
-			free(tmp);
-		}
-		j->already++;
-		rc = pend_add(j, rpath, name, dst, -1, e);
-		goto out;
-	}
-	if (j->o->dry_run) {
-		printf("%s %s %s %" PRIu64 "\n", j->job->name, j->folder, name,
-		    (uint64_t)a->filesize);
-		goto out;
-	}
-	switch (download(j, rpath, name, (uint64_t)a->filesize, &fd, e)) {
-	case -1:
-		rc = -1;
-		break;
-	case 1:
-		/* a second listing of the name (new/ and cur/) is here */
-		local_insert(j, name, a->filesize);
-		rc = pend_add(j, rpath, name, dst, fd, e);
-		break;
-	}
-out:
-	free(rpath);
-	return rc;
-}
-
-/* A listed entry; the name may hold a NUL (a hostile server). */
-struct dent {
-	char			*name;
-	size_t			 len;
-	LIBSSH2_SFTP_ATTRIBUTES	 a;
-};
-
-static int
-cmp_dent(const void *a, const void *b)
-{
-	const struct dent *x = a, *y = b;
-	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
-
-	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* List a server directory, sorted; each entry to fn. 0, or -1 with e. */
-static int
-list_dir(struct job *j, const char *path, bool missing_ok,
-    int (*fn)(struct job *, const char *, size_t,
-    const LIBSSH2_SFTP_ATTRIBUTES *, void *, struct err *), void *arg,
-    struct err *e)
-{
-	LIBSSH2_SFTP_HANDLE *d = libssh2_sftp_opendir(j->sftp, path);
-	char *name;
-	struct dent *v = NULL;
-	size_t n_ent = 0, cap = 0;
-	int rc = 0;
-
-	if (d == NULL) {
-		if (missing_ok && libssh2_session_last_errno(j->ssh.s) ==
-		    LIBSSH2_ERROR_SFTP_PROTOCOL &&
-		    libssh2_sftp_last_error(j->sftp) == LIBSSH2_FX_NO_SUCH_FILE)
-			return 0;
-		return err_set(e, sshconn_class(j->ssh.s, ERR_PROTOCOL),
-		    "cannot list %s on %s: %s",
-		    path, j->job->ssh.host, sftp_why(j));
-	}
-	/* room for any name a server may send: a long one is refused by
-	 * fetch_name_problem, not a listing that fails for ever */
-	name = xmalloc(NAMEBUF);
-	for (;;) {
-		LIBSSH2_SFTP_ATTRIBUTES a;
-		int n = libssh2_sftp_readdir_ex(d, name, NAMEBUF - 1, NULL, 0,
-		    &a);
-
-		if (n == 0)
-			break;
-		if (n < 0) {
-			rc = err_set(e, ERR_TEMPFAIL, "listing %s on %s failed: "
-			    "%s", path, j->job->ssh.host, sftp_why(j));
-			break;
-		}
-		if (n_ent == FETCH_LIST_MAX) {
-			say(j, LOG_WARNING, "%s holds more than %d entries; the "
-			    "rest waits for the next run", path,
-			    FETCH_LIST_MAX);
-			break;
-		}
-		if (n_ent == cap) {
-			cap = cap ? cap * 2 : 256;
-			v = xrealloc(v, cap * sizeof(*v));
-		}
-		v[n_ent].name = xmalloc((size_t)n + 1);	/* not strndup: */
-		memcpy(v[n_ent].name, name, (size_t)n);	/* a NUL inside */
-		v[n_ent].name[n] = '\0';			/* stays visible */
-		v[n_ent].len = (size_t)n;
-		v[n_ent].a = a;
-		n_ent++;
-	}
-	libssh2_sftp_closedir(d);
-	/* oldest first: Maildir names start with the delivery time */
-	if (n_ent > 1)
-		qsort(v, n_ent, sizeof(*v), cmp_dent);
-	for (size_t i = 0; i < n_ent; i++) {
-		if (rc == 0) {
-			memcpy(name, v[i].name, v[i].len);
-			name[v[i].len] = '\0';
-			rc = fn(j, name, v[i].len, &v[i].a, arg, e);
-		}
-		free(v[i].name);
-	}
-	free(v);
-	free(name);
-	return rc;
-}
-
-static int
-on_mail(struct job *j, const char *name, size_t len,
-    const LIBSSH2_SFTP_ATTRIBUTES *a, void *arg, struct err *e)
-{
-	return one_file(j, arg, name, len, a, e);
-}
-
-static int
-on_tmp(struct job *j, const char *name, size_t len,
-    const LIBSSH2_SFTP_ATTRIBUTES *a, void *arg, struct err *e)
+plan_tmp(struct job *j, struct folder *f, const struct dent *d)
 {
 	char show[300];
 	time_t now = time(NULL);
 
-	(void)arg;
-	(void)e;
-	if (name[0] == '.' || !(a->flags & LIBSSH2_SFTP_ATTR_ACMODTIME) ||
-	    (time_t)a->mtime > now - FETCH_TMP_WARN)
-		return 0;
-	shown(name, len, show, sizeof(show));
-	say(j, LOG_WARNING, "%s/tmp/%s has been on the server for %ld hours "
+	if (d->name == NULL || d->name[0] == '.' ||
+	    !(d->a.flags & SFTP_ATTR_ACMODTIME) ||
+	    (time_t)d->a.mtime > now - FETCH_TMP_WARN)
+		return;
+	fetch_shown(d->name, d->len, show, sizeof(show));
+	fetch_say(j, LOG_WARNING, "%s/tmp/%s has been on the server for %ld hours "
 	    "(a delivery that never finished?); not fetched",
-	    j->rdir, show, (long)(now - (time_t)a->mtime) / 3600);
-	return 0;
+	    f->rdir, show, (long)(now - (time_t)d->a.mtime) / 3600);
 }
 
 static int
-make_local(struct job *j, struct err *e)
+make_local(const struct folder *f, struct err *e)
 {
 	static const char *const subs[] = { "tmp", "new", "cur" };
 
 	for (size_t i = 0; i < 3; i++) {
-		char *d = xasprintf("%s/%s", j->ldir, subs[i]);
+		char *d = xasprintf("%s/%s", f->ldir, subs[i]);
 		int rc = util_mkdir_p(d, e);
 
 		free(d);
@@ -939,78 +521,320 @@ make_local(struct job *j, struct err *e)
 	return 0;
 }
 
+/* Decide, folder by folder (INBOX first, then by name), what to take. */
 static int
-do_folder(struct job *j, const char *folder, struct err *e)
+plan_all(struct job *j)
 {
-	int rc = -1;
+	struct err e;
 
-	j->folder = folder;
-	if (strcmp(folder, "INBOX") == 0) {
-		j->rdir = xstrdup(j->job->remote);
-		j->ldir = xstrdup(j->job->local);
+	for (size_t i = 0; i < j->nfolders && !j->failed; i++) {
+		struct folder *f = j->folders[i];
+
+		if (f->failed)
+			continue;
+		j->folder = f->name;
+		j->ldir = f->ldir;
+		/* -n changes nothing here, not even a missing folder */
+		if (!j->o->dry_run && make_local(f, &e) < 0)
+			return fetch_fail(j, &e);
+		if ((!j->o->dry_run || access(f->ldir, F_OK) == 0) &&
+		    local_scan(j, &e) < 0)
+			return fetch_fail(j, &e);
+		for (size_t s = 0; s < 2; s++) {
+			struct listing *l = f->lists[s];
+
+			for (size_t k = 0; l != NULL && k < l->n; k++)
+				plan_file(j, f, l->sub, &l->v[k]);
+		}
+		for (size_t k = 0; f->lists[2] && k < f->lists[2]->n; k++)
+			plan_tmp(j, f, &f->lists[2]->v[k]);
+		local_free(j);
+		for (size_t s = 0; s < 3; s++) {
+			fetchget_listing_free(f->lists[s]);
+			f->lists[s] = NULL;
+		}
+	}
+	return j->failed ? -1 : 0;
+}
+
+/* --- the commit: a batch made durable, then removed on the server ------- */
+
+static int
+on_removed(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct item *it = arg;
+
+	(void)e;
+	if (r->status != SFTP_FX_OK && r->status != SFTP_FX_NO_SUCH_FILE) {
+		char why[300], *rpath = fetch_remote_path(it);
+
+		fetchget_status(r, why, sizeof(why));
+		fetch_say(it->j, LOG_WARNING, "%s: fetched, but cannot remove it "
+		    "from the server: %s (the next run removes it)", rpath,
+		    why);
+		free(rpath);
+	}
+	crash_step(it->j->crash, "removed on the server");
+	return 0;
+}
+
+/* The same name is here: the same message, or another? */
+static void
+link_exists(struct job *j, struct item *it, const char *tmp, const char *dst)
+{
+	struct stat st, mine;
+
+	if (stat(tmp, &mine) == 0 && lstat(dst, &st) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_size == mine.st_size) {
+		log_msg(j->log, LOG_INFO, "%s: %s: %s already here",
+		    j->job->name, it->f->name, it->name);
+		j->already++;
 	} else {
-		j->rdir = xasprintf("%s/%s", j->job->remote, folder);
-		j->ldir = xasprintf("%s/%s", j->job->local, folder);
-	}
-	/* -n changes nothing here, not even a missing folder */
-	if (!j->o->dry_run && make_local(j, e) < 0)
-		goto out;
-	if ((!j->o->dry_run || access(j->ldir, F_OK) == 0) &&
-	    local_scan(j, e) < 0)
-		goto out;
-	{
-		char *p = xasprintf("%s/new", j->rdir);
+		char *rpath = fetch_remote_path(it);
 
-		rc = list_dir(j, p, false, on_mail, "new", e);
-		free(p);
+		fetch_say(j, LOG_WARNING, "%s: a different %s/%s is here already; "
+		    "left on the server", rpath, it->dst, it->name);
+		free(rpath);
+		j->refused++;
+		it->keep = true;
 	}
-	if (rc == 0 && j->job->mode == FETCH_COPY) {
-		char *p = xasprintf("%s/cur", j->rdir);
+}
 
-		rc = list_dir(j, p, true, on_mail, "cur", e);
-		free(p);
-	}
-	if (rc == 0) {
-		char *p = xasprintf("%s/tmp", j->rdir);
+/* sync and link the downloads of items [from, to). */
+static int
+commit_links(struct job *j, size_t from, size_t to, struct err *e)
+{
+	for (size_t i = from; i < to; i++) {
+		struct item *it = &j->items[i];
 
-		rc = list_dir(j, p, true, on_tmp, NULL, e);
-		free(p);
+		if (it->st != IT_DONE || it->fd < 0)
+			continue;
+		/* one journal commit carries the batch: the first fsync
+		 * writes them all, the others find little left to do */
+		if (fsync(it->fd) < 0)
+			return err_set(e, err_from_errno(errno), "cannot write "
+			    "%s/tmp/%s: %s", it->f->ldir, it->name,
+			    strerror(errno));
+		crash_step(j->crash, "downloaded into tmp/");
 	}
-	/* what arrived is committed even when the listing broke off */
-	if (commit_pending(j, rc == 0 ? e : &(struct err){ 0 }) < 0)
-		rc = -1;
-out:
-	local_free(j);
-	free(j->rdir);
-	free(j->ldir);
-	j->rdir = j->ldir = NULL;
-	return rc;
+	for (size_t i = from; i < to; i++) {
+		struct item *it = &j->items[i];
+		char *tmp, *dst;
+		int rc = 0;
+
+		if (it->st != IT_DONE || it->fd < 0)
+			continue;
+		close(it->fd);
+		it->fd = -1;
+		tmp = fetch_local_path(it->f, "tmp", it->name);
+		dst = fetch_local_path(it->f, it->dst, it->name);
+		it->f->touched = true;
+		j->folder = it->f->name;
+		if (link(tmp, dst) == 0) {
+			crash_step(j->crash, "linked into new/");
+			log_msg(j->log, LOG_INFO, "%s: %s: %s fetched",
+			    j->job->name, it->f->name, it->name);
+			j->fetched++;
+		} else if (errno != EEXIST) {
+			rc = err_set(e, err_from_errno(errno), "cannot link "
+			    "%s: %s", dst, strerror(errno));
+		} else {
+			link_exists(j, it, tmp, dst);
+		}
+		unlink(tmp);
+		free(tmp);
+		free(dst);
+		if (rc < 0) {
+			it->keep = true;
+			return -1;
+		}
+		progress(j);
+	}
+	return 0;
+}
+
+/* Drop what items [from, to) hold locally: nothing of theirs is taken. */
+static void
+items_drop(struct job *j, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++)
+		if (j->items[i].st == IT_DONE || j->items[i].st == IT_RUN)
+			fetchget_end(&j->items[i], IT_SKIP);
 }
 
 static int
-on_folder(struct job *j, const char *name, size_t len,
-    const LIBSSH2_SFTP_ATTRIBUTES *a, void *arg, struct err *e)
+sync_dirs(struct job *j, struct err *e)
 {
-	struct strvec *folders = arg;
+	for (size_t i = 0; i < j->nfolders; i++) {
+		struct folder *f = j->folders[i];
+		char *nd, *cd;
+		int rc;
 
-	(void)e;
-	if (name[0] != '.' || fetch_name_problem(name, len) != NULL ||
-	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return 0;
-	if (!(a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) ||
-	    !LIBSSH2_SFTP_S_ISDIR(a->permissions))
-		return 0;	/* symlinked folders are not followed */
-	if (fetch_folder_wanted(&j->job->folders, name))
-		sv_push(folders, name);
+		if (!f->touched)
+			continue;
+		f->touched = false;
+		nd = xasprintf("%s/new", f->ldir);
+		cd = xasprintf("%s/cur", f->ldir);
+		rc = util_fsync_dir(nd, e) < 0 || util_fsync_dir(cd, e) < 0 ?
+		    -1 : 0;
+		free(nd);
+		free(cd);
+		if (rc < 0)
+			return -1;
+	}
 	return 0;
+}
+
+/*
+ * Items [from, to), all ended: sync and link the downloads, fsync the
+ * local directories, then remove the server's copies (move: the REMOVEs
+ * go out together, their replies come while the next batch downloads)
+ * or record them (copy).
+ */
+static int
+commit(struct job *j, size_t from, size_t to, struct err *e)
+{
+	int rc = 0;
+
+	for (size_t i = from; i < to; i++)
+		if (j->items[i].st == IT_DONE && !j->items[i].download)
+			j->items[i].f->touched = true;	/* already here */
+	if (commit_links(j, from, to, e) < 0 || sync_dirs(j, e) < 0) {
+		items_drop(j, from, to);
+		return -1;	/* nothing removed on the server */
+	}
+	crash_step(j->crash, "local directories synced");
+	if (j->job->mode == FETCH_MOVE) {
+		for (size_t i = from; i < to && !j->chan.broken; i++) {
+			struct item *it = &j->items[i];
+			char *rpath;
+
+			if (it->st != IT_DONE || it->keep)
+				continue;
+			rpath = fetch_remote_path(it);
+			sftp_remove(j->chan.p, rpath, on_removed, it);
+			free(rpath);
+		}
+	} else {
+		struct strbuf sb;
+
+		sb_init(&sb);
+		for (size_t i = from; i < to; i++)
+			if (j->items[i].st == IT_DONE && !j->items[i].keep)
+				sb_addf(&sb, "%s/%.*s\n", j->items[i].f->name,
+				    (int)fetch_unique_len(j->items[i].name),
+				    j->items[i].name);
+		if (sb.len > 0 && (util_write_all(j->seen_fd, sb.s,
+		    sb.len) < 0 || fsync(j->seen_fd) < 0))
+			rc = err_set(e, err_from_errno(errno), "cannot "
+			    "record fetched names for job '%s': %s",
+			    j->job->name, strerror(errno));
+		sb_free(&sb);
+		if (rc == 0)
+			crash_step(j->crash, "fetched names recorded");
+	}
+	for (size_t i = from; i < to; i++)
+		if (j->items[i].st == IT_DONE)
+			j->items[i].st = IT_COMMITTED;
+	return rc;
+}
+
+/* The end of the ended items from `from' on. */
+static size_t
+ended_upto(const struct job *j, size_t from, size_t next)
+{
+	while (from < next && (j->items[from].st == IT_DONE ||
+	    j->items[from].st == IT_SKIP))
+		from++;
+	return from;
+}
+
+/* The message for a broken link: which file it cut, if one. */
+static void
+link_broke(struct job *j, struct err *e)
+{
+	for (size_t i = 0; i < j->nitems; i++)
+		if (j->items[i].st == IT_RUN) {
+			char *rpath = fetch_remote_path(&j->items[i]);
+			struct err le;
+
+			err_set(&le, ERR_TEMPFAIL, "reading %s from %s failed: "
+			    "%.800s", rpath, j->job->ssh.host, e->msg);
+			free(rpath);
+			*e = le;
+			return;
+		}
+	{
+		struct err le;
+
+		err_set(&le, ERR_TEMPFAIL, "the SSH connection to %s broke: "
+		    "%.800s", j->job->ssh.host, e->msg);
+		*e = le;
+	}
+}
+
+/*
+ * Take every planned item: downloads start in order, up to
+ * FILES_INFLIGHT at once and two batches ahead of the commit; a batch is
+ * committed when all of its items ended. After a failure what ended
+ * before it in order is still committed; the rest is dropped.
+ */
+static int
+transfer(struct job *j)
+{
+	size_t next = 0, done = 0;
+	struct err e;
+
+	while (done < j->nitems && !j->failed) {
+		size_t upto;
+
+		while (next < j->nitems && j->active < FILES_INFLIGHT &&
+		    next - done < FILES_INFLIGHT) {
+			if (j->items[next].st == IT_WAIT)
+				fetchget_start(&j->items[next]);
+			next++;
+		}
+		upto = ended_upto(j, done, next);
+		if (upto - done >= FETCH_BATCH || upto == j->nitems) {
+			if (commit(j, done, upto, &e) < 0)
+				return fetch_fail(j, &e);
+			done = upto;
+			continue;
+		}
+		if (sftp_chan_wait(&j->chan, &e) < 0) {
+			if (j->chan.broken)
+				link_broke(j, &e);
+			fetch_fail(j, &e);
+		}
+	}
+	if (j->failed) {
+		/* what ended before the failure, in order, is kept */
+		size_t upto = ended_upto(j, done, next);
+
+		if (upto > done && commit(j, done, upto, &e) < 0)
+			fetch_fail(j, &e);
+		items_drop(j, upto, j->nitems);
+	}
+	/* the REMOVEs and CLOSEs still out */
+	while (!j->chan.broken && sftp_busy(j->chan.p) > 0)
+		if (sftp_chan_wait(&j->chan, &e) < 0) {
+			if (j->chan.broken) {
+				struct err le;
+
+				err_set(&le, ERR_TEMPFAIL, "the SSH connection "
+				    "to %s broke: %.800s", j->job->ssh.host,
+				    e.msg);
+				fetch_fail(j, &le);
+			} else
+				fetch_fail(j, &e);
+		}
+	return j->failed ? -1 : 0;
 }
 
 static int
 run_job(struct job *j, struct err *e)
 {
 	struct ssh_params p;
-	struct strvec folders;
-	int rc = 0;
 
 	if (open_state(j, e) < 0)
 		return -1;
@@ -1025,47 +849,63 @@ run_job(struct job *j, struct err *e)
 	p.prog = "fetch";
 	if (sshconn_open(&p, &j->ssh, e) < 0)
 		return -1;
-	j->sftp = libssh2_sftp_init(j->ssh.s);
-	if (j->sftp == NULL)
-		return err_set(e, sshconn_class(j->ssh.s, ERR_PROTOCOL),
-		    "%s offers no SFTP: %s",
-		    j->job->ssh.host, sshconn_errmsg(j->ssh.s));
-	sv_init(&folders);
-	if (sv_contains(&j->job->folders, "INBOX"))
-		sv_push(&folders, "INBOX");
-	for (size_t i = 0; i < j->job->folders.n; i++)
-		if (strcmp(j->job->folders.v[i], "INBOX") != 0) {
-			rc = list_dir(j, j->job->remote, false, on_folder,
-			    &folders, e);
-			break;
-		}
-	/* INBOX first, then the folders in name order (list_dir sorts) */
-	for (size_t i = 0; rc == 0 && i < folders.n; i++)
-		rc = do_folder(j, folders.v[i], e);
-	sv_free(&folders);
+	if (sftp_chan_open(&j->chan, j->ssh.s, j->ssh.fd, j->job->timeout,
+	    WINDOW_REQS, WINDOW_BYTES, e) < 0) {
+		struct err le;
+
+		err_set(&le, e->code, "%s: %.900s", j->job->ssh.host, e->msg);
+		*e = le;
+		return -1;
+	}
+	j->chan_open = true;
+	/* a listing that failed leaves its folder alone; the others go on */
+	fetchget_list(j);
+	if (!j->chan.broken && plan_all(j) == 0 && !j->o->dry_run)
+		transfer(j);
 	progress_end(j);
-	if (rc == 0 && (j->fetched || j->already || j->refused))
+	if (!j->failed && (j->fetched || j->already || j->refused))
 		log_msg(j->log, LOG_INFO, "%s: %lu fetched, %lu already here, "
 		    "%lu refused", j->job->name, j->fetched, j->already,
 		    j->refused);
-	return rc;
+	if (j->failed) {
+		*e = j->err;
+		return -1;
+	}
+	return 0;
 }
 
 static void
 job_free(struct job *j)
 {
-	if (j->sftp != NULL)
-		libssh2_sftp_shutdown(j->sftp);
-	j->sftp = NULL;
+	items_drop(j, 0, j->nitems);
+	if (j->chan_open) {
+		if (j->chan.broken)
+			j->ssh.no_goodbye = true;
+		sftp_chan_close(&j->chan);
+	}
 	sshconn_close(&j->ssh);
 	if (j->lock_fd >= 0)
 		close(j->lock_fd);
 	if (j->seen_fd >= 0)
 		close(j->seen_fd);
 	sv_free(&j->seen);
-	pend_free(j);
-	free(j->pend);
-	free(j->buf);
+	for (size_t i = 0; i < j->nitems; i++)
+		free(j->items[i].name);
+	free(j->items);
+	for (size_t i = 0; i < j->nfolders; i++) {
+		struct folder *f = j->folders[i];
+
+		for (size_t s = 0; s < 3; s++)
+			fetchget_listing_free(f->lists[s]);
+		free(f->name);
+		free(f->rdir);
+		free(f->ldir);
+		free(f);
+	}
+	free(j->folders);
+	fetchget_listing_free(j->top);
+	fetchget_free(j);
+	local_free(j);
 }
 
 /* Which error wins the exit code: a refusal over a deferral. */
@@ -1120,8 +960,6 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		j.lock_fd = j.seen_fd = -1;
 		j.ssh.fd = -1;
 		sv_init(&j.seen);
-		j.pend = xcalloc(FETCH_BATCH, sizeof(*j.pend));
-		j.buf = xmalloc(BUFSZ);
 		if (run_job(&j, &je) < 0) {
 			log_msg(log, LOG_ERR, "%s: %s", j.job->name, je.msg);
 			errs[nerrs].code = je.code;

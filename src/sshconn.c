@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -430,6 +431,10 @@ sshconn_close(struct sshconn *c)
 		libssh2_session_set_blocking(c->s, 1);
 		if (!c->no_goodbye)
 			libssh2_session_disconnect(c->s, "postie: done");
+		/* what was sent still goes; a channel left open is freed
+		 * without waiting a round trip for the server's close */
+		if (c->fd >= 0)
+			shutdown(c->fd, SHUT_RDWR);
 		libssh2_session_free(c->s);
 	}
 	if (c->fd >= 0)

@@ -11,6 +11,7 @@ import time
 import unittest
 
 import sshd
+from latency import LatencyProxy
 from pt import QueueCase
 
 BODY = b"From: a@example.org\nTo: b@example.org\nSubject: %s\n\nbody %s\n"
@@ -40,7 +41,7 @@ class FetchCase(QueueCase):
         self.write_config(
             extra +
             "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
-            "  folders %s\n  mode %s\n" % (self.sshd.user, self.sshd.port, self.key,
+            "  folders %s\n  mode %s\n" % (self.sshd.user, getattr(self, "port", self.sshd.port), self.key,
                                           self.remote, self.local, self.folders, self.mode)
             + job_extra)
 
@@ -136,6 +137,16 @@ class TestMove(FetchCase):
         self.put("1800000000.M1P1.server")
         r = self.fetch()
         self.assertEqual((r.returncode, r.stderr), (0, b""))
+
+    def test_an_empty_message(self):
+        # no byte ever comes for it: the end of file alone makes the file
+        self.put("1700000000.M1P1.empty", b"")
+        self.put("1700000001.M2P2.server")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.empty", "1700000001.M2P2.server"])
+        self.assertEqual(self.local_data("1700000000.M1P1.empty"), b"")
+        self.assertEqual(self.remote_names(), [])
 
     def test_large_message_and_binary_bytes(self):
         data = os.urandom(3 * 1024 * 1024 + 17)
@@ -343,6 +354,63 @@ class TestCrash(FetchCase):
         self.assertEqual(self.local_data("1700000000.big"), big)
         self.assertEqual(self.local_data("1700000001.small"), small)
         self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+
+class TestLatency(FetchCase):
+    """Through a link with a round trip of 100 ms: the requests of many
+    files and folders are in flight at once, so the run costs a handful
+    of round trips, not a few per message."""
+    folders = "INBOX .f*"
+
+    def through_proxy(self, delay_ms):
+        proxy = LatencyProxy(self.sshd.port, delay_ms).start()
+        self.addCleanup(proxy.stop)
+        with open(os.path.join(self.dir, ".ssh", "known_hosts"), "a") as f:
+            f.write(self.sshd.known_hosts_line(name="[127.0.0.1]:%d" % proxy.port))
+        self.port = proxy.port      # configure() points the job at it
+        return proxy
+
+    def test_folders_and_messages_pipelined(self):
+        names = ["17000000%02d.M%dP%d.server" % (i, i, i) for i in range(20)]
+        folders = ["", ".f1", ".f2", ".f3"]
+        for folder in folders:
+            for n in names:
+                self.put(n, folder=folder)
+        self.through_proxy(50)
+        self.configure()
+        t = time.time()
+        r = self.fetch()
+        took = time.time() - t
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for folder in folders:
+            self.assertEqual(self.local_names(folder), names)
+            self.assertEqual(self.remote_names(folder), [])
+        # SSH handshake and login ~9 round trips, SFTP ~8; one request at
+        # a time would be ~5 per message: 400 round trips, 40 s
+        self.assertLess(took, 4.0, "80 messages in 4 folders took %.1f s at 100 ms RTT" % took)
+
+    def test_a_server_that_stops_answering_is_bounded(self):
+        big = os.urandom(32 * 1024 * 1024)
+        self.put("1700000000.big", big)
+        self.put("1700000001.small")
+        proxy = self.through_proxy(0)
+        self.configure("max-size 100M\n", "  timeout 2s\n")
+        p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        tmp = os.path.join(self.local, "tmp", "1700000000.big")
+        for _ in range(400):
+            if os.path.exists(tmp) and os.path.getsize(tmp) > 0:
+                break
+            time.sleep(0.01)
+        proxy.frozen = True     # the link goes silent, the socket stays
+        t = time.time()
+        out, err = p.communicate(timeout=60)
+        self.assertLess(time.time() - t, 10, err)
+        self.assertEqual(p.returncode, 75, err)
+        self.assertIn(b"answered nothing for 2 s", err)
+        self.assertIn(b"1700000000.big from 127.0.0.1 failed", err)
+        self.assertEqual(self.remote_names(), ["1700000000.big", "1700000001.small"])
         self.assertEqual(self.local_names(sub="tmp"), [])
 
 

@@ -1,0 +1,163 @@
+/*
+ * fetchjob.h - one fetch job's state, shared by the two halves of fetch
+ * (not a public interface: fetch.h is).
+ *
+ * fetch.c decides what to take (the name rules, the local index, the
+ * copy-mode journal), commits batches (fsync, link, fsync dirs, then the
+ * server's removes) and runs the job. fetchget.c moves it over postie's
+ * SFTP engine (sftp.h): every folder's listing at once, then the
+ * downloads, many in flight, each ending in IT_DONE (tmp/NAME written,
+ * its fd open) or IT_SKIP (refused and said why, or dropped).
+ */
+#ifndef POSTIE_FETCHJOB_H
+#define POSTIE_FETCHJOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "crash.h"
+#include "err.h"
+#include "fetch.h"
+#include "log.h"
+#include "sftp.h"
+#include "sshconn.h"
+#include "util.h"
+
+#define FILES_INFLIGHT	256	/* downloads open at once */
+
+struct local_ent {
+	char		*uniq;
+	uint64_t	 size;
+};
+
+/* A listed entry; the name may hold a NUL (a hostile server). */
+struct dent {
+	char			*name;	/* NULL: over SFTP_NAME_MAX */
+	size_t			 len;
+	struct sftp_attrs	 a;
+};
+
+struct folder;
+
+/* One directory being listed: OPENDIR, READDIRs in flight, CLOSE. */
+struct listing {
+	struct job		*j;
+	struct folder		*f;	/* NULL: the job's top (folders) */
+	const char		*sub;	/* "new", "cur", "tmp" */
+	char			*path;
+	bool			 missing_ok;
+	unsigned char		 h[SFTP_HANDLE_MAX];
+	size_t			 hlen;
+	unsigned		 out;	/* READDIRs waiting */
+	bool			 eof, done;
+	struct dent		*v;
+	size_t			 n, cap;
+};
+
+struct folder {
+	char			*name;	/* "INBOX", ".lists.dev" */
+	char			*rdir, *ldir;
+	struct listing		*lists[3];	/* new, cur (copy mode), tmp */
+	bool			 failed;	/* its listing failed */
+	bool			 touched;	/* linked into by the batch */
+};
+
+enum item_state { IT_WAIT, IT_RUN, IT_DONE, IT_SKIP, IT_COMMITTED };
+
+/* A message to take: downloaded into tmp/ (fd), or already here. */
+struct item {
+	struct job		*j;
+	struct folder		*f;
+	const char		*sub;	/* the server's "new" or "cur" */
+	const char		*dst;	/* the local "new" or "cur" */
+	char			*name;
+	uint64_t		 size;
+	enum item_state		 st;
+	bool			 download;	/* else already here */
+	bool			 keep;	/* leave the server's copy alone */
+	int			 fd;	/* tmp/NAME, written, not yet synced */
+	unsigned char		*h;	/* the server's handle, while open */
+	size_t			 hlen;
+	uint64_t		 next_off, got;
+	unsigned		 reads;	/* READs and FSTAT waiting */
+	bool			 stat_done, stat_bad, grew, empty, probed;
+};
+
+/* A READ of an item: where and how much. Owned by the job (a READ may
+ * still be out when the link breaks and its reply never comes). */
+struct rd_req {
+	struct item	*it;
+	uint64_t	 off;
+	uint32_t	 len;
+	struct rd_req	*next;		/* the free list */
+	struct rd_req	*all;		/* every one the job made */
+};
+
+struct job {
+	const struct config	*cfg;
+	const struct fetch_job	*job;
+	const struct fetch_opts	*o;
+	struct log		*log;
+	struct sshconn		 ssh;
+	struct sftp_chan	 chan;
+	bool			 chan_open;
+	int			 lock_fd;
+	int			 seen_fd;	/* copy mode: JOB.seen */
+	struct strvec		 seen;		/* "FOLDER/UNIQUE", sorted */
+	/* the folder at hand (planning, progress) */
+	const char		*folder;
+	char			*ldir;
+	struct local_ent	*local;
+	size_t			 nlocal, alocal;
+	/* the folders and their listings */
+	struct folder		**folders;
+	size_t			 nfolders;
+	struct listing		*top;
+	unsigned		 listing;	/* listings not done */
+	/* the messages to take, in order; committed up to `committed' */
+	struct item		*items;
+	size_t			 nitems, aitems;
+	size_t			 active;	/* downloads running */
+	struct rd_req		*rd_free, *rd_all;
+	/* a failure: the first one is the job's */
+	struct err		 err;
+	bool			 failed;
+	/* counts */
+	unsigned long		 fetched, already, refused;
+	struct crash		*crash;
+	bool			 progress;	/* a terminal, not -v */
+	bool			 progress_line;	/* one is on the screen */
+};
+
+/* --- fetch.c, for fetchget.c --- */
+
+/* A line to the log; problems also to stderr (the user must hear). */
+void	fetch_say(struct job *j, int prio, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+/* A server's name, printable, for messages. */
+void	fetch_shown(const char *name, size_t len, char *out, size_t outlen);
+/* Keep the job's first failure; -1. */
+int	fetch_fail(struct job *j, const struct err *e);
+char	*fetch_local_path(const struct folder *f, const char *sub,
+	    const char *name);
+char	*fetch_remote_path(const struct item *it);
+
+/* --- fetchget.c, for fetch.c --- */
+
+/* List every wanted folder (INBOX, and the top directory's folders that
+ * match the globs), all at once; each folder's lists[] filled, sorted.
+ * A folder whose listing failed is marked failed (and the job too). */
+int	fetchget_list(struct job *j);
+void	fetchget_listing_free(struct listing *l);
+/* Start a download (IT_WAIT to IT_RUN). */
+void	fetchget_start(struct item *it);
+/* End an item: IT_DONE, or IT_SKIP (its tmp/ file removed). */
+void	fetchget_end(struct item *it, enum item_state st);
+/* Free what the downloads hold for READs never answered. */
+void	fetchget_free(struct job *j);
+/* A STATUS reply, printable. */
+void	fetchget_status(const struct sftp_reply *r, char *out, size_t len);
+
+#endif

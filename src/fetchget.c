@@ -1,0 +1,552 @@
+/* fetchget.c - a fetch job's listings and downloads over postie's SFTP
+ * engine, many requests in flight (see fetchjob.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fetchjob.h"
+
+#define CHUNK		65536	/* bytes a READ asks */
+#define FILE_READS	8	/* READs in flight for one file */
+#define LIST_READS	4	/* READDIRs in flight for one directory */
+
+void
+fetchget_status(const struct sftp_reply *r, char *out, size_t len)
+{
+	if (r->msglen > 0 && r->status != SFTP_FX_EOF)
+		snprintf(out, len, "%s (%.*s)", sftp_status_text(r->status),
+		    (int)(r->msglen > 200 ? 200 : r->msglen), r->msg);
+	else
+		snprintf(out, len, "%s", sftp_status_text(r->status));
+	util_sanitize_ascii(out);
+}
+
+/* --- listings: every folder's at once ------------------------------------ */
+
+static int
+cmp_dent(const void *a, const void *b)
+{
+	const struct dent *x = a, *y = b;
+	size_t xl = x->name ? x->len : 0, yl = y->name ? y->len : 0;
+	int c = memcmp(x->name ? x->name : "", y->name ? y->name : "",
+	    xl < yl ? xl : yl);
+
+	return c != 0 ? c : (xl > yl) - (xl < yl);
+}
+
+static void listing_start(struct job *j, struct folder *f, const char *sub,
+    const char *path, bool missing_ok);
+static int on_readdir(void *arg, const struct sftp_reply *r, struct err *e);
+
+static void
+listing_done(struct listing *l)
+{
+	struct job *j = l->j;
+
+	if (l->hlen > 0)
+		sftp_close(j->chan.p, l->h, l->hlen, NULL, NULL);
+	l->hlen = 0;
+	/* oldest first: Maildir names start with the delivery time */
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), cmp_dent);
+	l->done = true;
+	j->listing--;
+	if (l == j->top && !j->failed) {
+		/* the folders the job wants, in name order, after INBOX */
+		for (size_t i = 0; i < l->n; i++) {
+			struct dent *d = &l->v[i];
+			struct folder *f;
+
+			if (d->name == NULL || d->name[0] != '.' ||
+			    fetch_name_problem(d->name, d->len) != NULL ||
+			    strcmp(d->name, ".") == 0 ||
+			    strcmp(d->name, "..") == 0)
+				continue;
+			if (!(d->a.flags & SFTP_ATTR_PERMISSIONS) ||
+			    (d->a.perm & SFTP_S_IFMT) != SFTP_S_IFDIR)
+				continue;	/* symlinked folders are not
+						 * followed */
+			if (!fetch_folder_wanted(&j->job->folders, d->name))
+				continue;
+			f = xcalloc(1, sizeof(*f));
+			f->name = xstrdup(d->name);
+			f->rdir = xasprintf("%s/%s", j->job->remote, d->name);
+			f->ldir = xasprintf("%s/%s", j->job->local, d->name);
+			j->folders = xrealloc(j->folders, (j->nfolders + 1) *
+			    sizeof(*j->folders));
+			j->folders[j->nfolders++] = f;
+			listing_start(j, f, "new", NULL, false);
+			if (j->job->mode == FETCH_COPY)
+				listing_start(j, f, "cur", NULL, true);
+			listing_start(j, f, "tmp", NULL, true);
+		}
+	}
+}
+
+/* A listing that failed: the folder is left alone, the job fails. The
+ * directory could not be opened (a refusal), or its reading broke off. */
+static int
+listing_failed(struct listing *l, bool opening, const char *why)
+{
+	struct err e;
+
+	if (opening)
+		err_set(&e, ERR_PROTOCOL, "cannot list %s on %s: %s", l->path,
+		    l->j->job->ssh.host, why);
+	else
+		err_set(&e, ERR_TEMPFAIL, "listing %s on %s failed: %s",
+		    l->path, l->j->job->ssh.host, why);
+	fetch_fail(l->j, &e);
+	if (l->f != NULL)
+		l->f->failed = true;
+	l->eof = true;
+	if (l->out == 0 && !l->done)
+		listing_done(l);
+	return 0;
+}
+
+static int
+on_opendir(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct listing *l = arg;
+	struct job *j = l->j;
+	char why[300];
+
+	(void)e;
+	if (r->type == SFTP_STATUS) {
+		if (l->missing_ok && r->status == SFTP_FX_NO_SUCH_FILE) {
+			listing_done(l);
+			return 0;
+		}
+		fetchget_status(r, why, sizeof(why));
+		return listing_failed(l, true, why);
+	}
+	memcpy(l->h, r->data, r->len);
+	l->hlen = r->len;
+	for (l->out = 0; l->out < LIST_READS; l->out++)
+		sftp_readdir(j->chan.p, l->h, l->hlen, on_readdir, l);
+	return 0;
+}
+
+static void
+listing_add(struct listing *l, const struct sftp_name *n)
+{
+	struct dent *d;
+
+	if (l->n == FETCH_LIST_MAX) {
+		if (!l->eof)
+			fetch_say(l->j, LOG_WARNING, "%s holds more than %d entries; "
+			    "the rest waits for the next run", l->path,
+			    FETCH_LIST_MAX);
+		l->eof = true;
+		return;
+	}
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	d = &l->v[l->n++];
+	d->len = n->len;
+	d->a = n->a;
+	d->name = NULL;
+	if (!n->too_long) {
+		d->name = xmalloc(n->len + 1);	/* not strndup: a NUL */
+		memcpy(d->name, n->name, n->len);	/* inside stays */
+		d->name[n->len] = '\0';			/* visible */
+	}
+}
+
+static int
+on_readdir(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct listing *l = arg;
+	char why[300];
+
+	(void)e;
+	l->out--;
+	if (r->type == SFTP_STATUS && r->status != SFTP_FX_EOF && !l->eof) {
+		fetchget_status(r, why, sizeof(why));
+		return listing_failed(l, false, why);
+	}
+	if (r->type == SFTP_STATUS)
+		l->eof = true;
+	else if (!l->eof) {
+		struct sftp_name n;
+		size_t off = 0;
+
+		while (sftp_name_next(r, &off, &n) == 1)
+			listing_add(l, &n);
+		/* more when the whole round came back with names: a round
+		 * that still has READDIRs out may be ending in EOFs */
+		for (; !l->eof && l->out == 0 && l->hlen > 0 &&
+		    l->out < LIST_READS; l->out++)
+			sftp_readdir(l->j->chan.p, l->h, l->hlen, on_readdir, l);
+	}
+	if (l->eof && l->out == 0 && !l->done)
+		listing_done(l);
+	return 0;
+}
+
+static void
+listing_start(struct job *j, struct folder *f, const char *sub,
+    const char *path, bool missing_ok)
+{
+	struct listing *l = xcalloc(1, sizeof(*l));
+
+	l->j = j;
+	l->f = f;
+	l->sub = sub;
+	l->missing_ok = missing_ok;
+	l->path = path != NULL ? xstrdup(path) :
+	    xasprintf("%s/%s", f->rdir, sub);
+	if (f == NULL)
+		j->top = l;
+	else
+		f->lists[strcmp(sub, "new") == 0 ? 0 :
+		    strcmp(sub, "cur") == 0 ? 1 : 2] = l;
+	j->listing++;
+	sftp_opendir(j->chan.p, l->path, on_opendir, l);
+}
+
+void
+fetchget_listing_free(struct listing *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].name);
+	free(l->v);
+	free(l->path);
+	free(l);
+}
+
+/* Wait until every listing is done. */
+int
+fetchget_list(struct job *j)
+{
+	struct folder *inbox = NULL;
+	struct err e;
+
+	if (sv_contains(&j->job->folders, "INBOX")) {
+		inbox = xcalloc(1, sizeof(*inbox));
+		inbox->name = xstrdup("INBOX");
+		inbox->rdir = xstrdup(j->job->remote);
+		inbox->ldir = xstrdup(j->job->local);
+		j->folders = xrealloc(j->folders, sizeof(*j->folders));
+		j->folders[j->nfolders++] = inbox;
+	}
+	for (size_t i = 0; i < j->job->folders.n; i++)
+		if (strcmp(j->job->folders.v[i], "INBOX") != 0) {
+			listing_start(j, NULL, NULL, j->job->remote, false);
+			break;
+		}
+	if (inbox != NULL) {
+		listing_start(j, inbox, "new", NULL, false);
+		if (j->job->mode == FETCH_COPY)
+			listing_start(j, inbox, "cur", NULL, true);
+		listing_start(j, inbox, "tmp", NULL, true);
+	}
+	while (j->listing > 0)
+		if (sftp_chan_wait(&j->chan, &e) < 0) {
+			if (j->chan.broken) {
+				struct err le;
+
+				err_set(&le, ERR_TEMPFAIL, "the SSH connection "
+				    "to %s broke: %.800s", j->job->ssh.host,
+				    e.msg);
+				e = le;
+			}
+			return fetch_fail(j, &e);
+		}
+	return j->failed ? -1 : 0;
+}
+
+/* --- downloads, many in flight ------------------------------------------ */
+
+static int on_read(void *arg, const struct sftp_reply *r, struct err *e);
+static int item_create(struct item *it, struct err *e);
+
+/* The end of a download: done, or refused (said why) or dropped. */
+void
+fetchget_end(struct item *it, enum item_state st)
+{
+	struct job *j = it->j;
+
+	if (it->h != NULL && !j->chan.broken)
+		sftp_close(j->chan.p, it->h, it->hlen, NULL, NULL);
+	free(it->h);
+	it->h = NULL;
+	if (st == IT_SKIP && it->fd >= 0) {
+		char *tmp = fetch_local_path(it->f, "tmp", it->name);
+
+		close(it->fd);
+		it->fd = -1;
+		unlink(tmp);	/* not linked: the next run fetches */
+		free(tmp);
+	}
+	if (it->st == IT_RUN)
+		j->active--;
+	it->st = st;
+}
+
+static void
+item_refuse(struct item *it, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+item_refuse(struct item *it, const char *fmt, ...)
+{
+	char why[400], *rpath = fetch_remote_path(it);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fetch_say(it->j, LOG_WARNING, "%s: refused: %s; left on the server", rpath,
+	    why);
+	it->j->refused++;
+	free(rpath);
+	fetchget_end(it, IT_SKIP);
+}
+
+/* Everything asked came back: is it the file listed? */
+static void
+item_check(struct item *it)
+{
+	if (it->st != IT_RUN || it->reads > 0 || !it->stat_done)
+		return;
+	if (it->stat_bad)
+		item_refuse(it, "it changed between listing and opening (not "
+		    "the regular file of %" PRIu64 " bytes listed)", it->size);
+	else if (it->grew)
+		item_refuse(it, "it grew while being fetched");
+	else if (it->empty)
+		item_refuse(it, "the server sent an empty read");
+	else if (it->got != it->size)
+		item_refuse(it, "%" PRIu64 " bytes arrived, the listing said "
+		    "%" PRIu64, it->got, it->size);
+	else if (it->probed) {
+		struct err e;
+
+		if (it->fd < 0 && item_create(it, &e) < 0) {	/* empty */
+			fetch_fail(it->j, &e);
+			fetchget_end(it, IT_SKIP);
+		} else
+			fetchget_end(it, IT_DONE);
+	}
+}
+
+static struct rd_req *
+rd_get(struct job *j)
+{
+	struct rd_req *q = j->rd_free;
+
+	if (q != NULL) {
+		j->rd_free = q->next;
+		return q;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->all = j->rd_all;
+	j->rd_all = q;
+	return q;
+}
+
+void
+fetchget_free(struct job *j)
+{
+	while (j->rd_all != NULL) {
+		struct rd_req *q = j->rd_all;
+
+		j->rd_all = q->all;
+		free(q);
+	}
+	j->rd_free = NULL;
+}
+
+static void
+read_one(struct item *it, uint64_t off, uint32_t len)
+{
+	struct rd_req *q = rd_get(it->j);
+
+	q->it = it;
+	q->off = off;
+	q->len = len;
+	it->reads++;
+	sftp_read(it->j->chan.p, it->h, it->hlen, off, len, on_read, q);
+}
+
+/* Ask for more of the file, a few READs at a time; at the end one byte
+ * past the listed size, which must be the end of the file. */
+static void
+read_more(struct item *it)
+{
+	while (!it->stat_bad && it->reads < FILE_READS &&
+	    it->next_off < it->size) {
+		uint64_t left = it->size - it->next_off;
+		uint32_t len = left < CHUNK ? (uint32_t)left : CHUNK;
+
+		read_one(it, it->next_off, len);
+		it->next_off += len;
+	}
+	if (it->next_off == it->size && !it->probed && it->reads <
+	    FILE_READS + 1) {
+		it->probed = true;	/* set when sent; EOF is checked */
+		it->next_off++;
+		read_one(it, it->size, 1);
+	}
+}
+
+/*
+ * tmp/NAME for a download, when its first bytes come. A fresh file: a
+ * tmp/NAME left by a run cut off after its link may be the delivered
+ * message itself, and must never be truncated.
+ */
+static int
+item_create(struct item *it, struct err *e)
+{
+	char *tmp = fetch_local_path(it->f, "tmp", it->name);
+	int rc = 0;
+
+	if (unlink(tmp) < 0 && errno != ENOENT)
+		rc = err_set(e, err_from_errno(errno), "cannot remove %s: %s",
+		    tmp, strerror(errno));
+	else if ((it->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+		rc = err_set(e, err_from_errno(errno), "cannot create %s: %s",
+		    tmp, strerror(errno));
+	free(tmp);
+	return rc;
+}
+
+static int
+on_read(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct rd_req *q = arg;
+	struct item *it = q->it;
+	uint64_t off = q->off;
+	uint32_t len = q->len;
+	bool probe = off == it->size;
+
+	q->next = it->j->rd_free;	/* back to the pool */
+	it->j->rd_free = q;
+	it->reads--;
+	if (it->st != IT_RUN)
+		return 0;	/* dropped meanwhile: the rest is ignored */
+	if (r->type == SFTP_STATUS) {
+		char why[300], *rpath;
+
+		if (r->status == SFTP_FX_EOF) {
+			/* the probe's EOF is the end we want; a chunk's is a
+			 * file that shrank (got tells) */
+			item_check(it);
+			return 0;
+		}
+		fetchget_status(r, why, sizeof(why));
+		rpath = fetch_remote_path(it);
+		err_set(e, ERR_TEMPFAIL, "reading %s from %s failed: %s",
+		    rpath, it->j->job->ssh.host, why);
+		free(rpath);
+		fetchget_end(it, IT_SKIP);
+		return -1;
+	}
+	if (probe) {
+		it->grew = true;
+	} else if (r->len == 0) {
+		it->empty = true;
+	} else {
+		ssize_t w;
+
+		if (it->fd < 0 && item_create(it, e) < 0) {
+			fetchget_end(it, IT_SKIP);
+			return -1;
+		}
+		w = pwrite(it->fd, r->data, r->len, (off_t)off);
+
+		if (w < 0 || (size_t)w != r->len) {
+			int saved = w < 0 ? errno : ENOSPC;
+			char *tmp = fetch_local_path(it->f, "tmp", it->name);
+
+			err_set(e, err_from_errno(saved), "cannot write %s: "
+			    "%s", tmp, strerror(saved));
+			free(tmp);
+			fetchget_end(it, IT_SKIP);
+			return -1;
+		}
+		it->got += r->len;
+		if (r->len < len)	/* a short read is legal: the rest */
+			read_one(it, off + r->len, len - (uint32_t)r->len);
+		read_more(it);
+	}
+	item_check(it);
+	return 0;
+}
+
+static int
+on_fstat(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct item *it = arg;
+
+	(void)e;
+	it->reads--;
+	if (it->st != IT_RUN)
+		return 0;
+	it->stat_done = true;
+	/* open follows symlinks: what was opened must be what was listed */
+	it->stat_bad = r->type != SFTP_ATTRS ||
+	    !(r->attrs.flags & SFTP_ATTR_PERMISSIONS) ||
+	    (r->attrs.perm & SFTP_S_IFMT) != SFTP_S_IFREG ||
+	    !(r->attrs.flags & SFTP_ATTR_SIZE) || r->attrs.size != it->size;
+	item_check(it);
+	return 0;
+}
+
+static int
+on_open(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct item *it = arg;
+	struct job *j = it->j;
+
+	(void)e;
+	if (it->st != IT_RUN) {
+		/* dropped meanwhile */
+		if (r->type == SFTP_HANDLE && !j->chan.broken)
+			sftp_close(j->chan.p, r->data, r->len, NULL, NULL);
+		return 0;
+	}
+	if (r->type == SFTP_STATUS) {
+		char why[300], *rpath = fetch_remote_path(it);
+
+		/* gone meanwhile (another client), or unreadable */
+		fetchget_status(r, why, sizeof(why));
+		fetch_say(j, LOG_WARNING, "%s: cannot open it on the server: %s; "
+		    "left there", rpath, why);
+		free(rpath);
+		fetchget_end(it, IT_SKIP);
+		return 0;
+	}
+	it->h = xmalloc(r->len);
+	memcpy(it->h, r->data, r->len);
+	it->hlen = r->len;
+	/* the requests go out first; tmp/NAME is made when data comes */
+	it->reads++;
+	sftp_fstat(j->chan.p, it->h, it->hlen, on_fstat, it);
+	read_more(it);
+	return 0;
+}
+
+void
+fetchget_start(struct item *it)
+{
+	char *rpath = fetch_remote_path(it);
+
+	it->st = IT_RUN;
+	it->j->active++;
+	sftp_open(it->j->chan.p, rpath, SFTP_FXF_READ, on_open, it);
+	free(rpath);
+}
+

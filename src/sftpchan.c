@@ -1,0 +1,166 @@
+/* sftpchan.c - the SFTP engine over a libssh2 channel (see sftp.h). */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+
+#include "sftp.h"
+#include "sshconn.h"
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+link_fail(struct sftp_chan *c, struct err *e, const char *what)
+{
+	c->broken = true;
+	return err_set(e, ERR_TEMPFAIL, "%s: %s", what, sshconn_errmsg(c->s));
+}
+
+int
+sftp_chan_open(struct sftp_chan *c, LIBSSH2_SESSION *s, int fd,
+    long timeout, unsigned max_reqs, size_t max_bytes, struct err *e)
+{
+	memset(c, 0, sizeof(*c));
+	c->s = s;
+	c->fd = fd;
+	c->timeout = timeout > 0 ? timeout : 1;
+	/* blocking (bounded by the session's timeout) until the subsystem
+	 * runs; then everything is pumped non-blocking */
+	libssh2_session_set_blocking(s, 1);
+	c->ch = libssh2_channel_open_session(s);
+	if (c->ch == NULL)
+		return err_set(e, sshconn_class(s, ERR_PROTOCOL), "cannot open "
+		    "an SSH channel: %s", sshconn_errmsg(s));
+	if (libssh2_channel_subsystem(c->ch, "sftp") != 0)
+		return err_set(e, sshconn_class(s, ERR_PROTOCOL), "the server "
+		    "offers no SFTP: %s", sshconn_errmsg(s));
+	libssh2_session_set_blocking(s, 0);
+	c->p = sftp_new(max_reqs, max_bytes);
+	return 0;
+}
+
+/* Send what is queued; a write that said EAGAIN is repeated first, with
+ * the same buffer. 1 moved, 0 not, -1 broken. */
+static int
+send_some(struct sftp_chan *c, struct err *e)
+{
+	int moved = 0;
+
+	for (;;) {
+		const unsigned char *p;
+		size_t len = sftp_out(c->p, &p);
+		ssize_t w;
+
+		if (c->wlen > 0)
+			len = c->wlen;	/* the same call again */
+		if (len == 0)
+			return moved;
+		w = libssh2_channel_write(c->ch, (const char *)p, len);
+		if (w == LIBSSH2_ERROR_EAGAIN || w == 0) {
+			c->wlen = len;
+			return moved;
+		}
+		if (w < 0)
+			return link_fail(c, e, "sending to the SFTP server "
+			    "failed");
+		c->wlen = 0;
+		sftp_sent(c->p, (size_t)w);
+		moved = 1;
+	}
+}
+
+/* Read until EAGAIN, feeding the engine. 1 moved, 0 not, -1 failed. */
+static int
+recv_some(struct sftp_chan *c, struct err *e)
+{
+	int moved = 0;
+
+	for (;;) {
+		ssize_t n = libssh2_channel_read(c->ch, (char *)c->rbuf,
+		    sizeof(c->rbuf));
+
+		if (n == LIBSSH2_ERROR_EAGAIN) {
+			/* a window adjust half sent: this same call first */
+			c->read_again = (libssh2_session_block_directions(c->s)
+			    & LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0;
+			return moved;
+		}
+		c->read_again = false;
+		if (n < 0)
+			return link_fail(c, e, "the SFTP channel broke");
+		if (n == 0) {
+			c->broken = true;
+			return err_set(e, ERR_TEMPFAIL, "the SFTP server closed "
+			    "the channel");
+		}
+		if (sftp_in(c->p, c->rbuf, (size_t)n, e) < 0)
+			return -1;
+		moved = 1;
+	}
+}
+
+int
+sftp_chan_wait(struct sftp_chan *c, struct err *e)
+{
+	long deadline = now_ms() + c->timeout * 1000L;
+
+	if (c->broken)
+		return err_set(e, ERR_TEMPFAIL, "the SFTP channel is broken");
+	for (;;) {
+		struct pollfd pfd;
+		const unsigned char *p;
+		int moved = 0, r, dirs;
+		long left;
+
+		if (!c->read_again) {
+			if ((r = send_some(c, e)) < 0)
+				return -1;
+			moved |= r;
+		}
+		if (c->wlen == 0) {
+			if ((r = recv_some(c, e)) < 0)
+				return -1;
+			moved |= r;
+		}
+		if (moved)
+			return 0;
+		if (sftp_busy(c->p) == 0 && c->wlen == 0 &&
+		    sftp_out(c->p, &p) == 0 && !c->read_again)
+			return 0;	/* nothing to wait for */
+		left = deadline - now_ms();
+		if (left <= 0) {
+			c->broken = true;
+			return err_set(e, ERR_TEMPFAIL, "the SFTP server "
+			    "answered nothing for %ld s", c->timeout);
+		}
+		dirs = libssh2_session_block_directions(c->s);
+		pfd.fd = c->fd;
+		pfd.events = POLLIN;
+		if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+			pfd.events |= POLLOUT;
+		r = poll(&pfd, 1, left > 1000 ? 1000 : (int)left);
+		if (r < 0 && errno != EINTR)
+			return err_set(e, ERR_OSERR, "poll: %s",
+			    strerror(errno));
+	}
+}
+
+void
+sftp_chan_close(struct sftp_chan *c)
+{
+	/*
+	 * The channel is left to the session: closing it here would wait a
+	 * round trip for the server's close; the session's disconnect ends
+	 * it (sshconn_close).
+	 */
+	sftp_free(c->p);
+	c->ch = NULL;
+	c->p = NULL;
+}
