@@ -180,15 +180,21 @@ has_resent(const struct headers *hd)
 	return false;
 }
 
-/* The first address of From:, or NULL. */
+/*
+ * The first address of From:, or NULL. A resent message (mutt's bounce,
+ * a forward with Resent-* fields) is the resender's: its newest
+ * Resent-From: (the resent fields are prepended, RFC 5322 3.6.6).
+ */
 static char *
 from_address(const struct headers *hd)
 {
-	long i = hdr_find(hd, "From", 0);
+	long i = hdr_find(hd, "Resent-From", 0);
 	struct strvec tmp;
 	const char *bad;
 	char *v, *a = NULL;
 
+	if (i < 0)
+		i = hdr_find(hd, "From", 0);
 	if (i < 0)
 		return NULL;
 	sv_init(&tmp);

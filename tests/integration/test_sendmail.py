@@ -33,6 +33,23 @@ class TestInvocations(QueueCase):
         self.assertEqual(env["body"].rstrip(), "7bit")
         self.assertEqual(body, MSG + b".\nmore\n")    # -oi: "." is data
 
+    def test_mutt_bounce_is_sent_as_the_resender(self):
+        # mutt's bounce (b) without envelope_from: sendmail -oem -oi --
+        # rcpt, with Resent-* fields on top of someone else's message;
+        # the envelope sender is the resender, not the original author
+        msg = (b"Resent-From: Me <me@example.org>\nResent-To: bob@example.com\n"
+               b"Resent-Date: Tue, 1 Dec 2026 01:00:00 +0000\n"
+               b"Resent-Message-ID: <r1@example.org>\n"
+               b"From: Alice <alice@other.example>\nTo: me@example.org\n"
+               b"Subject: fwd\nDate: Mon, 30 Nov 2026 10:00:00 +0000\n"
+               b"Message-ID: <a1@other.example>\n\nhello\n")
+        r = self.sendmail(["-oem", "-oi", "--", "bob@example.com"], msg)
+        self.assertQueued(r)
+        env, body = self.only_msg()
+        self.assertEqual(env["sender"], "me@example.org")
+        self.assertEqual(env["rcpt"], ["bob@example.com"])
+        self.assertEqual(body, msg)
+
     def test_cronie(self):
         # cronie: sendmail -FCronDaemon -i -B8BITMIME -oem user
         msg = (b"To: tester\nSubject: Cron <tester@host> ls\n"
