@@ -354,16 +354,28 @@ envelope_dsn_value_ok(const char *v)
 	return true;
 }
 
-/* One bad value: "what 'value' why", the value made printable. */
+/*
+ * One bad value: "what 'value' why", the value made printable: control
+ * bytes as \xNN, as mailq shows what it reads (so ESC[31m is seen as
+ * \x1b[31m, not run by the terminal, and not hidden as '?').
+ */
 static int
 bad_value(char *why, size_t len, const char *what, const char *v,
     const char *reason)
 {
-	char *shown = xstrdup(v);
+	struct strbuf shown;
 
-	util_sanitize(shown);
-	snprintf(why, len, "%s '%.300s' %s", what, shown, reason);
-	free(shown);
+	sb_init(&shown);
+	for (const unsigned char *p = (const unsigned char *)v;
+	    *p && shown.len < 300; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			sb_addf(&shown, "\\x%02x", *p);
+		else
+			sb_addc(&shown, (char)*p);
+	}
+	snprintf(why, len, "%s '%s' %s", what, shown.s ? shown.s : "",
+	    reason);
+	sb_free(&shown);
 	return -1;
 }
 

@@ -358,6 +358,8 @@ class TestEscapes(HostileCase):
                              "raw control %r in %r" % (ch, text))
         self.assertIn("\\x1b[31m\\xff", text)       # the file name, visibly
         self.assertIn("\\xc2\\x9b31m \\xff\\xfe bad utf-8 café", text)
+        # the unusable entry's reason shows the forged value visibly too
+        self.assertRegex(text, r"1000000000\.000000\.31  unreadable: .*'\\x1b\]2;t\\x07@x")
         r = self.run_cmd("mailq", ["--json"], timeout=10)
         self.assertEqual(r.returncode, 0, r.stderr)
         p = subprocess.run(["python3", "-c", "import json,sys; json.load(sys.stdin)"],

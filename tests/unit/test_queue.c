@@ -415,7 +415,7 @@ test_envelope_hostile_values(void **state)
 		{ "postie-queue 1\nqueued 5\nsender a@b\0evil\nrcpt c@d\nend\n",
 		    53, "NUL byte" },
 		{ "postie-queue 1\nqueued 5\nsender a@b\nrcpt c@d\rRSET\nend\n",
-		    0, "recipient 'c@d?RSET' has control characters" },
+		    0, "recipient 'c@d\\x0dRSET' has control characters" },
 		{ "postie-queue 1\nqueued 5\nsender a@b\nrcpt c@d\x1b[2J\nend\n",
 		    0, "recipient" },
 		{ "postie-queue 1\nqueued 5\nsender a b@c\nrcpt c@d\nend\n",
@@ -480,7 +480,7 @@ test_envelope_check(void **state)
 	assert_int_equal(envelope_check(&env, why, sizeof(why)), 0);
 	sv_push(&env.rcpts, "x@example.com\rRSET");
 	assert_int_equal(envelope_check(&env, why, sizeof(why)), -1);
-	assert_string_equal(why, "recipient 'x@example.com?RSET' has control "
+	assert_string_equal(why, "recipient 'x@example.com\\x0dRSET' has control "
 	    "characters");
 	envelope_free(&env);
 	env = sample_env();
