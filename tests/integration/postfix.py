@@ -33,12 +33,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
 import certs
+from netutil import free_port
 
 ROOT = os.environ.get("POSTIE_POSTFIX_DIR", "/var/tmp/postie-test-tools/postfix")
 LIBDIR = os.path.join(ROOT, "usr/lib/postfix")
@@ -68,12 +68,6 @@ def available():
     return None
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Message:
@@ -141,8 +135,8 @@ class Postfix:
         self.log = os.path.join(self.dir, "maillog")
         self._layout(cert)
         for _ in range(5):
-            self.submission = _free_port()
-            self.smtps = _free_port()
+            self.submission = free_port()
+            self.smtps = free_port()
             if self._start():
                 return
         text = self.log_text()[-3000:]

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from netutil import free_port
 
 SSHD = "/usr/sbin/sshd"
 
@@ -30,12 +31,6 @@ def fingerprint(pub):
     return out.split()[1]
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Sshd:
@@ -54,7 +49,7 @@ class Sshd:
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # privsep
         for _ in range(10):
-            self.port = _free_port()
+            self.port = free_port()
             if self._start():
                 return
         raise RuntimeError("sshd did not start: %s" % self.log_text()[-2000:])

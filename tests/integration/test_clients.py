@@ -8,18 +8,10 @@ import unittest
 
 from pt import QueueCase
 from smtpserver import Server
+from netutil import free_port
 
 SINK_DIR = os.environ.get("POSTIE_POSTFIX_DIR", "/var/tmp/postie-test-tools/postfix")
 SMTP_SINK = os.path.join(SINK_DIR, "usr/sbin/smtp-sink")
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class TestGitSendEmail(QueueCase):

@@ -48,6 +48,18 @@ class DeliverCase(QueueCase):
     def deliver(self, *args, timeout=60):
         return self.run_cmd("deliver", list(args), timeout=timeout)
 
+    def queue_many_and_deliver_in_batches(self, n=300, nofile=128):
+        """n messages, then deliver with only nofile descriptors: more
+        messages than one batch holds."""
+        import resource
+        for i in range(n):
+            self.assertQueued(self.sendmail(["-odq", "-i", "-f", "a@example.org", "r@example.com"],
+                                            b"Subject: %d\n\n%d\n" % (i, i)))
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        return subprocess.run([os.path.join(self.bin, "deliver")], env=self.env,
+                              capture_output=True, preexec_fn=limit, timeout=120)
+
     def mailq(self):
         return json.loads(self.run_cmd("mailq", ["--json"]).stdout)
 
@@ -354,14 +366,7 @@ class TestPlain(DeliverCase):
         port = self.server.port
         self.server.stop()
         self.configure(port=port)
-        for i in range(300):
-            self.assertQueued(self.sendmail(["-odq", "-i", "-f", "a@example.org", "r@example.com"],
-                                            b"Subject: %d\n\n%d\n" % (i, i)))
-        import resource
-        def limit():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
-        r = subprocess.run([os.path.join(self.bin, "deliver")], env=self.env,
-                           capture_output=True, preexec_fn=limit, timeout=120)
+        r = self.queue_many_and_deliver_in_batches()
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertEqual(r.stderr.decode().count("cannot connect"), 1, r.stderr)
         log = open(os.path.join(self.dir, "postie.log")).read()
@@ -574,15 +579,7 @@ class TestPlain(DeliverCase):
         # a run holds each message open and locked: with a hard limit of
         # 128 descriptors, 300 messages go out in batches, none skipped
         srv = self.start()
-        for i in range(300):
-            self.assertQueued(self.sendmail(["-odq", "-i", "-f", "a@example.org", "r@example.com"],
-                                            b"Subject: %d\n\n%d\n" % (i, i)))
-        import resource
-        def limit():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
-        import subprocess
-        r = subprocess.run([os.path.join(self.bin, "deliver")], env=self.env,
-                           capture_output=True, preexec_fn=limit, timeout=120)
+        r = self.queue_many_and_deliver_in_batches()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.msg_ids(), [])
         self.assertEqual(len(srv.messages), 300)
