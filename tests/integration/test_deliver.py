@@ -296,7 +296,8 @@ class TestPlain(DeliverCase):
         r = self.deliver()
         self.assertLess(time.time() - t, 7.5)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(self.states(qid)["bob@example.com"][0], "deferred")
+        self.assertEqual(self.states(qid)["bob@example.com"],
+                         ("deferred", "127.0.0.1 timed out waiting for the reply to MAIL (3 s)"))
         self.assertEqual(srv.messages, [])
 
     def test_offline_exits_75_quickly(self):
