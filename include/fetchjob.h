@@ -77,6 +77,8 @@ struct item {
 	enum item_state		 st;
 	bool			 download;	/* else already here */
 	bool			 keep;	/* leave the server's copy alone */
+	bool			 retry_remove;	/* fetched before; its remove
+						 * was refused: try again */
 	int			 fd;	/* tmp/NAME, written, not yet synced */
 	unsigned char		*h;	/* the server's handle, while open */
 	size_t			 hlen;
@@ -106,6 +108,10 @@ struct job {
 	int			 lock_fd;
 	int			 seen_fd;	/* copy mode: JOB.seen */
 	struct strvec		 seen;		/* "FOLDER/UNIQUE", sorted */
+	/* move mode: fetched, but the server refused to remove them
+	 * (JOB.unremoved); "FOLDER/UNIQUE", sorted */
+	struct strvec		 unremoved, unremoved_now, retried;
+	unsigned long		 remove_refused;	/* newly, this run */
 	/* the folder at hand (planning, progress) */
 	const char		*folder;
 	char			*ldir;

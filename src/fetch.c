@@ -159,6 +159,8 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int unremoved_load(struct job *j, const char *dir, struct err *e);
+
 static int
 cmp_local(const void *a, const void *b)
 {
@@ -260,16 +262,24 @@ local_scan(struct job *j, struct err *e)
 	return 0;
 }
 
+/* Does a sorted set of "FOLDER/UNIQUE" hold the name (of the folder at
+ * hand)? */
 static bool
-seen(struct job *j, const char *name)
+in_set(const struct job *j, const struct strvec *set, const char *name)
 {
 	char *key = xasprintf("%s/%.*s", j->folder,
 	    (int)fetch_unique_len(name), name);
-	bool hit = j->seen.n > 0 && bsearch(&key, j->seen.v, j->seen.n,
+	bool hit = set->n > 0 && bsearch(&key, set->v, set->n,
 	    sizeof(char *), cmp_str) != NULL;
 
 	free(key);
 	return hit;
+}
+
+static bool
+seen(struct job *j, const char *name)
+{
+	return in_set(j, &j->seen, name);
 }
 
 /* The state directory: beside the queue, "fetch/". */
@@ -350,10 +360,108 @@ open_state(struct job *j, struct err *e)
 		sb_free(&sb);
 		free(path);
 	}
+	if (rc == 0 && j->job->mode == FETCH_MOVE)
+		rc = unremoved_load(j, dir, e);
 	free(dir);
 	return rc;
 }
 
+/*
+ * Move mode's JOB.unremoved: the messages fetched whose remove the
+ * server refused, one "FOLDER/UNIQUE" a line. They are not fetched
+ * again (the user may have deleted the local copy); each run tries the
+ * remove again, quietly. Replaced whole (a temporary file renamed), so
+ * it has no torn lines.
+ */
+static int
+unremoved_load(struct job *j, const char *dir, struct err *e)
+{
+	char *path = xasprintf("%s/%s.unremoved", dir, j->job->name);
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (f == NULL) {
+		int saved = errno;
+
+		free(path);
+		return saved == ENOENT ? 0 : err_set(e, err_from_errno(saved),
+		    "cannot read %s.unremoved: %s", j->job->name,
+		    strerror(saved));
+	}
+	while ((n = getline(&line, &cap, f)) > 0)
+		if (line[n - 1] == '\n' && n > 1)
+			sv_push_owned(&j->unremoved, xstrndup(line,
+			    (size_t)n - 1));
+	free(line);
+	fclose(f);
+	free(path);
+	if (j->unremoved.n > 1)
+		qsort(j->unremoved.v, j->unremoved.n, sizeof(char *), cmp_str);
+	return 0;
+}
+
+/* Is the folder of a "FOLDER/UNIQUE" key one this run listed whole? */
+static bool
+folder_listed(const struct job *j, const char *key)
+{
+	const char *slash = strrchr(key, '/');
+
+	for (size_t i = 0; slash != NULL && i < j->nfolders; i++)
+		if (!j->folders[i]->failed &&
+		    strlen(j->folders[i]->name) == (size_t)(slash - key) &&
+		    strncmp(j->folders[i]->name, key,
+		    (size_t)(slash - key)) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Write JOB.unremoved again: the refusals of this run, and the old
+ * entries not tried this run (unless their folder was listed whole and
+ * they were not in it: removed meanwhile).
+ */
+static int
+unremoved_save(struct job *j, struct err *e)
+{
+	char *dir = state_dir(j->cfg);
+	char *path = xasprintf("%s/%s.unremoved", dir, j->job->name);
+	char *tmp = xasprintf("%s.tmp", path);
+	struct strbuf sb;
+	int fd, rc = 0;
+
+	sb_init(&sb);
+	if (j->retried.n > 1)
+		qsort(j->retried.v, j->retried.n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < j->unremoved.n; i++) {
+		const char *k = j->unremoved.v[i];
+
+		if ((j->failed || !folder_listed(j, k)) &&
+		    (j->retried.n == 0 || bsearch(&k, j->retried.v,
+		    j->retried.n, sizeof(char *), cmp_str) == NULL))
+			sb_addf(&sb, "%s\n", k);
+	}
+	for (size_t i = 0; i < j->unremoved_now.n; i++)
+		sb_addf(&sb, "%s\n", j->unremoved_now.v[i]);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd < 0 || util_write_all(fd, sb.s, sb.len) < 0 || fsync(fd) < 0 ||
+	    rename(tmp, path) < 0)
+		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
+		    path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		unlink(tmp);
+	else
+		rc = util_fsync_dir(dir, e);
+	sb_free(&sb);
+	free(tmp);
+	free(path);
+	free(dir);
+	return rc;
+}
 
 /* Keep the first failure; later ones are consequences. */
 int
@@ -454,6 +562,17 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 		j->refused++;
 	} else if (j->job->mode == FETCH_COPY && seen(j, d->name)) {
 		/* fetched before */
+	} else if (j->job->mode == FETCH_MOVE &&
+	    in_set(j, &j->unremoved, d->name)) {
+		/* fetched before, its remove refused: not fetched again */
+		if (!j->o->dry_run) {
+			struct item *it = item_add(j, f, sub, dst, d->name,
+			    a->size, false);
+
+			it->retry_remove = true;
+			sv_push_owned(&j->retried, xasprintf("%s/%.*s",
+			    f->name, (int)fetch_unique_len(d->name), d->name));
+		}
 	} else if ((here = local_find(j, d->name)) != NULL) {
 		if (here->size != a->size) {
 			fetch_say(j, LOG_WARNING, "%s: a different message of that "
@@ -566,12 +685,28 @@ on_removed(void *arg, const struct sftp_reply *r, struct err *e)
 
 	(void)e;
 	if (r->status != SFTP_FX_OK && r->status != SFTP_FX_NO_SUCH_FILE) {
+		struct job *j = it->j;
 		char why[300], *rpath = fetch_remote_path(it);
 
 		fetchget_status(r, why, sizeof(why));
-		fetch_say(it->j, LOG_WARNING, "%s: fetched, but cannot remove it "
-		    "from the server: %s (the next run removes it)", rpath,
-		    why);
+		/* said once; remembered, so it is not fetched again */
+		if (it->retry_remove)
+			log_msg(j->log, LOG_INFO, "%s: %s: still cannot remove "
+			    "it from the server: %s", j->job->name, rpath, why);
+		else
+			fetch_say(j, LOG_ERR, "%s: fetched, but the server "
+			    "refused to remove it: %s; it stays there and is "
+			    "not fetched again (each run tries the remove "
+			    "again, quietly)", rpath, why);
+		j->remove_refused += !it->retry_remove;
+		sv_push_owned(&j->unremoved_now, xasprintf("%s/%.*s",
+		    it->f->name, (int)fetch_unique_len(it->name), it->name));
+		free(rpath);
+	} else if (it->retry_remove) {
+		char *rpath = fetch_remote_path(it);
+
+		log_msg(it->j->log, LOG_INFO, "%s: %s: removed from the server "
+		    "at last", it->j->job->name, rpath);
 		free(rpath);
 	}
 	crash_step(it->j->crash, "removed on the server");
@@ -863,6 +998,19 @@ run_job(struct job *j, struct err *e)
 	if (!j->chan.broken && plan_all(j) == 0 && !j->o->dry_run)
 		transfer(j);
 	progress_end(j);
+	if (!j->o->dry_run && j->job->mode == FETCH_MOVE &&
+	    unremoved_save(j, e) < 0)
+		fetch_fail(j, e);
+	if (!j->failed && j->remove_refused > 0) {
+		struct err le;
+
+		err_set(&le, ERR_NOPERM, "the server refused to remove %lu "
+		    "fetched message%s (said above): remove %s by hand or let "
+		    "the server allow it", j->remove_refused,
+		    j->remove_refused == 1 ? "" : "s",
+		    j->remove_refused == 1 ? "it" : "them");
+		fetch_fail(j, &le);
+	}
 	if (!j->failed && (j->fetched || j->already || j->refused))
 		log_msg(j->log, LOG_INFO, "%s: %lu fetched, %lu already here, "
 		    "%lu refused", j->job->name, j->fetched, j->already,
@@ -889,6 +1037,9 @@ job_free(struct job *j)
 	if (j->seen_fd >= 0)
 		close(j->seen_fd);
 	sv_free(&j->seen);
+	sv_free(&j->unremoved);
+	sv_free(&j->unremoved_now);
+	sv_free(&j->retried);
 	for (size_t i = 0; i < j->nitems; i++)
 		free(j->items[i].name);
 	free(j->items);
@@ -960,6 +1111,9 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		j.lock_fd = j.seen_fd = -1;
 		j.ssh.fd = -1;
 		sv_init(&j.seen);
+		sv_init(&j.unremoved);
+		sv_init(&j.unremoved_now);
+		sv_init(&j.retried);
 		if (run_job(&j, &je) < 0) {
 			log_msg(log, LOG_ERR, "%s: %s", j.job->name, je.msg);
 			errs[nerrs].code = je.code;

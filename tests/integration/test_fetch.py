@@ -3,6 +3,7 @@ test: a server Maildir under a temp dir, a local one; move and copy mode,
 folders, hostile names and files, already-here, crash injection at every
 durable step, a dropped link, the lock and the exit codes."""
 import fcntl
+import json
 import os
 import socket
 import subprocess
@@ -27,7 +28,7 @@ class FetchCase(QueueCase):
         ssh_dir = os.path.join(self.dir, ".ssh")
         os.mkdir(ssh_dir, 0o700)
         self.key = sshd.keygen(os.path.join(self.dir, "user_key"))
-        self.sshd = sshd.Sshd(authorized=[self.key + ".pub"])
+        self.sshd = sshd.Sshd(authorized=[self.key + ".pub"], subsystem=self.subsystem())
         self.addCleanup(self.sshd.stop)
         with open(os.path.join(ssh_dir, "known_hosts"), "w") as f:
             f.write(self.sshd.known_hosts_line())
@@ -44,6 +45,9 @@ class FetchCase(QueueCase):
             "  folders %s\n  mode %s\n" % (self.sshd.user, getattr(self, "port", self.sshd.port), self.key,
                                           self.remote, self.local, self.folders, self.mode)
             + job_extra)
+
+    def subsystem(self):
+        return "internal-sftp"
 
     def put(self, name, data=None, folder="", sub="new"):
         d = os.path.join(self.remote, folder, sub)
@@ -232,6 +236,49 @@ class TestHostileServer(FetchCase):
         self.assertEqual(self.local_data("1700000001.differs"), b"local\n")
         self.assertIn("a different message of that name is here already", r.stderr.decode())
         self.assertIn("1700000000.same already here, removed from the server", self.log())
+
+
+class ScriptedCase(FetchCase):
+    """Against tests/integration/sftpserver.py: a server that misbehaves
+    as self.rules says (rewritten by set_rules between runs)."""
+
+    def subsystem(self):
+        self.rules_path = os.path.join(self.dir, "sftp-rules.json")
+        self.set_rules({})
+        here = os.path.dirname(os.path.abspath(__file__))
+        return "/usr/bin/python3 %s %s" % (os.path.join(here, "sftpserver.py"), self.rules_path)
+
+    def set_rules(self, rules):
+        with open(self.rules_path, "w") as f:
+            json.dump(rules, f)
+
+
+class TestRemoveRefused(ScriptedCase):
+    def test_said_once_remembered_and_not_fetched_again(self):
+        self.put("1700000000.a")
+        self.put("1700000001.b")
+        self.set_rules({"refuse_remove": "held by policy"})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 77, err)
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
+        self.assertEqual(err.count("held by policy"), 2, err)
+        self.assertNotIn("the next run removes it", err)
+        # said once: the next run is quiet and fetches nothing again,
+        # even what the user deleted locally
+        os.unlink(os.path.join(self.local, "new", "1700000000.a"))
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.local_names(), ["1700000001.b"])
+        self.assertEqual(self.remote_names(), ["1700000000.a", "1700000001.b"])
+        # the server allows it again: removed, and forgotten
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(), ["1700000001.b"])
+        state = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.unremoved")
+        self.assertEqual(open(state).read(), "")
 
 
 class TestCopy(FetchCase):
