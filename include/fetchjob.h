@@ -48,6 +48,8 @@ struct listing {
 	const char		*sub;	/* "new", "cur", "tmp" */
 	char			*path;
 	bool			 missing_ok;
+	bool			 count_only;	/* cur/ move mode leaves: counted */
+	unsigned long		 counted;
 	unsigned char		 h[SFTP_HANDLE_MAX];
 	size_t			 hlen;
 	unsigned		 out;	/* READDIRs waiting */

@@ -520,8 +520,7 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	char show[300], *rpath;
 	const char *why = d->name == NULL ? "a name over 255 bytes" :
 	    fetch_name_problem(d->name, d->len);
-	const char *dst = strcmp(sub, "cur") == 0 &&
-	    j->job->mode == FETCH_COPY ? "cur" : "new";
+	const char *dst = sub;	/* cur/ keeps its flags */
 	const struct sftp_attrs *a = &d->a;
 	struct local_ent *here;
 	uint64_t hint;
@@ -667,6 +666,12 @@ plan_all(struct job *j)
 		}
 		for (size_t k = 0; f->lists[2] && k < f->lists[2]->n; k++)
 			plan_tmp(j, f, &f->lists[2]->v[k]);
+		if (f->lists[1] != NULL && f->lists[1]->counted > 0)
+			fetch_say(j, LOG_WARNING, "%s/cur holds %lu message%s "
+			    "(seen by a mail reader on the server) that move "
+			    "mode leaves there; \"take new cur\" fetches them "
+			    "too", f->rdir, f->lists[1]->counted,
+			    f->lists[1]->counted == 1 ? "" : "s");
 		local_free(j);
 		for (size_t s = 0; s < 3; s++) {
 			fetchget_listing_free(f->lists[s]);

@@ -41,6 +41,7 @@ cmp_dent(const void *a, const void *b)
 
 static void listing_start(struct job *j, struct folder *f, const char *sub,
     const char *path, bool missing_ok);
+static void folder_lists(struct job *j, struct folder *f);
 static int on_readdir(void *arg, const struct sftp_reply *r, struct err *e);
 
 static void
@@ -80,10 +81,7 @@ listing_done(struct listing *l)
 			j->folders = xrealloc(j->folders, (j->nfolders + 1) *
 			    sizeof(*j->folders));
 			j->folders[j->nfolders++] = f;
-			listing_start(j, f, "new", NULL, false);
-			if (j->job->mode == FETCH_COPY)
-				listing_start(j, f, "cur", NULL, true);
-			listing_start(j, f, "tmp", NULL, true);
+			folder_lists(j, f);
 		}
 	}
 }
@@ -138,6 +136,10 @@ listing_add(struct listing *l, const struct sftp_name *n)
 {
 	struct dent *d;
 
+	if (l->count_only) {
+		l->counted += n->too_long || n->len == 0 || n->name[0] != '.';
+		return;
+	}
 	if (l->n == FETCH_LIST_MAX) {
 		if (!l->eof)
 			fetch_say(l->j, LOG_WARNING, "%s holds more than %d entries; "
@@ -213,6 +215,16 @@ listing_start(struct job *j, struct folder *f, const char *sub,
 	sftp_opendir(j->chan.p, l->path, on_opendir, l);
 }
 
+/* A folder's new/, cur/ (only counted unless the job takes it) and tmp/. */
+static void
+folder_lists(struct job *j, struct folder *f)
+{
+	listing_start(j, f, "new", NULL, false);
+	listing_start(j, f, "cur", NULL, true);
+	f->lists[1]->count_only = !j->job->take_cur;
+	listing_start(j, f, "tmp", NULL, true);
+}
+
 void
 fetchget_listing_free(struct listing *l)
 {
@@ -246,10 +258,7 @@ fetchget_list(struct job *j)
 			break;
 		}
 	if (inbox != NULL) {
-		listing_start(j, inbox, "new", NULL, false);
-		if (j->job->mode == FETCH_COPY)
-			listing_start(j, inbox, "cur", NULL, true);
-		listing_start(j, inbox, "tmp", NULL, true);
+		folder_lists(j, inbox);
 	}
 	while (j->listing > 0)
 		if (sftp_chan_wait(&j->chan, &e) < 0) {

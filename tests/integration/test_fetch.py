@@ -119,6 +119,35 @@ class TestMove(FetchCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(self.local_names()), 2)
 
+    def test_cur_is_reported_and_taken_when_asked(self):
+        # a mail reader on the server (Dovecot after an IMAP login) moved
+        # new/ to cur/: move mode says so, per folder, and `take new cur`
+        # brings those with their flags into the local cur/
+        self.put("1700000000.M1P1.server")
+        self.put("1700000001.M2P2.server:2,S", sub="cur")
+        self.put("1700000002.M3P3.server:2,RS", sub="cur")
+        self.put("1700000003.M4P4.server:2,", sub="cur", folder=".lists.dev")
+        os.makedirs(os.path.join(self.remote, ".lists.dev", "new"))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode()
+        self.assertIn("%s/cur holds 2 messages (seen by a mail reader on the server) that move "
+                      "mode leaves there; \"take new cur\" fetches them too" % self.remote, err)
+        self.assertIn(".lists.dev/cur holds 1 message ", err)
+        self.assertEqual(len(self.remote_names(sub="cur")), 2)
+        self.configure(job_extra="  take new cur\n")
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.local_names(sub="cur"), ["1700000001.M2P2.server:2,S",
+                                                       "1700000002.M3P3.server:2,RS"])
+        self.assertEqual(self.local_names(".lists.dev", sub="cur"), ["1700000003.M4P4.server:2,"])
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.server"])
+        self.assertEqual(self.remote_names(sub="cur"), [])
+        self.assertEqual(self.remote_names(".lists.dev", sub="cur"), [])
+        self.configure(job_extra="  take cur\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 78, r.stderr)
+
     def test_dry_run_changes_nothing(self):
         self.put("1700000000.M1P1.server")
         self.put("1700000003.M4P4.server", folder=".lists.dev")
