@@ -76,6 +76,7 @@ struct item {
 	const char		*dst;	/* the local "new" or "cur" */
 	char			*name;
 	uint64_t		 size;
+	int64_t			 mtime;	/* the server's, -1: none listed */
 	enum item_state		 st;
 	bool			 download;	/* else already here */
 	bool			 keep;	/* leave the server's copy alone */

@@ -602,7 +602,8 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	} else {
 		/* a second listing of the name (new/ and cur/) is here */
 		local_insert(j, d->name, a->size);
-		item_add(j, f, sub, dst, d->name, a->size, true);
+		item_add(j, f, sub, dst, d->name, a->size, true)->mtime =
+		    a->flags & SFTP_ATTR_ACMODTIME ? (int64_t)a->mtime : -1;
 	}
 	free(rpath);
 }

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fetchjob.h"
@@ -323,6 +325,28 @@ item_refuse(struct item *it, const char *fmt, ...)
 	fetchget_end(it, IT_SKIP);
 }
 
+/* The server's delivery time becomes the local file's (mail readers
+ * show it as the received date), before the file is linked. */
+static int
+item_mtime(struct item *it, struct err *e)
+{
+	struct timespec ts[2];
+
+	if (it->mtime < 0)
+		return 0;
+	ts[0].tv_sec = ts[1].tv_sec = (time_t)it->mtime;
+	ts[0].tv_nsec = ts[1].tv_nsec = 0;
+	if (futimens(it->fd, ts) < 0) {
+		char *tmp = fetch_local_path(it->f, "tmp", it->name);
+
+		err_set(e, err_from_errno(errno), "cannot set the time of %s: "
+		    "%s", tmp, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	return 0;
+}
+
 /* Everything asked came back: is it the file listed? */
 static void
 item_check(struct item *it)
@@ -342,7 +366,8 @@ item_check(struct item *it)
 	else if (it->probed) {
 		struct err e;
 
-		if (it->fd < 0 && item_create(it, &e) < 0) {	/* empty */
+		if ((it->fd < 0 && item_create(it, &e) < 0) ||	/* empty */
+		    item_mtime(it, &e) < 0) {
 			fetch_fail(it->j, &e);
 			fetchget_end(it, IT_SKIP);
 		} else

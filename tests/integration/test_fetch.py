@@ -148,6 +148,18 @@ class TestMove(FetchCase):
         r = self.fetch()
         self.assertEqual(r.returncode, 78, r.stderr)
 
+    def test_the_server_delivery_time_is_kept(self):
+        self.put("1600000000.M1P1.server")
+        self.put("1600000100.M2P2.server,S=3", b"abc")
+        for n, t in (("1600000000.M1P1.server", 1600000000), ("1600000100.M2P2.server,S=3", 1600000100)):
+            os.utime(os.path.join(self.remote, "new", n), (t, t))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.stat(os.path.join(self.local, "new", "1600000000.M1P1.server")).st_mtime,
+                         1600000000)
+        self.assertEqual(os.stat(os.path.join(self.local, "new", "1600000100.M2P2.server,S=3")).st_mtime,
+                         1600000100)
+
     def test_dry_run_changes_nothing(self):
         self.put("1700000000.M1P1.server")
         self.put("1700000003.M4P4.server", folder=".lists.dev")
