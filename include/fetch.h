@@ -16,7 +16,11 @@
  * "already here": the server's copy is removed, not fetched again. Names,
  * types and sizes from the server are checked before they touch the local
  * disk. Memory is bounded by the window (FETCH_BATCH, the files and
- * requests in flight), plus the names listed.
+ * requests in flight), plus the names kept: as a listing arrives, what
+ * is refused (said and counted), not mail or fetched before (copy mode)
+ * is dropped, and at most FETCH_LIST_MAX messages to take are kept per
+ * directory (the rest waits for the next run, said so); a name over 255
+ * bytes is never copied.
  */
 #ifndef POSTIE_FETCH_H
 #define POSTIE_FETCH_H
@@ -31,7 +35,8 @@
 #define FETCH_TMP_WARN		(36 * 3600)	/* server tmp/ files older */
 #define FETCH_BATCH		64	/* downloads per commit (fsync, link,
 					 * fsync new/, remove on the server) */
-#define FETCH_LIST_MAX		100000	/* entries taken from one listing */
+#define FETCH_LIST_MAX		100000	/* messages to take from one listing
+					 * (what is skipped does not count) */
 
 struct fetch_opts {
 	bool		 verbose;

@@ -32,9 +32,10 @@ struct local_ent {
 	uint64_t	 size;
 };
 
-/* A listed entry; the name may hold a NUL (a hostile server). */
+/* A listed entry kept (new/, cur/: one to take; tmp/: an old one; the
+ * top: a folder); a name of at most 255 bytes. */
 struct dent {
-	char			*name;	/* NULL: over SFTP_NAME_MAX */
+	char			*name;
 	size_t			 len;
 	struct sftp_attrs	 a;
 };
@@ -149,6 +150,10 @@ void	fetch_say(struct job *j, int prio, const char *fmt, ...)
 void	fetch_shown(const char *name, size_t len, char *out, size_t outlen);
 /* Keep the job's first failure; -1. */
 int	fetch_fail(struct job *j, const struct err *e);
+/* A listed entry of new/ or cur/ as it arrives: 1 to keep it, 0 when it
+ * is not mail, fetched before (copy mode), or refused (said, counted). */
+int	fetch_listed(struct job *j, const struct folder *f, const char *sub,
+	    const char *name, size_t len, const struct sftp_attrs *a);
 char	*fetch_local_path(const struct folder *f, const char *sub,
 	    const char *name);
 char	*fetch_remote_path(const struct item *it);

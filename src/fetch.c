@@ -265,9 +265,9 @@ local_scan(struct job *j, struct err *e)
 /* Does a sorted set of "FOLDER/UNIQUE" hold the name (of the folder at
  * hand)? */
 static bool
-in_set(const struct job *j, const struct strvec *set, const char *name)
+in_set(const char *folder, const struct strvec *set, const char *name)
 {
-	char *key = xasprintf("%s/%.*s", j->folder,
+	char *key = xasprintf("%s/%.*s", folder,
 	    (int)fetch_unique_len(name), name);
 	bool hit = set->n > 0 && bsearch(&key, set->v, set->n,
 	    sizeof(char *), cmp_str) != NULL;
@@ -276,11 +276,6 @@ in_set(const struct job *j, const struct strvec *set, const char *name)
 	return hit;
 }
 
-static bool
-seen(struct job *j, const char *name)
-{
-	return in_set(j, &j->seen, name);
-}
 
 /* The state directory: beside the queue, "fetch/". */
 static char *
@@ -511,58 +506,72 @@ item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
 	return it;
 }
 
-/* One listed file of the server's new/ or cur/: refused, skipped, or a
- * message to take. */
+/*
+ * As a listing of the server's new/ or cur/ arrives: is the entry one to
+ * keep (1), or not (0: not mail, fetched before in copy mode, or refused,
+ * said why and counted)? Only what may be taken is kept, so memory and
+ * the listing cap (FETCH_LIST_MAX) count messages to take, not what the
+ * server sends. name is NULL for a name over SFTP_NAME_MAX.
+ */
+int
+fetch_listed(struct job *j, const struct folder *f, const char *sub,
+    const char *name, size_t len, const struct sftp_attrs *a)
+{
+	char show[300];
+	const char *why = name == NULL || len > 255 ? "a name over 255 "
+	    "bytes" : fetch_name_problem(name, len);
+	uint64_t hint;
+
+	if (name != NULL && len > 0 && name[0] == '.')
+		return 0;	/* ".", "..", and not mail (Maildir) */
+	if (name != NULL && len <= 255)
+		fetch_shown(name, len, show, sizeof(show));
+	else
+		snprintf(show, sizeof(show), "(a name of %zu bytes)", len);
+	if (why == NULL && (!(a->flags & SFTP_ATTR_PERMISSIONS) ||
+	    (a->perm & SFTP_S_IFMT) != SFTP_S_IFREG))
+		why = (a->flags & SFTP_ATTR_PERMISSIONS) &&
+		    (a->perm & SFTP_S_IFMT) == SFTP_S_IFLNK ? "not a regular "
+		    "file (a symbolic link, never followed)" : "not a regular "
+		    "file";
+	if (why != NULL) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
+		    show, why);
+	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: the server gave "
+		    "no size for it; left on the server", f->rdir, sub, show);
+	} else if (j->cfg->max_size > 0 && a->size > j->cfg->max_size) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes "
+		    "is over max-size (%" PRIu64 "); left on the server",
+		    f->rdir, sub, show, a->size, j->cfg->max_size);
+	} else if (fetch_name_size(name, &hint) && hint != a->size) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes, "
+		    "but its name says S=%" PRIu64 "; left on the server",
+		    f->rdir, sub, show, a->size, hint);
+	} else if (j->job->mode == FETCH_COPY && in_set(f->name, &j->seen,
+	    name)) {
+		return 0;	/* fetched before */
+	} else {
+		return 1;
+	}
+	j->refused++;
+	return 0;
+}
+
+/* One kept entry of the server's new/ or cur/: skipped, or a message to
+ * take. */
 static void
 plan_file(struct job *j, struct folder *f, const char *sub,
     const struct dent *d)
 {
-	char show[300], *rpath;
-	const char *why = d->name == NULL ? "a name over 255 bytes" :
-	    fetch_name_problem(d->name, d->len);
+	char *rpath;
 	const char *dst = sub;	/* cur/ keeps its flags */
 	const struct sftp_attrs *a = &d->a;
 	struct local_ent *here;
-	uint64_t hint;
 
-	if (d->name != NULL && d->len > 0 && d->name[0] == '.')
-		return;	/* ".", "..", and not mail (Maildir) */
-	if (d->name != NULL)
-		fetch_shown(d->name, d->len, show, sizeof(show));
-	else
-		snprintf(show, sizeof(show), "(a name of %zu bytes)", d->len);
-	if (why != NULL) {
-		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
-		    show, why);
-		j->refused++;
-		return;
-	}
 	rpath = xasprintf("%s/%s/%s", f->rdir, sub, d->name);
-	if (!(a->flags & SFTP_ATTR_PERMISSIONS) ||
-	    (a->perm & SFTP_S_IFMT) != SFTP_S_IFREG) {
-		fetch_say(j, LOG_WARNING, "%s: refused: not a regular file%s", rpath,
-		    (a->flags & SFTP_ATTR_PERMISSIONS) &&
-		    (a->perm & SFTP_S_IFMT) == SFTP_S_IFLNK ?
-		    " (a symbolic link, never followed)" : "");
-		j->refused++;
-	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
-		fetch_say(j, LOG_WARNING, "%s: refused: the server lists no size for "
-		    "it; left on the server", rpath);
-		j->refused++;
-	} else if (j->cfg->max_size > 0 && a->size > j->cfg->max_size) {
-		fetch_say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes is over "
-		    "max-size (%" PRIu64 "); left on the server", rpath,
-		    a->size, j->cfg->max_size);
-		j->refused++;
-	} else if (fetch_name_size(d->name, &hint) && hint != a->size) {
-		fetch_say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes, but its "
-		    "name says S=%" PRIu64 "; left on the server", rpath,
-		    a->size, hint);
-		j->refused++;
-	} else if (j->job->mode == FETCH_COPY && seen(j, d->name)) {
-		/* fetched before */
-	} else if (j->job->mode == FETCH_MOVE &&
-	    in_set(j, &j->unremoved, d->name)) {
+	if (j->job->mode == FETCH_MOVE &&
+	    in_set(f->name, &j->unremoved, d->name)) {
 		/* fetched before, its remove refused: not fetched again */
 		if (!j->o->dry_run) {
 			struct item *it = item_add(j, f, sub, dst, d->name,

@@ -133,6 +133,58 @@ on_opendir(void *arg, const struct sftp_reply *r, struct err *e)
 	return 0;
 }
 
+/* At the top: a folder (a directory named ".NAME")? A name that could
+ * be one but is refused, or a link, is said (escaped) and skipped. */
+static bool
+top_keeps(struct listing *l, const struct sftp_name *n)
+{
+	char show[300];
+	const char *why;
+
+	if (n->too_long || n->len > 255) {
+		if (n->too_long || n->name[0] == '.')
+			fetch_say(l->j, LOG_WARNING, "%s: a folder name of %zu "
+			    "bytes is skipped: a name over 255 bytes", l->path,
+			    n->len);
+		return false;
+	}
+	if (n->len == 0 || n->name[0] != '.' || (n->len == 1) ||
+	    (n->len == 2 && n->name[1] == '.'))
+		return false;	/* not a folder (Maildir++), ".", ".." */
+	fetch_shown(n->name, n->len, show, sizeof(show));
+	why = fetch_name_problem(n->name, n->len);
+	if (why == NULL && (n->a.flags & SFTP_ATTR_PERMISSIONS) &&
+	    (n->a.perm & SFTP_S_IFMT) == SFTP_S_IFLNK)
+		why = "a symbolic link, never followed";
+	if (why != NULL) {
+		fetch_say(l->j, LOG_WARNING, "%s/%s: folder skipped: %s",
+		    l->path, show, why);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Is a listed entry worth keeping? Only what a run may use is kept, so
+ * memory follows that, not what the server sends: in new/ and cur/ the
+ * messages to take (fetch_listed says why the others are not), in tmp/
+ * the old files to report, at the top the folders (fetchget_list's
+ * rules). Never a name over 255 bytes.
+ */
+static bool
+listing_keeps(struct listing *l, const struct sftp_name *n)
+{
+	if (l->f != NULL && strcmp(l->sub, "tmp") != 0)
+		return fetch_listed(l->j, l->f, l->sub, n->too_long ? NULL :
+		    n->name, n->len, &n->a) == 1;
+	if (l->f == NULL)
+		return top_keeps(l, n);
+	if (n->too_long || n->len == 0 || n->len > 255)
+		return false;
+	return n->name[0] != '.' && (n->a.flags & SFTP_ATTR_ACMODTIME) &&
+	    (time_t)n->a.mtime <= time(NULL) - FETCH_TMP_WARN;
+}
+
 static void
 listing_add(struct listing *l, const struct sftp_name *n)
 {
@@ -142,10 +194,13 @@ listing_add(struct listing *l, const struct sftp_name *n)
 		l->counted += n->too_long || n->len == 0 || n->name[0] != '.';
 		return;
 	}
+	if (!listing_keeps(l, n))
+		return;
 	if (l->n == FETCH_LIST_MAX) {
 		if (!l->eof)
-			fetch_say(l->j, LOG_WARNING, "%s holds more than %d entries; "
-			    "the rest waits for the next run", l->path,
+			fetch_say(l->j, LOG_WARNING, "%s holds more than %d "
+			    "messages to take; this run takes %d, the next run "
+			    "the rest", l->path, FETCH_LIST_MAX,
 			    FETCH_LIST_MAX);
 		l->eof = true;
 		return;
@@ -157,12 +212,9 @@ listing_add(struct listing *l, const struct sftp_name *n)
 	d = &l->v[l->n++];
 	d->len = n->len;
 	d->a = n->a;
-	d->name = NULL;
-	if (!n->too_long) {
-		d->name = xmalloc(n->len + 1);	/* not strndup: a NUL */
-		memcpy(d->name, n->name, n->len);	/* inside stays */
-		d->name[n->len] = '\0';			/* visible */
-	}
+	d->name = xmalloc(n->len + 1);	/* not strndup: a NUL inside */
+	memcpy(d->name, n->name, n->len);	/* stays visible */
+	d->name[n->len] = '\0';
 }
 
 static int

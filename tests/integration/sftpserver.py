@@ -15,6 +15,8 @@ RULES.json (read at each session, so a test may change it between runs):
       whose path ends with ENTRY["dir"]: {"dir": "new", "name": "...",
       "name_len": N (a name of N 'x'), "size": N or null (no size),
       "mtime": N}
+  many: [{"dir": "new", "count": N, "prefix": "P", "pad": N, "size": N}]
+                             N entries "P00000000", ... (padded with N x)
   fake_size: {"NAME": N}     the listing and FSTAT say N bytes for NAME
   grow: {"NAME": "bytes"}    reads of NAME see these bytes after the file
 """
@@ -160,10 +162,18 @@ class Server:
                 for n in names:
                     st = os.lstat(os.path.join(path, n))
                     ents.append((n, self.attrs(st, n.decode())))
+                extra = []     # listed first: what follows must still come
                 for e in self.rules.get("extra", []):
                     if path.decode().endswith("/" + e["dir"]):
                         name = e["name"].encode() if "name" in e else b"x" * e["name_len"]
-                        ents.append((name, self.fake_attrs(e)))
+                        extra.append((name, self.fake_attrs(e)))
+                for m in self.rules.get("many", []):
+                    if path.decode().endswith("/" + m["dir"]):
+                        a = self.fake_attrs(m)
+                        for i in range(m["count"]):
+                            n = (m.get("prefix", "") + "%08d" % i).encode()
+                            extra.append((n + b"x" * (m.get("pad", 0)), a))
+                ents = extra + ents
                 self.send(struct.pack(">BI", 102, rid) + self.s(self.handle(ents)))
             elif t == 12:                   # READDIR
                 h, _ = string(0)
@@ -172,14 +182,18 @@ class Server:
                     self.status(rid, FX_EOF)
                     return
                 ld = self.rules.get("list_drip")
-                k = 1 if ld else 50
+                k = 1 if ld else 100
                 if ld:
                     time.sleep(ld)
-                batch, self.handles[h] = ents[:k], ents[k:]
-                body = struct.pack(">BII", 104, rid, len(batch))
-                for n, a in batch:
-                    body += self.s(n) + self.s(n) + a
-                self.send(body)
+                parts, size = [], 0
+                for n, a in ents[:k]:      # a packet under 200 KB
+                    part = self.s(n) + self.s(n[:80]) + a
+                    if parts and size + len(part) > 200000:
+                        break
+                    parts.append(part)
+                    size += len(part)
+                self.handles[h] = ents[len(parts):]
+                self.send(struct.pack(">BII", 104, rid, len(parts)) + b"".join(parts))
             elif t == 13:                   # REMOVE
                 path, _ = string(0)
                 why = self.rules.get("refuse_remove")

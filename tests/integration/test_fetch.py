@@ -322,6 +322,72 @@ class TestRemoveRefused(ScriptedCase):
         self.assertEqual(open(state).read(), "")
 
 
+class TestBadEntries(ScriptedCase):
+    def test_one_bad_entry_is_refused_and_the_rest_fetched(self):
+        big = self.put("1700000001.big", bytes(range(256)) * 40)
+        small = self.put("1700000002.small")
+        self.set_rules({"read_max": 100,            # short reads, legal
+                        "extra": [{"dir": "new", "name_len": 40000},
+                                  {"dir": "new", "name": ""},
+                                  {"dir": "new", "name_len": 300}]})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertEqual(self.local_names(), ["1700000001.big", "1700000002.small"])
+        self.assertEqual(self.local_data("1700000001.big"), big)
+        self.assertEqual(self.local_data("1700000002.small"), small)
+        self.assertIn("refused: an empty name", err)
+        self.assertIn("(a name of 40000 bytes): refused: a name over 255 bytes", err)
+        self.assertIn("(a name of 300 bytes): refused: a name over 255 bytes", err)
+        self.assertLess(len(err), 2000, err)        # never a name whole
+
+
+class TestBigListings(ScriptedCase):
+    mode = "copy"
+
+    def test_the_cap_counts_only_what_is_taken(self):
+        # 100,000 entries fetched before come first in the listing; the
+        # two new ones after them must still come
+        seen = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.seen")
+        os.makedirs(os.path.dirname(seen))
+        with open(seen, "w") as f:
+            for i in range(100000):
+                f.write("INBOX/1600000000.%08d\n" % i)
+        self.set_rules({"many": [{"dir": "new", "count": 100000, "prefix": "1600000000."}]})
+        self.put("1700000000.a")
+        self.put("1700000001.b")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
+        self.assertNotIn(b"more than", r.stderr)
+
+    def fetch_peak(self):
+        """Run fetch; (exit code, stderr, its peak RSS in KiB)."""
+        with tempfile.TemporaryFile() as err:
+            p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=err)
+            _, status, usage = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            err.seek(0)
+            return p.returncode, err.read(), usage.ru_maxrss
+
+    def test_refused_entries_are_not_kept(self):
+        # 3,000 names of 30 KB (90 MB, all refused): memory follows what
+        # is kept, not what the server sends
+        self.put("1700000000.a")
+        rc, err, base = self.fetch_peak()
+        self.assertEqual(rc, 0, err)
+        self.set_rules({"many": [{"dir": "new", "count": 3000, "prefix": "1600000000.", "pad": 30000}]})
+        self.put("1700000001.b")
+        rc, err, peak = self.fetch_peak()
+        self.assertEqual(rc, 0, err[-500:])
+        self.assertLess(peak - base, 30 * 1024, (base, peak))     # KiB
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
+        self.assertEqual(err.count(b"refused: a name over 255 bytes"), 3000)
+        self.assertLess(len(err), 3000 * 300)       # no name whole
+
+
 class TestCopy(FetchCase):
     mode = "copy"
 
