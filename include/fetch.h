@@ -35,6 +35,11 @@
 #define FETCH_TMP_WARN		(36 * 3600)	/* server tmp/ files older */
 #define FETCH_BATCH		64	/* downloads per commit (fsync, link,
 					 * fsync new/, remove on the server) */
+#define FETCH_RATE_FLOOR	8192	/* bytes/s: the slowest download a
+					 * run waits for */
+#define FETCH_DEADLINE_STEPS	3	/* a run's deadline: this many times
+					 * the job's timeout, plus its bytes at
+					 * FETCH_RATE_FLOOR */
 #define FETCH_LIST_MAX		100000	/* messages to take from one listing
 					 * (what is skipped does not count) */
 

@@ -981,11 +981,45 @@ transfer(struct job *j)
 	return j->failed ? -1 : 0;
 }
 
+/*
+ * The run's deadline: FETCH_DEADLINE_STEPS x timeout from its start (the
+ * connection, the listings, the round trips), plus the bytes to download
+ * at FETCH_RATE_FLOOR. A server that drips (a byte a second, an entry
+ * every two) makes progress, so the timeout alone never ends it.
+ */
+static void
+set_deadline(struct job *j, const struct timespec *start, uint64_t bytes)
+{
+	long steps = FETCH_DEADLINE_STEPS * j->job->timeout;
+	uint64_t extra = bytes / FETCH_RATE_FLOOR;
+
+	j->chan.end = *start;
+	j->chan.end.tv_sec += (time_t)steps + (time_t)extra;
+	snprintf(j->chan.end_why, sizeof(j->chan.end_why), "%" PRIu64 " s "
+	    "(%d x timeout %ld s + %" PRIu64 " bytes to fetch at %d bytes/s, "
+	    "the slowest rate waited for); what came before it is kept, the "
+	    "next run goes on", (uint64_t)steps + extra, FETCH_DEADLINE_STEPS,
+	    j->job->timeout, bytes, FETCH_RATE_FLOOR);
+}
+
+static uint64_t
+bytes_to_fetch(const struct job *j)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < j->nitems; i++)
+		if (j->items[i].download)
+			n += j->items[i].size;
+	return n;
+}
+
 static int
 run_job(struct job *j, struct err *e)
 {
 	struct ssh_params p;
+	struct timespec start;
 
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (open_state(j, e) < 0)
 		return -1;
 	memset(&p, 0, sizeof(p));
@@ -1008,10 +1042,13 @@ run_job(struct job *j, struct err *e)
 		return -1;
 	}
 	j->chan_open = true;
+	set_deadline(j, &start, 0);
 	/* a listing that failed leaves its folder alone; the others go on */
 	fetchget_list(j);
-	if (!j->chan.broken && plan_all(j) == 0 && !j->o->dry_run)
+	if (!j->chan.broken && plan_all(j) == 0 && !j->o->dry_run) {
+		set_deadline(j, &start, bytes_to_fetch(j));
 		transfer(j);
+	}
 	progress_end(j);
 	if (!j->o->dry_run && j->job->mode == FETCH_MOVE &&
 	    unremoved_save(j, e) < 0)

@@ -388,6 +388,36 @@ class TestBigListings(ScriptedCase):
         self.assertLess(len(err), 3000 * 300)       # no name whole
 
 
+class TestDeadline(ScriptedCase):
+    """A server that drips makes progress, so the timeout (a step) never
+    ends it: the run's deadline (3 x timeout + bytes at 8 KiB/s) does."""
+
+    def run_bounded(self, rules):
+        self.configure(job_extra="  timeout 2s\n")
+        self.set_rules(rules)
+        t = time.time()
+        r = self.fetch()
+        took = time.time() - t
+        self.assertLess(took, 12, r.stderr)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"the run passed its deadline: 6 s (3 x timeout 2 s + ", r.stderr)
+        return r
+
+    def test_a_message_dripped_a_byte_at_a_time(self):
+        self.put("1700000000.a", b"x" * 300)
+        r = self.run_bounded({"drip": 0.05})
+        self.assertIn(b"reading %s/new/1700000000.a" % self.remote.encode(), r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+        self.assertEqual(self.local_names(), [])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+    def test_a_listing_dripped_an_entry_at_a_time(self):
+        self.put("1700000000.a")
+        self.run_bounded({"list_drip": 0.5,
+                          "many": [{"dir": "new", "count": 40, "prefix": "1600000000."}]})
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+
+
 class TestCopy(FetchCase):
     mode = "copy"
 
