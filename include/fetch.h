@@ -65,8 +65,12 @@ int	fetch_name_size(const char *name, uint64_t *size);
 /* The unique part of a Maildir name: everything before ':' (the flags). */
 size_t	fetch_unique_len(const char *name);
 
-/* Does the folder name (a server directory) match one of the globs?
- * "INBOX" is the top level and is matched by name only. */
+/* Does a folder (a server directory ".NAME", or "INBOX", the top level)
+ * match a glob? As on the server (".lists.*") or as IMAP shows it
+ * ("lists.*"); "*" matches INBOX too. */
+bool	fetch_glob_matches(const char *glob, const char *folder);
+
+/* Does the folder match one of the globs? */
 bool	fetch_folder_wanted(const struct strvec *globs, const char *folder);
 
 #endif

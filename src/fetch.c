@@ -82,18 +82,24 @@ fetch_name_size(const char *name, uint64_t *size)
 }
 
 bool
+fetch_glob_matches(const char *glob, const char *folder)
+{
+	if (strcmp(folder, "INBOX") == 0 || strcmp(glob, "INBOX") == 0)
+		return fnmatch(glob, folder, 0) == 0 &&
+		    strcmp(folder, "INBOX") == 0;
+	if (fnmatch(glob, folder, 0) == 0)
+		return true;
+	/* "lists.*" is how IMAP shows the folder ".lists.*" */
+	return glob[0] != '.' && folder[0] == '.' &&
+	    fnmatch(glob, folder + 1, 0) == 0;
+}
+
+bool
 fetch_folder_wanted(const struct strvec *globs, const char *folder)
 {
-	for (size_t i = 0; i < globs->n; i++) {
-		if (strcmp(globs->v[i], "INBOX") == 0) {
-			if (strcmp(folder, "INBOX") == 0)
-				return true;
-			continue;
-		}
-		if (strcmp(folder, "INBOX") != 0 &&
-		    fnmatch(globs->v[i], folder, 0) == 0)
+	for (size_t i = 0; i < globs->n; i++)
+		if (fetch_glob_matches(globs->v[i], folder))
 			return true;
-	}
 	return false;
 }
 

@@ -46,6 +46,33 @@ static void listing_start(struct job *j, struct folder *f, const char *sub,
 static void folder_lists(struct job *j, struct folder *f);
 static int on_readdir(void *arg, const struct sftp_reply *r, struct err *e);
 
+/* A glob that matches no folder on the server is said: a typo, or a
+ * folder gone, would otherwise be fetched from never again in silence. */
+static void
+folders_found(struct job *j, const struct listing *top)
+{
+	const struct strvec *g = &j->job->folders;
+
+	for (size_t k = 0; k < g->n; k++) {
+		bool hit = fetch_glob_matches(g->v[k], "INBOX");
+
+		for (size_t i = 0; i < top->n && !hit; i++)
+			hit = (top->v[i].a.flags & SFTP_ATTR_PERMISSIONS) &&
+			    (top->v[i].a.perm & SFTP_S_IFMT) == SFTP_S_IFDIR &&
+			    fetch_glob_matches(g->v[k], top->v[i].name);
+		if (!hit) {
+			char show[300];
+
+			fetch_shown(g->v[k], strlen(g->v[k]), show,
+			    sizeof(show));
+			fetch_say(j, LOG_WARNING, "folders: '%s' matches no "
+			    "folder in %s (a folder is named as IMAP shows it, "
+			    "\"lists.dev\", or as on the server, "
+			    "\".lists.dev\")", show, top->path);
+		}
+	}
+}
+
 static void
 listing_done(struct listing *l)
 {
@@ -60,6 +87,7 @@ listing_done(struct listing *l)
 	l->done = true;
 	j->listing--;
 	if (l == j->top && !j->failed) {
+		folders_found(j, l);
 		/* the folders the job wants, in name order, after INBOX */
 		for (size_t i = 0; i < l->n; i++) {
 			struct dent *d = &l->v[i];
@@ -298,7 +326,7 @@ fetchget_list(struct job *j)
 	struct folder *inbox = NULL;
 	struct err e;
 
-	if (sv_contains(&j->job->folders, "INBOX")) {
+	if (fetch_folder_wanted(&j->job->folders, "INBOX")) {
 		inbox = xcalloc(1, sizeof(*inbox));
 		inbox->name = xstrdup("INBOX");
 		inbox->rdir = xstrdup(j->job->remote);

@@ -160,6 +160,32 @@ class TestMove(FetchCase):
         self.assertEqual(os.stat(os.path.join(self.local, "new", "1600000100.M2P2.server,S=3")).st_mtime,
                          1600000100)
 
+    def test_folder_globs_as_imap_names_and_reported(self):
+        self.put("1700000000.M1P1.server")
+        self.put("1700000001.M1P1.server", folder=".lists.dev")
+        self.put("1700000002.M1P1.server", folder=".Archive")
+        self.put("1700000003.M1P1.server", folder=".bad\x1bname")
+        os.symlink(os.path.join(self.remote, ".Archive"), os.path.join(self.remote, ".link"))
+        self.folders = "lists.* Archive nomatch.*"
+        self.configure()
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertEqual(self.local_names(".lists.dev"), ["1700000001.M1P1.server"])
+        self.assertEqual(self.local_names(".Archive"), ["1700000002.M1P1.server"])
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.server"])     # INBOX not asked
+        self.assertIn("folders: 'nomatch.*' matches no folder in %s" % self.remote, err)
+        self.assertNotIn("'lists.*' matches no", err)
+        self.assertIn("%s/.bad?name: folder skipped: a control character in the name" % self.remote, err)
+        self.assertIn("%s/.link: folder skipped: a symbolic link, never followed" % self.remote, err)
+        self.assertNotIn("\x1b", err)
+        # "*" is every folder, INBOX too
+        self.folders = "*"
+        self.configure()
+        r = self.fetch()
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.server"])
+
     def test_dry_run_changes_nothing(self):
         self.put("1700000000.M1P1.server")
         self.put("1700000003.M4P4.server", folder=".lists.dev")
