@@ -116,6 +116,7 @@ struct job {
 	 * (JOB.unremoved); "FOLDER/UNIQUE", sorted */
 	struct strvec		 unremoved, unremoved_now, retried;
 	unsigned long		 remove_refused;	/* newly, this run */
+	unsigned long		 nospace;	/* bigger than the free space */
 	/* the folder at hand (planning, progress) */
 	const char		*folder;
 	char			*ldir;

@@ -1059,6 +1059,15 @@ run_job(struct job *j, struct err *e)
 	if (!j->o->dry_run && j->job->mode == FETCH_MOVE &&
 	    unremoved_save(j, e) < 0)
 		fetch_fail(j, e);
+	if (!j->failed && j->nospace > 0) {
+		struct err le;
+
+		err_set(&le, ERR_TEMPFAIL, "%lu message%s bigger than the free "
+		    "space in %s (said above) stay%s on the server: free some "
+		    "space", j->nospace, j->nospace == 1 ? " is" : "s are",
+		    j->job->local, j->nospace == 1 ? "s" : "");
+		fetch_fail(j, &le);
+	}
 	if (!j->failed && j->remove_refused > 0) {
 		struct err le;
 

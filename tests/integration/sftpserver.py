@@ -19,6 +19,7 @@ RULES.json (read at each session, so a test may change it between runs):
                              N entries "P00000000", ... (padded with N x)
   fake_size: {"NAME": N}     the listing and FSTAT say N bytes for NAME
   grow: {"NAME": "bytes"}    reads of NAME see these bytes after the file
+  endless: ["NAME"]          reads of NAME never end (zeros after it)
 """
 import json
 import os
@@ -135,7 +136,10 @@ class Server:
                 ln = min(ln, self.rules.get("read_max", ln))
                 f.seek(0, 2)
                 real = f.tell()
-                grow = self.rules.get("grow", {}).get(os.path.basename(f.name.decode()), "").encode()
+                base = os.path.basename(f.name.decode())
+                grow = self.rules.get("grow", {}).get(base, "").encode()
+                if base in self.rules.get("endless", []):
+                    grow = b"\0" * (pos + ln)      # never ends
                 if pos >= real + len(grow):
                     self.status(rid, FX_EOF)
                     return

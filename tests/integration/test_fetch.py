@@ -444,6 +444,46 @@ class TestDeadline(ScriptedCase):
         self.assertEqual(self.remote_names(), ["1700000000.a"])
 
 
+class TestHugeAnnounced(ScriptedCase):
+    def small_disk(self):
+        mnt = tempfile.mkdtemp(prefix="postie-full.")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
+                            "postie-test", mnt], capture_output=True)
+        if r.returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
+        self.addCleanup(os.rmdir, mnt)
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        self.local = os.path.join(mnt, "Maildir")
+
+    def test_2_63_bytes_announced_is_said_before_a_byte(self):
+        self.small_disk()
+        self.configure("max-size 0\n")
+        self.put("1700000000.huge", b"x" * 10)
+        small = self.put("1700000001.small")
+        self.set_rules({"fake_size": {"1700000000.huge": 2 ** 63}, "endless": ["1700000000.huge"]})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 75, err)
+        self.assertIn("1700000000.huge: 9223372036854775808 bytes is more than the free space in %s/tmp"
+                      % self.local, err)
+        self.assertEqual(self.local_names(), ["1700000001.small"])
+        self.assertEqual(self.local_data("1700000001.small"), small)
+        self.assertEqual(self.remote_names(), ["1700000000.huge"])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+    def test_a_file_that_outgrows_its_size_is_stopped(self):
+        self.configure("max-size 0\n")
+        self.put("1700000000.grows", b"x" * 10)
+        self.set_rules({"endless": ["1700000000.grows"]})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"1700000000.grows: refused: it grew while being fetched", r.stderr)
+        self.assertEqual(self.local_names(), [])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+        self.assertEqual(self.remote_names(), ["1700000000.grows"])
+
+
 class TestCopy(FetchCase):
     mode = "copy"
 
@@ -641,7 +681,9 @@ class TestFullDisk(FetchCase):
         self.put("1700000001.big", b"x" * (1024 * 1024))
         r = self.fetch()
         self.assertEqual(r.returncode, 75, r.stderr)
-        self.assertIn(b"No space left on device", r.stderr)
+        self.assertIn(b"1048576 bytes is more than the free space in %s/tmp" % self.local.encode(),
+                      r.stderr)
+        self.assertIn(b"1 message is bigger than the free space", r.stderr)
         # what fitted is here once; what did not is still on the server
         self.assertEqual(self.local_names(), ["1700000000.small"])
         self.assertEqual(self.local_data("1700000000.small"), small)
