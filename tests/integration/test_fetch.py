@@ -367,6 +367,19 @@ class TestBadEntries(ScriptedCase):
         self.assertIn("(a name of 300 bytes): refused: a name over 255 bytes", err)
         self.assertLess(len(err), 2000, err)        # never a name whole
 
+    def test_a_file_listed_without_a_size(self):
+        good = self.put("1700000001.ok")
+        self.set_rules({"extra": [{"dir": "new", "name": "1700000000.nosize", "size": None}]})
+        self.configure("max-size 0\n")
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertIn("new/1700000000.nosize: refused: the server gave no size for it; "
+                      "left on the server", err)
+        self.assertNotIn("max-size", err)
+        self.assertEqual(self.local_names(), ["1700000001.ok"])
+        self.assertEqual(self.local_data("1700000001.ok"), good)
+
 
 class TestBigListings(ScriptedCase):
     mode = "copy"
