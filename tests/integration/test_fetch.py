@@ -204,7 +204,8 @@ class TestMove(FetchCase):
         self.assertEqual(rc, 0, screen)
         self.assertIn("\rfetch: inbox: INBOX: 25 fetched, 0 already here\r\n", screen)
         self.assertEqual(len(self.local_names()), 25)
-        # not a terminal: quiet
+        # not a terminal: quiet (with a folder for ".lists.*" to match)
+        os.makedirs(os.path.join(self.remote, ".lists.dev", "new"))
         self.put("1800000000.M1P1.server")
         r = self.fetch()
         self.assertEqual((r.returncode, r.stderr), (0, b""))
