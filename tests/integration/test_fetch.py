@@ -422,7 +422,8 @@ class TestBigListings(ScriptedCase):
         self.put("1700000001.b")
         rc, err, peak = self.fetch_peak()
         self.assertEqual(rc, 0, err[-500:])
-        self.assertLess(peak - base, 30 * 1024, (base, peak))     # KiB
+        if os.environ.get("POSTIE_SANITIZED") != "1":   # ASan's quarantine
+            self.assertLess(peak - base, 30 * 1024, (base, peak))     # KiB
         self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
         self.assertEqual(err.count(b"refused: a name over 255 bytes"), 3000)
         self.assertLess(len(err), 3000 * 300)       # no name whole
