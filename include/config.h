@@ -66,6 +66,8 @@ struct fetch_job {
 	char		*local;
 	struct strvec	 folders;
 	enum fetch_mode	 mode;
+	struct strvec	 take;			/* "new", "cur" */
+	bool		 take_cur;		/* cur/ too (from take) */
 	long		 connect_timeout;	/* seconds */
 	long		 timeout;		/* seconds, per SSH step */
 };

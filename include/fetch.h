@@ -16,7 +16,11 @@
  * "already here": the server's copy is removed, not fetched again. Names,
  * types and sizes from the server are checked before they touch the local
  * disk. Memory is bounded by the window (FETCH_BATCH, the files and
- * requests in flight), plus the names listed.
+ * requests in flight), plus the names kept: as a listing arrives, what
+ * is refused (said and counted), not mail or fetched before (copy mode)
+ * is dropped, and at most FETCH_LIST_MAX messages to take are kept per
+ * directory (the rest waits for the next run, said so); a name over 255
+ * bytes is never copied.
  */
 #ifndef POSTIE_FETCH_H
 #define POSTIE_FETCH_H
@@ -31,7 +35,13 @@
 #define FETCH_TMP_WARN		(36 * 3600)	/* server tmp/ files older */
 #define FETCH_BATCH		64	/* downloads per commit (fsync, link,
 					 * fsync new/, remove on the server) */
-#define FETCH_LIST_MAX		100000	/* entries taken from one listing */
+#define FETCH_RATE_FLOOR	8192	/* bytes/s: the slowest download a
+					 * run waits for */
+#define FETCH_DEADLINE_STEPS	3	/* a run's deadline: this many times
+					 * the job's timeout, plus its bytes at
+					 * FETCH_RATE_FLOOR */
+#define FETCH_LIST_MAX		100000	/* messages to take from one listing
+					 * (what is skipped does not count) */
 
 struct fetch_opts {
 	bool		 verbose;
@@ -55,8 +65,12 @@ int	fetch_name_size(const char *name, uint64_t *size);
 /* The unique part of a Maildir name: everything before ':' (the flags). */
 size_t	fetch_unique_len(const char *name);
 
-/* Does the folder name (a server directory) match one of the globs?
- * "INBOX" is the top level and is matched by name only. */
+/* Does a folder (a server directory ".NAME", or "INBOX", the top level)
+ * match a glob? As on the server (".lists.*") or as IMAP shows it
+ * ("lists.*"); "*" matches INBOX too. */
+bool	fetch_glob_matches(const char *glob, const char *folder);
+
+/* Does the folder match one of the globs? */
 bool	fetch_folder_wanted(const struct strvec *globs, const char *folder);
 
 #endif

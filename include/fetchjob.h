@@ -32,9 +32,10 @@ struct local_ent {
 	uint64_t	 size;
 };
 
-/* A listed entry; the name may hold a NUL (a hostile server). */
+/* A listed entry kept (new/, cur/: one to take; tmp/: an old one; the
+ * top: a folder); a name of at most 255 bytes. */
 struct dent {
-	char			*name;	/* NULL: over SFTP_NAME_MAX */
+	char			*name;
 	size_t			 len;
 	struct sftp_attrs	 a;
 };
@@ -48,6 +49,8 @@ struct listing {
 	const char		*sub;	/* "new", "cur", "tmp" */
 	char			*path;
 	bool			 missing_ok;
+	bool			 count_only;	/* cur/ move mode leaves: counted */
+	unsigned long		 counted;
 	unsigned char		 h[SFTP_HANDLE_MAX];
 	size_t			 hlen;
 	unsigned		 out;	/* READDIRs waiting */
@@ -74,9 +77,12 @@ struct item {
 	const char		*dst;	/* the local "new" or "cur" */
 	char			*name;
 	uint64_t		 size;
+	int64_t			 mtime;	/* the server's, -1: none listed */
 	enum item_state		 st;
 	bool			 download;	/* else already here */
 	bool			 keep;	/* leave the server's copy alone */
+	bool			 retry_remove;	/* fetched before; its remove
+						 * was refused: try again */
 	int			 fd;	/* tmp/NAME, written, not yet synced */
 	unsigned char		*h;	/* the server's handle, while open */
 	size_t			 hlen;
@@ -106,6 +112,11 @@ struct job {
 	int			 lock_fd;
 	int			 seen_fd;	/* copy mode: JOB.seen */
 	struct strvec		 seen;		/* "FOLDER/UNIQUE", sorted */
+	/* move mode: fetched, but the server refused to remove them
+	 * (JOB.unremoved); "FOLDER/UNIQUE", sorted */
+	struct strvec		 unremoved, unremoved_now, retried;
+	unsigned long		 remove_refused;	/* newly, this run */
+	unsigned long		 nospace;	/* bigger than the free space */
 	/* the folder at hand (planning, progress) */
 	const char		*folder;
 	char			*ldir;
@@ -140,6 +151,10 @@ void	fetch_say(struct job *j, int prio, const char *fmt, ...)
 void	fetch_shown(const char *name, size_t len, char *out, size_t outlen);
 /* Keep the job's first failure; -1. */
 int	fetch_fail(struct job *j, const struct err *e);
+/* A listed entry of new/ or cur/ as it arrives: 1 to keep it, 0 when it
+ * is not mail, fetched before (copy mode), or refused (said, counted). */
+int	fetch_listed(struct job *j, const struct folder *f, const char *sub,
+	    const char *name, size_t len, const struct sftp_attrs *a);
 char	*fetch_local_path(const struct folder *f, const char *sub,
 	    const char *name);
 char	*fetch_remote_path(const struct item *it);

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <libssh2.h>
 
@@ -208,6 +209,9 @@ struct sftp_chan {
 	LIBSSH2_CHANNEL		*ch;
 	int			 fd;
 	long			 timeout;	/* seconds without progress */
+	struct timespec		 end;		/* the run's deadline
+						 * (CLOCK_MONOTONIC); 0: none */
+	char			 end_why[256];	/* how it was reckoned */
 	struct sftp		*p;
 	size_t			 wlen;		/* a write that said EAGAIN:
 						 * repeated with this length */
@@ -232,7 +236,9 @@ int	sftp_chan_open(struct sftp_chan *c, LIBSSH2_SESSION *s, int fd,
  * soon as something moved (so the caller can queue more), or -1 with e
  * when the link broke (c->broken, ERR_TEMPFAIL), nothing moved for
  * c->timeout seconds while requests were waiting (c->broken,
- * ERR_TEMPFAIL), the server broke the protocol, or a callback failed.
+ * ERR_TEMPFAIL), c->end passed (c->broken, ERR_TEMPFAIL, with
+ * c->end_why: a server that drips bytes or entries makes progress but
+ * never ends), the server broke the protocol, or a callback failed.
  * With nothing to send or wait for, returns 0 at once.
  */
 int	sftp_chan_wait(struct sftp_chan *c, struct err *e);

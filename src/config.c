@@ -67,6 +67,7 @@ static const struct key keys[] = {
 	{ "local",		SC_FETCH,	K_PATH,		F(local) },
 	{ "folders",		SC_FETCH,	K_LIST,		F(folders) },
 	{ "mode",		SC_FETCH,	K_MODE,		F(mode) },
+	{ "take",		SC_FETCH,	K_LIST,		F(take) },
 
 	/* In both kinds of block: same kind, offsets differ (shared_off). */
 	{ "ssh",		SC_IDENTITY | SC_FETCH, K_SSH,	0 },
@@ -632,6 +633,7 @@ fetch_init(struct fetch_job *j, const char *name, int line)
 	j->connect_timeout = 10;
 	j->timeout = 60;
 	sv_init(&j->folders);
+	sv_init(&j->take);
 }
 
 static bool
@@ -798,6 +800,16 @@ check_fetch(struct parser *p, struct fetch_job *j)
 		j->local = util_expand_tilde("~/Maildir");
 	if (j->folders.n == 0)
 		sv_push(&j->folders, "INBOX");
+	/* copy mode takes cur/ too unless told; move mode new/ only */
+	j->take_cur = j->take.n == 0 && j->mode == FETCH_COPY;
+	for (size_t i = 0; i < j->take.n; i++) {
+		if (strcmp(j->take.v[i], "cur") == 0)
+			j->take_cur = true;
+		else if (strcmp(j->take.v[i], "new") != 0)
+			return perr(p, 0, "'take' must be new, or new cur");
+	}
+	if (j->take.n > 0 && !sv_contains(&j->take, "new"))
+		return perr(p, 0, "'take' must be new, or new cur");
 	return 0;
 }
 
@@ -1049,6 +1061,7 @@ config_free(struct config *c)
 		free(j->remote);
 		free(j->local);
 		sv_free(&j->folders);
+		sv_free(&j->take);
 	}
 	free(c->jobs);
 	free(c->path);

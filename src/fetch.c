@@ -82,18 +82,24 @@ fetch_name_size(const char *name, uint64_t *size)
 }
 
 bool
+fetch_glob_matches(const char *glob, const char *folder)
+{
+	if (strcmp(folder, "INBOX") == 0 || strcmp(glob, "INBOX") == 0)
+		return fnmatch(glob, folder, 0) == 0 &&
+		    strcmp(folder, "INBOX") == 0;
+	if (fnmatch(glob, folder, 0) == 0)
+		return true;
+	/* "lists.*" is how IMAP shows the folder ".lists.*" */
+	return glob[0] != '.' && folder[0] == '.' &&
+	    fnmatch(glob, folder + 1, 0) == 0;
+}
+
+bool
 fetch_folder_wanted(const struct strvec *globs, const char *folder)
 {
-	for (size_t i = 0; i < globs->n; i++) {
-		if (strcmp(globs->v[i], "INBOX") == 0) {
-			if (strcmp(folder, "INBOX") == 0)
-				return true;
-			continue;
-		}
-		if (strcmp(folder, "INBOX") != 0 &&
-		    fnmatch(globs->v[i], folder, 0) == 0)
+	for (size_t i = 0; i < globs->n; i++)
+		if (fetch_glob_matches(globs->v[i], folder))
 			return true;
-	}
 	return false;
 }
 
@@ -158,6 +164,8 @@ cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
+
+static int unremoved_load(struct job *j, const char *dir, struct err *e);
 
 static int
 cmp_local(const void *a, const void *b)
@@ -260,17 +268,20 @@ local_scan(struct job *j, struct err *e)
 	return 0;
 }
 
+/* Does a sorted set of "FOLDER/UNIQUE" hold the name (of the folder at
+ * hand)? */
 static bool
-seen(struct job *j, const char *name)
+in_set(const char *folder, const struct strvec *set, const char *name)
 {
-	char *key = xasprintf("%s/%.*s", j->folder,
+	char *key = xasprintf("%s/%.*s", folder,
 	    (int)fetch_unique_len(name), name);
-	bool hit = j->seen.n > 0 && bsearch(&key, j->seen.v, j->seen.n,
+	bool hit = set->n > 0 && bsearch(&key, set->v, set->n,
 	    sizeof(char *), cmp_str) != NULL;
 
 	free(key);
 	return hit;
 }
+
 
 /* The state directory: beside the queue, "fetch/". */
 static char *
@@ -350,10 +361,108 @@ open_state(struct job *j, struct err *e)
 		sb_free(&sb);
 		free(path);
 	}
+	if (rc == 0 && j->job->mode == FETCH_MOVE)
+		rc = unremoved_load(j, dir, e);
 	free(dir);
 	return rc;
 }
 
+/*
+ * Move mode's JOB.unremoved: the messages fetched whose remove the
+ * server refused, one "FOLDER/UNIQUE" a line. They are not fetched
+ * again (the user may have deleted the local copy); each run tries the
+ * remove again, quietly. Replaced whole (a temporary file renamed), so
+ * it has no torn lines.
+ */
+static int
+unremoved_load(struct job *j, const char *dir, struct err *e)
+{
+	char *path = xasprintf("%s/%s.unremoved", dir, j->job->name);
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (f == NULL) {
+		int saved = errno;
+
+		free(path);
+		return saved == ENOENT ? 0 : err_set(e, err_from_errno(saved),
+		    "cannot read %s.unremoved: %s", j->job->name,
+		    strerror(saved));
+	}
+	while ((n = getline(&line, &cap, f)) > 0)
+		if (line[n - 1] == '\n' && n > 1)
+			sv_push_owned(&j->unremoved, xstrndup(line,
+			    (size_t)n - 1));
+	free(line);
+	fclose(f);
+	free(path);
+	if (j->unremoved.n > 1)
+		qsort(j->unremoved.v, j->unremoved.n, sizeof(char *), cmp_str);
+	return 0;
+}
+
+/* Is the folder of a "FOLDER/UNIQUE" key one this run listed whole? */
+static bool
+folder_listed(const struct job *j, const char *key)
+{
+	const char *slash = strrchr(key, '/');
+
+	for (size_t i = 0; slash != NULL && i < j->nfolders; i++)
+		if (!j->folders[i]->failed &&
+		    strlen(j->folders[i]->name) == (size_t)(slash - key) &&
+		    strncmp(j->folders[i]->name, key,
+		    (size_t)(slash - key)) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Write JOB.unremoved again: the refusals of this run, and the old
+ * entries not tried this run (unless their folder was listed whole and
+ * they were not in it: removed meanwhile).
+ */
+static int
+unremoved_save(struct job *j, struct err *e)
+{
+	char *dir = state_dir(j->cfg);
+	char *path = xasprintf("%s/%s.unremoved", dir, j->job->name);
+	char *tmp = xasprintf("%s.tmp", path);
+	struct strbuf sb;
+	int fd, rc = 0;
+
+	sb_init(&sb);
+	if (j->retried.n > 1)
+		qsort(j->retried.v, j->retried.n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < j->unremoved.n; i++) {
+		const char *k = j->unremoved.v[i];
+
+		if ((j->failed || !folder_listed(j, k)) &&
+		    (j->retried.n == 0 || bsearch(&k, j->retried.v,
+		    j->retried.n, sizeof(char *), cmp_str) == NULL))
+			sb_addf(&sb, "%s\n", k);
+	}
+	for (size_t i = 0; i < j->unremoved_now.n; i++)
+		sb_addf(&sb, "%s\n", j->unremoved_now.v[i]);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd < 0 || util_write_all(fd, sb.s, sb.len) < 0 || fsync(fd) < 0 ||
+	    rename(tmp, path) < 0)
+		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
+		    path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		unlink(tmp);
+	else
+		rc = util_fsync_dir(dir, e);
+	sb_free(&sb);
+	free(tmp);
+	free(path);
+	free(dir);
+	return rc;
+}
 
 /* Keep the first failure; later ones are consequences. */
 int
@@ -403,57 +512,81 @@ item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
 	return it;
 }
 
-/* One listed file of the server's new/ or cur/: refused, skipped, or a
- * message to take. */
+/*
+ * As a listing of the server's new/ or cur/ arrives: is the entry one to
+ * keep (1), or not (0: not mail, fetched before in copy mode, or refused,
+ * said why and counted)? Only what may be taken is kept, so memory and
+ * the listing cap (FETCH_LIST_MAX) count messages to take, not what the
+ * server sends. name is NULL for a name over SFTP_NAME_MAX.
+ */
+int
+fetch_listed(struct job *j, const struct folder *f, const char *sub,
+    const char *name, size_t len, const struct sftp_attrs *a)
+{
+	char show[300];
+	const char *why = name == NULL || len > 255 ? "a name over 255 "
+	    "bytes" : fetch_name_problem(name, len);
+	uint64_t hint;
+
+	if (name != NULL && len > 0 && name[0] == '.')
+		return 0;	/* ".", "..", and not mail (Maildir) */
+	if (name != NULL && len <= 255)
+		fetch_shown(name, len, show, sizeof(show));
+	else
+		snprintf(show, sizeof(show), "(a name of %zu bytes)", len);
+	if (why == NULL && (!(a->flags & SFTP_ATTR_PERMISSIONS) ||
+	    (a->perm & SFTP_S_IFMT) != SFTP_S_IFREG))
+		why = (a->flags & SFTP_ATTR_PERMISSIONS) &&
+		    (a->perm & SFTP_S_IFMT) == SFTP_S_IFLNK ? "not a regular "
+		    "file (a symbolic link, never followed)" : "not a regular "
+		    "file";
+	if (why != NULL) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
+		    show, why);
+	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: the server gave "
+		    "no size for it; left on the server", f->rdir, sub, show);
+	} else if (j->cfg->max_size > 0 && a->size > j->cfg->max_size) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes "
+		    "is over max-size (%" PRIu64 "); left on the server",
+		    f->rdir, sub, show, a->size, j->cfg->max_size);
+	} else if (fetch_name_size(name, &hint) && hint != a->size) {
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes, "
+		    "but its name says S=%" PRIu64 "; left on the server",
+		    f->rdir, sub, show, a->size, hint);
+	} else if (j->job->mode == FETCH_COPY && in_set(f->name, &j->seen,
+	    name)) {
+		return 0;	/* fetched before */
+	} else {
+		return 1;
+	}
+	j->refused++;
+	return 0;
+}
+
+/* One kept entry of the server's new/ or cur/: skipped, or a message to
+ * take. */
 static void
 plan_file(struct job *j, struct folder *f, const char *sub,
     const struct dent *d)
 {
-	char show[300], *rpath;
-	const char *why = d->name == NULL ? "a name over 255 bytes" :
-	    fetch_name_problem(d->name, d->len);
-	const char *dst = strcmp(sub, "cur") == 0 &&
-	    j->job->mode == FETCH_COPY ? "cur" : "new";
+	char *rpath;
+	const char *dst = sub;	/* cur/ keeps its flags */
 	const struct sftp_attrs *a = &d->a;
 	struct local_ent *here;
-	uint64_t hint;
 
-	if (d->name != NULL && d->len > 0 && d->name[0] == '.')
-		return;	/* ".", "..", and not mail (Maildir) */
-	if (d->name != NULL)
-		fetch_shown(d->name, d->len, show, sizeof(show));
-	else
-		snprintf(show, sizeof(show), "(a name of %zu bytes)", d->len);
-	if (why != NULL) {
-		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
-		    show, why);
-		j->refused++;
-		return;
-	}
 	rpath = xasprintf("%s/%s/%s", f->rdir, sub, d->name);
-	if (!(a->flags & SFTP_ATTR_PERMISSIONS) ||
-	    (a->perm & SFTP_S_IFMT) != SFTP_S_IFREG) {
-		fetch_say(j, LOG_WARNING, "%s: refused: not a regular file%s", rpath,
-		    (a->flags & SFTP_ATTR_PERMISSIONS) &&
-		    (a->perm & SFTP_S_IFMT) == SFTP_S_IFLNK ?
-		    " (a symbolic link, never followed)" : "");
-		j->refused++;
-	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
-		fetch_say(j, LOG_WARNING, "%s: refused: the server lists no size for "
-		    "it; left on the server", rpath);
-		j->refused++;
-	} else if (j->cfg->max_size > 0 && a->size > j->cfg->max_size) {
-		fetch_say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes is over "
-		    "max-size (%" PRIu64 "); left on the server", rpath,
-		    a->size, j->cfg->max_size);
-		j->refused++;
-	} else if (fetch_name_size(d->name, &hint) && hint != a->size) {
-		fetch_say(j, LOG_WARNING, "%s: refused: %" PRIu64 " bytes, but its "
-		    "name says S=%" PRIu64 "; left on the server", rpath,
-		    a->size, hint);
-		j->refused++;
-	} else if (j->job->mode == FETCH_COPY && seen(j, d->name)) {
-		/* fetched before */
+	if (j->job->mode == FETCH_MOVE &&
+	    in_set(f->name, &j->unremoved, d->name)) {
+		/* fetched before, its remove refused: not fetched again */
+		if (!j->o->dry_run) {
+			struct item *it = item_add(j, f, sub, dst, d->name,
+			    a->size, false);
+
+			it->retry_remove = true;
+			sv_push_owned(&j->retried, xasprintf("%s/%.*s",
+			    f->name, (int)fetch_unique_len(d->name), d->name));
+		}
 	} else if ((here = local_find(j, d->name)) != NULL) {
 		if (here->size != a->size) {
 			fetch_say(j, LOG_WARNING, "%s: a different message of that "
@@ -484,7 +617,8 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	} else {
 		/* a second listing of the name (new/ and cur/) is here */
 		local_insert(j, d->name, a->size);
-		item_add(j, f, sub, dst, d->name, a->size, true);
+		item_add(j, f, sub, dst, d->name, a->size, true)->mtime =
+		    a->flags & SFTP_ATTR_ACMODTIME ? (int64_t)a->mtime : -1;
 	}
 	free(rpath);
 }
@@ -548,6 +682,12 @@ plan_all(struct job *j)
 		}
 		for (size_t k = 0; f->lists[2] && k < f->lists[2]->n; k++)
 			plan_tmp(j, f, &f->lists[2]->v[k]);
+		if (f->lists[1] != NULL && f->lists[1]->counted > 0)
+			fetch_say(j, LOG_WARNING, "%s/cur holds %lu message%s "
+			    "(seen by a mail reader on the server) that move "
+			    "mode leaves there; \"take new cur\" fetches them "
+			    "too", f->rdir, f->lists[1]->counted,
+			    f->lists[1]->counted == 1 ? "" : "s");
 		local_free(j);
 		for (size_t s = 0; s < 3; s++) {
 			fetchget_listing_free(f->lists[s]);
@@ -566,12 +706,28 @@ on_removed(void *arg, const struct sftp_reply *r, struct err *e)
 
 	(void)e;
 	if (r->status != SFTP_FX_OK && r->status != SFTP_FX_NO_SUCH_FILE) {
+		struct job *j = it->j;
 		char why[300], *rpath = fetch_remote_path(it);
 
 		fetchget_status(r, why, sizeof(why));
-		fetch_say(it->j, LOG_WARNING, "%s: fetched, but cannot remove it "
-		    "from the server: %s (the next run removes it)", rpath,
-		    why);
+		/* said once; remembered, so it is not fetched again */
+		if (it->retry_remove)
+			log_msg(j->log, LOG_INFO, "%s: %s: still cannot remove "
+			    "it from the server: %s", j->job->name, rpath, why);
+		else
+			fetch_say(j, LOG_ERR, "%s: fetched, but the server "
+			    "refused to remove it: %s; it stays there and is "
+			    "not fetched again (each run tries the remove "
+			    "again, quietly)", rpath, why);
+		j->remove_refused += !it->retry_remove;
+		sv_push_owned(&j->unremoved_now, xasprintf("%s/%.*s",
+		    it->f->name, (int)fetch_unique_len(it->name), it->name));
+		free(rpath);
+	} else if (it->retry_remove) {
+		char *rpath = fetch_remote_path(it);
+
+		log_msg(it->j->log, LOG_INFO, "%s: %s: removed from the server "
+		    "at last", it->j->job->name, rpath);
 		free(rpath);
 	}
 	crash_step(it->j->crash, "removed on the server");
@@ -831,11 +987,45 @@ transfer(struct job *j)
 	return j->failed ? -1 : 0;
 }
 
+/*
+ * The run's deadline: FETCH_DEADLINE_STEPS x timeout from its start (the
+ * connection, the listings, the round trips), plus the bytes to download
+ * at FETCH_RATE_FLOOR. A server that drips (a byte a second, an entry
+ * every two) makes progress, so the timeout alone never ends it.
+ */
+static void
+set_deadline(struct job *j, const struct timespec *start, uint64_t bytes)
+{
+	long steps = FETCH_DEADLINE_STEPS * j->job->timeout;
+	uint64_t extra = bytes / FETCH_RATE_FLOOR;
+
+	j->chan.end = *start;
+	j->chan.end.tv_sec += (time_t)steps + (time_t)extra;
+	snprintf(j->chan.end_why, sizeof(j->chan.end_why), "%" PRIu64 " s "
+	    "(%d x timeout %ld s + %" PRIu64 " bytes to fetch at %d bytes/s, "
+	    "the slowest rate waited for); what came before it is kept, the "
+	    "next run goes on", (uint64_t)steps + extra, FETCH_DEADLINE_STEPS,
+	    j->job->timeout, bytes, FETCH_RATE_FLOOR);
+}
+
+static uint64_t
+bytes_to_fetch(const struct job *j)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < j->nitems; i++)
+		if (j->items[i].download)
+			n += j->items[i].size;
+	return n;
+}
+
 static int
 run_job(struct job *j, struct err *e)
 {
 	struct ssh_params p;
+	struct timespec start;
 
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (open_state(j, e) < 0)
 		return -1;
 	memset(&p, 0, sizeof(p));
@@ -858,11 +1048,36 @@ run_job(struct job *j, struct err *e)
 		return -1;
 	}
 	j->chan_open = true;
+	set_deadline(j, &start, 0);
 	/* a listing that failed leaves its folder alone; the others go on */
 	fetchget_list(j);
-	if (!j->chan.broken && plan_all(j) == 0 && !j->o->dry_run)
+	if (!j->chan.broken && plan_all(j) == 0 && !j->o->dry_run) {
+		set_deadline(j, &start, bytes_to_fetch(j));
 		transfer(j);
+	}
 	progress_end(j);
+	if (!j->o->dry_run && j->job->mode == FETCH_MOVE &&
+	    unremoved_save(j, e) < 0)
+		fetch_fail(j, e);
+	if (!j->failed && j->nospace > 0) {
+		struct err le;
+
+		err_set(&le, ERR_TEMPFAIL, "%lu message%s bigger than the free "
+		    "space in %s (said above) stay%s on the server: free some "
+		    "space", j->nospace, j->nospace == 1 ? " is" : "s are",
+		    j->job->local, j->nospace == 1 ? "s" : "");
+		fetch_fail(j, &le);
+	}
+	if (!j->failed && j->remove_refused > 0) {
+		struct err le;
+
+		err_set(&le, ERR_NOPERM, "the server refused to remove %lu "
+		    "fetched message%s (said above): remove %s by hand or let "
+		    "the server allow it", j->remove_refused,
+		    j->remove_refused == 1 ? "" : "s",
+		    j->remove_refused == 1 ? "it" : "them");
+		fetch_fail(j, &le);
+	}
 	if (!j->failed && (j->fetched || j->already || j->refused))
 		log_msg(j->log, LOG_INFO, "%s: %lu fetched, %lu already here, "
 		    "%lu refused", j->job->name, j->fetched, j->already,
@@ -889,6 +1104,9 @@ job_free(struct job *j)
 	if (j->seen_fd >= 0)
 		close(j->seen_fd);
 	sv_free(&j->seen);
+	sv_free(&j->unremoved);
+	sv_free(&j->unremoved_now);
+	sv_free(&j->retried);
 	for (size_t i = 0; i < j->nitems; i++)
 		free(j->items[i].name);
 	free(j->items);
@@ -960,6 +1178,9 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		j.lock_fd = j.seen_fd = -1;
 		j.ssh.fd = -1;
 		sv_init(&j.seen);
+		sv_init(&j.unremoved);
+		sv_init(&j.unremoved_now);
+		sv_init(&j.retried);
 		if (run_job(&j, &je) < 0) {
 			log_msg(log, LOG_ERR, "%s: %s", j.job->name, je.msg);
 			errs[nerrs].code = je.code;

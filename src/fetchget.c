@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fetchjob.h"
@@ -41,7 +44,35 @@ cmp_dent(const void *a, const void *b)
 
 static void listing_start(struct job *j, struct folder *f, const char *sub,
     const char *path, bool missing_ok);
+static void folder_lists(struct job *j, struct folder *f);
 static int on_readdir(void *arg, const struct sftp_reply *r, struct err *e);
+
+/* A glob that matches no folder on the server is said: a typo, or a
+ * folder gone, would otherwise be fetched from never again in silence. */
+static void
+folders_found(struct job *j, const struct listing *top)
+{
+	const struct strvec *g = &j->job->folders;
+
+	for (size_t k = 0; k < g->n; k++) {
+		bool hit = fetch_glob_matches(g->v[k], "INBOX");
+
+		for (size_t i = 0; i < top->n && !hit; i++)
+			hit = (top->v[i].a.flags & SFTP_ATTR_PERMISSIONS) &&
+			    (top->v[i].a.perm & SFTP_S_IFMT) == SFTP_S_IFDIR &&
+			    fetch_glob_matches(g->v[k], top->v[i].name);
+		if (!hit) {
+			char show[300];
+
+			fetch_shown(g->v[k], strlen(g->v[k]), show,
+			    sizeof(show));
+			fetch_say(j, LOG_WARNING, "folders: '%s' matches no "
+			    "folder in %s (a folder is named as IMAP shows it, "
+			    "\"lists.dev\", or as on the server, "
+			    "\".lists.dev\")", show, top->path);
+		}
+	}
+}
 
 static void
 listing_done(struct listing *l)
@@ -57,6 +88,7 @@ listing_done(struct listing *l)
 	l->done = true;
 	j->listing--;
 	if (l == j->top && !j->failed) {
+		folders_found(j, l);
 		/* the folders the job wants, in name order, after INBOX */
 		for (size_t i = 0; i < l->n; i++) {
 			struct dent *d = &l->v[i];
@@ -80,10 +112,7 @@ listing_done(struct listing *l)
 			j->folders = xrealloc(j->folders, (j->nfolders + 1) *
 			    sizeof(*j->folders));
 			j->folders[j->nfolders++] = f;
-			listing_start(j, f, "new", NULL, false);
-			if (j->job->mode == FETCH_COPY)
-				listing_start(j, f, "cur", NULL, true);
-			listing_start(j, f, "tmp", NULL, true);
+			folder_lists(j, f);
 		}
 	}
 }
@@ -133,15 +162,74 @@ on_opendir(void *arg, const struct sftp_reply *r, struct err *e)
 	return 0;
 }
 
+/* At the top: a folder (a directory named ".NAME")? A name that could
+ * be one but is refused, or a link, is said (escaped) and skipped. */
+static bool
+top_keeps(struct listing *l, const struct sftp_name *n)
+{
+	char show[300];
+	const char *why;
+
+	if (n->too_long || n->len > 255) {
+		if (n->too_long || n->name[0] == '.')
+			fetch_say(l->j, LOG_WARNING, "%s: a folder name of %zu "
+			    "bytes is skipped: a name over 255 bytes", l->path,
+			    n->len);
+		return false;
+	}
+	if (n->len == 0 || n->name[0] != '.' || (n->len == 1) ||
+	    (n->len == 2 && n->name[1] == '.'))
+		return false;	/* not a folder (Maildir++), ".", ".." */
+	fetch_shown(n->name, n->len, show, sizeof(show));
+	why = fetch_name_problem(n->name, n->len);
+	if (why == NULL && (n->a.flags & SFTP_ATTR_PERMISSIONS) &&
+	    (n->a.perm & SFTP_S_IFMT) == SFTP_S_IFLNK)
+		why = "a symbolic link, never followed";
+	if (why != NULL) {
+		fetch_say(l->j, LOG_WARNING, "%s/%s: folder skipped: %s",
+		    l->path, show, why);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Is a listed entry worth keeping? Only what a run may use is kept, so
+ * memory follows that, not what the server sends: in new/ and cur/ the
+ * messages to take (fetch_listed says why the others are not), in tmp/
+ * the old files to report, at the top the folders (fetchget_list's
+ * rules). Never a name over 255 bytes.
+ */
+static bool
+listing_keeps(struct listing *l, const struct sftp_name *n)
+{
+	if (l->f != NULL && strcmp(l->sub, "tmp") != 0)
+		return fetch_listed(l->j, l->f, l->sub, n->too_long ? NULL :
+		    n->name, n->len, &n->a) == 1;
+	if (l->f == NULL)
+		return top_keeps(l, n);
+	if (n->too_long || n->len == 0 || n->len > 255)
+		return false;
+	return n->name[0] != '.' && (n->a.flags & SFTP_ATTR_ACMODTIME) &&
+	    (time_t)n->a.mtime <= time(NULL) - FETCH_TMP_WARN;
+}
+
 static void
 listing_add(struct listing *l, const struct sftp_name *n)
 {
 	struct dent *d;
 
+	if (l->count_only) {
+		l->counted += n->too_long || n->len == 0 || n->name[0] != '.';
+		return;
+	}
+	if (!listing_keeps(l, n))
+		return;
 	if (l->n == FETCH_LIST_MAX) {
 		if (!l->eof)
-			fetch_say(l->j, LOG_WARNING, "%s holds more than %d entries; "
-			    "the rest waits for the next run", l->path,
+			fetch_say(l->j, LOG_WARNING, "%s holds more than %d "
+			    "messages to take; this run takes %d, the next run "
+			    "the rest", l->path, FETCH_LIST_MAX,
 			    FETCH_LIST_MAX);
 		l->eof = true;
 		return;
@@ -153,12 +241,9 @@ listing_add(struct listing *l, const struct sftp_name *n)
 	d = &l->v[l->n++];
 	d->len = n->len;
 	d->a = n->a;
-	d->name = NULL;
-	if (!n->too_long) {
-		d->name = xmalloc(n->len + 1);	/* not strndup: a NUL */
-		memcpy(d->name, n->name, n->len);	/* inside stays */
-		d->name[n->len] = '\0';			/* visible */
-	}
+	d->name = xmalloc(n->len + 1);	/* not strndup: a NUL inside */
+	memcpy(d->name, n->name, n->len);	/* stays visible */
+	d->name[n->len] = '\0';
 }
 
 static int
@@ -213,6 +298,16 @@ listing_start(struct job *j, struct folder *f, const char *sub,
 	sftp_opendir(j->chan.p, l->path, on_opendir, l);
 }
 
+/* A folder's new/, cur/ (only counted unless the job takes it) and tmp/. */
+static void
+folder_lists(struct job *j, struct folder *f)
+{
+	listing_start(j, f, "new", NULL, false);
+	listing_start(j, f, "cur", NULL, true);
+	f->lists[1]->count_only = !j->job->take_cur;
+	listing_start(j, f, "tmp", NULL, true);
+}
+
 void
 fetchget_listing_free(struct listing *l)
 {
@@ -232,7 +327,7 @@ fetchget_list(struct job *j)
 	struct folder *inbox = NULL;
 	struct err e;
 
-	if (sv_contains(&j->job->folders, "INBOX")) {
+	if (fetch_folder_wanted(&j->job->folders, "INBOX")) {
 		inbox = xcalloc(1, sizeof(*inbox));
 		inbox->name = xstrdup("INBOX");
 		inbox->rdir = xstrdup(j->job->remote);
@@ -246,10 +341,7 @@ fetchget_list(struct job *j)
 			break;
 		}
 	if (inbox != NULL) {
-		listing_start(j, inbox, "new", NULL, false);
-		if (j->job->mode == FETCH_COPY)
-			listing_start(j, inbox, "cur", NULL, true);
-		listing_start(j, inbox, "tmp", NULL, true);
+		folder_lists(j, inbox);
 	}
 	while (j->listing > 0)
 		if (sftp_chan_wait(&j->chan, &e) < 0) {
@@ -314,6 +406,28 @@ item_refuse(struct item *it, const char *fmt, ...)
 	fetchget_end(it, IT_SKIP);
 }
 
+/* The server's delivery time becomes the local file's (mail readers
+ * show it as the received date), before the file is linked. */
+static int
+item_mtime(struct item *it, struct err *e)
+{
+	struct timespec ts[2];
+
+	if (it->mtime < 0)
+		return 0;
+	ts[0].tv_sec = ts[1].tv_sec = (time_t)it->mtime;
+	ts[0].tv_nsec = ts[1].tv_nsec = 0;
+	if (futimens(it->fd, ts) < 0) {
+		char *tmp = fetch_local_path(it->f, "tmp", it->name);
+
+		err_set(e, err_from_errno(errno), "cannot set the time of %s: "
+		    "%s", tmp, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	return 0;
+}
+
 /* Everything asked came back: is it the file listed? */
 static void
 item_check(struct item *it)
@@ -333,7 +447,8 @@ item_check(struct item *it)
 	else if (it->probed) {
 		struct err e;
 
-		if (it->fd < 0 && item_create(it, &e) < 0) {	/* empty */
+		if ((it->fd < 0 && item_create(it, &e) < 0) ||	/* empty */
+		    item_mtime(it, &e) < 0) {
 			fetch_fail(it->j, &e);
 			fetchget_end(it, IT_SKIP);
 		} else
@@ -539,10 +654,44 @@ on_open(void *arg, const struct sftp_reply *r, struct err *e)
 	return 0;
 }
 
+/* Does the download fit the local disk's free space? Said before a byte
+ * comes when not: with no max-size, a server announcing 2^63 bytes would
+ * otherwise stream until the disk is full. */
+static bool
+item_fits(struct item *it)
+{
+	char *tmp = xasprintf("%s/tmp", it->f->ldir), *rpath;
+	struct statvfs sv;
+	uint64_t avail;
+
+	if (statvfs(tmp, &sv) < 0) {
+		free(tmp);
+		return true;	/* the write says why */
+	}
+	avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	if (it->size <= avail) {
+		free(tmp);
+		return true;
+	}
+	rpath = fetch_remote_path(it);
+	fetch_say(it->j, LOG_WARNING, "%s: %" PRIu64 " bytes is more than the "
+	    "free space in %s (%" PRIu64 " bytes); left on the server",
+	    rpath, it->size, tmp, avail);
+	it->j->nospace++;
+	it->st = IT_SKIP;
+	free(rpath);
+	free(tmp);
+	return false;
+}
+
 void
 fetchget_start(struct item *it)
 {
-	char *rpath = fetch_remote_path(it);
+	char *rpath;
+
+	if (!item_fits(it))
+		return;
+	rpath = fetch_remote_path(it);
 
 	it->st = IT_RUN;
 	it->j->active++;

@@ -1,5 +1,6 @@
 /* sftpchan.c - the SFTP engine over a libssh2 channel (see sftp.h). */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
 #include <time.h>
@@ -106,6 +107,16 @@ recv_some(struct sftp_chan *c, struct err *e)
 	}
 }
 
+/* Milliseconds to the run's deadline; LONG_MAX without one. */
+static long
+end_left(const struct sftp_chan *c)
+{
+	if (c->end.tv_sec == 0)
+		return LONG_MAX;
+	return ((long)c->end.tv_sec * 1000 + c->end.tv_nsec / 1000000) -
+	    now_ms();
+}
+
 int
 sftp_chan_wait(struct sftp_chan *c, struct err *e)
 {
@@ -114,6 +125,11 @@ sftp_chan_wait(struct sftp_chan *c, struct err *e)
 	if (c->broken)
 		return err_set(e, ERR_TEMPFAIL, "the SFTP channel is broken");
 	for (;;) {
+		if (end_left(c) <= 0) {
+			c->broken = true;
+			return err_set(e, ERR_TEMPFAIL, "the run passed its "
+			    "deadline: %s", c->end_why);
+		}
 		struct pollfd pfd;
 		const unsigned char *p;
 		int moved = 0, r, dirs;
@@ -145,6 +161,8 @@ sftp_chan_wait(struct sftp_chan *c, struct err *e)
 		pfd.events = POLLIN;
 		if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
 			pfd.events |= POLLOUT;
+		if (left > end_left(c))
+			left = end_left(c) > 0 ? end_left(c) : 0;
 		r = poll(&pfd, 1, left > 1000 ? 1000 : (int)left);
 		if (r < 0 && errno != EINTR)
 			return err_set(e, ERR_OSERR, "poll: %s",

@@ -34,7 +34,8 @@ def fingerprint(pub):
 
 
 class Sshd:
-    def __init__(self, authorized=()):
+    def __init__(self, authorized=(), subsystem="internal-sftp"):
+        self.subsystem = subsystem    # a command: a scripted SFTP server
         self.dir = tempfile.mkdtemp(prefix="postie-sshd.")
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.host_ed25519 = keygen(os.path.join(self.dir, "host_ed25519"))
@@ -71,7 +72,7 @@ class Sshd:
                 "PubkeyAuthentication yes",
                 "PermitRootLogin prohibit-password",
                 "AllowTcpForwarding yes",
-                "Subsystem sftp internal-sftp",
+                "Subsystem sftp %s" % self.subsystem,
                 "LogLevel DEBUG1",
                 "MaxStartups 50",
                 "",

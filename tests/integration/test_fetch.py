@@ -3,6 +3,7 @@ test: a server Maildir under a temp dir, a local one; move and copy mode,
 folders, hostile names and files, already-here, crash injection at every
 durable step, a dropped link, the lock and the exit codes."""
 import fcntl
+import json
 import os
 import socket
 import subprocess
@@ -27,7 +28,7 @@ class FetchCase(QueueCase):
         ssh_dir = os.path.join(self.dir, ".ssh")
         os.mkdir(ssh_dir, 0o700)
         self.key = sshd.keygen(os.path.join(self.dir, "user_key"))
-        self.sshd = sshd.Sshd(authorized=[self.key + ".pub"])
+        self.sshd = sshd.Sshd(authorized=[self.key + ".pub"], subsystem=self.subsystem())
         self.addCleanup(self.sshd.stop)
         with open(os.path.join(ssh_dir, "known_hosts"), "w") as f:
             f.write(self.sshd.known_hosts_line())
@@ -44,6 +45,9 @@ class FetchCase(QueueCase):
             "  folders %s\n  mode %s\n" % (self.sshd.user, getattr(self, "port", self.sshd.port), self.key,
                                           self.remote, self.local, self.folders, self.mode)
             + job_extra)
+
+    def subsystem(self):
+        return "internal-sftp"
 
     def put(self, name, data=None, folder="", sub="new"):
         d = os.path.join(self.remote, folder, sub)
@@ -115,6 +119,73 @@ class TestMove(FetchCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(self.local_names()), 2)
 
+    def test_cur_is_reported_and_taken_when_asked(self):
+        # a mail reader on the server (Dovecot after an IMAP login) moved
+        # new/ to cur/: move mode says so, per folder, and `take new cur`
+        # brings those with their flags into the local cur/
+        self.put("1700000000.M1P1.server")
+        self.put("1700000001.M2P2.server:2,S", sub="cur")
+        self.put("1700000002.M3P3.server:2,RS", sub="cur")
+        self.put("1700000003.M4P4.server:2,", sub="cur", folder=".lists.dev")
+        os.makedirs(os.path.join(self.remote, ".lists.dev", "new"))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode()
+        self.assertIn("%s/cur holds 2 messages (seen by a mail reader on the server) that move "
+                      "mode leaves there; \"take new cur\" fetches them too" % self.remote, err)
+        self.assertIn(".lists.dev/cur holds 1 message ", err)
+        self.assertEqual(len(self.remote_names(sub="cur")), 2)
+        self.configure(job_extra="  take new cur\n")
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.local_names(sub="cur"), ["1700000001.M2P2.server:2,S",
+                                                       "1700000002.M3P3.server:2,RS"])
+        self.assertEqual(self.local_names(".lists.dev", sub="cur"), ["1700000003.M4P4.server:2,"])
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.server"])
+        self.assertEqual(self.remote_names(sub="cur"), [])
+        self.assertEqual(self.remote_names(".lists.dev", sub="cur"), [])
+        self.configure(job_extra="  take cur\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 78, r.stderr)
+
+    def test_the_server_delivery_time_is_kept(self):
+        self.put("1600000000.M1P1.server")
+        self.put("1600000100.M2P2.server,S=3", b"abc")
+        for n, t in (("1600000000.M1P1.server", 1600000000), ("1600000100.M2P2.server,S=3", 1600000100)):
+            os.utime(os.path.join(self.remote, "new", n), (t, t))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.stat(os.path.join(self.local, "new", "1600000000.M1P1.server")).st_mtime,
+                         1600000000)
+        self.assertEqual(os.stat(os.path.join(self.local, "new", "1600000100.M2P2.server,S=3")).st_mtime,
+                         1600000100)
+
+    def test_folder_globs_as_imap_names_and_reported(self):
+        self.put("1700000000.M1P1.server")
+        self.put("1700000001.M1P1.server", folder=".lists.dev")
+        self.put("1700000002.M1P1.server", folder=".Archive")
+        self.put("1700000003.M1P1.server", folder=".bad\x1bname")
+        os.symlink(os.path.join(self.remote, ".Archive"), os.path.join(self.remote, ".link"))
+        self.folders = "lists.* Archive nomatch.*"
+        self.configure()
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertEqual(self.local_names(".lists.dev"), ["1700000001.M1P1.server"])
+        self.assertEqual(self.local_names(".Archive"), ["1700000002.M1P1.server"])
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.server"])     # INBOX not asked
+        self.assertIn("folders: 'nomatch.*' matches no folder in %s" % self.remote, err)
+        self.assertNotIn("'lists.*' matches no", err)
+        self.assertIn("%s/.bad?name: folder skipped: a control character in the name" % self.remote, err)
+        self.assertIn("%s/.link: folder skipped: a symbolic link, never followed" % self.remote, err)
+        self.assertNotIn("\x1b", err)
+        # "*" is every folder, INBOX too
+        self.folders = "*"
+        self.configure()
+        r = self.fetch()
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.server"])
+
     def test_dry_run_changes_nothing(self):
         self.put("1700000000.M1P1.server")
         self.put("1700000003.M4P4.server", folder=".lists.dev")
@@ -133,7 +204,8 @@ class TestMove(FetchCase):
         self.assertEqual(rc, 0, screen)
         self.assertIn("\rfetch: inbox: INBOX: 25 fetched, 0 already here\r\n", screen)
         self.assertEqual(len(self.local_names()), 25)
-        # not a terminal: quiet
+        # not a terminal: quiet (with a folder for ".lists.*" to match)
+        os.makedirs(os.path.join(self.remote, ".lists.dev", "new"))
         self.put("1800000000.M1P1.server")
         r = self.fetch()
         self.assertEqual((r.returncode, r.stderr), (0, b""))
@@ -232,6 +304,199 @@ class TestHostileServer(FetchCase):
         self.assertEqual(self.local_data("1700000001.differs"), b"local\n")
         self.assertIn("a different message of that name is here already", r.stderr.decode())
         self.assertIn("1700000000.same already here, removed from the server", self.log())
+
+
+class ScriptedCase(FetchCase):
+    """Against tests/integration/sftpserver.py: a server that misbehaves
+    as self.rules says (rewritten by set_rules between runs)."""
+
+    def subsystem(self):
+        self.rules_path = os.path.join(self.dir, "sftp-rules.json")
+        self.set_rules({})
+        here = os.path.dirname(os.path.abspath(__file__))
+        return "/usr/bin/python3 %s %s" % (os.path.join(here, "sftpserver.py"), self.rules_path)
+
+    def set_rules(self, rules):
+        with open(self.rules_path, "w") as f:
+            json.dump(rules, f)
+
+
+class TestRemoveRefused(ScriptedCase):
+    def test_said_once_remembered_and_not_fetched_again(self):
+        self.put("1700000000.a")
+        self.put("1700000001.b")
+        self.set_rules({"refuse_remove": "held by policy"})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 77, err)
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
+        self.assertEqual(err.count("held by policy"), 2, err)
+        self.assertNotIn("the next run removes it", err)
+        # said once: the next run is quiet and fetches nothing again,
+        # even what the user deleted locally
+        os.unlink(os.path.join(self.local, "new", "1700000000.a"))
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.local_names(), ["1700000001.b"])
+        self.assertEqual(self.remote_names(), ["1700000000.a", "1700000001.b"])
+        # the server allows it again: removed, and forgotten
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(), ["1700000001.b"])
+        state = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.unremoved")
+        self.assertEqual(open(state).read(), "")
+
+
+class TestBadEntries(ScriptedCase):
+    def test_one_bad_entry_is_refused_and_the_rest_fetched(self):
+        big = self.put("1700000001.big", bytes(range(256)) * 40)
+        small = self.put("1700000002.small")
+        self.set_rules({"read_max": 100,            # short reads, legal
+                        "extra": [{"dir": "new", "name_len": 40000},
+                                  {"dir": "new", "name": ""},
+                                  {"dir": "new", "name_len": 300}]})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertEqual(self.local_names(), ["1700000001.big", "1700000002.small"])
+        self.assertEqual(self.local_data("1700000001.big"), big)
+        self.assertEqual(self.local_data("1700000002.small"), small)
+        self.assertIn("refused: an empty name", err)
+        self.assertIn("(a name of 40000 bytes): refused: a name over 255 bytes", err)
+        self.assertIn("(a name of 300 bytes): refused: a name over 255 bytes", err)
+        self.assertLess(len(err), 2000, err)        # never a name whole
+
+    def test_a_file_listed_without_a_size(self):
+        good = self.put("1700000001.ok")
+        self.set_rules({"extra": [{"dir": "new", "name": "1700000000.nosize", "size": None}]})
+        self.configure("max-size 0\n")
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertIn("new/1700000000.nosize: refused: the server gave no size for it; "
+                      "left on the server", err)
+        self.assertNotIn("max-size", err)
+        self.assertEqual(self.local_names(), ["1700000001.ok"])
+        self.assertEqual(self.local_data("1700000001.ok"), good)
+
+
+class TestBigListings(ScriptedCase):
+    mode = "copy"
+
+    def test_the_cap_counts_only_what_is_taken(self):
+        # 100,000 entries fetched before come first in the listing; the
+        # two new ones after them must still come
+        seen = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.seen")
+        os.makedirs(os.path.dirname(seen))
+        with open(seen, "w") as f:
+            for i in range(100000):
+                f.write("INBOX/1600000000.%08d\n" % i)
+        self.set_rules({"many": [{"dir": "new", "count": 100000, "prefix": "1600000000."}]})
+        self.put("1700000000.a")
+        self.put("1700000001.b")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
+        self.assertNotIn(b"more than", r.stderr)
+
+    def fetch_peak(self):
+        """Run fetch; (exit code, stderr, its peak RSS in KiB)."""
+        with tempfile.TemporaryFile() as err:
+            p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=err)
+            _, status, usage = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            err.seek(0)
+            return p.returncode, err.read(), usage.ru_maxrss
+
+    def test_refused_entries_are_not_kept(self):
+        # 3,000 names of 30 KB (90 MB, all refused): memory follows what
+        # is kept, not what the server sends
+        self.put("1700000000.a")
+        rc, err, base = self.fetch_peak()
+        self.assertEqual(rc, 0, err)
+        self.set_rules({"many": [{"dir": "new", "count": 3000, "prefix": "1600000000.", "pad": 30000}]})
+        self.put("1700000001.b")
+        rc, err, peak = self.fetch_peak()
+        self.assertEqual(rc, 0, err[-500:])
+        if os.environ.get("POSTIE_SANITIZED") != "1":   # ASan's quarantine
+            self.assertLess(peak - base, 30 * 1024, (base, peak))     # KiB
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
+        self.assertEqual(err.count(b"refused: a name over 255 bytes"), 3000)
+        self.assertLess(len(err), 3000 * 300)       # no name whole
+
+
+class TestDeadline(ScriptedCase):
+    """A server that drips makes progress, so the timeout (a step) never
+    ends it: the run's deadline (3 x timeout + bytes at 8 KiB/s) does."""
+
+    def run_bounded(self, rules):
+        self.configure(job_extra="  timeout 2s\n")
+        self.set_rules(rules)
+        t = time.time()
+        r = self.fetch()
+        took = time.time() - t
+        self.assertLess(took, 12, r.stderr)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"the run passed its deadline: 6 s (3 x timeout 2 s + ", r.stderr)
+        return r
+
+    def test_a_message_dripped_a_byte_at_a_time(self):
+        self.put("1700000000.a", b"x" * 300)
+        r = self.run_bounded({"drip": 0.05})
+        self.assertIn(b"reading %s/new/1700000000.a" % self.remote.encode(), r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+        self.assertEqual(self.local_names(), [])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+    def test_a_listing_dripped_an_entry_at_a_time(self):
+        self.put("1700000000.a")
+        self.run_bounded({"list_drip": 0.5,
+                          "many": [{"dir": "new", "count": 40, "prefix": "1600000000."}]})
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+
+
+class TestHugeAnnounced(ScriptedCase):
+    def small_disk(self):
+        mnt = tempfile.mkdtemp(prefix="postie-full.")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
+                            "postie-test", mnt], capture_output=True)
+        if r.returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
+        self.addCleanup(os.rmdir, mnt)
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        self.local = os.path.join(mnt, "Maildir")
+
+    def test_2_63_bytes_announced_is_said_before_a_byte(self):
+        self.small_disk()
+        self.configure("max-size 0\n")
+        self.put("1700000000.huge", b"x" * 10)
+        small = self.put("1700000001.small")
+        self.set_rules({"fake_size": {"1700000000.huge": 2 ** 63}, "endless": ["1700000000.huge"]})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 75, err)
+        self.assertIn("1700000000.huge: 9223372036854775808 bytes is more than the free space in %s/tmp"
+                      % self.local, err)
+        self.assertEqual(self.local_names(), ["1700000001.small"])
+        self.assertEqual(self.local_data("1700000001.small"), small)
+        self.assertEqual(self.remote_names(), ["1700000000.huge"])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+    def test_a_file_that_outgrows_its_size_is_stopped(self):
+        self.configure("max-size 0\n")
+        self.put("1700000000.grows", b"x" * 10)
+        self.set_rules({"endless": ["1700000000.grows"]})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"1700000000.grows: refused: it grew while being fetched", r.stderr)
+        self.assertEqual(self.local_names(), [])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+        self.assertEqual(self.remote_names(), ["1700000000.grows"])
 
 
 class TestCopy(FetchCase):
@@ -431,7 +696,9 @@ class TestFullDisk(FetchCase):
         self.put("1700000001.big", b"x" * (1024 * 1024))
         r = self.fetch()
         self.assertEqual(r.returncode, 75, r.stderr)
-        self.assertIn(b"No space left on device", r.stderr)
+        self.assertIn(b"1048576 bytes is more than the free space in %s/tmp" % self.local.encode(),
+                      r.stderr)
+        self.assertIn(b"1 message is bigger than the free space", r.stderr)
         # what fitted is here once; what did not is still on the server
         self.assertEqual(self.local_names(), ["1700000000.small"])
         self.assertEqual(self.local_data("1700000000.small"), small)

@@ -80,9 +80,21 @@ test_folders(void **state)
 	assert_false(fetch_folder_wanted(&g, ".other"));
 	sv_free(&g);
 	sv_init(&g);
-	sv_push(&g, "*");		/* a glob never means the top level */
-	assert_false(fetch_folder_wanted(&g, "INBOX"));
+	sv_push(&g, "*");		/* everything: INBOX too */
+	assert_true(fetch_folder_wanted(&g, "INBOX"));
 	assert_true(fetch_folder_wanted(&g, ".Sent"));
+	sv_free(&g);
+	sv_init(&g);
+	sv_push(&g, "lists.*");		/* the name IMAP shows */
+	assert_true(fetch_folder_wanted(&g, ".lists.dev"));
+	assert_false(fetch_folder_wanted(&g, ".other"));
+	assert_false(fetch_folder_wanted(&g, "INBOX"));
+	assert_true(fetch_glob_matches("lists.*", ".lists.dev"));
+	assert_true(fetch_glob_matches(".*", ".Sent"));
+	assert_false(fetch_glob_matches(".*", "INBOX"));
+	assert_true(fetch_glob_matches("INBOX", "INBOX"));
+	assert_false(fetch_glob_matches("INBOX", ".INBOX"));
+	assert_false(fetch_glob_matches("Sent", ".Sent.old"));
 	sv_free(&g);
 }
 

@@ -1,0 +1,226 @@
+#!/usr/bin/python3
+"""sftpserver.py -- a small SFTP version 3 server on stdin/stdout that
+serves the real file system, with misbehaviours for the fetch tests.
+
+sshd runs it as its sftp subsystem (sshd.Sshd(subsystem=...)):
+    Subsystem sftp /usr/bin/python3 sftpserver.py RULES.json
+
+RULES.json (read at each session, so a test may change it between runs):
+  refuse_remove: "reason"    every REMOVE fails: PERMISSION_DENIED, reason
+  read_max: N                a READ returns at most N bytes (short reads)
+  drip: SECONDS              DATA replies go out one byte every SECONDS
+  list_drip: SECONDS         READDIR returns one entry, after SECONDS
+  silent_after_init: true    answers VERSION, then nothing
+  extra: [ENTRY, ...]        entries added to the listing of a directory
+      whose path ends with ENTRY["dir"]: {"dir": "new", "name": "...",
+      "name_len": N (a name of N 'x'), "size": N or null (no size),
+      "mtime": N}
+  many: [{"dir": "new", "count": N, "prefix": "P", "pad": N, "size": N}]
+                             N entries "P00000000", ... (padded with N x)
+  fake_size: {"NAME": N}     the listing and FSTAT say N bytes for NAME
+  grow: {"NAME": "bytes"}    reads of NAME see these bytes after the file
+  endless: ["NAME"]          reads of NAME never end (zeros after it)
+"""
+import json
+import os
+import stat
+import struct
+import sys
+import time
+
+FX_OK, FX_EOF, FX_NO_SUCH_FILE, FX_PERMISSION_DENIED, FX_FAILURE = 0, 1, 2, 3, 4
+FX_OP_UNSUPPORTED = 8
+
+
+class Server:
+    def __init__(self, rules):
+        self.rules = rules
+        self.handles = {}
+        self.next_handle = 0
+        self.out = sys.stdout.buffer
+        self.inp = sys.stdin.buffer
+
+    def send(self, data, drip=0):
+        pkt = struct.pack(">I", len(data)) + data
+        if drip:
+            for i in range(len(pkt)):
+                self.out.write(pkt[i:i + 1])
+                self.out.flush()
+                time.sleep(drip)
+        else:
+            self.out.write(pkt)
+            self.out.flush()
+
+    def status(self, rid, code, msg=""):
+        m = msg.encode()
+        self.send(struct.pack(">BII", 101, rid, code) + struct.pack(">I", len(m)) + m
+                  + struct.pack(">I", 0))
+
+    @staticmethod
+    def s(b):
+        return struct.pack(">I", len(b)) + b
+
+    def attrs(self, st, name=None, size=True):
+        fake = self.rules.get("fake_size", {})
+        flags = 0x4 | 0x8
+        body = b""
+        if size:
+            flags |= 0x1
+            n = fake.get(name, st.st_size) if name is not None else st.st_size
+            body += struct.pack(">Q", n)
+        body += struct.pack(">III", st.st_mode, int(st.st_atime), int(st.st_mtime))
+        return struct.pack(">I", flags) + body
+
+    def fake_attrs(self, e):
+        flags = 0x4 | 0x8
+        body = b""
+        if e.get("size", 0) is not None:
+            flags |= 0x1
+            body += struct.pack(">Q", e.get("size", 10))
+        mt = e.get("mtime", 1700000000)
+        body += struct.pack(">III", 0o100600, mt, mt)
+        return struct.pack(">I", flags) + body
+
+    def handle(self, obj):
+        h = b"%d" % self.next_handle
+        self.next_handle += 1
+        self.handles[h] = obj
+        return h
+
+    def run(self):
+        if self.rules.get("silent_after_init"):
+            self.read_packet()
+            self.send(struct.pack(">BI", 2, 3))
+            while self.read_packet() is not None:
+                pass
+            return
+        while True:
+            p = self.read_packet()
+            if p is None:
+                return
+            self.dispatch(p)
+
+    def read_packet(self):
+        h = self.inp.read(4)
+        if len(h) < 4:
+            return None
+        n = struct.unpack(">I", h)[0]
+        return self.inp.read(n)
+
+    def dispatch(self, p):
+        t = p[0]
+        if t == 1:
+            self.send(struct.pack(">BI", 2, 3))
+            return
+        rid = struct.unpack(">I", p[1:5])[0]
+        args = p[5:]
+
+        def string(off):
+            n = struct.unpack(">I", args[off:off + 4])[0]
+            return args[off + 4:off + 4 + n], off + 4 + n
+        try:
+            if t == 3:                      # OPEN
+                path, _ = string(0)
+                f = open(path, "rb")
+                self.send(struct.pack(">BI", 102, rid) + self.s(self.handle(f)))
+            elif t == 4:                    # CLOSE
+                h, _ = string(0)
+                o = self.handles.pop(h, None)
+                if hasattr(o, "close"):
+                    o.close()
+                self.status(rid, FX_OK)
+            elif t == 5:                    # READ
+                h, off = string(0)
+                pos, ln = struct.unpack(">QI", args[off:off + 12])
+                f = self.handles[h]
+                ln = min(ln, self.rules.get("read_max", ln))
+                f.seek(0, 2)
+                real = f.tell()
+                base = os.path.basename(f.name.decode())
+                grow = self.rules.get("grow", {}).get(base, "").encode()
+                if base in self.rules.get("endless", []):
+                    grow = b"\0" * (pos + ln)      # never ends
+                if pos >= real + len(grow):
+                    self.status(rid, FX_EOF)
+                    return
+                if pos < real:
+                    f.seek(pos)
+                    data = f.read(ln)
+                else:
+                    data = grow[pos - real:pos - real + ln]
+                self.send(struct.pack(">BI", 103, rid) + self.s(data),
+                          drip=self.rules.get("drip", 0))
+            elif t == 8:                    # FSTAT
+                h, _ = string(0)
+                f = self.handles[h]
+                self.send(struct.pack(">BI", 105, rid) +
+                          self.attrs(os.fstat(f.fileno()), os.path.basename(f.name.decode())))
+            elif t in (7, 17):              # LSTAT, STAT
+                path, _ = string(0)
+                st = os.lstat(path) if t == 7 else os.stat(path)
+                self.send(struct.pack(">BI", 105, rid) + self.attrs(st))
+            elif t == 11:                   # OPENDIR
+                path, _ = string(0)
+                names = sorted(os.listdir(path))
+                ents = []
+                for n in names:
+                    st = os.lstat(os.path.join(path, n))
+                    ents.append((n, self.attrs(st, n.decode())))
+                extra = []     # listed first: what follows must still come
+                for e in self.rules.get("extra", []):
+                    if path.decode().endswith("/" + e["dir"]):
+                        name = e["name"].encode() if "name" in e else b"x" * e["name_len"]
+                        extra.append((name, self.fake_attrs(e)))
+                for m in self.rules.get("many", []):
+                    if path.decode().endswith("/" + m["dir"]):
+                        a = self.fake_attrs(m)
+                        for i in range(m["count"]):
+                            n = (m.get("prefix", "") + "%08d" % i).encode()
+                            extra.append((n + b"x" * (m.get("pad", 0)), a))
+                ents = extra + ents
+                self.send(struct.pack(">BI", 102, rid) + self.s(self.handle(ents)))
+            elif t == 12:                   # READDIR
+                h, _ = string(0)
+                ents = self.handles[h]
+                if not ents:
+                    self.status(rid, FX_EOF)
+                    return
+                ld = self.rules.get("list_drip")
+                k = 1 if ld else 100
+                if ld:
+                    time.sleep(ld)
+                parts, size = [], 0
+                for n, a in ents[:k]:      # a packet under 200 KB
+                    part = self.s(n) + self.s(n[:80]) + a
+                    if parts and size + len(part) > 200000:
+                        break
+                    parts.append(part)
+                    size += len(part)
+                self.handles[h] = ents[len(parts):]
+                self.send(struct.pack(">BII", 104, rid, len(parts)) + b"".join(parts))
+            elif t == 13:                   # REMOVE
+                path, _ = string(0)
+                why = self.rules.get("refuse_remove")
+                if why:
+                    self.status(rid, FX_PERMISSION_DENIED, why)
+                    return
+                os.unlink(path)
+                self.status(rid, FX_OK)
+            else:
+                self.status(rid, FX_OP_UNSUPPORTED, "not here")
+        except FileNotFoundError:
+            self.status(rid, FX_NO_SUCH_FILE, "no such file")
+        except OSError as e:
+            self.status(rid, FX_FAILURE, str(e))
+
+
+def main():
+    rules = {}
+    if len(sys.argv) > 1 and os.path.exists(sys.argv[1]):
+        with open(sys.argv[1]) as f:
+            rules = json.load(f)
+    Server(rules).run()
+
+
+if __name__ == "__main__":
+    main()
