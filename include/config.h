@@ -66,6 +66,8 @@ struct fetch_job {
 	char		*local;
 	struct strvec	 folders;
 	enum fetch_mode	 mode;
+	char		*client;	/* this machine's name in server-side
+					 * claims (default: the host name) */
 	long		 connect_timeout;	/* seconds */
 	long		 timeout;		/* seconds, per SSH step */
 };

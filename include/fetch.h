@@ -36,6 +36,8 @@
 struct fetch_opts {
 	bool		 verbose;
 	bool		 dry_run;	/* -n: list, move nothing */
+	const char	*release;	/* --release CLIENT: give that
+					 * client's claims back to new/ */
 	struct strvec	 jobs;		/* empty: every job */
 };
 

@@ -67,6 +67,7 @@ static const struct key keys[] = {
 	{ "local",		SC_FETCH,	K_PATH,		F(local) },
 	{ "folders",		SC_FETCH,	K_LIST,		F(folders) },
 	{ "mode",		SC_FETCH,	K_MODE,		F(mode) },
+	{ "client",		SC_FETCH,	K_STR,		F(client) },
 
 	/* In both kinds of block: same kind, offsets differ (shared_off). */
 	{ "ssh",		SC_IDENTITY | SC_FETCH, K_SSH,	0 },
@@ -786,6 +787,39 @@ check_identity(struct parser *p, struct identity *id, int *default_line)
 	return 0;
 }
 
+/* A client name becomes a directory on the server: letters, digits, '.',
+ * '_' and '-', not starting with '.', at most 64 bytes. */
+static bool
+valid_client(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64 || s[0] == '.')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && strchr("._-", *s) == NULL)
+			return false;
+	return true;
+}
+
+/* The default client name: the host name up to its first dot, any other
+ * byte made '-'. */
+static char *
+default_client(void)
+{
+	char host[256] = "";
+
+	if (gethostname(host, sizeof(host) - 1) < 0 || host[0] == '\0' ||
+	    host[0] == '.')
+		return xstrdup("localhost");
+	host[strcspn(host, ".")] = '\0';
+	host[64] = '\0';
+	for (char *c = host; *c; c++)
+		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
+			*c = '-';
+	return xstrdup(host);
+}
+
 static int
 check_fetch(struct parser *p, struct fetch_job *j)
 {
@@ -798,6 +832,12 @@ check_fetch(struct parser *p, struct fetch_job *j)
 		j->local = util_expand_tilde("~/Maildir");
 	if (j->folders.n == 0)
 		sv_push(&j->folders, "INBOX");
+	if (j->client == NULL)
+		j->client = default_client();
+	else if (!valid_client(j->client))
+		return perr(p, 0, "the fetch job's client name '%s' is not "
+		    "usable on the server: use letters, digits, '.', '_' and "
+		    "'-' (no '.' first), at most 64", j->client);
 	return 0;
 }
 
@@ -1048,6 +1088,7 @@ config_free(struct config *c)
 		free(j->ssh_fingerprint);
 		free(j->remote);
 		free(j->local);
+		free(j->client);
 		sv_free(&j->folders);
 	}
 	free(c->jobs);

@@ -41,6 +41,7 @@ cmp_dent(const void *a, const void *b)
 
 static void listing_start(struct job *j, struct folder *f, const char *sub,
     const char *path, bool missing_ok);
+static void folder_lists(struct job *j, struct folder *f);
 static int on_readdir(void *arg, const struct sftp_reply *r, struct err *e);
 
 static void
@@ -80,10 +81,7 @@ listing_done(struct listing *l)
 			j->folders = xrealloc(j->folders, (j->nfolders + 1) *
 			    sizeof(*j->folders));
 			j->folders[j->nfolders++] = f;
-			listing_start(j, f, "new", NULL, false);
-			if (j->job->mode == FETCH_COPY)
-				listing_start(j, f, "cur", NULL, true);
-			listing_start(j, f, "tmp", NULL, true);
+			folder_lists(j, f);
 		}
 	}
 }
@@ -207,10 +205,40 @@ listing_start(struct job *j, struct folder *f, const char *sub,
 	if (f == NULL)
 		j->top = l;
 	else
-		f->lists[strcmp(sub, "new") == 0 ? 0 :
-		    strcmp(sub, "cur") == 0 ? 1 : 2] = l;
+		f->lists[strcmp(sub, "new") == 0 ? L_NEW :
+		    strcmp(sub, "cur") == 0 ? L_CUR :
+		    strcmp(sub, "tmp") == 0 ? L_TMP :
+		    sub == j->csub ? L_CLAIMED : L_CLAIMS] = l;
 	j->listing++;
 	sftp_opendir(j->chan.p, l->path, on_opendir, l);
+}
+
+/* A folder's listings: new/, cur/ (copy mode), tmp/; in move mode this
+ * client's claims and the claim directory (every client's). */
+static void
+folder_lists(struct job *j, struct folder *f)
+{
+	listing_start(j, f, "new", NULL, false);
+	if (j->job->mode == FETCH_COPY)
+		listing_start(j, f, "cur", NULL, true);
+	listing_start(j, f, "tmp", NULL, true);
+	if (j->job->mode == FETCH_MOVE || j->o->release != NULL) {
+		listing_start(j, f, j->csub, NULL, true);
+		listing_start(j, f, CLAIMS_DIR, NULL, true);
+	}
+}
+
+struct listing *
+fetchget_list_dir(struct job *j, const char *path)
+{
+	struct listing *l = xcalloc(1, sizeof(*l));
+
+	l->j = j;
+	l->missing_ok = true;
+	l->path = xstrdup(path);
+	j->listing++;
+	sftp_opendir(j->chan.p, l->path, on_opendir, l);
+	return l;
 }
 
 void
@@ -245,12 +273,8 @@ fetchget_list(struct job *j)
 			listing_start(j, NULL, NULL, j->job->remote, false);
 			break;
 		}
-	if (inbox != NULL) {
-		listing_start(j, inbox, "new", NULL, false);
-		if (j->job->mode == FETCH_COPY)
-			listing_start(j, inbox, "cur", NULL, true);
-		listing_start(j, inbox, "tmp", NULL, true);
-	}
+	if (inbox != NULL)
+		folder_lists(j, inbox);
 	while (j->listing > 0)
 		if (sftp_chan_wait(&j->chan, &e) < 0) {
 			if (j->chan.broken) {
@@ -282,12 +306,9 @@ fetchget_end(struct item *it, enum item_state st)
 	free(it->h);
 	it->h = NULL;
 	if (st == IT_SKIP && it->fd >= 0) {
-		char *tmp = fetch_local_path(it->f, "tmp", it->name);
-
 		close(it->fd);
 		it->fd = -1;
-		unlink(tmp);	/* not linked: the next run fetches */
-		free(tmp);
+		unlink(it->tmp);	/* not linked: the next run fetches */
 	}
 	if (it->st == IT_RUN)
 		j->active--;
@@ -402,25 +423,18 @@ read_more(struct item *it)
 }
 
 /*
- * tmp/NAME for a download, when its first bytes come. A fresh file: a
- * tmp/NAME left by a run cut off after its link may be the delivered
- * message itself, and must never be truncated.
+ * The download's tmp/ file, when its first bytes come: a fresh file under
+ * a name of this run's own (it->tmp), never the server's name, so no
+ * other run, and no file the user linked, is ever written through.
  */
 static int
 item_create(struct item *it, struct err *e)
 {
-	char *tmp = fetch_local_path(it->f, "tmp", it->name);
-	int rc = 0;
-
-	if (unlink(tmp) < 0 && errno != ENOENT)
-		rc = err_set(e, err_from_errno(errno), "cannot remove %s: %s",
-		    tmp, strerror(errno));
-	else if ((it->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL |
+	if ((it->fd = open(it->tmp, O_WRONLY | O_CREAT | O_EXCL |
 	    O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
-		rc = err_set(e, err_from_errno(errno), "cannot create %s: %s",
-		    tmp, strerror(errno));
-	free(tmp);
-	return rc;
+		return err_set(e, err_from_errno(errno), "cannot create %s: "
+		    "%s", it->tmp, strerror(errno));
+	return 0;
 }
 
 static int
@@ -469,11 +483,9 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 
 		if (w < 0 || (size_t)w != r->len) {
 			int saved = w < 0 ? errno : ENOSPC;
-			char *tmp = fetch_local_path(it->f, "tmp", it->name);
 
 			err_set(e, err_from_errno(saved), "cannot write %s: "
-			    "%s", tmp, strerror(saved));
-			free(tmp);
+			    "%s", it->tmp, strerror(saved));
 			fetchget_end(it, IT_SKIP);
 			return -1;
 		}

@@ -21,6 +21,7 @@ BODY = b"From: a@example.org\nTo: b@example.org\nSubject: %s\n\nbody %s\n"
 class FetchCase(QueueCase):
     mode = "move"
     folders = "INBOX"
+    client = "laptop"
 
     def setUp(self):
         super().setUp()
@@ -41,8 +42,9 @@ class FetchCase(QueueCase):
         self.write_config(
             extra +
             "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
-            "  folders %s\n  mode %s\n" % (self.sshd.user, getattr(self, "port", self.sshd.port), self.key,
-                                          self.remote, self.local, self.folders, self.mode)
+            "  folders %s\n  mode %s\n  client %s\n" % (
+                self.sshd.user, getattr(self, "port", self.sshd.port), self.key, self.remote,
+                self.local, self.folders, self.mode, self.client)
             + job_extra)
 
     def put(self, name, data=None, folder="", sub="new"):
@@ -60,6 +62,21 @@ class FetchCase(QueueCase):
     def local_names(self, folder="", sub="new"):
         d = os.path.join(self.local, folder, sub)
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def claimed_names(self, folder="", client=None):
+        """What a client has claimed on the server (postie-claims/CLIENT)."""
+        return self.remote_names(folder, "postie-claims/" + (client or self.client))
+
+    def wait_download(self, root=None, timeout=4.0):
+        """Until a download has bytes in the local tmp/ (its own name)."""
+        tmp = os.path.join(root or self.local, "tmp")
+        end = time.time() + timeout
+        while time.time() < end:
+            if os.path.isdir(tmp) and any(os.path.getsize(os.path.join(tmp, n)) > 0
+                                          for n in os.listdir(tmp)):
+                return True
+            time.sleep(0.01)
+        return False
 
     def local_data(self, name, folder="", sub="new"):
         return open(os.path.join(self.local, folder, sub, name), "rb").read()
@@ -336,24 +353,24 @@ class TestCrash(FetchCase):
         p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # cut the SSH connection (the session's sshd processes) mid-transfer
-        tmp = os.path.join(self.local, "tmp", "1700000000.big")
-        for _ in range(400):
-            if os.path.exists(tmp) and os.path.getsize(tmp) > 0:
-                break
-            time.sleep(0.01)
+        self.assertTrue(self.wait_download())
         subprocess.run(["pkill", "-KILL", "-f", "sshd: %s" % self.sshd.user], capture_output=True)
         out, err = p.communicate(timeout=120)
         # the link really broke mid-transfer: a deferral, nothing moved
         self.assertEqual(p.returncode, 75, err)
         self.assertIn(b"1700000000.big from 127.0.0.1 failed", err)
         self.assertEqual(self.local_names(), [])
-        self.assertEqual(self.remote_names(), ["1700000000.big", "1700000001.small"])
+        # claimed by this client (no other takes them), or not yet claimed
+        self.assertEqual(sorted(self.remote_names() + self.claimed_names()),
+                         ["1700000000.big", "1700000001.small"])
+        self.assertIn("1700000000.big", self.claimed_names())
         r = self.fetch()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.local_names(), ["1700000000.big", "1700000001.small"])
         self.assertEqual(self.local_data("1700000000.big"), big)
         self.assertEqual(self.local_data("1700000001.small"), small)
         self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
         self.assertEqual(self.local_names(sub="tmp"), [])
 
 
@@ -398,11 +415,7 @@ class TestLatency(FetchCase):
         self.configure("max-size 100M\n", "  timeout 2s\n")
         p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        tmp = os.path.join(self.local, "tmp", "1700000000.big")
-        for _ in range(400):
-            if os.path.exists(tmp) and os.path.getsize(tmp) > 0:
-                break
-            time.sleep(0.01)
+        self.assertTrue(self.wait_download())
         proxy.frozen = True     # the link goes silent, the socket stays
         t = time.time()
         out, err = p.communicate(timeout=60)
@@ -410,7 +423,8 @@ class TestLatency(FetchCase):
         self.assertEqual(p.returncode, 75, err)
         self.assertIn(b"answered nothing for 2 s", err)
         self.assertIn(b"1700000000.big from 127.0.0.1 failed", err)
-        self.assertEqual(self.remote_names(), ["1700000000.big", "1700000001.small"])
+        self.assertEqual(sorted(self.remote_names() + self.claimed_names()),
+                         ["1700000000.big", "1700000001.small"])
         self.assertEqual(self.local_names(sub="tmp"), [])
 
 
