@@ -1190,9 +1190,13 @@ release(struct job *j)
 				printf("%s %s %s %" PRIu64 " claimed by %s\n",
 				    j->job->name, f->name, d->name, d->a.size,
 				    j->o->release);
-			else
-				give_back(item_add(j, f, j->csub, "new",
-				    d->name, d->a.size, false));
+			else {
+				struct item *it = item_add(j, f, j->csub,
+				    "new", d->name, d->a.size, false);
+
+				it->linked = false;	/* not here */
+				give_back(it);
+			}
 		}
 	}
 	drain(j);
