@@ -5,18 +5,25 @@
  * Per job: one SSH session (sshconn.h), one SFTP channel spoken by
  * postie's own engine (sftp.h), many requests in flight. The listings of
  * every folder go out at once (the server's new/, oldest first; in copy
- * mode cur/ too). Then each regular file is downloaded into the local
- * folder's tmp/ (many at once: OPEN, then FSTAT and the READs together),
- * its fstat compared with the listing (OPEN follows links) and its bytes
- * with the listed size (and ",S=" in its name). A batch of downloads, in
- * listing order, is fsync'd, linked into new/ (or cur/) under the same
- * names, the directories fsync'd, and only then are the server's files
- * removed (move mode; the batch's REMOVEs go out together) or their names
- * recorded (copy mode). A local file of the same name and size means
- * "already here": the server's copy is removed, not fetched again. Names,
- * types and sizes from the server are checked before they touch the local
- * disk. Memory is bounded by the window (FETCH_BATCH, the files and
- * requests in flight), plus the names listed.
+ * mode cur/ too; in move mode this client's claims). In move mode each
+ * message is first claimed: renamed on the server into
+ * FOLDER/postie-claims/CLIENT/ (the rename fails for every client but
+ * one), many renames in flight; a run finishes the claims a killed run
+ * left, never another client's, and gives back to new/ what it claimed
+ * and did not take. Then each regular file is downloaded into the local
+ * folder's tmp/ under a name of the run's own (many at once: OPEN, then
+ * FSTAT and the READs together), its fstat compared with the listing
+ * (OPEN follows links) and its bytes with the listed size (and ",S=" in
+ * its name). A batch of downloads, in listing order, is fsync'd, linked
+ * into new/ (or cur/) under the server's names, the directories fsync'd,
+ * and only then are the server's files (the claims) removed (move mode;
+ * the batch's REMOVEs go out together) or their names recorded (copy
+ * mode). A local file of the same name and size means "already here":
+ * the server's copy is removed, not fetched again. Names, types and sizes
+ * from the server are checked before they touch the local disk. The
+ * local Maildir is locked (flock on its directory) for the run: two jobs
+ * writing into it take turns. Memory is bounded by the window
+ * (FETCH_BATCH, the files and requests in flight), plus the names listed.
  */
 #ifndef POSTIE_FETCH_H
 #define POSTIE_FETCH_H
