@@ -4,6 +4,7 @@ folders, hostile names and files, already-here, crash injection at every
 durable step, a dropped link, the lock and the exit codes."""
 import fcntl
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -412,10 +413,20 @@ class TestSharedMaildir(FetchCase):
             self.assertEqual(self.claimed_names(folder), [])
             self.assertEqual(self.local_names(folder, sub="tmp"), [])
 
-    def test_two_jobs_at_once(self):
+    def start_cron_paused(self):
+        """The cron job, stopped in the middle of the big download (it
+        holds what it holds), so the other job surely starts meanwhile."""
         cron = self.start("inbox")
         self.assertTrue(self.wait_download())
+        cron.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: cron.poll() is None and cron.kill())
+        return cron
+
+    def test_two_jobs_at_once(self):
+        cron = self.start_cron_paused()
         quick = self.start("quick")
+        time.sleep(0.3)
+        cron.send_signal(signal.SIGCONT)
         out, err = quick.communicate(timeout=60)
         self.assertEqual(quick.returncode, 0, err)
         out, err = cron.communicate(timeout=60)
@@ -425,12 +436,21 @@ class TestSharedMaildir(FetchCase):
     def test_one_killed_while_the_other_runs(self):
         # quick starts while cron downloads the big message, and is
         # killed: nothing of quick's may end up in new/ under cron's name
-        cron = self.start("inbox")
-        self.assertTrue(self.wait_download())
+        cron = self.start_cron_paused()
+        tmp = os.path.join(self.local, "tmp")
+
+        def files():
+            return {(e.name, e.inode()) for e in os.scandir(tmp)}
+        paused = files()
         quick = self.start("quick")
-        time.sleep(0.3)
+        # killed as soon as it writes a download of its own, else after
+        # 0.3 s (waiting for the Maildir's lock)
+        end = time.time() + 0.3
+        while time.time() < end and not (files() - paused):
+            time.sleep(0.002)
         quick.kill()
         self.assertEqual(quick.wait(), -9)     # killed mid-run
+        cron.send_signal(signal.SIGCONT)
         out, err = cron.communicate(timeout=60)
         self.assertEqual(cron.returncode, 0, err)
         r = self.fetch("inbox")
