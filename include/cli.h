@@ -44,6 +44,7 @@ struct cmd_args {
 	bool		 now;		/* deliver --now */
 	bool		 batch;		/* deliver --batch */
 	bool		 dry_run;	/* fetch -n */
+	const char	*release;	/* fetch --release CLIENT */
 	struct strvec	 names;		/* deliver ids, fetch jobs */
 };
 

@@ -68,6 +68,8 @@ struct fetch_job {
 	enum fetch_mode	 mode;
 	struct strvec	 take;			/* "new", "cur" */
 	bool		 take_cur;		/* cur/ too (from take) */
+	char		*client;	/* this machine's name in server-side
+					 * claims (default: the host name) */
 	long		 connect_timeout;	/* seconds */
 	long		 timeout;		/* seconds, per SSH step */
 };

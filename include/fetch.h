@@ -5,22 +5,29 @@
  * Per job: one SSH session (sshconn.h), one SFTP channel spoken by
  * postie's own engine (sftp.h), many requests in flight. The listings of
  * every folder go out at once (the server's new/, oldest first; in copy
- * mode cur/ too). Then each regular file is downloaded into the local
- * folder's tmp/ (many at once: OPEN, then FSTAT and the READs together),
- * its fstat compared with the listing (OPEN follows links) and its bytes
- * with the listed size (and ",S=" in its name). A batch of downloads, in
- * listing order, is fsync'd, linked into new/ (or cur/) under the same
- * names, the directories fsync'd, and only then are the server's files
- * removed (move mode; the batch's REMOVEs go out together) or their names
- * recorded (copy mode). A local file of the same name and size means
- * "already here": the server's copy is removed, not fetched again. Names,
- * types and sizes from the server are checked before they touch the local
- * disk. Memory is bounded by the window (FETCH_BATCH, the files and
- * requests in flight), plus the names kept: as a listing arrives, what
- * is refused (said and counted), not mail or fetched before (copy mode)
- * is dropped, and at most FETCH_LIST_MAX messages to take are kept per
- * directory (the rest waits for the next run, said so); a name over 255
- * bytes is never copied.
+ * mode cur/ too; in move mode this client's claims). In move mode each
+ * message is first claimed: renamed on the server into
+ * FOLDER/postie-claims/CLIENT/ (the rename fails for every client but
+ * one), many renames in flight; a run finishes the claims a killed run
+ * left, never another client's, and gives back to new/ what it claimed
+ * and did not take. Then each regular file is downloaded into the local
+ * folder's tmp/ under a name of the run's own (many at once: OPEN, then
+ * FSTAT and the READs together), its fstat compared with the listing
+ * (OPEN follows links) and its bytes with the listed size (and ",S=" in
+ * its name). A batch of downloads, in listing order, is fsync'd, linked
+ * into new/ (or cur/) under the server's names, the directories fsync'd,
+ * and only then are the server's files (the claims) removed (move mode;
+ * the batch's REMOVEs go out together) or their names recorded (copy
+ * mode). A local file of the same name and size means "already here":
+ * the server's copy is removed, not fetched again. Names, types and sizes
+ * from the server are checked before they touch the local disk. The
+ * local Maildir is locked (flock on its directory) for the run: two jobs
+ * writing into it take turns. Memory is bounded by the window
+ * (FETCH_BATCH, the files and requests in flight), plus the names kept:
+ * as a listing arrives, what is refused (said and counted), not mail or
+ * fetched before (copy mode) is dropped, and at most FETCH_LIST_MAX
+ * messages to take are kept per directory (the rest waits for the next
+ * run, said so); a name over 255 bytes is never copied.
  */
 #ifndef POSTIE_FETCH_H
 #define POSTIE_FETCH_H
@@ -46,6 +53,8 @@
 struct fetch_opts {
 	bool		 verbose;
 	bool		 dry_run;	/* -n: list, move nothing */
+	const char	*release;	/* --release CLIENT: give that
+					 * client's claims back to new/ */
 	struct strvec	 jobs;		/* empty: every job */
 };
 

@@ -27,6 +27,19 @@
 
 #define FILES_INFLIGHT	256	/* downloads open at once */
 
+/*
+ * Move mode claims a message before it downloads it: an atomic RENAME of
+ * FOLDER/new/NAME to FOLDER/postie-claims/CLIENT/NAME on the server. Not
+ * new/, cur/ or tmp/ and no leading dot: no Maildir reader takes it for a
+ * folder or a message, and no tmp/ cleaner removes it.
+ */
+#define CLAIMS_DIR	"postie-claims"
+#define CLAIM_STALE	(7 * 86400)	/* other clients' claims older are
+					 * reported */
+
+/* A folder's listings. */
+enum { L_NEW, L_CUR, L_TMP, L_CLAIMED, L_CLAIMS, L_N };
+
 struct local_ent {
 	char		*uniq;
 	uint64_t	 size;
@@ -62,20 +75,28 @@ struct listing {
 struct folder {
 	char			*name;	/* "INBOX", ".lists.dev" */
 	char			*rdir, *ldir;
-	struct listing		*lists[3];	/* new, cur (copy mode), tmp */
+	struct listing		*lists[L_N];	/* new, cur (copy mode), tmp,
+					 * this client's claims, every
+					 * client's claim directory (move) */
 	bool			 failed;	/* its listing failed */
 	bool			 touched;	/* linked into by the batch */
+	bool			 claims_made;	/* its claim directory */
+	char			 why[300];	/* why that failed */
 };
 
-enum item_state { IT_WAIT, IT_RUN, IT_DONE, IT_SKIP, IT_COMMITTED };
+enum item_state { IT_WAIT, IT_CLAIM, IT_RUN, IT_DONE, IT_SKIP,
+	IT_COMMITTED };
 
 /* A message to take: downloaded into tmp/ (fd), or already here. */
 struct item {
 	struct job		*j;
 	struct folder		*f;
-	const char		*sub;	/* the server's "new" or "cur" */
+	const char		*sub;	/* the server's "new", "cur", or
+					 * the claims (job's csub) */
 	const char		*dst;	/* the local "new" or "cur" */
 	char			*name;
+	char			*tmp;	/* the local tmp/ file: a name of
+					 * this run's own (downloads) */
 	uint64_t		 size;
 	int64_t			 mtime;	/* the server's, -1: none listed */
 	enum item_state		 st;
@@ -83,6 +104,10 @@ struct item {
 	bool			 keep;	/* leave the server's copy alone */
 	bool			 retry_remove;	/* fetched before; its remove
 						 * was refused: try again */
+	bool			 claim;	/* claim it before its download */
+	bool			 claimed;	/* in this client's claims */
+	bool			 linked;	/* in the local new/ or cur/ */
+	bool			 given_back;	/* claim renamed back to new/ */
 	int			 fd;	/* tmp/NAME, written, not yet synced */
 	unsigned char		*h;	/* the server's handle, while open */
 	size_t			 hlen;
@@ -110,6 +135,11 @@ struct job {
 	struct sftp_chan	 chan;
 	bool			 chan_open;
 	int			 lock_fd;
+	int			 maildir_fd;	/* the local Maildir, locked */
+	char			*csub;	/* "postie-claims/CLIENT" */
+	char			*tmp_stem;	/* TIME.MusecPpid */
+	char			*tmp_host;	/* ".HOST,postie" */
+	size_t			 tmp_seq;
 	int			 seen_fd;	/* copy mode: JOB.seen */
 	struct strvec		 seen;		/* "FOLDER/UNIQUE", sorted */
 	/* move mode: fetched, but the server refused to remove them
@@ -137,6 +167,8 @@ struct job {
 	bool			 failed;
 	/* counts */
 	unsigned long		 fetched, already, refused;
+	unsigned long		 taken;	/* claimed by another client first */
+	unsigned long		 released;	/* claims given back */
 	struct crash		*crash;
 	bool			 progress;	/* a terminal, not -v */
 	bool			 progress_line;	/* one is on the screen */
@@ -166,6 +198,9 @@ char	*fetch_remote_path(const struct item *it);
  * A folder whose listing failed is marked failed (and the job too). */
 int	fetchget_list(struct job *j);
 void	fetchget_listing_free(struct listing *l);
+/* Start a listing of path (missing: an empty listing) that belongs to no
+ * folder; it is done when j->listing is back to what it was. */
+struct listing *fetchget_list_dir(struct job *j, const char *path);
 /* Start a download (IT_WAIT to IT_RUN). */
 void	fetchget_start(struct item *it);
 /* End an item: IT_DONE, or IT_SKIP (its tmp/ file removed). */

@@ -43,6 +43,7 @@ enum {
 	SFTP_INIT = 1, SFTP_VERSION = 2, SFTP_OPEN = 3, SFTP_CLOSE = 4,
 	SFTP_READ = 5, SFTP_WRITE = 6, SFTP_LSTAT = 7, SFTP_FSTAT = 8,
 	SFTP_OPENDIR = 11, SFTP_READDIR = 12, SFTP_REMOVE = 13,
+	SFTP_MKDIR = 14,
 	SFTP_STAT = 17, SFTP_RENAME = 18, SFTP_STATUS = 101,
 	SFTP_HANDLE = 102, SFTP_DATA = 103, SFTP_NAME = 104,
 	SFTP_ATTRS = 105, SFTP_EXTENDED = 200, SFTP_EXTENDED_REPLY = 201
@@ -151,7 +152,7 @@ struct sftp;
  * Called with a request's reply, whose type is one the request may get
  * (checked): OPEN, OPENDIR HANDLE or STATUS; READ DATA or STATUS;
  * READDIR NAME or STATUS; FSTAT, LSTAT ATTRS or STATUS; CLOSE, REMOVE,
- * RENAME STATUS; EXTENDED STATUS or EXTENDED_REPLY. A DATA is never
+ * RENAME, MKDIR STATUS; EXTENDED STATUS or EXTENDED_REPLY. A DATA is never
  * longer than the READ asked. The callback may queue requests. -1 (with
  * e) is the caller's own failure: sftp_in still hands every reply it has
  * to its callback, then returns -1 with the first such error.
@@ -178,6 +179,9 @@ void	sftp_close(struct sftp *s, const unsigned char *h, size_t hlen,
 	    sftp_cb cb, void *arg);
 void	sftp_remove(struct sftp *s, const char *path, sftp_cb cb, void *arg);
 void	sftp_rename(struct sftp *s, const char *from, const char *to,
+	    sftp_cb cb, void *arg);
+/* A directory with permissions perm (e.g. 0700). */
+void	sftp_mkdir(struct sftp *s, const char *path, uint32_t perm,
 	    sftp_cb cb, void *arg);
 /* fsync@openssh.com (only if sftp_exts() has SFTP_EXT_FSYNC). */
 void	sftp_fsync(struct sftp *s, const unsigned char *h, size_t hlen,

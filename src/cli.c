@@ -219,6 +219,13 @@ cli_command(const char *cmd, int argc, char **argv, const char *allowed,
 			a->batch = true;
 		else if (strcmp(arg, "-n") == 0 && strchr(allowed, 'n'))
 			a->dry_run = true;
+		else if (strcmp(arg, "--release") == 0 &&
+		    strchr(allowed, 'r')) {
+			if (i + 1 >= argc)
+				return err_set(e, ERR_USAGE, "--release needs "
+				    "a client name");
+			a->release = argv[++i];
+		}
 		else
 			return err_set(e, ERR_USAGE, "unknown flag '%s' (see "
 			    "postie(1) for the flags of %s)", arg, cmd);

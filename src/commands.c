@@ -310,7 +310,7 @@ cmd_fetch(int argc, char **argv, struct err *e)
 
 	memset(&o, 0, sizeof(o));
 	sv_init(&o.jobs);
-	if (cli_command("fetch", argc, argv, "n", &a, e) < 0)
+	if (cli_command("fetch", argc, argv, "nr", &a, e) < 0)
 		goto out;
 	if ((cfg = config_load(a.config, e)) == NULL)
 		goto out;
@@ -318,6 +318,7 @@ cmd_fetch(int argc, char **argv, struct err *e)
 		goto out;
 	o.verbose = a.verbose;
 	o.dry_run = a.dry_run;
+	o.release = a.release;
 	for (size_t i = 0; i < a.names.n; i++)
 		sv_push(&o.jobs, a.names.v[i]);
 	log_open(&log, cfg, "fetch", a.verbose);

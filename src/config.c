@@ -68,6 +68,7 @@ static const struct key keys[] = {
 	{ "folders",		SC_FETCH,	K_LIST,		F(folders) },
 	{ "mode",		SC_FETCH,	K_MODE,		F(mode) },
 	{ "take",		SC_FETCH,	K_LIST,		F(take) },
+	{ "client",		SC_FETCH,	K_STR,		F(client) },
 
 	/* In both kinds of block: same kind, offsets differ (shared_off). */
 	{ "ssh",		SC_IDENTITY | SC_FETCH, K_SSH,	0 },
@@ -788,6 +789,39 @@ check_identity(struct parser *p, struct identity *id, int *default_line)
 	return 0;
 }
 
+/* A client name becomes a directory on the server: letters, digits, '.',
+ * '_' and '-', not starting with '.', at most 64 bytes. */
+static bool
+valid_client(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64 || s[0] == '.')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && strchr("._-", *s) == NULL)
+			return false;
+	return true;
+}
+
+/* The default client name: the host name up to its first dot, any other
+ * byte made '-'. */
+static char *
+default_client(void)
+{
+	char host[256] = "";
+
+	if (gethostname(host, sizeof(host) - 1) < 0 || host[0] == '\0' ||
+	    host[0] == '.')
+		return xstrdup("localhost");
+	host[strcspn(host, ".")] = '\0';
+	host[64] = '\0';
+	for (char *c = host; *c; c++)
+		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
+			*c = '-';
+	return xstrdup(host);
+}
+
 static int
 check_fetch(struct parser *p, struct fetch_job *j)
 {
@@ -810,6 +844,12 @@ check_fetch(struct parser *p, struct fetch_job *j)
 	}
 	if (j->take.n > 0 && !sv_contains(&j->take, "new"))
 		return perr(p, 0, "'take' must be new, or new cur");
+	if (j->client == NULL)
+		j->client = default_client();
+	else if (!valid_client(j->client))
+		return perr(p, 0, "the fetch job's client name is not "
+		    "usable on the server: use letters, digits, '.', '_' and "
+		    "'-' (no '.' first), at most 64");
 	return 0;
 }
 
@@ -1060,6 +1100,7 @@ config_free(struct config *c)
 		free(j->ssh_fingerprint);
 		free(j->remote);
 		free(j->local);
+		free(j->client);
 		sv_free(&j->folders);
 		sv_free(&j->take);
 	}

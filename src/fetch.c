@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -294,6 +295,38 @@ state_dir(const struct config *cfg)
 	return dir;
 }
 
+/*
+ * One run at a time writes into a local Maildir, whichever job it runs:
+ * flock on the Maildir directory itself (the same directory under any
+ * spelling or symlink). A run holding it is waited for, up to the job's
+ * timeout.
+ */
+static int
+lock_maildir(struct job *j, struct err *e)
+{
+	long waited = 0;
+
+	if (util_mkdir_p(j->job->local, e) < 0)
+		return -1;
+	j->maildir_fd = open(j->job->local, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC);
+	if (j->maildir_fd < 0)
+		return err_set(e, err_from_errno(errno), "cannot open %s: %s",
+		    j->job->local, strerror(errno));
+	while (flock(j->maildir_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return err_set(e, err_from_errno(errno), "cannot lock "
+			    "%s: %s", j->job->local, strerror(errno));
+		if (waited >= j->job->timeout * 10)
+			return err_set(e, ERR_TEMPFAIL, "another fetch has been "
+			    "writing into %s for %ld s; nothing was done, try "
+			    "again later", j->job->local, j->job->timeout);
+		usleep(100000);
+		waited++;
+	}
+	return 0;
+}
+
 static int
 open_state(struct job *j, struct err *e)
 {
@@ -314,6 +347,8 @@ open_state(struct job *j, struct err *e)
 		    "running (%s is locked); nothing was done",
 		    j->job->name, path);
 	free(path);
+	if (rc == 0 && !j->o->dry_run && j->o->release == NULL)
+		rc = lock_maildir(j, e);
 	if (rc == 0 && j->job->mode == FETCH_COPY) {
 		struct strbuf sb;
 		char chunk[65536];
@@ -509,6 +544,13 @@ item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
 	it->download = download;
 	it->fd = -1;
 	it->st = download ? IT_WAIT : IT_DONE;
+	it->claimed = sub == j->csub;
+	it->claim = download && j->job->mode == FETCH_MOVE &&
+	    strcmp(sub, "new") == 0;
+	it->linked = !download;	/* already here */
+	if (download)
+		it->tmp = xasprintf("%s/tmp/%sQ%zu%s", f->ldir, j->tmp_stem,
+		    j->tmp_seq++, j->tmp_host);
 	return it;
 }
 
@@ -590,8 +632,16 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	} else if ((here = local_find(j, d->name)) != NULL) {
 		if (here->size != a->size) {
 			fetch_say(j, LOG_WARNING, "%s: a different message of that "
-			    "name is here already; left on the server", rpath);
+			    "name is here already; left on the server%s", rpath,
+			    sub == j->csub ? " (given back to new/)" : "");
 			j->refused++;
+			if (sub == j->csub && !j->o->dry_run) {
+				struct item *it = item_add(j, f, sub, dst,
+				    d->name, a->size, false);
+
+				it->keep = true;	/* given back */
+				it->linked = false;
+			}
 		} else if (j->o->dry_run) {
 			printf("%s %s %s %" PRIu64 " already here\n",
 			    j->job->name, f->name, d->name, a->size);
@@ -600,20 +650,12 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 			    j->job->name, f->name, d->name,
 			    j->job->mode == FETCH_MOVE ?
 			    ", removed from the server" : "");
-			/* a run cut off between link and unlink may have
-			 * left tmp/NAME (no download of it has begun) */
-			{
-				char *tmp = fetch_local_path(f, "tmp", d->name);
-
-				unlink(tmp);
-				free(tmp);
-			}
 			j->already++;
 			item_add(j, f, sub, dst, d->name, a->size, false);
 		}
 	} else if (j->o->dry_run) {
-		printf("%s %s %s %" PRIu64 "\n", j->job->name, f->name,
-		    d->name, a->size);
+		printf("%s %s %s %" PRIu64 "%s\n", j->job->name, f->name,
+		    d->name, a->size, sub == j->csub ? " claimed" : "");
 	} else {
 		/* a second listing of the name (new/ and cur/) is here */
 		local_insert(j, d->name, a->size);
@@ -655,10 +697,104 @@ make_local(const struct folder *f, struct err *e)
 	return 0;
 }
 
+/* Remove what runs of this host that were cut off left in tmp/ (only
+ * its own names: an MDA may be writing there). The Maildir is locked. */
+static void
+sweep_tmp(struct job *j, const struct folder *f)
+{
+	char *dir = xasprintf("%s/tmp", f->ldir);
+	size_t hl = strlen(j->tmp_host);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+
+		if (n > hl && strcmp(de->d_name + n - hl, j->tmp_host) == 0)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(dir);
+}
+
+/* Another client's claims that nobody touched for a week. */
+struct stale {
+	const char	*folder;
+	char		*client;
+	long		 days;
+	struct listing	*l;
+};
+
+/* Note the claim directories of other clients untouched for a week:
+ * their contents are listed (stale_report). */
+static void
+stale_find(struct job *j, struct folder *f, struct stale **v, size_t *n)
+{
+	const struct listing *l = f->lists[L_CLAIMS];
+	time_t now = time(NULL);
+
+	for (size_t k = 0; l != NULL && k < l->n; k++) {
+		const struct dent *d = &l->v[k];
+		char *path;
+
+		if (d->name == NULL || d->name[0] == '.' ||
+		    fetch_name_problem(d->name, d->len) != NULL ||
+		    strcmp(d->name, j->job->client) == 0 ||
+		    !(d->a.flags & SFTP_ATTR_PERMISSIONS) ||
+		    (d->a.perm & SFTP_S_IFMT) != SFTP_S_IFDIR ||
+		    !(d->a.flags & SFTP_ATTR_ACMODTIME) ||
+		    (time_t)d->a.mtime > now - CLAIM_STALE)
+			continue;
+		*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+		path = xasprintf("%s/" CLAIMS_DIR "/%s", f->rdir, d->name);
+		(*v)[*n].folder = f->name;
+		(*v)[*n].client = xstrdup(d->name);
+		(*v)[*n].days = (long)(now - (time_t)d->a.mtime) / 86400;
+		(*v)[*n].l = fetchget_list_dir(j, path);
+		(*n)++;
+		free(path);
+	}
+}
+
+/* One line per client and folder whose claims have waited over a week
+ * (a client that never came back would hide that mail for ever). */
+static void
+stale_report(struct job *j, struct stale *v, size_t n)
+{
+	struct err e;
+
+	/* after a failure the engine calls back no more: free them all */
+	while (j->listing > 0 && !j->failed)
+		if (sftp_chan_wait(&j->chan, &e) < 0)
+			fetch_fail(j, &e);
+	for (size_t i = 0; i < n; i++) {
+		size_t count = 0;
+
+		for (size_t k = 0; k < v[i].l->n; k++)
+			if (v[i].l->v[k].name != NULL &&
+			    v[i].l->v[k].name[0] != '.')
+				count++;
+		if (count > 0 && v[i].l->done)
+			fetch_say(j, LOG_WARNING, "%s: %zu message%s claimed "
+			    "by client '%s', untouched for %ld days; if that "
+			    "client is gone, 'fetch --release %s %s' gives "
+			    "them back to new/", v[i].folder, count,
+			    count == 1 ? "" : "s", v[i].client, v[i].days,
+			    v[i].client, j->job->name);
+		free(v[i].client);
+		fetchget_listing_free(v[i].l);
+	}
+	free(v);
+}
+
 /* Decide, folder by folder (INBOX first, then by name), what to take. */
 static int
 plan_all(struct job *j)
 {
+	static const int order[] = { L_CLAIMED, L_NEW, L_CUR };
+	struct stale *stale = NULL;
+	size_t nstale = 0;
 	struct err e;
 
 	for (size_t i = 0; i < j->nfolders && !j->failed; i++) {
@@ -669,32 +805,224 @@ plan_all(struct job *j)
 		j->folder = f->name;
 		j->ldir = f->ldir;
 		/* -n changes nothing here, not even a missing folder */
-		if (!j->o->dry_run && make_local(f, &e) < 0)
-			return fetch_fail(j, &e);
-		if ((!j->o->dry_run || access(f->ldir, F_OK) == 0) &&
-		    local_scan(j, &e) < 0)
-			return fetch_fail(j, &e);
-		for (size_t s = 0; s < 2; s++) {
-			struct listing *l = f->lists[s];
+		if ((!j->o->dry_run && make_local(f, &e) < 0) ||
+		    ((!j->o->dry_run || access(f->ldir, F_OK) == 0) &&
+		    local_scan(j, &e) < 0)) {
+			fetch_fail(j, &e);
+			break;
+		}
+		if (!j->o->dry_run)
+			sweep_tmp(j, f);
+		/* this client's claims first: a run cut off left them */
+		for (size_t s = 0; s < 3; s++) {
+			struct listing *l = f->lists[order[s]];
 
 			for (size_t k = 0; l != NULL && k < l->n; k++)
 				plan_file(j, f, l->sub, &l->v[k]);
 		}
-		for (size_t k = 0; f->lists[2] && k < f->lists[2]->n; k++)
-			plan_tmp(j, f, &f->lists[2]->v[k]);
-		if (f->lists[1] != NULL && f->lists[1]->counted > 0)
+		for (size_t k = 0; f->lists[L_TMP] && k < f->lists[L_TMP]->n;
+		    k++)
+			plan_tmp(j, f, &f->lists[L_TMP]->v[k]);
+		if (f->lists[L_CUR] != NULL && f->lists[L_CUR]->counted > 0)
 			fetch_say(j, LOG_WARNING, "%s/cur holds %lu message%s "
 			    "(seen by a mail reader on the server) that move "
 			    "mode leaves there; \"take new cur\" fetches them "
-			    "too", f->rdir, f->lists[1]->counted,
-			    f->lists[1]->counted == 1 ? "" : "s");
+			    "too", f->rdir, f->lists[L_CUR]->counted,
+			    f->lists[L_CUR]->counted == 1 ? "" : "s");
+		stale_find(j, f, &stale, &nstale);
 		local_free(j);
-		for (size_t s = 0; s < 3; s++) {
+		for (size_t s = 0; s < L_N; s++) {
 			fetchget_listing_free(f->lists[s]);
 			f->lists[s] = NULL;
 		}
 	}
+	stale_report(j, stale, nstale);
 	return j->failed ? -1 : 0;
+}
+
+/* --- claims: a message is this client's before it is downloaded -------- */
+
+static char *
+claim_path(const struct item *it, const char *sub)
+{
+	return xasprintf("%s/%s/%s", it->f->rdir, sub, it->name);
+}
+
+static int
+on_given_back(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct item *it = arg;
+
+	(void)e;
+	if (r->status == SFTP_FX_OK) {
+		log_msg(it->j->log, LOG_INFO, "%s: %s: %s given back to new/ on "
+		    "the server (claimed by '%s')", it->j->job->name,
+		    it->f->name, it->name, it->j->csub +
+		    sizeof(CLAIMS_DIR));
+		it->j->released++;
+	} else {
+		char why[300], *rpath = fetch_remote_path(it);
+
+		fetchget_status(r, why, sizeof(why));
+		fetch_say(it->j, LOG_WARNING, "%s: cannot give it back to new/: "
+		    "%s; it stays claimed, for the next run of client '%s'",
+		    rpath, why, it->j->csub + sizeof(CLAIMS_DIR));
+		free(rpath);
+	}
+	return 0;
+}
+
+/* A claimed message not taken goes back to the server's new/, for any
+ * client (a link that broke leaves it claimed: this client's next run
+ * finishes it). */
+static void
+give_back(struct item *it)
+{
+	struct job *j = it->j;
+	char *from, *to;
+
+	if (!it->claimed || it->linked || it->given_back || j->chan.broken)
+		return;
+	it->given_back = true;
+	from = claim_path(it, j->csub);
+	to = claim_path(it, "new");
+	sftp_rename(j->chan.p, from, to, on_given_back, it);
+	free(from);
+	free(to);
+}
+
+static void
+give_back_range(struct job *j, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++) {
+		struct item *it = &j->items[i];
+
+		if (it->st == IT_SKIP || (it->st == IT_DONE && it->keep))
+			give_back(it);
+	}
+}
+
+static int
+on_claimed(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct item *it = arg;
+	struct job *j = it->j;
+	char why[300], *rpath;
+
+	(void)e;
+	if (r->status == SFTP_FX_OK) {
+		it->claimed = true;
+		it->sub = j->csub;
+		crash_step(j->crash, "claimed on the server");
+		if (it->st == IT_CLAIM && !j->failed)
+			fetchget_start(it);
+		else {
+			it->st = IT_SKIP;	/* dropped meanwhile */
+			give_back(it);
+		}
+		return 0;
+	}
+	if (it->st == IT_CLAIM)
+		it->st = IT_SKIP;
+	if (r->status == SFTP_FX_NO_SUCH_FILE) {
+		/* another client renamed it first (or it was removed) */
+		log_msg(j->log, LOG_INFO, "%s: %s: %s taken by another client "
+		    "meanwhile (or removed); not fetched", j->job->name,
+		    it->f->name, it->name);
+		j->taken++;
+		return 0;
+	}
+	fetchget_status(r, why, sizeof(why));
+	rpath = claim_path(it, "new");
+	fetch_say(j, LOG_WARNING, "%s: cannot claim it on the server: %s; left "
+	    "in new/", rpath, why);
+	free(rpath);
+	return 0;
+}
+
+/* RENAME new/NAME to this client's claims: many in flight, like all. */
+static void
+claim_start(struct item *it)
+{
+	char *from = claim_path(it, "new"), *to = claim_path(it, it->j->csub);
+
+	it->st = IT_CLAIM;
+	sftp_rename(it->j->chan.p, from, to, on_claimed, it);
+	free(from);
+	free(to);
+}
+
+static int
+on_claims_made(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct folder *f = arg;
+
+	(void)e;
+	/* OpenSSH says FAILURE for a directory that is there already */
+	if (r->status != SFTP_FX_OK && r->status != SFTP_FX_FAILURE) {
+		f->failed = true;
+		fetchget_status(r, f->why, sizeof(f->why));
+	}
+	return 0;
+}
+
+/* Wait for every request still out; -1 when the link failed. */
+static int
+drain(struct job *j)
+{
+	struct err e;
+
+	while (!j->chan.broken && sftp_busy(j->chan.p) > 0)
+		if (sftp_chan_wait(&j->chan, &e) < 0) {
+			if (j->chan.broken) {
+				struct err le;
+
+				err_set(&le, ERR_TEMPFAIL, "the SSH connection "
+				    "to %s broke: %.800s", j->job->ssh.host,
+				    e.msg);
+				e = le;
+			}
+			return fetch_fail(j, &e);
+		}
+	return 0;
+}
+
+/*
+ * The claim directories of the folders with mail to claim are made
+ * (FOLDER/postie-claims/CLIENT, 0700; there already is fine) before any
+ * claim: a RENAME into a missing directory would look like another
+ * client's win. One round trip, all folders at once.
+ */
+static int
+claims_prepare(struct job *j)
+{
+	struct err e;
+	bool any = false;
+
+	for (size_t i = 0; i < j->nitems; i++) {
+		struct folder *f = j->items[i].f;
+		char *top, *mine;
+
+		if (!j->items[i].claim || f->claims_made)
+			continue;
+		f->claims_made = any = true;
+		top = xasprintf("%s/" CLAIMS_DIR, f->rdir);
+		mine = xasprintf("%s/%s", f->rdir, j->csub);
+		sftp_mkdir(j->chan.p, top, 0700, NULL, NULL);
+		sftp_mkdir(j->chan.p, mine, 0700, on_claims_made, f);
+		free(top);
+		free(mine);
+	}
+	if (!any || drain(j) < 0)
+		return j->failed ? -1 : 0;
+	for (size_t i = 0; i < j->nfolders; i++)
+		if (j->folders[i]->claims_made && j->folders[i]->failed) {
+			err_set(&e, ERR_PROTOCOL, "cannot make the claim "
+			    "directory %s/%s on %s: %s", j->folders[i]->rdir,
+			    j->csub, j->job->ssh.host, j->folders[i]->why);
+			return fetch_fail(j, &e);
+		}
+	return 0;
 }
 
 /* --- the commit: a batch made durable, then removed on the server ------- */
@@ -736,20 +1064,22 @@ on_removed(void *arg, const struct sftp_reply *r, struct err *e)
 
 /* The same name is here: the same message, or another? */
 static void
-link_exists(struct job *j, struct item *it, const char *tmp, const char *dst)
+link_exists(struct job *j, struct item *it, const char *dst)
 {
 	struct stat st, mine;
 
-	if (stat(tmp, &mine) == 0 && lstat(dst, &st) == 0 &&
+	if (stat(it->tmp, &mine) == 0 && lstat(dst, &st) == 0 &&
 	    S_ISREG(st.st_mode) && st.st_size == mine.st_size) {
 		log_msg(j->log, LOG_INFO, "%s: %s: %s already here",
 		    j->job->name, it->f->name, it->name);
 		j->already++;
+		it->linked = true;
 	} else {
 		char *rpath = fetch_remote_path(it);
 
 		fetch_say(j, LOG_WARNING, "%s: a different %s/%s is here already; "
-		    "left on the server", rpath, it->dst, it->name);
+		    "left on the server%s", rpath, it->dst, it->name,
+		    it->claimed ? " (given back to new/)" : "");
 		free(rpath);
 		j->refused++;
 		it->keep = true;
@@ -769,24 +1099,23 @@ commit_links(struct job *j, size_t from, size_t to, struct err *e)
 		 * writes them all, the others find little left to do */
 		if (fsync(it->fd) < 0)
 			return err_set(e, err_from_errno(errno), "cannot write "
-			    "%s/tmp/%s: %s", it->f->ldir, it->name,
-			    strerror(errno));
+			    "%s: %s", it->tmp, strerror(errno));
 		crash_step(j->crash, "downloaded into tmp/");
 	}
 	for (size_t i = from; i < to; i++) {
 		struct item *it = &j->items[i];
-		char *tmp, *dst;
+		char *dst;
 		int rc = 0;
 
 		if (it->st != IT_DONE || it->fd < 0)
 			continue;
 		close(it->fd);
 		it->fd = -1;
-		tmp = fetch_local_path(it->f, "tmp", it->name);
 		dst = fetch_local_path(it->f, it->dst, it->name);
 		it->f->touched = true;
 		j->folder = it->f->name;
-		if (link(tmp, dst) == 0) {
+		if (link(it->tmp, dst) == 0) {
+			it->linked = true;
 			crash_step(j->crash, "linked into new/");
 			log_msg(j->log, LOG_INFO, "%s: %s: %s fetched",
 			    j->job->name, it->f->name, it->name);
@@ -795,10 +1124,9 @@ commit_links(struct job *j, size_t from, size_t to, struct err *e)
 			rc = err_set(e, err_from_errno(errno), "cannot link "
 			    "%s: %s", dst, strerror(errno));
 		} else {
-			link_exists(j, it, tmp, dst);
+			link_exists(j, it, dst);
 		}
-		unlink(tmp);
-		free(tmp);
+		unlink(it->tmp);
 		free(dst);
 		if (rc < 0) {
 			it->keep = true;
@@ -816,6 +1144,9 @@ items_drop(struct job *j, size_t from, size_t to)
 	for (size_t i = from; i < to; i++)
 		if (j->items[i].st == IT_DONE || j->items[i].st == IT_RUN)
 			fetchget_end(&j->items[i], IT_SKIP);
+		else if (j->items[i].st == IT_CLAIM)
+			j->items[i].st = IT_SKIP;	/* its reply gives it
+							 * back */
 }
 
 static int
@@ -857,6 +1188,7 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 			j->items[i].f->touched = true;	/* already here */
 	if (commit_links(j, from, to, e) < 0 || sync_dirs(j, e) < 0) {
 		items_drop(j, from, to);
+		give_back_range(j, from, to);
 		return -1;	/* nothing removed on the server */
 	}
 	crash_step(j->crash, "local directories synced");
@@ -867,10 +1199,11 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 
 			if (it->st != IT_DONE || it->keep)
 				continue;
-			rpath = fetch_remote_path(it);
+			rpath = fetch_remote_path(it);	/* the claim */
 			sftp_remove(j->chan.p, rpath, on_removed, it);
 			free(rpath);
 		}
+		give_back_range(j, from, to);	/* refused, not taken */
 	} else {
 		struct strbuf sb;
 
@@ -939,21 +1272,31 @@ static int
 transfer(struct job *j)
 {
 	size_t next = 0, done = 0;
+	bool commit_failed = false;
 	struct err e;
 
+	if (claims_prepare(j) < 0)
+		return -1;
 	while (done < j->nitems && !j->failed) {
 		size_t upto;
 
 		while (next < j->nitems && j->active < FILES_INFLIGHT &&
 		    next - done < FILES_INFLIGHT) {
-			if (j->items[next].st == IT_WAIT)
-				fetchget_start(&j->items[next]);
+			struct item *it = &j->items[next];
+
+			if (it->st == IT_WAIT && it->claim)
+				claim_start(it);	/* then downloaded */
+			else if (it->st == IT_WAIT)
+				fetchget_start(it);
 			next++;
 		}
 		upto = ended_upto(j, done, next);
 		if (upto - done >= FETCH_BATCH || upto == j->nitems) {
-			if (commit(j, done, upto, &e) < 0)
-				return fetch_fail(j, &e);
+			if (commit(j, done, upto, &e) < 0) {
+				fetch_fail(j, &e);
+				commit_failed = true;
+				break;
+			}
 			done = upto;
 			continue;
 		}
@@ -967,23 +1310,17 @@ transfer(struct job *j)
 		/* what ended before the failure, in order, is kept */
 		size_t upto = ended_upto(j, done, next);
 
-		if (upto > done && commit(j, done, upto, &e) < 0)
+		if (!commit_failed && upto > done &&
+		    commit(j, done, upto, &e) < 0)
 			fetch_fail(j, &e);
-		items_drop(j, upto, j->nitems);
+		else if (!commit_failed)
+			done = upto;
+		/* the rest: claims not taken go back to new/ */
+		items_drop(j, done, j->nitems);
+		give_back_range(j, done, j->nitems);
 	}
-	/* the REMOVEs and CLOSEs still out */
-	while (!j->chan.broken && sftp_busy(j->chan.p) > 0)
-		if (sftp_chan_wait(&j->chan, &e) < 0) {
-			if (j->chan.broken) {
-				struct err le;
-
-				err_set(&le, ERR_TEMPFAIL, "the SSH connection "
-				    "to %s broke: %.800s", j->job->ssh.host,
-				    e.msg);
-				fetch_fail(j, &le);
-			} else
-				fetch_fail(j, &e);
-		}
+	/* the claims, REMOVEs, give-backs and CLOSEs still out */
+	drain(j);
 	return j->failed ? -1 : 0;
 }
 
@@ -1019,6 +1356,65 @@ bytes_to_fetch(const struct job *j)
 	return n;
 }
 
+/*
+ * fetch --release CLIENT: that client's claims, in every folder of the
+ * job, go back to the server's new/ (renames, all in flight), where any
+ * client takes them. For a client that is gone for good.
+ */
+static int
+release(struct job *j)
+{
+	for (size_t i = 0; i < j->nfolders; i++) {
+		struct folder *f = j->folders[i];
+		struct listing *l = f->lists[L_CLAIMED];
+
+		for (size_t k = 0; l != NULL && k < l->n; k++) {
+			const struct dent *d = &l->v[k];
+
+			if (d->name == NULL || d->name[0] == '.' ||
+			    fetch_name_problem(d->name, d->len) != NULL)
+				continue;
+			if (j->o->dry_run)
+				printf("%s %s %s %" PRIu64 " claimed by %s\n",
+				    j->job->name, f->name, d->name, d->a.size,
+				    j->o->release);
+			else {
+				struct item *it = item_add(j, f, j->csub,
+				    "new", d->name, d->a.size, false);
+
+				it->linked = false;	/* not here */
+				give_back(it);
+			}
+		}
+	}
+	drain(j);
+	if (!j->o->dry_run)
+		log_msg(j->log, LOG_NOTICE, "%s: %lu message%s claimed by "
+		    "client '%s' given back to new/", j->job->name,
+		    j->released, j->released == 1 ? "" : "s", j->o->release);
+	return j->failed ? -1 : 0;
+}
+
+/* This run's own tmp/ names: TIME.MusecPpidQn.HOST,postie-fetch (the
+ * Maildir rule; the tail marks the leftovers a later run removes). */
+static void
+tmp_names(struct job *j)
+{
+	struct timeval tv;
+	char host[256] = "";
+
+	gettimeofday(&tv, NULL);
+	if (gethostname(host, sizeof(host) - 1) < 0 || host[0] == '\0')
+		strcpy(host, "localhost");
+	for (char *c = host; *c; c++)
+		if (*c == '/' || *c == ':' || *c == ',' ||
+		    (unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+			*c = '_';
+	j->tmp_stem = xasprintf("%lld.M%ldP%ld", (long long)tv.tv_sec,
+	    (long)tv.tv_usec, (long)getpid());
+	j->tmp_host = xasprintf(".%s,postie-fetch", host);
+}
+
 static int
 run_job(struct job *j, struct err *e)
 {
@@ -1026,6 +1422,9 @@ run_job(struct job *j, struct err *e)
 	struct timespec start;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	j->csub = xasprintf(CLAIMS_DIR "/%s", j->o->release != NULL ?
+	    j->o->release : j->job->client);
+	tmp_names(j);
 	if (open_state(j, e) < 0)
 		return -1;
 	memset(&p, 0, sizeof(p));
@@ -1051,13 +1450,17 @@ run_job(struct job *j, struct err *e)
 	set_deadline(j, &start, 0);
 	/* a listing that failed leaves its folder alone; the others go on */
 	fetchget_list(j);
-	if (!j->chan.broken && plan_all(j) == 0 && !j->o->dry_run) {
+	if (j->o->release != NULL && !j->chan.broken && !j->failed)
+		release(j);
+	else if (j->o->release == NULL && !j->chan.broken &&
+	    plan_all(j) == 0 && !j->o->dry_run) {
 		set_deadline(j, &start, bytes_to_fetch(j));
 		transfer(j);
 	}
 	progress_end(j);
-	if (!j->o->dry_run && j->job->mode == FETCH_MOVE &&
-	    unremoved_save(j, e) < 0)
+	/* a release run took nothing: what it remembers stays as it was */
+	if (!j->o->dry_run && j->o->release == NULL &&
+	    j->job->mode == FETCH_MOVE && unremoved_save(j, e) < 0)
 		fetch_fail(j, e);
 	if (!j->failed && j->nospace > 0) {
 		struct err le;
@@ -1078,10 +1481,11 @@ run_job(struct job *j, struct err *e)
 		    j->remove_refused == 1 ? "it" : "them");
 		fetch_fail(j, &le);
 	}
-	if (!j->failed && (j->fetched || j->already || j->refused))
+	if (!j->failed && (j->fetched || j->already || j->refused ||
+	    j->taken))
 		log_msg(j->log, LOG_INFO, "%s: %lu fetched, %lu already here, "
-		    "%lu refused", j->job->name, j->fetched, j->already,
-		    j->refused);
+		    "%lu refused, %lu taken by another client", j->job->name,
+		    j->fetched, j->already, j->refused, j->taken);
 	if (j->failed) {
 		*e = j->err;
 		return -1;
@@ -1101,19 +1505,26 @@ job_free(struct job *j)
 	sshconn_close(&j->ssh);
 	if (j->lock_fd >= 0)
 		close(j->lock_fd);
+	if (j->maildir_fd >= 0)
+		close(j->maildir_fd);
+	free(j->csub);
+	free(j->tmp_stem);
+	free(j->tmp_host);
 	if (j->seen_fd >= 0)
 		close(j->seen_fd);
 	sv_free(&j->seen);
 	sv_free(&j->unremoved);
 	sv_free(&j->unremoved_now);
 	sv_free(&j->retried);
-	for (size_t i = 0; i < j->nitems; i++)
+	for (size_t i = 0; i < j->nitems; i++) {
 		free(j->items[i].name);
+		free(j->items[i].tmp);
+	}
 	free(j->items);
 	for (size_t i = 0; i < j->nfolders; i++) {
 		struct folder *f = j->folders[i];
 
-		for (size_t s = 0; s < 3; s++)
+		for (size_t s = 0; s < L_N; s++)
 			fetchget_listing_free(f->lists[s]);
 		free(f->name);
 		free(f->rdir);
@@ -1175,7 +1586,7 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		j.crash = &crash;
 		j.progress = isatty(STDERR_FILENO) && !o->verbose &&
 		    !o->dry_run;
-		j.lock_fd = j.seen_fd = -1;
+		j.lock_fd = j.seen_fd = j.maildir_fd = -1;
 		j.ssh.fd = -1;
 		sv_init(&j.seen);
 		sv_init(&j.unremoved);

@@ -203,6 +203,14 @@ top_keeps(struct listing *l, const struct sftp_name *n)
 static bool
 listing_keeps(struct listing *l, const struct sftp_name *n)
 {
+	bool plain_name = !n->too_long && n->len > 0 && n->len <= 255 &&
+	    n->name[0] != '.' && memchr(n->name, '\0', n->len) == NULL;
+
+	/* the claim directory's clients, a directory listed by name
+	 * (fetch --release, other clients' claims): names only */
+	if ((l->f != NULL && strcmp(l->sub, CLAIMS_DIR) == 0) ||
+	    (l->f == NULL && l != l->j->top))
+		return plain_name;
 	if (l->f != NULL && strcmp(l->sub, "tmp") != 0)
 		return fetch_listed(l->j, l->f, l->sub, n->too_long ? NULL :
 		    n->name, n->len, &n->a) == 1;
@@ -292,20 +300,41 @@ listing_start(struct job *j, struct folder *f, const char *sub,
 	if (f == NULL)
 		j->top = l;
 	else
-		f->lists[strcmp(sub, "new") == 0 ? 0 :
-		    strcmp(sub, "cur") == 0 ? 1 : 2] = l;
+		f->lists[strcmp(sub, "new") == 0 ? L_NEW :
+		    strcmp(sub, "cur") == 0 ? L_CUR :
+		    strcmp(sub, "tmp") == 0 ? L_TMP :
+		    sub == j->csub ? L_CLAIMED : L_CLAIMS] = l;
 	j->listing++;
 	sftp_opendir(j->chan.p, l->path, on_opendir, l);
 }
 
-/* A folder's new/, cur/ (only counted unless the job takes it) and tmp/. */
+/* A folder's listings: new/, cur/ (only counted unless the job takes
+ * it), tmp/; in move mode this client's claims and the claim directory
+ * (every client's). */
 static void
 folder_lists(struct job *j, struct folder *f)
 {
 	listing_start(j, f, "new", NULL, false);
 	listing_start(j, f, "cur", NULL, true);
-	f->lists[1]->count_only = !j->job->take_cur;
+	f->lists[L_CUR]->count_only = !j->job->take_cur;
 	listing_start(j, f, "tmp", NULL, true);
+	if (j->job->mode == FETCH_MOVE || j->o->release != NULL) {
+		listing_start(j, f, j->csub, NULL, true);
+		listing_start(j, f, CLAIMS_DIR, NULL, true);
+	}
+}
+
+struct listing *
+fetchget_list_dir(struct job *j, const char *path)
+{
+	struct listing *l = xcalloc(1, sizeof(*l));
+
+	l->j = j;
+	l->missing_ok = true;
+	l->path = xstrdup(path);
+	j->listing++;
+	sftp_opendir(j->chan.p, l->path, on_opendir, l);
+	return l;
 }
 
 void
@@ -340,9 +369,8 @@ fetchget_list(struct job *j)
 			listing_start(j, NULL, NULL, j->job->remote, false);
 			break;
 		}
-	if (inbox != NULL) {
+	if (inbox != NULL)
 		folder_lists(j, inbox);
-	}
 	while (j->listing > 0)
 		if (sftp_chan_wait(&j->chan, &e) < 0) {
 			if (j->chan.broken) {
@@ -374,12 +402,9 @@ fetchget_end(struct item *it, enum item_state st)
 	free(it->h);
 	it->h = NULL;
 	if (st == IT_SKIP && it->fd >= 0) {
-		char *tmp = fetch_local_path(it->f, "tmp", it->name);
-
 		close(it->fd);
 		it->fd = -1;
-		unlink(tmp);	/* not linked: the next run fetches */
-		free(tmp);
+		unlink(it->tmp);	/* not linked: the next run fetches */
 	}
 	if (it->st == IT_RUN)
 		j->active--;
@@ -517,25 +542,18 @@ read_more(struct item *it)
 }
 
 /*
- * tmp/NAME for a download, when its first bytes come. A fresh file: a
- * tmp/NAME left by a run cut off after its link may be the delivered
- * message itself, and must never be truncated.
+ * The download's tmp/ file, when its first bytes come: a fresh file under
+ * a name of this run's own (it->tmp), never the server's name, so no
+ * other run, and no file the user linked, is ever written through.
  */
 static int
 item_create(struct item *it, struct err *e)
 {
-	char *tmp = fetch_local_path(it->f, "tmp", it->name);
-	int rc = 0;
-
-	if (unlink(tmp) < 0 && errno != ENOENT)
-		rc = err_set(e, err_from_errno(errno), "cannot remove %s: %s",
-		    tmp, strerror(errno));
-	else if ((it->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL |
+	if ((it->fd = open(it->tmp, O_WRONLY | O_CREAT | O_EXCL |
 	    O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
-		rc = err_set(e, err_from_errno(errno), "cannot create %s: %s",
-		    tmp, strerror(errno));
-	free(tmp);
-	return rc;
+		return err_set(e, err_from_errno(errno), "cannot create %s: "
+		    "%s", it->tmp, strerror(errno));
+	return 0;
 }
 
 static int
@@ -584,11 +602,9 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 
 		if (w < 0 || (size_t)w != r->len) {
 			int saved = w < 0 ? errno : ENOSPC;
-			char *tmp = fetch_local_path(it->f, "tmp", it->name);
 
 			err_set(e, err_from_errno(saved), "cannot write %s: "
-			    "%s", tmp, strerror(saved));
-			free(tmp);
+			    "%s", it->tmp, strerror(saved));
 			fetchget_end(it, IT_SKIP);
 			return -1;
 		}

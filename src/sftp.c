@@ -519,6 +519,19 @@ sftp_rename(struct sftp *s, const char *from, const char *to, sftp_cb cb,
 }
 
 void
+sftp_mkdir(struct sftp *s, const char *path, uint32_t perm, sftp_cb cb,
+    void *arg)
+{
+	struct strbuf b;
+
+	pkt_begin(&b, SFTP_MKDIR);
+	put_str(&b, path, strlen(path));
+	put32(&b, SFTP_ATTR_PERMISSIONS);
+	put32(&b, perm);
+	enqueue(s, &b, SFTP_MKDIR, 0, cb, arg);
+}
+
+void
 sftp_fsync(struct sftp *s, const unsigned char *h, size_t hlen, sftp_cb cb,
     void *arg)
 {

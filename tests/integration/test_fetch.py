@@ -5,6 +5,7 @@ durable step, a dropped link, the lock and the exit codes."""
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,6 +23,7 @@ BODY = b"From: a@example.org\nTo: b@example.org\nSubject: %s\n\nbody %s\n"
 class FetchCase(QueueCase):
     mode = "move"
     folders = "INBOX"
+    client = "laptop"
 
     def setUp(self):
         super().setUp()
@@ -42,8 +44,9 @@ class FetchCase(QueueCase):
         self.write_config(
             extra +
             "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
-            "  folders %s\n  mode %s\n" % (self.sshd.user, getattr(self, "port", self.sshd.port), self.key,
-                                          self.remote, self.local, self.folders, self.mode)
+            "  folders %s\n  mode %s\n  client %s\n" % (
+                self.sshd.user, getattr(self, "port", self.sshd.port), self.key, self.remote,
+                self.local, self.folders, self.mode, self.client)
             + job_extra)
 
     def subsystem(self):
@@ -64,6 +67,21 @@ class FetchCase(QueueCase):
     def local_names(self, folder="", sub="new"):
         d = os.path.join(self.local, folder, sub)
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def claimed_names(self, folder="", client=None):
+        """What a client has claimed on the server (postie-claims/CLIENT)."""
+        return self.remote_names(folder, "postie-claims/" + (client or self.client))
+
+    def wait_download(self, root=None, timeout=4.0):
+        """Until a download has bytes in the local tmp/ (its own name)."""
+        tmp = os.path.join(root or self.local, "tmp")
+        end = time.time() + timeout
+        while time.time() < end:
+            if os.path.isdir(tmp) and any(os.path.getsize(os.path.join(tmp, n)) > 0
+                                          for n in os.listdir(tmp)):
+                return True
+            time.sleep(0.01)
+        return False
 
     def local_data(self, name, folder="", sub="new"):
         return open(os.path.join(self.local, folder, sub, name), "rb").read()
@@ -569,7 +587,7 @@ class TestCrash(FetchCase):
         while True:
             # a fresh server and local Maildir for each crash point
             for root in (self.remote, self.local):
-                for sub in ("tmp", "new", "cur"):
+                for sub in ("tmp", "new", "cur", "postie-claims/" + self.client):
                     d = os.path.join(root, sub)
                     if os.path.isdir(d):
                         for f in os.listdir(d):
@@ -584,14 +602,18 @@ class TestCrash(FetchCase):
             for n in names:
                 self.assertEqual(self.local_data(n), data[n])
             self.assertEqual(self.remote_names(), [], "crash point %d" % step)
+            self.assertEqual(self.claimed_names(), [], "crash point %d" % step)
             self.assertEqual(self.local_names(sub="tmp"), [], "crash point %d" % step)
             if not crashed:
                 break
             trace = r.stderr
             step += 1
-        # every kind of step was hit
-        self.assertGreaterEqual(step, 1 + 3 * 2 + 2)
-        self.assertIn(b"removed on the server", trace or b"")
+        # every kind of step was hit: per message claimed, downloaded,
+        # linked, removed; once the directories synced
+        self.assertGreaterEqual(step, 1 + 3 * 4 + 1)
+        for kind in (b"claimed on the server", b"downloaded into tmp/", b"linked into new/",
+                     b"local directories synced", b"removed on the server"):
+            self.assertIn(kind, trace or b"")
 
     def test_dropped_link_midway(self):
         big = os.urandom(64 * 1024 * 1024)
@@ -601,25 +623,104 @@ class TestCrash(FetchCase):
         p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # cut the SSH connection (the session's sshd processes) mid-transfer
-        tmp = os.path.join(self.local, "tmp", "1700000000.big")
-        for _ in range(400):
-            if os.path.exists(tmp) and os.path.getsize(tmp) > 0:
-                break
-            time.sleep(0.01)
+        self.assertTrue(self.wait_download())
         subprocess.run(["pkill", "-KILL", "-f", "sshd: %s" % self.sshd.user], capture_output=True)
         out, err = p.communicate(timeout=120)
         # the link really broke mid-transfer: a deferral, nothing moved
         self.assertEqual(p.returncode, 75, err)
         self.assertIn(b"1700000000.big from 127.0.0.1 failed", err)
         self.assertEqual(self.local_names(), [])
-        self.assertEqual(self.remote_names(), ["1700000000.big", "1700000001.small"])
+        # claimed by this client (no other takes them), or not yet claimed
+        self.assertEqual(sorted(self.remote_names() + self.claimed_names()),
+                         ["1700000000.big", "1700000001.small"])
+        self.assertIn("1700000000.big", self.claimed_names())
         r = self.fetch()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.local_names(), ["1700000000.big", "1700000001.small"])
         self.assertEqual(self.local_data("1700000000.big"), big)
         self.assertEqual(self.local_data("1700000001.small"), small)
         self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
         self.assertEqual(self.local_names(sub="tmp"), [])
+
+
+class TestSharedMaildir(FetchCase):
+    """Two jobs that write into one local Maildir (`quick` for INBOX from a
+    key binding, `inbox` for every folder from cron) run at once: one
+    waits for the other, and neither writes through the other's files."""
+    folders = "INBOX .lists.*"
+
+    def setUp(self):
+        super().setUp()
+        self.configure("max-size 100M\n",
+                       "fetch quick\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n"
+                       "  local %s\n  client %s\n" % (self.sshd.user, self.sshd.port,
+                                                       self.key, self.remote, self.local,
+                                                       self.client))
+        self.sent = {("", "1700000000.M0P0.big"):
+                     self.put("1700000000.M0P0.big", os.urandom(20 * 1024 * 1024))}
+        for i in range(1, 200):
+            folder = "" if i % 2 else ".lists.dev"
+            name = "1700000%03d.M%dP%d.server" % (i, i, i)
+            self.sent[(folder, name)] = self.put(name, folder=folder)
+
+    def start(self, job):
+        return subprocess.Popen([os.path.join(self.bin, "fetch"), job], env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def assert_all_here_once(self):
+        for folder in ("", ".lists.dev"):
+            names = sorted(n for f, n in self.sent if f == folder)
+            self.assertEqual(self.local_names(folder), names)
+            for n in names:
+                self.assertEqual(self.local_data(n, folder), self.sent[(folder, n)], n)
+            self.assertEqual(self.remote_names(folder), [])
+            self.assertEqual(self.claimed_names(folder), [])
+            self.assertEqual(self.local_names(folder, sub="tmp"), [])
+
+    def start_cron_paused(self):
+        """The cron job, stopped in the middle of the big download (it
+        holds what it holds), so the other job surely starts meanwhile."""
+        cron = self.start("inbox")
+        self.assertTrue(self.wait_download())
+        cron.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: cron.poll() is None and cron.kill())
+        return cron
+
+    def test_two_jobs_at_once(self):
+        cron = self.start_cron_paused()
+        quick = self.start("quick")
+        time.sleep(0.3)
+        cron.send_signal(signal.SIGCONT)
+        out, err = quick.communicate(timeout=60)
+        self.assertEqual(quick.returncode, 0, err)
+        out, err = cron.communicate(timeout=60)
+        self.assertEqual(cron.returncode, 0, err)
+        self.assert_all_here_once()
+
+    def test_one_killed_while_the_other_runs(self):
+        # quick starts while cron downloads the big message, and is
+        # killed: nothing of quick's may end up in new/ under cron's name
+        cron = self.start_cron_paused()
+        tmp = os.path.join(self.local, "tmp")
+
+        def files():
+            return {(e.name, e.inode()) for e in os.scandir(tmp)}
+        paused = files()
+        quick = self.start("quick")
+        # killed as soon as it writes a download of its own, else after
+        # 0.3 s (waiting for the Maildir's lock)
+        end = time.time() + 0.3
+        while time.time() < end and not (files() - paused):
+            time.sleep(0.002)
+        quick.kill()
+        self.assertEqual(quick.wait(), -9)     # killed mid-run
+        cron.send_signal(signal.SIGCONT)
+        out, err = cron.communicate(timeout=60)
+        self.assertEqual(cron.returncode, 0, err)
+        r = self.fetch("inbox")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_all_here_once()
 
 
 class TestLatency(FetchCase):
@@ -663,11 +764,7 @@ class TestLatency(FetchCase):
         self.configure("max-size 100M\n", "  timeout 2s\n")
         p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        tmp = os.path.join(self.local, "tmp", "1700000000.big")
-        for _ in range(400):
-            if os.path.exists(tmp) and os.path.getsize(tmp) > 0:
-                break
-            time.sleep(0.01)
+        self.assertTrue(self.wait_download())
         proxy.frozen = True     # the link goes silent, the socket stays
         t = time.time()
         out, err = p.communicate(timeout=60)
@@ -675,7 +772,8 @@ class TestLatency(FetchCase):
         self.assertEqual(p.returncode, 75, err)
         self.assertIn(b"answered nothing for 2 s", err)
         self.assertIn(b"1700000000.big from 127.0.0.1 failed", err)
-        self.assertEqual(self.remote_names(), ["1700000000.big", "1700000001.small"])
+        self.assertEqual(sorted(self.remote_names() + self.claimed_names()),
+                         ["1700000000.big", "1700000001.small"])
         self.assertEqual(self.local_names(sub="tmp"), [])
 
 
@@ -776,3 +874,168 @@ class TestRefusals(FetchCase):
         r = self.fetch()
         self.assertEqual(r.returncode, 78, r.stderr)
         self.assertIn(b"no fetch job", r.stderr)
+
+
+def deliver(remote, name, data):
+    """As an MDA does: write in tmp/, then rename into new/."""
+    tmp = os.path.join(remote, "tmp", name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, os.path.join(remote, "new", name))
+
+
+class TestClients(FetchCase):
+    """Several clients, each with its own config, state and local Maildir,
+    fetch one server Maildir at once (move mode): each message reaches
+    exactly one of them, or stays on the server."""
+
+    def client_config(self, client):
+        """A second machine: its own config, queue (state) and Maildir."""
+        root = os.path.join(self.dir, client)
+        os.makedirs(root, exist_ok=True)
+        conf = os.path.join(root, "postie.conf")
+        with open(conf, "w") as f:
+            f.write("queue %s\nlog %s\n" % (os.path.join(root, "queue"),
+                                           os.path.join(root, "postie.log")))
+            f.write("fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n"
+                    "  local %s\n  client %s\n" % (self.sshd.user, self.sshd.port, self.key,
+                                                   self.remote, os.path.join(root, "Maildir"),
+                                                   client))
+        return conf, os.path.join(root, "Maildir")
+
+    def start(self, conf, *args):
+        return subprocess.Popen([os.path.join(self.bin, "fetch"), "-C", conf] + list(args),
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def assert_exactly_once(self, sent, locals_):
+        """Every message sent is in exactly one local new/ or still in the
+        server's new/, byte for byte; nothing claimed, no tmp/ file left."""
+        where = {}
+        for root in locals_ + [self.remote]:
+            d = os.path.join(root, "new")
+            for n in (os.listdir(d) if os.path.isdir(d) else []):
+                where.setdefault(n, []).append(root)
+                with open(os.path.join(d, n), "rb") as f:
+                    self.assertEqual(f.read(), sent.get(n), "%s in %s" % (n, root))
+        doubled = {n: w for n, w in where.items() if len(w) > 1}
+        self.assertEqual(doubled, {}, "%d messages in two places" % len(doubled))
+        self.assertEqual(sorted(set(sent) - set(where)), [], "lost")
+        self.assertEqual(sorted(set(where) - set(sent)), [], "unknown")
+        for root in locals_:
+            self.assertEqual(os.listdir(os.path.join(root, "tmp")), [], root)
+        claims = os.path.join(self.remote, "postie-claims")
+        for c in (os.listdir(claims) if os.path.isdir(claims) else []):
+            self.assertEqual(os.listdir(os.path.join(claims, c)), [], "claimed by %s" % c)
+
+    def fill(self, n, big=0):
+        sent = {}
+        for i in range(big):
+            name = "1600000000.B%dP1.server" % i
+            sent[name] = os.urandom(4 * 1024 * 1024)
+            deliver(self.remote, name, sent[name])
+        for i in range(n):
+            name = "1700000000.M%dP%d.server" % (i, i)
+            sent[name] = BODY % (name.encode(), os.urandom(8).hex().encode())
+            deliver(self.remote, name, sent[name])
+        return sent
+
+    def run_clients(self, sent, kill_a=False):
+        """Clients a and b at once while an MDA keeps delivering; with
+        kill_a, a is killed mid-download and run again afterwards."""
+        conf_a, local_a = self.client_config("a")
+        conf_b, local_b = self.client_config("b")
+        a = self.start(conf_a)
+        b = self.start(conf_b)
+        killed_claims = None
+        if kill_a:
+            self.assertTrue(self.wait_download(local_a, timeout=20))
+            a.kill()
+        i = 0
+        while a.poll() is None or b.poll() is None or i < 50:
+            name = "1800000000.M%dP%d.mda" % (i, i)
+            sent[name] = BODY % (name.encode(), b"late")
+            deliver(self.remote, name, sent[name])
+            i += 1
+            time.sleep(0.002)
+        out_a, err_a = a.communicate()
+        out_b, err_b = b.communicate()
+        self.assertEqual(b.returncode, 0, err_b)
+        if kill_a:
+            self.assertEqual(a.returncode, -9)
+            killed_claims = self.claimed_names(client="a")
+            self.assertNotEqual(killed_claims, [])     # a's claims wait for a
+            r = self.run_cmd("fetch", ["-C", conf_a])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for n in killed_claims:                     # finished by a alone
+                self.assertTrue(os.path.exists(os.path.join(local_a, "new", n)), n)
+        else:
+            self.assertEqual(a.returncode, 0, err_a)
+        self.assert_exactly_once(sent, [local_a, local_b])
+        # no warning said "left there" of a message another client took
+        for err in (err_a, err_b):
+            self.assertNotIn(b"left there", err)
+        return local_a, local_b
+
+    def test_two_clients_and_a_delivery_at_once(self):
+        sent = self.fill(2000)
+        local_a, local_b = self.run_clients(sent)
+        # both took a share (they really ran at once)
+        self.assertGreater(len(os.listdir(os.path.join(local_a, "new"))), 0)
+        self.assertGreater(len(os.listdir(os.path.join(local_b, "new"))), 0)
+
+    def test_one_client_killed_then_run_again(self):
+        sent = self.fill(2000, big=4)
+        self.run_clients(sent, kill_a=True)
+
+    def test_own_claims_finished_after_a_crash(self):
+        # a run of this client was cut off: one claim not downloaded yet,
+        # one downloaded and linked but not removed from the claims
+        claims = os.path.join(self.remote, "postie-claims", self.client)
+        os.makedirs(claims)
+        data = BODY % (b"claimed", b"1")
+        with open(os.path.join(claims, "1700000000.M1P1.server"), "wb") as f:
+            f.write(data)
+        here = BODY % (b"here", b"2")
+        with open(os.path.join(claims, "1700000001.M2P2.server"), "wb") as f:
+            f.write(here)
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.local, sub), exist_ok=True)
+        with open(os.path.join(self.local, "new", "1700000001.M2P2.server"), "wb") as f:
+            f.write(here)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.server", "1700000001.M2P2.server"])
+        self.assertEqual(self.local_data("1700000000.M1P1.server"), data)
+        self.assertEqual(self.local_data("1700000001.M2P2.server"), here)
+        self.assertEqual(self.claimed_names(), [])
+        # another client's claims are never taken
+        self.put("1700000002.M3P3.server", sub="postie-claims/desktop")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.claimed_names(client="desktop"), ["1700000002.M3P3.server"])
+        self.assertEqual(len(self.local_names()), 2)
+
+    def test_stale_claims_reported_and_released(self):
+        data = self.put("1700000000.M1P1.server", sub="postie-claims/desktop")
+        self.put("1700000001.M2P2.server", sub="postie-claims/phone")    # recent
+        old = time.time() - 8 * 86400
+        os.utime(os.path.join(self.remote, "postie-claims", "desktop"), (old, old))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode()
+        self.assertIn("INBOX: 1 message claimed by client 'desktop', untouched for 8 days; "
+                      "if that client is gone, 'fetch --release desktop inbox' gives them "
+                      "back to new/", err)
+        self.assertNotIn("phone", err)
+        self.assertIn("claimed by client 'desktop'", self.log())
+        self.assertEqual(self.local_names(), [])
+        r = self.fetch("--release", "desktop")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.claimed_names(client="desktop"), [])
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.server"])
+        self.assertIn("1 message claimed by client 'desktop' given back to new/", self.log())
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.M1P1.server"])
+        self.assertEqual(self.local_data("1700000000.M1P1.server"), data)
+        self.assertEqual(self.claimed_names(client="phone"), ["1700000001.M2P2.server"])

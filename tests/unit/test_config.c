@@ -1,6 +1,7 @@
 /* test_config.c - the config grammar, its defaults, search and errors. */
 #include "testutil.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -618,6 +619,24 @@ test_fetch_defaults(void **state)
 	c = parse_ok("fetch f\n ssh h\n mode move\n");
 	assert_int_equal(c->jobs[0].mode, FETCH_MOVE);
 	config_free(c);
+
+	/* client: given, or the host name up to its first dot */
+	c = parse_ok("fetch f\n ssh h\n client desk_top-2.home\n");
+	assert_string_equal(c->jobs[0].client, "desk_top-2.home");
+	config_free(c);
+	{
+		char host[256] = "";
+
+		c = parse_ok("fetch f\n ssh h\n");
+		assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+		host[strcspn(host, ".")] = '\0';
+		host[64] = '\0';
+		for (char *p = host; *p; p++)
+			if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
+				*p = '-';
+		assert_string_equal(c->jobs[0].client, host);
+		config_free(c);
+	}
 }
 
 /* --- durations and sizes ----------------------------------------------- */
@@ -1668,6 +1687,14 @@ static const struct {
 	  "block" },
 	{ "fetch f\n ssh h\n mode copy\n mode move\n",
 	  "test.conf:4: word 1: 'mode' is given twice in a fetch block" },
+	{ "fetch f\n ssh h\n client ../up\n",
+	  "test.conf:1: the fetch job's client name is not usable "
+	  "on the server: use letters, digits, '.', '_' and '-' (no '.' "
+	  "first), at most 64" },
+	{ "fetch f\n ssh h\n client .hidden\n",
+	  "test.conf:1: the fetch job's client name is not usable "
+	  "on the server: use letters, digits, '.', '_' and '-' (no '.' "
+	  "first), at most 64" },
 	{ "fetch f\n ssh h\n timeout 5s\n timeout 6s\n",
 	  "test.conf:4: word 1: 'timeout' is given twice in a fetch block" },
 	{ "fetch f\n ssh h\n connect-timeout soon\n",
