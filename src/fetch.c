@@ -613,7 +613,9 @@ plan_file(struct job *j, struct folder *f, const char *sub,
     const struct dent *d)
 {
 	char *rpath;
-	const char *dst = sub;	/* cur/ keeps its flags */
+	/* cur/ keeps its flags; new/ and this client's claims (taken from
+	 * new/) go to new/ */
+	const char *dst = strcmp(sub, "cur") == 0 ? "cur" : "new";
 	const struct sftp_attrs *a = &d->a;
 	struct local_ent *here;
 

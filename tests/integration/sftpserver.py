@@ -206,6 +206,16 @@ class Server:
                     return
                 os.unlink(path)
                 self.status(rid, FX_OK)
+            elif t == 14:                   # MKDIR (attrs ignored: 0700)
+                path, _ = string(0)
+                os.mkdir(path, 0o700)
+                self.status(rid, FX_OK)
+            elif t == 18:                   # RENAME, as OpenSSH: link, unlink
+                old, off = string(0)
+                new, _ = string(off)
+                os.link(old, new)
+                os.unlink(old)
+                self.status(rid, FX_OK)
             else:
                 self.status(rid, FX_OP_UNSUPPORTED, "not here")
         except FileNotFoundError:

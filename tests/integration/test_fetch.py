@@ -356,12 +356,15 @@ class TestRemoveRefused(ScriptedCase):
         r = self.fetch()
         self.assertEqual((r.returncode, r.stderr), (0, b""))
         self.assertEqual(self.local_names(), ["1700000001.b"])
-        self.assertEqual(self.remote_names(), ["1700000000.a", "1700000001.b"])
+        # claimed (the rename was allowed), kept there, not in new/
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), ["1700000000.a", "1700000001.b"])
         # the server allows it again: removed, and forgotten
         self.set_rules({})
         r = self.fetch()
         self.assertEqual((r.returncode, r.stderr), (0, b""))
         self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
         self.assertEqual(self.local_names(), ["1700000001.b"])
         state = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.unremoved")
         self.assertEqual(open(state).read(), "")
@@ -465,8 +468,11 @@ class TestDeadline(ScriptedCase):
     def test_a_message_dripped_a_byte_at_a_time(self):
         self.put("1700000000.a", b"x" * 300)
         r = self.run_bounded({"drip": 0.05})
-        self.assertIn(b"reading %s/new/1700000000.a" % self.remote.encode(), r.stderr)
-        self.assertEqual(self.remote_names(), ["1700000000.a"])
+        # claimed first (move mode), then read from the claim
+        self.assertIn(b"reading %s/postie-claims/laptop/1700000000.a" % self.remote.encode(),
+                      r.stderr)
+        # still this client's claim: its next run finishes it
+        self.assertEqual(self.remote_names() + self.claimed_names(), ["1700000000.a"])
         self.assertEqual(self.local_names(), [])
         self.assertEqual(self.local_names(sub="tmp"), [])
 
