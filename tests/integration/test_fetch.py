@@ -1050,9 +1050,10 @@ class TestClients(FetchCase):
 
 class TestSoak(FetchCase):
     """fetch killed (SIGKILL) at random moments, again and again, over a
-    server Maildir of 2,000 messages, until a run ends with exit 0 and the
-    server empty: each message afterwards locally exactly once, byte for
-    byte, and after every kill nothing lost, nothing torn in new/.
+    server Maildir of 2,000 messages (ten of them 0.5 to 1 MiB), until a
+    run ends with exit 0 and the server empty: each message afterwards
+    locally exactly once, byte for byte, and after every kill nothing
+    lost, nothing torn in new/.
     POSTIE_SOAK_SEED=N replays the kill delays and the contents;
     POSTIE_SOAK_VERBOSE=1 prints the seed, the runs and the kills."""
     folders = "INBOX .lists.*"
@@ -1064,8 +1065,10 @@ class TestSoak(FetchCase):
         for i in range(self.N):
             folder = ".lists.dev" if i % 4 == 0 else ""
             name = "1700%06d.M%dP%d.server" % (i, i, i)
+            # a few KiB each; every 200th 0.5 to 1 MiB, a download of many reads
+            size = rng.randint(256, 512) * 1024 if i % 200 == 100 else rng.randint(512, 3072)
             sent[(folder, name)] = self.put(name, b"From: a@example.org\nSubject: %s\n\n%s\n" % (
-                name.encode(), rng.randbytes(rng.randint(512, 3072)).hex().encode()), folder)
+                name.encode(), rng.randbytes(size).hex().encode()), folder)
         return sent
 
     def calibrate(self):
@@ -1112,8 +1115,10 @@ class TestSoak(FetchCase):
             here = self.local_names(folder)
             for n in here:
                 self.assertIn((folder, n), sent, "%s: a stranger in %s/new" % (why, folder))
-                self.assertEqual(self.local_data(n, folder), sent[(folder, n)],
-                                 "%s: %s/new/%s differs from the server's" % (why, folder, n))
+                got = self.local_data(n, folder)
+                self.assertTrue(got == sent[(folder, n)], "%s: %s/new/%s differs from the "
+                                "server's: %d bytes, %d there" % (why, folder, n, len(got),
+                                                                  len(sent[(folder, n)])))
             self.assertEqual(self.local_names(folder, sub="cur"), [], why)
             for n in self.local_names(folder, sub="tmp"):
                 self.assertTrue(n.endswith(",postie-fetch"), "%s: tmp/%s" % (why, n))
