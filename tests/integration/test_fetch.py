@@ -1172,7 +1172,8 @@ class TestSoak(FetchCase):
                 kills += 1
                 partial += self.state() != before
             self.check_after_kill(sent, why)
-            self.assertLess(unkilled, 2, "not done after %d runs, %d killed" % (rnd + 1, kills))
+            self.assertLess(unkilled, 2, "%s: not done after %d runs, %d killed; %d messages left on the server"
+                            % (why, rnd + 1, kills, self.left_on_server()))
             rnd += 1
         # every message here exactly once, byte for byte, nothing on the
         # server, no claim; the last run removed the killed runs' tmp/ files
