@@ -5,6 +5,7 @@ durable step, a dropped link, the lock and the exit codes."""
 import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -1045,3 +1046,152 @@ class TestClients(FetchCase):
         self.assertEqual(self.local_names(), ["1700000000.M1P1.server"])
         self.assertEqual(self.local_data("1700000000.M1P1.server"), data)
         self.assertEqual(self.claimed_names(client="phone"), ["1700000001.M2P2.server"])
+
+
+class TestSoak(FetchCase):
+    """fetch killed (SIGKILL) at random moments, again and again, over a
+    server Maildir of 2,000 messages (ten of them 0.5 to 1 MiB), until a
+    run ends with exit 0 and the server empty: each message afterwards
+    locally exactly once, byte for byte, and after every kill nothing
+    lost, nothing torn in new/.
+    POSTIE_SOAK_SEED=N replays the kill delays and the contents;
+    POSTIE_SOAK_VERBOSE=1 prints the seed, the runs and the kills."""
+    folders = "INBOX .lists.*"
+    N = 2000
+    MAX_KILLS = 40
+
+    def fill(self, rng):
+        sent = {}
+        for i in range(self.N):
+            folder = ".lists.dev" if i % 4 == 0 else ""
+            name = "1700%06d.M%dP%d.server" % (i, i, i)
+            # a few KiB each; every 200th 0.5 to 1 MiB, a download of many reads
+            size = rng.randint(256, 512) * 1024 if i % 200 == 100 else rng.randint(512, 3072)
+            sent[(folder, name)] = self.put(name, b"From: a@example.org\nSubject: %s\n\n%s\n" % (
+                name.encode(), rng.randbytes(size).hex().encode()), folder)
+        return sent
+
+    def calibrate(self):
+        """How long one whole run takes here: the same files (hard links)
+        in a second server Maildir, fetched by a job of their own."""
+        calib = os.path.join(self.dir, "server", "Calib")
+        for folder in ("", ".lists.dev"):
+            os.makedirs(os.path.join(calib, folder, "new"))
+            for n in self.remote_names(folder):
+                os.link(os.path.join(self.remote, folder, "new", n),
+                        os.path.join(calib, folder, "new", n))
+        self.configure(job_extra="fetch calib\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n"
+                       "  local %s\n  folders %s\n  client %s\n" % (
+                           self.sshd.user, self.sshd.port, self.key, calib,
+                           os.path.join(self.dir, "CalibMaildir"), self.folders, self.client))
+        t = time.monotonic()
+        r = self.fetch("calib")
+        took = time.monotonic() - t
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t = time.monotonic()
+        r = self.fetch("calib")            # nothing to take: login and listing
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return took, time.monotonic() - t
+
+    def left_on_server(self):
+        return sum(len(self.remote_names(f)) + len(self.claimed_names(f))
+                   for f in ("", ".lists.dev"))
+
+    def state(self):
+        """What a run changes: local new/ and tmp/, the server's new/ and
+        claims."""
+        return [(f, sub, tuple(self.local_names(f, sub=sub))) for f in ("", ".lists.dev")
+                for sub in ("new", "tmp")] + [
+            (f, tuple(self.remote_names(f)), tuple(self.claimed_names(f)))
+            for f in ("", ".lists.dev")]
+
+    def check_after_kill(self, sent, why):
+        """Nothing lost (each message in local new/, the server's new/ or
+        this client's claims), nothing torn or foreign in new/ or cur/,
+        nothing but this host's own downloads in tmp/. The killed run
+        writes no more; the server side may still finish its requests
+        (a claim, a remove), so local first, then new/, then the claims."""
+        for folder in ("", ".lists.dev"):
+            here = self.local_names(folder)
+            for n in here:
+                self.assertIn((folder, n), sent, "%s: a stranger in %s/new" % (why, folder))
+                got = self.local_data(n, folder)
+                self.assertTrue(got == sent[(folder, n)], "%s: %s/new/%s differs from the "
+                                "server's: %d bytes, %d there" % (why, folder, n, len(got),
+                                                                  len(sent[(folder, n)])))
+            self.assertEqual(self.local_names(folder, sub="cur"), [], why)
+            for n in self.local_names(folder, sub="tmp"):
+                self.assertTrue(n.endswith(",postie-fetch"), "%s: tmp/%s" % (why, n))
+            where = set(here) | set(self.remote_names(folder)) | set(self.claimed_names(folder))
+            lost = sorted(n for f, n in sent if f == folder and n not in where)
+            self.assertEqual(lost, [], "%s: lost from %s" % (why, folder or "INBOX"))
+
+    def test_killed_at_random_moments_loses_and_doubles_nothing(self):
+        seed = int(os.environ.get("POSTIE_SOAK_SEED") or random.SystemRandom().randrange(2**32))
+        try:
+            self.soak(seed)
+        except AssertionError as e:
+            raise AssertionError("seed %d (replay with POSTIE_SOAK_SEED=%d): %s"
+                                 % (seed, seed, e)) from None
+
+    def soak(self, seed):
+        rng = random.Random(seed)
+        sent = self.fill(rng)
+        whole, login = self.calibrate()
+        t0 = time.monotonic()
+        kills = partial = unkilled = 0
+        rnd = 0
+        while True:
+            left = self.left_on_server()
+            before = self.state()
+            # this run's length, estimated from how much is left; the first
+            # rounds are killed within the login and 0.6 of the rest (a run
+            # can be twice as fast as the estimate on a busy machine), later
+            # ones within 1.5 times it, so some run gets to the end; past 40
+            # kills or 25 s, runs are not killed
+            run = login + (whole - login) * left / self.N
+            delay = rng.uniform(0, login + (run - login) * 0.6 if rnd < 20 else run * 1.5)
+            kill = rnd < self.MAX_KILLS and time.monotonic() - t0 < 25
+            unkilled += not kill
+            with open(os.path.join(self.dir, "stderr"), "w+b") as err:
+                p = subprocess.Popen([os.path.join(self.bin, "fetch"), "inbox"], env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=err)
+                try:
+                    p.wait(timeout=delay if kill else 60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                err.seek(0)
+                stderr = err.read()
+            why = "round %d, delay %.3f s of ~%.3f, exit %d" % (rnd, delay, run, p.returncode)
+            self.assertIn(p.returncode, (0, -9), "%s: %r" % (why, stderr))
+            if p.returncode == 0 and self.left_on_server() == 0:
+                break
+            if p.returncode == -9:
+                kills += 1
+                partial += self.state() != before
+            self.check_after_kill(sent, why)
+            self.assertLess(unkilled, 2, "%s: not done after %d runs, %d killed; %d messages left on the server"
+                            % (why, rnd + 1, kills, self.left_on_server()))
+            rnd += 1
+        # every message here exactly once, byte for byte, nothing on the
+        # server, no claim; the last run removed the killed runs' tmp/ files
+        for folder in ("", ".lists.dev"):
+            names = sorted(n for f, n in sent if f == folder)
+            self.assertEqual(self.local_names(folder), names)
+            for n in names:
+                self.assertEqual(self.local_data(n, folder), sent[(folder, n)], n)
+            self.assertEqual(self.local_names(folder, sub="cur"), [])
+            self.assertEqual(self.local_names(folder, sub="tmp"), [])
+            self.assertEqual(self.remote_names(folder), [])
+            claims = os.path.join(self.remote, folder, "postie-claims")
+            for c in (os.listdir(claims) if os.path.isdir(claims) else []):
+                self.assertEqual(os.listdir(os.path.join(claims, c)), [],
+                                 "%s claimed by %s" % (folder or "INBOX", c))
+        # the kills really came mid-run (after it changed something), many times
+        self.assertGreaterEqual(partial, 3, "%d kills, %d mid-run" % (kills, partial))
+        if os.environ.get("POSTIE_SOAK_VERBOSE"):
+            print("seed %d: %d runs, %d killed, %d mid-run, a whole run %.2f s, "
+                  "login %.2f s, rounds %.1f s" % (seed, rnd + 1, kills, partial, whole, login,
+                                                   time.monotonic() - t0))
