@@ -1144,13 +1144,18 @@ class TestSoak(FetchCase):
         while True:
             left = self.left_on_server()
             before = self.state()
-            # this run's length, estimated from how much is left; the first
-            # rounds are killed within the login and 0.6 of the rest (a run
+            # this run's length, estimated from how much is left; until 3
+            # kills have landed mid-run, each lands after the login and
+            # within half the rest; then rounds are killed within the login
+            # and 0.6 of the rest (a run
             # can be twice as fast as the estimate on a busy machine), later
             # ones within 1.5 times it, so some run gets to the end; past 40
             # kills or 25 s, runs are not killed
             run = login + (whole - login) * left / self.N
-            delay = rng.uniform(0, login + (run - login) * 0.6 if rnd < 20 else run * 1.5)
+            if partial < 3:     # until 3 kills landed mid-run: within it
+                delay = rng.uniform(login, login + (run - login) * 0.5)
+            else:
+                delay = rng.uniform(0, login + (run - login) * 0.6 if rnd < 20 else run * 1.5)
             kill = rnd < self.MAX_KILLS and time.monotonic() - t0 < 25
             unkilled += not kill
             with open(os.path.join(self.dir, "stderr"), "w+b") as err:
