@@ -5,11 +5,11 @@
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/file.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -1619,11 +1619,12 @@ child_run(const struct config *cfg, size_t k, const struct fetch_opts *o,
 	_exit(code);
 }
 
-/* What a finished child said: 0, or -1 and *je. Its report is bytes from
- * another process: checked before it is believed. */
+/* What a finished child said: 0, or -1 and *je (logged by the child,
+ * or here when it could not). Its report is bytes from another process:
+ * checked before it is believed. */
 static int
 child_result(const struct child *c, int status, const char *name,
-    struct err *je)
+    struct log *log, struct err *je)
 {
 	struct err got;
 	size_t n = 0;
@@ -1638,20 +1639,22 @@ child_result(const struct child *c, int status, const char *name,
 		n += (size_t)r;
 	}
 	if (WIFSIGNALED(status))
-		return err_set(je, ERR_SOFTWARE, "killed by signal %d (%s): "
-		    "nothing is lost, the next run finishes its work; run "
-		    "fetch again", WTERMSIG(status),
-		    strsignal(WTERMSIG(status)));
-	if (n == sizeof(got) && got.code > ERR_OK && got.code <= ERR_CONFIG) {
+		err_set(je, ERR_SOFTWARE, "killed by signal %d (%s): nothing "
+		    "is lost, the next run finishes its work; run fetch again",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else if (n == sizeof(got) && got.code > ERR_OK &&
+	    got.code <= ERR_CONFIG) {
 		got.msg[sizeof(got.msg) - 1] = '\0';
 		*je = got;
 		return -1;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return err_set(je, ERR_SOFTWARE, "ended with status %d and "
-		    "no reason: run fetch -v %s to see why",
+	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		err_set(je, ERR_SOFTWARE, "ended with status %d and no "
+		    "reason: run fetch -v %s to see why",
 		    WIFEXITED(status) ? WEXITSTATUS(status) : -1, name);
-	return 0;
+	else
+		return 0;
+	log_msg(log, LOG_ERR, "%s: %s", name, je->msg);
+	return -1;
 }
 
 /* Start job k in a child: 0, or -1 and *je (it does not run). */
@@ -1676,7 +1679,7 @@ child_start(const struct config *cfg, size_t k, const struct fetch_opts *o,
 		close(p[0]);
 		close(p[1]);
 		return err_set(je, ERR_OSERR, "cannot start the job: fork: "
-		    "%s", strerror(errnum));
+		    "%s; run fetch again", strerror(errnum));
 	}
 	if (c->pid == 0) {
 		close(p[0]);
@@ -1748,10 +1751,8 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 		c = child_wait(kids, FETCH_PARALLEL, &status);
 		if (c == NULL)
 			break;
-		if (child_result(c, status, cfg->jobs[c->k].name,
-		    &errs[c->k]) < 0 && WIFSIGNALED(status))
-			log_msg(log, LOG_ERR, "%s: %s", cfg->jobs[c->k].name,
-			    errs[c->k].msg);
+		(void)child_result(c, status, cfg->jobs[c->k].name, log,
+		    &errs[c->k]);
 		close(c->fd);
 		c->pid = 0;
 		running--;

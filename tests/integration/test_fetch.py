@@ -909,6 +909,30 @@ class TestParallelJobs(FetchCase):
             except FileNotFoundError:
                 pass
 
+    def test_at_most_four_at_once(self):
+        port = self.slow_port(100)
+        roots = {"job%d" % i: (os.path.join(self.dir, "job%d" % i, "server"),
+                               os.path.join(self.dir, "job%d" % i, "local")) for i in range(5)}
+        self.write_config("".join(self.job(n, port, *roots[n]) for n in sorted(roots)))
+        for n, (remote, local) in roots.items():
+            with open(os.path.join(remote, "new", "1700000000." + n), "wb") as f:
+                f.write(BODY % (n.encode(), n.encode()))
+        p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        most = 0
+        while p.poll() is None:
+            try:
+                with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                    most = max(most, len(f.read().split()))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+            time.sleep(0.005)
+        out, err = p.communicate()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(most, 4)
+        for n, (remote, local) in roots.items():
+            self.assertEqual(os.listdir(os.path.join(local, "new")), ["1700000000." + n])
+
     def closed_port(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
