@@ -47,6 +47,8 @@
 #define FETCH_DEADLINE_STEPS	3	/* a run's deadline: this many times
 					 * the job's timeout, plus its bytes at
 					 * FETCH_RATE_FLOOR */
+#define FETCH_PARALLEL		4	/* jobs of one run at once, each in
+					 * a process of its own */
 #define FETCH_LIST_MAX		100000	/* messages to take from one listing
 					 * (what is skipped does not count) */
 

@@ -5,13 +5,19 @@
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -1546,72 +1552,274 @@ worse(enum err_code a, enum err_code b)
 	return b == ERR_OK || (b == ERR_TEMPFAIL && a != ERR_TEMPFAIL);
 }
 
+/* One job, in this process: 0, or -1 and *je (logged). */
+static int
+job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
+    struct log *log, struct crash *crash, bool alone, struct err *je)
+{
+	struct job j;
+	int rc;
+
+	memset(&j, 0, sizeof(j));
+	j.cfg = cfg;
+	j.job = &cfg->jobs[k];
+	j.o = o;
+	j.log = log;
+	j.crash = crash;
+	/* one progress line on a terminal: only when one job runs */
+	j.progress = alone && isatty(STDERR_FILENO) && !o->verbose &&
+	    !o->dry_run;
+	j.lock_fd = j.seen_fd = j.maildir_fd = -1;
+	j.ssh.fd = -1;
+	sv_init(&j.seen);
+	sv_init(&j.unremoved);
+	sv_init(&j.unremoved_now);
+	sv_init(&j.retried);
+	rc = run_job(&j, je);
+	if (rc < 0)
+		log_msg(log, LOG_ERR, "%s: %s", j.job->name, je->msg);
+	job_free(&j);
+	return rc;
+}
+
+/* A job running in a child process of its own. */
+struct child {
+	pid_t	pid;	/* 0: not running */
+	int	fd;	/* the child's report: its struct err, on failure */
+	size_t	k;
+};
+
+/* The child's side: run the job, report, exit. Never returns. */
+static void child_run(const struct config *cfg, size_t k,
+    const struct fetch_opts *o, struct log *log, struct crash *crash, int fd,
+    pid_t parent) __attribute__((noreturn));
+
+static void
+child_run(const struct config *cfg, size_t k, const struct fetch_opts *o,
+    struct log *log, struct crash *crash, int fd, pid_t parent)
+{
+	struct err je = { 0 };
+	int code = 0;
+
+#ifdef __linux__
+	/* a parent that dies (kill -9, power cut) takes its jobs along */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(EX_OSERR);
+#else
+	(void)parent;
+#endif
+	/* -n lists one whole line per write: jobs never tear each other's */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (job_one(cfg, k, o, log, crash, false, &je) < 0) {
+		(void)util_write_all(fd, &je, sizeof(je));
+		code = err_exit_code(je.code);
+	}
+	fflush(stdout);
+	fflush(stderr);
+	_exit(code);
+}
+
+/* What a finished child said: 0, or -1 and *je (logged by the child,
+ * or here when it could not). Its report is bytes from another process:
+ * checked before it is believed. */
+static int
+child_result(const struct child *c, int status, const char *name,
+    struct log *log, struct err *je)
+{
+	struct err got;
+	size_t n = 0;
+
+	while (n < sizeof(got)) {
+		ssize_t r = read(c->fd, (char *)&got + n, sizeof(got) - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	if (WIFSIGNALED(status))
+		err_set(je, ERR_SOFTWARE, "killed by signal %d (%s): nothing "
+		    "is lost, the next run finishes its work; run fetch again",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else if (n == sizeof(got) && got.code > ERR_OK &&
+	    got.code <= ERR_CONFIG) {
+		got.msg[sizeof(got.msg) - 1] = '\0';
+		*je = got;
+		return -1;
+	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		err_set(je, ERR_SOFTWARE, "ended with status %d and no "
+		    "reason: run fetch -v %s to see why",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1, name);
+	else
+		return 0;
+	log_msg(log, LOG_ERR, "%s: %s", name, je->msg);
+	return -1;
+}
+
+/* Start job k in a child: 0, or -1 and *je (it does not run). */
+static int
+child_start(const struct config *cfg, size_t k, const struct fetch_opts *o,
+    struct log *log, struct crash *crash, struct child *kids, size_t nkids,
+    struct child *c, struct err *je)
+{
+	pid_t parent = getpid();
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return err_set(je, ERR_OSERR, "cannot start the job: pipe: %s",
+		    strerror(errno));
+	fflush(stdout);
+	fflush(stderr);
+	c->pid = fork();
+	if (c->pid < 0) {
+		int errnum = errno;
+
+		c->pid = 0;
+		close(p[0]);
+		close(p[1]);
+		return err_set(je, ERR_OSERR, "cannot start the job: fork: "
+		    "%s; run fetch again", strerror(errnum));
+	}
+	if (c->pid == 0) {
+		close(p[0]);
+		for (size_t i = 0; i < nkids; i++)
+			if (kids[i].pid > 0 && &kids[i] != c)
+				close(kids[i].fd);
+		child_run(cfg, k, o, log, crash, p[1], parent);
+	}
+	close(p[1]);
+	c->fd = p[0];
+	c->k = k;
+	return 0;
+}
+
+/* Wait for one of the children: its slot, or NULL if none runs. */
+static struct child *
+child_wait(struct child *kids, size_t nkids, int *status)
+{
+	for (;;) {
+		bool any = false;
+		pid_t pid;
+
+		for (size_t i = 0; i < nkids; i++)
+			any = any || kids[i].pid > 0;
+		if (!any)
+			return NULL;
+		pid = waitpid(-1, status, 0);
+		if (pid < 0 && errno == EINTR)
+			continue;
+		if (pid < 0)
+			return NULL;
+		for (size_t i = 0; i < nkids; i++)
+			if (kids[i].pid == pid)
+				return &kids[i];
+	}
+}
+
+/* The selected jobs, FETCH_PARALLEL at a time, each in a child process;
+ * errs[k] is job k's result. */
+static void
+run_parallel(const struct config *cfg, const struct fetch_opts *o,
+    struct log *log, struct crash *crash, const bool *chosen,
+    struct err *errs)
+{
+	struct child kids[FETCH_PARALLEL];
+	size_t running = 0;
+	size_t k = 0;
+
+	memset(kids, 0, sizeof(kids));
+	for (;;) {
+		struct child *c;
+		int status;
+
+		while (running < FETCH_PARALLEL && k < cfg->njobs) {
+			if (chosen[k]) {
+				size_t slot = 0;
+
+				while (kids[slot].pid > 0)
+					slot++;
+				if (child_start(cfg, k, o, log, crash, kids,
+				    FETCH_PARALLEL, &kids[slot], &errs[k]) < 0)
+					log_msg(log, LOG_ERR, "%s: %s",
+					    cfg->jobs[k].name, errs[k].msg);
+				else
+					running++;
+			}
+			k++;
+		}
+		c = child_wait(kids, FETCH_PARALLEL, &status);
+		if (c == NULL)
+			break;
+		(void)child_result(c, status, cfg->jobs[c->k].name, log,
+		    &errs[c->k]);
+		close(c->fd);
+		c->pid = 0;
+		running--;
+	}
+}
+
 int
 fetch_run(const struct config *cfg, const struct fetch_opts *o,
     struct log *log, struct err *e)
 {
-	struct err *errs = xcalloc(cfg->njobs + 1, sizeof(*errs));
-	size_t nerrs = 0, pick = 0;
+	struct err *errs;
+	bool *chosen;
+	size_t nchosen = 0, nerrs = 0, pick = 0;
 	struct crash crash;
 
 	crash_init(&crash);
-	if (cfg->njobs == 0) {
-		free(errs);
+	if (cfg->njobs == 0)
 		return err_set(e, ERR_CONFIG, "no fetch job in %s: add a "
 		    "\"fetch NAME\" block (see postie.conf(5))",
 		    cfg->path ? cfg->path : "the configuration");
-	}
 	for (size_t i = 0; i < o->jobs.n; i++) {
 		bool found = false;
 
 		for (size_t k = 0; k < cfg->njobs; k++)
 			found = found || strcmp(cfg->jobs[k].name,
 			    o->jobs.v[i]) == 0;
-		if (!found) {
-			free(errs);
+		if (!found)
 			return err_set(e, ERR_USAGE, "no fetch job named '%s' "
 			    "in %s", o->jobs.v[i], cfg->path ? cfg->path :
 			    "the configuration");
-		}
 	}
+	errs = xcalloc(cfg->njobs, sizeof(*errs));
+	chosen = xcalloc(cfg->njobs, sizeof(*chosen));
 	for (size_t k = 0; k < cfg->njobs; k++) {
-		struct job j;
-		struct err je = { 0 };
-
-		if (o->jobs.n > 0 && !sv_contains(&o->jobs, cfg->jobs[k].name))
-			continue;
-		memset(&j, 0, sizeof(j));
-		j.cfg = cfg;
-		j.job = &cfg->jobs[k];
-		j.o = o;
-		j.log = log;
-		j.crash = &crash;
-		j.progress = isatty(STDERR_FILENO) && !o->verbose &&
-		    !o->dry_run;
-		j.lock_fd = j.seen_fd = j.maildir_fd = -1;
-		j.ssh.fd = -1;
-		sv_init(&j.seen);
-		sv_init(&j.unremoved);
-		sv_init(&j.unremoved_now);
-		sv_init(&j.retried);
-		if (run_job(&j, &je) < 0) {
-			log_msg(log, LOG_ERR, "%s: %s", j.job->name, je.msg);
-			errs[nerrs].code = je.code;
-			snprintf(errs[nerrs].msg, sizeof(errs[nerrs].msg),
-			    "job '%s': %.900s", j.job->name, je.msg);
-			if (nerrs == 0 || worse(je.code, errs[pick].code))
-				pick = nerrs;
-			nerrs++;
-		}
-		job_free(&j);
+		chosen[k] = o->jobs.n == 0 ||
+		    sv_contains(&o->jobs, cfg->jobs[k].name);
+		nchosen += chosen[k];
 	}
-	/* every failed job is named; the worst one is the exit code (and
-	 * main's line) */
+	/* one job runs here (a crash step or a kill hits the command
+	 * itself); several go at once, each in a process of its own */
+	if (nchosen == 1) {
+		for (size_t k = 0; k < cfg->njobs; k++)
+			if (chosen[k])
+				(void)job_one(cfg, k, o, log, &crash, true,
+				    &errs[k]);
+	} else
+		run_parallel(cfg, o, log, &crash, chosen, errs);
+	/* in the config's order: the worst failure is the exit code (and
+	 * main's line), every other one is named */
+	for (size_t k = 0; k < cfg->njobs; k++) {
+		struct err je = errs[k];
+
+		if (je.code == ERR_OK)
+			continue;
+		snprintf(errs[nerrs].msg, sizeof(errs[nerrs].msg),
+		    "job '%s': %.900s", cfg->jobs[k].name, je.msg);
+		errs[nerrs].code = je.code;
+		if (nerrs == 0 || worse(je.code, errs[pick].code))
+			pick = nerrs;
+		nerrs++;
+	}
 	for (size_t i = 0; i < nerrs; i++)
 		if (i != pick)
 			fprintf(stderr, "fetch: %s\n", errs[i].msg);
 	if (nerrs > 0)
 		*e = errs[pick];
 	free(errs);
+	free(chosen);
 	return nerrs > 0 ? -1 : 0;
 }

@@ -811,6 +811,184 @@ class TestFullDisk(FetchCase):
         self.assertEqual(self.local_names(sub="tmp"), [])
 
 
+class TestParallelJobs(FetchCase):
+    """The jobs of one run go at once (up to 4), each in a process of its
+    own: two jobs over slow links cost about one job's time, not the sum,
+    and their exit codes combine as before."""
+
+    def job(self, name, port, remote, local):
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(remote, sub), exist_ok=True)
+        return ("fetch %s\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n"
+                "  local %s\n  client %s\n" % (name, self.sshd.user, port, self.key,
+                                                remote, local, self.client))
+
+    def slow_port(self, delay_ms):
+        proxy = LatencyProxy(self.sshd.port, delay_ms).start()
+        self.addCleanup(proxy.stop)
+        with open(os.path.join(self.dir, ".ssh", "known_hosts"), "a") as f:
+            f.write(self.sshd.known_hosts_line(name="[127.0.0.1]:%d" % proxy.port))
+        return proxy.port
+
+    def timed(self, *args):
+        t = time.monotonic()
+        r = self.fetch(*args)
+        return r, time.monotonic() - t
+
+    def test_two_slow_jobs_take_one_jobs_time(self):
+        roots = {n: (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
+                 for n in ("one", "two")}
+        self.write_config("".join(self.job(n, self.slow_port(100), *roots[n])
+                                  for n in ("one", "two")))
+        mail = {}
+        for n, (remote, local) in roots.items():
+            name = "1700000000.M1P1.%s" % n
+            mail[n] = BODY % (name.encode(), name.encode())
+            with open(os.path.join(remote, "new", name), "wb") as f:
+                f.write(mail[n])
+        r, alone = self.timed("one")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreaterEqual(alone, 2.0)     # the link is what costs
+        with open(os.path.join(roots["one"][0], "new", "1700000001.M2P2.one"), "wb") as f:
+            f.write(mail["one"])
+        r, both = self.timed()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        print("\n  one job alone %.2f s, two jobs together %.2f s" % (alone, both))
+        self.assertLess(both, 1.6 * alone)
+        self.assertEqual(os.listdir(os.path.join(roots["one"][1], "new")).__len__(), 2)
+        self.assertEqual(sorted(os.listdir(os.path.join(roots["two"][1], "new"))),
+                         ["1700000000.M1P1.two"])
+        self.assertEqual(open(os.path.join(roots["two"][1], "new", "1700000000.M1P1.two"),
+                              "rb").read(), mail["two"])
+
+    def two_jobs_with_mail(self, port):
+        roots = {n: (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
+                 for n in ("one", "two")}
+        self.write_config("".join(self.job(n, port(), *roots[n]) for n in ("one", "two")))
+        for n, (remote, local) in roots.items():
+            with open(os.path.join(remote, "new", "1700000000.%s" % n), "wb") as f:
+                f.write(BODY % (n.encode(), n.encode()))
+        return roots
+
+    def test_crash_step_kills_each_job_alone(self):
+        # each job counts its own steps: both die at their first; the run
+        # says so (70), and the next run finishes their work
+        roots = self.two_jobs_with_mail(lambda: self.sshd.port)
+        r = self.fetch(env={"POSTIE_CRASH_AT": "1"})
+        self.assertEqual(r.returncode, 70, r.stderr)
+        for n in ("one", "two"):
+            self.assertIn(b"job '%s': killed by signal 9" % n.encode(), r.stderr)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for n, (remote, local) in roots.items():
+            self.assertEqual(os.listdir(os.path.join(local, "new")), ["1700000000." + n])
+            self.assertEqual(os.listdir(os.path.join(remote, "new")), [])
+
+    def test_killed_run_takes_its_jobs_along(self):
+        self.two_jobs_with_mail(lambda: self.slow_port(100))
+        # the jobs need about 3 s each (the slow link); they go at once
+        # when the run is killed
+        p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kids = set()
+        end = time.time() + 10
+        while len(kids) < 2 and time.time() < end:
+            with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                kids = set(int(k) for k in f.read().split())
+            time.sleep(0.01)
+        self.assertEqual(len(kids), 2)
+        p.kill()
+        p.wait()
+        end = time.time() + 1
+        while time.time() < end and any(os.path.exists("/proc/%d" % k) for k in kids):
+            time.sleep(0.01)
+        # gone (or a zombie waiting for its reaper)
+        for k in kids:
+            try:
+                with open("/proc/%d/stat" % k) as f:
+                    self.assertEqual(f.read().rsplit(")", 1)[1].split()[0], "Z")
+            except FileNotFoundError:
+                pass
+
+    def test_at_most_four_at_once(self):
+        port = self.slow_port(100)
+        roots = {"job%d" % i: (os.path.join(self.dir, "job%d" % i, "server"),
+                               os.path.join(self.dir, "job%d" % i, "local")) for i in range(5)}
+        self.write_config("".join(self.job(n, port, *roots[n]) for n in sorted(roots)))
+        for n, (remote, local) in roots.items():
+            with open(os.path.join(remote, "new", "1700000000." + n), "wb") as f:
+                f.write(BODY % (n.encode(), n.encode()))
+        p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        most = 0
+        while p.poll() is None:
+            try:
+                with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                    most = max(most, len(f.read().split()))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+            time.sleep(0.005)
+        out, err = p.communicate()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(most, 4)
+        for n, (remote, local) in roots.items():
+            self.assertEqual(os.listdir(os.path.join(local, "new")), ["1700000000." + n])
+
+    def closed_port(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+    def test_one_unreachable_is_75_and_the_other_fetches(self):
+        roots = {n: (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
+                 for n in ("gone", "here")}
+        self.write_config(self.job("gone", self.closed_port(), *roots["gone"]) +
+                          self.job("here", self.sshd.port, *roots["here"]))
+        with open(os.path.join(roots["here"][0], "new", "1700000000.x"), "wb") as f:
+            f.write(BODY % (b"x", b"x"))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"fetch: job 'gone': cannot connect to 127.0.0.1", r.stderr)
+        self.assertEqual(os.listdir(os.path.join(roots["here"][1], "new")), ["1700000000.x"])
+        self.assertEqual(os.listdir(os.path.join(roots["here"][0], "new")), [])
+
+    def test_a_refusal_wins_over_a_deferral(self):
+        # the unreachable job comes first, the refused login second: 77,
+        # and the deferral is still named
+        roots = {n: (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
+                 for n in ("gone", "stranger")}
+        conf = self.job("gone", self.closed_port(), *roots["gone"])
+        self.key = sshd.keygen(os.path.join(self.dir, "stranger_key"))     # not authorized
+        self.write_config(conf + self.job("stranger", self.sshd.port, *roots["stranger"]))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 77, r.stderr)
+        self.assertIn(b"fetch: job 'gone': cannot connect to 127.0.0.1", r.stderr)
+        self.assertIn(b"job 'stranger':", r.stderr)
+
+    def test_dry_run_lines_whole(self):
+        roots = {}
+        conf = ""
+        for i in range(4):
+            n = "job%d" % i
+            roots[n] = (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
+            conf += self.job(n, self.sshd.port, *roots[n])
+            for m in range(300):
+                with open(os.path.join(roots[n][0], "new", "17000%05d.M%dP%d.%s" % (m, m, m, n)),
+                          "wb") as f:
+                    f.write(b"x")
+        self.write_config(conf)
+        r = self.fetch("-n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 4 * 300)
+        for line in lines:
+            self.assertRegex(line, r"^job\d INBOX 17000\d{5}\.M\d+P\d+\.job\d 1$")
+        for n, (remote, local) in roots.items():
+            self.assertEqual(len(os.listdir(os.path.join(remote, "new"))), 300)
+
+
 class TestRefusals(FetchCase):
     def test_lock_held(self):
         self.put("1700000000.x")
