@@ -83,7 +83,7 @@ valgrind: unit
 	VALGRIND=1 tests/run.sh $(BUILD) $(PYTHON) unit
 
 deps:
-	tests/deps.sh
+	bash tests/deps.sh
 
 demo: deps all
 	tests/demo.sh $(BUILD)/postie
