@@ -201,6 +201,9 @@ void	fetchget_listing_free(struct listing *l);
 /* Start a listing of path (missing: an empty listing) that belongs to no
  * folder; it is done when j->listing is back to what it was. */
 struct listing *fetchget_list_dir(struct job *j, const char *path);
+/* Wait once for the channel (replies handled by their callbacks); a
+ * failure fails the job (a broken link said as such) and gives -1. */
+int	fetchget_wait(struct job *j);
 /* Start a download (IT_WAIT to IT_RUN). */
 void	fetchget_start(struct item *it);
 /* End an item: IT_DONE, or IT_SKIP (its tmp/ file removed). */

@@ -978,20 +978,9 @@ on_claims_made(void *arg, const struct sftp_reply *r, struct err *e)
 static int
 drain(struct job *j)
 {
-	struct err e;
-
 	while (!j->chan.broken && sftp_busy(j->chan.p) > 0)
-		if (sftp_chan_wait(&j->chan, &e) < 0) {
-			if (j->chan.broken) {
-				struct err le;
-
-				err_set(&le, ERR_TEMPFAIL, "the SSH connection "
-				    "to %s broke: %.800s", j->job->ssh.host,
-				    e.msg);
-				e = le;
-			}
-			return fetch_fail(j, &e);
-		}
+		if (fetchget_wait(j) < 0)
+			return -1;
 	return 0;
 }
 

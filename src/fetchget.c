@@ -354,7 +354,6 @@ int
 fetchget_list(struct job *j)
 {
 	struct folder *inbox = NULL;
-	struct err e;
 
 	if (fetch_folder_wanted(&j->job->folders, "INBOX")) {
 		inbox = xcalloc(1, sizeof(*inbox));
@@ -372,18 +371,24 @@ fetchget_list(struct job *j)
 	if (inbox != NULL)
 		folder_lists(j, inbox);
 	while (j->listing > 0)
-		if (sftp_chan_wait(&j->chan, &e) < 0) {
-			if (j->chan.broken) {
-				struct err le;
-
-				err_set(&le, ERR_TEMPFAIL, "the SSH connection "
-				    "to %s broke: %.800s", j->job->ssh.host,
-				    e.msg);
-				e = le;
-			}
-			return fetch_fail(j, &e);
-		}
+		if (fetchget_wait(j) < 0)
+			return -1;
 	return j->failed ? -1 : 0;
+}
+
+int
+fetchget_wait(struct job *j)
+{
+	struct err e, le;
+
+	if (sftp_chan_wait(&j->chan, &e) == 0)
+		return 0;
+	if (j->chan.broken) {
+		err_set(&le, ERR_TEMPFAIL, "the SSH connection to %s broke: "
+		    "%.800s", j->job->ssh.host, e.msg);
+		e = le;
+	}
+	return fetch_fail(j, &e);
 }
 
 /* --- downloads, many in flight ------------------------------------------ */
