@@ -61,6 +61,18 @@ class FetchCase(QueueCase):
             f.write(data)
         return data
 
+    def small_disk(self):
+        """The local Maildir on a 256 KiB tmpfs (needs root)."""
+        mnt = tempfile.mkdtemp(prefix="postie-full.")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
+                            "postie-test", mnt], capture_output=True)
+        if r.returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
+        self.addCleanup(os.rmdir, mnt)
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        self.local = os.path.join(mnt, "Maildir")
+
     def remote_names(self, folder="", sub="new"):
         d = os.path.join(self.remote, folder, sub)
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
@@ -485,17 +497,6 @@ class TestDeadline(ScriptedCase):
 
 
 class TestHugeAnnounced(ScriptedCase):
-    def small_disk(self):
-        mnt = tempfile.mkdtemp(prefix="postie-full.")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
-                            "postie-test", mnt], capture_output=True)
-        if r.returncode != 0:
-            os.rmdir(mnt)
-            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
-        self.addCleanup(os.rmdir, mnt)
-        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
-        self.local = os.path.join(mnt, "Maildir")
-
     def test_2_63_bytes_announced_is_said_before_a_byte(self):
         self.small_disk()
         self.configure("max-size 0\n")
@@ -787,15 +788,7 @@ class TestLatency(FetchCase):
 class TestFullDisk(FetchCase):
     @unittest.skipUnless(os.geteuid() == 0, "mounting a tmpfs needs root")
     def test_full_local_disk_keeps_the_server_copy(self):
-        mnt = tempfile.mkdtemp(prefix="postie-full.")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700",
-                            "postie-test", mnt], capture_output=True)
-        if r.returncode != 0:
-            os.rmdir(mnt)
-            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
-        self.addCleanup(os.rmdir, mnt)
-        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
-        self.local = os.path.join(mnt, "Maildir")
+        self.small_disk()
         self.configure()
         small = self.put("1700000000.small")
         self.put("1700000001.big", b"x" * (1024 * 1024))
