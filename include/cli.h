@@ -55,4 +55,7 @@ void	cli_command_free(struct cmd_args *a);
 
 extern const char cli_sendmail_usage[];
 
+/* A DSN NOTIFY value: NEVER, or a list of SUCCESS, FAILURE, DELAY. */
+bool	cli_notify_valid(const char *v);
+
 #endif

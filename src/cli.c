@@ -18,8 +18,8 @@ static const char value_flags[] = "fFrCNRBVLhXpO";
 /* Flags without a value we accept and ignore (sendmail compatibility). */
 static const char ignored_flags[] = "mnUGAs";
 
-static bool
-valid_notify(const char *v)
+bool
+cli_notify_valid(const char *v)
 {
 	char buf[64];
 	char *save = NULL, *tok;
@@ -55,7 +55,7 @@ set_value(struct sendmail_args *a, char flag, const char *v, struct err *e)
 		a->config = v;
 		return 0;
 	case 'N':
-		if (!valid_notify(v))
+		if (!cli_notify_valid(v))
 			return err_set(e, ERR_USAGE, "-N takes never or a list "
 			    "of success,failure,delay, not '%s'", v);
 		a->notify = strcasecmp(v, "never") == 0 ? "NEVER" : v;

@@ -1,8 +1,11 @@
 /* smtpd.c - a minimal SMTP server on a pipe, feeding the spool. */
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "cli.h"
 #include "message.h"
 #include "smtpd.h"
 #include "spool.h"
@@ -19,7 +22,7 @@ struct session {
 	bool		 have_mail;
 	char		*sender;
 	struct spool_opts opts;
-	char		 notify[64];
+	char		 notify[128];
 	char		 envid[128];
 };
 
@@ -65,34 +68,107 @@ path_arg(const char *p, const char **params)
 	return xstrndup(p + 1, (size_t)(end - p - 1));
 }
 
-/* Value of NAME=value in an ESMTP parameter list, copied into buf. */
-static bool
-param(const char *params, const char *name, char *buf, size_t len)
-{
-	size_t n = strlen(name);
+/*
+ * The ESMTP parameters of MAIL or RCPT, checked: each one known, each
+ * value whole (never cut to fit) and one the queue can honour. A reply
+ * is given and false returned at the first that is not.
+ */
+enum { P_SIZE, P_BODY, P_RET, P_ENVID, P_NOTIFY, P_ORCPT, P_N };
 
+struct params {
+	char	val[P_N][128];
+	bool	have[P_N];
+};
+
+static const char *const param_names[P_N] = {
+	"SIZE", "BODY", "RET", "ENVID", "NOTIFY", "ORCPT"
+};
+
+/* RFC 3461 xtext: printable ASCII but "+" and "=", or "+" and 2 hex. */
+static bool
+xtext_valid(const char *v)
+{
+	for (const char *p = v; *p; p++) {
+		if (*p == '+') {
+			if (!isxdigit((unsigned char)p[1]) ||
+			    !isxdigit((unsigned char)p[2]))
+				return false;
+			p += 2;
+		} else if (*p < '!' || *p > '~' || *p == '=')
+			return false;
+	}
+	return true;
+}
+
+static bool
+value_ok(int which, const char *v)
+{
+	switch (which) {
+	case P_SIZE:
+		return *v && strspn(v, "0123456789") == strlen(v);
+	case P_BODY:
+		return strcasecmp(v, "7BIT") == 0 ||
+		    strcasecmp(v, "8BITMIME") == 0;
+	case P_RET:
+		return strcasecmp(v, "FULL") == 0 || strcasecmp(v, "HDRS") == 0;
+	case P_ENVID:
+		return *v && strlen(v) <= 100 && xtext_valid(v);
+	case P_NOTIFY:
+		return cli_notify_valid(v);
+	default:	/* ORCPT: accepted, not kept */
+		return true;
+	}
+}
+
+static bool
+parse_params(struct session *s, const char *params, unsigned allowed,
+    struct params *out)
+{
+	memset(out, 0, sizeof(*out));
 	for (const char *p = params; p && *p; ) {
+		size_t len, nl;
+		const char *eq;
+		int w;
+
 		while (*p == ' ')
 			p++;
-		if (strncasecmp(p, name, n) == 0 && p[n] == '=') {
-			size_t vl = strcspn(p + n + 1, " ");
-
-			if (vl >= len)
-				vl = len - 1;
-			memcpy(buf, p + n + 1, vl);
-			buf[vl] = '\0';
-			return true;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, " ");
+		eq = memchr(p, '=', len);
+		nl = eq ? (size_t)(eq - p) : len;
+		for (w = 0; w < P_N; w++)
+			if ((allowed & (1u << w)) &&
+			    strlen(param_names[w]) == nl &&
+			    strncasecmp(p, param_names[w], nl) == 0)
+				break;
+		if (w == P_N || eq == NULL) {
+			reply(s, "555 5.5.4 Parameter %.*s not recognised",
+			    (int)(nl > 32 ? 32 : nl), p);
+			return false;
 		}
-		p = strchr(p, ' ');
+		if (len - nl - 1 >= sizeof(out->val[w])) {
+			reply(s, "501 5.5.4 %s value too long", param_names[w]);
+			return false;
+		}
+		memcpy(out->val[w], eq + 1, len - nl - 1);
+		out->val[w][len - nl - 1] = '\0';
+		if (out->have[w] || !value_ok(w, out->val[w])) {
+			reply(s, "501 5.5.4 Bad %s value", param_names[w]);
+			return false;
+		}
+		out->have[w] = true;
+		p += len;
 	}
-	return false;
+	return true;
 }
 
 static void
 cmd_mail(struct session *s, const char *arg)
 {
 	const char *params = NULL, *why;
-	char *addr, val[64];
+	struct params pv;
+	char *addr;
 
 	if (s->have_mail) {
 		reply(s, "503 5.5.1 MAIL already given; RSET first");
@@ -108,19 +184,27 @@ cmd_mail(struct session *s, const char *arg)
 		free(addr);
 		return;
 	}
-	if (param(params, "SIZE", val, sizeof(val)) && s->cfg->max_size &&
-	    strtoull(val, NULL, 10) > s->cfg->max_size) {
+	if (!parse_params(s, params, 1u << P_SIZE | 1u << P_BODY |
+	    1u << P_RET | 1u << P_ENVID, &pv)) {
+		free(addr);
+		return;
+	}
+	if (pv.have[P_SIZE] && s->cfg->max_size &&
+	    strtoull(pv.val[P_SIZE], NULL, 10) > s->cfg->max_size) {
 		reply(s, "552 5.3.4 Message larger than max-size");
 		free(addr);
 		return;
 	}
-	if (param(params, "BODY", val, sizeof(val)))
-		s->opts.body = strcasecmp(val, "8BITMIME") == 0 ? "8bitmime" :
-		    "7bit";
-	if (param(params, "RET", val, sizeof(val)))
-		s->opts.ret = strcasecmp(val, "FULL") == 0 ? "full" : "hdrs";
-	if (param(params, "ENVID", s->envid, sizeof(s->envid)))
+	if (pv.have[P_BODY])
+		s->opts.body = strcasecmp(pv.val[P_BODY], "8BITMIME") == 0 ?
+		    "8bitmime" : "7bit";
+	if (pv.have[P_RET])
+		s->opts.ret = strcasecmp(pv.val[P_RET], "FULL") == 0 ?
+		    "full" : "hdrs";
+	if (pv.have[P_ENVID]) {
+		snprintf(s->envid, sizeof(s->envid), "%s", pv.val[P_ENVID]);
 		s->opts.envid = s->envid;
+	}
 	s->sender = addr;
 	s->opts.sender = s->sender;
 	s->have_mail = true;
@@ -131,6 +215,7 @@ static void
 cmd_rcpt(struct session *s, const char *arg)
 {
 	const char *params = NULL, *why;
+	struct params pv;
 	char *addr;
 
 	if (!s->have_mail) {
@@ -148,8 +233,14 @@ cmd_rcpt(struct session *s, const char *arg)
 		free(addr);
 		return;
 	}
-	if (param(params, "NOTIFY", s->notify, sizeof(s->notify)))
+	if (!parse_params(s, params, 1u << P_NOTIFY | 1u << P_ORCPT, &pv)) {
+		free(addr);
+		return;
+	}
+	if (pv.have[P_NOTIFY]) {
+		snprintf(s->notify, sizeof(s->notify), "%s", pv.val[P_NOTIFY]);
 		s->opts.notify = s->notify;
+	}
 	if (!addr_list_contains(&s->opts.rcpts, addr))
 		sv_push(&s->opts.rcpts, addr);
 	free(addr);

@@ -120,3 +120,32 @@ class TestSmtpPipe(QueueCase):
         c.p.wait(timeout=10)
         self.assertEqual(c.p.returncode, 65)
         self.assertNothingQueued()
+
+    def test_dsn_parameters_are_checked_not_cut(self):
+        """NOTIFY, ENVID, RET and BODY values a queue could not honour
+        are refused with 501, not truncated or taken as something else,
+        and the transaction stays usable."""
+        c = Client(self)
+        c.cmd("EHLO x")
+        long_envid = "E" * 101
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org> ENVID=" + long_envid)[0], 501)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org> RET=MOST")[0], 501)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org> BODY=BINARYMIME")[0], 501)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org> ENVID=a=b")[0], 501)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org> SMTPUTF8")[0], 555)
+        ok = "Q" * 100
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org> RET=HDRS ENVID=" + ok)[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.com> NOTIFY=SUCCESS,BOGUS")[0], 501)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.com> NOTIFY=" + "DELAY," * 20 + "DELAY")[0], 501)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.com> NOTIFY=NEVER,FAILURE")[0], 501)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.com> FOO=BAR")[0], 555)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.com> NOTIFY=SUCCESS,DELAY")[0], 250)
+        code, lines = c.data(b"Subject: dsn\r\n\r\nbody\r\n")
+        self.assertEqual(code, 250)
+        qid = lines[0].rsplit(" ", 1)[1]
+        c.cmd("QUIT")
+        env, _ = self.read_msg(qid)
+        self.assertEqual(env["envid"], ok)
+        self.assertEqual(env["ret"], "hdrs")
+        self.assertEqual(env["notify"], "SUCCESS,DELAY")
+        self.assertEqual(env["rcpt"], ["b@example.com"])
