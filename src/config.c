@@ -694,11 +694,80 @@ scope_name(unsigned scope)
 	    scope == SC_IDENTITY ? "an identity block" : "a fetch block";
 }
 
+/*
+ * Optimal string alignment distance of a and b (case-insensitive, "_" as
+ * "-"), or max + 1 when it must exceed max. Key names are short: words
+ * longer than KEY_NAME_MAX bytes are not compared.
+ */
+#define KEY_NAME_MAX 32
+
+static unsigned char
+key_char(char c)
+{
+	return c == '_' ? '-' : (unsigned char)tolower((unsigned char)c);
+}
+
+static size_t
+key_distance(const char *a, const char *b, size_t max)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t d[KEY_NAME_MAX + 1][KEY_NAME_MAX + 1];
+
+	if (la > KEY_NAME_MAX || lb > KEY_NAME_MAX ||
+	    (la > lb ? la - lb : lb - la) > max)
+		return max + 1;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cost = key_char(a[i - 1]) != key_char(b[j - 1]);
+			size_t v = d[i - 1][j - 1] + cost;
+
+			if (d[i - 1][j] + 1 < v)
+				v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 &&
+			    key_char(a[i - 1]) == key_char(b[j - 2]) &&
+			    key_char(a[i - 2]) == key_char(b[j - 1]) &&
+			    d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	return d[la][lb];
+}
+
+/*
+ * The known key an unknown word was most likely meant to be: within two
+ * edits (one for words of four letters or less), else NULL. What is
+ * printed is the table's name, never the file's text.
+ */
+static const char *
+near_key(const char *word)
+{
+	static const char *const blocks[] = { "identity", "fetch" };
+	size_t max = strlen(word) <= 4 ? 1 : 2, best = max + 1;
+	const char *name = NULL;
+
+	for (size_t i = 0; i < NKEYS + 2; i++) {
+		const char *k = i < NKEYS ? keys[i].name : blocks[i - NKEYS];
+		size_t dist = key_distance(word, k, max);
+
+		if (dist < best) {
+			best = dist;
+			name = k;
+		}
+	}
+	return name;
+}
+
 static int
 parse_line(struct parser *p, const char *line)
 {
 	struct strvec w;
-	const char *why;
+	const char *why, *near;
 	int rc = 0;
 
 	sv_init(&w);
@@ -743,7 +812,11 @@ parse_line(struct parser *p, const char *line)
 		rc = set_value(p, k, off, &w);
 		goto out;
 	}
-	rc = perr(p, 1, "unknown key (postie.conf(5) lists the keys)");
+	if ((near = near_key(w.v[0])) != NULL)
+		rc = perr(p, 1, "unknown key; did you mean '%s'? "
+		    "(postie.conf(5) lists the keys)", near);
+	else
+		rc = perr(p, 1, "unknown key (postie.conf(5) lists the keys)");
 out:
 	sv_free(&w);
 	return rc;

@@ -1648,6 +1648,21 @@ static const struct {
 	  "test.conf:4: word 1: unknown key (postie.conf(5) lists the "
 	  "keys)" },
 	{ "Queue /q\n",
+	  "test.conf:1: word 1: unknown key; did you mean 'queue'? "
+	  "(postie.conf(5) lists the keys)" },
+	{ ID " pasword_command pass\n",
+	  "test.conf:4: word 1: unknown key; did you mean "
+	  "'password-command'? (postie.conf(5) lists the keys)" },
+	{ ID " tsl-ca /ca.pem\n",
+	  "test.conf:4: word 1: unknown key; did you mean 'tls-ca'? "
+	  "(postie.conf(5) lists the keys)" },
+	{ ID " hsot x\n",
+	  "test.conf:4: word 1: unknown key; did you mean 'host'? "
+	  "(postie.conf(5) lists the keys)" },
+	{ "idenity work\n",
+	  "test.conf:1: word 1: unknown key; did you mean 'identity'? "
+	  "(postie.conf(5) lists the keys)" },
+	{ "quux /q\n",
 	  "test.conf:1: word 1: unknown key (postie.conf(5) lists the "
 	  "keys)" },
 	{ ID "queue /q\n",
