@@ -19,6 +19,7 @@ struct sendmail_args {
 	enum sm_delivery delivery;
 	const char	*config;	/* -C */
 	bool		 verbose;	/* -v */
+	bool		 json;		/* --json, with -bp */
 	bool		 extract;	/* -t */
 	bool		 ignore_dots;	/* -i, -oi */
 	const char	*sender;	/* -f, -r */

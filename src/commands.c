@@ -208,7 +208,7 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 	log_open(&log, cfg, "sendmail", a.verbose);
 	switch (a.mode) {
 	case SM_MAILQ:
-		rc = mailq_print(cfg, stdout, false, e);
+		rc = mailq_print(cfg, stdout, a.json, e);
 		break;
 	case SM_RUNQ:
 		rc = run_queue_now(cfg, a.verbose, e);
@@ -256,7 +256,7 @@ cmd_mailq(int argc, char **argv, struct err *e)
 	if (cli_command("mailq", argc, argv, "jq", &a, e) < 0)
 		goto out;
 	if (a.names.n > 0) {
-		err_set(e, ERR_USAGE, "usage: mailq [-C config] [--json] [-q]");
+		err_set(e, ERR_USAGE, "usage: mailq [-C config] [-v] [--json] [-q]");
 		goto out;
 	}
 	if ((cfg = config_load(a.config, e)) == NULL)

@@ -28,7 +28,7 @@ fmt_time(time_t t, bool utc, char *buf, size_t len)
 
 	if ((utc ? gmtime_r(&t, &tm) : localtime_r(&t, &tm)) == NULL ||
 	    strftime(buf, len, utc ? "%Y-%m-%dT%H:%M:%SZ" :
-	    "%Y-%m-%d %H:%M:%S", &tm) == 0)
+	    "%Y-%m-%d %H:%M:%S %z", &tm) == 0)
 		snprintf(buf, len, "%lld", (long long)t);
 }
 
