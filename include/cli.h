@@ -46,7 +46,8 @@ struct cmd_args {
 	bool		 batch;		/* deliver --batch */
 	bool		 dry_run;	/* fetch -n */
 	const char	*release;	/* fetch --release CLIENT */
-	struct strvec	 names;		/* deliver ids, fetch jobs */
+	bool		 all;		/* queue --all */
+	struct strvec	 names;		/* deliver and queue ids, fetch jobs */
 };
 
 /* allowed: the long and short flags this command takes, e.g. "jq". */

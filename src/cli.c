@@ -224,6 +224,8 @@ cli_command(const char *cmd, int argc, char **argv, const char *allowed,
 			a->now = true;
 		else if (strcmp(arg, "--batch") == 0 && strchr(allowed, 'b'))
 			a->batch = true;
+		else if (strcmp(arg, "--all") == 0 && strchr(allowed, 'a'))
+			a->all = true;
 		else if (strcmp(arg, "-n") == 0 && strchr(allowed, 'n'))
 			a->dry_run = true;
 		else if (strcmp(arg, "--release") == 0 &&
