@@ -77,8 +77,11 @@ qctl_err_rank(enum err_code code)
  * error; from the second on, each is printed as it comes.
  */
 static void
-fail(struct qctl *c, const struct err *e)
+fail(struct qctl *c, struct err *e)
 {
+	/* an id from the listing of msg/ is a name someone else may have
+	 * chosen: no control character reaches the terminal */
+	util_sanitize(e->msg);
 	if (c->failed == 0)
 		c->first = *e;
 	else {

@@ -369,6 +369,20 @@ class TestQueueControl(Base):
         # an empty queue: nothing to do
         self.assertEqual(self.q("remove", "--all").returncode, 0)
 
+    def test_hostile_names_reach_no_terminal(self):
+        """--all takes the names in msg/ as they are: a name with control
+        characters is named with them as '?', and the others are done."""
+        (a,) = self.queue_n(1)
+        bad = "1000000000.000000.3\x1b[31m"
+        with open(os.path.join(self.queue, "msg", bad), "w") as f:
+            f.write("garbage\n")
+        r = self.q("hold", "--all")
+        self.assertEqual(r.returncode, 65, r.stderr)
+        err = r.stderr.decode()
+        self.assertNotIn("\x1b", err)
+        self.assertRegex(err, r"^queue: 1000000000\.000000\.3\?\[31m: ")
+        self.assertRegex(self.journal(a)[-1], r"^\d+ hold$")
+
     def test_usage(self):
         (a,) = self.queue_n(1)
         for args in ([], ["frob", a], ["hold"], ["hold", "--all", a], ["hold", "-x", a]):
