@@ -174,7 +174,11 @@ class TestQueueControl(Base):
         self.assertEqual(self.journal(a), [line])
 
         self.deliver("--now")
-        self.deliver(a)                       # named: still not sent
+        self.deliver(a)                       # named: still not sent, and said so
+        with open(os.path.join(self.dir, "postie.log")) as f:
+            log = f.read()
+        self.assertIn("%s: held by hand" % a, log)
+        self.assertIn("%s: held, not sent (postie queue release %s sends it)" % (a, a), log)
         self.assertEqual(self.sent(), collections.Counter({("m1", "r1@example.com"): 1}))
         self.assertEqual(self.msg_ids(), [a])
 
