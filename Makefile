@@ -29,7 +29,7 @@ CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
 CORE	= err util trust config message input crash safefile queue reach spool \
-	  cli log mailq smtpd maildir netload handoff commands
+	  cli log textout mailq qctl smtpd maildir netload handoff commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
 NET	= tls dial upstream reply pump sshconn tunnel sftp sftpchan fetch \

@@ -19,6 +19,7 @@ struct sendmail_args {
 	enum sm_delivery delivery;
 	const char	*config;	/* -C */
 	bool		 verbose;	/* -v */
+	bool		 json;		/* --json, with -bp */
 	bool		 extract;	/* -t */
 	bool		 ignore_dots;	/* -i, -oi */
 	const char	*sender;	/* -f, -r */
@@ -45,7 +46,8 @@ struct cmd_args {
 	bool		 batch;		/* deliver --batch */
 	bool		 dry_run;	/* fetch -n */
 	const char	*release;	/* fetch --release CLIENT */
-	struct strvec	 names;		/* deliver ids, fetch jobs */
+	bool		 all;		/* queue --all */
+	struct strvec	 names;		/* deliver and queue ids, fetch jobs */
 };
 
 /* allowed: the long and short flags this command takes, e.g. "jq". */

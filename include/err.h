@@ -16,6 +16,7 @@ enum err_code {
 	ERR_USAGE,		/* bad command line                 -> 64 */
 	ERR_DATA,		/* bad message or address           -> 65 */
 	ERR_NOINPUT,		/* a named input does not exist      -> 66 */
+	ERR_NOUSER,		/* a named queue id does not exist   -> 67 */
 	ERR_UNAVAILABLE,	/* a service or feature is missing  -> 69 */
 	ERR_SOFTWARE,		/* internal error                   -> 70 */
 	ERR_OSERR,		/* fork, exec, memory               -> 71 */

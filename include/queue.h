@@ -23,6 +23,9 @@
 #include "util.h"
 
 #define QUEUE_TMP_MAX_AGE	(36 * 3600)
+/* How long, at most, queue control (hold, release, remove, show) waits
+ * in all for messages that a deliver run holds locked. */
+#define QUEUE_LOCK_WAIT		5
 /* The latest time a queue file may hold: 9999-12-31T23:59:59Z. Any
  * sum or difference of two such times fits in a time_t. */
 #define QUEUE_TIME_MAX		253402300799LL
@@ -65,6 +68,10 @@ struct msgstate {
 	time_t		 last_attempt;
 	time_t		 next_try;	/* 0: as soon as possible */
 	bool		 bounced;
+	bool		 held;		/* "hold" without a "release" after it */
+	time_t		 held_since;	/* when held */
+	long long	 held_secs;	/* held time of the holds released */
+	bool		 removed;	/* "removed": being removed by hand */
 };
 
 /* A message being written into tmp/. */
@@ -150,6 +157,14 @@ int	queue_list(struct queue *q, struct strvec *ids, struct err *e);
  * safefile.h) or another error.
  */
 int	queue_lock(struct queue *q, const char *id, int *fd, struct err *e);
+/*
+ * flock msg/ID, waiting while another process holds it, until deadline
+ * (CLOCK_MONOTONIC): 1 locked (*fd set), 0 no such message (or removed
+ * while we waited), -1 with e set: ERR_TEMPFAIL when it was still locked
+ * at the deadline, else as queue_lock.
+ */
+int	queue_lock_wait(struct queue *q, const char *id,
+	    const struct timespec *deadline, int *fd, struct err *e);
 void	queue_unlock(int fd);
 
 /* Append one event line to state/ID and fsync it. */
@@ -162,6 +177,13 @@ int	queue_state_read(struct queue *q, const char *id,
 void	msgstate_fold(struct msgstate *st, size_t nrcpts, const char *text,
 	    size_t len);
 void	msgstate_free(struct msgstate *st);
+/*
+ * How long the message has waited, in seconds, at now: since it was
+ * queued, less the time it was held (a held message does not age). Never
+ * negative, never overflows.
+ */
+long long queue_age(const struct envelope *env, const struct msgstate *st,
+	    time_t now);
 const char *rcpt_state_name(enum rcpt_state s);
 
 /* Remove a finished message: msg/ID, fsync msg/, then state/ID. */

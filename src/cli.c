@@ -10,7 +10,7 @@
 
 const char cli_sendmail_usage[] =
     "usage: sendmail [-t] [-i] [-f sender] [-F name] [-C config] [-v] "
-    "[-N dsn] [-R full|hdrs] [-B 7BIT|8BITMIME] [-bm|-bp|-bs|-q] "
+    "[-N dsn] [-R full|hdrs] [-B 7BIT|8BITMIME] [-bm|-bp [--json]|-bs|-q] "
     "[-odq|-odb|-odi] [--] [recipient ...]";
 
 /* Flags taking a value: attached ("-fme@x") or as the next argument. */
@@ -132,6 +132,10 @@ cli_sendmail(int argc, char **argv, struct sendmail_args *a, struct err *e)
 			flags_done = true;
 			continue;
 		}
+		if (strcmp(arg, "--json") == 0) {	/* -bp --json = mailq --json */
+			a->json = true;
+			continue;
+		}
 		switch (arg[1]) {
 		case 'b':
 			if (mode_flag(a, arg + 2, e) < 0)
@@ -174,6 +178,9 @@ cli_sendmail(int argc, char **argv, struct sendmail_args *a, struct err *e)
 				    "'-%c' in '%s'", *c, arg);
 		}
 	}
+	if (a->json && a->mode != SM_MAILQ)
+		return err_set(e, ERR_USAGE, "--json goes with -bp (the queue "
+		    "listing), not with sending");
 	return 0;
 }
 
@@ -217,6 +224,8 @@ cli_command(const char *cmd, int argc, char **argv, const char *allowed,
 			a->now = true;
 		else if (strcmp(arg, "--batch") == 0 && strchr(allowed, 'b'))
 			a->batch = true;
+		else if (strcmp(arg, "--all") == 0 && strchr(allowed, 'a'))
+			a->all = true;
 		else if (strcmp(arg, "-n") == 0 && strchr(allowed, 'n'))
 			a->dry_run = true;
 		else if (strcmp(arg, "--release") == 0 &&

@@ -1,4 +1,4 @@
-/* commands.c - sendmail, mailq, deliver and fetch as commands. */
+/* commands.c - sendmail, mailq, deliver, fetch and queue as commands. */
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include "log.h"
 #include "netmod.h"
 #include "mailq.h"
+#include "qctl.h"
 #include "queue.h"
 #include "smtpd.h"
 #include "spool.h"
@@ -208,7 +209,7 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 	log_open(&log, cfg, "sendmail", a.verbose);
 	switch (a.mode) {
 	case SM_MAILQ:
-		rc = mailq_print(cfg, stdout, false, e);
+		rc = mailq_print(cfg, stdout, a.json, e);
 		break;
 	case SM_RUNQ:
 		rc = run_queue_now(cfg, a.verbose, e);
@@ -256,7 +257,7 @@ cmd_mailq(int argc, char **argv, struct err *e)
 	if (cli_command("mailq", argc, argv, "jq", &a, e) < 0)
 		goto out;
 	if (a.names.n > 0) {
-		err_set(e, ERR_USAGE, "usage: mailq [-C config] [--json] [-q]");
+		err_set(e, ERR_USAGE, "usage: mailq [-C config] [-v] [--json] [-q]");
 		goto out;
 	}
 	if ((cfg = config_load(a.config, e)) == NULL)
@@ -326,6 +327,44 @@ cmd_fetch(int argc, char **argv, struct err *e)
 	log_close(&log);
 out:
 	sv_free(&o.jobs);
+	config_free(cfg);
+	cli_command_free(&a);
+	return rc;
+}
+
+static const char queue_usage[] = "usage: postie queue "
+    "show|hold|release|remove [-C config] [-v] (--all | ID...)";
+
+int
+cmd_queue(int argc, char **argv, struct err *e)
+{
+	struct cmd_args a;
+	struct config *cfg = NULL;
+	enum qctl_op op;
+	struct log log;
+	int rc = -1;
+
+	memset(&a, 0, sizeof(a));
+	sv_init(&a.names);
+	if (argc < 2 || qctl_op_parse(argv[1], &op) < 0) {
+		err_set(e, ERR_USAGE, "%s%s%s\n%s", argc < 2 ? "which " :
+		    "unknown queue command '", argc < 2 ? "queue command?" :
+		    argv[1], argc < 2 ? "" : "'", queue_usage);
+		goto out;
+	}
+	if (cli_command("queue", argc - 1, argv + 1, "a", &a, e) < 0)
+		goto out;
+	if (a.all == (a.names.n > 0)) {
+		err_set(e, ERR_USAGE, "give the message ids or --all, not %s"
+		    "\n%s", a.all ? "both" : "neither", queue_usage);
+		goto out;
+	}
+	if ((cfg = config_load(a.config, e)) == NULL)
+		goto out;
+	log_open(&log, cfg, "queue", a.verbose);
+	rc = qctl_run(cfg, op, &a.names, a.all, &log, stdout, stderr, e);
+	log_close(&log);
+out:
 	config_free(cfg);
 	cli_command_free(&a);
 	return rc;

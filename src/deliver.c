@@ -64,17 +64,12 @@ struct runner {
 	struct dirsync		 sync;		/* msg/ removals to disk */
 };
 
-/* How long ago the message was queued; never overflows (and a message
- * queued in the future has age 0). */
+/* How long the message has waited: since it was queued, less the time
+ * it was held (queue_age); never overflows, never negative. */
 static long long
 queued_age(const struct runner *r, const struct item *it)
 {
-	long long age;
-
-	if (__builtin_sub_overflow((long long)r->now,
-	    (long long)it->env.queued, &age) || age < 0)
-		return 0;
-	return age;
+	return queue_age(&it->env, &it->st, r->now);
 }
 
 time_t
@@ -379,6 +374,30 @@ expire(struct runner *r, struct item *it, struct err *e)
 }
 
 /*
+ * A message held by hand is left alone: not sent, not expired, not
+ * finished (1). One whose removal by hand a crash interrupted ("removed"
+ * is journaled) is removed now, and nothing of it is sent (1).
+ */
+static int
+held_or_removed(struct runner *r, struct item *it)
+{
+	struct err le;
+
+	if (it->st.removed) {
+		if (queue_remove(&r->q, it->id, &le) < 0)
+			log_msg(r->log, LOG_ERR, "%s: %s", it->id, le.msg);
+		else
+			log_msg(r->log, LOG_NOTICE, "%s: removed from the "
+			    "queue by hand", it->id);
+		return 1;
+	}
+	if (it->st.held && r->o->ids.n > 0)
+		log_msg(r->log, LOG_NOTICE, "%s: held, not sent (postie queue "
+		    "release %s sends it)", it->id, it->id);
+	return it->st.held;
+}
+
+/*
  * Lock and load the next messages this run works on, from ids[*cursor]
  * on, at most max of them (each holds an open, locked file).
  */
@@ -410,6 +429,10 @@ pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 		    &le) < 0) {
 			log_msg(r->log, LOG_ERR, "%s: skipped: %s", it->id,
 			    le.msg);
+			item_free(it);
+			continue;
+		}
+		if (held_or_removed(r, it)) {
 			item_free(it);
 			continue;
 		}

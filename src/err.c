@@ -27,6 +27,7 @@ err_exit_code(enum err_code code)
 	case ERR_USAGE:		return EX_USAGE;
 	case ERR_DATA:		return EX_DATAERR;
 	case ERR_NOINPUT:	return EX_NOINPUT;
+	case ERR_NOUSER:	return EX_NOUSER;
 	case ERR_UNAVAILABLE:	return EX_UNAVAILABLE;
 	case ERR_SOFTWARE:	return EX_SOFTWARE;
 	case ERR_OSERR:		return EX_OSERR;

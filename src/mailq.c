@@ -9,6 +9,7 @@
 #include "mailq.h"
 #include "queue.h"
 #include "reach.h"
+#include "textout.h"
 
 struct entry {
 	char		*id;
@@ -19,59 +20,6 @@ struct entry {
 	bool		 has_remote;
 	const struct reach_entry *down;	/* its upstream, not reached */
 };
-
-/* The time as a date, or as the plain number when it has no date. */
-static void
-fmt_time(time_t t, bool utc, char *buf, size_t len)
-{
-	struct tm tm;
-
-	if ((utc ? gmtime_r(&t, &tm) : localtime_r(&t, &tm)) == NULL ||
-	    strftime(buf, len, utc ? "%Y-%m-%dT%H:%M:%SZ" :
-	    "%Y-%m-%d %H:%M:%S", &tm) == 0)
-		snprintf(buf, len, "%lld", (long long)t);
-}
-
-static void
-fmt_local(time_t t, char *buf, size_t len)
-{
-	fmt_time(t, false, buf, len);
-}
-
-static void
-fmt_utc(time_t t, char *buf, size_t len)
-{
-	fmt_time(t, true, buf, len);
-}
-
-static bool
-is_control(unsigned long c)
-{
-	return c < 0x20 || (c >= 0x7f && c <= 0x9f);	/* C0, DEL, C1 */
-}
-
-/*
- * s for a terminal: every byte of a control character (C0, DEL, C1) and
- * every byte that is not UTF-8 is shown as \xNN, so that nothing read from
- * the queue reaches the terminal as a command.
- */
-static void
-text_str(FILE *out, const char *s)
-{
-	while (*s != '\0') {
-		unsigned long c;
-		size_t n = util_utf8_char(s, &c);
-
-		if (n == 0 || is_control(c)) {
-			for (size_t i = 0; i < (n ? n : 1); i++)
-				fprintf(out, "\\x%02x", (unsigned char)s[i]);
-			s += n ? n : 1;
-		} else {
-			fwrite(s, 1, n, out);
-			s += n;
-		}
-	}
-}
 
 /* s as a JSON string: always valid JSON, whatever the bytes; control
  * characters as \u00XX, a byte that is not UTF-8 as \ufffd. */
@@ -94,7 +42,7 @@ json_str(FILE *out, const char *s)
 		}
 		if (c == '"' || c == '\\')
 			fprintf(out, "\\%c", (char)c);
-		else if (is_control(c))
+		else if (textout_is_control(c))
 			fprintf(out, "\\u%04lx", c);
 		else
 			fwrite(s, 1, n, out);
@@ -177,24 +125,24 @@ print_text(FILE *out, const char *dir, struct entry *ents, size_t n)
 	for (size_t k = 0; k < n; k++) {
 		struct entry *en = &ents[k];
 
-		text_str(out, en->id);
+		textout_str(out, en->id);
 		if (en->error != NULL) {
 			fputs("  unreadable: ", out);
-			text_str(out, en->error);
+			textout_str(out, en->error);
 			fputs("\n  action    ", out);
-			text_str(out, action);
+			textout_str(out, action);
 			fputs("\n\n", out);
 			continue;
 		}
-		fmt_local(en->env.queued, t, sizeof(t));
+		textout_time(en->env.queued, t, sizeof(t));
 		fprintf(out, "  %llu bytes  queued %s\n",
 		    (unsigned long long)en->env.size, t);
 		fputs("  sender    ", out);
-		text_str(out, *en->env.sender ? en->env.sender : "<>");
+		textout_str(out, *en->env.sender ? en->env.sender : "<>");
 		fputc('\n', out);
 		if (en->identity != NULL) {
 			fputs("  identity  ", out);
-			text_str(out, en->identity->name);
+			textout_str(out, en->identity->name);
 			fputc('\n', out);
 		} else if (en->has_remote)
 			fprintf(out, "  identity  none\n");
@@ -202,24 +150,31 @@ print_text(FILE *out, const char *dir, struct entry *ents, size_t n)
 			fprintf(out, "  identity  local delivery\n");
 		fprintf(out, "  attempts  %d", en->st.attempts);
 		if (en->st.next_try > 0) {
-			fmt_local(en->st.next_try, t, sizeof(t));
+			textout_time(en->st.next_try, t, sizeof(t));
 			fprintf(out, ", next try %s", t);
 		}
 		fputc('\n', out);
+		if (en->st.held) {
+			textout_time(en->st.held_since, t, sizeof(t));
+			fprintf(out, "  held      since %s: not sent until "
+			    "released (postie queue release ", t);
+			textout_str(out, en->id);
+			fputs(")\n", out);
+		}
 		if (en->down != NULL) {
-			fmt_local(en->down->since, t, sizeof(t));
+			textout_time(en->down->since, t, sizeof(t));
 			fprintf(out, "  upstream  not reached since %s: ", t);
-			text_str(out, en->down->reason);
+			textout_str(out, en->down->reason);
 			fputc('\n', out);
 		}
 		for (size_t i = 0; i < en->env.rcpts.n; i++) {
 			const char *note = rcpt_note(en, i);
 
 			fputs("  to        ", out);
-			text_str(out, en->env.rcpts.v[i]);
+			textout_str(out, en->env.rcpts.v[i]);
 			fprintf(out, "  %s%s", rcpt_state_name(en->st.r[i].state),
 			    note && *note ? ": " : "");
-			text_str(out, note ? note : "");
+			textout_str(out, note ? note : "");
 			fputc('\n', out);
 		}
 		fputc('\n', out);
@@ -251,7 +206,7 @@ print_json(FILE *out, const char *dir, struct entry *ents, size_t n)
 			fputc('}', out);
 			continue;
 		}
-		fmt_utc(en->env.queued, t, sizeof(t));
+		textout_time_utc(en->env.queued, t, sizeof(t));
 		fprintf(out, ",\"size\":%llu,\"queued\":",
 		    (unsigned long long)en->env.size);
 		json_str(out, t);
@@ -263,16 +218,23 @@ print_json(FILE *out, const char *dir, struct entry *ents, size_t n)
 		fprintf(out, ",\"attempts\":%d,\"next_try\":",
 		    en->st.attempts);
 		if (en->st.next_try > 0) {
-			fmt_utc(en->st.next_try, t, sizeof(t));
+			textout_time_utc(en->st.next_try, t, sizeof(t));
+			json_str(out, t);
+		} else
+			fputs("null", out);
+		fprintf(out, ",\"held\":%s,\"held_since\":",
+		    en->st.held ? "true" : "false");
+		if (en->st.held) {
+			textout_time_utc(en->st.held_since, t, sizeof(t));
 			json_str(out, t);
 		} else
 			fputs("null", out);
 		fputs(",\"unreachable\":", out);
 		if (en->down != NULL) {
-			fmt_utc(en->down->since, t, sizeof(t));
+			textout_time_utc(en->down->since, t, sizeof(t));
 			fputs("{\"since\":", out);
 			json_str(out, t);
-			fmt_utc(en->down->last, t, sizeof(t));
+			textout_time_utc(en->down->last, t, sizeof(t));
 			fputs(",\"last\":", out);
 			json_str(out, t);
 			fputs(",\"reason\":", out);
@@ -323,6 +285,13 @@ mailq_print(const struct config *cfg, FILE *out, bool json, struct err *e)
 			free(en->error);
 			en->error = NULL;
 			continue;	/* delivered while we looked */
+		}
+		if (en->error == NULL && en->st.removed) {
+			/* removed by hand; a crash left the rest to do */
+			envelope_free(&en->env);
+			msgstate_free(&en->st);
+			memset(en, 0, sizeof(*en));
+			continue;
 		}
 		if (en->error == NULL && en->identity != NULL &&
 		    pending_remote(en))

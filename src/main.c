@@ -1,7 +1,8 @@
 /*
  * main.c - postie acts as sendmail, mailq, deliver or fetch by the name
- * it is called by, or by "postie COMMAND". Errors are printed and mapped
- * to sysexits(3) codes here and nowhere else.
+ * it is called by, or by "postie COMMAND" (also "postie queue ..").
+ * Errors are printed and mapped to sysexits(3) codes here and nowhere
+ * else.
  */
 #include <signal.h>
 #include <sys/prctl.h>
@@ -24,12 +25,14 @@ static const struct command commands[] = {
 	{ "mailq",	cmd_mailq },
 	{ "deliver",	cmd_deliver },
 	{ "fetch",	cmd_fetch },
+	{ "queue",	cmd_queue },
 };
 
 static int
 usage(FILE *fp)
 {
 	fprintf(fp, "usage: postie sendmail|mailq|deliver|fetch [flags...]\n"
+	    "       postie queue show|hold|release|remove (--all | ID...)\n"
 	    "       postie --version\n"
 	    "See postie(1).\n");
 	return fp == stdout ? 0 : 64;

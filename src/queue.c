@@ -683,6 +683,54 @@ queue_lock(struct queue *q, const char *id, int *fd, struct err *e)
 	return 1;
 }
 
+static bool
+past(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > deadline->tv_sec || (now.tv_sec ==
+	    deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+int
+queue_lock_wait(struct queue *q, const char *id,
+    const struct timespec *deadline, int *fd, struct err *e)
+{
+	const struct timespec pause = { 0, 50 * 1000 * 1000 };
+	char *path = xasprintf("%s/%s", q->msg, id);
+	int f = safefile_open(path, O_RDONLY, 0, NULL, e);
+	struct stat st;
+
+	free(path);
+	if (f < 0)
+		return e->code == ERR_NOINPUT ? 0 : -1;
+	while (flock(f, LOCK_EX | LOCK_NB) < 0) {
+		int saved = errno;
+
+		if (saved != EWOULDBLOCK && saved != EINTR) {
+			close(f);
+			return err_set(e, ERR_IOERR, "cannot lock %s/%s: %s",
+			    q->msg, id, strerror(saved));
+		}
+		if (past(deadline)) {
+			close(f);
+			return err_set(e, ERR_TEMPFAIL, "%s is being sent by "
+			    "a deliver run (still locked after %d seconds); "
+			    "nothing was changed: try again when the run is "
+			    "over", id, QUEUE_LOCK_WAIT);
+		}
+		nanosleep(&pause, NULL);
+	}
+	/* removed by the run we waited for? */
+	if (fstat(f, &st) < 0 || st.st_nlink == 0) {
+		close(f);
+		return 0;
+	}
+	*fd = f;
+	return 1;
+}
+
 void
 queue_unlock(int fd)
 {
@@ -812,6 +860,30 @@ fold_line(struct msgstate *st, char *line)
 		st->bounced = true;
 		return;
 	}
+	if (strcmp(ev, "hold") == 0) {
+		if (!st->held) {
+			st->held = true;
+			st->held_since = when;
+		}
+		return;
+	}
+	if (strcmp(ev, "release") == 0) {
+		if (st->held) {
+			st->held = false;
+			/* both times are in range: no overflow, and the sum
+			 * stops at QUEUE_TIME_MAX */
+			if (when > st->held_since)
+				st->held_secs += when - st->held_since;
+			if (st->held_secs > QUEUE_TIME_MAX)
+				st->held_secs = QUEUE_TIME_MAX;
+			st->next_try = 0;	/* due at once */
+		}
+		return;
+	}
+	if (strcmp(ev, "removed") == 0) {
+		st->removed = true;
+		return;
+	}
 	if (strcmp(ev, "ok") == 0)
 		s = RCPT_SENT;
 	else if (strcmp(ev, "defer") == 0)
@@ -866,6 +938,19 @@ msgstate_free(struct msgstate *st)
 		free(st->r[i].reply);
 	free(st->r);
 	memset(st, 0, sizeof(*st));
+}
+
+long long
+queue_age(const struct envelope *env, const struct msgstate *st, time_t now)
+{
+	long long age, held = st->held_secs;
+
+	if (st->held && now > st->held_since)
+		held += (long long)now - st->held_since;
+	if (__builtin_sub_overflow((long long)now, (long long)env->queued,
+	    &age) || __builtin_sub_overflow(age, held, &age) || age < 0)
+		return 0;
+	return age;
 }
 
 int

@@ -7,7 +7,8 @@
  * Checked: an envelope that parses has a sender and a recipient, ends
  * with its "end" line, and reads back the same after envelope_format; a
  * journal's replies are sanitized, a torn last line counts for nothing,
- * and a final recipient state (ok, fail) stays final whatever follows.
+ * a final recipient state (ok, fail) stays final whatever follows, and the
+ * held time (hold, release) stays in range, so the age never goes below 0.
  */
 #include "fuzz.h"
 #include "queue.h"
@@ -79,7 +80,9 @@ same_state(const struct msgstate *a, const struct msgstate *b)
 {
 	if (a->n != b->n || a->attempts != b->attempts ||
 	    a->last_attempt != b->last_attempt ||
-	    a->next_try != b->next_try || a->bounced != b->bounced)
+	    a->next_try != b->next_try || a->bounced != b->bounced ||
+	    a->held != b->held || a->held_since != b->held_since ||
+	    a->held_secs != b->held_secs || a->removed != b->removed)
 		return false;
 	for (size_t i = 0; i < a->n; i++)
 		if (a->r[i].state != b->r[i].state ||
@@ -99,6 +102,13 @@ check_journal(const char *text, size_t len, size_t nrcpts)
 
 	msgstate_fold(&st, nrcpts, text, len);
 	FUZZ_CHECK(st.n == nrcpts && st.attempts >= 0);
+	FUZZ_CHECK(st.held_secs >= 0 && st.held_secs <= QUEUE_TIME_MAX);
+	{
+		struct envelope env = { .queued = 1 };
+
+		FUZZ_CHECK(queue_age(&env, &st, (time_t)QUEUE_TIME_MAX) >= 0);
+		FUZZ_CHECK(queue_age(&env, &st, 0) == 0);
+	}
 	for (size_t i = 0; i < st.n; i++) {
 		const char *r = st.r[i].reply;
 

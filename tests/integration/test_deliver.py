@@ -321,7 +321,7 @@ class TestPlain(DeliverCase):
         self.assertIn("Connection refused", m["unreachable"]["reason"])
         self.assertEqual(m["unreachable"]["since"], m["unreachable"]["last"])
         text = self.run_cmd("mailq", []).stdout.decode()
-        self.assertRegex(text, r"\n  upstream  not reached since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: "
+        self.assertRegex(text, r"\n  upstream  not reached since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}: "
                                r"cannot connect to 127.0.0.1 port %d: Connection refused\n" % port)
 
     def test_offline_runs_do_not_eat_the_retry_schedule(self):

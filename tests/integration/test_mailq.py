@@ -2,6 +2,7 @@
 files as deliver will leave them."""
 import json
 import os
+import re
 import subprocess
 
 from pt import QueueCase, POSTIE
@@ -93,3 +94,39 @@ class TestMailq(QueueCase):
         self.assertEqual(r.returncode, 64)
         # one prefix: the command's name, once
         self.assertEqual(r.stderr, b"mailq: unknown flag '--frob' (see postie(1) for the flags of mailq)\n")
+
+    def test_usage_names_every_flag(self):
+        r = self.run_cmd("mailq", ["stray-argument"])
+        self.assertEqual(r.returncode, 64)
+        self.assertEqual(r.stderr, b"mailq: usage: mailq [-C config] [-v] [--json] [-q]\n")
+
+    def test_sendmail_bp_json_matches(self):
+        """SPEC: mailq is also sendmail -bp, and mailq --json is the same
+        listing as JSON; so sendmail -bp --json is mailq --json."""
+        self.assertQueued(self.sendmail(["r@example.com"], MSG))
+        a = self.run_cmd("mailq", ["--json"])
+        for args in (["-bp", "--json"], ["--json", "-bp"]):
+            b = self.sendmail(args, b"")
+            self.assertEqual(b.returncode, 0, b.stderr)
+            self.assertEqual(json.loads(b.stdout), json.loads(a.stdout))
+        # --json means nothing when sending: a usage error, not a recipient
+        r = self.sendmail(["--json", "r@example.com"], MSG)
+        self.assertEqual(r.returncode, 64)
+        self.assertIn(b"--json", r.stderr)
+        self.assertEqual(len(self.msg_ids()), 1)
+
+    def test_times_carry_their_zone(self):
+        """A local time without its zone is ambiguous: every time mailq
+        prints for people ends in the numeric zone (+0100)."""
+        self.assertQueued(self.sendmail(["-f", "a@example.org", "r@example.com"], MSG))
+        qid = self.msg_ids()[0]
+        self.journal(qid, ["1700000000 attempt", "1700000001 defer 0 451 later",
+                           "1700000002 next 1700000300"])
+        for tz, zone in (("UTC", "+0000"), ("CET-1", "+0100"), ("IST-5:30", "+0530")):
+            out = self.run_cmd("mailq", [], env={"TZ": tz}).stdout.decode()
+            q = re.search(r"queued (\S+ \S+)( [+-]\d{4})?\n", out)
+            self.assertIsNotNone(q, out)
+            self.assertEqual(q.group(2), " " + zone, out)
+            self.assertIn("next try %s %s\n" % (
+                {"UTC": "2023-11-14 22:18:20", "CET-1": "2023-11-14 23:18:20",
+                 "IST-5:30": "2023-11-15 03:48:20"}[tz], zone), out)

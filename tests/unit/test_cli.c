@@ -3,6 +3,8 @@
 #include "testutil.h"
 
 #include "cli.h"
+#include "qctl.h"
+#include "textout.h"
 
 static int
 sm_run(struct sendmail_args *a, struct err *e, char **argv)
@@ -654,10 +656,112 @@ test_fetch_flags(void **state)
 	CMD_FAILS("fetch", "n", "unknown flag '-nv' (see postie(1) for the flags of fetch)", "-nv");
 }
 
+static void
+test_bp_json(void **state)
+{
+	struct sendmail_args a;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(SM(&a, &e, "-bp", "--json"), 0);
+	assert_int_equal(a.mode, SM_MAILQ);
+	assert_true(a.json);
+	assert_int_equal(a.rcpts.n, 0);
+	cli_sendmail_free(&a);
+	assert_int_equal(SM(&a, &e, "--json", "-bp"), 0);
+	assert_true(a.json);
+	cli_sendmail_free(&a);
+	assert_int_equal(SM(&a, &e, "-bp"), 0);
+	assert_false(a.json);
+	cli_sendmail_free(&a);
+	SM_FAILS("--json goes with -bp (the queue listing), not with sending",
+	    "--json", "x@example.org");
+	SM_FAILS("--json goes with -bp (the queue listing), not with sending",
+	    "-bs", "--json");
+}
+
+static void
+test_queue_flags(void **state)
+{
+	struct cmd_args a;
+	struct err e;
+	enum qctl_op op;
+
+	(void)state;
+	assert_int_equal(CMD("queue", "a", &a, &e, "--all", "-v"), 0);
+	assert_true(a.all);
+	assert_int_equal(a.names.n, 0);
+	cli_command_free(&a);
+	assert_int_equal(CMD("queue", "a", &a, &e, "1.2.3", "--", "-x"), 0);
+	assert_false(a.all);
+	assert_int_equal(a.names.n, 2);
+	cli_command_free(&a);
+	CMD_FAILS("deliver", "Nb", "unknown flag '--all' (see postie(1) for "
+	    "the flags of deliver)", "--all");
+
+	assert_int_equal(qctl_op_parse("show", &op), 0);
+	assert_int_equal(op, QCTL_SHOW);
+	assert_int_equal(qctl_op_parse("hold", &op), 0);
+	assert_int_equal(op, QCTL_HOLD);
+	assert_int_equal(qctl_op_parse("release", &op), 0);
+	assert_int_equal(op, QCTL_RELEASE);
+	assert_int_equal(qctl_op_parse("remove", &op), 0);
+	assert_int_equal(op, QCTL_REMOVE);
+	assert_int_equal(qctl_op_parse("delete", &op), -1);
+	assert_int_equal(qctl_op_parse("", &op), -1);
+	/* which failure decides the exit: the queue's own, then an
+	 * unknown id (67), then a busy message (75) */
+	assert_true(qctl_err_rank(ERR_IOERR) > qctl_err_rank(ERR_NOUSER));
+	assert_true(qctl_err_rank(ERR_DATA) > qctl_err_rank(ERR_NOUSER));
+	assert_true(qctl_err_rank(ERR_NOUSER) > qctl_err_rank(ERR_TEMPFAIL));
+	assert_true(qctl_err_rank(ERR_TEMPFAIL) > qctl_err_rank(ERR_OK));
+	assert_int_equal(err_exit_code(ERR_NOUSER), 67);
+}
+
+static char *
+line_out(const char *s, size_t n)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	textout_line(f, s, n);
+	fclose(f);
+	return buf;
+}
+
+static void
+test_textout_line(void **state)
+{
+	static const char nul[] = "a\0b\n";
+	char *o;
+
+	(void)state;
+	o = line_out("Subject: \x1b[31mred\tx\r\n", 21);
+	assert_string_equal(o, "Subject: \\x1b[31mred\tx\n");
+	free(o);
+	o = line_out("caf\xc3\xa9 \xff\x9b\r\r\n", 11);
+	assert_string_equal(o, "caf\xc3\xa9 \\xff\\x9b\\x0d\n");
+	free(o);
+	o = line_out(nul, sizeof(nul) - 1);
+	assert_string_equal(o, "a\\x00b\n");
+	free(o);
+	/* a UTF-8 sequence cut by the end of what is shown */
+	o = line_out("x\xc3\xa9", 2);
+	assert_string_equal(o, "x\\xc3");
+	free(o);
+	o = line_out("no newline", 10);
+	assert_string_equal(o, "no newline");
+	free(o);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bp_json),
+		cmocka_unit_test(test_queue_flags),
+		cmocka_unit_test(test_textout_line),
 		cmocka_unit_test(test_mutt),
 		cmocka_unit_test(test_cronie),
 		cmocka_unit_test(test_git_send_email),

@@ -140,6 +140,116 @@ test_fold_journal(void **state)
 }
 
 static void
+test_fold_hold_release_removed(void **state)
+{
+	const char *j =
+	    "100 attempt\n"
+	    "101 defer 0 451 later\n"
+	    "102 next 5000\n"
+	    "200 hold\n"
+	    "250 hold\n"		/* held already: since stays 200 */
+	    "300 release\n"		/* held 100 s; due at once */
+	    "350 release\n"		/* not held: nothing */
+	    "400 hold\n"
+	    "390 release\n"		/* before its hold: adds nothing */
+	    "500 hold\n"
+	    "500 removed";		/* torn: ignored */
+	struct envelope env = { .queued = 50 };
+	struct msgstate st;
+
+	(void)state;
+	msgstate_fold(&st, 1, j, strlen(j));
+	assert_true(st.held);
+	assert_int_equal(st.held_since, 500);
+	assert_int_equal(st.held_secs, 100);
+	assert_int_equal(st.next_try, 0);
+	assert_false(st.removed);
+	/* age at 1000: 950 since queued, less 100 held and 500 held now */
+	assert_int_equal(queue_age(&env, &st, 1000), 350);
+	msgstate_free(&st);
+
+	msgstate_fold(&st, 1, "100 hold\n200 release\n300 next 900\n", 35);
+	assert_false(st.held);
+	assert_int_equal(st.next_try, 900);	/* a later next wins */
+	assert_int_equal(queue_age(&env, &st, 1000), 850);
+	msgstate_free(&st);
+
+	msgstate_fold(&st, 1, "100 removed\n", 12);
+	assert_true(st.removed);
+	assert_false(st.held);
+	msgstate_free(&st);
+
+	/* a journal without these lines: not held, the age as it was */
+	msgstate_fold(&st, 1, "100 attempt\n", 12);
+	assert_false(st.held);
+	assert_false(st.removed);
+	assert_int_equal(queue_age(&env, &st, 1000), 950);
+	env.queued = 2000;		/* queued in the future: age 0 */
+	assert_int_equal(queue_age(&env, &st, 1000), 0);
+	msgstate_free(&st);
+}
+
+static void
+test_held_time_is_bounded(void **state)
+{
+	struct strbuf sb;
+	struct envelope env = { .queued = 1 };
+	struct msgstate st;
+
+	(void)state;
+	sb_init(&sb);
+	/* many holds of the widest span: the sum saturates, no overflow */
+	for (int i = 0; i < 2000; i++)
+		sb_addf(&sb, "1 hold\n%lld release\n", QUEUE_TIME_MAX);
+	msgstate_fold(&st, 1, sb.s, sb.len);
+	assert_int_equal(st.held_secs, QUEUE_TIME_MAX);
+	assert_int_equal(queue_age(&env, &st, (time_t)QUEUE_TIME_MAX), 0);
+	msgstate_free(&st);
+	sb_free(&sb);
+}
+
+static void
+test_lock_wait(void **state)
+{
+	char *dir = tu_tmpdir();
+	struct queue q;
+	struct qfile qf;
+	struct err e;
+	struct timespec deadline, t0, t1;
+	int fd1 = -1, fd2 = -1;
+
+	(void)state;
+	assert_int_equal(queue_open(&q, dir, true, &e), 0);
+	assert_int_equal(queue_begin(&q, &qf, &e), 0);
+	assert_int_equal(queue_write(&qf, "x", 1, &e), 0);
+	assert_int_equal(queue_commit(&qf, &e), 0);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += 300 * 1000 * 1000;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	assert_int_equal(queue_lock_wait(&q, "no-such-id", &deadline, &fd1,
+	    &e), 0);
+	assert_int_equal(queue_lock_wait(&q, qf.id, &deadline, &fd1, &e), 1);
+	/* a second open file description: waits until the deadline */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(queue_lock_wait(&q, qf.id, &deadline, &fd2, &e), -1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(e.code, ERR_TEMPFAIL);
+	assert_non_null(strstr(e.msg, "is being sent by a deliver run"));
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 200);
+	queue_unlock(fd1);
+	assert_int_equal(queue_lock_wait(&q, qf.id, &deadline, &fd2, &e), 1);
+	queue_unlock(fd2);
+	qfile_free(&qf);
+	queue_close(&q);
+	tu_rmtree(dir);
+	free(dir);
+}
+
+static void
 test_commit_and_list(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -637,6 +747,9 @@ main(void)
 		cmocka_unit_test(test_envelope_null_sender),
 		cmocka_unit_test(test_envelope_broken),
 		cmocka_unit_test(test_fold_journal),
+		cmocka_unit_test(test_fold_hold_release_removed),
+		cmocka_unit_test(test_held_time_is_bounded),
+		cmocka_unit_test(test_lock_wait),
 		cmocka_unit_test(test_commit_and_list),
 		cmocka_unit_test(test_abort_leaves_nothing),
 		cmocka_unit_test(test_lock_is_exclusive),
