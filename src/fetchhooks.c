@@ -23,7 +23,7 @@ fetch_state_dir(const struct config *cfg)
 }
 
 /* The runner's tasks: each chosen job's after command and mailboxes
- * file (every job naming that file adds its Maildir to the one task). */
+ * file (one task a file, for the Maildirs of every job naming it). */
 static void
 make_tasks(struct fetch_hooks *h, const struct config *cfg,
     const bool *chosen)
@@ -48,23 +48,21 @@ make_tasks(struct fetch_hooks *h, const struct config *cfg,
 			if (h->tasks[t].kind == TASK_MAILBOXES &&
 			    strcmp(h->tasks[t].file, fj->mailboxes) == 0)
 				h->mailboxes[k] = t;
-		if (h->mailboxes[k] == SIZE_MAX) {
-			h->tasks[h->ntasks].kind = TASK_MAILBOXES;
-			h->tasks[h->ntasks].file = fj->mailboxes;
-			sv_init(&h->tasks[h->ntasks].locals);
-			h->mailboxes[k] = h->ntasks++;
-		}
-		sv_push(&h->tasks[h->mailboxes[k]].locals, fj->local);
+		if (h->mailboxes[k] != SIZE_MAX)
+			continue;
+		h->tasks[h->ntasks].kind = TASK_MAILBOXES;
+		h->tasks[h->ntasks].file = fj->mailboxes;
+		sv_init(&h->tasks[h->ntasks].locals);
+		/* every job naming the file, chosen or not, in order */
+		for (size_t i = 0; i < cfg->njobs; i++)
+			if (cfg->jobs[i].mailboxes != NULL &&
+			    strcmp(cfg->jobs[i].mailboxes, fj->mailboxes) == 0 &&
+			    !sv_contains(&h->tasks[h->ntasks].locals,
+			    cfg->jobs[i].local))
+				sv_push(&h->tasks[h->ntasks].locals,
+				    cfg->jobs[i].local);
+		h->mailboxes[k] = h->ntasks++;
 	}
-	/* a job not chosen still names its Maildir in a shared file */
-	for (size_t k = 0; k < cfg->njobs; k++)
-		for (size_t t = 0; !chosen[k] && cfg->jobs[k].mailboxes != NULL
-		    && t < h->ntasks; t++)
-			if (h->tasks[t].kind == TASK_MAILBOXES &&
-			    strcmp(h->tasks[t].file, cfg->jobs[k].mailboxes) == 0
-			    && !sv_contains(&h->tasks[t].locals,
-			    cfg->jobs[k].local))
-				sv_push(&h->tasks[t].locals, cfg->jobs[k].local);
 }
 
 /* What the confined process may read (besides what it may write). */

@@ -172,6 +172,23 @@ class TestMailboxes(FetchCase):
         self.assertEqual(sorted(n for n in os.listdir(os.path.dirname(self.file))),
                          ["mailboxes"])
 
+    def test_jobs_naming_one_file_share_its_line(self):
+        other = os.path.join(self.dir, "Other")
+        self.configure(job_extra="  mailboxes %s\nfetch second\n  ssh %s@127.0.0.1:%d\n"
+                       "  ssh-key %s\n  remote %s\n  local %s\n  mode copy\n"
+                       "  mailboxes %s\n" % (self.file, self.sshd.user, self.sshd.port,
+                                              self.key, self.remote, other, self.file))
+        self.put("1.M1P1.srv")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = 'mailboxes "%s" "%s"\n' % (self.local, other)
+        self.assertEqual(open(self.file).read(), want)
+        # one job run alone still writes the whole line
+        os.unlink(self.file)
+        r = self.fetch("second")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(open(self.file).read(), want)
+
     def test_a_failure_is_said_and_the_mail_is_kept(self):
         os.rmdir(os.path.dirname(self.file))
         self.put("1.M1P1.srv")
