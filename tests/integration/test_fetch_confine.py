@@ -66,18 +66,21 @@ class TestConfined(FetchCase):
     def test_several_jobs_at_once_confined(self):
         self.put("1.M1P1.srv")
         other = os.path.join(self.dir, "Other")
+        other_remote = os.path.join(self.dir, "server", "Other")
+        os.makedirs(os.path.join(other_remote, "new"))
+        with open(os.path.join(other_remote, "new", "2.M1P1.srv"), "w") as f:
+            f.write("Subject: two\n\n2\n")
         self.configure(job_extra="fetch second\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n"
-                       "  remote %s\n  local %s\n  mode copy\n" % (
-                           self.sshd.user, self.sshd.port, self.key, self.remote, other))
+                       "  remote %s\n  local %s\n" % (
+                           self.sshd.user, self.sshd.port, self.key, other_remote, other))
         outside = os.path.join(self.dir, "escape")
         r = self.fetch("-v", env={"POSTIE_CONFINE_PROBE": outside})
         err = r.stderr.decode()
         self.assertEqual(r.returncode, 0, err)
         self.assertIn("errno %d" % errno.EACCES, err)
         self.assertFalse(os.path.exists(outside))
-        got = sorted(os.listdir(os.path.join(self.local, "new")) +
-                     os.listdir(os.path.join(other, "new")))
-        self.assertEqual(got, ["1.M1P1.srv"])
+        self.assertEqual(self.local_names(), ["1.M1P1.srv"])
+        self.assertEqual(os.listdir(os.path.join(other, "new")), ["2.M1P1.srv"])
 
 
 class TestAfter(FetchCase):
