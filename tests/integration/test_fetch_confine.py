@@ -7,6 +7,8 @@ import ctypes
 import errno
 import os
 import stat
+import struct
+import subprocess
 import time
 import unittest
 
@@ -21,6 +23,28 @@ def landlock_abi():
         return max(0, libc.syscall(444, None, 0, 1))
     except OSError:
         return 0
+
+
+def no_landlock():
+    """A preexec_fn: from here on landlock_create_ruleset fails with
+    ENOSYS (a seccomp filter), as on a kernel without Landlock."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06
+    prog = [
+        (ld_w_abs, 0, 0, 4),                # seccomp_data.arch
+        (jeq_k, 0, 3, 0xC000003E),          # x86_64, else allow
+        (ld_w_abs, 0, 0, 0),                # seccomp_data.nr
+        (jeq_k, 0, 1, 444),                 # landlock_create_ruleset
+        (ret_k, 0, 0, 0x00050000 | errno.ENOSYS),
+        (ret_k, 0, 0, 0x7FFF0000),          # allow
+    ]
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
+    fprog = struct.pack("HxxxxxxP", len(prog), ctypes.addressof(buf))
+    fbuf = ctypes.create_string_buffer(fprog)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:     # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "no_new_privs")
+    if libc.prctl(22, 2, fbuf, 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
+        raise OSError(ctypes.get_errno(), "seccomp")
 
 
 HOOK = """#!/bin/sh
@@ -62,6 +86,21 @@ class TestConfined(FetchCase):
         self.assertIn("confine probe: write %s: allowed" % inside, err)
         self.assertIn("confine probe: read %s: allowed" % self.conf, err)
         self.assertTrue(os.path.exists(inside))
+
+    def test_a_kernel_without_landlock_is_said_once_and_fetch_goes_on(self):
+        if os.uname().machine != "x86_64":
+            self.skipTest("the seccomp filter is written for x86_64")
+        self.put("1.M1P1.srv")
+        outside = os.path.join(self.dir, "escape")
+        env = dict(self.env, POSTIE_CONFINE_PROBE=outside)
+        r = subprocess.run([os.path.join(self.bin, "fetch"), "-v"], env=env,
+                           capture_output=True, timeout=120, preexec_fn=no_landlock)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertEqual(err.count("not confined: the kernel has no Landlock"), 1, err)
+        self.assertNotIn("confined (Landlock", err)
+        self.assertIn("confine probe: write %s: allowed" % outside, err)
+        self.assertEqual(self.local_names(), ["1.M1P1.srv"])
 
     def test_several_jobs_at_once_confined(self):
         self.put("1.M1P1.srv")
