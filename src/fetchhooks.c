@@ -12,6 +12,12 @@
 #include "confine.h"
 #include "fetchhooks.h"
 
+#if defined(__has_feature)
+#define SANITIZED_CLANG __has_feature(address_sanitizer)
+#else
+#define SANITIZED_CLANG 0
+#endif
+
 char *
 fetch_state_dir(const struct config *cfg)
 {
@@ -83,6 +89,10 @@ read_paths(const struct config *cfg, const bool *chosen,
 
 	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
 		sv_push(rd, sys[i]);
+#if defined(__SANITIZE_ADDRESS__) || SANITIZED_CLANG
+	/* the leak checker reads /proc/PID/task and maps at exit */
+	sv_push(rd, "/proc");
+#endif
 	if (n > 0) {
 		exe[n] = '\0';
 		sv_push(rd, exe);
