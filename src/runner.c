@@ -445,6 +445,8 @@ runner_run(struct runner *r, size_t task, const char *const expand[],
 	struct rep rp;
 	size_t off = 0;
 
+	if (timeout_s < 1 || timeout_s > RUNNER_TIMEOUT_MAX)
+		timeout_s = RUNNER_TIMEOUT_MAX;
 	memset(&rq, 0, sizeof(rq));
 	rq.op = OP_RUN;
 	rq.task = (uint32_t)task;
