@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -148,6 +149,7 @@ static void
 run_command(char **argv, int stdin_fd, int timeout, struct rep *rp)
 {
 	double deadline = now_s() + timeout;
+	pid_t handler = getpid();
 	size_t got = 0;
 	bool line_done = false, done = false;
 	int ep[2], status = 0;
@@ -168,6 +170,10 @@ run_command(char **argv, int stdin_fd, int timeout, struct rep *rp)
 		int null = open("/dev/null", O_RDWR);
 
 		(void)setsid();
+		/* a handler killed (^C reaches it) takes its command along */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+		    getppid() != handler)
+			_exit(127);
 		signal(SIGPIPE, SIG_DFL);
 		if (null < 0 || dup2(stdin_fd >= 0 ? stdin_fd : null, 0) < 0 ||
 		    dup2(null, 1) < 0 || dup2(ep[1], 2) < 0)
@@ -368,11 +374,18 @@ runner_start(struct runner *r, const struct runner_task *tasks,
 		    "runner: fork: %s", strerror(errnum));
 	}
 	if (r->pid == 0) {
-		/* nothing of fetch's but the socket: no lock, no log */
-		if (sv[1] > 3)
-			close_range(3, (unsigned)sv[1] - 1, 0);
-		close_range((unsigned)sv[1] + 1, ~0U, 0);
-		runner_main(tasks, ntasks, sv[1]);
+		int ctl = fcntl(sv[1], F_DUPFD_CLOEXEC, 3);
+		int null = open("/dev/null", O_RDWR);
+
+		/* nothing of fetch's but the socket: no lock, no log, and
+		 * not the terminal or a pipe someone waits on to end */
+		if (ctl < 0 || null < 0 || dup2(null, 0) < 0 ||
+		    dup2(null, 1) < 0 || dup2(null, 2) < 0)
+			_exit(EXIT_FAILURE);
+		if (ctl > 3)
+			close_range(3, (unsigned)ctl - 1, 0);
+		close_range((unsigned)ctl + 1, ~0U, 0);
+		runner_main(tasks, ntasks, ctl);
 	}
 	close(sv[1]);
 	r->fd = sv[0];

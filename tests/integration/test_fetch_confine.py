@@ -6,6 +6,7 @@ it changed."""
 import ctypes
 import errno
 import os
+import signal
 import stat
 import struct
 import subprocess
@@ -164,6 +165,37 @@ class TestAfter(FetchCase):
         self.assertIn("exited with 3: index-broken", self.log())
         self.assertEqual(self.local_names(), ["1.M1P1.srv"])
         self.assertEqual(self.count(), 1)
+
+    def test_a_fetch_interrupted_takes_its_after_command_along(self):
+        pidfile = os.path.join(self.dir, "after.pid")
+        path = os.path.join(self.dir, "slow.sh")
+        with open(path, "w") as f:
+            f.write('#!/bin/sh\necho $$ > "$1.tmp" && mv "$1.tmp" "$1"\nexec sleep 60\n')
+        os.chmod(path, 0o755)
+        self.configure(job_extra='  after "%s %s"\n' % (path, pidfile))
+        self.put("1.M1P1.srv")
+        p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+        end = time.time() + 30
+        while not os.path.exists(pidfile) and time.time() < end:
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(pidfile), "the after command never started")
+        pid = int(open(pidfile).read())
+        os.killpg(p.pid, signal.SIGINT)     # ^C on its terminal
+        # fetch ends, and nothing holds its output open
+        out, err = p.communicate(timeout=20)
+        end = time.time() + 10
+        while time.time() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            self.fail("the after command outlived the fetch")
+        self.assertEqual(self.local_names(), ["1.M1P1.srv"])
 
     def test_not_run_by_a_dry_run(self):
         self.hook()
