@@ -72,6 +72,8 @@ struct fetch_job {
 					 * claims (default: the host name) */
 	long		 connect_timeout;	/* seconds */
 	long		 timeout;		/* seconds, per SSH step */
+	struct strvec	 after;		/* run after a run that brought mail */
+	char		*mailboxes;	/* mutt's mailboxes line goes here */
 };
 
 struct config {

@@ -58,6 +58,7 @@ struct fetch_opts {
 	const char	*release;	/* --release CLIENT: give that
 					 * client's claims back to new/ */
 	struct strvec	 jobs;		/* empty: every job */
+	struct fetch_hooks *hooks;	/* set by fetch_run (fetchhooks.h) */
 };
 
 /* Run the jobs; 0 when every job ran (refused files are reported). */

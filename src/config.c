@@ -69,6 +69,8 @@ static const struct key keys[] = {
 	{ "mode",		SC_FETCH,	K_MODE,		F(mode) },
 	{ "take",		SC_FETCH,	K_LIST,		F(take) },
 	{ "client",		SC_FETCH,	K_STR,		F(client) },
+	{ "after",		SC_FETCH,	K_COMMAND,	F(after) },
+	{ "mailboxes",		SC_FETCH,	K_PATH,		F(mailboxes) },
 
 	/* In both kinds of block: same kind, offsets differ (shared_off). */
 	{ "ssh",		SC_IDENTITY | SC_FETCH, K_SSH,	0 },
@@ -635,6 +637,7 @@ fetch_init(struct fetch_job *j, const char *name, int line)
 	j->timeout = 60;
 	sv_init(&j->folders);
 	sv_init(&j->take);
+	sv_init(&j->after);
 }
 
 static bool
@@ -1176,6 +1179,8 @@ config_free(struct config *c)
 		free(j->client);
 		sv_free(&j->folders);
 		sv_free(&j->take);
+		sv_free(&j->after);
+		free(j->mailboxes);
 	}
 	free(c->jobs);
 	free(c->path);

@@ -23,6 +23,7 @@
 #include <dirent.h>
 
 
+#include "fetchhooks.h"
 #include "fetchjob.h"
 
 
@@ -290,17 +291,6 @@ in_set(const char *folder, const struct strvec *set, const char *name)
 }
 
 
-/* The state directory: beside the queue, "fetch/". */
-static char *
-state_dir(const struct config *cfg)
-{
-	char *q = xstrdup(cfg->queue);
-	char *dir = xasprintf("%s/fetch", dirname(q));
-
-	free(q);
-	return dir;
-}
-
 /*
  * One run at a time writes into a local Maildir, whichever job it runs:
  * flock on the Maildir directory itself (the same directory under any
@@ -336,7 +326,7 @@ lock_maildir(struct job *j, struct err *e)
 static int
 open_state(struct job *j, struct err *e)
 {
-	char *dir = state_dir(j->cfg), *path;
+	char *dir = fetch_state_dir(j->cfg), *path;
 	int rc = 0;
 
 	if (util_mkdir_p(dir, e) < 0) {
@@ -467,7 +457,7 @@ folder_listed(const struct job *j, const char *key)
 static int
 unremoved_save(struct job *j, struct err *e)
 {
-	char *dir = state_dir(j->cfg);
+	char *dir = fetch_state_dir(j->cfg);
 	char *path = xasprintf("%s/%s.unremoved", dir, j->job->name);
 	char *tmp = xasprintf("%s.tmp", path);
 	struct strbuf sb;
@@ -1547,6 +1537,7 @@ job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
     struct log *log, struct crash *crash, bool alone, struct err *je)
 {
 	struct job j;
+	unsigned long fetched;
 	int rc;
 
 	memset(&j, 0, sizeof(j));
@@ -1567,7 +1558,10 @@ job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
 	rc = run_job(&j, je);
 	if (rc < 0)
 		log_msg(log, LOG_ERR, "%s: %s", j.job->name, je->msg);
+	fetched = j.fetched;
 	job_free(&j);
+	if (!o->dry_run && o->release == NULL)
+		fetch_hooks_job(o->hooks, cfg, k, fetched, log);
 	return rc;
 }
 
@@ -1749,9 +1743,11 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 }
 
 int
-fetch_run(const struct config *cfg, const struct fetch_opts *o,
+fetch_run(const struct config *cfg, const struct fetch_opts *opts,
     struct log *log, struct err *e)
 {
+	struct fetch_hooks hooks;
+	struct fetch_opts run = *opts, *o = &run;
 	struct err *errs;
 	bool *chosen;
 	size_t nchosen = 0, nerrs = 0, pick = 0;
@@ -1780,6 +1776,15 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		    sv_contains(&o->jobs, cfg->jobs[k].name);
 		nchosen += chosen[k];
 	}
+	/* before any connection: the runner, then the confinement */
+	if (fetch_hooks_start(&hooks, cfg, chosen, o->dry_run,
+	    o->release != NULL, log, e) < 0) {
+		fetch_hooks_end(&hooks);
+		free(errs);
+		free(chosen);
+		return -1;
+	}
+	run.hooks = &hooks;
 	/* one job runs here (a crash step or a kill hits the command
 	 * itself); several go at once, each in a process of its own */
 	if (nchosen == 1) {
@@ -1808,6 +1813,7 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 			fprintf(stderr, "fetch: %s\n", errs[i].msg);
 	if (nerrs > 0)
 		*e = errs[pick];
+	fetch_hooks_end(&hooks);
 	free(errs);
 	free(chosen);
 	return nerrs > 0 ? -1 : 0;

@@ -620,6 +620,20 @@ test_fetch_defaults(void **state)
 	assert_int_equal(c->jobs[0].mode, FETCH_MOVE);
 	config_free(c);
 
+	/* after: a command (absolute, no shell); mailboxes: a path */
+	c = parse_ok("fetch f\n ssh h\n after \"/usr/bin/notmuch new\"\n"
+	    " mailboxes ~/.config/mutt/mailboxes\n");
+	assert_int_equal(c->jobs[0].after.n, 2);
+	assert_string_equal(c->jobs[0].after.v[0], "/usr/bin/notmuch");
+	assert_string_equal(c->jobs[0].after.v[1], "new");
+	assert_string_equal(c->jobs[0].mailboxes,
+	    HOME "/.config/mutt/mailboxes");
+	config_free(c);
+	c = parse_ok("fetch f\n ssh h\n");
+	assert_int_equal(c->jobs[0].after.n, 0);
+	assert_null(c->jobs[0].mailboxes);
+	config_free(c);
+
 	/* client: given, or the host name up to its first dot */
 	c = parse_ok("fetch f\n ssh h\n client desk_top-2.home\n");
 	assert_string_equal(c->jobs[0].client, "desk_top-2.home");

@@ -1,0 +1,240 @@
+/* fetchhooks.c - runner, confinement, `after' and `mailboxes'. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "confine.h"
+#include "fetchhooks.h"
+
+#if defined(__has_feature)
+#define SANITIZED_CLANG __has_feature(address_sanitizer)
+#else
+#define SANITIZED_CLANG 0
+#endif
+
+char *
+fetch_state_dir(const struct config *cfg)
+{
+	char *q = xstrdup(cfg->queue);
+	char *dir = xasprintf("%s/fetch", dirname(q));
+
+	free(q);
+	return dir;
+}
+
+/* The runner's tasks: each chosen job's after command and mailboxes
+ * file (one task a file, for the Maildirs of every job naming it). */
+static void
+make_tasks(struct fetch_hooks *h, const struct config *cfg,
+    const bool *chosen)
+{
+	h->tasks = xcalloc(2 * cfg->njobs + 1, sizeof(*h->tasks));
+	h->after = xcalloc(cfg->njobs + 1, sizeof(*h->after));
+	h->mailboxes = xcalloc(cfg->njobs + 1, sizeof(*h->mailboxes));
+	for (size_t k = 0; k < cfg->njobs; k++) {
+		const struct fetch_job *fj = &cfg->jobs[k];
+
+		h->after[k] = h->mailboxes[k] = SIZE_MAX;
+		if (!chosen[k])
+			continue;
+		if (fj->after.n > 0) {
+			h->tasks[h->ntasks].kind = TASK_COMMAND;
+			h->tasks[h->ntasks].argv = &fj->after;
+			h->after[k] = h->ntasks++;
+		}
+		if (fj->mailboxes == NULL)
+			continue;
+		for (size_t t = 0; t < h->ntasks; t++)
+			if (h->tasks[t].kind == TASK_MAILBOXES &&
+			    strcmp(h->tasks[t].file, fj->mailboxes) == 0)
+				h->mailboxes[k] = t;
+		if (h->mailboxes[k] != SIZE_MAX)
+			continue;
+		h->tasks[h->ntasks].kind = TASK_MAILBOXES;
+		h->tasks[h->ntasks].file = fj->mailboxes;
+		sv_init(&h->tasks[h->ntasks].locals);
+		/* every job naming the file, chosen or not, in order */
+		for (size_t i = 0; i < cfg->njobs; i++)
+			if (cfg->jobs[i].mailboxes != NULL &&
+			    strcmp(cfg->jobs[i].mailboxes, fj->mailboxes) == 0 &&
+			    !sv_contains(&h->tasks[h->ntasks].locals,
+			    cfg->jobs[i].local))
+				sv_push(&h->tasks[h->ntasks].locals,
+				    cfg->jobs[i].local);
+		h->mailboxes[k] = h->ntasks++;
+	}
+}
+
+/* What the confined process may read (besides what it may write). */
+static void
+read_paths(const struct config *cfg, const bool *chosen,
+    struct strvec *rd)
+{
+	static const char *const sys[] = {
+		"/usr", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache",
+		"/etc/ssl", "/etc/pki", "/etc/ca-certificates", "/etc/ssh",
+		"/etc/nsswitch.conf", "/etc/resolv.conf", "/etc/hosts",
+		"/etc/host.conf", "/etc/gai.conf", "/etc/services",
+		"/etc/protocols", "/etc/passwd", "/etc/group",
+		"/etc/localtime", "/dev/urandom", "/dev/random",
+	};
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
+		sv_push(rd, sys[i]);
+#if defined(__SANITIZE_ADDRESS__) || SANITIZED_CLANG
+	/* the leak checker reads /proc/PID/task and maps at exit */
+	sv_push(rd, "/proc");
+#endif
+	if (n > 0) {
+		exe[n] = '\0';
+		sv_push(rd, exe);
+	}
+	if (cfg->path != NULL)
+		sv_push(rd, cfg->path);
+	sv_push_owned(rd, xasprintf("%s/.ssh", util_home()));
+	for (size_t k = 0; k < cfg->njobs; k++) {
+		const struct fetch_job *fj = &cfg->jobs[k];
+
+		if (!chosen[k])
+			continue;
+		if (fj->ssh_key != NULL) {
+			sv_push(rd, fj->ssh_key);
+			sv_push_owned(rd, xasprintf("%s.pub", fj->ssh_key));
+		}
+		if (fj->ssh_known_hosts != NULL)
+			sv_push(rd, fj->ssh_known_hosts);
+		sv_push(rd, fj->local);	/* -n reads what is here */
+	}
+}
+
+int
+fetch_hooks_start(struct fetch_hooks *h, const struct config *cfg,
+    const bool *chosen, bool dry_run, bool release, struct log *log,
+    struct err *e)
+{
+	struct strvec wr, rd;
+	char *state = fetch_state_dir(cfg);
+	int rc = 0;
+
+	memset(h, 0, sizeof(*h));
+	h->runner.fd = -1;
+	make_tasks(h, cfg, chosen);
+	if (h->ntasks > 0 && !dry_run && runner_start(&h->runner, h->tasks,
+	    h->ntasks, e) < 0) {
+		free(state);
+		return -1;
+	}
+	sv_init(&wr);
+	sv_init(&rd);
+	/*
+	 * What it may write must exist to be named: made now (a failure
+	 * here is the job's own, said when it tries again, confined).
+	 */
+	if (util_mkdir_p(state, e) == 0)
+		sv_push(&wr, state);
+	for (size_t k = 0; k < cfg->njobs; k++)
+		if (chosen[k] && !dry_run && !release &&
+		    util_mkdir_p(cfg->jobs[k].local, e) == 0)
+			sv_push(&wr, cfg->jobs[k].local);
+	sv_push(&wr, "/dev/null");
+	read_paths(cfg, chosen, &rd);
+	h->abi = confine_apply(&wr, &rd, e);
+	if (h->abi < 0)
+		rc = -1;
+	else if (h->abi > 0)
+		log_msg(log, LOG_INFO, "confined (Landlock ABI %d)", h->abi);
+	else
+		log_msg(log, LOG_NOTICE, "not confined: the kernel has no "
+		    "Landlock (ABI %d; 2 or later needed)", confine_abi());
+	sv_free(&wr);
+	sv_free(&rd);
+	free(state);
+	if (rc == 0)
+		confine_probe();
+	return rc;
+}
+
+static void
+hook_fail(struct log *log, const char *job, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+hook_fail(struct log *log, const char *job, const char *fmt, ...)
+{
+	char line[1200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_msg(log, LOG_ERR, "%s: %s", job, line);
+	/* log_msg itself writes to stderr with -v or "log stderr" */
+	if (!log->verbose && log->kind != LOGTO_STDERR) {
+		util_sanitize(line);
+		fprintf(stderr, "fetch: %s: %s\n", job, line);
+	}
+}
+
+void
+fetch_hooks_job(struct fetch_hooks *h, const struct config *cfg, size_t k,
+    unsigned long fetched, struct log *log)
+{
+	const struct fetch_job *fj = &cfg->jobs[k];
+	struct run_result res;
+	struct err e;
+	bool changed;
+
+	if (h == NULL || h->runner.fd < 0)
+		return;
+	if (h->mailboxes[k] != SIZE_MAX) {
+		if (runner_mailboxes(&h->runner, h->mailboxes[k], &changed,
+		    &e) < 0)
+			hook_fail(log, fj->name, "mailboxes: %s", e.msg);
+		else if (changed)
+			log_msg(log, LOG_INFO, "%s: wrote %s", fj->name,
+			    fj->mailboxes);
+	}
+	if (h->after[k] == SIZE_MAX || fetched == 0)
+		return;
+	if (runner_run(&h->runner, h->after[k], NULL, -1, AFTER_TIMEOUT,
+	    &res, &e) < 0)
+		hook_fail(log, fj->name, "after: %s: %s", fj->after.v[0],
+		    e.msg);
+	else if (res.timed_out)
+		hook_fail(log, fj->name, "after: %s took over %d seconds and "
+		    "was killed%s%s", fj->after.v[0], AFTER_TIMEOUT,
+		    res.line[0] ? ": " : "", res.line);
+	else if (!res.exited)
+		hook_fail(log, fj->name, "after: %s was killed by signal %d%s%s",
+		    fj->after.v[0], res.sig, res.line[0] ? ": " : "",
+		    res.line);
+	else if (res.code != 0)
+		hook_fail(log, fj->name, "after: %s exited with %d%s%s",
+		    fj->after.v[0], res.code, res.line[0] ? ": " : "",
+		    res.line);
+	else
+		log_msg(log, LOG_INFO, "%s: after: %s ran", fj->name,
+		    fj->after.v[0]);
+}
+
+void
+fetch_hooks_end(struct fetch_hooks *h)
+{
+	runner_stop(&h->runner);
+	for (size_t t = 0; t < h->ntasks; t++)
+		if (h->tasks[t].kind == TASK_MAILBOXES)
+			sv_free(&h->tasks[t].locals);
+	free(h->tasks);
+	free(h->after);
+	free(h->mailboxes);
+	memset(h, 0, sizeof(*h));
+	h->runner.fd = -1;
+}
