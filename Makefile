@@ -28,7 +28,7 @@ NET_LIBS   = $(shell pkg-config --libs $(NET_PKGS) 2>/dev/null)
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
-CORE	= err util trust config message input crash safefile queue reach spool \
+CORE	= err util trust alias config message input crash safefile queue reach spool \
 	  cli log mailq smtpd maildir netload handoff commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.

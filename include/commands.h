@@ -1,5 +1,5 @@
 /*
- * commands.h - the four commands postie acts as. Each takes its argv
+ * commands.h - the commands postie acts as. Each takes its argv
  * (argv[0] = the name it runs as), does its work, and returns 0 or -1
  * with e filled; main() prints e and maps it to an exit code.
  */
@@ -12,5 +12,6 @@ int	cmd_sendmail(int argc, char **argv, struct err *e);
 int	cmd_mailq(int argc, char **argv, struct err *e);
 int	cmd_deliver(int argc, char **argv, struct err *e);
 int	cmd_fetch(int argc, char **argv, struct err *e);
+int	cmd_newaliases(int argc, char **argv, struct err *e);
 
 #endif

@@ -24,12 +24,14 @@ static const struct command commands[] = {
 	{ "mailq",	cmd_mailq },
 	{ "deliver",	cmd_deliver },
 	{ "fetch",	cmd_fetch },
+	{ "newaliases",	cmd_newaliases },
 };
 
 static int
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: postie sendmail|mailq|deliver|fetch [flags...]\n"
+	fprintf(fp, "usage: postie sendmail|mailq|deliver|fetch|newaliases "
+	    "[flags...]\n"
 	    "       postie --version\n"
 	    "See postie(1).\n");
 	return fp == stdout ? 0 : 64;

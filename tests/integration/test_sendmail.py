@@ -344,9 +344,10 @@ class TestDispatch(QueueCase):
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout, rb"^postie \d")
 
-    def test_newaliases_is_a_noop(self):
+    def test_newaliases_checks_and_queues_nothing(self):
         r = self.sendmail(["-bi"], b"")
         self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.stdout, b"no aliases file; 0 aliases from alias lines\n")
         self.assertNothingQueued()
 
     def test_config_search_order(self):
