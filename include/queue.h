@@ -65,6 +65,7 @@ struct msgstate {
 	time_t		 last_attempt;
 	time_t		 next_try;	/* 0: as soon as possible */
 	bool		 bounced;
+	bool		 warned;	/* the delay warning is written */
 };
 
 /* A message being written into tmp/. */

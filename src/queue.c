@@ -812,6 +812,10 @@ fold_line(struct msgstate *st, char *line)
 		st->bounced = true;
 		return;
 	}
+	if (strcmp(ev, "warned") == 0) {
+		st->warned = true;
+		return;
+	}
 	if (strcmp(ev, "ok") == 0)
 		s = RCPT_SENT;
 	else if (strcmp(ev, "defer") == 0)
