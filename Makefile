@@ -121,7 +121,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(BUILD)/postie $(DESTDIR)$(PREFIX)/bin/postie
-	for c in sendmail mailq deliver fetch; do \
+	for c in sendmail mailq deliver fetch newaliases; do \
 	    ln -sf postie $(DESTDIR)$(PREFIX)/bin/$$c; done
 	install -m 644 man/postie.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/postie.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/

@@ -330,7 +330,7 @@ class TestDispatch(QueueCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         bindir = os.path.join(dest, "usr/local/bin")
         self.assertTrue(os.access(os.path.join(bindir, "postie"), os.X_OK))
-        for name in ("sendmail", "mailq", "deliver", "fetch"):
+        for name in ("sendmail", "mailq", "deliver", "fetch", "newaliases"):
             self.assertEqual(os.readlink(os.path.join(bindir, name)), "postie")
         for page in ("man1/postie.1", "man5/postie.conf.5"):
             self.assertTrue(os.path.exists(os.path.join(dest, "usr/local/share/man", page)))
