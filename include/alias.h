@@ -44,6 +44,8 @@ struct alias {
 struct alias_table {
 	struct alias	*v;
 	size_t		 n;
+	size_t		*slot;		/* hash index: 1 + index in v, 0 empty */
+	size_t		 cap;		/* a power of two, or 0 */
 };
 
 void	alias_table_init(struct alias_table *t);

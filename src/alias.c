@@ -32,16 +32,55 @@ alias_table_free(struct alias_table *t)
 		free(t->v[i].where);
 	}
 	free(t->v);
+	free(t->slot);
 	memset(t, 0, sizeof(*t));
+}
+
+/* FNV-1a of the lower-cased name. */
+static size_t
+hash(const char *s)
+{
+	size_t h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)tolower((unsigned char)*s)) * 16777619u;
+	return h;
+}
+
+/* The slot of name: where it is, or the empty one where it would go. */
+static size_t *
+find_slot(const struct alias_table *t, const char *name)
+{
+	size_t i = hash(name) & (t->cap - 1);
+
+	while (t->slot[i] != 0 &&
+	    strcasecmp(t->v[t->slot[i] - 1].name, name) != 0)
+		i = (i + 1) & (t->cap - 1);
+	return &t->slot[i];
+}
+
+/* Keep the index at most half full (t->n entries and one more). */
+static void
+grow_index(struct alias_table *t)
+{
+	if (2 * (t->n + 1) <= t->cap)
+		return;
+	free(t->slot);
+	t->cap = t->cap == 0 ? 16 : 2 * t->cap;
+	t->slot = xcalloc(t->cap, sizeof(*t->slot));
+	for (size_t i = 0; i < t->n; i++)
+		*find_slot(t, t->v[i].name) = i + 1;
 }
 
 const struct alias *
 alias_find(const struct alias_table *t, const char *name)
 {
-	for (size_t i = 0; i < t->n; i++)
-		if (strcasecmp(t->v[i].name, name) == 0)
-			return &t->v[i];
-	return NULL;
+	size_t *slot;
+
+	if (t->cap == 0)
+		return NULL;
+	slot = find_slot(t, name);
+	return *slot != 0 ? &t->v[*slot - 1] : NULL;
 }
 
 /*
@@ -109,6 +148,7 @@ alias_add(struct alias_table *t, const char *name,
 		*why = "this name has an alias already (the first one counts)";
 		return -1;
 	}
+	grow_index(t);
 	t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
 	a = &t->v[t->n++];
 	a->name = xstrdup(name);
@@ -118,6 +158,7 @@ alias_add(struct alias_table *t, const char *name,
 	for (size_t i = 0; i < targets->n; i++)
 		sv_push(&a->targets, targets->v[i]);
 	a->where = xstrdup(where);
+	*find_slot(t, a->name) = t->n;
 	return 0;
 }
 

@@ -365,6 +365,38 @@ test_load_aliases_file(void **state)
 	free(conf);
 }
 
+/* A large file: every name found (the index grows), in any case. */
+static void
+test_many_aliases(void **state)
+{
+	struct alias_table t;
+	struct strvec errors;
+	struct strbuf sb;
+	char name[32];
+
+	(void)state;
+	sb_init(&sb);
+	for (int i = 0; i < 5000; i++)
+		sb_addf(&sb, "User%d: u%d@example.org\n", i, i);
+	sb_adds(&sb, "user77: dup@example.org\n");
+	assert_int_equal(parse(&t, sb.s, &errors), 1);
+	assert_string_equal(errors.v[0], "al:5001: this name has an alias "
+	    "already (the first one counts)");
+	assert_int_equal(t.n, 5000);
+	for (int i = 0; i < 5000; i++) {
+		const struct alias *a;
+
+		snprintf(name, sizeof(name), "USER%d", i);
+		a = alias_find(&t, name);
+		assert_non_null(a);
+		assert_ptr_equal(a, &t.v[i]);
+	}
+	assert_null(alias_find(&t, "user5000"));
+	alias_table_free(&t);
+	sv_free(&errors);
+	sb_free(&sb);
+}
+
 static void
 test_qualify_from(void **state)
 {
@@ -417,6 +449,7 @@ main(void)
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_config_alias_lines),
 		cmocka_unit_test(test_load_aliases_file),
+		cmocka_unit_test(test_many_aliases),
 		cmocka_unit_test(test_qualify_from),
 	};
 
