@@ -72,6 +72,16 @@ class TestNewaliases(AliasCase):
         r = self.newaliases()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, b"no aliases file; 1 aliases from alias lines\n")
+        # by the name make install links, with -C
+        link = os.path.join(self.bin, "newaliases")
+        os.symlink(POSTIE, link)
+        r = subprocess.run([link, "-C", self.conf], capture_output=True, env=self.env,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, b"no aliases file; 1 aliases from alias lines\n")
+        r = subprocess.run([link, "root"], capture_output=True, env=self.env, timeout=30)
+        self.assertEqual((r.returncode, r.stderr), (64, b"newaliases: usage: newaliases "
+                                                        b"[-C config]\n"))
 
     def test_every_error_with_file_and_line(self):
         path = self.aliases_file("root: me@example.org\n"
