@@ -28,13 +28,14 @@ NET_LIBS   = $(shell pkg-config --libs $(NET_PKGS) 2>/dev/null)
 CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
-CORE	= err util trust config message input crash safefile queue reach spool \
-	  cli log textout mailq qctl smtpd maildir netload handoff commands
+CORE	= err util trust alias config message input crash safefile queue \
+	  reach spool cli log textout mailq qctl smtpd maildir netload handoff \
+	  commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
 NET	= tls dial upstream reply pump sshconn tunnel sftp sftpchan fetch \
-	  fetchget smtp local bounce dirsync deliver netmod confine runner \
-	  mailboxes fetchhooks
+	  fetchget smtp local bounce notify dirsync deliver netmod confine \
+	  runner mailboxes fetchhooks
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)
@@ -122,7 +123,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(BUILD)/postie $(DESTDIR)$(PREFIX)/bin/postie
-	for c in sendmail mailq deliver fetch; do \
+	for c in sendmail mailq deliver fetch newaliases; do \
 	    ln -sf postie $(DESTDIR)$(PREFIX)/bin/$$c; done
 	install -m 644 man/postie.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/postie.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/

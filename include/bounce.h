@@ -1,8 +1,9 @@
 /*
- * bounce.h - failure notices (RFC 3464 multipart/report): which
- * recipients failed, the upstream's reply, the original headers (the
- * whole original message when the sender asked for RET=FULL, -R full,
- * and it is at most BOUNCE_FULL_MAX bytes).
+ * bounce.h - failure notices and delay warnings (RFC 3464
+ * multipart/report): which recipients failed (or still wait), the
+ * upstream's reply, the original headers (for a failure, the whole
+ * original message when the sender asked for RET=FULL, -R full, and it
+ * is at most BOUNCE_FULL_MAX bytes).
  */
 #ifndef POSTIE_BOUNCE_H
 #define POSTIE_BOUNCE_H
@@ -20,5 +21,15 @@
  */
 void	bounce_build(const char *id, const struct envelope *env,
 	    const struct msgstate *st, int fd, time_t now, struct strbuf *out);
+
+/*
+ * The delay warning (Action: delayed) for message id: the recipients
+ * still waiting (RCPT_WAITING, RCPT_DEFERRED) with their last reply,
+ * the next try and the time it gives up (until, Will-Retry-Until:), and
+ * the original headers.
+ */
+void	bounce_build_delay(const char *id, const struct envelope *env,
+	    const struct msgstate *st, int fd, time_t now, time_t next_try,
+	    time_t until, struct strbuf *out);
 
 #endif

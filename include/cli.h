@@ -10,7 +10,7 @@
 #include "err.h"
 #include "util.h"
 
-enum sm_mode { SM_SEND, SM_MAILQ, SM_RUNQ, SM_SMTP, SM_NOOP };
+enum sm_mode { SM_SEND, SM_MAILQ, SM_RUNQ, SM_SMTP, SM_ALIASES };
 enum sm_delivery { SM_DELIVER_BACKGROUND, SM_DELIVER_QUEUE_ONLY,
 	SM_DELIVER_NOW };
 

@@ -14,5 +14,6 @@ int	cmd_deliver(int argc, char **argv, struct err *e);
 int	cmd_fetch(int argc, char **argv, struct err *e);
 /* postie queue show|hold|release|remove [-C file] [-v] (--all | ID...) */
 int	cmd_queue(int argc, char **argv, struct err *e);
+int	cmd_newaliases(int argc, char **argv, struct err *e);
 
 #endif

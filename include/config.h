@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "alias.h"
 #include "err.h"
 #include "util.h"
 
@@ -93,6 +94,12 @@ struct config {
 	size_t		 nids;
 	struct fetch_job *jobs;
 	size_t		 njobs;
+	char		*domain;	/* qualifies bare names; NULL: host */
+	struct alias_table aliases;	/* alias lines, then the file's
+					 * (config_load_aliases) */
+	char		*aliases_file;	/* NULL: none */
+	long		 delay_warning;	/* seconds; 0: never */
+	struct strvec	 notify_command;	/* argv, empty: none */
 };
 
 /* A config file is at most this big, a line at most this long. */
@@ -123,6 +130,19 @@ struct config *config_parse_string(const char *text, const char *name,
 	    struct err *e);
 
 void	config_free(struct config *cfg);
+
+/*
+ * Add the aliases file's entries (if the config names one) to the alias
+ * lines' table, then check every chain (alias_check). The alias lines
+ * win over the file's entry for the same name. -1 with e set (ERR_CONFIG,
+ * the first error) on any error; every error is in errors when it is
+ * not NULL. *nfile counts the file's entries (may be NULL).
+ */
+int	config_load_aliases(struct config *cfg, struct strvec *errors,
+	    size_t *nfile, struct err *e);
+
+/* The domain that qualifies bare names: `domain`, else the host name. */
+const char *config_domain(const struct config *cfg);
 
 /* Durations: "90", "90s", "5m", "1h30m", "5d" -> seconds. */
 int	config_parse_duration(const char *s, long *out);

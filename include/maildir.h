@@ -24,4 +24,15 @@ int	maildir_deliver(const char *dir, const char *prefix, size_t plen,
 	    int fd, off_t offset, off_t len, struct crash *crash,
 	    struct err *e);
 
+/*
+ * Write buf into dir/new under the given name, at most once: if a
+ * message of that name is in new/ or cur/ already (a run that crashed
+ * after writing it), nothing is written and 1 is returned; 0 once
+ * written (tmp/NAME, fsync, link into new/, fsync new/, tmp/NAME
+ * unlinked). crash counts "maildir file written" and "maildir linked
+ * into new/".
+ */
+int	maildir_deliver_once(const char *dir, const char *name,
+	    const char *buf, size_t len, struct crash *crash, struct err *e);
+
 #endif

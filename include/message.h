@@ -86,6 +86,16 @@ void	addr_set_free(struct addr_set *set);
 bool	addr_list_add(struct strvec *list, struct addr_set *seen,
 	    const char *addr);
 
+/*
+ * A whole address field (name, colon, value, line endings) with every
+ * bare address in it (a local name without '@', as cron writes
+ * "From: root (Cron Daemon)") qualified with "@domain", appended to out.
+ * Only the address gains the domain: display names, comments and folding
+ * stay as they were. False (out untouched) when there is none.
+ */
+bool	msg_qualify_field(const char *field, size_t len, const char *domain,
+	    struct strbuf *out);
+
 /* "Mon, 23 Nov 2026 20:40:12 +0000" */
 void	msg_format_date(time_t t, char *buf, size_t len);
 

@@ -72,6 +72,7 @@ struct msgstate {
 	time_t		 held_since;	/* when held */
 	long long	 held_secs;	/* held time of the holds released */
 	bool		 removed;	/* "removed": being removed by hand */
+	bool		 warned;	/* the delay warning is written */
 };
 
 /* A message being written into tmp/. */

@@ -48,8 +48,9 @@ int	spool_message(const struct config *cfg, struct queue *q,
 	    struct input *in, const struct spool_opts *o,
 	    struct spool_result *res, struct err *e);
 
-/* The sender used when neither -f nor From: gives one: $USER@host. */
-char	*spool_default_sender(void);
+/* The sender used when neither -f nor From: gives one: $USER@domain
+ * (config_domain: `domain`, else the host name). */
+char	*spool_default_sender(const char *domain);
 
 /* Normalize a -f argument: "<a@b>" -> "a@b", "<>" -> "". */
 char	*spool_clean_sender(const char *s);

@@ -1,4 +1,4 @@
-/* bounce.c - RFC 3464 failure notices. */
+/* bounce.c - RFC 3464 failure notices and delay warnings. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,9 +122,95 @@ original_message(int fd, const struct envelope *env, struct strbuf *out,
 	return true;
 }
 
-void
-bounce_build(const char *id, const struct envelope *env,
-    const struct msgstate *st, int fd, time_t now, struct strbuf *out)
+/* What a notice is about: the failed recipients, or the late ones. */
+struct notice {
+	bool		 delayed;
+	time_t		 next_try;	/* delayed: the next attempt */
+	time_t		 until;		/* delayed: when it gives up */
+};
+
+static bool
+listed(const struct notice *n, const struct msgstate *st, size_t i)
+{
+	if (n->delayed)
+		return st->r[i].state == RCPT_WAITING ||
+		    st->r[i].state == RCPT_DEFERRED;
+	return st->r[i].state == RCPT_FAILED;
+}
+
+static void
+notice_text(const struct notice *n, const char *id, const struct envelope *env,
+    const struct msgstate *st, const char *host, struct strbuf *out)
+{
+	char when[64];
+
+	if (!n->delayed) {
+		sb_addf(out, "postie on %s could not deliver your message (queue "
+		    "id %s)\nto the recipients below. The reason is given for "
+		    "each, with the mail\nserver's reply where there was "
+		    "one.\n\n", host, id);
+	} else {
+		msg_format_date(env->queued, when, sizeof(when));
+		sb_addf(out, "postie on %s has not yet delivered your message "
+		    "(queue id %s),\nqueued %s, to the recipients below. "
+		    "This is a warning only:\nyou do not need to send it "
+		    "again. The last reply is given for each.\n\n", host,
+		    id, when);
+	}
+	for (size_t i = 0; i < st->n; i++) {
+		if (!listed(n, st, i))
+			continue;
+		sb_addf(out, "<%s>: %s\n", env->rcpts.v[i],
+		    st->r[i].reply && *st->r[i].reply ? st->r[i].reply :
+		    n->delayed ? "no reply yet" : "failed");
+	}
+	if (n->delayed) {
+		msg_format_date(n->next_try, when, sizeof(when));
+		sb_addf(out, "\nNext try: %s\n", when);
+		msg_format_date(n->until, when, sizeof(when));
+		sb_addf(out, "It gives up, and sends a failure notice, at: "
+		    "%s\n", when);
+	}
+	sb_adds(out, "\n");
+}
+
+static void
+notice_status(const struct notice *n, const struct envelope *env,
+    const struct msgstate *st, struct strbuf *out)
+{
+	char until[64];
+
+	if (n->delayed)
+		msg_format_date(n->until, until, sizeof(until));
+	for (size_t i = 0; i < st->n; i++) {
+		char status[40];
+		const char *reply = st->r[i].reply;
+
+		if (!listed(n, st, i))
+			continue;
+		if (n->delayed) {
+			if (!enhanced_code(reply, status, sizeof(status)) ||
+			    status[0] != '4')
+				snprintf(status, sizeof(status), "4.0.0");
+		} else
+			status_of(reply, status, sizeof(status));
+		sb_addf(out, "\nFinal-Recipient: rfc822; %s\n",
+		    env->rcpts.v[i]);
+		sb_addf(out, "Action: %s\n", n->delayed ? "delayed" : "failed");
+		sb_addf(out, "Status: %s\n", status);
+		if (reply != NULL && *reply != '\0' && isdigit_reply(reply))
+			sb_addf(out, "Diagnostic-Code: smtp; %s\n", reply);
+		else if (reply != NULL && *reply != '\0')
+			sb_addf(out, "Diagnostic-Code: X-postie; %s\n", reply);
+		if (n->delayed)
+			sb_addf(out, "Will-Retry-Until: %s\n", until);
+	}
+}
+
+static void
+notice_build(const struct notice *n, const char *id,
+    const struct envelope *env, const struct msgstate *st, int fd,
+    time_t now, struct strbuf *out)
 {
 	const char *host = util_hostname();
 	unsigned int rnd = 0;
@@ -137,10 +223,12 @@ bounce_build(const char *id, const struct envelope *env,
 	msg_format_date(now, date, sizeof(date));
 	sb_addf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", host);
 	sb_addf(out, "To: <%s>\n", env->sender);
-	sb_adds(out, "Subject: Undelivered Mail Returned to Sender\n");
+	sb_addf(out, "Subject: %s\n", n->delayed ?
+	    "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender");
 	sb_addf(out, "Date: %s\n", date);
-	sb_addf(out, "Message-ID: <%lld.%08x.bounce@%s>\n", (long long)now,
-	    rnd, host);
+	sb_addf(out, "Message-ID: <%lld.%08x.%s@%s>\n", (long long)now,
+	    rnd, n->delayed ? "delay" : "bounce", host);
 	sb_adds(out, "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
 	sb_addf(out, "Content-Type: multipart/report; "
 	    "report-type=delivery-status;\n\tboundary=\"%s\"\n\n", boundary);
@@ -148,16 +236,7 @@ bounce_build(const char *id, const struct envelope *env,
 
 	sb_addf(out, "--%s\nContent-Type: text/plain; charset=us-ascii\n\n",
 	    boundary);
-	sb_addf(out, "postie on %s could not deliver your message (queue id "
-	    "%s)\nto the recipients below. The reason is given for each, with "
-	    "the mail\nserver's reply where there was one.\n\n", host, id);
-	for (size_t i = 0; i < st->n; i++) {
-		if (st->r[i].state != RCPT_FAILED)
-			continue;
-		sb_addf(out, "<%s>: %s\n", env->rcpts.v[i],
-		    st->r[i].reply ? st->r[i].reply : "failed");
-	}
-	sb_adds(out, "\n");
+	notice_text(n, id, env, st, host, out);
 
 	sb_addf(out, "--%s\nContent-Type: message/delivery-status\n\n",
 	    boundary);
@@ -167,32 +246,37 @@ bounce_build(const char *id, const struct envelope *env,
 		sb_addf(out, "Original-Envelope-Id: %s\n", env->envid);
 	msg_format_date(env->queued, date, sizeof(date));
 	sb_addf(out, "Arrival-Date: %s\n", date);
-	for (size_t i = 0; i < st->n; i++) {
-		char status[40];
-
-		if (st->r[i].state != RCPT_FAILED)
-			continue;
-		status_of(st->r[i].reply, status, sizeof(status));
-		sb_addf(out, "\nFinal-Recipient: rfc822; %s\n",
-		    env->rcpts.v[i]);
-		sb_adds(out, "Action: failed\n");
-		sb_addf(out, "Status: %s\n", status);
-		if (st->r[i].reply != NULL && isdigit_reply(st->r[i].reply))
-			sb_addf(out, "Diagnostic-Code: smtp; %s\n",
-			    st->r[i].reply);
-		else if (st->r[i].reply != NULL)
-			sb_addf(out, "Diagnostic-Code: X-postie; %s\n",
-			    st->r[i].reply);
-	}
+	notice_status(n, env, st, out);
 	sb_adds(out, "\n");
 
-	if (env->ret != NULL && strcasecmp(env->ret, "full") == 0 &&
-	    env->size <= BOUNCE_FULL_MAX && original_message(fd, env, out,
-	    boundary)) {
+	/* a warning carries the headers only: the message is still queued */
+	if (!n->delayed && env->ret != NULL &&
+	    strcasecmp(env->ret, "full") == 0 && env->size <= BOUNCE_FULL_MAX &&
+	    original_message(fd, env, out, boundary)) {
 		sb_addf(out, "\n--%s--\n", boundary);
 		return;
 	}
 	sb_addf(out, "--%s\nContent-Type: text/rfc822-headers\n\n", boundary);
 	original_headers(fd, env, out);
 	sb_addf(out, "\n--%s--\n", boundary);
+}
+
+void
+bounce_build(const char *id, const struct envelope *env,
+    const struct msgstate *st, int fd, time_t now, struct strbuf *out)
+{
+	struct notice n = { .delayed = false };
+
+	notice_build(&n, id, env, st, fd, now, out);
+}
+
+void
+bounce_build_delay(const char *id, const struct envelope *env,
+    const struct msgstate *st, int fd, time_t now, time_t next_try,
+    time_t until, struct strbuf *out)
+{
+	struct notice n = { .delayed = true, .next_try = next_try,
+	    .until = until };
+
+	notice_build(&n, id, env, st, fd, now, out);
 }

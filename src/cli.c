@@ -93,7 +93,7 @@ mode_flag(struct sendmail_args *a, const char *m, struct err *e)
 	else if (strcmp(m, "s") == 0)
 		a->mode = SM_SMTP;
 	else if (strcmp(m, "i") == 0)
-		a->mode = SM_NOOP;	/* newaliases: postie has no aliases */
+		a->mode = SM_ALIASES;	/* newaliases: check the aliases */
 	else
 		return err_set(e, ERR_USAGE, "-b%s is not supported (postie "
 		    "takes -bm, -bp, -bs and -bi)", m);

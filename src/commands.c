@@ -183,6 +183,61 @@ sendmail_spool(const struct sendmail_args *a, const struct config *cfg,
 	return rc;
 }
 
+/*
+ * newaliases, sendmail -bi: read the aliases as sendmail would, say what
+ * was found on stdout, every error on stderr (FILE:LINE: what).
+ */
+static int
+check_aliases(struct config *cfg, const char *cmd, struct err *e)
+{
+	struct strvec errors;
+	size_t nfile = 0, nlines = cfg->aliases.n;
+	int rc;
+
+	sv_init(&errors);
+	rc = config_load_aliases(cfg, &errors, &nfile, e);
+	if (rc < 0 && errors.n == 0) {
+		sv_free(&errors);
+		return -1;	/* the file could not be read: e says why */
+	}
+	for (size_t i = 0; i < errors.n; i++)
+		fprintf(stderr, "%s: %s\n", cmd, errors.v[i]);
+	if (rc == 0) {
+		if (cfg->aliases_file != NULL)
+			printf("%s: %zu aliases, %zu from alias lines\n",
+			    cfg->aliases_file, nfile, nlines);
+		else
+			printf("no aliases file; %zu aliases from alias "
+			    "lines\n", nlines);
+	} else
+		err_set(e, ERR_CONFIG, "%zu error%s in the aliases: fix %s "
+		    "and run newaliases again", errors.n,
+		    errors.n == 1 ? "" : "s", errors.n == 1 ? "it" : "them");
+	sv_free(&errors);
+	return rc;
+}
+
+int
+cmd_newaliases(int argc, char **argv, struct err *e)
+{
+	struct cmd_args a;
+	struct config *cfg = NULL;
+	int rc = -1;
+
+	if (cli_command("newaliases", argc, argv, "", &a, e) < 0)
+		goto out;
+	if (a.names.n > 0) {
+		err_set(e, ERR_USAGE, "usage: newaliases [-C config]");
+		goto out;
+	}
+	if ((cfg = config_load(a.config, e)) != NULL)
+		rc = check_aliases(cfg, "newaliases", e);
+out:
+	config_free(cfg);
+	cli_command_free(&a);
+	return rc;
+}
+
 int
 cmd_sendmail(int argc, char **argv, struct err *e)
 {
@@ -200,12 +255,20 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 		    cli_sendmail_usage);
 		goto out;
 	}
-	if (a.mode == SM_NOOP) {
-		rc = 0;
-		goto out;
-	}
 	if ((cfg = config_load(a.config, e)) == NULL)
 		goto out;
+	if (a.mode == SM_ALIASES) {
+		rc = check_aliases(cfg, "sendmail", e);
+		goto out;
+	}
+	if ((a.mode == SM_SEND || a.mode == SM_SMTP) &&
+	    config_load_aliases(cfg, NULL, NULL, e) < 0) {
+		size_t len = strlen(e->msg);
+
+		snprintf(e->msg + len, sizeof(e->msg) - len,
+		    "; nothing was queued");
+		goto out;
+	}
 	log_open(&log, cfg, "sendmail", a.verbose);
 	switch (a.mode) {
 	case SM_MAILQ:
@@ -236,8 +299,7 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 			rc = sendmail_spool(&a, cfg, &q, &log, e);
 		queue_close(&q);
 		break;
-	case SM_NOOP:
-		rc = 0;
+	case SM_ALIASES:
 		break;
 	}
 	log_close(&log);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alias.h"
 #include "config.h"
 #include "trust.h"
 
@@ -23,7 +24,7 @@ enum scope { SC_GLOBAL = 1, SC_IDENTITY = 2, SC_FETCH = 4 };
 enum kind {
 	K_PATH, K_STR, K_ADDR, K_DURATION, K_SIZE, K_DURLIST, K_COMMAND,
 	K_PORT, K_LIST, K_FLAG, K_BOOL, K_TLS, K_LOG, K_BOUNCE, K_SSH,
-	K_MODE, K_TLSFP, K_SSHFP, K_PATH_OR_MORE
+	K_MODE, K_TLSFP, K_SSHFP, K_PATH_OR_MORE, K_DOMAIN, K_ALIAS
 };
 
 struct key {
@@ -46,6 +47,11 @@ static const struct key keys[] = {
 	{ "bounce",		SC_GLOBAL,	K_BOUNCE,	0 },
 	{ "mda",		SC_GLOBAL,	K_COMMAND,	G(mda) },
 	{ "max-size",		SC_GLOBAL,	K_SIZE,		G(max_size) },
+	{ "domain",		SC_GLOBAL,	K_DOMAIN,	G(domain) },
+	{ "alias",		SC_GLOBAL,	K_ALIAS,	0 },	/* repeats */
+	{ "aliases",		SC_GLOBAL,	K_PATH,		G(aliases_file) },
+	{ "delay-warning",	SC_GLOBAL,	K_DURATION,	G(delay_warning) },
+	{ "notify-command",	SC_GLOBAL,	K_COMMAND,	G(notify_command) },
 
 	{ "from",		SC_IDENTITY,	K_LIST,		I(from) },
 	{ "host",		SC_IDENTITY,	K_STR,		I(host) },
@@ -451,6 +457,51 @@ set_bounce(struct parser *p, struct strvec *vals)
 	return perr(p, 2, "'bounce' must be maildir DIR, mda, sender or none");
 }
 
+/* A domain name: letters, digits, '-' and '.', no empty label. */
+static bool
+valid_domain(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.' ||
+	    strstr(s, "..") != NULL)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '.')
+			return false;
+	return true;
+}
+
+/* "alias NAME ADDRESS..." (commas between addresses allowed). */
+static int
+set_alias(struct parser *p, struct strvec *vals)
+{
+	struct strvec targets;
+	const char *why;
+	char *where;
+	int rc = 0;
+
+	if (vals->n < 3)
+		return perr(p, vals->n < 2 ? 1 : 2, "'alias' needs a name and "
+		    "at least one address");
+	sv_init(&targets);
+	for (size_t i = 2; i < vals->n; i++) {
+		char *save = NULL, *w = xstrdup(vals->v[i]);
+
+		for (char *tok = strtok_r(w, ",", &save); tok != NULL;
+		    tok = strtok_r(NULL, ",", &save))
+			sv_push(&targets, tok);
+		free(w);
+	}
+	where = xasprintf("%s:%d", p->file, p->line);
+	if (alias_add(&p->cfg->aliases, vals->v[1], &targets, where,
+	    &why) < 0)
+		rc = perr(p, 0, "'alias': %s", why);
+	free(where);
+	sv_free(&targets);
+	return rc;
+}
+
 static int
 set_value(struct parser *p, const struct key *k, size_t off,
     struct strvec *vals)
@@ -479,6 +530,8 @@ set_value(struct parser *p, const struct key *k, size_t off,
 		return set_retry(p, vals);
 	case K_BOUNCE:
 		return set_bounce(p, vals);
+	case K_ALIAS:
+		return set_alias(p, vals);
 	default:
 		break;
 	}
@@ -500,6 +553,16 @@ set_value(struct parser *p, const struct key *k, size_t off,
 
 		if (*v == '\0')
 			return perr(p, 2, "'%s' must not be empty", k->name);
+		free(*dst);
+		*dst = xstrdup(v);
+		return 0;
+	}
+	case K_DOMAIN: {
+		char **dst = (char **)(base + off);
+
+		if (!valid_domain(v))
+			return perr(p, 2, "'%s' must be a domain name (letters, "
+			    "digits, '-' and '.')", k->name);
 		free(*dst);
 		*dst = xstrdup(v);
 		return 0;
@@ -804,7 +867,7 @@ parse_line(struct parser *p, const char *line)
 				    : "a fetch block", scope_name(p->scope));
 			goto out;
 		}
-		if (p->seen[i]) {
+		if (p->seen[i] && k->kind != K_ALIAS) {
 			rc = perr(p, 1, "'%s' is given twice in %s", k->name,
 			    scope_name(p->scope));
 			goto out;
@@ -929,6 +992,20 @@ check_fetch(struct parser *p, struct fetch_job *j)
 	return 0;
 }
 
+/* The alias lines' chains: a loop is an error at its line. */
+static int
+check_aliases(struct parser *p)
+{
+	struct strvec errors;
+	int rc = 0;
+
+	sv_init(&errors);
+	if (alias_check(&p->cfg->aliases, &errors) > 0)
+		rc = err_set(p->e, ERR_CONFIG, "%s", errors.v[0]);
+	sv_free(&errors);
+	return rc;
+}
+
 static struct config *
 config_defaults(void)
 {
@@ -950,6 +1027,9 @@ config_defaults(void)
 	c->bounce_dir = util_expand_tilde("~/Maildir");
 	sv_init(&c->mda);
 	c->max_size = 50ULL * 1024 * 1024;
+	alias_table_init(&c->aliases);
+	c->delay_warning = 4 * 3600;
+	sv_init(&c->notify_command);
 	return c;
 }
 
@@ -993,6 +1073,8 @@ parse_text(const char *text, size_t len, const char *name, struct err *e)
 	for (size_t i = 0; i < p.cfg->njobs; i++)
 		if (check_fetch(&p, &p.cfg->jobs[i]) < 0)
 			goto fail;
+	if (check_aliases(&p) < 0)
+		goto fail;
 	return p.cfg;
 fail:
 	config_free(p.cfg);
@@ -1189,6 +1271,10 @@ config_free(struct config *c)
 	free(c->retry);
 	free(c->bounce_dir);
 	sv_free(&c->mda);
+	free(c->domain);
+	alias_table_free(&c->aliases);
+	free(c->aliases_file);
+	sv_free(&c->notify_command);
 	free(c);
 }
 
@@ -1227,4 +1313,52 @@ config_resolve_identity(const struct config *cfg, const char *name,
 	if (name != NULL)
 		id = config_identity_by_name(cfg, name);
 	return id != NULL ? id : config_identity_for(cfg, sender);
+}
+
+int
+config_load_aliases(struct config *cfg, struct strvec *errors, size_t *nfile,
+    struct err *e)
+{
+	struct alias_table file;
+	struct strvec mine;
+	struct strvec *errs = errors != NULL ? errors : &mine;
+	size_t first = errs->n;
+	int nerr = 0;
+
+	sv_init(&mine);
+	alias_table_init(&file);
+	if (nfile != NULL)
+		*nfile = 0;
+	if (cfg->aliases_file != NULL) {
+		nerr = alias_load_file(&file, cfg->aliases_file, errs, e);
+		if (nerr < 0) {
+			alias_table_free(&file);
+			sv_free(&mine);
+			return -1;
+		}
+		if (nfile != NULL)
+			*nfile = file.n;
+	}
+	for (size_t i = 0; i < file.n; i++) {
+		const struct alias *a = &file.v[i];
+		const char *why;
+
+		if (alias_find(&cfg->aliases, a->name) == NULL)
+			alias_add(&cfg->aliases, a->name, &a->targets,
+			    a->where, &why);
+	}
+	alias_table_free(&file);
+	nerr += alias_check(&cfg->aliases, errs);
+	if (nerr > 0)
+		err_set(e, ERR_CONFIG, "%s%s", errs->n > first ?
+		    errs->v[first] : "the aliases have errors",
+		    nerr > 1 ? " (and more: run newaliases to see them)" : "");
+	sv_free(&mine);
+	return nerr > 0 ? -1 : 0;
+}
+
+const char *
+config_domain(const struct config *cfg)
+{
+	return cfg->domain != NULL ? cfg->domain : util_hostname();
 }

@@ -25,6 +25,7 @@
 #include "input.h"
 #include "local.h"
 #include "maildir.h"
+#include "notify.h"
 #include "queue.h"
 #include "reach.h"
 #include "safefile.h"
@@ -192,39 +193,41 @@ memfd_with(const struct strbuf *sb, struct err *e)
 	return fd;
 }
 
+/*
+ * Write a notice (sb) where `bounce` says, as kind. With once (a name),
+ * a Maildir gets it under that name at most once (maildir.h), so a run
+ * that crashed after writing it does not write it again.
+ */
 static int
-send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
-    struct err *e)
+write_notice(struct runner *r, struct item *it, enum bounce_kind kind,
+    const struct strbuf *sb, const char *once, struct err *e)
 {
 	const struct config *cfg = r->cfg;
-	struct strbuf sb;
 	int rc = 0, fd;
 	char reason[512];
 
-	sb_init(&sb);
-	bounce_build(it->id, &it->env, &it->st, it->fd, r->now, &sb);
+	if (kind == BOUNCE_MDA && cfg->mda.n == 0)
+		kind = BOUNCE_MAILDIR;
 	switch (kind) {
 	case BOUNCE_NONE:
 		break;
 	case BOUNCE_MAILDIR:
-		rc = maildir_deliver(cfg->bounce_dir, sb.s, sb.len, -1, 0, 0,
-		    &r->crash, e);
+		if (once != NULL)
+			rc = maildir_deliver_once(cfg->bounce_dir, once, sb->s,
+			    sb->len, &r->crash, e) < 0 ? -1 : 0;
+		else
+			rc = maildir_deliver(cfg->bounce_dir, sb->s, sb->len,
+			    -1, 0, 0, &r->crash, e);
 		break;
 	case BOUNCE_MDA:
-		if (cfg->mda.n == 0) {
-			rc = maildir_deliver(cfg->bounce_dir, sb.s, sb.len, -1,
-			    0, 0, &r->crash, e);
-			break;
-		}
-		if ((fd = memfd_with(&sb, e)) < 0) {
+		if ((fd = memfd_with(sb, e)) < 0) {
 			rc = -1;
 			break;
 		}
 		if (local_mda(&cfg->mda, getenv("USER") ? getenv("USER") :
 		    "postmaster", "", fd, 0, reason, sizeof(reason)) !=
 		    SMTP_OK)
-			rc = err_set(e, ERR_TEMPFAIL, "failure notice: %s",
-			    reason);
+			rc = err_set(e, ERR_TEMPFAIL, "notice: %s", reason);
 		close(fd);
 		break;
 	case BOUNCE_SENDER: {
@@ -232,7 +235,7 @@ send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
 		struct spool_result res;
 		struct input *in;
 
-		if ((fd = memfd_with(&sb, e)) < 0) {
+		if ((fd = memfd_with(sb, e)) < 0) {
 			rc = -1;
 			break;
 		}
@@ -243,8 +246,8 @@ send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
 		input_init(in, fd, INPUT_RAW);
 		rc = spool_message(cfg, &r->q, in, &so, &res, e);
 		if (rc == 0) {
-			log_msg(r->log, LOG_INFO, "%s: failure notice queued "
-			    "as %s", it->id, res.id);
+			log_msg(r->log, LOG_INFO, "%s: notice queued as %s",
+			    it->id, res.id);
 			spool_result_free(&res);
 		}
 		spool_opts_free(&so);
@@ -253,8 +256,48 @@ send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
 		break;
 	}
 	}
+	return rc;
+}
+
+static int
+send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
+    struct err *e)
+{
+	struct strbuf sb;
+	int rc;
+
+	sb_init(&sb);
+	bounce_build(it->id, &it->env, &it->st, it->fd, r->now, &sb);
+	rc = write_notice(r, it, kind, &sb, NULL, e);
 	sb_free(&sb);
 	return rc;
+}
+
+/* notify-command for a notice: the recipients in state, the first's
+ * reply. */
+static void
+notify(struct runner *r, struct item *it, const char *event, bool delayed)
+{
+	struct strbuf rcpts;
+	const char *reason = NULL;
+
+	if (r->cfg->notify_command.n == 0)
+		return;
+	sb_init(&rcpts);
+	for (size_t i = 0; i < it->st.n; i++) {
+		bool want = delayed ? pending(it, i) :
+		    it->st.r[i].state == RCPT_FAILED;
+
+		if (!want)
+			continue;
+		sb_addf(&rcpts, "%s%s", rcpts.len ? ", " : "",
+		    it->env.rcpts.v[i]);
+		if (reason == NULL && it->st.r[i].reply && *it->st.r[i].reply)
+			reason = it->st.r[i].reply;
+	}
+	notify_run(&r->cfg->notify_command, event, it->id,
+	    rcpts.s ? rcpts.s : "", reason ? reason : "no reply yet", r->log);
+	sb_free(&rcpts);
 }
 
 static bool
@@ -307,10 +350,73 @@ finish(struct runner *r, struct item *it, struct err *e)
 		}
 		if (journal(r, it, e, "bounced") < 0)
 			return -1;
+		if (wants_notice(&it->env))
+			notify(r, it, "failed", false);
 	}
 	if (queue_remove(&r->q, it->id, e) < 0)
 		return -1;
 	log_msg(r->log, LOG_INFO, "%s: removed from the queue", it->id);
+	return 0;
+}
+
+/* --- delay warnings ---------------------------------------------------- */
+
+/*
+ * One warning per message that has waited delay-warning and still has
+ * recipients to go, for a real sender that did not say NOTIFY=NEVER or
+ * a NOTIFY list without DELAY.
+ */
+static bool
+wants_warning(const struct runner *r, const struct item *it)
+{
+	const struct envelope *env = &it->env;
+
+	if (r->cfg->delay_warning <= 0 || it->st.warned || all_final(it) ||
+	    env->sender[0] == '\0')
+		return false;
+	if (env->notify != NULL && strcasestr(env->notify, "delay") == NULL)
+		return false;
+	return queued_age(r, it) >= r->cfg->delay_warning;
+}
+
+/*
+ * Write the warning, then journal "warned". A crash before the journal
+ * line leaves no "warned": the next run writes it again, which a Maildir
+ * (the default) takes once only, by its name; an mda or a queued notice
+ * (bounce sender) may get a second one in that window.
+ */
+static int
+warn_late(struct runner *r, struct item *it, time_t next, struct err *e)
+{
+	struct strbuf sb;
+	char *once;
+	/* held time does not count toward lifetime: give up when the age does */
+	time_t until = r->now + (r->cfg->lifetime - queued_age(r, it));
+	int rc;
+
+	if (!wants_warning(r, it))
+		return 0;
+	if (next < r->now)
+		next = r->now;
+	sb_init(&sb);
+	bounce_build_delay(it->id, &it->env, &it->st, it->fd, r->now, next,
+	    until, &sb);
+	once = xasprintf("%lld.postie-delay-%s", (long long)it->env.queued,
+	    it->id);
+	rc = write_notice(r, it, r->cfg->bounce, &sb, once, e);
+	free(once);
+	sb_free(&sb);
+	if (rc < 0) {
+		log_msg(r->log, LOG_ERR, "%s: cannot write the delay warning: "
+		    "%s; the next run tries again", it->id, e->msg);
+		return 0;	/* no reason to hold the run up */
+	}
+	if (journal(r, it, e, "warned") < 0)
+		return -1;
+	if (r->cfg->bounce != BOUNCE_NONE)
+		log_msg(r->log, LOG_INFO, "%s: delay warning sent to <%s>",
+		    it->id, it->env.sender);
+	notify(r, it, "delayed", true);
 	return 0;
 }
 
@@ -451,6 +557,9 @@ pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 			continue;
 		}
 		if (!explicit && it->st.next_try > r->now) {
+			if (warn_late(r, it, it->st.next_try, &le) < 0)
+				log_msg(r->log, LOG_ERR, "%s: %s", it->id,
+				    le.msg);
 			item_free(it);
 			continue;	/* not due yet */
 		}
@@ -780,18 +889,28 @@ tell_failures(const struct runner *r)
 			    r->failed_why[i]);
 }
 
-/* After the attempts: finish what is final, schedule the rest. */
+/*
+ * After the attempts: finish what is final, schedule the rest; warn of
+ * what has waited delay-warning (tried now or not: an upstream that was
+ * not reached).
+ */
 static int
 settle(struct runner *r, struct item *it, struct err *e)
 {
-	if (it->finished || !it->attempted)
+	time_t next = it->st.next_try;
+
+	if (it->finished)
 		return 0;
-	if (refold(r, it, e) < 0)
-		return -1;
-	if (all_final(it))
-		return finish(r, it, e);
-	return journal(r, it, e, "next %lld", (long long)deliver_next_try(
-	    r->cfg, it->st.attempts, r->now));
+	if (it->attempted) {
+		if (refold(r, it, e) < 0)
+			return -1;
+		if (all_final(it))
+			return finish(r, it, e);
+		next = deliver_next_try(r->cfg, it->st.attempts, r->now);
+		if (journal(r, it, e, "next %lld", (long long)next) < 0)
+			return -1;
+	}
+	return warn_late(r, it, next, e);
 }
 
 /*

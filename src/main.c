@@ -26,12 +26,14 @@ static const struct command commands[] = {
 	{ "deliver",	cmd_deliver },
 	{ "fetch",	cmd_fetch },
 	{ "queue",	cmd_queue },
+	{ "newaliases",	cmd_newaliases },
 };
 
 static int
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: postie sendmail|mailq|deliver|fetch [flags...]\n"
+	fprintf(fp, "usage: postie sendmail|mailq|deliver|fetch|newaliases "
+	    "[flags...]\n"
 	    "       postie queue show|hold|release|remove (--all | ID...)\n"
 	    "       postie --version\n"
 	    "See postie(1).\n");

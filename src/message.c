@@ -537,3 +537,114 @@ msg_format_date(time_t t, char *buf, size_t len)
 	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, sign,
 	    off / 60, off % 60);
 }
+
+/* An atext byte, or '.' (a dot-atom's run). */
+static bool
+atom_byte(char c)
+{
+	return isalnum((unsigned char)c) || (c != '\0' &&
+	    strchr("!#$%&'*+/=?^_`{|}~-.", c) != NULL);
+}
+
+/*
+ * One element of an address list, s[0..n): where a bare address (one
+ * dot-atom, no '@') ends, or 0 if the element is anything else.
+ */
+static size_t
+bare_end(const char *s, size_t n)
+{
+	size_t runs = 0, end = 0, lt = n, gt = n;
+	int depth = 0;
+	bool quoted = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && (quoted || depth > 0)) {
+			i++;
+			continue;
+		}
+		if (quoted) {
+			quoted = s[i] != '"';
+			continue;
+		}
+		if (depth > 0) {
+			depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+			continue;
+		}
+		if (s[i] == '(')
+			depth = 1;
+		else if (s[i] == '"')
+			quoted = true;
+		else if (s[i] == '@' || s[i] == ':' || s[i] == ';')
+			return 0;
+		else if (s[i] == '<' && lt == n)
+			lt = i;
+		else if (s[i] == '>' && gt == n)
+			gt = i;
+	}
+	if (quoted || depth != 0 || (lt < n) != (gt < n) || gt < lt)
+		return 0;
+	/* the address: inside <...> if there are brackets, else all of it */
+	for (size_t i = lt < n ? lt + 1 : 0; i < (lt < n ? gt : n); i++) {
+		if (s[i] == '"')
+			return 0;	/* a quoted local part: left alone */
+		if (s[i] == '(') {
+			for (depth = 1, i++; i < n && depth > 0; i++)
+				depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+			i--;
+			continue;
+		}
+		if (atom_byte(s[i])) {
+			runs++;
+			while (i < n && atom_byte(s[i]))
+				i++;
+			end = i--;
+		}
+	}
+	return runs == 1 ? end : 0;
+}
+
+bool
+msg_qualify_field(const char *field, size_t len, const char *domain,
+    struct strbuf *out)
+{
+	const char *colon = memchr(field, ':', len);
+	size_t start, done = 0;
+	bool changed = false, quoted = false;
+	int depth = 0;
+
+	if (colon == NULL)
+		return false;
+	start = (size_t)(colon - field) + 1;
+	for (size_t i = start; i <= len; i++) {
+		size_t end;
+
+		if (i < len && field[i] == '\\' && (quoted || depth > 0)) {
+			i++;
+			continue;
+		}
+		if (i < len && quoted) {
+			quoted = field[i] != '"';
+			continue;
+		}
+		if (i < len && depth > 0) {
+			depth += field[i] == '(' ? 1 : field[i] == ')' ? -1 : 0;
+			continue;
+		}
+		if (i < len && field[i] != ',') {
+			depth = field[i] == '(';
+			quoted = field[i] == '"';
+			continue;
+		}
+		end = bare_end(field + start, i - start);
+		if (end > 0) {
+			sb_add(out, field + done, start + end - done);
+			sb_addf(out, "@%s", domain);
+			done = start + end;
+			changed = true;
+		}
+		start = i + 1;
+	}
+	if (changed)
+		sb_add(out, field + done, len - done);
+	return changed;
+}

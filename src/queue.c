@@ -860,6 +860,10 @@ fold_line(struct msgstate *st, char *line)
 		st->bounced = true;
 		return;
 	}
+	if (strcmp(ev, "warned") == 0) {
+		st->warned = true;
+		return;
+	}
 	if (strcmp(ev, "hold") == 0) {
 		if (!st->held) {
 			st->held = true;

@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "alias.h"
 #include "message.h"
 #include "spool.h"
 
@@ -36,7 +37,7 @@ spool_result_free(struct spool_result *r)
 }
 
 char *
-spool_default_sender(void)
+spool_default_sender(const char *domain)
 {
 	const char *user = getenv("USER");
 	struct passwd *pw;
@@ -45,7 +46,7 @@ spool_default_sender(void)
 		pw = getpwuid(getuid());
 		user = pw != NULL ? pw->pw_name : "postie";
 	}
-	return xasprintf("%s@%s", user, util_hostname());
+	return xasprintf("%s@%s", user, domain);
 }
 
 char *
@@ -215,6 +216,30 @@ has_8bit(const char *p, size_t n)
 	return false;
 }
 
+/* Replace every local name with an alias by its addresses. */
+static int
+expand_aliases(const struct config *cfg, struct strvec *rcpts, struct err *e)
+{
+	struct strvec out;
+	struct addr_set seen;
+	int rc = 0;
+
+	if (cfg->aliases.n == 0)
+		return 0;
+	sv_init(&out);
+	addr_set_init(&seen);
+	for (size_t i = 0; i < rcpts->n && rc == 0; i++)
+		rc = alias_expand(&cfg->aliases, cfg->domain, rcpts->v[i], &out,
+		    &seen, e);
+	addr_set_free(&seen);
+	if (rc == 0) {
+		sv_free(rcpts);
+		*rcpts = out;
+	} else
+		sv_free(&out);
+	return rc;
+}
+
 static int
 build_envelope(const struct config *cfg, const struct spool_opts *o,
     const struct headers *hd, struct envelope *env, char **from_sender,
@@ -247,13 +272,15 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 	if (env->rcpts.n == 0)
 		return err_set(e, ERR_DATA, "no recipients: give them as "
 		    "arguments, or use -t to read To:, Cc: and Bcc:");
+	if (expand_aliases(cfg, &env->rcpts, e) < 0)
+		return -1;
 
 	if (o->sender != NULL)
 		sender = spool_clean_sender(o->sender);
 	else if ((sender = from_address(hd)) == NULL)
-		sender = spool_default_sender();
+		sender = spool_default_sender(config_domain(cfg));
 	if (*sender != '\0' && strchr(sender, '@') == NULL) {
-		char *q = xasprintf("%s@%s", sender, util_hostname());
+		char *q = xasprintf("%s@%s", sender, config_domain(cfg));
 
 		free(sender);
 		sender = q;
@@ -298,8 +325,9 @@ needs_quotes(const char *name)
 
 /* The fields postie adds: Date:, Message-ID:, From: where missing. */
 static void
-added_fields(const struct headers *hd, const struct spool_opts *o,
-    const char *sender, const char *eol, struct strbuf *out)
+added_fields(const struct config *cfg, const struct headers *hd,
+    const struct spool_opts *o, const char *sender, const char *eol,
+    struct strbuf *out)
 {
 	if (hdr_find(hd, "Date", 0) < 0) {
 		char date[64];
@@ -319,7 +347,8 @@ added_fields(const struct headers *hd, const struct spool_opts *o,
 		    util_hostname(), eol);
 	}
 	if (hdr_find(hd, "From", 0) < 0) {
-		char *daemon = xasprintf("MAILER-DAEMON@%s", util_hostname());
+		char *daemon = xasprintf("MAILER-DAEMON@%s",
+		    config_domain(cfg));
 		const char *addr = *sender ? sender : daemon;
 
 		if (o->fullname != NULL && *o->fullname != '\0') {
@@ -348,25 +377,46 @@ added_fields(const struct headers *hd, const struct spool_opts *o,
 	}
 }
 
-/* Write the header block without Bcc: and Resent-Bcc: fields. */
-static int
-write_head(struct qfile *qf, const struct headers *hd, struct err *e)
+static bool
+field_is(const struct headers *hd, const struct field *f, const char *name)
 {
+	return f->name_len == strlen(name) &&
+	    strncasecmp(hd->buf + f->start, name, f->name_len) == 0;
+}
+
+/*
+ * Write the header block without Bcc: and Resent-Bcc: fields, and with
+ * the bare addresses of From: qualified as the envelope sender is (an
+ * upstream refuses "From: root", and would qualify it with its own
+ * domain at best).
+ */
+static int
+write_head(const struct config *cfg, struct qfile *qf,
+    const struct headers *hd, struct err *e)
+{
+	struct strbuf q;
 	size_t pos = 0;
+	int rc = 0;
 
-	for (size_t i = 0; i < hd->n; i++) {
+	sb_init(&q);
+	for (size_t i = 0; i < hd->n && rc == 0; i++) {
 		const struct field *f = &hd->f[i];
-		bool bcc = (f->name_len == 3 &&
-		    strncasecmp(hd->buf + f->start, "Bcc", 3) == 0) ||
-		    (f->name_len == 10 &&
-		    strncasecmp(hd->buf + f->start, "Resent-Bcc", 10) == 0);
+		bool bcc = field_is(hd, f, "Bcc") ||
+		    field_is(hd, f, "Resent-Bcc");
 
-		if (!bcc)
+		sb_reset(&q);
+		if (!bcc && !(field_is(hd, f, "From") &&
+		    msg_qualify_field(hd->buf + f->start, f->end - f->start,
+		    config_domain(cfg), &q)))
 			continue;
-		if (queue_write(qf, hd->buf + pos, f->start - pos, e) < 0)
-			return -1;
+		if (queue_write(qf, hd->buf + pos, f->start - pos, e) < 0 ||
+		    queue_write(qf, q.s, q.len, e) < 0)
+			rc = -1;
 		pos = f->end;
 	}
+	sb_free(&q);
+	if (rc < 0)
+		return -1;
 	return queue_write(qf, hd->buf + pos, hd->len - pos, e);
 }
 
@@ -435,10 +485,10 @@ spool_message(const struct config *cfg, struct queue *q, struct input *in,
 		goto abort;
 	base = qf.written;
 	eol = h.crlf ? "\r\n" : "\n";
-	if (write_head(&qf, &hd, e) < 0)
+	if (write_head(cfg, &qf, &hd, e) < 0)
 		goto abort;
 	sb_reset(&sb);
-	added_fields(&hd, o, from_sender, eol, &sb);
+	added_fields(cfg, &hd, o, from_sender, eol, &sb);
 	if (queue_write(&qf, sb.s, sb.len, e) < 0)
 		goto abort;
 	if (h.had_blank) {

@@ -111,10 +111,15 @@ class Postfix:
     None for Postfix's default. recipient_access: {address: action} as
     in access(5), e.g. "450 4.7.1 greylisted" or "REJECT no such user".
     chunking: False hides CHUNKING, so clients fall back to DATA.
-    mechanisms: the SASL mechanisms offered."""
+    mechanisms: the SASL mechanisms offered. sender_logins: {envelope
+    sender: login} as smtpd_sender_login_maps: with it, a sender not in
+    the map, or not the login's, is refused (reject_sender_login_mismatch,
+    as providers do). header_checks: the text of a regexp: table (e.g.
+    refusing a From: outside a domain)."""
 
     def __init__(self, users=None, message_size_limit=None, recipient_access=None,
-                 chunking=True, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"), cert="localhost"):
+                 chunking=True, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"), cert="localhost",
+                 sender_logins=None, header_checks=None):
         reason = available()
         if reason:
             raise RuntimeError(reason)
@@ -123,6 +128,8 @@ class Postfix:
         self.recipient_access = recipient_access or {}
         self.chunking = chunking
         self.mechanisms = mechanisms
+        self.sender_logins = sender_logins or {}
+        self.header_checks = header_checks
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="postie-postfix.")
         # the daemons run as postfix and the sink as nobody: they must
@@ -265,6 +272,16 @@ class Postfix:
         ]
         if self.message_size_limit is not None:
             lines.append("message_size_limit = %d" % self.message_size_limit)
+        if self.sender_logins:
+            lines.append("smtpd_sender_login_maps = inline:{ %s }" % ", ".join(
+                "{%s = %s}" % kv for kv in self.sender_logins.items()))
+            lines.append("smtpd_sender_restrictions = reject_non_fqdn_sender, "
+                         "reject_sender_login_mismatch")
+        if self.header_checks is not None:
+            path = os.path.join(self.conf, "header_checks")
+            with open(path, "w") as f:
+                f.write(self.header_checks)
+            lines.append("header_checks = regexp:%s" % path)
         return "\n".join(lines) + "\n"
 
     def _master_cf(self):

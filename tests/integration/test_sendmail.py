@@ -330,7 +330,7 @@ class TestDispatch(QueueCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         bindir = os.path.join(dest, "usr/local/bin")
         self.assertTrue(os.access(os.path.join(bindir, "postie"), os.X_OK))
-        for name in ("sendmail", "mailq", "deliver", "fetch"):
+        for name in ("sendmail", "mailq", "deliver", "fetch", "newaliases"):
             self.assertEqual(os.readlink(os.path.join(bindir, name)), "postie")
         for page in ("man1/postie.1", "man5/postie.conf.5"):
             self.assertTrue(os.path.exists(os.path.join(dest, "usr/local/share/man", page)))
@@ -344,9 +344,10 @@ class TestDispatch(QueueCase):
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout, rb"^postie \d")
 
-    def test_newaliases_is_a_noop(self):
+    def test_newaliases_checks_and_queues_nothing(self):
         r = self.sendmail(["-bi"], b"")
         self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.stdout, b"no aliases file; 0 aliases from alias lines\n")
         self.assertNothingQueued()
 
     def test_config_search_order(self):

@@ -86,11 +86,69 @@ test_bounce(void **state)
 	free(dir);
 }
 
+/* The delay warning: the recipients still to go, never the body. */
+static void
+test_delay_warning(void **state)
+{
+	const char *text = "Subject: hello\nFrom: a@b\n\nbody\n";
+	struct envelope env;
+	struct msgstate st;
+	struct strbuf sb;
+	char *dir = tu_tmpdir(), *path = xasprintf("%s/m", dir);
+	const char *j = "1 ok 0 250 fine\n2 fail 1 550 5.1.1 unknown\n"
+	    "3 defer 2 451 4.7.1 greylisted\n";
+	int fd;
+
+	(void)state;
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	memset(&env, 0, sizeof(env));
+	sv_init(&env.rcpts);
+	env.sender = xstrdup("a@b");
+	env.ret = xstrdup("full");	/* a warning still has headers only */
+	env.queued = 1700000000;
+	sv_push(&env.rcpts, "ok@x");
+	sv_push(&env.rcpts, "bad@x");
+	sv_push(&env.rcpts, "late@x");
+	sv_push(&env.rcpts, "new@x");
+	env.size = strlen(text);
+	msgstate_fold(&st, 4, j, strlen(j));
+	sb_init(&sb);
+	bounce_build_delay("ID1", &env, &st, fd, 1700018000, 1700018060,
+	    1700432000, &sb);
+	assert_non_null(strstr(sb.s, "Subject: Delayed Mail (still being "
+	    "retried)\n"));
+	assert_non_null(strstr(sb.s, "<late@x>: 451 4.7.1 greylisted\n"
+	    "<new@x>: no reply yet\n\nNext try: Wed, 15 Nov 2023 "
+	    "03:14:20 +0000\nIt gives up, and sends a failure notice, at: "
+	    "Sun, 19 Nov 2023 22:13:20 +0000\n"));
+	assert_non_null(strstr(sb.s, "\nFinal-Recipient: rfc822; late@x\n"
+	    "Action: delayed\nStatus: 4.7.1\n"
+	    "Diagnostic-Code: smtp; 451 4.7.1 greylisted\n"
+	    "Will-Retry-Until: Sun, 19 Nov 2023 22:13:20 +0000\n"
+	    "\nFinal-Recipient: rfc822; new@x\nAction: delayed\n"
+	    "Status: 4.0.0\nWill-Retry-Until: "));
+	assert_null(strstr(sb.s, "rfc822; ok@x"));
+	assert_null(strstr(sb.s, "bad@x"));
+	assert_null(strstr(sb.s, "Action: failed"));
+	assert_non_null(strstr(sb.s, "text/rfc822-headers\n\nSubject: hello\n"
+	    "From: a@b\n\n--"));
+	assert_null(strstr(sb.s, "body"));
+	sb_free(&sb);
+	msgstate_free(&st);
+	envelope_free(&env);
+	close(fd);
+	free(path);
+	tu_rmtree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bounce),
+		cmocka_unit_test(test_delay_warning),
 	};
 
 	return cmocka_run_group_tests_name("test_bounce", tests, NULL, NULL);

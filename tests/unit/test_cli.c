@@ -266,7 +266,7 @@ test_modes(void **state)
 		{ "-bm", SM_SEND },
 		{ "-bp", SM_MAILQ },
 		{ "-bs", SM_SMTP },
-		{ "-bi", SM_NOOP },
+		{ "-bi", SM_ALIASES },
 		{ "-q", SM_RUNQ },
 		{ "-q30m", SM_RUNQ },
 		{ "-qf", SM_RUNQ },

@@ -1,0 +1,463 @@
+/*
+ * alias.c - the alias table: the aliases file's parser, the chain check
+ * and the expansion of one recipient (see alias.h).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alias.h"
+#include "config.h"
+#include "message.h"
+#include "trust.h"
+
+void
+alias_table_init(struct alias_table *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+void
+alias_table_free(struct alias_table *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->v[i].name);
+		sv_free(&t->v[i].targets);
+		free(t->v[i].where);
+	}
+	free(t->v);
+	free(t->slot);
+	memset(t, 0, sizeof(*t));
+}
+
+/* FNV-1a of the lower-cased name. */
+static size_t
+hash(const char *s)
+{
+	size_t h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)tolower((unsigned char)*s)) * 16777619u;
+	return h;
+}
+
+/* The slot of name: where it is, or the empty one where it would go. */
+static size_t *
+find_slot(const struct alias_table *t, const char *name)
+{
+	size_t i = hash(name) & (t->cap - 1);
+
+	while (t->slot[i] != 0 &&
+	    strcasecmp(t->v[t->slot[i] - 1].name, name) != 0)
+		i = (i + 1) & (t->cap - 1);
+	return &t->slot[i];
+}
+
+/* Keep the index at most half full (t->n entries and one more). */
+static void
+grow_index(struct alias_table *t)
+{
+	if (2 * (t->n + 1) <= t->cap)
+		return;
+	free(t->slot);
+	t->cap = t->cap == 0 ? 16 : 2 * t->cap;
+	t->slot = xcalloc(t->cap, sizeof(*t->slot));
+	for (size_t i = 0; i < t->n; i++)
+		*find_slot(t, t->v[i].name) = i + 1;
+}
+
+const struct alias *
+alias_find(const struct alias_table *t, const char *name)
+{
+	size_t *slot;
+
+	if (t->cap == 0)
+		return NULL;
+	slot = find_slot(t, name);
+	return *slot != 0 ? &t->v[*slot - 1] : NULL;
+}
+
+/*
+ * A local name: letters, digits and ". _ + -", at most ALIAS_NAME_MAX
+ * bytes. Narrower than a local part may be, so that a file that is not
+ * an aliases file (a password database named by mistake) never yields a
+ * recipient made of its text.
+ */
+static bool
+valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > ALIAS_NAME_MAX)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("._+-", *s) == NULL)
+			return false;
+	return true;
+}
+
+/* NULL if target (trimmed, brackets taken off) can be added, else why. */
+static const char *
+target_problem(const char *tg)
+{
+	const char *why;
+
+	if (strncasecmp(tg, ":include:", 9) == 0 ||
+	    strncasecmp(tg, "\":include:", 10) == 0)
+		return "':include:' is not supported: list the addresses in "
+		    "the entry itself";
+	if (tg[0] == '|' || strncmp(tg, "\"|", 2) == 0)
+		return "a program target ('|command') is not supported: postie "
+		    "runs no program for a recipient (use mda)";
+	if (tg[0] == '/' || strncmp(tg, "\"/", 2) == 0)
+		return "a file target ('/path') is not supported: postie "
+		    "writes no file for a recipient";
+	if (strchr(tg, '@') == NULL)
+		return valid_name(tg) ? NULL : "a local name may only have "
+		    "letters, digits, '.', '_', '+' and '-' (at most 64)";
+	if (!addr_valid_envelope(tg, &why))
+		return "a target is not a usable address";
+	return NULL;
+}
+
+int
+alias_add(struct alias_table *t, const char *name,
+    const struct strvec *targets, const char *where, const char **why)
+{
+	struct alias *a;
+
+	if (!valid_name(name)) {
+		*why = "an alias name may only have letters, digits, '.', '_', "
+		    "'+' and '-' (at most 64)";
+		return -1;
+	}
+	if (targets->n == 0) {
+		*why = "the alias has no address";
+		return -1;
+	}
+	for (size_t i = 0; i < targets->n; i++)
+		if ((*why = target_problem(targets->v[i])) != NULL)
+			return -1;
+	if (alias_find(t, name) != NULL) {
+		*why = "this name has an alias already (the first one counts)";
+		return -1;
+	}
+	grow_index(t);
+	t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
+	a = &t->v[t->n++];
+	a->name = xstrdup(name);
+	for (char *c = a->name; *c != '\0'; c++)
+		*c = (char)tolower((unsigned char)*c);
+	sv_init(&a->targets);
+	for (size_t i = 0; i < targets->n; i++)
+		sv_push(&a->targets, targets->v[i]);
+	a->where = xstrdup(where);
+	*find_slot(t, a->name) = t->n;
+	return 0;
+}
+
+static void
+report(struct strvec *errors, int *count, const char *file, int line,
+    const char *what)
+{
+	(*count)++;
+	if (errors != NULL && errors->n < ALIAS_ERRORS_MAX)
+		sv_push_owned(errors, xasprintf("%s:%d: %s", file, line, what));
+}
+
+static char *
+trimmed(const char *s, size_t n)
+{
+	while (n > 0 && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	if (n >= 2 && s[0] == '<' && s[n - 1] == '>') {
+		s++;
+		n -= 2;
+	}
+	return xstrndup(s, n);
+}
+
+/* "a, b, c" -> targets; commas inside double quotes do not split. */
+static void
+split_targets(const char *s, struct strvec *out)
+{
+	bool quoted = false;
+	const char *start = s;
+
+	for (const char *p = s;; p++) {
+		if (*p == '"')
+			quoted = !quoted;
+		if (*p == '\0' || (*p == ',' && !quoted)) {
+			char *tg = trimmed(start, (size_t)(p - start));
+
+			if (*tg != '\0')
+				sv_push_owned(out, tg);
+			else
+				free(tg);
+			if (*p == '\0')
+				break;
+			start = p + 1;
+		}
+	}
+}
+
+/* One whole entry (continuations joined) that started at line. */
+static void
+parse_entry(struct alias_table *t, const char *entry, const char *file,
+    int line, struct strvec *errors, int *count)
+{
+	const char *colon = strchr(entry, ':');
+	struct strvec targets;
+	const char *why;
+	char *name, *where;
+
+	if (colon == NULL) {
+		report(errors, count, file, line, "no ':' after the name: "
+		    "an entry is 'name: address, address'");
+		return;
+	}
+	name = trimmed(entry, (size_t)(colon - entry));
+	sv_init(&targets);
+	split_targets(colon + 1, &targets);
+	where = xasprintf("%s:%d", file, line);
+	if (alias_add(t, name, &targets, where, &why) < 0)
+		report(errors, count, file, line, why);
+	free(where);
+	free(name);
+	sv_free(&targets);
+}
+
+int
+alias_parse_text(struct alias_table *t, const char *text, size_t len,
+    const char *file, struct strvec *errors)
+{
+	const char *end = text + len;
+	struct strbuf entry;
+	int line = 0, entry_line = 0, count = 0;
+	bool in_entry = false, too_long = false;
+
+	sb_init(&entry);
+	for (const char *s = text; s < end;) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t n = nl != NULL ? (size_t)(nl - s) : (size_t)(end - s);
+		size_t blanks = 0;
+		bool cont = n > 0 && (s[0] == ' ' || s[0] == '\t');
+
+		line++;
+		while (blanks < n && (s[blanks] == ' ' || s[blanks] == '\t' ||
+		    s[blanks] == '\r'))
+			blanks++;
+		if (n > CONFIG_LINE_MAX) {
+			report(errors, &count, file, line, "the line is longer "
+			    "than 4096 bytes: is this an aliases file?");
+		} else if (memchr(s, '\0', n) != NULL) {
+			report(errors, &count, file, line, "the line has a NUL "
+			    "byte");
+		} else if (blanks < n && s[blanks] == '#') {
+			/* a comment: skipped, even amid an entry */
+		} else if (blanks == n || !cont) {
+			if (in_entry && !too_long)
+				parse_entry(t, entry.s, file, entry_line,
+				    errors, &count);
+			in_entry = blanks < n;
+			too_long = false;
+			entry_line = line;
+			sb_reset(&entry);
+			sb_add(&entry, s, n);
+		} else if (!in_entry) {
+			report(errors, &count, file, line, "a continuation "
+			    "line (it starts with a blank) with no entry "
+			    "above it");
+		} else if (entry.len + n + 1 > ALIAS_ENTRY_MAX) {
+			if (!too_long)
+				report(errors, &count, file, entry_line, "the "
+				    "entry is longer than 64 KiB");
+			too_long = true;
+		} else {
+			sb_addc(&entry, ' ');
+			sb_add(&entry, s, n);
+		}
+		s += n + 1;
+	}
+	if (in_entry && !too_long)
+		parse_entry(t, entry.s, file, entry_line, errors, &count);
+	sb_free(&entry);
+	return count;
+}
+
+/* The file at path into buf: regular, trusted, at most CONFIG_SIZE_MAX. */
+static int
+read_file(const char *path, struct strbuf *buf, struct err *e)
+{
+	struct stat st;
+	char chunk[8192];
+	ssize_t r = 0;
+	int fd, rc = -1;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return err_set(e, ERR_CONFIG, "%s: cannot open the aliases "
+		    "file: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		err_set(e, ERR_CONFIG, "%s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		err_set(e, ERR_CONFIG, "%s: the aliases file is not a regular "
+		    "file: name a plain file", path);
+	else if (trust_file(fd, path, e) < 0)
+		;
+	else if (st.st_size > CONFIG_SIZE_MAX)
+		err_set(e, ERR_CONFIG, "%s: the aliases file is larger than "
+		    "1 MiB: is this the right file?", path);
+	else if (fcntl(fd, F_SETFL, 0) < 0)
+		err_set(e, ERR_CONFIG, "%s: %s", path, strerror(errno));
+	else {
+		while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0 || buf->len + (size_t)r > CONFIG_SIZE_MAX)
+				break;
+			sb_add(buf, chunk, (size_t)r);
+		}
+		if (r < 0)
+			err_set(e, ERR_CONFIG, "%s: cannot read: %s", path,
+			    strerror(errno));
+		else if (r > 0)
+			err_set(e, ERR_CONFIG, "%s: the aliases file is larger "
+			    "than 1 MiB: is this the right file?", path);
+		else
+			rc = 0;
+	}
+	close(fd);
+	return rc;
+}
+
+int
+alias_load_file(struct alias_table *t, const char *path,
+    struct strvec *errors, struct err *e)
+{
+	struct strbuf buf;
+	int n;
+
+	sb_init(&buf);
+	if (read_file(path, &buf, e) < 0) {
+		sb_free(&buf);
+		return -1;
+	}
+	n = alias_parse_text(t, buf.s != NULL ? buf.s : "", buf.len, path,
+	    errors);
+	sb_free(&buf);
+	return n;
+}
+
+struct walk {
+	const struct alias_table *t;
+	const char	*domain;
+	const char	*chain[ALIAS_DEPTH_MAX + 1];
+	size_t		 depth;
+	size_t		 leaves;
+	struct strvec	*out;
+	struct addr_set	*seen;
+	struct err	*e;
+};
+
+static int
+walk_error(struct walk *w, const struct alias *a, const char *what,
+    const char *last)
+{
+	struct strbuf sb;
+
+	sb_init(&sb);
+	for (size_t i = 0; i < w->depth; i++)
+		sb_addf(&sb, "%s -> ", w->chain[i]);
+	sb_adds(&sb, last);
+	err_set(w->e, ERR_CONFIG, "%s: %s: %s", a->where, what, sb.s);
+	sb_free(&sb);
+	return -1;
+}
+
+static int
+walk_leaf(struct walk *w, const char *addr, bool via_alias)
+{
+	char *q = NULL;
+
+	if (++w->leaves > ALIAS_FANOUT_MAX)
+		return err_set(w->e, ERR_CONFIG, "%s: the alias %s expands to "
+		    "more than %d addresses",
+		    alias_find(w->t, w->chain[0])->where, w->chain[0],
+		    ALIAS_FANOUT_MAX);
+	if (via_alias && w->domain != NULL && strchr(addr, '@') == NULL)
+		addr = q = xasprintf("%s@%s", addr, w->domain);
+	addr_list_add(w->out, w->seen, addr);	/* copies addr */
+	free(q);
+	return 0;
+}
+
+static int
+walk(struct walk *w, const char *rcpt, const char *parent)
+{
+	const struct alias *a = NULL;
+	int rc = 0;
+
+	if (strchr(rcpt, '@') == NULL &&
+	    (parent == NULL || strcasecmp(rcpt, parent) != 0))
+		a = alias_find(w->t, rcpt);
+	if (a == NULL)
+		return walk_leaf(w, rcpt, parent != NULL);
+	for (size_t i = 0; i < w->depth; i++)
+		if (strcasecmp(w->chain[i], a->name) == 0)
+			return walk_error(w, alias_find(w->t, parent),
+			    "alias loop", a->name);
+	if (w->depth == ALIAS_DEPTH_MAX)
+		return walk_error(w, a, "aliases chained more than 10 deep",
+		    a->name);
+	w->chain[w->depth++] = a->name;
+	for (size_t i = 0; i < a->targets.n && rc == 0; i++)
+		rc = walk(w, a->targets.v[i], a->name);
+	w->depth--;
+	return rc;
+}
+
+int
+alias_expand(const struct alias_table *t, const char *domain,
+    const char *rcpt, struct strvec *out, struct addr_set *seen,
+    struct err *e)
+{
+	struct walk w = { .t = t, .domain = domain, .out = out, .seen = seen,
+	    .e = e };
+
+	return walk(&w, rcpt, NULL);
+}
+
+int
+alias_check(const struct alias_table *t, struct strvec *errors)
+{
+	int count = 0;
+
+	for (size_t i = 0; i < t->n; i++) {
+		struct strvec out;
+		struct addr_set seen;
+		struct err e = { 0 };
+
+		sv_init(&out);
+		addr_set_init(&seen);
+		if (alias_expand(t, NULL, t->v[i].name, &out, &seen, &e) < 0 &&
+		    !sv_contains(errors, e.msg)) {
+			count++;
+			if (errors->n < ALIAS_ERRORS_MAX)
+				sv_push(errors, e.msg);
+		}
+		addr_set_free(&seen);
+		sv_free(&out);
+	}
+	return count;
+}

@@ -1,0 +1,266 @@
+"""The machine's own mail: aliases (alias lines and an aliases file),
+newaliases / sendmail -bi, `domain`, and cron's real invocation carried
+through to a real Postfix that checks the sender and the From:."""
+import json
+import os
+import socket
+import subprocess
+import time
+import unittest
+
+import certs
+import postfix
+from pt import QueueCase, POSTIE
+
+WHY_NOT = postfix.available()
+
+DEBIAN_ALIASES = """# /etc/aliases
+mailer-daemon: postmaster
+postmaster: root
+nobody: root
+hostmaster: root
+usenet: root
+news: root
+webmaster: root
+www: root
+ftp: root
+abuse: root
+noc: root
+security: root
+"""
+
+# what cron (cronie and Debian's cron) pipes to
+# sendmail -FCronDaemon -i -B8BITMIME -oem root
+CRON_MSG = (b"From: root (Cron Daemon)\n"
+            b"To: root\n"
+            b"Subject: Cron <root@laptop> /usr/local/bin/backup\n"
+            b"MIME-Version: 1.0\n"
+            b"Content-Type: text/plain; charset=UTF-8\n"
+            b"Content-Transfer-Encoding: 8bit\n"
+            b"X-Cron-Env: <SHELL=/bin/sh>\n"
+            b"X-Cron-Env: <HOME=/root>\n"
+            b"\n"
+            b"backup: 3 files copied\n")
+CRON_ARGS = ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"]
+
+
+class AliasCase(QueueCase):
+    def aliases_file(self, text, mode=0o600):
+        path = os.path.join(self.dir, "aliases")
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def newaliases(self, args=()):
+        return subprocess.run([POSTIE, "newaliases"] + list(args), capture_output=True,
+                              env=self.env, timeout=30)
+
+
+class TestNewaliases(AliasCase):
+    def test_counts_what_it_found(self):
+        path = self.aliases_file(DEBIAN_ALIASES)
+        self.write_config("alias root me@example.org\naliases %s\n" % path)
+        for r in (self.newaliases(), self.sendmail(["-bi"], b"")):
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.decode(), "%s: 12 aliases, 1 from alias lines\n" % path)
+            self.assertEqual(r.stderr, b"")
+        self.assertNothingQueued()
+
+    def test_without_a_file(self):
+        self.write_config("alias root me@example.org\n")
+        r = self.newaliases()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, b"no aliases file; 1 aliases from alias lines\n")
+        # by the name make install links, with -C
+        link = os.path.join(self.bin, "newaliases")
+        os.symlink(POSTIE, link)
+        r = subprocess.run([link, "-C", self.conf], capture_output=True, env=self.env,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, b"no aliases file; 1 aliases from alias lines\n")
+        r = subprocess.run([link, "root"], capture_output=True, env=self.env, timeout=30)
+        self.assertEqual((r.returncode, r.stderr), (64, b"newaliases: usage: newaliases "
+                                                        b"[-C config]\n"))
+
+    def test_every_error_with_file_and_line(self):
+        path = self.aliases_file("root: me@example.org\n"
+                                 "backup: :include:/etc/backup-list\n"
+                                 "log: /var/log/mail-copy\n"
+                                 "prog: \"|/usr/bin/procmail\"\n"
+                                 "a: b\n"
+                                 "b: a\n"
+                                 "hash:$6$SECRET:19000::\n")
+        self.write_config("aliases %s\n" % path)
+        for r, cmd in ((self.newaliases(), "newaliases"),
+                       (self.sendmail(["-bi"], b""), "sendmail")):
+            self.assertEqual(r.returncode, 78, r.stderr)
+            lines = r.stderr.decode().splitlines()
+            self.assertEqual(lines, [
+                "%s: %s:2: ':include:' is not supported: list the addresses in the "
+                "entry itself" % (cmd, path),
+                "%s: %s:3: a file target ('/path') is not supported: postie writes no "
+                "file for a recipient" % (cmd, path),
+                "%s: %s:4: a program target ('|command') is not supported: postie runs "
+                "no program for a recipient (use mda)" % (cmd, path),
+                "%s: %s:7: a local name may only have letters, digits, '.', '_', '+' "
+                "and '-' (at most 64)" % (cmd, path),
+                "%s: %s:6: alias loop: a -> b -> a" % (cmd, path),
+                "%s: %s:5: alias loop: b -> a -> b" % (cmd, path),
+                "%s: 6 errors in the aliases: fix them and run newaliases again" % cmd,
+            ])
+            self.assertNotIn(b"SECRET", r.stderr + r.stdout)
+
+    def test_untrusted_or_missing_file(self):
+        path = self.aliases_file("root: me@example.org\n", mode=0o666)
+        self.write_config("aliases %s\n" % path)
+        r = self.newaliases()
+        self.assertEqual(r.returncode, 78)
+        self.assertIn(b"is writable by other users: run chmod go-w", r.stderr)
+        os.unlink(path)
+        r = self.newaliases()
+        self.assertEqual(r.returncode, 78)
+        self.assertEqual(r.stderr.decode(), "newaliases: %s: cannot open the aliases "
+                         "file: No such file or directory\n" % path)
+
+
+class TestAliasesAtSendmail(AliasCase):
+    def test_expanded_into_the_envelope(self):
+        path = self.aliases_file(DEBIAN_ALIASES + "root: root, admin, me@example.org\n"
+                                 "admin: ops@example.org\n")
+        self.write_config("aliases %s\n" % path)
+        r = self.sendmail(["-odq", "postmaster", "abuse", "bob@example.com", "tester"],
+                          b"Subject: x\n\nhi\n")
+        self.assertQueued(r)
+        env, body = self.only_msg()
+        # root keeps a local copy (root: root); tester has no alias
+        self.assertEqual(env["rcpt"], ["root", "ops@example.org", "me@example.org",
+                                       "bob@example.com", "tester"])
+        self.assertNotIn(b"postmaster", body)          # no header changes
+
+    def test_alias_lines_win_and_domain_qualifies_targets(self):
+        path = self.aliases_file("root: other@example.net\npostmaster: root\n")
+        self.write_config("domain example.org\nalias root admin, me@example.org\n"
+                          "aliases %s\n" % path)
+        r = self.sendmail(["-odq", "-t"], b"To: postmaster\nCc: tester\n\nhi\n")
+        self.assertQueued(r)
+        env, _ = self.only_msg()
+        # admin (a bare target) is qualified; tester (no alias) stays local
+        self.assertEqual(env["rcpt"], ["admin@example.org", "me@example.org", "tester"])
+
+    def test_smtp_dialogue_expands_too(self):
+        self.write_config("alias root me@example.org\n")
+        dialogue = (b"EHLO me\r\nMAIL FROM:<tester@example.org>\r\nRCPT TO:<root>\r\n"
+                    b"DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        r = self.sendmail(["-bs", "-odq"], dialogue)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        env, _ = self.only_msg()
+        self.assertEqual(env["rcpt"], ["me@example.org"])
+
+    def test_a_broken_file_queues_nothing(self):
+        path = self.aliases_file("root: a\na: root\n")
+        self.write_config("aliases %s\n" % path)
+        r = self.sendmail(["-odq", "root"], b"Subject: x\n\nhi\n")
+        self.assertEqual(r.returncode, 78)
+        self.assertEqual(r.stderr.decode(), "sendmail: %s:2: alias loop: root -> a -> root "
+                         "(and more: run newaliases to see them); nothing was queued\n" % path)
+        self.assertNothingQueued()
+        # deliver and mailq do not read the file: the queue still moves
+        r = self.run_cmd("mailq", [])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_domain_qualifies_the_sender_and_the_from(self):
+        self.write_config("domain example.org\n")
+        r = self.sendmail(["-odq", "bob@example.com"], b"Subject: x\n\nhi\n")
+        self.assertQueued(r)
+        env, body = self.only_msg()
+        self.assertEqual(env["sender"], "tester@example.org")
+        self.assertIn(b"\nFrom: tester@example.org\n", body)
+        self.assertIn(b"@%s>" % socket.gethostname().encode(), body)   # Message-ID
+
+    def test_cron_without_an_alias_stays_local(self):
+        r = self.sendmail(CRON_ARGS + ["-odq"], CRON_MSG)
+        self.assertQueued(r)
+        env, body = self.only_msg()
+        host = socket.gethostname()
+        self.assertEqual(env["rcpt"], ["root"])
+        self.assertEqual(env["sender"], "root@" + host)
+        # the bare From: is qualified like the envelope sender
+        self.assertTrue(body.startswith(b"From: root@%s (Cron Daemon)\nTo: root\n" %
+                                        host.encode()), body)
+
+
+@unittest.skipIf(WHY_NOT, WHY_NOT)
+class TestCronToPostfix(QueueCase):
+    """A provider's checks, as Postfix makes them: the envelope sender must
+    be one the login owns, the From: must be in its domain."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pf = postfix.Postfix(
+            users={"me@example.org": "s3cret pass"}, mechanisms=("PLAIN",),
+            sender_logins={"root@example.org": "me@example.org",
+                           "me@example.org": "me@example.org"},
+            header_checks="if /^From:/\n!/@example\\.org/ REJECT 5.7.1 From: must be "
+                          "an example.org address\nendif\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pf.stop()
+
+    def setUp(self):
+        super().setUp()
+        self.pf.clear()
+
+    def configure(self, extra):
+        pw = os.path.join(self.dir, "pw")
+        with open(pw, "w") as f:
+            f.write("#!/bin/sh\necho 's3cret pass'\n")
+        os.chmod(pw, 0o700)
+        self.write_config(
+            extra + "batch-delay 1s\nbounce maildir %s\n" % os.path.join(self.dir, "bounces") +
+            "identity pf\n  default\n  host localhost\n  port %d\n  tls starttls\n"
+            "  tls-ca %s\n  user me@example.org\n  password-command \"%s\"\n"
+            "  connect-timeout 5s\n  timeout 20s\n" % (self.pf.submission, certs.path("ca.crt"), pw))
+
+    def wait_queue_empty(self, timeout=30):
+        deadline = time.time() + timeout
+        while self.msg_ids() and time.time() < deadline:
+            time.sleep(0.1)
+
+    def test_cron_mail_for_root_reaches_the_upstream(self):
+        self.configure("domain example.org\nalias root me@example.org\n")
+        # exactly cron's command line: the background deliver sends it
+        r = self.sendmail(CRON_ARGS, CRON_MSG)
+        self.assertQueued(r)
+        got = self.pf.messages(1, timeout=30)
+        self.assertEqual(len(got), 1, self.pf.log_text()[-3000:])
+        m = got[0]
+        self.assertEqual(m.sender, "root@example.org")
+        self.assertEqual(m.rcpts, ["me@example.org"])
+        self.assertTrue(m.data.startswith(b"From: root@example.org (Cron Daemon)\n"
+                                          b"To: root\nSubject: Cron <root@laptop> "), m.data)
+        self.assertIn(b"\nbackup: 3 files copied\n", m.data)
+        self.wait_queue_empty()
+        self.assertEqual(self.msg_ids(), [])
+
+    def test_without_domain_the_upstream_refuses_the_host_name(self):
+        # the control: the same job without `domain` goes out as
+        # root@HOST, which the provider refuses
+        self.configure("alias root me@example.org\n")
+        r = self.sendmail(CRON_ARGS + ["-odq"], CRON_MSG)
+        self.assertQueued(r)
+        r = self.run_cmd("deliver", [], timeout=60)
+        self.assertEqual(self.msg_ids(), [], r.stderr)     # failed: a notice
+        bounces = os.path.join(self.dir, "bounces", "new")
+        notices = os.listdir(bounces)
+        self.assertEqual(len(notices), 1)
+        with open(os.path.join(bounces, notices[0]), "rb") as f:
+            notice = f.read()
+        self.assertIn(b"root@%s" % socket.gethostname().encode(), notice)
+        self.assertIn(b"Sender address rejected", notice)
+        self.assertEqual(self.pf.messages(0), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
