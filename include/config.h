@@ -29,6 +29,15 @@ struct ssh_target {
 	int	 port;		/* 22 by default */
 };
 
+/* How a connection leaves this machine (dial.h): proxy, source-address. */
+struct route {
+	char		*proxy_host;	/* SOCKS5 proxy; NULL: connect directly */
+	int		 proxy_port;
+	char		*proxy_user;	/* RFC 1929 login; NULL: none */
+	char		*proxy_password;
+	char		*source;	/* address literal to bind; NULL: any */
+};
+
 struct identity {
 	char		*name;
 	int		 line;		/* where the block starts */
@@ -50,6 +59,7 @@ struct identity {
 	char		*ssh_key;
 	char		*ssh_known_hosts;
 	char		*ssh_fingerprint;
+	struct route	 route;
 	bool		 is_default;
 	long		 connect_timeout;	/* seconds */
 	long		 timeout;		/* seconds, per SMTP step */
@@ -62,6 +72,7 @@ struct fetch_job {
 	char		*ssh_key;
 	char		*ssh_known_hosts;
 	char		*ssh_fingerprint;
+	struct route	 route;
 	char		*remote;
 	char		*local;
 	struct strvec	 folders;
