@@ -113,6 +113,7 @@ bench: all
 	tests/bench/enqueue.sh $(BUILD)/postie
 	tests/bench/flush.sh $(BUILD)/postie
 	$(PYTHON) tests/bench/fetch.py $(BUILD)/postie
+	$(PYTHON) tests/bench/send.py $(BUILD)/postie
 
 # make fuzz: the libFuzzer targets (tests/fuzz/fuzz_*.c, one per parser),
 # built by clang with ASan+UBSan and coverage in build-fuzz/, then each run
