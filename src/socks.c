@@ -119,8 +119,22 @@ socks_reply_text(unsigned code)
 		"address type not supported",
 	};
 
-	return code < sizeof(text) / sizeof(text[0]) ? text[code] :
-	    "an unknown reply code";
+	/* Tor's own, for onion services (its socks-extensions.txt) */
+	static const char *const tor[] = {
+		"onion service descriptor not found",
+		"onion service descriptor invalid",
+		"onion service introduction failed",
+		"onion service rendezvous failed",
+		"onion service needs client authorization",
+		"onion service refused the client authorization",
+		"invalid onion address", "onion service introduction timed out",
+	};
+
+	if (code < sizeof(text) / sizeof(text[0]))
+		return text[code];
+	if (code >= 0xf0 && code - 0xf0 < sizeof(tor) / sizeof(tor[0]))
+		return tor[code - 0xf0];
+	return "an unknown reply code";
 }
 
 int

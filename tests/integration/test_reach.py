@@ -138,6 +138,16 @@ class TestFetchReach(FetchCase):
         self.assertEqual(self.local_names(), ["1700000000.M1P1.server"])
         self.assertIn("Connection from 127.0.0.2 port", self.sshd.log_text())
 
+    def test_fetch_with_the_proxy_down(self):
+        port = free_port()
+        self.configure(job_extra="  proxy socks5://127.0.0.1:%d\n  connect-timeout 3s\n" % port)
+        self.put("1700000000.M1P1.server")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn("cannot connect to the proxy 127.0.0.1 port %d: Connection refused" % port,
+                      r.stderr.decode())
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.server"])
+
     def test_fetch_through_a_scripted_proxy_with_a_login(self):
         proxy = SocksServer(users={"me": "s3cret"})
         self.addCleanup(proxy.stop)

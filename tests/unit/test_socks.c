@@ -129,10 +129,22 @@ test_reply(void **state)
 	assert_int_equal(socks_parse_reply((const unsigned char *)"\x05\x05",
 	    2, &need, &e), -1);
 	assert_string_equal(e.msg, "the proxy refused: connection refused (5)");
-	assert_int_equal(socks_parse_reply((const unsigned char *)"\x05\xf4",
+	assert_int_equal(socks_parse_reply((const unsigned char *)"\x05\xf0",
+	    2, &need, &e), -1);
+	assert_string_equal(e.msg, "the proxy refused: onion service "
+	    "descriptor not found (240)");
+	assert_int_equal(socks_parse_reply((const unsigned char *)"\x05\xf7",
+	    2, &need, &e), -1);
+	assert_string_equal(e.msg, "the proxy refused: onion service "
+	    "introduction timed out (247)");
+	assert_int_equal(socks_parse_reply((const unsigned char *)"\x05\xf8",
 	    2, &need, &e), -1);
 	assert_string_equal(e.msg, "the proxy refused: an unknown reply code "
-	    "(244)");
+	    "(248)");
+	assert_int_equal(socks_parse_reply((const unsigned char *)"\x05\x09",
+	    2, &need, &e), -1);
+	assert_string_equal(e.msg, "the proxy refused: an unknown reply code "
+	    "(9)");
 	/* garbage */
 	assert_int_equal(socks_parse_reply((const unsigned char *)"HTTP/1.1",
 	    8, &need, &e), -1);
