@@ -8,6 +8,7 @@ WARN	 = -std=c17 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	   -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith
 CPPFLAGS += -D_GNU_SOURCE -Iinclude
 PREFIX	?= /usr/local
+LIBDIR	?= $(PREFIX)/lib
 BUILD	?= build
 PYTHON	?= /usr/bin/python3
 
@@ -33,9 +34,9 @@ CORE	= err util trust alias config message input crash safefile queue \
 	  commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
-NET	= tls dial upstream reply pump sshconn tunnel sftp sftpchan fetch \
-	  fetchget smtp local bounce notify dirsync deliver netmod confine \
-	  runner mailboxes fetchhooks
+NET	= tls socks dial upstream reply pump sshconn tunnel sftp sftpchan \
+	  fetch fetchget smtp local bounce notify dirsync deliver netmod \
+	  confine runner mailboxes fetchhooks
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)
@@ -54,15 +55,35 @@ $(BUILD)/libpostienet.a: $(NET_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-# Undefined core symbols resolve from the executable (-rdynamic).
+# Where the module is looked for when the kernel will not run it from
+# memory (vm.memfd_noexec; see src/netload.c).
+$(BUILD)/obj/netload.o: CPPFLAGS += \
+	-DNETMOD_INSTALLED='"$(LIBDIR)/postie/postie-net.so"'
+
+# The module's undefined core symbols resolve from the executable, which
+# exports those and nothing else: the dynamic list is what the module
+# needs from the core, plus the core's dlopen() that libESMTP must call
+# (netload.c).
+NET_INTERPOSE = dlopen
 $(BUILD)/postie-net.so: $(NET_OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(NET_LIBS) -lpthread
+
+$(BUILD)/netmod.dynlist: $(BUILD)/postie-net.so $(BUILD)/obj/main.o $(CORE_OBJS)
+	{ echo '{'; \
+	  { nm -D --undefined-only $< | awk '{ print $$2 }' | sort -u; \
+	    nm --defined-only --extern-only $(BUILD)/obj/main.o $(CORE_OBJS) | \
+	    awk 'NF == 3 { print $$3 }' | sort -u; } | sort | uniq -d | \
+	    sed 's/.*/\t&;/'; \
+	  for s in $(NET_INTERPOSE); do printf '\t%s;\n' $$s; done; \
+	  echo '};'; } > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/netblob.o: src/netblob.S $(BUILD)/postie-net.so
 	$(CC) -c -DNETMOD_PATH='"$(BUILD)/postie-net.so"' -o $@ $<
 
-$(BUILD)/postie: $(BUILD)/obj/main.o $(CORE_OBJS) $(BUILD)/obj/netblob.o
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ -ldl
+$(BUILD)/postie: $(BUILD)/obj/main.o $(CORE_OBJS) $(BUILD)/obj/netblob.o \
+    $(BUILD)/netmod.dynlist
+	$(CC) $(LDFLAGS) -Wl,--dynamic-list=$(BUILD)/netmod.dynlist -o $@ \
+	    $(filter %.o,$^) -ldl
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libpostie.a $(BUILD)/libpostienet.a | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) -Wno-missing-prototypes \
@@ -94,6 +115,7 @@ bench: all
 	tests/bench/enqueue.sh $(BUILD)/postie
 	tests/bench/flush.sh $(BUILD)/postie
 	$(PYTHON) tests/bench/fetch.py $(BUILD)/postie
+	$(PYTHON) tests/bench/send.py $(BUILD)/postie
 
 # make fuzz: the libFuzzer targets (tests/fuzz/fuzz_*.c, one per parser),
 # built by clang with ASan+UBSan and coverage in build-fuzz/, then each run
@@ -123,6 +145,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(BUILD)/postie $(DESTDIR)$(PREFIX)/bin/postie
+	install -d $(DESTDIR)$(LIBDIR)/postie
+	install -m 644 $(BUILD)/postie-net.so $(DESTDIR)$(LIBDIR)/postie/
 	for c in sendmail mailq deliver fetch newaliases; do \
 	    ln -sf postie $(DESTDIR)$(PREFIX)/bin/$$c; done
 	install -m 644 man/postie.1 $(DESTDIR)$(PREFIX)/share/man/man1/

@@ -30,6 +30,15 @@ struct ssh_target {
 	int	 port;		/* 22 by default */
 };
 
+/* How a connection leaves this machine (dial.h): proxy, source-address. */
+struct route {
+	char		*proxy_host;	/* SOCKS5 proxy; NULL: connect directly */
+	int		 proxy_port;
+	char		*proxy_user;	/* RFC 1929 login; NULL: none */
+	char		*proxy_password;
+	char		*source;	/* address literal to bind; NULL: any */
+};
+
 struct identity {
 	char		*name;
 	int		 line;		/* where the block starts */
@@ -51,6 +60,7 @@ struct identity {
 	char		*ssh_key;
 	char		*ssh_known_hosts;
 	char		*ssh_fingerprint;
+	struct route	 route;
 	bool		 is_default;
 	long		 connect_timeout;	/* seconds */
 	long		 timeout;		/* seconds, per SMTP step */
@@ -63,6 +73,7 @@ struct fetch_job {
 	char		*ssh_key;
 	char		*ssh_known_hosts;
 	char		*ssh_fingerprint;
+	struct route	 route;
 	char		*remote;
 	char		*local;
 	struct strvec	 folders;

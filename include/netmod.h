@@ -7,7 +7,9 @@
  * than a whole durable spool; sendmail runs once per message and never
  * needs them. The module is written to a memfd and dlopen'ed from there,
  * so postie stays one file. It resolves the core's functions (queue,
- * config, spool...) from the executable (linked with -rdynamic).
+ * config, spool...) from the executable, which exports just those (the
+ * build's dynamic list). Where no memfd can be mapped, a copy of this
+ * build's module on disk (netload.c).
  */
 #ifndef POSTIE_NETMOD_H
 #define POSTIE_NETMOD_H

@@ -26,6 +26,7 @@ struct ssh_params {
 	const char		*key;		/* NULL: agent, then ~/.ssh/id_* */
 	const char		*known_hosts;	/* NULL: ~/.ssh/known_hosts */
 	const char		*fingerprint;	/* "SHA256:..." pin, or NULL */
+	const struct route	*route;		/* proxy, source; NULL: direct */
 	long			 connect_timeout;	/* seconds */
 	long			 timeout;	/* seconds, per blocking step */
 	bool			 verbose;	/* steps to stderr */

@@ -4,6 +4,7 @@
  * A parser is a table plus small functions: every key is a row naming
  * the blocks it may appear in, how its value is read and where it goes.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,8 @@ enum scope { SC_GLOBAL = 1, SC_IDENTITY = 2, SC_FETCH = 4 };
 enum kind {
 	K_PATH, K_STR, K_ADDR, K_DURATION, K_SIZE, K_DURLIST, K_COMMAND,
 	K_PORT, K_LIST, K_FLAG, K_BOOL, K_TLS, K_LOG, K_BOUNCE, K_SSH,
-	K_MODE, K_TLSFP, K_SSHFP, K_PATH_OR_MORE, K_DOMAIN, K_ALIAS
+	K_MODE, K_TLSFP, K_SSHFP, K_PATH_OR_MORE, K_DOMAIN, K_ALIAS, K_PROXY,
+	K_SOURCE
 };
 
 struct key {
@@ -85,6 +87,8 @@ static const struct key keys[] = {
 	{ "ssh-fingerprint",	SC_IDENTITY | SC_FETCH, K_SSHFP, 0 },
 	{ "connect-timeout",	SC_IDENTITY | SC_FETCH, K_DURATION, 0 },
 	{ "timeout",		SC_IDENTITY | SC_FETCH, K_DURATION, 0 },
+	{ "proxy",		SC_IDENTITY | SC_FETCH, K_PROXY, 0 },
+	{ "source-address",	SC_IDENTITY | SC_FETCH, K_SOURCE, 0 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -137,6 +141,8 @@ shared_off(const char *name, unsigned scope)
 		return id ? I(timeout) : F(timeout);
 	if (strcmp(name, "ssh") == 0)
 		return id ? I(ssh) : F(ssh);
+	if (strcmp(name, "proxy") == 0 || strcmp(name, "source-address") == 0)
+		return id ? I(route) : F(route);
 	if (strcmp(name, "ssh-key") == 0)
 		return id ? I(ssh_key) : F(ssh_key);
 	if (strcmp(name, "ssh-known-hosts") == 0)
@@ -298,6 +304,79 @@ parse_ssh_target(const char *s, struct ssh_target *t, const char **why)
 	t->user = at ? xstrndup(s, (size_t)(at - s)) : NULL;
 	t->host = host;
 	return 0;
+}
+
+/* "socks5://[USER:PASSWORD@]HOST[:PORT]", HOST a name, IPv4 or [IPv6]. */
+static int
+parse_proxy(const char *s, struct route *r, const char **why)
+{
+	const char *prefix = "socks5://", *hp, *at, *colon = NULL;
+	char *user = NULL, *pass = NULL, *host;
+	long port = 1080;
+
+	*why = "must be socks5://HOST:PORT or socks5://USER:PASSWORD@HOST:PORT";
+	if (strncmp(s, prefix, strlen(prefix)) != 0)
+		return -1;
+	s += strlen(prefix);
+	if ((at = strrchr(s, '@')) != NULL) {
+		const char *sep = memchr(s, ':', (size_t)(at - s));
+
+		if (sep == NULL || sep == s || sep + 1 == at ||
+		    sep - s > 255 || at - sep - 1 > 255) {
+			*why = "has a login that is not USER:PASSWORD (each 1 "
+			    "to 255 bytes)";
+			return -1;
+		}
+		user = xstrndup(s, (size_t)(sep - s));
+		pass = xstrndup(sep + 1, (size_t)(at - sep - 1));
+		s = at + 1;
+	}
+	hp = s;
+	if (*hp == '[') {
+		const char *close = strchr(hp, ']');
+
+		if (close == NULL || close == hp + 1 ||
+		    (close[1] != '\0' && close[1] != ':'))
+			goto bad;
+		host = xstrndup(hp + 1, (size_t)(close - hp - 1));
+		colon = close[1] == ':' ? close + 1 : NULL;
+	} else {
+		colon = strchr(hp, ':');
+		host = colon ? xstrndup(hp, (size_t)(colon - hp)) : xstrdup(hp);
+	}
+	if (*host == '\0' || strpbrk(host, "/?# ") != NULL) {
+		free(host);
+		goto bad;
+	}
+	if (colon != NULL) {
+		char *end;
+
+		port = strtol(colon + 1, &end, 10);
+		if (colon[1] == '\0' || *end != '\0' || port < 1 ||
+		    port > 65535) {
+			free(host);
+			*why = "has a port that is not a number from 1 to 65535";
+			goto fail;
+		}
+	}
+	free(r->proxy_host);
+	free(r->proxy_user);
+	if (r->proxy_password != NULL)
+		explicit_bzero(r->proxy_password, strlen(r->proxy_password));
+	free(r->proxy_password);
+	r->proxy_host = host;
+	r->proxy_port = (int)port;
+	r->proxy_user = user;
+	r->proxy_password = pass;
+	return 0;
+bad:
+	*why = "must be socks5://HOST:PORT or socks5://USER:PASSWORD@HOST:PORT";
+fail:
+	free(user);
+	if (pass != NULL)
+		explicit_bzero(pass, strlen(pass));
+	free(pass);
+	return -1;
 }
 
 /* "sha256:AB:CD:..." or "sha256:abcd..." -> "sha256:ABCD..." (64 hex). */
@@ -659,6 +738,22 @@ set_value(struct parser *p, const struct key *k, size_t off,
 			    "followed by 64 hex digits (colons allowed)");
 		free(*dst);
 		*dst = fp;
+		return 0;
+	}
+	case K_PROXY:
+		if (parse_proxy(v, (struct route *)(base + off), &why) < 0)
+			return perr(p, 2, "'proxy' %s", why);
+		return 0;
+	case K_SOURCE: {
+		struct route *r = (struct route *)(base + off);
+		unsigned char a[16];
+
+		if (inet_pton(AF_INET, v, a) != 1 &&
+		    inet_pton(AF_INET6, v, a) != 1)
+			return perr(p, 2, "'source-address' must be an IPv4 or "
+			    "IPv6 address of this machine (no host name)");
+		free(r->source);
+		r->source = xstrdup(v);
 		return 0;
 	}
 	case K_SSHFP: {
@@ -1091,7 +1186,11 @@ static bool
 has_password(const struct config *c)
 {
 	for (size_t i = 0; i < c->nids; i++)
-		if (c->ids[i].password != NULL)
+		if (c->ids[i].password != NULL ||
+		    c->ids[i].route.proxy_password != NULL)
+			return true;
+	for (size_t i = 0; i < c->njobs; i++)
+		if (c->jobs[i].route.proxy_password != NULL)
 			return true;
 	return false;
 }
@@ -1219,6 +1318,18 @@ ssh_target_free(struct ssh_target *t)
 	free(t->host);
 }
 
+static void
+route_free(struct route *r)
+{
+	free(r->proxy_host);
+	free(r->proxy_user);
+	if (r->proxy_password != NULL) {
+		explicit_bzero(r->proxy_password, strlen(r->proxy_password));
+		free(r->proxy_password);
+	}
+	free(r->source);
+}
+
 void
 config_free(struct config *c)
 {
@@ -1246,6 +1357,7 @@ config_free(struct config *c)
 		free(id->ssh_key);
 		free(id->ssh_known_hosts);
 		free(id->ssh_fingerprint);
+		route_free(&id->route);
 	}
 	free(c->ids);
 	for (size_t i = 0; i < c->njobs; i++) {
@@ -1256,6 +1368,7 @@ config_free(struct config *c)
 		free(j->ssh_key);
 		free(j->ssh_known_hosts);
 		free(j->ssh_fingerprint);
+		route_free(&j->route);
 		free(j->remote);
 		free(j->local);
 		free(j->client);

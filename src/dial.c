@@ -1,4 +1,8 @@
-/* dial.c - TCP to host:port: DNS and connect, each bounded. */
+/*
+ * dial.c - TCP to host:port: DNS and connect, each bounded; from
+ * source-address, through a SOCKS5 proxy.
+ */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 
 #include "dial.h"
+#include "socks.h"
 #include "util.h"
 
 static void
@@ -26,9 +31,42 @@ set_timeouts(int fd, long seconds)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-/* Non-blocking connect that gives up after timeout seconds. */
+/* The address to bind before connect (source-address), parsed once. */
+struct source {
+	const char		*text;	/* NULL: let the kernel choose */
+	struct sockaddr_storage	 sa;
+	socklen_t		 len;
+};
+
 static int
-connect_one(const struct addrinfo *ai, long timeout, int *err_out)
+source_parse(const char *text, struct source *src, struct err *e)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&src->sa;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&src->sa;
+
+	memset(src, 0, sizeof(*src));
+	src->text = text;
+	if (text == NULL)
+		return 0;
+	if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		src->len = sizeof(*v4);
+	} else if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		src->len = sizeof(*v6);
+	} else
+		return err_set(e, ERR_CONFIG, "source-address %s is not an "
+		    "IPv4 or IPv6 address", text);
+	return 0;
+}
+
+/*
+ * Non-blocking connect that gives up after timeout seconds, from src
+ * when it is set. -1 with *err_out; *bind_err too when the bind failed.
+ */
+static int
+connect_one(const struct addrinfo *ai, const struct source *src,
+    long timeout, int *err_out, int *bind_err)
 {
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
 	    ai->ai_protocol);
@@ -38,6 +76,12 @@ connect_one(const struct addrinfo *ai, long timeout, int *err_out)
 
 	if (fd < 0) {
 		*err_out = errno;
+		return -1;
+	}
+	if (src->text != NULL && bind(fd, (const struct sockaddr *)&src->sa,
+	    src->len) < 0) {
+		*err_out = *bind_err = errno;
+		close(fd);
 		return -1;
 	}
 	flags = fcntl(fd, F_GETFL);
@@ -169,38 +213,81 @@ resolve(const char *host, const char *service,
 	return rc;
 }
 
-int
-dial_tcp(const char *host, int port, long timeout, int *fd,
-    struct err *e)
+/* TCP to host:port (resolved here), from src; what names it in errors. */
+static int
+connect_host(const char *host, int port, const struct source *src,
+    long timeout, const char *what, int *fd, struct err *e)
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	char service[16];
-	int rc, last = ETIMEDOUT;
+	int rc, last = ETIMEDOUT, bind_err = 0;
+	bool tried = false;
 
 	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
+	hints.ai_family = src->text == NULL ? AF_UNSPEC :
+	    src->sa.ss_family;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_ADDRCONFIG;
 	snprintf(service, sizeof(service), "%d", port);
 	rc = resolve(host, service, &hints, timeout, &res);
 	if (rc == RESOLVE_TIMEOUT)
-		return err_set(e, ERR_TEMPFAIL, "cannot resolve %s: no answer "
-		    "from DNS within %ld s (the connect timeout)", host,
-		    timeout);
+		return err_set(e, ERR_TEMPFAIL, "cannot resolve %s%s: no "
+		    "answer from DNS within %ld s (the connect timeout)", what,
+		    host, timeout);
+	if ((rc == EAI_NONAME || rc == EAI_ADDRFAMILY) && src->text != NULL)
+		return err_set(e, ERR_TEMPFAIL, "cannot connect to %s%s from "
+		    "source-address %s: it has no IPv%c address", what, host,
+		    src->text, src->sa.ss_family == AF_INET ? '4' : '6');
 	if (rc != 0)
-		return err_set(e, ERR_TEMPFAIL, "cannot resolve %s: %s", host,
-		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		*fd = connect_one(ai, timeout, &last);
+		return err_set(e, ERR_TEMPFAIL, "cannot resolve %s%s: %s", what,
+		    host, rc == EAI_SYSTEM ? strerror(errno) :
+		    gai_strerror(rc));
+	for (ai = res; ai != NULL && bind_err == 0; ai = ai->ai_next) {
+		tried = true;
+		*fd = connect_one(ai, src, timeout, &last, &bind_err);
 		if (*fd >= 0) {
 			freeaddrinfo(res);
 			return 0;
 		}
 	}
 	freeaddrinfo(res);
-	return err_set(e, ERR_TEMPFAIL, "cannot connect to %s port %d: %s",
-	    host, port, last == ETIMEDOUT ? "no answer (connect timeout)" :
-	    strerror(last));
+	if (bind_err != 0)
+		return err_set(e, ERR_TEMPFAIL, "cannot bind to source-address "
+		    "%s: %s%s", src->text, strerror(bind_err),
+		    bind_err == EADDRNOTAVAIL ? " (it is not an address of "
+		    "this machine now: check source-address, or the "
+		    "interface that has it)" : "");
+	return err_set(e, ERR_TEMPFAIL, "cannot connect to %s%s port %d: %s",
+	    what, host, port, !tried || last == ETIMEDOUT ? "no answer "
+	    "(connect timeout)" : strerror(last));
+}
+
+int
+dial_tcp(const char *host, int port, const struct route *via, long timeout,
+    int *fd, struct err *e)
+{
+	struct source src;
+	char *proxy;
+	int rc;
+
+	if (source_parse(via ? via->source : NULL, &src, e) < 0)
+		return -1;
+	if (via == NULL || via->proxy_host == NULL)
+		return connect_host(host, port, &src, timeout, "", fd, e);
+	if (connect_host(via->proxy_host, via->proxy_port, &src, timeout,
+	    "the proxy ", fd, e) < 0)
+		return -1;
+	proxy = strchr(via->proxy_host, ':') ? xasprintf("[%s]:%d",
+	    via->proxy_host, via->proxy_port) : xasprintf("%s:%d",
+	    via->proxy_host, via->proxy_port);
+	rc = socks_connect(*fd, proxy, via->proxy_user, via->proxy_password,
+	    host, port, timeout, e);
+	free(proxy);
+	if (rc < 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return rc;
 }
 
 void

@@ -1419,6 +1419,7 @@ run_job(struct job *j, struct err *e)
 	p.key = j->job->ssh_key;
 	p.known_hosts = j->job->ssh_known_hosts;
 	p.fingerprint = j->job->ssh_fingerprint;
+	p.route = &j->job->route;
 	p.connect_timeout = j->job->connect_timeout;
 	p.timeout = j->job->timeout;
 	p.verbose = j->o->verbose;

@@ -424,8 +424,8 @@ dial(struct smtp_run *run, struct tunnel *tun, int *fd, struct err *e)
 	bool unreachable;
 
 	if (id->ssh.host == NULL) {
-		if (dial_tcp(id->host, id->port, id->connect_timeout, fd,
-		    e) < 0) {
+		if (dial_tcp(id->host, id->port, &id->route,
+		    id->connect_timeout, fd, e) < 0) {
 			run->unreachable = true;
 			return -1;
 		}
@@ -436,6 +436,7 @@ dial(struct smtp_run *run, struct tunnel *tun, int *fd, struct err *e)
 	sp.key = id->ssh_key;
 	sp.known_hosts = id->ssh_known_hosts;
 	sp.fingerprint = id->ssh_fingerprint;
+	sp.route = &id->route;
 	sp.connect_timeout = id->connect_timeout;
 	sp.timeout = id->timeout;
 	sp.verbose = run->verbose;

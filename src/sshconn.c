@@ -375,7 +375,7 @@ sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
 	pthread_once(&ssh_once, ssh_init);
 	if (ssh_init_rc != 0)
 		return err_set(e, ERR_SOFTWARE, "cannot initialise libssh2");
-	if (dial_tcp(t->host, t->port, p->connect_timeout, &c->fd,
+	if (dial_tcp(t->host, t->port, p->route, p->connect_timeout, &c->fd,
 	    e) < 0) {
 		c->unreachable = true;
 		return -1;

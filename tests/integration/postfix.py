@@ -6,8 +6,10 @@ binaries come from the postfix .deb that tests/tools.sh unpacks (not
 installed), every daemon is told where the instance lives with -c, and
 stop() ends the whole process group.
 
-Two listeners, both with SASL AUTH (PLAIN, LOGIN, CRAM-MD5 from an
-sasldb made with saslpasswd2) required before any mail:
+Two listeners, both with SASL AUTH required before any mail: through
+Cyrus SASL (PLAIN, LOGIN, CRAM-MD5 from an sasldb made with saslpasswd2),
+or with sasl="dovecot" through a private Dovecot auth service
+(dovecot.py, smtpd_sasl_type = dovecot):
 
   submission   port 587 style: STARTTLS required before AUTH and MAIL
   smtps        port 465 style: implicit TLS (smtpd_tls_wrappermode)
@@ -38,6 +40,7 @@ import tempfile
 import time
 
 import certs
+import dovecot
 from netutil import free_port
 
 ROOT = os.environ.get("POSTIE_POSTFIX_DIR", "/var/tmp/postie-test-tools/postfix")
@@ -111,16 +114,16 @@ class Postfix:
     None for Postfix's default. recipient_access: {address: action} as
     in access(5), e.g. "450 4.7.1 greylisted" or "REJECT no such user".
     chunking: False hides CHUNKING, so clients fall back to DATA.
-    mechanisms: the SASL mechanisms offered. sender_logins: {envelope
-    sender: login} as smtpd_sender_login_maps: with it, a sender not in
-    the map, or not the login's, is refused (reject_sender_login_mismatch,
-    as providers do). header_checks: the text of a regexp: table (e.g.
-    refusing a From: outside a domain)."""
+    mechanisms: the SASL mechanisms offered. sasl: "cyrus" or "dovecot".
+    sender_logins: {envelope sender: login} as smtpd_sender_login_maps:
+    with it, a sender not in the map, or not the login's, is refused
+    (reject_sender_login_mismatch, as providers do). header_checks: the
+    text of a regexp: table (e.g. refusing a From: outside a domain)."""
 
     def __init__(self, users=None, message_size_limit=None, recipient_access=None,
                  chunking=True, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"), cert="localhost",
-                 sender_logins=None, header_checks=None):
-        reason = available()
+                 sasl="cyrus", sender_logins=None, header_checks=None):
+        reason = available() or (dovecot.available() if sasl == "dovecot" else None)
         if reason:
             raise RuntimeError(reason)
         self.users = users if users is not None else {"me@example.org": "s3cret pass"}
@@ -130,6 +133,8 @@ class Postfix:
         self.mechanisms = mechanisms
         self.sender_logins = sender_logins or {}
         self.header_checks = header_checks
+        self.sasl = sasl
+        self.dovecot = None
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="postie-postfix.")
         # the daemons run as postfix and the sink as nobody: they must
@@ -188,7 +193,12 @@ class Postfix:
         # no dynamically loaded map types: an empty list stops Postfix
         # from looking for the system's
         open(os.path.join(self.conf, "dynamicmaps.cf"), "w").close()
-        self._sasl(pf)
+        if self.sasl == "dovecot":
+            # smtpd (not chrooted) finds it as private/auth in its queue
+            self.dovecot = dovecot.Dovecot(self.users, self.mechanisms,
+                                           os.path.join(self.queue, "private", "auth"), "postfix")
+        else:
+            self._sasl(pf)
 
     def _sasl(self, pf):
         sasl = os.path.join(self.conf, "sasl")
@@ -254,9 +264,14 @@ class Postfix:
                                                 os.path.join(self.conf, "tls.crt")),
             "smtpd_tls_received_header = yes",
             "smtpd_tls_loglevel = 1",
+            ] + ([
+            "smtpd_sasl_type = dovecot",
+            "smtpd_sasl_path = private/auth",
+            ] if self.sasl == "dovecot" else [
             "smtpd_sasl_type = cyrus",
             "smtpd_sasl_path = smtpd",
             "cyrus_sasl_config_path = %s" % os.path.join(self.conf, "sasl"),
+            ]) + [
             "smtpd_sasl_auth_enable = yes",
             "smtpd_sasl_security_options = noanonymous",
             "smtpd_tls_auth_only = yes",
@@ -401,7 +416,7 @@ class Postfix:
         return [int(l.split()[0]) for l in out.splitlines() if l.split()[1:2] == ["smtpd"]]
 
     def log_text(self):
-        text = ""
+        text = self.dovecot.log_text() if self.dovecot is not None else ""
         for name in ("master.err", "maillog"):
             try:
                 with open(os.path.join(self.dir, name), errors="replace") as f:
@@ -433,4 +448,6 @@ class Postfix:
 
     def stop(self):
         self._stop_master()
+        if self.dovecot is not None:
+            self.dovecot.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

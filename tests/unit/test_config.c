@@ -476,6 +476,74 @@ test_tls_fingerprint_forms(void **state)
 	}
 }
 
+/* proxy and source-address: in identities and fetch jobs both */
+static void
+test_routes(void **state)
+{
+	static const struct {
+		const char	*in;
+		const char	*user, *password, *host;
+		int		 port;
+	} cases[] = {
+		{ "socks5://127.0.0.1:9050", NULL, NULL, "127.0.0.1", 9050 },
+		{ "socks5://proxy.lan", NULL, NULL, "proxy.lan", 1080 },
+		{ "socks5://[::1]:1080", NULL, NULL, "::1", 1080 },
+		/* the last '@' ends the login, the first ':' the user */
+		{ "socks5://me:p@s:s@gw:1", "me", "p@s:s", "gw", 1 },
+		{ "socks5://me:s3cret@gw:1", "me", "s3cret", "gw", 1 },
+	};
+	struct config *c;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *text = xasprintf("identity a\n host h\n default\n"
+		    " proxy %s\n source-address 192.0.2.7\nfetch f\n ssh h\n"
+		    " proxy %s\n source-address 2001:db8::7\n", cases[i].in,
+		    cases[i].in);
+		const struct route *r[2];
+
+		c = parse_ok(text);
+		r[0] = &c->ids[0].route;
+		r[1] = &c->jobs[0].route;
+		for (int k = 0; k < 2; k++) {
+			assert_string_equal(r[k]->proxy_host, cases[i].host);
+			assert_int_equal(r[k]->proxy_port, cases[i].port);
+			if (cases[i].user == NULL) {
+				assert_null(r[k]->proxy_user);
+				assert_null(r[k]->proxy_password);
+			} else {
+				assert_string_equal(r[k]->proxy_user,
+				    cases[i].user);
+				assert_string_equal(r[k]->proxy_password,
+				    cases[i].password);
+			}
+		}
+		assert_string_equal(r[0]->source, "192.0.2.7");
+		assert_string_equal(r[1]->source, "2001:db8::7");
+		config_free(c);
+		free(text);
+	}
+	c = parse_ok("identity a\n host h\n default\n");
+	assert_null(c->ids[0].route.proxy_host);
+	assert_null(c->ids[0].route.source);
+	config_free(c);
+	assert_true(error_is("identity a\n host h\n proxy http://p:3128\n",
+	    "test.conf:3: word 2: 'proxy' must be socks5://HOST:PORT or "
+	    "socks5://USER:PASSWORD@HOST:PORT"));
+	assert_true(error_is("identity a\n host h\n proxy socks5://p:0\n",
+	    "test.conf:3: word 2: 'proxy' has a port that is not a number "
+	    "from 1 to 65535"));
+	assert_true(error_is("identity a\n host h\n proxy socks5://:1\n",
+	    "test.conf:3: word 2: 'proxy' must be socks5://HOST:PORT or "
+	    "socks5://USER:PASSWORD@HOST:PORT"));
+	assert_true(error_is("identity a\n host h\n proxy socks5://me@p:1\n",
+	    "test.conf:3: word 2: 'proxy' has a login that is not "
+	    "USER:PASSWORD (each 1 to 255 bytes)"));
+	assert_true(error_is("fetch f\n ssh h\n source-address mx.lan\n",
+	    "test.conf:3: word 2: 'source-address' must be an IPv4 or IPv6 "
+	    "address of this machine (no host name)"));
+}
+
 static void
 test_ssh_targets(void **state)
 {
@@ -1998,6 +2066,7 @@ main(void)
 		cmocka_unit_test(test_password_command),
 		cmocka_unit_test(test_tls_fingerprint_forms),
 		cmocka_unit_test(test_ssh_targets),
+		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_several_blocks),
 		cmocka_unit_test(test_fetch_all_keys),
 		cmocka_unit_test(test_fetch_defaults),
