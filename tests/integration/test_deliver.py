@@ -113,6 +113,14 @@ class TestPlain(DeliverCase):
         self.assertEqual([m.rcpts for m in srv.messages], [["carol@example.com"]])
         self.assertEqual(self.msg_ids(), [eight])
         self.assertIn("does not offer 8BITMIME", self.states(eight)["bob@example.com"][1])
+        # decided per message from the EHLO reply: one session, not two
+        self.assertEqual(srv.connections, 1)
+        # only 8-bit mail for such a server: the session ends with QUIT
+        r = self.deliver("--now")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.connections, 2)
+        self.assertEqual(srv.commands[-1], "QUIT")
+        self.assertEqual(self.msg_ids(), [eight])
 
     def test_chunking_offered_is_kept_from_libesmtp(self):
         # libESMTP's pipelined BDAT crashes on a dropped connection: the
@@ -703,6 +711,50 @@ class TestTLS(DeliverCase):
         r = self.deliver("-v")
         self.took = time.time() - t
         return srv, qid, r
+
+    @staticmethod
+    def tcp_sockets(pid):
+        """{state: count} of the TCP sockets (IPv4 and IPv6) that process
+        pid holds, read from /proc/net/tcp and tcp6 (state 0A: LISTEN)."""
+        inodes = set()
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        states = {}
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for row in f.readlines()[1:]:
+                    cols = row.split()
+                    if cols[9] in inodes:
+                        states[cols[3]] = states.get(cols[3], 0) + 1
+        return states
+
+    def test_no_listening_socket_while_sending_over_tls(self):
+        # libESMTP gets a socketpair end: no TCP port another local user
+        # could reach exists at any moment; looked at while a large
+        # message is on its way (the server holds the data for 4 s)
+        srv = self.server_for(mode="implicit", script={"BODY": ("STALL", 4)})
+        self.tls = "tls"
+        self.identity_extra = "  tls-ca %s\n" % certs.path("ca.crt")
+        self.configure(host="localhost")
+        self.enqueue(["bob@example.com"], MSG + (b"x" * 999 + b"\n") * 2000)
+        p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 20
+            while "DATA" not in srv.commands and time.time() < deadline:
+                time.sleep(0.02)
+            self.assertIn("DATA", srv.commands)
+            time.sleep(0.3)
+            states = self.tcp_sockets(p.pid)
+        finally:
+            p.communicate(timeout=60)
+        self.assertEqual(states.get("01"), 1, states)   # the upstream, established
+        self.assertNotIn("0A", states)                  # no listener
 
     def test_unreadable_tls_ca_says_why(self):
         missing = os.path.join(self.dir, "no-such-ca.pem")
