@@ -122,6 +122,27 @@ class TestPlain(DeliverCase):
         self.assertEqual(srv.commands[-1], "QUIT")
         self.assertEqual(self.msg_ids(), [eight])
 
+    def test_refused_transaction_then_the_next_one_same_session(self):
+        # libESMTP's RSET and QUIT go on as it sends them: a refused
+        # recipient, then the next message, in one session with one EHLO
+        srv = self.start(script={"RCPT": lambda a: "550 5.1.1 no such user" if a == "bob@example.com"
+                                 else None})
+        self.enqueue(["bob@example.com"])
+        self.enqueue(["carol@example.com"])
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([m.rcpts for m in srv.messages], [["carol@example.com"]])
+        self.assertEqual(self.msg_ids(), [])        # a 5xx: failed, its notice sent
+        self.assertEqual(len(self.bounces()), 1)
+        verbs = [c.split(" ", 1)[0] for c in srv.commands]
+        self.assertEqual(srv.connections, 1)
+        self.assertEqual(verbs.count("EHLO"), 1, verbs)
+        self.assertEqual(verbs[0], "EHLO")
+        self.assertEqual(verbs[-1], "QUIT")
+        # PIPELINING: the DATA goes with the refused RCPT (554), then RSET
+        self.assertEqual(verbs, ["EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA",
+                                 "QUIT"])
+
     def test_chunking_offered_is_kept_from_libesmtp(self):
         # libESMTP's pipelined BDAT crashes on a dropped connection: the
         # EHLO reply it sees never offers CHUNKING, so it sends DATA
