@@ -54,7 +54,7 @@ class Server:
         self.messages = []
         self.commands = []          # every command line seen (AUTH redacted)
         self.auths = []             # (mechanism, initial response on the AUTH line?)
-        self.error_answers = []     # the client's answers to an OAuth2 error 334
+        self.error_answers = []     # the client's answer lines to an OAuth2 error 334
         self.oauth_hosts = []       # (host, port) an OAUTHBEARER client named
         self.connections = 0
         self.errors = []            # why connections ended abnormally
@@ -310,7 +310,8 @@ class Server:
             status = "invalid_token" if mech == "OAUTHBEARER" else "401"
             err = ('{"status":"%s","schemes":"bearer",'
                    '"scope":"https://outlook.office.com/SMTP.Send"}' % status)
-            answer = ask(err.encode())
+            conn.sendall(b"334 " + base64.b64encode(err.encode()) + b"\r\n")
+            answer = f.readline().rstrip(b"\r\n")     # as sent, not decoded
             with self.lock:
                 self.error_answers.append(answer)
             conn.sendall(b"535 5.7.3 Authentication unsuccessful\r\n")
