@@ -283,8 +283,8 @@ test_pump_early_reply(void **state)
 	struct rig g;
 
 	(void)state;
-	rig_start(&g, "220 postie: TLS is up\r\n");
-	expect(g.client, "220 postie: TLS is up\r\n");
+	rig_start(&g, "220 postie: the session is open\r\n");
+	expect(g.client, "220 postie: the session is open\r\n");
 	put(g.client, "DATA\r\n");
 	expect(g.up[1], "DATA\r\n");
 	put(g.up[1], "354 go\r\n");
