@@ -34,9 +34,9 @@ CORE	= err util trust alias config message input crash safefile queue \
 	  commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
-NET	= tls socks dial upstream reply pump sshconn tunnel sftp sftpchan \
-	  fetch fetchget smtp local bounce notify dirsync deliver netmod \
-	  confine runner mailboxes fetchhooks
+NET	= tls socks dial session auth reply pump sshconn tunnel sftp \
+	  sftpchan fetch fetchget smtp local bounce notify dirsync deliver \
+	  netmod confine runner mailboxes fetchhooks
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)
@@ -62,9 +62,9 @@ $(BUILD)/obj/netload.o: CPPFLAGS += \
 
 # The module's undefined core symbols resolve from the executable, which
 # exports those and nothing else: the dynamic list is what the module
-# needs from the core, plus the core's dlopen() that libESMTP must call
-# (netload.c).
-NET_INTERPOSE = dlopen
+# needs from the core, plus any symbol of the core a library of the
+# module must resolve to (none today).
+NET_INTERPOSE =
 $(BUILD)/postie-net.so: $(NET_OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(NET_LIBS) -lpthread
 

@@ -54,6 +54,9 @@ struct identity {
 	char		*password;
 	struct strvec	 password_command;
 	bool		 auth_without_tls;
+	struct strvec	 auth;		/* the `auth` key: mechanism names */
+	int		 auth_mechs[8];	/* the same as enum auth_mech, in order */
+	size_t		 nauth_mechs;	/* 0: the default order (auth.h) */
 	char		*helo;
 	char		*force_sender;
 	struct ssh_target ssh;

@@ -2,8 +2,8 @@
  * pump.h - the byte stream between libESMTP and the upstream, bounded
  * and shaped.
  *
- * postie opens the upstream itself (dial.h, tunnel.h, upstream.h: TCP or
- * an SSH channel, then TLS). libESMTP gets one end of a socketpair(2) at
+ * postie opens the upstream itself (dial.h, tunnel.h, session.h: TCP or
+ * an SSH channel, then TLS, EHLO, AUTH). libESMTP gets one end of a socketpair(2) at
  * its connect() (handoff.h); a thread serves the other end against the
  * upstream (a descriptor, or an SSL connection over it), the same way for
  * every upstream. It follows the dialogue enough to hold it to its bounds:
@@ -15,9 +15,10 @@
  *   seconds from becoming due to arrive whole, however it drips. Bytes it
  *   cannot hand on (a server that stops reading) get timeout seconds of
  *   no progress. The whole session gets pump_session_limit seconds.
- * - It rewrites the EHLO reply libESMTP sees: no CHUNKING (libESMTP's
- *   pipelined BDAT crashes it on a dropped connection) and no STARTTLS
- *   (postie does TLS itself).
+ * - It answers libESMTP's EHLO itself with the reply postie shaped from
+ *   the server's (no CHUNKING: libESMTP's pipelined BDAT crashes it on a
+ *   dropped connection; no STARTTLS, no AUTH: postie did both), so the
+ *   server never sees a second EHLO.
  * - Inside DATA (from the server's 354 until libESMTP's CRLF.CRLF has been
  *   forwarded) the server has nothing to say: a reply then, such as an
  *   early "250 queued", is a protocol error, never a delivery.
@@ -61,12 +62,14 @@ struct pump {
  * Start the pump over an open upstream (takes up_fd and up_ssl: closed by
  * pump_finish) and arm the handoff so that libESMTP's next connect() to
  * p->server on this thread gets the client end. greeting, if not NULL, is
- * sent to libESMTP in the server's place (after STARTTLS the server does
- * not greet again); otherwise the server's greeting is the first reply
- * due.
+ * sent to libESMTP in the server's place (postie read the server's own,
+ * session.h); otherwise the server's greeting is the first reply due.
+ * ehlo, if not NULL, answers libESMTP's EHLO (its first line), which is
+ * then never sent on: the server had its EHLO from postie.
  */
 int	pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
-	    const char *greeting, long timeout, long limit, struct err *e);
+	    const char *greeting, const char *ehlo, long timeout, long limit,
+	    struct err *e);
 
 /* Cut both sides now (an AUTH failure, a short read of the queue file):
  * the caller has its own reason, so the pump records none. */

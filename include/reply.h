@@ -9,7 +9,7 @@
  * other control byte, NUL and non-ASCII byte turned into '?', so nothing
  * raw reaches libESMTP, the terminal or a log.
  *
- * Used by postie's own STARTTLS dialogue (upstream.c) and by the pump
+ * Used by postie's own session opening (session.c) and by the pump
  * between libESMTP and the server (pump.c): one implementation.
  */
 #ifndef POSTIE_REPLY_H
@@ -46,8 +46,9 @@ ssize_t	reply_feed(struct reply *r, const char *p, size_t n);
 
 /*
  * Drop the EHLO keywords postie keeps from libESMTP (CHUNKING, whose
- * pipelined BDAT libESMTP mishandles on a dropped connection, and
- * STARTTLS: postie does TLS itself), keeping the reply well-formed (the
+ * pipelined BDAT libESMTP mishandles on a dropped connection; STARTTLS
+ * and AUTH: postie does TLS and AUTH itself, session.h), keeping the
+ * reply well-formed (the
  * last line kept gets the "250 " form). Only a done 250 reply changes.
  */
 void	reply_shape_ehlo(struct reply *r);

@@ -1,8 +1,8 @@
 /*
  * smtp.h - one SMTP session with libESMTP: messages in, a status per
- * recipient out. The session runs over a connection postie opened itself
- * (pump.h, whatever the upstream: TCP, SSH, TLS); TLS and AUTH
- * policy are enforced here.
+ * recipient out. The session runs over a connection postie opened and
+ * authenticated itself (session.h: TCP or SSH, TLS, EHLO, AUTH); libESMTP
+ * runs the mail transactions through the pump (pump.h).
  */
 #ifndef POSTIE_SMTP_H
 #define POSTIE_SMTP_H
@@ -32,6 +32,8 @@ struct smtp_msg {
 	bool			 reported;	/* done() was called */
 	bool			 skip;		/* not in this session */
 	bool			 read_error;	/* the queue file failed us */
+	bool			 no_8bitmime;	/* 8-bit, and the server lacks
+						 * 8BITMIME: not sent */
 	void			*sess;		/* the session (smtp.c) */
 	char			*msg_reply;
 	/* message callback state */
@@ -45,7 +47,7 @@ struct smtp_run {
 	const struct config	*cfg;
 	const struct identity	*id;
 	struct log		*log;
-	const char		*password;	/* NULL: no AUTH */
+	const char		*password;	/* or access token; NULL: no AUTH */
 	struct smtp_msg		*msgs;
 	size_t			 nmsgs;
 	char			 reason[ERR_MSG_MAX];	/* why it failed */
@@ -53,7 +55,6 @@ struct smtp_run {
 	bool			 unreachable;	/* DNS or connect failed */
 	bool			 session_failed;	/* reached, but no session
 						 * (TLS, greeting, STARTTLS) */
-	bool			 no_8bitmime;	/* the server lacks 8BITMIME */
 	bool			 verbose;	/* the dialogue to stderr */
 	/* called as soon as the server answered a message's DATA, so the
 	 * outcome is recorded before the next message goes out */
@@ -80,7 +81,8 @@ void	smtp_msg_free(struct smtp_msg *m);
  */
 int	smtp_send(struct smtp_run *run, struct err *e);
 
-/* Run password-command (execve, no shell); its first line. */
+/* Run password-command (execve, no shell); its first line (up to 64 KiB:
+ * an OAuth2 access token fits). Free it with auth_wipe (auth.h). */
 char	*smtp_password(const struct identity *id, struct err *e);
 
 /*

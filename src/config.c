@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "alias.h"
+#include "auth.h"
 #include "config.h"
 #include "trust.h"
 
@@ -67,6 +68,7 @@ static const struct key keys[] = {
 	{ "password",		SC_IDENTITY,	K_STR,		I(password) },
 	{ "password-command",	SC_IDENTITY,	K_COMMAND,	I(password_command) },
 	{ "auth-without-tls",	SC_IDENTITY,	K_BOOL,		I(auth_without_tls) },
+	{ "auth",		SC_IDENTITY,	K_LIST,		I(auth) },
 	{ "helo",		SC_IDENTITY,	K_STR,		I(helo) },
 	{ "force-sender",	SC_IDENTITY,	K_ADDR,		I(force_sender) },
 	{ "default",		SC_IDENTITY,	K_FLAG,		I(is_default) },
@@ -782,6 +784,7 @@ identity_init(struct identity *id, const char *name, int line)
 	id->timeout = 60;
 	sv_init(&id->from);
 	sv_init(&id->password_command);
+	sv_init(&id->auth);
 }
 
 static void
@@ -1006,6 +1009,21 @@ check_identity(struct parser *p, struct identity *id, int *default_line)
 	if ((id->password != NULL || id->password_command.n > 0) &&
 	    id->user == NULL)
 		return perr(p, 0, "the identity has a password but no 'user'");
+	if (id->auth.n > 0 && id->user == NULL)
+		return perr(p, 0, "the identity has 'auth' but no 'user'");
+	for (size_t i = 0; i < id->auth.n; i++) {
+		int m = auth_mech_parse(id->auth.v[i]);
+
+		if (m < 0)
+			return perr(p, 0, "auth: postie has no mechanism '%s' "
+			    "(PLAIN, LOGIN, CRAM-MD5, XOAUTH2, OAUTHBEARER)",
+			    id->auth.v[i]);
+		for (size_t j = 0; j < id->nauth_mechs; j++)
+			if (id->auth_mechs[j] == m)
+				return perr(p, 0, "auth: '%s' is listed twice",
+				    id->auth.v[i]);
+		id->auth_mechs[id->nauth_mechs++] = m;
+	}
 	if (id->user != NULL && id->tls == TLS_NONE && !id->auth_without_tls)
 		return perr(p, 0, "the identity would send its password "
 		    "without TLS: use tls starttls or tls, or say "
@@ -1351,6 +1369,7 @@ config_free(struct config *c)
 			free(id->password);
 		}
 		sv_free(&id->password_command);
+		sv_free(&id->auth);
 		free(id->helo);
 		free(id->force_sender);
 		ssh_target_free(&id->ssh);

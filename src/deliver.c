@@ -799,35 +799,18 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	}
 	if (!g.run.unreachable)
 		r->reached[idx] = true;
-	if (g.run.no_8bitmime && !g.run.auth_failed) {
-		/*
-		 * libESMTP cannot downgrade and ends the whole session: defer
-		 * the 8-bit messages and send the others in a second one.
-		 */
-		size_t left = 0;
+	for (size_t k = 0; k < n; k++) {
+		struct smtp_msg *m = &g.run.msgs[k];
+		char why[ERR_MSG_MAX];
 
-		for (size_t k = 0; k < n; k++) {
-			struct smtp_msg *m = &g.run.msgs[k];
-
-			if (m->reported)
-				continue;
-			if (strcmp(m->env->body ? m->env->body : "",
-			    "8bitmime") == 0) {
-				record_message(&g, k, g.run.reason);
-				m->reported = true;
-			} else
-				left++;
-			m->skip = true;
-		}
-		for (size_t k = 0; k < n && left > 0; k++)
-			g.run.msgs[k].skip = g.run.msgs[k].reported;
-		g.run.no_8bitmime = false;
-		if (left > 0 && smtp_send(&g.run, e) < 0) {
-			log_msg(r->log, LOG_WARNING, "identity %s: %s",
-			    id->name, g.run.reason);
-			if (g.run.unreachable)
-				mark_down(r, idx, g.run.reason);
-		}
+		/* held back from the session (libESMTP cannot downgrade):
+		 * deferred, the others went */
+		if (!m->no_8bitmime || m->reported)
+			continue;
+		snprintf(why, sizeof(why), "%s does not offer 8BITMIME for an "
+		    "8-bit message", id->host);
+		record_message(&g, k, why);
+		m->reported = true;
 	}
 	for (size_t k = 0; k < n; k++)
 		if (!g.run.msgs[k].reported && !g.run.unreachable)

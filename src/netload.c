@@ -160,33 +160,3 @@ netmod_load(const struct netmod **m, struct err *e)
 		    "missing or of another version");
 	return 0;
 }
-
-/*
- * libESMTP 1.1 loads a SASL mechanism from "sasl-<name in lower case>.so",
- * so CRAM-MD5 is looked for as sasl-cram-md5.so; Debian's libesmtp6 ships
- * it as sasl-crammd5.so, and CRAM-MD5 would never be offered. This
- * dlopen() (exported by the executable, so it is the one libESMTP calls)
- * maps that one name and hands everything to the real dlopen.
- */
-void *
-dlopen(const char *file, int mode)
-{
-	static void *(*real)(const char *, int);
-	const char *bad = "/sasl-cram-md5.so";
-	const char *p;
-
-	if (real == NULL)
-		real = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
-	if (real == NULL)
-		return NULL;
-	if (file != NULL && (p = strstr(file, bad)) != NULL &&
-	    p[strlen(bad)] == '\0') {
-		char *fixed = xasprintf("%.*s/sasl-crammd5.so",
-		    (int)(p - file), file);
-		void *h = real(fixed, mode);
-
-		free(fixed);
-		return h;
-	}
-	return real(file, mode);
-}

@@ -50,6 +50,11 @@ struct pump_state {
 	char		 verb[16];	/* start of the command line */
 	size_t		 vlen;
 	long long	 progress;	/* ms: the last byte sent on */
+	char		*ehlo;		/* answer libESMTP's EHLO with this,
+					 * never sending it on; NULL once done
+					 * (or when the server is to answer) */
+	char		 eline[1024];	/* libESMTP's EHLO line so far */
+	size_t		 elen;
 };
 
 static void
@@ -414,6 +419,49 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 	return progress;
 }
 
+/*
+ * libESMTP's first line is its EHLO: take it out of what goes on and
+ * queue the EHLO reply postie shaped (session.h) in the server's place.
+ * The server got its one EHLO before TLS ended and AUTH; a second one
+ * after AUTH is what a server may take as a reset. 0 ok, -1 cut.
+ */
+static int
+answer_ehlo(struct pump *p, struct pump_state *s)
+{
+	const char *b = s->cbuf + s->cstart;
+	size_t n = s->cend - s->cstart, m;
+	const char *nl = memchr(b, '\n', n);
+	size_t take = nl ? (size_t)(nl - b) + 1 : n;
+
+	if (s->elen + take >= sizeof(s->eline)) {
+		fail(p, "%s: the client's first line is over %zu bytes",
+		    p->host, sizeof(s->eline));
+		return -1;
+	}
+	memcpy(s->eline + s->elen, b, take);
+	s->elen += take;
+	s->cstart += take;
+	if (nl == NULL)
+		return 0;
+	s->eline[s->elen] = '\0';
+	if (strncasecmp(s->eline, "EHLO ", 5) != 0 &&
+	    strncasecmp(s->eline, "HELO ", 5) != 0) {
+		fail(p, "%s: the client began with something else than EHLO",
+		    p->host);
+		return -1;
+	}
+	m = strlen(s->ehlo);
+	if (s->oend + m > sizeof(s->obuf)) {
+		fail(p, "%s: too many replies at once", p->host);
+		return -1;
+	}
+	memcpy(s->obuf + s->oend, s->ehlo, m);
+	s->oend += m;
+	free(s->ehlo);
+	s->ehlo = NULL;
+	return 0;
+}
+
 /* Move libESMTP's bytes on. 1 progress, 0 none, -1 end. */
 static int
 step_client(struct pump *p, struct pump_state *s, short *up_ev,
@@ -437,6 +485,10 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 		s->progress = now;
 		progress = 1;
 	}
+	if (s->ehlo != NULL && answer_ehlo(p, s) < 0)
+		return -1;
+	if (s->cstart == s->cend)
+		return progress;
 	{
 		ssize_t w = up_write(p, s->cbuf + s->cstart,
 		    s->cend - s->cstart, up_ev);
@@ -560,7 +612,8 @@ pump_main(void *arg)
 
 int
 pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
-    const char *greeting, long timeout, long limit, struct err *e)
+    const char *greeting, const char *ehlo, long timeout, long limit,
+    struct err *e)
 {
 	int sp[2];
 
@@ -588,9 +641,12 @@ pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 		p->st->oend = n;
 	} else
 		due_push(p->st, DUE_OTHER, "the greeting", util_mono_ms());
+	if (ehlo != NULL)
+		p->st->ehlo = xstrdup(ehlo);
 	if (pthread_create(&p->thread, NULL, pump_main, p) != 0) {
 		close(p->local);
 		close(p->client);
+		free(p->st->ehlo);
 		free(p->st);
 		p->st = NULL;
 		p->local = p->client = -1;
@@ -628,6 +684,7 @@ pump_finish(struct pump *p)
 	if (p->up_fd >= 0)
 		close(p->up_fd);
 	if (p->st != NULL) {
+		free(p->st->ehlo);
 		free(p->st->q);
 		free(p->st);
 	}

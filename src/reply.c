@@ -97,7 +97,9 @@ is_keyword(const char *s, size_t n, const char *kw)
 static bool
 dropped(const char *s, size_t n)
 {
-	return is_keyword(s, n, "CHUNKING") || is_keyword(s, n, "STARTTLS");
+	return is_keyword(s, n, "CHUNKING") || is_keyword(s, n, "STARTTLS") ||
+	    is_keyword(s, n, "AUTH") || (n > 5 && strncasecmp(s, "AUTH=",
+	    5) == 0);
 }
 
 void

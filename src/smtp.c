@@ -1,12 +1,12 @@
 /*
- * smtp.c - one libESMTP session per identity per run.
+ * smtp.c - one libESMTP session per identity per run: the transaction
+ * driver.
  *
- * libESMTP's sharp edges (see the README): it needs CRLF lines and it
- * falls through to an unauthenticated MAIL after a 535: the monitor
- * callback watches the dialogue and cuts the connection before that can
- * happen. It does no TLS here: upstream.c has done STARTTLS or implicit
- * TLS, verified, before libESMTP sees the first byte, and libESMTP talks
- * through the pump (pump.c), which bounds and shapes the dialogue.
+ * postie opens the session itself (dial.c or tunnel.c, then session.c:
+ * TLS, EHLO, AUTH); libESMTP gets the opened connection through the pump
+ * (pump.c), which greets it and answers its EHLO, and runs the mail
+ * transactions only. It has no SASL context and no TLS of its own.
+ * libESMTP's sharp edges (see the README): it needs CRLF lines.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,28 +22,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
-#include <auth-client.h>
 #include <libesmtp.h>
 
 #include "dial.h"
 #include "pump.h"
+#include "session.h"
 #include "tunnel.h"
-#include "upstream.h"
 #include "smtp.h"
 #include "tls.h"
 #include "trust.h"
 
 #define CHUNK 32768
 #define PASSWORD_TIMEOUT 60	/* seconds for password-command */
+#define PASSWORD_MAX	(64 * 1024)	/* bytes of its output: an OAuth2
+					 * access token can be several KiB */
 
 struct session_ctx {
 	struct smtp_run		*run;
 	struct tls_policy	*tls;
 	struct pump		*pump;
-	bool			 in_auth;
-	bool			 authenticated;
-	bool			 want_auth;
 	char			 last_reply[512];
 	struct strbuf		 part[2];	/* a line not yet complete, by
 						 * direction (0 read, 1 write) */
@@ -171,57 +170,21 @@ trace(struct session_ctx *s, const char *fmt, ...)
 	va_end(ap);
 }
 
-/*
- * Watch the dialogue: log it with -v (AUTH payloads redacted), and stop
- * the session the moment AUTH fails or MAIL would go out without the
- * AUTH we were asked to do.
- */
+/* A line of libESMTP's dialogue: shown with -v, the last reply kept. */
 static void
 monitor_line(struct session_ctx *s, const char *line, int writing)
 {
 	if (writing) {
-		if (strncasecmp(line, "AUTH ", 5) == 0) {
-			s->in_auth = true;
-			trace(s, "> AUTH (redacted)");
-			return;
-		}
-		if (s->in_auth) {
-			trace(s, "> (redacted)");
-			return;
-		}
-		if (strncasecmp(line, "MAIL FROM:", 10) == 0 && s->want_auth &&
-		    !s->authenticated && !s->run->auth_failed) {
-			snprintf(s->run->reason, sizeof(s->run->reason),
-			    "the server offered no AUTH mechanism postie can "
-			    "use for user '%s'", s->run->id->user);
-			s->run->auth_failed = true;
-			pump_cut(s->pump);
-			return;
-		}
 		trace(s, "> %s", line);
 		return;
 	}
 	trace(s, "< %s", line);
 	snprintf(s->last_reply, sizeof(s->last_reply), "%s", line);
-	if (s->in_auth && strlen(line) >= 3 && line[0] != '3' &&
-	    line[3] != '-') {
-		s->in_auth = false;
-		if (line[0] == '2') {
-			s->authenticated = true;
-		} else {
-			snprintf(s->run->reason, sizeof(s->run->reason),
-			    "authentication failed for user '%s': %.300s",
-			    s->run->id->user, line);
-			s->run->auth_failed = true;
-			pump_cut(s->pump);
-		}
-	}
 }
 
 /*
- * Watch the dialogue: show it with -v (AUTH payloads redacted), and stop
- * the session the moment AUTH fails or MAIL would go out without the
- * AUTH we were asked to do. A buffer may hold several lines.
+ * Watch libESMTP's dialogue (the transactions: postie's own opening is
+ * shown by session.c). A buffer may hold several lines.
  */
 static void
 monitor_cb(const char *buf, int n, int writing, void *arg)
@@ -279,34 +242,16 @@ event_cb(smtp_session_t session, int event, void *arg, ...)
 		break;
 	}
 	case SMTP_EV_EXTNA_8BITMIME:
+		/* not reached: an 8-bit message goes only to a server that
+		 * offers 8BITMIME (hold_8bit) */
 		snprintf(s->run->reason, sizeof(s->run->reason), "%s does not "
 		    "offer 8BITMIME for an 8-bit message",
 		    s->run->id->host);
-		s->run->no_8bitmime = true;
 		break;
 	default:
 		break;
 	}
 	va_end(ap);
-}
-
-static int
-interact_cb(auth_client_request_t req, char **result, int fields, void *arg)
-{
-	struct session_ctx *s = arg;
-
-	for (int i = 0; i < fields; i++) {
-		if (req[i].flags & AUTH_USER)
-			result[i] = (char *)s->run->id->user;
-		else if (req[i].flags & AUTH_PASS)
-			result[i] = (char *)s->run->password;
-		else
-			return 0;
-		if (result[i] == NULL || (req[i].size > 0 &&
-		    strlen(result[i]) > req[i].size))
-			return 0;
-	}
-	return 1;
 }
 
 static enum notify_flags
@@ -467,37 +412,76 @@ session_limit(const struct smtp_run *run)
 }
 
 /*
- * Open the upstream (TCP or SSH, then TLS) and start the pump libESMTP
- * talks through, whatever the upstream.
+ * An 8-bit message goes only to a server that offers 8BITMIME: libESMTP
+ * cannot downgrade and would end the whole session. Decided per message
+ * from the EHLO reply postie read, before libESMTP starts.
+ */
+static size_t
+hold_8bit(struct smtp_run *run, const struct reply *ehlo)
+{
+	bool has = reply_has_keyword(ehlo, "8BITMIME");
+	size_t left = 0;
+
+	for (size_t i = 0; i < run->nmsgs; i++) {
+		struct smtp_msg *m = &run->msgs[i];
+
+		if (!has && !m->skip && m->env->body != NULL &&
+		    strcmp(m->env->body, "8bitmime") == 0) {
+			m->skip = true;
+			m->no_8bitmime = true;
+		}
+		left += !m->skip;
+	}
+	return left;	/* the messages libESMTP is to send */
+}
+
+/*
+ * Open the upstream (TCP or SSH; then TLS, EHLO and AUTH, session.c) and
+ * start the pump libESMTP talks through, whatever the upstream. 1: the
+ * session is over already, with nothing this server can take.
  */
 static int
 open_upstream(struct smtp_run *run, struct tls_policy *tls, struct pump *p,
     struct tunnel *tun, struct err *e)
 {
 	const struct identity *id = run->id;
-	SSL *ssl = NULL;
+	struct session_params sp = {
+		.tls = tls, .mode = id->tls, .host = id->host, .port = id->port,
+		.helo = id->helo ? id->helo : util_hostname(),
+		.user = run->password != NULL ? id->user : NULL,
+		.secret = run->password, .mechs = id->auth_mechs,
+		.nmechs = id->nauth_mechs, .timeout = id->timeout,
+		.verbose = run->verbose,
+	};
+	struct session s;
+	char *ehlo;
 	int fd;
 
 	if (dial(run, tun, &fd, e) < 0)
 		return -1;
-	/* greeting, EHLO, STARTTLS and the handshake: each step bounded */
-	if ((id->tls == TLS_IMPLICIT && upstream_tls(tls, fd, id->timeout,
-	    &ssl, e) < 0) || (id->tls == TLS_STARTTLS && upstream_starttls(tls,
-	    fd, id->helo ? id->helo : util_hostname(), id->timeout,
-	    run->verbose, &ssl, e) < 0)) {
+	if (session_open(&s, fd, &sp, e) < 0) {
+		run->auth_failed = s.auth_failed;
 		close(fd);
 		tunnel_close(tun);
 		return -1;
 	}
-	if (pump_start(p, fd, ssl, id->host, id->tls == TLS_STARTTLS ?
-	    "220 postie: TLS is up\r\n" : NULL, id->timeout,
-	    session_limit(run), e) < 0) {
-		if (ssl != NULL)
-			SSL_free(ssl);
-		close(fd);
+	if (hold_8bit(run, s.ehlo) == 0) {
+		session_quit(&s, &sp);
+		session_free(&s, true);
+		tunnel_close(tun);
+		return 1;
+	}
+	ehlo = session_ehlo_for_client(&s);
+	if (pump_start(p, fd, s.ssl, id->host, "220 postie: the session is "
+	    "open\r\n", ehlo, id->timeout, session_limit(run), e) < 0) {
+		free(ehlo);
+		session_free(&s, true);
 		tunnel_close(tun);
 		return -1;
 	}
+	free(ehlo);
+	s.ssl = NULL;	/* the pump's now */
+	session_free(&s, false);
 	return 0;
 }
 
@@ -545,7 +529,6 @@ smtp_send(struct smtp_run *run, struct err *e)
 	struct tunnel tun;
 	struct session_ctx s;
 	smtp_session_t session;
-	auth_context_t auth = NULL;
 	static const enum rfc2822_timeouts clocks[] = { Timeout_GREETING,
 	    Timeout_ENVELOPE, Timeout_DATA, Timeout_TRANSFER, Timeout_DATA2 };
 	int started, rc = 0;
@@ -557,18 +540,19 @@ smtp_send(struct smtp_run *run, struct err *e)
 		return -1;
 	}
 	tunnel_init(&tun);
-	if (open_upstream(run, &tls, &p, &tun, e) < 0) {
-		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
-		/* reached, but no session: TLS, the greeting, STARTTLS */
-		run->session_failed = !run->unreachable;
+	if ((rc = open_upstream(run, &tls, &p, &tun, e)) != 0) {
 		tls_policy_free(&tls);
+		if (rc > 0)
+			return 0;	/* nothing it could take */
+		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
+		/* reached, but no session: TLS, the greeting, STARTTLS, AUTH */
+		run->session_failed = !run->unreachable;
 		return -1;
 	}
 	memset(&s, 0, sizeof(s));
 	s.run = run;
 	s.tls = &tls;
 	s.pump = &p;
-	s.want_auth = run->password != NULL;
 
 	session = smtp_create_session();
 	smtp_set_server(session, p.server);
@@ -581,16 +565,10 @@ smtp_send(struct smtp_run *run, struct err *e)
 		smtp_set_timeout(session, clocks[i] |
 		    Timeout_OVERRIDE_RFC2822_MINIMUM,
 		    (id->timeout * 2 + 5) * 1000);
-	/* postie does all TLS itself (upstream.c): libESMTP speaks plain SMTP
-	 * through the pump; its own STARTTLS stays off */
+	/* postie did TLS and AUTH itself (session.c): libESMTP speaks plain
+	 * SMTP through the pump, its own STARTTLS off, no SASL context */
 	smtp_starttls_set_ctx(session, tls.ctx);
 	smtp_starttls_enable(session, Starttls_DISABLED);
-	if (s.want_auth) {
-		auth = auth_create_context();
-		auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
-		auth_set_interact_cb(auth, interact_cb, &s);
-		smtp_auth_set_context(session, auth);
-	}
 	for (size_t i = 0; i < run->nmsgs; i++)
 		if (!run->msgs[i].skip)
 			add_message(session, &run->msgs[i], &s);
@@ -617,8 +595,6 @@ smtp_send(struct smtp_run *run, struct err *e)
 	smtp_destroy_session(session);
 	sb_free(&s.part[0]);
 	sb_free(&s.part[1]);
-	if (auth != NULL)
-		auth_destroy_context(auth);
 	tls_policy_free(&tls);
 	return rc;
 }
@@ -630,9 +606,10 @@ smtp_password(const struct identity *id, struct err *e)
 	char *prog;
 	int p[2], status;
 	pid_t pid;
-	char buf[1024];
+	char *buf;
 	size_t n = 0;
 	ssize_t r;
+	bool toolong = false, cut = false;
 
 	if (id->password != NULL)
 		return xstrdup(id->password);
@@ -664,10 +641,13 @@ smtp_password(const struct identity *id, struct err *e)
 	}
 	free(prog);
 	close(p[1]);
+	/* a password, or an OAuth2 access token of several KiB; one byte
+	 * more than the bound tells a longer output from one that fits */
+	buf = xmalloc(PASSWORD_MAX + 2);
 	{
 		time_t deadline = time(NULL) + PASSWORD_TIMEOUT;
 
-		while (n < sizeof(buf) - 1) {
+		while (n < PASSWORD_MAX + 1) {
 			struct pollfd pfd = { .fd = p[0], .events = POLLIN };
 			long left = (long)(deadline - time(NULL));
 
@@ -675,7 +655,7 @@ smtp_password(const struct identity *id, struct err *e)
 				kill(pid, SIGKILL);	/* hung: a pinentry? */
 				break;
 			}
-			r = read(p[0], buf + n, sizeof(buf) - 1 - n);
+			r = read(p[0], buf + n, PASSWORD_MAX + 1 - n);
 			if (r < 0 && errno == EINTR)
 				continue;
 			if (r <= 0)
@@ -683,16 +663,27 @@ smtp_password(const struct identity *id, struct err *e)
 			n += (size_t)r;
 		}
 	}
+	buf[n] = '\0';
+	if (n > PASSWORD_MAX) {
+		/* all that can be used is here: the rest is not waited for */
+		cut = true;
+		toolong = memchr(buf, '\n', PASSWORD_MAX) == NULL;
+		kill(pid, SIGKILL);
+	}
 	close(p[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	buf[n] = '\0';
 	buf[strcspn(buf, "\r\n")] = '\0';
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || buf[0] == '\0') {
+	if (toolong || (!cut && (!WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)) || buf[0] == '\0') {
 		char why[64];
 
-		explicit_bzero(buf, sizeof(buf));
-		if (!WIFEXITED(status))
+		OPENSSL_cleanse(buf, PASSWORD_MAX + 2);
+		free(buf);
+		if (toolong)
+			snprintf(why, sizeof(why), "its first line is over %d "
+			    "KiB", PASSWORD_MAX / 1024);
+		else if (!WIFEXITED(status))
 			snprintf(why, sizeof(why), "killed by signal %d",
 			    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 		else if (WEXITSTATUS(status) == 127)
@@ -710,7 +701,8 @@ smtp_password(const struct identity *id, struct err *e)
 	{
 		char *pw = xstrdup(buf);
 
-		explicit_bzero(buf, sizeof(buf));
+		OPENSSL_cleanse(buf, PASSWORD_MAX + 2);
+		free(buf);
 		return pw;
 	}
 }

@@ -53,6 +53,9 @@ class Server:
         self.extensions = list(extensions)
         self.messages = []
         self.commands = []          # every command line seen (AUTH redacted)
+        self.auths = []             # (mechanism, initial response on the AUTH line?)
+        self.error_answers = []     # the client's answer lines to an OAuth2 error 334
+        self.oauth_hosts = []       # (host, port) an OAUTHBEARER client named
         self.connections = 0
         self.errors = []            # why connections ended abnormally
         self.lock = threading.Lock()
@@ -283,6 +286,36 @@ class Server:
             return base64.b64decode(f.readline().strip())
 
         user = password = None
+        with self.lock:
+            self.auths.append((mech, len(parts) > 2))
+        if mech in ("XOAUTH2", "OAUTHBEARER"):
+            # users holds the access token; a wrong one gets the error
+            # challenge (base64 JSON), whose answer is recorded, then 535
+            blob = base64.b64decode(parts[2]) if len(parts) > 2 else ask(b"")
+            fields = blob.split(b"\x01")
+            if mech == "OAUTHBEARER":
+                gs2 = fields[0].decode()            # "n,a=USER,"
+                user = gs2.split(",")[1][2:].replace("=2C", ",").replace("=3D", "=")
+                kv = dict(x.decode().split("=", 1) for x in fields[1:] if b"=" in x)
+                with self.lock:
+                    self.oauth_hosts.append((kv.get("host"), kv.get("port")))
+            else:
+                user = fields[0].decode()[len("user="):]
+                kv = dict(x.decode().split("=", 1) for x in fields[1:] if b"=" in x)
+            token = kv.get("auth", "")[len("Bearer "):]
+            if self.users.get(user) == token and blob.endswith(b"\x01\x01"):
+                state["user"] = user
+                conn.sendall(b"235 2.7.0 authenticated\r\n")
+                return
+            status = "invalid_token" if mech == "OAUTHBEARER" else "401"
+            err = ('{"status":"%s","schemes":"bearer",'
+                   '"scope":"https://outlook.office.com/SMTP.Send"}' % status)
+            conn.sendall(b"334 " + base64.b64encode(err.encode()) + b"\r\n")
+            answer = f.readline().rstrip(b"\r\n")     # as sent, not decoded
+            with self.lock:
+                self.error_answers.append(answer)
+            conn.sendall(b"535 5.7.3 Authentication unsuccessful\r\n")
+            return
         if mech == "PLAIN":
             blob = base64.b64decode(parts[2]) if len(parts) > 2 else ask(b"")
             _, user, password = blob.split(b"\0")

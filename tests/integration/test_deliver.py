@@ -113,6 +113,35 @@ class TestPlain(DeliverCase):
         self.assertEqual([m.rcpts for m in srv.messages], [["carol@example.com"]])
         self.assertEqual(self.msg_ids(), [eight])
         self.assertIn("does not offer 8BITMIME", self.states(eight)["bob@example.com"][1])
+        # decided per message from the EHLO reply: one session, not two
+        self.assertEqual(srv.connections, 1)
+        # only 8-bit mail for such a server: the session ends with QUIT
+        r = self.deliver("--now")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.connections, 2)
+        self.assertEqual(srv.commands[-1], "QUIT")
+        self.assertEqual(self.msg_ids(), [eight])
+
+    def test_refused_transaction_then_the_next_one_same_session(self):
+        # libESMTP's RSET and QUIT go on as it sends them: a refused
+        # recipient, then the next message, in one session with one EHLO
+        srv = self.start(script={"RCPT": lambda a: "550 5.1.1 no such user" if a == "bob@example.com"
+                                 else None})
+        self.enqueue(["bob@example.com"])
+        self.enqueue(["carol@example.com"])
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([m.rcpts for m in srv.messages], [["carol@example.com"]])
+        self.assertEqual(self.msg_ids(), [])        # a 5xx: failed, its notice sent
+        self.assertEqual(len(self.bounces()), 1)
+        verbs = [c.split(" ", 1)[0] for c in srv.commands]
+        self.assertEqual(srv.connections, 1)
+        self.assertEqual(verbs.count("EHLO"), 1, verbs)
+        self.assertEqual(verbs[0], "EHLO")
+        self.assertEqual(verbs[-1], "QUIT")
+        # PIPELINING: the DATA goes with the refused RCPT (554), then RSET
+        self.assertEqual(verbs, ["EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA",
+                                 "QUIT"])
 
     def test_chunking_offered_is_kept_from_libesmtp(self):
         # libESMTP's pipelined BDAT crashes on a dropped connection: the
@@ -124,7 +153,9 @@ class TestPlain(DeliverCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("DATA", srv.commands)
         self.assertFalse(any(c.startswith("BDAT") for c in srv.commands), srv.commands)
-        self.assertNotIn(b"CHUNKING", r.stderr)
+        # -v shows the server's EHLO reply (postie read it); the one
+        # libESMTP saw, also shown, has no CHUNKING
+        self.assertEqual(r.stderr.count(b"CHUNKING"), 1, r.stderr)
         # CRLF everywhere, the dots survived stuffing, the last line ended
         self.assertEqual(srv.messages[0].data, body.replace(b"\n", b"\r\n") + b"\r\n")
 
@@ -702,6 +733,50 @@ class TestTLS(DeliverCase):
         self.took = time.time() - t
         return srv, qid, r
 
+    @staticmethod
+    def tcp_sockets(pid):
+        """{state: count} of the TCP sockets (IPv4 and IPv6) that process
+        pid holds, read from /proc/net/tcp and tcp6 (state 0A: LISTEN)."""
+        inodes = set()
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        states = {}
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for row in f.readlines()[1:]:
+                    cols = row.split()
+                    if cols[9] in inodes:
+                        states[cols[3]] = states.get(cols[3], 0) + 1
+        return states
+
+    def test_no_listening_socket_while_sending_over_tls(self):
+        # libESMTP gets a socketpair end: no TCP port another local user
+        # could reach exists at any moment; looked at while a large
+        # message is on its way (the server holds the data for 4 s)
+        srv = self.server_for(mode="implicit", script={"BODY": ("STALL", 4)})
+        self.tls = "tls"
+        self.identity_extra = "  tls-ca %s\n" % certs.path("ca.crt")
+        self.configure(host="localhost")
+        self.enqueue(["bob@example.com"], MSG + (b"x" * 999 + b"\n") * 2000)
+        p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 20
+            while "DATA" not in srv.commands and time.time() < deadline:
+                time.sleep(0.02)
+            self.assertIn("DATA", srv.commands)
+            time.sleep(0.3)
+            states = self.tcp_sockets(p.pid)
+        finally:
+            p.communicate(timeout=60)
+        self.assertEqual(states.get("01"), 1, states)   # the upstream, established
+        self.assertNotIn("0A", states)                  # no listener
+
     def test_unreadable_tls_ca_says_why(self):
         missing = os.path.join(self.dir, "no-such-ca.pem")
         junk = os.path.join(self.dir, "junk.pem")
@@ -792,6 +867,10 @@ class TestAuth(DeliverCase):
         self.configure(host="localhost")
         return srv
 
+    @staticmethod
+    def verbs(srv):
+        return [c.split(" ", 1)[0].upper() for c in srv.commands]
+
     def password_command(self, word="s3cret pass"):
         script = os.path.join(self.dir, "pw")
         with open(script, "w") as f:
@@ -809,9 +888,15 @@ class TestAuth(DeliverCase):
                 self.assertEqual(len(srv.messages), 1, r.stderr)
                 self.assertEqual(srv.messages[0].user, "me@example.org")
                 self.assertNotIn(b"s3cret", r.stderr)          # -v redacts AUTH
-                self.assertIn(b"AUTH (redacted)", r.stderr)
+                self.assertNotIn(b"czNjcmV0IHBhc3M", r.stderr)  # nor in base64
+                self.assertIn(b"deliver: > AUTH %s" % mech.encode(), r.stderr)
+                self.assertIn(b"(redacted)", r.stderr)
                 log = open(os.path.join(self.dir, "postie.log")).read()
                 self.assertNotIn("s3cret", log)
+                # an ordinary client's dialogue: one EHLO after TLS, AUTH
+                # once, then the transaction; no EHLO after AUTH
+                self.assertEqual(self.verbs(srv), ["EHLO", "STARTTLS", "EHLO", "AUTH",
+                                                   "MAIL", "RCPT", "DATA", "QUIT"])
 
     def test_auth_reply_split_across_reads(self):
         # a 334 that arrives in two pieces is still one line: no false
@@ -836,7 +921,8 @@ class TestAuth(DeliverCase):
         self.assertFalse(any(c.startswith("MAIL") for c in srv.commands), srv.commands)
         st = self.states(qid)["bob@example.com"]
         self.assertEqual(st[0], "deferred")
-        self.assertTrue(st[1].startswith("authentication failed for user 'me@example.org': 535"), st[1])
+        self.assertTrue(st[1].startswith("authentication failed for user 'me@example.org' "
+                                         "(PLAIN): 535"), st[1])
         # the log names the identity once
         log = open(os.path.join(self.dir, "postie.log")).read()
         self.assertIn("identity test: authentication failed for user", log)
@@ -853,8 +939,8 @@ class TestAuth(DeliverCase):
         rc, out = self.run_cmd_tty("deliver", ["--now"])
         self.assertEqual(rc, 0, out)
         self.assertEqual(out.strip().splitlines(), [
-            "deliver: identity test: authentication failed for user 'me@example.org': "
-            "535 5.7.8 authentication credentials invalid; its mail stays queued "
+            "deliver: identity test: authentication failed for user 'me@example.org' "
+            "(PLAIN): 535 5.7.8 authentication credentials invalid; its mail stays queued "
             "(mailq shows it)"])
 
     def test_no_usable_mechanism_sends_nothing(self):
@@ -862,7 +948,9 @@ class TestAuth(DeliverCase):
         qid = self.enqueue(["bob@example.com"])
         self.deliver()
         self.assertFalse(any(c.startswith("MAIL") for c in srv.commands), srv.commands)
-        self.assertIn("no AUTH mechanism", self.states(qid)["bob@example.com"][1])
+        self.assertEqual(self.states(qid)["bob@example.com"], (
+            "deferred", "localhost offers AUTH XOAUTH2; the identity allows PLAIN LOGIN "
+            "CRAM-MD5 (auth in postie.conf(5))"))
 
     def test_password_command_failing(self):
         script = os.path.join(self.dir, "pwfail")
@@ -884,3 +972,92 @@ class TestAuth(DeliverCase):
         self.deliver("--now")
         self.assertEqual(self.states(qid)["bob@example.com"][1],
                          "password-command %s failed (an empty first line)" % script)
+
+
+class TestOAuth2(DeliverCase):
+    """XOAUTH2 and OAUTHBEARER against the scripted server: tokens longer
+    than any AUTH line, the error challenge, a server without them."""
+    tls = "starttls"
+    # an access token as long as Microsoft's can be: 6 KiB
+    TOKEN = ("eyJ0eXAiOiJKV1QiLCJub25jZSI6" + "Ab3-_x.9" * 800)[:6144]
+
+    def setup_oauth(self, auth, token, mechanisms=("PLAIN", "XOAUTH2", "OAUTHBEARER")):
+        script = os.path.join(self.dir, "token")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho '%s'\n" % token)
+        os.chmod(script, 0o700)
+        self.identity_extra = ("  tls-ca %s\n  user me@example.org\n  auth %s\n"
+                               "  password-command \"%s\"\n" % (certs.path("ca.crt"), auth, script))
+        srv = self.start(tls="starttls", cert=certs.path("localhost.crt"),
+                         key=certs.path("localhost.key"),
+                         users={"me@example.org": self.TOKEN}, mechanisms=mechanisms)
+        self.configure(host="localhost")
+        return srv
+
+    def assert_token_kept(self, r):
+        # nothing sent is shown whole when it could carry the token, in
+        # the clear or in base64 (every line postie sent is short)
+        for line in r.stderr.split(b"\n"):
+            if line.startswith(b"deliver: > "):
+                self.assertLess(len(line), 200, line[:200])
+        self.assertNotIn(self.TOKEN[-200:].encode(), r.stderr)
+        self.assertNotIn(b"Ab3-_x.9Ab3", r.stderr)
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertNotIn("Ab3-_x.9Ab3", log)
+        self.assertNotIn("Ab3-_x.9Ab3", json.dumps(self.mailq()))
+
+    def test_long_tokens_go_after_the_334(self):
+        for mech in ("XOAUTH2", "OAUTHBEARER"):
+            with self.subTest(mech=mech):
+                srv = self.setup_oauth(mech, self.TOKEN)
+                self.enqueue(["bob@example.com"])
+                r = self.deliver("-v")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(len(srv.messages), 1, r.stderr)
+                self.assertEqual(srv.messages[0].user, "me@example.org")
+                # "AUTH MECH" alone, the response after the server's 334
+                self.assertEqual(srv.auths, [(mech, False)])
+                self.assertEqual([c.split(" ", 1)[0] for c in srv.commands],
+                                 ["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT",
+                                  "DATA", "QUIT"])
+                self.assertIn(b"deliver: > AUTH %s\n" % mech.encode(), r.stderr)
+                self.assertIn(b"deliver: > (redacted)\n", r.stderr)
+                self.assert_token_kept(r)
+                if mech == "OAUTHBEARER":
+                    self.assertEqual(srv.oauth_hosts, [("localhost", str(srv.port))])
+
+    def test_refused_token_reports_the_decoded_status(self):
+        for mech, status, answer in (("XOAUTH2", "401", b""),
+                                     ("OAUTHBEARER", "invalid_token", b"AQ==")):
+            with self.subTest(mech=mech):
+                srv = self.setup_oauth(mech, "expired-" + self.TOKEN[8:])
+                qid = self.enqueue(["bob@example.com"])
+                r = self.deliver("-v")
+                self.assertEqual(r.returncode, 0, r.stderr)     # a deferral
+                self.assertEqual(srv.messages, [])
+                self.assertNotIn("MAIL", [c.split(" ", 1)[0] for c in srv.commands])
+                # the error challenge answered as RFC 7628 (XOAUTH2: empty)
+                self.assertEqual(srv.error_answers, [answer])
+                self.assertEqual(self.states(qid)["bob@example.com"], (
+                    "deferred", "authentication failed for user 'me@example.org' (%s, status "
+                    "%s): 535 5.7.3 Authentication unsuccessful" % (mech, status)))
+                self.assert_token_kept(r)
+
+    def test_server_offering_neither_names_both_lists(self):
+        srv = self.setup_oauth("XOAUTH2 OAUTHBEARER", self.TOKEN, mechanisms=("PLAIN", "LOGIN"))
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.auths, [])
+        self.assertNotIn("MAIL", [c.split(" ", 1)[0] for c in srv.commands])
+        self.assertEqual(self.states(qid)["bob@example.com"], (
+            "deferred", "localhost offers AUTH PLAIN LOGIN; the identity allows XOAUTH2 "
+            "OAUTHBEARER (auth in postie.conf(5))"))
+
+    def test_password_command_output_over_64_kib(self):
+        srv = self.setup_oauth("XOAUTH2", "x" * (64 * 1024 + 1))
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        self.assertEqual(srv.connections, 0)
+        self.assertRegex(self.states(qid)["bob@example.com"][1],
+                         r"password-command .* failed \(its first line is over 64 KiB\)")

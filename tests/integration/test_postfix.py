@@ -161,7 +161,7 @@ class TestPostfix(PostfixCase):
         state, reply = self.states(qid)["bob@example.com"]
         self.assertEqual(state, "deferred")
         self.assertEqual(reply, "authentication failed for user "
-                                "'me@example.org': 535 5.7.8 Error: authentication failed: "
+                                "'me@example.org' (PLAIN): 535 5.7.8 Error: authentication failed: "
                                 "authentication failure")
         self.assertNotIn("not the password", json.dumps(self.states(qid)))
         self.assertEqual(self.pf.messages(), [])
@@ -191,6 +191,34 @@ class TestPostfix(PostfixCase):
         log = open(os.path.join(self.dir, "postie.log")).read()
         self.assertIn("%s: to=<bob@example.com> via=pf status=failed" % qid, log)
         self.assertIn("%s: to=<carol@example.com> via=pf status=sent" % small, log)
+
+
+@unittest.skipIf(WHY_NOT, WHY_NOT)
+class TestPostfixMechanisms(PostfixCase):
+    """LOGIN and CRAM-MD5 (HMAC-MD5 by postie) against Cyrus SASL's sasldb,
+    chosen with the auth key; the server sees one EHLO after TLS, AUTH
+    once, then the mail."""
+    @classmethod
+    def setUpClass(cls):
+        cls.pf = postfix.Postfix(users={"me@example.org": "s3cret pass"},
+                                 mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"))
+
+    def test_login_and_cram_md5(self):
+        for mech in ("LOGIN", "CRAM-MD5"):
+            with self.subTest(mech=mech):
+                self.pf.clear()
+                self.configure("tls")
+                with open(self.conf, "a") as f:
+                    f.write("  auth %s\n" % mech)
+                self.enqueue(["bob@example.com"], BODIES[0])
+                start = len(self.pf.log_text())
+                r = self.deliver()
+                self.assertEqual(self.msg_ids(), [], r.stderr)
+                self.received(1)
+                log = self.pf.log_text()[start:]
+                self.assertIn("sasl_method=%s, sasl_username=me@example.org" % mech, log)
+                self.assertRegex(log, r"smtps/smtpd\[\d+\]: disconnect from .* ehlo=1 "
+                                      r"auth=1 mail=1 rcpt=1 data=1 quit=1 commands=6\n")
 
 
 @unittest.skipIf(WHY_NOT, WHY_NOT)

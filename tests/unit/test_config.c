@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "auth.h"
 #include "config.h"
 #include "trust.h"
 
@@ -425,6 +426,23 @@ test_bool_values(void **state)
 		assert_int_equal(config_parse_bool(bad[i], &b), -1);
 		assert_true(b);
 	}
+	/* auth: known mechanisms in order, any case, once each, with a user */
+	c = parse_ok("identity a\n host h\n default\n user me\n password p\n"
+	    " auth xoauth2 PLAIN OAuthBearer\n");
+	assert_int_equal(c->ids[0].nauth_mechs, 3);
+	assert_int_equal(c->ids[0].auth_mechs[0], AUTH_XOAUTH2);
+	assert_int_equal(c->ids[0].auth_mechs[1], AUTH_PLAIN);
+	assert_int_equal(c->ids[0].auth_mechs[2], AUTH_OAUTHBEARER);
+	config_free(c);
+	assert_true(error_is("identity a\n host h\n default\n user me\n"
+	    " password p\n auth PLAIN SCRAM-SHA-1\n",
+	    "test.conf:1: auth: postie has no mechanism 'SCRAM-SHA-1' (PLAIN, "
+	    "LOGIN, CRAM-MD5, XOAUTH2, OAUTHBEARER)"));
+	assert_true(error_is("identity a\n host h\n default\n user me\n"
+	    " password p\n auth PLAIN plain\n",
+	    "test.conf:1: auth: 'plain' is listed twice"));
+	assert_true(error_is("identity a\n host h\n default\n auth LOGIN\n",
+	    "test.conf:1: the identity has 'auth' but no 'user'"));
 	/* "no" matters: without TLS a password needs auth-without-tls yes */
 	assert_true(error_is("identity a\n host h\n default\n user me\n"
 	    " password p\n tls none\n auth-without-tls no\n",

@@ -132,6 +132,12 @@ test_ehlo_shaped(void **state)
 	r = feed("250-mx\r\n250 STARTTLS\r\n");
 	reply_shape_ehlo(r);
 	assert_memory_equal(r->buf, "250 mx\r\n", r->len);
+	/* postie did AUTH: libESMTP never sees it, in either form */
+	r = feed("250-mx\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN\r\n"
+	    "250-AUTHX\r\n250 DSN\r\n");
+	reply_shape_ehlo(r);
+	assert_memory_equal(r->buf, "250-mx\r\n250-AUTHX\r\n250 DSN\r\n",
+	    r->len);
 	/* an error reply stays as it is */
 	r = feed("550-no\r\n550 CHUNKING\r\n");
 	reply_shape_ehlo(r);
@@ -158,17 +164,23 @@ struct rig {
 };
 
 static void
-rig_start(struct rig *g, const char *greeting)
+rig_start_ehlo(struct rig *g, const char *greeting, const char *ehlo)
 {
 	struct err e;
 	struct timeval tv = { .tv_sec = 5 };
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g->up), 0);
 	assert_int_equal(pump_start(&g->p, g->up[0], NULL, "mx.test",
-	    greeting, 1, 60, &e), 0);
+	    greeting, ehlo, 1, 60, &e), 0);
 	g->client = g->p.client;
 	setsockopt(g->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(g->up[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+static void
+rig_start(struct rig *g, const char *greeting)
+{
+	rig_start_ehlo(g, greeting, NULL);
 }
 
 static void
@@ -239,14 +251,40 @@ test_pump_dialogue(void **state)
 	assert_string_equal(g.p.error, "");
 }
 
+/* postie opened the session: libESMTP's EHLO is answered by the pump and
+ * never reaches the server, which sees MAIL next */
+static void
+test_pump_local_ehlo(void **state)
+{
+	struct rig g;
+
+	(void)state;
+	/* the server reads MAIL first (expect compares every byte) */
+	rig_start_ehlo(&g, "220 postie\r\n", "250-mx\r\n250 PIPELINING\r\n");
+	expect(g.client, "220 postie\r\n");
+	put(g.client, "EHLO ");
+	put(g.client, "me\r\n");
+	expect(g.client, "250-mx\r\n250 PIPELINING\r\n");
+	put(g.client, "MAIL FROM:<a@b>\r\n");
+	expect(g.up[1], "MAIL FROM:<a@b>\r\n");
+	put(g.up[1], "250 ok\r\n");
+	expect(g.client, "250 ok\r\n");
+	put(g.client, "QUIT\r\n");
+	expect(g.up[1], "QUIT\r\n");
+	put(g.up[1], "221 bye\r\n");
+	expect(g.client, "221 bye\r\n");
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+}
+
 static void
 test_pump_early_reply(void **state)
 {
 	struct rig g;
 
 	(void)state;
-	rig_start(&g, "220 postie: TLS is up\r\n");
-	expect(g.client, "220 postie: TLS is up\r\n");
+	rig_start(&g, "220 postie: the session is open\r\n");
+	expect(g.client, "220 postie: the session is open\r\n");
 	put(g.client, "DATA\r\n");
 	expect(g.up[1], "DATA\r\n");
 	put(g.up[1], "354 go\r\n");
@@ -301,6 +339,7 @@ main(void)
 		cmocka_unit_test(test_ehlo_shaped),
 		cmocka_unit_test(test_session_limit),
 		cmocka_unit_test(test_pump_dialogue),
+		cmocka_unit_test(test_pump_local_ehlo),
 		cmocka_unit_test(test_pump_early_reply),
 		cmocka_unit_test(test_pump_deadlines),
 	};
