@@ -30,9 +30,10 @@ int	confine_abi(void);
  * there says ENOENT as before; a create is refused). Returns the ABI
  * the confinement used (>= 2), 0 when the kernel cannot confine (nothing
  * changed), or -1 and *e when it failed half-way (the caller must stop).
+ * may_bind leaves TCP bind(2) allowed (a job's source-address).
  */
 int	confine_apply(const struct strvec *write, const struct strvec *read,
-	    struct err *e);
+	    bool may_bind, struct err *e);
 
 /* The test-only probes (see above); nothing without the variables. */
 void	confine_probe(void);

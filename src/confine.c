@@ -124,7 +124,7 @@ add_path(int ruleset, const char *path, uint64_t rights, uint64_t handled)
 
 int
 confine_apply(const struct strvec *write, const struct strvec *read,
-    struct err *e)
+    bool may_bind, struct err *e)
 {
 	struct ll_ruleset attr;
 	size_t size = sizeof(attr.fs);
@@ -139,7 +139,9 @@ confine_apply(const struct strvec *write, const struct strvec *read,
 	if (abi >= 3)
 		attr.fs |= FS_TRUNCATE;
 	if (abi >= 4) {
-		attr.net = NET_BIND_TCP;	/* fetch binds nothing */
+		/* fetch binds nothing, unless a job has a source-address */
+		if (!may_bind)
+			attr.net = NET_BIND_TCP;
 		size = offsetof(struct ll_ruleset, net) + sizeof(attr.net);
 	}
 	if (abi >= 5)
@@ -188,7 +190,7 @@ confine_abi(void)
 
 int
 confine_apply(const struct strvec *write, const struct strvec *read,
-    struct err *e)
+    bool may_bind, struct err *e)
 {
 	(void)write;
 	(void)read;

@@ -121,6 +121,7 @@ fetch_hooks_start(struct fetch_hooks *h, const struct config *cfg,
     struct err *e)
 {
 	struct strvec wr, rd;
+	bool may_bind = false;
 	char *state = fetch_state_dir(cfg);
 	int rc = 0;
 
@@ -146,7 +147,10 @@ fetch_hooks_start(struct fetch_hooks *h, const struct config *cfg,
 			sv_push(&wr, cfg->jobs[k].local);
 	sv_push(&wr, "/dev/null");
 	read_paths(cfg, chosen, &rd);
-	h->abi = confine_apply(&wr, &rd, e);
+	for (size_t k = 0; k < cfg->njobs; k++)
+		if (chosen[k] && cfg->jobs[k].route.source != NULL)
+			may_bind = true;	/* its bind(2) before connect */
+	h->abi = confine_apply(&wr, &rd, may_bind, e);
 	if (h->abi < 0)
 		rc = -1;
 	else if (h->abi > 0)

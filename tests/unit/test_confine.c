@@ -39,7 +39,7 @@ confined_checks(const char *dir)
 	sv_push(&wr, "/nonexistent/left/out");	/* missing: left out */
 	sv_push(&rd, r);
 	sv_push(&rd, "/usr");
-	if (confine_apply(&wr, &rd, &e) != confine_abi())
+	if (confine_apply(&wr, &rd, false, &e) != confine_abi())
 		return 1;
 	if ((fd = open(in, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0)
 		return 2;
