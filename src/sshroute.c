@@ -1,0 +1,212 @@
+/* sshroute.c - postie's ssh settings joined with ssh_config, and the hops. */
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "sshroute.h"
+
+#define SYSTEM_CONFIG	"/etc/ssh/ssh_config"
+
+const char *
+sshroute_local_user(void)
+{
+	const char *u = getenv("USER");
+	struct passwd *pw;
+
+	if (u != NULL && *u != '\0')
+		return u;
+	pw = getpwuid(getuid());
+	return pw != NULL ? pw->pw_name : "root";
+}
+
+static int
+read_config(const struct sshroute_in *in, const char *host, const char *user,
+    struct sshcfg *c, struct err *e)
+{
+	struct sshcfg_ctx x = { host, user, sshroute_local_user(), util_home(),
+	    false };
+	char *user_file = xasprintf("%s/.ssh/config", util_home());
+	const char *defaults[] = { user_file, SYSTEM_CONFIG };
+	const char *const *files = in->files != NULL ? in->files : defaults;
+	size_t n = in->files != NULL ? in->nfiles : 2;
+	int rc = 0;
+
+	sshcfg_init(c);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = sshcfg_read_file(c, &x, files[i], e);
+	free(user_file);
+	return rc;
+}
+
+static void
+hop_free(struct ssh_hop *h)
+{
+	free(h->name);
+	free(h->host);
+	free(h->user);
+	free(h->kh_host);
+	sv_free(&h->keys);
+	sv_free(&h->known_hosts);
+	memset(h, 0, sizeof(*h));
+}
+
+/*
+ * One hop from what was written (name, user or NULL, port or 0) and its
+ * ssh_config. jump: a hop before the server (postie's keys are the
+ * server's, not the hop's).
+ */
+static int
+hop_fill(const struct sshroute_in *in, struct ssh_hop *h, const char *name,
+    const char *user, int port, bool jump, struct sshcfg *c, struct err *e)
+{
+	struct sshcfg_tokens t;
+	const char *kh = jump ? NULL : in->key;
+	char *v;
+
+	memset(h, 0, sizeof(*h));
+	sv_init(&h->keys);
+	sv_init(&h->known_hosts);
+	h->name = xstrdup(name);
+	if (read_config(in, name, user, c, e) < 0)
+		return -1;
+	memset(&t, 0, sizeof(t));
+	t.home = util_home();
+	t.alias = name;
+	t.host = name;
+	t.local_user = sshroute_local_user();
+	h->port = port > 0 ? port : c->port > 0 ? c->port : 22;
+	t.port = h->port;
+	if (c->hostname != NULL) {
+		h->host = sshcfg_expand(c->hostname, &t, "h", false,
+		    "ssh_config", "HostName", e);
+		if (h->host == NULL)
+			return -1;
+		if (*h->host == '\0')
+			return err_set(e, ERR_CONFIG, "ssh_config gives %s an "
+			    "empty HostName", name);
+	} else {
+		h->host = xstrdup(name);
+	}
+	t.host = h->host;
+	h->user = xstrdup(user != NULL ? user : c->user != NULL ? c->user :
+	    t.local_user);
+	t.user = h->user;
+	if (c->hostkey_alias != NULL) {
+		h->kh_host = xstrdup(c->hostkey_alias);
+		h->kh_port = 22;	/* ssh looks the alias up bare */
+	} else {
+		h->kh_host = xstrdup(h->host);
+		h->kh_port = h->port;
+	}
+	if (kh != NULL) {
+		h->key_given = h->keys_only = true;
+		sv_push(&h->keys, kh);
+	} else {
+		for (size_t i = 0; i < c->identity_files.n; i++) {
+			v = sshcfg_expand(c->identity_files.v[i], &t,
+			    "dhnpru", true, c->identity_where.v[i],
+			    "IdentityFile", e);
+			if (v == NULL)
+				return -1;
+			sv_push_owned(&h->keys, v);
+		}
+		h->keys_only = c->identities_only == 1;
+	}
+	if (in->known_hosts != NULL && (!jump || c->known_hosts.n == 0)) {
+		sv_push(&h->known_hosts, in->known_hosts);
+	} else if (c->known_hosts.n > 0) {
+		for (size_t i = 0; i < c->known_hosts.n; i++) {
+			v = sshcfg_expand(c->known_hosts.v[i], &t, "dhnpru",
+			    true, c->known_hosts_where, "UserKnownHostsFile",
+			    e);
+			if (v == NULL)
+				return -1;
+			if (strcasecmp(v, "none") == 0)
+				free(v);
+			else
+				sv_push_owned(&h->known_hosts, v);
+		}
+	}
+	if (h->known_hosts.n == 0)
+		sv_push_owned(&h->known_hosts, xasprintf("%s/.ssh/known_hosts",
+		    util_home()));
+	snprintf(h->cert_where, sizeof(h->cert_where), "%s", c->cert_where);
+	return 0;
+}
+
+static bool
+is_none(const char *s)
+{
+	return s == NULL || strcasecmp(s, "none") == 0;
+}
+
+int
+sshroute_resolve(const struct sshroute_in *in, struct ssh_route *r,
+    struct err *e)
+{
+	const struct ssh_target *tg = in->target;
+	struct sshcfg c;
+	struct sshcfg_hop hops[SSHROUTE_MAX_JUMPS];
+	size_t nj = 0;
+	struct ssh_hop server;
+	int rc = -1;
+
+	memset(r, 0, sizeof(*r));
+	memset(&server, 0, sizeof(server));
+	if (hop_fill(in, &server, tg->host, tg->user, tg->port_given ?
+	    tg->port : 0, false, &c, e) < 0)
+		goto out_server;
+	if (!is_none(c.proxy_command)) {
+		err_set(e, ERR_CONFIG, "%s: ProxyCommand is how ssh reaches %s, "
+		    "and postie runs no command from ssh_config: use "
+		    "ProxyJump there, or a host postie can reach in `ssh`",
+		    c.proxy_where, tg->host);
+		goto out_server;
+	}
+	if (!is_none(c.proxy_jump) && sshcfg_parse_jump(c.proxy_jump, hops,
+	    SSHROUTE_MAX_JUMPS, &nj, c.proxy_where, e) < 0)
+		goto out_server;
+	sshcfg_free(&c);
+	for (size_t i = 0; i < nj; i++) {
+		if (hop_fill(in, &r->hop[i], hops[i].host, hops[i].user,
+		    hops[i].port, true, &c, e) < 0) {
+			r->n = i + 1;
+			goto out;
+		}
+		r->n = i + 1;
+		if (!is_none(c.proxy_jump) || !is_none(c.proxy_command)) {
+			err_set(e, ERR_CONFIG, "%s: the jump host %s has a "
+			    "%s of its own, which postie does not follow: list "
+			    "every hop in the ProxyJump for %s", c.proxy_where,
+			    hops[i].host, c.proxy_jump ? "ProxyJump" :
+			    "ProxyCommand", tg->host);
+			goto out;
+		}
+		sshcfg_free(&c);
+	}
+	r->hop[nj] = server;
+	memset(&server, 0, sizeof(server));
+	r->n = nj + 1;
+	rc = 0;
+	goto done;
+out_server:
+	hop_free(&server);
+out:
+	sshcfg_free(&c);
+	if (rc < 0)
+		sshroute_free(r);
+done:
+	sshcfg_hops_free(hops, nj);
+	return rc;
+}
+
+void
+sshroute_free(struct ssh_route *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		hop_free(&r->hop[i]);
+	r->n = 0;
+}
