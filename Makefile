@@ -32,7 +32,7 @@ CORE	= err util trust config message input crash safefile queue reach spool \
 	  cli log mailq smtpd maildir netload handoff commands
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
-NET	= tls dial upstream reply pump sshcfg sshroute sshconn tunnel sftp sftpchan fetch \
+NET	= tls dial upstream reply pump sshcfg sshroute sshconn sshjump tunnel sftp sftpchan fetch \
 	  fetchget smtp local bounce dirsync deliver netmod
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
