@@ -158,17 +158,17 @@ sshroute_resolve(const struct sshroute_in *in, struct ssh_route *r,
 	memset(&server, 0, sizeof(server));
 	if (hop_fill(in, &server, tg->host, tg->user, tg->port_given ?
 	    tg->port : 0, false, &c, e) < 0)
-		goto out_server;
+		goto out;
 	if (!is_none(c.proxy_command)) {
 		err_set(e, ERR_CONFIG, "%s: ProxyCommand is how ssh reaches %s, "
 		    "and postie runs no command from ssh_config: use "
 		    "ProxyJump there, or a host postie can reach in `ssh`",
 		    c.proxy_where, tg->host);
-		goto out_server;
+		goto out;
 	}
 	if (!is_none(c.proxy_jump) && sshcfg_parse_jump(c.proxy_jump, hops,
 	    SSHROUTE_MAX_JUMPS, &nj, c.proxy_where, e) < 0)
-		goto out_server;
+		goto out;
 	sshcfg_free(&c);
 	for (size_t i = 0; i < nj; i++) {
 		if (hop_fill(in, &r->hop[i], hops[i].host, hops[i].user,
@@ -192,12 +192,10 @@ sshroute_resolve(const struct sshroute_in *in, struct ssh_route *r,
 	r->n = nj + 1;
 	rc = 0;
 	goto done;
-out_server:
-	hop_free(&server);
 out:
 	sshcfg_free(&c);
-	if (rc < 0)
-		sshroute_free(r);
+	hop_free(&server);	/* zeroed once it is in r */
+	sshroute_free(r);
 done:
 	sshcfg_hops_free(hops, nj);
 	return rc;
