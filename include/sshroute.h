@@ -9,7 +9,9 @@
  * UserKnownHostsFile (the same tokens), IdentitiesOnly (no agent),
  * HostKeyAlias (the name looked up in known_hosts), ProxyJump. Each hop
  * is looked up in ssh_config too (its HostName, Port, User, keys, known
- * hosts); a hop's own ProxyJump or ProxyCommand is refused. A host that
+ * hosts); as in ssh, the first hop's own ProxyJump is followed (its hops
+ * go first; at most SSHROUTE_MAX_JUMPS in all, which ends a loop), the
+ * later hops' own ProxyJump and ProxyCommand are not. A host that
  * only a ProxyCommand reaches is refused with the line that says so:
  * postie runs no command from ssh_config.
  */

@@ -143,19 +143,86 @@ is_none(const char *s)
 	return s == NULL || strcasecmp(s, "none") == 0;
 }
 
+/*
+ * Append the hops of a ProxyJump value (written at where) to r. As ssh
+ * (which runs "ssh -J REST -W next FIRST"-style children), the first
+ * hop's own ProxyJump is followed (its hops go before it), the later
+ * hops' own ProxyJump or ProxyCommand are not; a first hop reached only
+ * by a ProxyCommand is refused. A loop ends at SSHROUTE_MAX_JUMPS.
+ */
+static int
+add_jumps(const struct sshroute_in *in, struct ssh_route *r,
+    const char *spec, const char *where, int depth, struct err *e)
+{
+	struct sshcfg_hop hops[SSHROUTE_MAX_JUMPS];
+	struct ssh_hop first;
+	struct sshcfg c;
+	char at[SSHCFG_WHERE_MAX];
+	size_t nj;
+	int rc = -1;
+
+	if (sshcfg_parse_jump(spec, hops, SSHROUTE_MAX_JUMPS, &nj, where,
+	    e) < 0)
+		return -1;
+	if (nj == 0)
+		return 0;
+	if (hop_fill(in, &first, hops[0].host, hops[0].user, hops[0].port,
+	    true, &c, e) < 0)
+		goto out;
+	if (!is_none(c.proxy_command)) {
+		err_set(e, ERR_CONFIG, "%s: ProxyCommand is how ssh reaches "
+		    "the jump host %s, and postie runs no command from "
+		    "ssh_config: use ProxyJump there", c.proxy_where,
+		    hops[0].host);
+		goto out;
+	}
+	if (!is_none(c.proxy_jump)) {
+		snprintf(at, sizeof(at), "%s", c.proxy_where);
+		if (depth >= SSHROUTE_MAX_JUMPS) {
+			err_set(e, ERR_CONFIG, "%s: more than %d jump hosts "
+			    "through ProxyJump (a loop?)", at,
+			    SSHROUTE_MAX_JUMPS);
+			goto out;
+		}
+		if (add_jumps(in, r, c.proxy_jump, at, depth + 1, e) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < nj; i++) {
+		if (r->n >= SSHROUTE_MAX_JUMPS) {
+			err_set(e, ERR_CONFIG, "%s: more than %d jump hosts "
+			    "through ProxyJump", where, SSHROUTE_MAX_JUMPS);
+			goto out;
+		}
+		if (i == 0) {
+			r->hop[r->n++] = first;
+			memset(&first, 0, sizeof(first));
+			continue;
+		}
+		sshcfg_free(&c);
+		r->n++;
+		if (hop_fill(in, &r->hop[r->n - 1], hops[i].host,
+		    hops[i].user, hops[i].port, true, &c, e) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	sshcfg_free(&c);
+	hop_free(&first);
+	sshcfg_hops_free(hops, nj);
+	return rc;
+}
+
 int
 sshroute_resolve(const struct sshroute_in *in, struct ssh_route *r,
     struct err *e)
 {
 	const struct ssh_target *tg = in->target;
 	struct sshcfg c;
-	struct sshcfg_hop hops[SSHROUTE_MAX_JUMPS];
-	size_t nj = 0;
 	struct ssh_hop server;
+	char at[SSHCFG_WHERE_MAX];
 	int rc = -1;
 
 	memset(r, 0, sizeof(*r));
-	memset(&server, 0, sizeof(server));
 	if (hop_fill(in, &server, tg->host, tg->user, tg->port_given ?
 	    tg->port : 0, false, &c, e) < 0)
 		goto out;
@@ -166,38 +233,18 @@ sshroute_resolve(const struct sshroute_in *in, struct ssh_route *r,
 		    c.proxy_where, tg->host);
 		goto out;
 	}
-	if (!is_none(c.proxy_jump) && sshcfg_parse_jump(c.proxy_jump, hops,
-	    SSHROUTE_MAX_JUMPS, &nj, c.proxy_where, e) < 0)
+	snprintf(at, sizeof(at), "%s", c.proxy_where);
+	if (!is_none(c.proxy_jump) && add_jumps(in, r, c.proxy_jump, at, 0,
+	    e) < 0)
 		goto out;
-	sshcfg_free(&c);
-	for (size_t i = 0; i < nj; i++) {
-		if (hop_fill(in, &r->hop[i], hops[i].host, hops[i].user,
-		    hops[i].port, true, &c, e) < 0) {
-			r->n = i + 1;
-			goto out;
-		}
-		r->n = i + 1;
-		if (!is_none(c.proxy_jump) || !is_none(c.proxy_command)) {
-			err_set(e, ERR_CONFIG, "%s: the jump host %s has a "
-			    "%s of its own, which postie does not follow: list "
-			    "every hop in the ProxyJump for %s", c.proxy_where,
-			    hops[i].host, c.proxy_jump ? "ProxyJump" :
-			    "ProxyCommand", tg->host);
-			goto out;
-		}
-		sshcfg_free(&c);
-	}
-	r->hop[nj] = server;
+	r->hop[r->n++] = server;
 	memset(&server, 0, sizeof(server));
-	r->n = nj + 1;
 	rc = 0;
-	goto done;
 out:
 	sshcfg_free(&c);
 	hop_free(&server);	/* zeroed once it is in r */
-	sshroute_free(r);
-done:
-	sshcfg_hops_free(hops, nj);
+	if (rc < 0)
+		sshroute_free(r);
 	return rc;
 }
 

@@ -135,6 +135,25 @@ class TestFetchSshConfig(SshConfigMixin, FetchCase):
         # the hop's user written in ProxyJump won over its User
         self.assertIn("Accepted publickey for %s" % j2.user, j2.log_text())
 
+    def test_first_hop_own_proxyjump_is_followed(self):
+        # as ssh: gw2's own ProxyJump puts gw1 before it
+        j1, j2 = self.jump(), self.jump()
+        self.ssh_config(host_block("mailbox", self.sshd.port, self.sshd.user,
+                                   "  ProxyJump gw2\n") +
+                        host_block("gw2", j2.port, j2.user, "  ProxyJump gw1\n") +
+                        host_block("gw1", j1.port, j1.user))
+        self.write_kh("mailbox", self.sshd)
+        self.write_kh("gw1", j1)
+        self.write_kh("gw2", j2)
+        self.configure_alias()
+        self.put("1700000000.g")
+        r = self.fetch("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.g"])
+        self.assertIn(b"jump host gw1 (hop 1 of 2) open", r.stderr)
+        self.assertTrue(self.forwarded(j1, j2.port), j1.log_text()[-3000:])
+        self.assertTrue(self.forwarded(j2, self.sshd.port), j2.log_text()[-3000:])
+
     def test_unknown_host_key_at_jump_is_refused(self):
         j = self.jump()
         self.ssh_config(host_block("mailbox", self.sshd.port, self.sshd.user,

@@ -384,10 +384,50 @@ test_route(void **state)
 	assert_int_equal(e.code, ERR_CONFIG);
 	assert_non_null(strstr(e.msg, "config:13: ProxyCommand is how ssh "
 	    "reaches pc"));
-	/* a jump host with its own proxy: refused */
+	/* a jump host only a ProxyCommand reaches: refused */
 	tg.host = (char *)"loop";
 	assert_int_equal(sshroute_resolve(&in, &r, &e), -1);
-	assert_non_null(strstr(e.msg, "the jump host pc has a ProxyCommand"));
+	assert_non_null(strstr(e.msg, "config:13: ProxyCommand is how ssh "
+	    "reaches the jump host pc"));
+	tu_rmtree(dir);
+	free(dir);
+	free(cfg);
+}
+
+/* As ssh: the first hop's own ProxyJump goes before it, the later
+ * hops' own are not followed; a loop ends at the bound. */
+static void
+test_route_first_hop_chain(void **state)
+{
+	char *dir = tu_tmpdir();
+	char *cfg = xasprintf("%s/config", dir);
+	const char *files[] = { cfg };
+	struct ssh_target tg = { NULL, (char *)"mail", 22, false };
+	struct sshroute_in in = { &tg, NULL, NULL, files, 1 };
+	struct ssh_route r;
+	struct err e;
+
+	(void)state;
+	write_file(cfg,
+	    "Host mail\n ProxyJump inner,late\n"
+	    "Host inner\n ProxyJump outer\n"
+	    "Host outer\n Port 2201\n"
+	    "Host late\n ProxyJump ignored\n"
+	    "Host x\n ProxyJump y\n"
+	    "Host y\n ProxyJump x\n", 0600);
+	assert_int_equal(sshroute_resolve(&in, &r, &e), 0);
+	assert_int_equal(r.n, 4);
+	assert_string_equal(r.hop[0].name, "outer");
+	assert_int_equal(r.hop[0].port, 2201);
+	assert_string_equal(r.hop[1].name, "inner");
+	assert_string_equal(r.hop[2].name, "late");
+	assert_string_equal(r.hop[3].name, "mail");
+	sshroute_free(&r);
+	tg.host = (char *)"x";
+	assert_int_equal(sshroute_resolve(&in, &r, &e), -1);
+	assert_non_null(strstr(e.msg, "more than 8 jump hosts through "
+	    "ProxyJump (a loop?)"));
+	assert_int_equal(r.n, 0);
 	tu_rmtree(dir);
 	free(dir);
 	free(cfg);
@@ -408,6 +448,7 @@ main(void)
 		cmocka_unit_test(test_jump_hops),
 		cmocka_unit_test(test_include_and_trust),
 		cmocka_unit_test(test_route),
+		cmocka_unit_test(test_route_first_hop_chain),
 	};
 
 	return cmocka_run_group_tests_name("test_sshcfg", tests, NULL, NULL);
