@@ -227,6 +227,21 @@ class TestTunnelSshConfig(SshConfigMixin, TunnelCase):
         self.assertTrue(self.forwarded(j, self.sshd.port), j.log_text()[-3000:])
         self.assertTrue(self.forwarded(self.sshd, srv.port), self.sshd.log_text()[-3000:])
 
+    def test_tunnel_proxycommand_only_keeps_the_mail(self):
+        srv = self.start()
+        path = self.ssh_config("Host gateway\n  ProxyCommand ssh -W %h:%p gw\n")
+        self.identity_extra = "  ssh gateway\n"
+        self.configure()
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        # as a refused host key: deferred with the reason, kept, nothing sent
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [qid])
+        self.assertEqual(srv.connections, 0)
+        self.assertIn("%s:2: ProxyCommand is how ssh reaches gateway" % path,
+                      self.deferred_reason(qid))
+        self.assertNotIn("Accepted publickey", self.sshd.log_text())
+
     def test_tunnel_through_alias(self):
         srv = self.start()
         self.ssh_config(host_block("gateway", self.sshd.port, self.sshd.user))
