@@ -28,6 +28,8 @@ struct tunnel {
 	bool		 running;
 	char		 error[256];	/* what ended the pump badly */
 	bool		 broken;	/* no more sending on the session */
+	bool		 hop;		/* carries an SSH session (a jump):
+					 * done once its end closed */
 };
 
 /* An unopened tunnel, safe to tunnel_close. */

@@ -55,6 +55,7 @@ sshjump_open(const struct ssh_params *p, const struct ssh_route *r,
 			fprintf(stderr, "%s: ssh: jump host %s (hop %zu of %zu) "
 			    "open, on to %s port %d\n", p->prog, h->name, i + 1,
 			    r->n - 1, next->host, next->port);
+		t->hop = true;
 		if (tunnel_start(t, p, h->name, next->host, next->port, &sock,
 		    unreachable, e) < 0)
 			goto fail;

@@ -195,10 +195,12 @@ tunnel_main(void *arg)
 		/*
 		 * Done when all the client wrote went out with the EOF after
 		 * it, and the server is done too (or nobody is left to hear
-		 * it). Never in the middle of a half-sent packet.
+		 * it). Never in the middle of a half-sent packet. A jump
+		 * hop's client is an SSH session: once it closed, nothing
+		 * the far side says is wanted.
 		 */
 		if (p.local_eof && p.eof_sent && p.stuck == STUCK_NONE &&
-		    (p.chan_eof || p.local_gone))
+		    (p.chan_eof || p.local_gone || t->hop))
 			break;
 		if (p.moved || !waiting(&p))
 			since = now_ms();

@@ -5,6 +5,8 @@ through one and two jump hosts (each a private sshd whose log shows the
 direct-tcpip channel it opened), an unknown host key at a jump host, and
 the clear refusals (ProxyCommand, an untrusted config file)."""
 import os
+import socket
+import time
 import unittest
 
 import sshd
@@ -153,6 +155,30 @@ class TestFetchSshConfig(SshConfigMixin, FetchCase):
         self.assertIn(b"jump host gw1 (hop 1 of 2) open", r.stderr)
         self.assertTrue(self.forwarded(j1, j2.port), j1.log_text()[-3000:])
         self.assertTrue(self.forwarded(j2, self.sshd.port), j2.log_text()[-3000:])
+
+    def test_silent_server_behind_jump_is_bounded(self):
+        # the jump host reaches a listener that never speaks: the SSH
+        # handshake through the channel waits for "timeout", no longer,
+        # and closing the hop does not wait for the far side either
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        self.addCleanup(silent.close)
+        j = self.jump()
+        self.ssh_config(host_block("mailbox", silent.getsockname()[1], self.sshd.user,
+                                   "  ProxyJump gw\n") +
+                        host_block("gw", j.port, j.user))
+        self.write_kh("gw", j)
+        self.write_config(
+            "fetch inbox\n  ssh mailbox\n  remote %s\n  local %s\n"
+            "  connect-timeout 3s\n  timeout 3s\n" % (self.remote, self.local))
+        t = time.time()
+        r = self.fetch()
+        took = time.time() - t
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"SSH handshake with 127.0.0.1 failed", r.stderr)
+        self.assertTrue(self.forwarded(j, silent.getsockname()[1]))
+        self.assertLess(took, 5, r.stderr)       # one timeout, not two
 
     def test_unknown_host_key_at_jump_is_refused(self):
         j = self.jump()
