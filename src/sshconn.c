@@ -199,9 +199,11 @@ load_known(LIBSSH2_SESSION *s, const struct ssh_hop *h,
 
 static int
 check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
-    struct sshconn *c, LIBSSH2_KNOWNHOSTS *kh, const char *khpath,
+    bool last, struct sshconn *c, LIBSSH2_KNOWNHOSTS *kh, const char *khpath,
     struct err *e)
 {
+	/* ssh-fingerprint pins the server, not a jump host */
+	const char *pin = last ? ", or set ssh-fingerprint" : "";
 	const struct ssh_target *t = p->target;
 	size_t klen;
 	int ktype;
@@ -235,9 +237,8 @@ check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
 	if (kh == NULL)
 		return err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s "
 		    "%s) cannot be checked: there is no %s; add the server's "
-		    "key to it (ssh-keyscan -p %d %s) after checking it, or "
-		    "set ssh-fingerprint", t->host, c->keytype, c->fp, khpath,
-		    t->port, t->host);
+		    "key to it (ssh-keyscan -p %d %s) after checking it%s",
+		    t->host, c->keytype, c->fp, khpath, t->port, t->host, pin);
 	switch (known == 0 ? LIBSSH2_KNOWNHOST_CHECK_NOTFOUND :
 	    libssh2_knownhost_checkp(kh, h->kh_host, h->kh_port, key, klen,
 	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
@@ -255,9 +256,8 @@ check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
 	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
 		return err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s "
 		    "%s) is not in %s; refusing it: check the fingerprint "
-		    "and add the key (ssh-keyscan -p %d %s), or set "
-		    "ssh-fingerprint", t->host, c->keytype, c->fp, khpath,
-		    t->port, t->host);
+		    "and add the key (ssh-keyscan -p %d %s)%s", t->host,
+		    c->keytype, c->fp, khpath, t->port, t->host, pin);
 	default:
 		return err_set(e, ERR_SOFTWARE, "cannot check the SSH host key "
 		    "of %s against %s", t->host, khpath);
@@ -484,7 +484,7 @@ sshconn_start(const struct ssh_params *p, const struct ssh_hop *h, bool last,
 		    t->host, sshconn_errmsg(c->s));
 		goto fail;
 	}
-	if (check_host_key(p, h, c, kh, khpath, e) < 0)
+	if (check_host_key(p, h, last, c, kh, khpath, e) < 0)
 		goto fail;
 	if (authenticate(p, h, c, e) < 0)
 		goto fail;

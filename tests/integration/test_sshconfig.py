@@ -194,6 +194,7 @@ class TestFetchSshConfig(SshConfigMixin, FetchCase):
         self.assertIn(b"ProxyJump host gw (hop 1 of 1)", r.stderr)
         self.assertIn(j.host_fingerprint().encode(), r.stderr)
         self.assertIn(b"is not in %s/.ssh/kh_gw" % self.dir.encode(), r.stderr)
+        self.assertNotIn(b"ssh-fingerprint", r.stderr)    # the server's pin, not a hop's
         self.assertFalse(self.forwarded(j, self.sshd.port))
         self.assertEqual(self.remote_names(), ["1700000000.e"])
 
