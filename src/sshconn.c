@@ -362,11 +362,13 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	/* IdentityFile from ssh_config, in order; else the defaults */
 	for (size_t i = 0; i < h->keys.n; i++) {
 		const char *path = h->keys.v[i];
-		bool ok = access(path, R_OK) == 0 &&
-		    (sb_addf(&tried, ", %s", path),
-		    auth_file(p, c, user, path));
 
-		if (ok) {
+		if (access(path, R_OK) != 0) {
+			sb_addf(&tried, ", not %s (%s)", path, strerror(errno));
+			continue;
+		}
+		sb_addf(&tried, ", %s", path);
+		if (auth_file(p, c, user, path)) {
 			sb_free(&tried);
 			return 0;
 		}
@@ -413,6 +415,17 @@ sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
 	if (sshroute_resolve(&in, &r, e) < 0)
 		return -1;
 	h = &r.hop[r.n - 1];
+	if (p->verbose) {
+		struct strbuf via;
+
+		sb_init(&via);
+		for (size_t i = 0; i + 1 < r.n; i++)
+			sb_addf(&via, "%s%s", i ? ", " : " through ",
+			    r.hop[i].name);
+		trace(p, "%s is %s@%s port %d%s", p->target->host, h->user,
+		    h->host, h->port, via.s != NULL ? via.s : "");
+		sb_free(&via);
+	}
 	if (r.n > 1) {
 		if (sshjump_open(p, &r, &jump, &fd, &c->unreachable, e) < 0) {
 			sshroute_free(&r);

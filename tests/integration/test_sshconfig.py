@@ -103,6 +103,8 @@ class TestFetchSshConfig(SshConfigMixin, FetchCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.local_data("1700000000.c"), data)
         self.assertIn(b"jump host gw (hop 1 of 1) open", r.stderr)
+        self.assertIn(b"ssh: mailbox is %s@127.0.0.1 port %d through gw"
+                      % (self.sshd.user.encode(), self.sshd.port), r.stderr)
         # the jump host carried the session to the mail server
         self.assertTrue(self.forwarded(j, self.sshd.port), j.log_text()[-3000:])
         self.assertIn("Accepted publickey for %s" % j.user, j.log_text())
@@ -212,13 +214,16 @@ class TestFetchSshConfig(SshConfigMixin, FetchCase):
         stranger = sshd.keygen(os.path.join(self.dir, "stranger"))
         path = self.ssh_config("Host mailbox\n  HostName 127.0.0.1\n  Port %d\n  User %s\n"
                                "  IdentitiesOnly yes\n  IdentityFile %s\n"
-                               "  CertificateFile %s-cert.pub\n"
+                               "  CertificateFile %s-cert.pub\n  IdentityFile /nonexistent/key\n"
                                "  UserKnownHostsFile ~/.ssh/kh_mailbox\n" % (
                                    self.sshd.port, self.sshd.user, stranger, stranger))
         self.write_kh("mailbox", self.sshd)
         self.configure_alias()
         r = self.fetch()
         self.assertEqual(r.returncode, 77, r.stderr)
+        # what was tried, and what could not be
+        self.assertIn(b"no ssh-agent (IdentitiesOnly), %s, not /nonexistent/key (No such file"
+                      % stranger.encode(), r.stderr)
         self.assertIn(b"%s:7 gives a CertificateFile, which postie does not offer"
                       % path.encode(), r.stderr)
 
