@@ -28,6 +28,7 @@ struct ssh_target {
 	char	*user;		/* NULL: $USER */
 	char	*host;		/* NULL: no SSH */
 	int	 port;		/* 22 by default */
+	bool	 port_given;	/* written out: wins over ~/.ssh/config */
 };
 
 /* How a connection leaves this machine (dial.h): proxy, source-address. */

@@ -1,6 +1,10 @@
 /*
  * sshconn.h - one verified, authenticated SSH session (libssh2).
  *
+ * The way to the server comes from postie's settings joined with
+ * ~/.ssh/config (sshroute.h), through ProxyJump hops when it names some
+ * (sshjump.h), each hop's host key checked like the server's.
+ *
  * Used by the SMTP tunnel (tunnel.h) and by fetch. The server's host key
  * is checked before anything is sent: against ssh-fingerprint when set
  * (the pin decides alone), otherwise against known_hosts (default
@@ -31,7 +35,13 @@ struct ssh_params {
 	long			 timeout;	/* seconds, per blocking step */
 	bool			 verbose;	/* steps to stderr */
 	const char		*prog;		/* "deliver", "fetch" */
+	const char *const	*ssh_config;	/* NULL: ~/.ssh/config, then
+						 * /etc/ssh/ssh_config */
+	size_t			 ssh_config_n;
 };
+
+struct ssh_hop;
+struct sshjump;
 
 struct sshconn {
 	int			 fd;
@@ -40,6 +50,7 @@ struct sshconn {
 	char			 keytype[32];	/* "ssh-ed25519" ... */
 	bool			 unreachable;	/* DNS or connect failed */
 	bool			 no_goodbye;	/* close without a disconnect */
+	struct sshjump		*jump;		/* the ProxyJump hops, or NULL */
 };
 
 /* Connect, check the host key, authenticate. On failure everything is
@@ -47,6 +58,11 @@ struct sshconn {
 int	sshconn_open(const struct ssh_params *p, struct sshconn *c,
 	    struct err *e);
 void	sshconn_close(struct sshconn *c);
+
+/* A session with hop h over fd (connected to it; c owns it, open or
+ * not); last: h is the server (ssh-fingerprint applies). */
+int	sshconn_start(const struct ssh_params *p, const struct ssh_hop *h,
+	    bool last, int fd, struct sshconn *c, struct err *e);
 
 /* "SHA256:" + unpadded base64 of a 32-byte hash, as ssh-keygen -l prints
  * it; out holds at least 7 + 44 bytes. */

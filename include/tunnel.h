@@ -8,6 +8,7 @@
  * on it unchanged). A thread owns the libssh2 session
  * (libssh2 is not thread-safe) and pumps bytes between the channel and
  * the other end of the pair until either side closes. No ssh child.
+ * The same carries an SSH session to the next ProxyJump hop (sshjump.h).
  */
 #ifndef POSTIE_TUNNEL_H
 #define POSTIE_TUNNEL_H
@@ -27,6 +28,8 @@ struct tunnel {
 	bool		 running;
 	char		 error[256];	/* what ended the pump badly */
 	bool		 broken;	/* no more sending on the session */
+	bool		 hop;		/* carries an SSH session (a jump):
+					 * done once its end closed */
 };
 
 /* An unopened tunnel, safe to tunnel_close. */
@@ -40,6 +43,14 @@ void	tunnel_init(struct tunnel *t);
 int	tunnel_open(struct tunnel *t, const struct ssh_params *p,
 	    const char *host, int port, int *fd, bool *unreachable,
 	    struct err *e);
+
+/*
+ * The same on t->ssh, a session already open (t->ssh is closed on
+ * failure); server names it in messages.
+ */
+int	tunnel_start(struct tunnel *t, const struct ssh_params *p,
+	    const char *server, const char *host, int port, int *fd,
+	    bool *unreachable, struct err *e);
 
 /* Wait for the pump to end (the caller closed its end) and close all. */
 void	tunnel_close(struct tunnel *t);

@@ -301,6 +301,7 @@ parse_ssh_target(const char *s, struct ssh_target *t, const char **why)
 		}
 		t->port = (int)port;
 	}
+	t->port_given = colon != NULL;
 	free(t->user);
 	free(t->host);
 	t->user = at ? xstrndup(s, (size_t)(at - s)) : NULL;

@@ -11,6 +11,7 @@
 
 #include "confine.h"
 #include "fetchhooks.h"
+#include "sshroute.h"
 
 #if defined(__has_feature)
 #define SANITIZED_CLANG __has_feature(address_sanitizer)
@@ -71,6 +72,35 @@ make_tasks(struct fetch_hooks *h, const struct config *cfg,
 	}
 }
 
+/*
+ * The key and known_hosts files ~/.ssh/config names for a job's server
+ * and its jump hosts, which may lie outside ~/.ssh: looked up now, as the
+ * job will look them up confined. A look-up that fails here fails there
+ * too, with its reason, so it is left to the job.
+ */
+static void
+route_paths(const struct fetch_job *fj, struct strvec *rd)
+{
+	struct sshroute_in in = { &fj->ssh, fj->ssh_key, fj->ssh_known_hosts,
+	    NULL, 0 };
+	struct ssh_route r;
+	struct err e;
+
+	if (fj->ssh.host == NULL || sshroute_resolve(&in, &r, &e) < 0)
+		return;
+	for (size_t i = 0; i < r.n; i++) {
+		const struct ssh_hop *h = &r.hop[i];
+
+		for (size_t j = 0; j < h->keys.n; j++) {
+			sv_push(rd, h->keys.v[j]);
+			sv_push_owned(rd, xasprintf("%s.pub", h->keys.v[j]));
+		}
+		for (size_t j = 0; j < h->known_hosts.n; j++)
+			sv_push(rd, h->known_hosts.v[j]);
+	}
+	sshroute_free(&r);
+}
+
 /* What the confined process may read (besides what it may write). */
 static void
 read_paths(const struct config *cfg, const bool *chosen,
@@ -111,6 +141,7 @@ read_paths(const struct config *cfg, const bool *chosen,
 		}
 		if (fj->ssh_known_hosts != NULL)
 			sv_push(rd, fj->ssh_known_hosts);
+		route_paths(fj, rd);
 		sv_push(rd, fj->local);	/* -n reads what is here */
 	}
 }

@@ -14,6 +14,8 @@
 
 #include "dial.h"
 #include "sshconn.h"
+#include "sshjump.h"
+#include "sshroute.h"
 #include "util.h"
 
 static pthread_once_t ssh_once = PTHREAD_ONCE_INIT;
@@ -157,40 +159,51 @@ known_types(LIBSSH2_KNOWNHOSTS *kh, const char *host, int port, char *out,
 	}
 }
 
+/* The known_hosts files, for messages: "a" or "a and b". */
 static char *
-known_hosts_path(const struct ssh_params *p)
+known_hosts_path(const struct ssh_hop *h)
 {
-	if (p->known_hosts != NULL)
-		return xstrdup(p->known_hosts);
-	return xasprintf("%s/.ssh/known_hosts", util_home());
+	struct strbuf sb;
+
+	sb_init(&sb);
+	for (size_t i = 0; i < h->known_hosts.n; i++)
+		sb_addf(&sb, "%s%s", i ? " and " : "", h->known_hosts.v[i]);
+	return sb_steal(&sb);
 }
 
-/* Load known_hosts; *kh NULL when the file does not exist. */
+/* Load the known_hosts files together; *kh NULL when none exists. */
 static int
-load_known(LIBSSH2_SESSION *s, const char *path, LIBSSH2_KNOWNHOSTS **kh,
-    struct err *e)
+load_known(LIBSSH2_SESSION *s, const struct ssh_hop *h,
+    LIBSSH2_KNOWNHOSTS **kh, struct err *e)
 {
 	*kh = NULL;
-	if (access(path, F_OK) != 0)
-		return 0;
-	*kh = libssh2_knownhost_init(s);
-	if (*kh == NULL)
-		return err_set(e, ERR_SOFTWARE, "cannot set up known hosts");
-	if (libssh2_knownhost_readfile(*kh, path,
-	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
-		libssh2_knownhost_free(*kh);
-		*kh = NULL;
-		return err_set(e, ERR_CONFIG, "cannot read %s: %s", path,
-		    access(path, R_OK) != 0 ? strerror(errno) :
-		    "not a known_hosts file");
+	for (size_t i = 0; i < h->known_hosts.n; i++) {
+		const char *path = h->known_hosts.v[i];
+
+		if (access(path, F_OK) != 0)
+			continue;
+		if (*kh == NULL && (*kh = libssh2_knownhost_init(s)) == NULL)
+			return err_set(e, ERR_SOFTWARE, "cannot set up known "
+			    "hosts");
+		if (libssh2_knownhost_readfile(*kh, path,
+		    LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+			libssh2_knownhost_free(*kh);
+			*kh = NULL;
+			return err_set(e, ERR_CONFIG, "cannot read %s: %s",
+			    path, access(path, R_OK) != 0 ? strerror(errno) :
+			    "not a known_hosts file");
+		}
 	}
 	return 0;
 }
 
 static int
-check_host_key(const struct ssh_params *p, struct sshconn *c,
-    LIBSSH2_KNOWNHOSTS *kh, const char *khpath, struct err *e)
+check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
+    bool last, struct sshconn *c, LIBSSH2_KNOWNHOSTS *kh, const char *khpath,
+    struct err *e)
 {
+	/* ssh-fingerprint pins the server, not a jump host */
+	const char *pin = last ? ", or set ssh-fingerprint" : "";
 	const struct ssh_target *t = p->target;
 	size_t klen;
 	int ktype;
@@ -224,11 +237,10 @@ check_host_key(const struct ssh_params *p, struct sshconn *c,
 	if (kh == NULL)
 		return err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s "
 		    "%s) cannot be checked: there is no %s; add the server's "
-		    "key to it (ssh-keyscan -p %d %s) after checking it, or "
-		    "set ssh-fingerprint", t->host, c->keytype, c->fp, khpath,
-		    t->port, t->host);
+		    "key to it (ssh-keyscan -p %d %s) after checking it%s",
+		    t->host, c->keytype, c->fp, khpath, t->port, t->host, pin);
 	switch (known == 0 ? LIBSSH2_KNOWNHOST_CHECK_NOTFOUND :
-	    libssh2_knownhost_checkp(kh, t->host, t->port, key, klen,
+	    libssh2_knownhost_checkp(kh, h->kh_host, h->kh_port, key, klen,
 	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
 	    known, &ent)) {
 	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
@@ -244,9 +256,8 @@ check_host_key(const struct ssh_params *p, struct sshconn *c,
 	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
 		return err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s "
 		    "%s) is not in %s; refusing it: check the fingerprint "
-		    "and add the key (ssh-keyscan -p %d %s), or set "
-		    "ssh-fingerprint", t->host, c->keytype, c->fp, khpath,
-		    t->port, t->host);
+		    "and add the key (ssh-keyscan -p %d %s)%s", t->host,
+		    c->keytype, c->fp, khpath, t->port, t->host, pin);
 	default:
 		return err_set(e, ERR_SOFTWARE, "cannot check the SSH host key "
 		    "of %s against %s", t->host, khpath);
@@ -294,9 +305,22 @@ auth_file(const struct ssh_params *p, struct sshconn *c, const char *user,
 	return true;
 }
 
-static int
-authenticate(const struct ssh_params *p, struct sshconn *c, struct err *e)
+/* What the hop's configuration adds to a refusal. */
+static const char *
+cert_note(const struct ssh_hop *h, char *buf, size_t len)
 {
+	if (h->cert_where[0] == '\0')
+		return "";
+	snprintf(buf, len, "; %s gives a CertificateFile, which postie "
+	    "does not offer (it offers plain keys)", h->cert_where);
+	return buf;
+}
+
+static int
+authenticate(const struct ssh_params *p, const struct ssh_hop *h,
+    struct sshconn *c, struct err *e)
+{
+	char note[SSHCFG_WHERE_MAX + 100];
 	const char *user = user_of(p->target);
 	const char *methods = libssh2_userauth_list(c->s, user,
 	    (unsigned int)strlen(user));
@@ -319,23 +343,37 @@ authenticate(const struct ssh_params *p, struct sshconn *c, struct err *e)
 		free(offer);
 		return rc;
 	}
-	if (p->key != NULL) {
-		if (auth_file(p, c, user, p->key))
+	if (h->key_given) {
+		if (auth_file(p, c, user, h->keys.v[0]))
 			return 0;
 		return err_set(e, sshconn_class(c->s, ERR_NOPERM), "SSH server "
 		    "%s refused %s with ssh-key %s: %s (an encrypted key needs ssh-agent; RSA "
 		    "keys do not work with this libssh2, use Ed25519 or "
-		    "ECDSA)", p->target->host, user, p->key,
+		    "ECDSA)", p->target->host, user, h->keys.v[0],
 		    sshconn_errmsg(c->s));
 	}
 	sb_init(&tried);
-	if (auth_agent(p, c, user)) {
+	if (!h->keys_only && auth_agent(p, c, user)) {
 		sb_free(&tried);
 		return 0;
 	}
-	sb_adds(&tried, getenv("SSH_AUTH_SOCK") ? "ssh-agent" :
-	    "no ssh-agent");
-	{
+	sb_adds(&tried, h->keys_only ? "no ssh-agent (IdentitiesOnly)" :
+	    getenv("SSH_AUTH_SOCK") ? "ssh-agent" : "no ssh-agent");
+	/* IdentityFile from ssh_config, in order; else the defaults */
+	for (size_t i = 0; i < h->keys.n; i++) {
+		const char *path = h->keys.v[i];
+
+		if (access(path, R_OK) != 0) {
+			sb_addf(&tried, ", not %s (%s)", path, strerror(errno));
+			continue;
+		}
+		sb_addf(&tried, ", %s", path);
+		if (auth_file(p, c, user, path)) {
+			sb_free(&tried);
+			return 0;
+		}
+	}
+	if (h->keys.n == 0) {
 		static const char *const names[] = { "id_ed25519", "id_ecdsa",
 		    "id_rsa" };
 
@@ -356,8 +394,8 @@ authenticate(const struct ssh_params *p, struct sshconn *c, struct err *e)
 	rc = err_set(e, sshconn_class(c->s, ERR_NOPERM), "SSH server %s "
 	    "refused %s (tried %s); "
 	    "set ssh-key or load a key into ssh-agent (Ed25519 or ECDSA: "
-	    "RSA keys do not work with this libssh2)", p->target->host, user,
-	    tried.s);
+	    "RSA keys do not work with this libssh2)%s", p->target->host, user,
+	    tried.s, cert_note(h, note, sizeof(note)));
 	sb_free(&tried);
 	return rc;
 }
@@ -365,20 +403,70 @@ authenticate(const struct ssh_params *p, struct sshconn *c, struct err *e)
 int
 sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
 {
-	const struct ssh_target *t = p->target;
+	struct sshroute_in in = { p->target, p->key, p->known_hosts,
+	    p->ssh_config, p->ssh_config_n };
+	struct ssh_route r;
+	const struct ssh_hop *h;
+	struct sshjump *jump = NULL;
+	int fd = -1, rc;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	if (sshroute_resolve(&in, &r, e) < 0)
+		return -1;
+	h = &r.hop[r.n - 1];
+	if (p->verbose) {
+		struct strbuf via;
+
+		sb_init(&via);
+		for (size_t i = 0; i + 1 < r.n; i++)
+			sb_addf(&via, "%s%s", i ? ", " : " through ",
+			    r.hop[i].name);
+		trace(p, "%s is %s@%s port %d%s", p->target->host, h->user,
+		    h->host, h->port, via.s != NULL ? via.s : "");
+		sb_free(&via);
+	}
+	if (r.n > 1) {
+		if (sshjump_open(p, &r, &jump, &fd, &c->unreachable, e) < 0) {
+			sshroute_free(&r);
+			return -1;
+		}
+	} else if (dial_tcp(h->host, h->port, p->route, p->connect_timeout,
+	    &fd, e) < 0) {
+		c->unreachable = true;
+		sshroute_free(&r);
+		return -1;
+	}
+	rc = sshconn_start(p, h, true, fd, c, e);
+	if (rc == 0)
+		c->jump = jump;
+	else
+		sshjump_close(jump);
+	sshroute_free(&r);
+	return rc;
+}
+
+int
+sshconn_start(const struct ssh_params *p, const struct ssh_hop *h, bool last,
+    int fd, struct sshconn *c, struct err *e)
+{
+	struct ssh_target ht = { h->user, h->host, h->port, true };
+	struct ssh_params hp = *p;
+	const struct ssh_target *t = &ht;
 	LIBSSH2_KNOWNHOSTS *kh = NULL;
 	char *khpath = NULL;
 	char prefs[200];
 
+	hp.target = &ht;
+	if (!last)
+		hp.fingerprint = NULL;	/* the pin is the server's */
+	p = &hp;
 	memset(c, 0, sizeof(*c));
-	c->fd = -1;
+	c->fd = fd;
 	pthread_once(&ssh_once, ssh_init);
-	if (ssh_init_rc != 0)
-		return err_set(e, ERR_SOFTWARE, "cannot initialise libssh2");
-	if (dial_tcp(t->host, t->port, p->route, p->connect_timeout, &c->fd,
-	    e) < 0) {
-		c->unreachable = true;
-		return -1;
+	if (ssh_init_rc != 0) {
+		err_set(e, ERR_SOFTWARE, "cannot initialise libssh2");
+		goto fail;
 	}
 	dial_set_timeout(c->fd, p->timeout);
 	trace(p, "connected to %s port %d", t->host, t->port);
@@ -392,13 +480,14 @@ sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
 	/* OpenSSH's order, not libssh2's (which puts ECDSA first) */
 	snprintf(prefs, sizeof(prefs), "%s", DEFAULT_PREFS);
 	if (p->fingerprint == NULL) {
-		khpath = known_hosts_path(p);
-		if (load_known(c->s, khpath, &kh, e) < 0)
+		khpath = known_hosts_path(h);
+		if (load_known(c->s, h, &kh, e) < 0)
 			goto fail;
 		/* ask for the types recorded for the host, so a recorded key
 		 * is what the server shows */
 		if (kh != NULL)
-			known_types(kh, t->host, t->port, prefs, sizeof(prefs));
+			known_types(kh, h->kh_host, h->kh_port, prefs,
+			    sizeof(prefs));
 		if (prefs[0] == '\0')
 			snprintf(prefs, sizeof(prefs), "%s", DEFAULT_PREFS);
 	}
@@ -408,9 +497,9 @@ sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
 		    t->host, sshconn_errmsg(c->s));
 		goto fail;
 	}
-	if (check_host_key(p, c, kh, khpath, e) < 0)
+	if (check_host_key(p, h, last, c, kh, khpath, e) < 0)
 		goto fail;
-	if (authenticate(p, c, e) < 0)
+	if (authenticate(p, h, c, e) < 0)
 		goto fail;
 	if (kh != NULL)
 		libssh2_knownhost_free(kh);
@@ -441,4 +530,7 @@ sshconn_close(struct sshconn *c)
 		close(c->fd);
 	c->s = NULL;
 	c->fd = -1;
+	/* the hops go after the session that ran over them */
+	sshjump_close(c->jump);
+	c->jump = NULL;
 }

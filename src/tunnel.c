@@ -195,10 +195,12 @@ tunnel_main(void *arg)
 		/*
 		 * Done when all the client wrote went out with the EOF after
 		 * it, and the server is done too (or nobody is left to hear
-		 * it). Never in the middle of a half-sent packet.
+		 * it). Never in the middle of a half-sent packet. A jump
+		 * hop's client is an SSH session: once it closed, nothing
+		 * the far side says is wanted.
 		 */
 		if (p.local_eof && p.eof_sent && p.stuck == STUCK_NONE &&
-		    (p.chan_eof || p.local_gone))
+		    (p.chan_eof || p.local_gone || t->hop))
 			break;
 		if (p.moved || !waiting(&p))
 			since = now_ms();
@@ -261,15 +263,24 @@ int
 tunnel_open(struct tunnel *t, const struct ssh_params *p, const char *host,
     int port, int *fd, bool *unreachable, struct err *e)
 {
-	int sp[2];
-
 	tunnel_init(t);
-	t->timeout = p->timeout > 0 ? p->timeout : 60;
 	*unreachable = false;
 	if (sshconn_open(p, &t->ssh, e) < 0) {
 		*unreachable = t->ssh.unreachable;
 		return -1;
 	}
+	return tunnel_start(t, p, p->target->host, host, port, fd, unreachable,
+	    e);
+}
+
+int
+tunnel_start(struct tunnel *t, const struct ssh_params *p, const char *server,
+    const char *host, int port, int *fd, bool *unreachable, struct err *e)
+{
+	int sp[2];
+
+	t->timeout = p->timeout > 0 ? p->timeout : 60;
+	*unreachable = false;
 	t->ch = libssh2_channel_direct_tcpip_ex(t->ssh.s, host, port,
 	    "127.0.0.1", 0);
 	if (t->ch == NULL) {
@@ -278,7 +289,7 @@ tunnel_open(struct tunnel *t, const struct ssh_params *p, const char *host,
 		/* the server could not reach host:port (or will not) */
 		*unreachable = code == LIBSSH2_ERROR_CHANNEL_FAILURE;
 		err_set(e, ERR_TEMPFAIL, "SSH server %s could not open a "
-		    "channel to %s port %d: %s", p->target->host, host, port,
+		    "channel to %s port %d: %s", server, host, port,
 		    sshconn_errmsg(t->ssh.s));
 		sshconn_close(&t->ssh);
 		return -1;
