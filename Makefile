@@ -29,11 +29,11 @@ CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
 CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
 CORE	= err util trust config message input crash safefile queue reach spool \
-	  cli log mailq smtpd maildir netload handoff commands
+	  cli log mailq smtpd maildir netload handoff commands mda
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
 NET	= tls dial upstream reply pump sshconn tunnel sftp sftpchan fetch \
-	  fetchget smtp local bounce dirsync deliver netmod
+	  fetchget fetchmda fetchkeep smtp local bounce dirsync deliver netmod
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)
