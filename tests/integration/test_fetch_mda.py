@@ -1,0 +1,302 @@
+"""fetch with an mda (maildrop and procmail from Debian, and a small
+script for exits, signals and the timeout), its journal under crash
+injection, and copy mode's retention (keep), against a real sshd."""
+import os
+import shutil
+import time
+import unittest
+
+from test_fetch import FetchCase
+
+LIST_MSG = (b"From: Ann <ann@example.org>\nTo: dev@lists.example.org\n"
+            b"List-Id: Developers <dev.lists.example.org>\nSubject: patch\n\nthe patch\n")
+NAGIOS_MSG = (b"From: Nagios <nagios@monitor.example.com>\nTo: me@example.org\n"
+              b"Subject: PROBLEM: disk\n\ndisk is full\n")
+PLAIN_MSG = b"From: Bob <bob@example.org>\nTo: me@example.org\nSubject: hi\n\nhello\x00\xff\n"
+
+# stores each message it gets as a file of its own in STORE (the folder
+# and name it was given on the first line), exits as EXIT says
+SCRIPT_MDA = """#!/bin/sh
+store=%(store)s
+code=$(cat %(exit)s 2>/dev/null || echo 0)
+case "$code" in
+0) f=$(mktemp -p "$store" m.XXXXXX) && { printf '%%s %%s\\n' "$1" "$2"; cat; } > "$f" && exit 0; exit 1 ;;
+sleep) sleep 30 ;;
+kill) kill -9 $$ ;;
+*) echo "no such mailbox: $2" >&2; echo "a second line never shown" >&2; exit "$code" ;;
+esac
+"""
+
+
+def maildir_files(root):
+    """{path under root: bytes} of every message in a Maildir tree."""
+    got = {}
+    for dirpath, _, files in os.walk(root):
+        if os.path.basename(dirpath) in ("new", "cur"):
+            for f in files:
+                p = os.path.join(dirpath, f)
+                got[os.path.relpath(p, root)] = open(p, "rb").read()
+    return got
+
+
+def state_file(case, name):
+    return os.path.join(os.path.dirname(case.queue), "fetch", name)
+
+
+class MdaCase(FetchCase):
+    def script_mda(self):
+        """A script MDA; self.set_exit() says how it ends."""
+        self.store = os.path.join(self.dir, "store")
+        os.mkdir(self.store, 0o700)
+        self.exit_file = os.path.join(self.dir, "mda-exit")
+        path = os.path.join(self.dir, "mda.sh")
+        with open(path, "w") as f:
+            f.write(SCRIPT_MDA % {"store": self.store, "exit": self.exit_file})
+        os.chmod(path, 0o700)
+        return path
+
+    def set_exit(self, code):
+        with open(self.exit_file, "w") as f:
+            f.write(str(code))
+
+    def stored(self):
+        """[(folder, name, message)] the script MDA got."""
+        out = []
+        for f in sorted(os.listdir(self.store)):
+            data = open(os.path.join(self.store, f), "rb").read()
+            head, _, msg = data.partition(b"\n")
+            folder, name = head.decode().split(" ", 1)
+            out.append((folder, name, msg))
+        return sorted(out)
+
+    def assert_local_untouched(self):
+        """With an mda nothing is linked into local; tmp/ is left empty."""
+        self.assertEqual(self.local_names(), [])
+        self.assertEqual(self.local_names(sub="cur"), [])
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+
+class TestMaildrop(MdaCase):
+    folders = "INBOX .lists.*"
+
+    def test_sorts_by_list_id_and_drops_nagios(self):
+        mail = os.path.join(self.dir, "Mail")
+        for d in ("", ".lists.dev", ".lists.other"):
+            for sub in ("tmp", "new", "cur"):
+                os.makedirs(os.path.join(mail, d, sub))
+        flt = os.path.join(self.dir, "mailfilter")
+        with open(flt, "w") as f:
+            f.write('DEFAULT="%(m)s/"\n'
+                    'if (/^List-Id:.*<dev\\.lists\\.example\\.org>/)\n{\n\tto "%(m)s/.lists.dev/"\n}\n'
+                    'if (/^From:.*nagios@monitor\\.example\\.com/)\n{\n\tEXITCODE=0\n\texit\n}\n'
+                    # the server's folder, as fetch passes it (%%F)
+                    'if ("$1" eq ".lists.other")\n{\n\tto "%(m)s/.lists.other/"\n}\n'
+                    'to "$DEFAULT"\n' % {"m": mail})
+        os.chmod(flt, 0o600)
+        self.configure(job_extra="  mda /usr/bin/maildrop %s %%F\n" % flt)
+        self.put("1700000000.M1P1.server", LIST_MSG)
+        self.put("1700000001.M2P2.server", NAGIOS_MSG)
+        self.put("1700000002.M3P3.server,S=%d" % len(PLAIN_MSG), PLAIN_MSG)
+        other = self.put("1700000003.M4P4.server", folder=".lists.other")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = maildir_files(mail)
+        by_dir = {}
+        for path, data in got.items():
+            by_dir.setdefault(os.path.dirname(path), []).append(data)
+        # byte for byte what maildrop stored, each where its rule says
+        self.assertEqual(by_dir, {".lists.dev/new": [LIST_MSG], "new": [PLAIN_MSG],
+                                  ".lists.other/new": [other]})
+        # taken from the server (Nagios too: maildrop took it, exit 0)
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.remote_names(".lists.other"), [])
+        self.assertEqual(self.claimed_names(), [])
+        self.assert_local_untouched()
+        log = self.log()
+        self.assertIn("inbox: INBOX: 1700000001.M2P2.server fetched (%d bytes), handed to the mda"
+                      % len(NAGIOS_MSG), log)
+        self.assertIn("inbox: .lists.other: 1700000003.M4P4.server fetched (%d bytes), handed to "
+                      "the mda" % len(other), log)
+        # nothing handed twice: the next run has nothing to do
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(maildir_files(mail), got)
+        self.assertEqual(open(state_file(self, "inbox.mda")).read(), "")
+
+
+class TestProcmail(MdaCase):
+    mode = "copy"
+
+    def test_copy_mode_through_procmail_hands_each_once(self):
+        mail = os.path.join(self.dir, "pm")
+        os.mkdir(mail)
+        rc = os.path.join(self.dir, "procmailrc")
+        with open(rc, "w") as f:
+            f.write("MAILDIR=%s/\n:0\n* ^List-Id:.*<dev\\.lists\\.example\\.org>\n.lists.dev/\n\n"
+                    ":0\n./\n" % mail)
+        os.chmod(rc, 0o600)
+        self.configure(job_extra="  mda /usr/bin/procmail -m %s\n" % rc)
+        self.put("1700000000.M1P1.server", LIST_MSG)
+        self.put("1700000001.M2P2.server:2,S", PLAIN_MSG, sub="cur")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = maildir_files(mail)
+        self.assertEqual(sorted((os.path.dirname(p), d) for p, d in got.items()),
+                         [(".lists.dev/new", LIST_MSG), ("new", PLAIN_MSG)])
+        # copy mode: the server keeps them; JOB.seen says they were taken
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.server"])
+        self.assertEqual(self.remote_names(sub="cur"), ["1700000001.M2P2.server:2,S"])
+        self.assertEqual(sorted(open(state_file(self, "inbox.seen")).read().split()),
+                         ["INBOX/1700000000.M1P1.server", "INBOX/1700000001.M2P2.server"])
+        self.assert_local_untouched()
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(maildir_files(mail), got)
+
+
+class TestMdaExits(MdaCase):
+    def setUp(self):
+        super().setUp()
+        self.mda = self.script_mda()
+        self.configure(job_extra="  mda %s %%F %%N\n  timeout 3s\n" % self.mda)
+
+    def test_exit_75_keeps_it_for_the_next_run(self):
+        a = self.put("1700000000.a")
+        self.set_exit(75)
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.stored(), [])
+        self.assertEqual(self.remote_names(), ["1700000000.a"])   # given back to new/
+        self.assertEqual(self.claimed_names(), [])
+        self.assertIn("1700000000.a (%d bytes) deferred by the mda (exit 75: no such mailbox: "
+                      "1700000000.a); left on the server for the next run" % len(a), self.log())
+        self.set_exit(0)
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.stored(), [("INBOX", "1700000000.a", a)])
+        self.assertEqual(self.remote_names(), [])
+        self.assert_local_untouched()
+
+    def test_exit_1_is_reported_and_kept(self):
+        a = self.put("1700000000.a")
+        self.set_exit(1)
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 69, err)
+        self.assertIn("fetch: inbox: INBOX: 1700000000.a (%d bytes): the mda %s failed: exit 1: "
+                      "no such mailbox: 1700000000.a; left on the server" % (len(a), self.mda), err)
+        self.assertNotIn("a second line", err)
+        self.assertIn("the mda %s failed on 1 message (said above); it stays on the server"
+                      % self.mda, err)
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+        self.assertEqual(self.claimed_names(), [])
+        self.assert_local_untouched()
+
+    def test_a_signal_and_the_timeout(self):
+        self.put("1700000000.a")
+        self.set_exit("kill")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 69, r.stderr)
+        self.assertIn(b"failed: killed by signal 9", r.stderr)
+        self.set_exit("sleep")
+        t0 = time.time()
+        r = self.fetch()
+        self.assertEqual(r.returncode, 69, r.stderr)
+        self.assertIn(b"failed: no exit within 3 s (killed)", r.stderr)
+        self.assertLess(time.time() - t0, 20)
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+        self.assertEqual(self.stored(), [])
+
+    def test_an_mda_others_may_change_is_refused(self):
+        self.put("1700000000.a")
+        os.chmod(self.mda, 0o722)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn(b"writable by other users", r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+
+
+class MdaCrashCase(MdaCase):
+    def fresh(self, names):
+        for root in (self.remote, self.local):
+            for sub in ("tmp", "new", "cur", "postie-claims/" + self.client):
+                d = os.path.join(root, sub)
+                if os.path.isdir(d):
+                    for f in os.listdir(d):
+                        os.unlink(os.path.join(d, f))
+        for f in os.listdir(self.store):
+            os.unlink(os.path.join(self.store, f))
+        shutil.rmtree(os.path.dirname(state_file(self, "x")), ignore_errors=True)
+        return {n: self.put(n) for n in names}
+
+    def check_every_step(self):
+        names = ["1700000000.M%dP%d.server" % (i, i) for i in range(3)]
+        step, trace = 1, b""
+        while True:
+            data = self.fresh(names)
+            r = self.fetch(env={"POSTIE_CRASH_AT": str(step), "POSTIE_CRASH_TRACE": "1"})
+            crashed = r.returncode == -9
+            r2 = self.fetch()
+            self.assertEqual(r2.returncode, 0, r2.stderr)
+            # each message reached the mda exactly once, whole
+            self.assertEqual(self.stored(), sorted(("INBOX", n, data[n]) for n in names),
+                             "crash point %d" % step)
+            if self.mode == "move":
+                self.assertEqual(self.remote_names(), [], "crash point %d" % step)
+                self.assertEqual(self.claimed_names(), [], "crash point %d" % step)
+            self.assert_local_untouched()
+            if not crashed:
+                return step, trace
+            trace = r.stderr
+            step += 1
+
+
+class TestMdaCrash(MdaCrashCase):
+    def test_kill_at_every_step_hands_each_once(self):
+        self.script_mda()
+        self.configure(job_extra="  mda %s %%F %%N\n" % os.path.join(self.dir, "mda.sh"))
+        step, trace = self.check_every_step()
+        self.assertGreaterEqual(step, 1 + 3 * 4 + 1)
+        for kind in (b"claimed on the server", b"downloaded into tmp/",
+                     b"handed to the mda, recorded", b"removed on the server",
+                     b"mda journal rewritten"):
+            self.assertIn(kind, trace)
+
+    def test_killed_after_the_mda_took_it(self):
+        self.script_mda()
+        self.configure(job_extra="  mda %s %%F %%N\n" % os.path.join(self.dir, "mda.sh"))
+        a = self.put("1700000000.a")
+        r = self.fetch(env={"POSTIE_CRASH_TRACE": "1", "POSTIE_CRASH_AT": "1000"})
+        steps = [l.split(b" ", 2) for l in r.stderr.splitlines() if l.startswith(b"crashpoint ")]
+        at = [int(n) for _, n, kind in steps if kind == b"handed to the mda, recorded"][0]
+        self.fresh([])
+        a = self.put("1700000000.a")
+        r = self.fetch(env={"POSTIE_CRASH_AT": str(at)})
+        self.assertEqual(r.returncode, -9)
+        # the mda has it, the journal says so, the server still has it
+        self.assertEqual(self.stored(), [("INBOX", "1700000000.a", a)])
+        self.assertEqual(open(state_file(self, "inbox.mda")).read(), "INBOX/1700000000.a\n")
+        self.assertEqual(self.claimed_names(), ["1700000000.a"])
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        # not handed again, removed on the server, forgotten
+        self.assertEqual(self.stored(), [("INBOX", "1700000000.a", a)])
+        self.assertEqual(self.claimed_names(), [])
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(open(state_file(self, "inbox.mda")).read(), "")
+        self.assertIn("1700000000.a (%d bytes) was handed to the mda by a run cut off; not "
+                      "again, removed from the server" % len(a), self.log())
+
+
+class TestMdaCrashCopy(MdaCrashCase):
+    mode = "copy"
+
+    def test_kill_at_every_step_hands_each_once(self):
+        self.script_mda()
+        self.configure(job_extra="  mda %s %%F %%N\n" % os.path.join(self.dir, "mda.sh"))
+        step, trace = self.check_every_step()
+        self.assertIn(b"handed to the mda, recorded", trace)
+
+
+if __name__ == "__main__":
+    unittest.main()
