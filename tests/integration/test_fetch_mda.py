@@ -6,7 +6,7 @@ import shutil
 import time
 import unittest
 
-from test_fetch import FetchCase
+from test_fetch import FetchCase, ScriptedCase
 
 LIST_MSG = (b"From: Ann <ann@example.org>\nTo: dev@lists.example.org\n"
             b"List-Id: Developers <dev.lists.example.org>\nSubject: patch\n\nthe patch\n")
@@ -300,3 +300,140 @@ class TestMdaCrashCopy(MdaCrashCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestKeep(FetchCase):
+    mode = "copy"
+    folders = "INBOX .lists.*"
+
+    def aged(self, name, days, folder="", sub="new", data=None):
+        """A message whose file time is `days' ago."""
+        data = self.put(name, data, folder, sub)
+        t = time.time() - days * 86400
+        os.utime(os.path.join(self.remote, folder, sub, name), (t, t))
+        return data
+
+    def test_old_ones_go_once_fetched_young_ones_stay(self):
+        now = int(time.time())
+        young = "%d.M2P2.server" % (now - 86400)
+        self.put("1700000000.M1P1.server")                       # 2023, by its name
+        self.put(young)
+        self.aged("1700000005.M5P5.server:2,S", 0, sub="cur")     # the name wins over mtime
+        self.aged("no-time-in-name", 60)                          # by the file's time
+        self.aged("young-no-time", 1)
+        self.aged("1700000009.M9P9.big", 0, data=b"x" * 4096)    # over max-size: never local
+        self.configure("max-size 1k\n", job_extra="  keep 30d\n")
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertIn("1700000009.M9P9.big: refused: 4096 bytes is over max-size", err)
+        self.assertEqual(self.local_names(), sorted(["1700000000.M1P1.server", young,
+                                                     "no-time-in-name", "young-no-time"]))
+        self.assertEqual(self.local_names(sub="cur"), ["1700000005.M5P5.server:2,S"])
+        # removed once fetched: the old ones; never one not local
+        self.assertEqual(self.remote_names(), sorted([young, "young-no-time", "1700000009.M9P9.big"]))
+        self.assertEqual(self.remote_names(sub="cur"), [])
+        log = self.log()
+        self.assertIn("inbox: INBOX: 1700000000.M1P1.server (%d bytes) removed from the server "
+                      "(older than its keep age)" % len(BODY("1700000000.M1P1.server")), log)
+        self.assertIn("3 removed (keep)", log)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.local_names()), 4)
+        self.assertEqual(len(self.remote_names()), 3)
+
+    def test_per_folder_globs_and_forever(self):
+        self.put("1700000000.M1P1.inbox")
+        self.aged("1700000001.M1P1.dev", 0, folder=".lists.dev")
+        self.put("%d.M1P1.devyoung" % (int(time.time()) - 3600), folder=".lists.dev")
+        self.put("1700000002.M1P1.arch", folder=".Archive")
+        self.folders = "*"
+        self.configure(job_extra="  keep forever\n  keep lists.* 1d\n  keep .Arch* 0\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.inbox"])          # forever
+        self.assertEqual(len(self.remote_names(".lists.dev")), 1)                 # the young one
+        self.assertTrue(self.remote_names(".lists.dev")[0].endswith(".devyoung"))
+        self.assertEqual(self.remote_names(".Archive"), [])
+        self.assertEqual(len(self.local_names(".lists.dev")), 2)
+        self.assertEqual(self.local_names(".Archive"), ["1700000002.M1P1.arch"])
+
+    def test_fetched_before_goes_later_and_dry_run_lists_it(self):
+        self.put("1700000000.M1P1.server")
+        self.put("1700000001.M1P1.server")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.remote_names()), 2)
+        # the user deletes one local copy; keep is added later
+        os.unlink(os.path.join(self.local, "new", "1700000000.M1P1.server"))
+        self.put("1700000002.M1P1.server")
+        self.configure(job_extra="  keep 30d\n")
+        r = self.fetch("-n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        self.assertRegex(out, r"inbox INBOX 1700000000.M1P1.server \d+ fetched before, removed "
+                              r"\(\d+ days old, keep 30d\)\n")
+        self.assertRegex(out, r"inbox INBOX 1700000002.M1P1.server \d+, then removed "
+                              r"\(\d+ days old, keep 30d\)\n")
+        self.assertEqual(len(self.remote_names()), 3)                              # -n: nothing
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(), ["1700000001.M1P1.server", "1700000002.M1P1.server"])
+
+    def test_keep_in_move_mode_is_a_config_error(self):
+        self.mode = "move"
+        self.configure(job_extra="  keep 30d\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn(b"'keep' is for 'mode copy'", r.stderr)
+
+    def test_kill_at_every_step_never_removes_what_is_not_local(self):
+        names = ["1700000000.M%dP%d.server" % (i, i) for i in range(3)]
+        self.configure(job_extra="  keep 30d\n")
+        step, trace = 1, b""
+        while True:
+            for root in (self.remote, self.local):
+                for sub in ("tmp", "new", "cur"):
+                    d = os.path.join(root, sub)
+                    for f in (os.listdir(d) if os.path.isdir(d) else []):
+                        os.unlink(os.path.join(d, f))
+            shutil.rmtree(os.path.dirname(state_file(self, "x")), ignore_errors=True)
+            data = {n: self.put(n) for n in names}
+            r = self.fetch(env={"POSTIE_CRASH_AT": str(step), "POSTIE_CRASH_TRACE": "1"})
+            crashed = r.returncode == -9
+            for n in names:     # after the kill: on the server, or here (whole)
+                here = n in self.local_names()
+                self.assertTrue(n in self.remote_names() or here, "crash point %d: %s" % (step, n))
+                if here:
+                    self.assertEqual(self.local_data(n), data[n])
+            r2 = self.fetch()
+            self.assertEqual(r2.returncode, 0, r2.stderr)
+            self.assertEqual(self.local_names(), names, "crash point %d" % step)
+            self.assertEqual(self.remote_names(), [], "crash point %d" % step)
+            if not crashed:
+                break
+            trace = r.stderr
+            step += 1
+        self.assertIn(b"removed on the server (keep)", trace)
+
+
+class TestKeepRefusedDownload(ScriptedCase):
+    mode = "copy"
+
+    def test_an_old_message_that_fails_its_download_stays(self):
+        self.put("1700000000.grows")
+        ok = self.put("1700000001.ok")
+        self.set_rules({"grow": {"1700000000.grows": "more bytes"}})
+        self.configure(job_extra="  keep 30d\n")
+        r = self.fetch()
+        self.assertIn(b"1700000000.grows: refused: it grew while being fetched", r.stderr)
+        self.assertEqual(self.local_names(), ["1700000001.ok"])
+        self.assertEqual(self.local_data("1700000001.ok"), ok)
+        # not local, so never removed; the one fetched is
+        self.assertEqual(self.remote_names(), ["1700000000.grows"])
+
+
+def BODY(name):
+    return b"From: a@example.org\nTo: b@example.org\nSubject: %s\n\nbody %s\n" % (
+        name.encode(), name.encode())
