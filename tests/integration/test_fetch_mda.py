@@ -434,6 +434,66 @@ class TestKeepRefusedDownload(ScriptedCase):
         self.assertEqual(self.remote_names(), ["1700000000.grows"])
 
 
+class TestLocalNeverRewritten(FetchCase):
+    """A server that changes a message after it was fetched cannot
+    change the local copy: local files are only ever linked, never
+    written again under their name."""
+
+    def snapshot(self):
+        out = {}
+        for sub in ("new", "cur"):
+            for n in self.local_names(sub=sub):
+                p = os.path.join(self.local, sub, n)
+                out[(sub, n)] = (os.stat(p).st_ino, open(p, "rb").read())
+        return out
+
+    def edit(self, name, data, sub="new"):
+        """The server rewrites a file in place, keeping its name."""
+        with open(os.path.join(self.remote, sub, name), "r+b") as f:
+            f.truncate(0)
+            f.write(data)
+
+    def test_copy_mode(self):
+        self.mode = "copy"
+        self.configure()
+        a = self.put("1700000000.a")
+        self.put("1700000001.b:2,S", sub="cur")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before = self.snapshot()
+        self.assertEqual(before[("new", "1700000000.a")][1], a)
+        seen = state_file(self, "inbox.seen")
+        for forget in (False, True):
+            # the same size, other bytes; then another size
+            for data in (bytes(len(a)), b"changed by the server\n"):
+                self.edit("1700000000.a", data)
+                self.edit("1700000001.b:2,S", data, sub="cur")
+                if forget:      # even with the record of what was fetched gone
+                    os.unlink(seen)
+                r = self.fetch()
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(self.snapshot(), before, (forget, data))
+                self.assertEqual(self.local_names(sub="tmp"), [])
+
+    def test_move_mode(self):
+        a = self.put("1700000000.a")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before = self.snapshot()
+        # the server delivers other bytes again under the same name
+        self.put("1700000000.a", bytes(len(a)))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.snapshot(), before)
+        self.put("1700000000.a", b"changed by the server\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"a different message of that name is here already; left on the server",
+                      r.stderr)
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+
+
 def BODY(name):
     return b"From: a@example.org\nTo: b@example.org\nSubject: %s\n\nbody %s\n" % (
         name.encode(), name.encode())
