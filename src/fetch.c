@@ -617,8 +617,13 @@ fetch_listed(struct job *j, const struct folder *f, const char *sub,
 		    "file (a symbolic link, never followed)" : "not a regular "
 		    "file";
 	if (why != NULL) {
-		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
-		    show, why);
+		char size[40] = "";
+
+		if (a->flags & SFTP_ATTR_SIZE)
+			snprintf(size, sizeof(size), " (%" PRIu64 " bytes)",
+			    a->size);
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s%s", f->rdir, sub,
+		    show, why, size);
 	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: the server gave "
 		    "no size for it; left on the server", f->rdir, sub, show);
@@ -743,10 +748,10 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 			printf("%s %s %s %" PRIu64 " already here%s\n",
 			    j->job->name, f->name, d->name, a->size, then);
 		} else {
-			log_msg(j->log, LOG_INFO, "%s: %s: %s already here%s",
-			    j->job->name, f->name, d->name,
-			    j->job->mode == FETCH_MOVE ?
-			    ", removed from the server" : "");
+			log_msg(j->log, LOG_INFO, "%s: %s: %s already here%s "
+			    "(%" PRIu64 " bytes)", j->job->name, f->name,
+			    d->name, j->job->mode == FETCH_MOVE ?
+			    ", removed from the server" : "", a->size);
 			j->already++;
 			item_add(j, f, sub, dst, d->name, a->size,
 			    false)->expire = expire;

@@ -497,3 +497,33 @@ class TestLocalNeverRewritten(FetchCase):
 def BODY(name):
     return b"From: a@example.org\nTo: b@example.org\nSubject: %s\n\nbody %s\n" % (
         name.encode(), name.encode())
+
+
+class TestMessageLog(FetchCase):
+    """Each message moved or refused is in the log by name, with its
+    size and its folder."""
+    folders = "INBOX .lists.*"
+
+    def test_moved_and_refused_lines(self):
+        a = self.put("1700000000.M1P1.server")
+        b = self.put("1700000001.M1P1.server", folder=".lists.dev")
+        os.symlink("/etc/passwd", os.path.join(self.remote, ".lists.dev", "new", "1700000002.link"))
+        self.put("1700000003.big", b"x" * 3000, folder=".lists.dev")
+        self.put("1700000004.bad\x01name")
+        self.configure("max-size 2k\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        log = self.log()
+        self.assertIn("inbox: INBOX: 1700000000.M1P1.server fetched (%d bytes)" % len(a), log)
+        self.assertIn("inbox: .lists.dev: 1700000001.M1P1.server fetched (%d bytes)" % len(b), log)
+        self.assertIn("inbox: %s/.lists.dev/new/1700000002.link: refused: not a regular file (a "
+                      "symbolic link, never followed)" % self.remote, log)
+        self.assertIn("inbox: %s/.lists.dev/new/1700000003.big: refused: 3000 bytes is over "
+                      "max-size" % self.remote, log)
+        self.assertRegex(log, r"inbox: %s/new/1700000004.bad\?name: refused: a control character "
+                              r"in the name \(\d+ bytes\)" % self.remote)
+        # the same message again on the server: already here, by size
+        self.put("1700000000.M1P1.server", a)
+        r = self.fetch()
+        self.assertIn("inbox: INBOX: 1700000000.M1P1.server already here, removed from the server "
+                      "(%d bytes)" % len(a), self.log())
