@@ -468,7 +468,8 @@ unremoved_load(struct job *j, const char *dir, struct err *e)
 	fclose(f);
 	free(path);
 	if (j->unremoved.n > 1)
-		qsort(j->unremoved.v, j->unremoved.n, sizeof(char *), fetch_cmp_str);
+		qsort(j->unremoved.v, j->unremoved.n, sizeof(char *),
+		    fetch_cmp_str);
 	return 0;
 }
 
@@ -503,7 +504,8 @@ unremoved_save(struct job *j, struct err *e)
 
 	sb_init(&sb);
 	if (j->retried.n > 1)
-		qsort(j->retried.v, j->retried.n, sizeof(char *), fetch_cmp_str);
+		qsort(j->retried.v, j->retried.n, sizeof(char *),
+		    fetch_cmp_str);
 	for (size_t i = 0; i < j->unremoved.n; i++) {
 		const char *k = j->unremoved.v[i];
 
@@ -622,8 +624,8 @@ fetch_listed(struct job *j, const struct folder *f, const char *sub,
 		if (a->flags & SFTP_ATTR_SIZE)
 			snprintf(size, sizeof(size), " (%" PRIu64 " bytes)",
 			    a->size);
-		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s%s", f->rdir, sub,
-		    show, why, size);
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s%s", f->rdir,
+		    sub, show, why, size);
 	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: the server gave "
 		    "no size for it; left on the server", f->rdir, sub, show);

@@ -87,8 +87,8 @@ on_expired(void *arg, const struct sftp_reply *r, struct err *e)
 		char why[300], *rpath = fetch_remote_path(it);
 
 		fetchget_status(r, why, sizeof(why));
-		fetch_say(j, LOG_WARNING, "%s: older than its keep age, but the "
-		    "server refused to remove it: %s; the next run tries again",
+		fetch_say(j, LOG_WARNING, "%s: older than its keep age, but "
+		    "the server refused to remove it: %s; the next run tries again",
 		    rpath, why);
 		free(rpath);
 	}
