@@ -277,6 +277,10 @@ class TestMdaCrash(MdaCrashCase):
         self.assertEqual(self.stored(), [("INBOX", "1700000000.a", a)])
         self.assertEqual(open(state_file(self, "inbox.mda")).read(), "INBOX/1700000000.a\n")
         self.assertEqual(self.claimed_names(), ["1700000000.a"])
+        r = self.fetch("-n")
+        self.assertEqual(r.stdout, b"inbox INBOX 1700000000.a %d handed to the mda before, "
+                         b"removed\n" % len(a))
+        self.assertEqual(self.claimed_names(), ["1700000000.a"])
         r = self.fetch()
         self.assertEqual((r.returncode, r.stderr), (0, b""))
         # not handed again, removed on the server, forgotten
