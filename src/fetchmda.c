@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fetchjob.h"
@@ -88,6 +89,21 @@ record(struct job *j, struct item *it, struct err *e)
 	return rc;
 }
 
+/* The run's deadline (fetch.h) bounds the server's work: the time an
+ * mda took (each run bounded by the timeout) moves it on. */
+static void
+deadline_later(struct job *j, long long ms)
+{
+	if (j->chan.end.tv_sec == 0 || ms <= 0)
+		return;
+	j->chan.end.tv_sec += (time_t)(ms / 1000);
+	j->chan.end.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (j->chan.end.tv_nsec >= 1000000000L) {
+		j->chan.end.tv_sec++;
+		j->chan.end.tv_nsec -= 1000000000L;
+	}
+}
+
 /* One download through the mda: 0 (taken or left, said), -1 and e when
  * the mda could not start or its exit 0 could not be recorded. */
 static int
@@ -96,11 +112,14 @@ hand(struct job *j, struct item *it, int fd, struct err *e)
 	struct strvec av;
 	struct mda_result r;
 	char why[400];
+	long long t0;
 	int rc;
 
 	sv_init(&av);
 	mda_expand(&j->job->mda, it->f->name, it->name, &av);
+	t0 = util_mono_ms();
 	rc = mda_run(&j->mda, av.v, fd, j->job->timeout, &r, e);
+	deadline_later(j, util_mono_ms() - t0);
 	sv_free(&av);
 	if (rc < 0) {
 		it->keep = true;

@@ -19,6 +19,7 @@ PLAIN_MSG = b"From: Bob <bob@example.org>\nTo: me@example.org\nSubject: hi\n\nhe
 SCRIPT_MDA = """#!/bin/sh
 store=%(store)s
 code=$(cat %(exit)s 2>/dev/null || echo 0)
+[ "$code" = slow ] && sleep 1.5 && code=0
 case "$code" in
 0) f=$(mktemp -p "$store" m.XXXXXX) && { printf '%%s %%s\\n' "$1" "$2"; cat; } > "$f" && exit 0; exit 1 ;;
 sleep) sleep 30 ;;
@@ -206,6 +207,19 @@ class TestMdaExits(MdaCase):
         self.assertLess(time.time() - t0, 20)
         self.assertEqual(self.remote_names(), ["1700000000.a"])
         self.assertEqual(self.stored(), [])
+
+    def test_a_slow_mda_does_not_count_against_the_deadline(self):
+        # the run's deadline is 3 x timeout (2 s) plus the bytes at 8 KiB/s:
+        # five messages through an MDA taking 1.5 s each outlast it
+        names = ["1700000000.M%dP%d.server" % (i, i) for i in range(5)]
+        data = {n: self.put(n) for n in names}
+        self.configure(job_extra="  mda %s %%F %%N\n  timeout 2s\n" % self.mda)
+        self.set_exit("slow")
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.stored(), sorted(("INBOX", n, data[n]) for n in names))
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
 
     def test_an_mda_others_may_change_is_refused(self):
         self.put("1700000000.a")
