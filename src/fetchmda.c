@@ -38,15 +38,20 @@ fetchmda_open(struct job *j, const char *dir, struct err *e)
 	char *path;
 	int rc;
 
-	if (j->job->mda.n == 0)
-		return 0;
-	if (mda_open(&j->mda, &j->job->mda, e) < 0)
-		return -1;
-	j->use_mda = true;
+	if (j->job->mda.n > 0) {
+		if (mda_open(&j->mda, &j->job->mda, e) < 0)
+			return -1;
+		j->use_mda = true;
+	}
 	if (j->job->mode != FETCH_MOVE)
 		return 0;	/* JOB.seen records what the mda took */
 	path = journal_path(j, dir);
-	rc = fetch_journal_open(path, &j->handed_fd, &j->handed, e);
+	/* without an mda now, what one took before is still not fetched
+	 * again: a journal left is honoured */
+	if (j->use_mda || access(path, F_OK) == 0)
+		rc = fetch_journal_open(path, &j->handed_fd, &j->handed, e);
+	else
+		rc = 0;
 	free(path);
 	return rc;
 }

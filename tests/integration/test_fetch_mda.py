@@ -306,6 +306,29 @@ class TestMdaCrash(MdaCrashCase):
                       "again, removed from the server" % len(a), self.log())
 
 
+    def test_the_journal_is_honoured_after_the_mda_is_gone(self):
+        # killed after the MDA's exit 0; then the user drops `mda`: the
+        # message is not fetched into local (the MDA had it), only removed
+        self.script_mda()
+        self.configure(job_extra="  mda %s %%F %%N\n" % os.path.join(self.dir, "mda.sh"))
+        self.put("1700000000.a")
+        r = self.fetch(env={"POSTIE_CRASH_TRACE": "1", "POSTIE_CRASH_AT": "1000"})
+        steps = [l.split(b" ", 2) for l in r.stderr.splitlines() if l.startswith(b"crashpoint ")]
+        at = [int(n) for _, n, kind in steps if kind == b"handed to the mda, recorded"][0]
+        self.fresh([])
+        a = self.put("1700000000.a")
+        r = self.fetch(env={"POSTIE_CRASH_AT": str(at)})
+        self.assertEqual(r.returncode, -9)
+        self.configure()
+        b = self.put("1700000001.b")
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.stored(), [("INBOX", "1700000000.a", a)])
+        self.assertEqual(self.local_names(), ["1700000001.b"])
+        self.assertEqual(self.local_data("1700000001.b"), b)
+        self.assertEqual(self.claimed_names() + self.remote_names(), [])
+
+
 class TestMdaCrashCopy(MdaCrashCase):
     mode = "copy"
 
