@@ -159,7 +159,7 @@ class TestMdaExits(MdaCase):
     def setUp(self):
         super().setUp()
         self.mda = self.script_mda()
-        self.configure(job_extra="  mda %s %%F %%N\n  timeout 3s\n" % self.mda)
+        self.configure(job_extra="  mda %s %%F %%N\n" % self.mda)
 
     def test_exit_75_keeps_it_for_the_next_run(self):
         a = self.put("1700000000.a")
@@ -195,6 +195,7 @@ class TestMdaExits(MdaCase):
 
     def test_a_signal_and_the_timeout(self):
         self.put("1700000000.a")
+        self.configure(job_extra="  mda %s %%F %%N\n  timeout 3s\n" % self.mda)
         self.set_exit("kill")
         r = self.fetch()
         self.assertEqual(r.returncode, 69, r.stderr)
@@ -209,11 +210,11 @@ class TestMdaExits(MdaCase):
         self.assertEqual(self.stored(), [])
 
     def test_a_slow_mda_does_not_count_against_the_deadline(self):
-        # the run's deadline is 3 x timeout (2 s) plus the bytes at 8 KiB/s:
-        # five messages through an MDA taking 1.5 s each outlast it
-        names = ["1700000000.M%dP%d.server" % (i, i) for i in range(5)]
+        # the run's deadline is 3 x timeout (3 s) plus the bytes at 8 KiB/s:
+        # seven messages through an MDA taking 1.5 s each outlast it
+        names = ["1700000000.M%dP%d.server" % (i, i) for i in range(7)]
         data = {n: self.put(n) for n in names}
-        self.configure(job_extra="  mda %s %%F %%N\n  timeout 2s\n" % self.mda)
+        self.configure(job_extra="  mda %s %%F %%N\n  timeout 3s\n" % self.mda)
         self.set_exit("slow")
         r = self.fetch()
         self.assertEqual((r.returncode, r.stderr), (0, b""))
