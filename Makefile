@@ -31,12 +31,13 @@ CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
 CORE	= err util trust alias config message input crash safefile queue \
 	  reach spool cli log textout mailq qctl smtpd maildir netload handoff \
-	  commands
+	  commands mda
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
 NET	= tls socks dial session auth reply pump sshcfg sshroute sshconn \
-	  sshjump tunnel sftp sftpchan fetch fetchget smtp local bounce notify \
-	  dirsync deliver netmod confine runner mailboxes fetchhooks
+	  sshjump tunnel sftp sftpchan fetch fetchget fetchmda fetchkeep smtp \
+	  local bounce notify dirsync deliver netmod confine runner mailboxes \
+	  fetchhooks
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)

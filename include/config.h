@@ -70,6 +70,15 @@ struct identity {
 	long		 timeout;		/* seconds, per SMTP step */
 };
 
+/* A fetch job's `keep [FOLDER-GLOB] AGE': server copies older than age
+ * are removed once fetched (copy mode). */
+struct keep_rule {
+	char		*glob;		/* NULL: the folders no glob matches */
+	long		 age;		/* seconds; KEEP_FOREVER: never */
+};
+
+#define KEEP_FOREVER	(-1L)
+
 struct fetch_job {
 	char		*name;
 	int		 line;
@@ -86,6 +95,10 @@ struct fetch_job {
 	bool		 take_cur;		/* cur/ too (from take) */
 	char		*client;	/* this machine's name in server-side
 					 * claims (default: the host name) */
+	struct strvec	 mda;		/* argv, %F %N unexpanded; empty:
+					 * link into local */
+	struct keep_rule *keep;		/* copy mode retention, in order */
+	size_t		 nkeep;
 	long		 connect_timeout;	/* seconds */
 	long		 timeout;		/* seconds, per SSH step */
 	struct strvec	 after;		/* run after a run that brought mail */

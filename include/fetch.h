@@ -85,4 +85,13 @@ bool	fetch_glob_matches(const char *glob, const char *folder);
 /* Does the folder match one of the globs? */
 bool	fetch_folder_wanted(const struct strvec *globs, const char *folder);
 
+/* A folder's keep age in seconds (KEEP_FOREVER: never removed): the
+ * first `keep GLOB AGE' whose glob matches, else `keep AGE', else for
+ * ever. */
+long	fetch_keep_age(const struct fetch_job *job, const char *folder);
+
+/* A message's time: its Maildir name's leading seconds ("1700000000."),
+ * else mtime; -1 when neither (mtime < 0: none). */
+int64_t	fetch_msg_time(const char *name, int64_t mtime);
+
 #endif

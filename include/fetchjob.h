@@ -21,6 +21,7 @@
 #include "err.h"
 #include "fetch.h"
 #include "log.h"
+#include "mda.h"
 #include "sftp.h"
 #include "sshconn.h"
 #include "util.h"
@@ -108,6 +109,12 @@ struct item {
 	bool			 claimed;	/* in this client's claims */
 	bool			 linked;	/* in the local new/ or cur/ */
 	bool			 given_back;	/* claim renamed back to new/ */
+	bool			 handed;	/* the mda took it (exit 0) */
+	bool			 removed;	/* its remove was answered */
+	bool			 recorded;	/* copy mode: in JOB.seen */
+	bool			 expire;	/* copy mode: older than its
+						 * keep age: removed once
+						 * recorded */
 	int			 fd;	/* tmp/NAME, written, not yet synced */
 	unsigned char		*h;	/* the server's handle, while open */
 	size_t			 hlen;
@@ -142,6 +149,12 @@ struct job {
 	size_t			 tmp_seq;
 	int			 seen_fd;	/* copy mode: JOB.seen */
 	struct strvec		 seen;		/* "FOLDER/UNIQUE", sorted */
+	/* with an mda */
+	bool			 use_mda;
+	struct mda		 mda;
+	int			 handed_fd;	/* move mode: JOB.mda */
+	struct strvec		 handed;	/* its "FOLDER/UNIQUE", sorted */
+	struct strvec		 handed_tried;	/* of those, listed now */
 	/* move mode: fetched, but the server refused to remove them
 	 * (JOB.unremoved); "FOLDER/UNIQUE", sorted */
 	struct strvec		 unremoved, unremoved_now, retried;
@@ -169,6 +182,9 @@ struct job {
 	unsigned long		 fetched, already, refused;
 	unsigned long		 taken;	/* claimed by another client first */
 	unsigned long		 released;	/* claims given back */
+	unsigned long		 deferred;	/* by the mda (75) */
+	unsigned long		 mda_failed;	/* by the mda (other) */
+	unsigned long		 expired;	/* removed by keep */
 	struct crash		*crash;
 	bool			 progress;	/* a terminal, not -v */
 	bool			 progress_line;	/* one is on the screen */
@@ -190,6 +206,48 @@ int	fetch_listed(struct job *j, const struct folder *f, const char *sub,
 char	*fetch_local_path(const struct folder *f, const char *sub,
 	    const char *name);
 char	*fetch_remote_path(const struct item *it);
+/* "FOLDER/UNIQUE": an item's key in the state files. */
+char	*fetch_key(const struct item *it);
+/* Is "FOLDER/UNIQUE" of name in the sorted set? */
+bool	fetch_in_set(const char *folder, const struct strvec *set,
+	    const char *name);
+/* Open an append-only list of "FOLDER/UNIQUE" lines in the state
+ * directory (made 0600 if missing), a torn last line cut off; *set
+ * gets its lines, sorted. */
+int	fetch_journal_open(const char *path, int *fd, struct strvec *set,
+	    struct err *e);
+/* Append one line to such a list and fsync it. */
+int	fetch_journal_add(int fd, const char *key, const char *path,
+	    struct err *e);
+int	fetch_cmp_str(const void *a, const void *b);
+/* The state directory (freed by the caller). */
+char	*fetch_state_dir(const struct config *cfg);
+/* Is the folder of a "FOLDER/UNIQUE" key one this run listed whole? */
+bool	fetch_folder_listed(const struct job *j, const char *key);
+
+/* --- fetchmda.c: the mda, for fetch.c --- */
+
+/* Check the job's mda; in move mode open its journal (JOB.mda). */
+int	fetchmda_open(struct job *j, const char *dir, struct err *e);
+/* Hand the downloads of items [from, to) to the mda, one at a time; the
+ * ones it took are recorded durably (JOB.mda, or JOB.seen in copy
+ * mode) before the next. -1 (e) when a record could not be made. */
+int	fetchmda_commit(struct job *j, size_t from, size_t to, struct err *e);
+/* Write JOB.mda again: what the mda took whose remove is not done. */
+int	fetchmda_save(struct job *j, struct err *e);
+void	fetchmda_close(struct job *j);
+
+/* --- fetchkeep.c: retention (copy mode), for fetch.c --- */
+
+/* Is a message of the folder older than its keep age? */
+bool	fetchkeep_expired(const struct fetch_job *job, const char *folder,
+	    const char *name, const struct sftp_attrs *a);
+/* Items [from, to) recorded, expired: their server copies are removed. */
+void	fetchkeep_remove(struct job *j, size_t from, size_t to);
+/* "45 days old, keep 30d", for -n and the log. */
+void	fetchkeep_why(const struct fetch_job *job, const char *folder,
+	    const char *name, const struct sftp_attrs *a, char *out,
+	    size_t len);
 
 /* --- fetchget.c, for fetch.c --- */
 

@@ -27,7 +27,7 @@ enum kind {
 	K_PATH, K_STR, K_ADDR, K_DURATION, K_SIZE, K_DURLIST, K_COMMAND,
 	K_PORT, K_LIST, K_FLAG, K_BOOL, K_TLS, K_LOG, K_BOUNCE, K_SSH,
 	K_MODE, K_TLSFP, K_SSHFP, K_PATH_OR_MORE, K_DOMAIN, K_ALIAS, K_PROXY,
-	K_SOURCE
+	K_SOURCE, K_KEEP
 };
 
 struct key {
@@ -81,6 +81,8 @@ static const struct key keys[] = {
 	{ "client",		SC_FETCH,	K_STR,		F(client) },
 	{ "after",		SC_FETCH,	K_COMMAND,	F(after) },
 	{ "mailboxes",		SC_FETCH,	K_PATH,		F(mailboxes) },
+	{ "mda",		SC_FETCH,	K_COMMAND,	F(mda) },
+	{ "keep",		SC_FETCH,	K_KEEP,		0 },	/* repeatable */
 
 	/* In both kinds of block: same kind, offsets differ (shared_off). */
 	{ "ssh",		SC_IDENTITY | SC_FETCH, K_SSH,	0 },
@@ -129,6 +131,17 @@ perr(struct parser *p, size_t word, const char *fmt, ...)
 		    buf);
 	return err_set(p->e, ERR_CONFIG, "%s:%d: word %zu: %s", p->file,
 	    p->line, word, buf);
+}
+
+/* Has k's name another row, for scope? */
+static bool
+other_row(const struct key *k, unsigned scope)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (&keys[i] != k && strcmp(keys[i].name, k->name) == 0 &&
+		    (keys[i].scope & scope))
+			return true;
+	return false;
 }
 
 /* Offsets of the keys that exist in identities and fetch jobs both. */
@@ -584,6 +597,38 @@ set_alias(struct parser *p, struct strvec *vals)
 	return rc;
 }
 
+/*
+ * keep AGE | keep FOLDER-GLOB AGE, AGE a duration or "forever". A glob's
+ * rule wins over the plain one whatever the order; among globs the first
+ * that matches wins.
+ */
+static int
+set_keep(struct parser *p, struct strvec *vals)
+{
+	struct fetch_job *j = p->block;
+	const char *age = vals->n > 1 ? vals->v[vals->n - 1] : NULL;
+	const char *glob = vals->n == 3 ? vals->v[1] : NULL;
+	long d = KEEP_FOREVER;
+
+	if (vals->n < 2 || vals->n > 3)
+		return perr(p, vals->n < 2 ? 1 : 4, "'keep' needs AGE or "
+		    "FOLDER-GLOB AGE (like 'keep 30d' or 'keep lists.* 120d')");
+	if (strcmp(age, "forever") != 0 &&
+	    config_parse_duration(age, &d) < 0)
+		return perr(p, vals->n, "'keep' needs an age like 30d or 120d, "
+		    "or forever");
+	for (size_t i = 0; i < j->nkeep; i++)
+		if ((glob == NULL) == (j->keep[i].glob == NULL) &&
+		    (glob == NULL || strcmp(glob, j->keep[i].glob) == 0))
+			return perr(p, vals->n - 1, "'keep' for these folders is "
+			    "given twice in the fetch block");
+	j->keep = xrealloc(j->keep, (j->nkeep + 1) * sizeof(*j->keep));
+	j->keep[j->nkeep].glob = glob != NULL ? xstrdup(glob) : NULL;
+	j->keep[j->nkeep].age = d;
+	j->nkeep++;
+	return 0;
+}
+
 static int
 set_value(struct parser *p, const struct key *k, size_t off,
     struct strvec *vals)
@@ -614,6 +659,8 @@ set_value(struct parser *p, const struct key *k, size_t off,
 		return set_bounce(p, vals);
 	case K_ALIAS:
 		return set_alias(p, vals);
+	case K_KEEP:
+		return set_keep(p, vals);
 	default:
 		break;
 	}
@@ -800,6 +847,7 @@ fetch_init(struct fetch_job *j, const char *name, int line)
 	sv_init(&j->folders);
 	sv_init(&j->take);
 	sv_init(&j->after);
+	sv_init(&j->mda);
 }
 
 static bool
@@ -952,6 +1000,8 @@ parse_line(struct parser *p, const char *line)
 
 		if (strcmp(k->name, w.v[0]) != 0)
 			continue;
+		if (!(k->scope & p->scope) && other_row(k, p->scope))
+			continue;	/* "mda": global, and in fetch blocks */
 		if (!(k->scope & p->scope)) {
 			if (k->scope == SC_GLOBAL)
 				rc = perr(p, 1, "'%s' is a global key: put it "
@@ -966,7 +1016,7 @@ parse_line(struct parser *p, const char *line)
 				    : "a fetch block", scope_name(p->scope));
 			goto out;
 		}
-		if (p->seen[i] && k->kind != K_ALIAS) {
+		if (p->seen[i] && k->kind != K_ALIAS && k->kind != K_KEEP) {
 			rc = perr(p, 1, "'%s' is given twice in %s", k->name,
 			    scope_name(p->scope));
 			goto out;
@@ -1097,6 +1147,9 @@ check_fetch(struct parser *p, struct fetch_job *j)
 	}
 	if (j->take.n > 0 && !sv_contains(&j->take, "new"))
 		return perr(p, 0, "'take' must be new, or new cur");
+	if (j->nkeep > 0 && j->mode != FETCH_COPY)
+		return perr(p, 0, "'keep' is for 'mode copy': in move mode "
+		    "the server's copy goes as soon as it is fetched");
 	if (j->client == NULL)
 		j->client = default_client();
 	else if (!valid_client(j->client))
@@ -1396,6 +1449,10 @@ config_free(struct config *c)
 		sv_free(&j->take);
 		sv_free(&j->after);
 		free(j->mailboxes);
+		sv_free(&j->mda);
+		for (size_t k = 0; k < j->nkeep; k++)
+			free(j->keep[k].glob);
+		free(j->keep);
 	}
 	free(c->jobs);
 	free(c->path);

@@ -167,8 +167,8 @@ fetch_shown(const char *name, size_t len, char *out, size_t outlen)
 	util_sanitize_ascii(out);
 }
 
-static int
-cmp_str(const void *a, const void *b)
+int
+fetch_cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -278,13 +278,13 @@ local_scan(struct job *j, struct err *e)
 
 /* Does a sorted set of "FOLDER/UNIQUE" hold the name (of the folder at
  * hand)? */
-static bool
-in_set(const char *folder, const struct strvec *set, const char *name)
+bool
+fetch_in_set(const char *folder, const struct strvec *set, const char *name)
 {
 	char *key = xasprintf("%s/%.*s", folder,
 	    (int)fetch_unique_len(name), name);
 	bool hit = set->n > 0 && bsearch(&key, set->v, set->n,
-	    sizeof(char *), cmp_str) != NULL;
+	    sizeof(char *), fetch_cmp_str) != NULL;
 
 	free(key);
 	return hit;
@@ -323,6 +323,74 @@ lock_maildir(struct job *j, struct err *e)
 	return 0;
 }
 
+/*
+ * Whole lines only: a line torn by a crash or a full disk is cut off, so
+ * the next one is not glued to it (and counts as not written).
+ */
+int
+fetch_journal_open(const char *path, int *fd, struct strvec *set,
+    struct err *e)
+{
+	struct strbuf sb;
+	char chunk[65536];
+	ssize_t r;
+	int rc = 0;
+
+	*fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (*fd < 0)
+		return err_set(e, err_from_errno(errno), "cannot open %s: %s",
+		    path, strerror(errno));
+	sb_init(&sb);
+	while ((r = pread(*fd, chunk, sizeof(chunk), (off_t)sb.len)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = err_set(e, ERR_IOERR, "cannot read %s: %s", path,
+			    strerror(errno));
+			break;
+		}
+		sb_add(&sb, chunk, (size_t)r);
+	}
+	if (rc == 0 && sb.len > 0 && sb.s[sb.len - 1] != '\n') {
+		char *last = memrchr(sb.s, '\n', sb.len);
+		size_t keep = last ? (size_t)(last - sb.s) + 1 : 0;
+
+		if (ftruncate(*fd, (off_t)keep) < 0 || fsync(*fd) < 0)
+			rc = err_set(e, err_from_errno(errno), "cannot repair "
+			    "%s: %s", path, strerror(errno));
+		sb.len = keep;
+	}
+	for (char *p = sb.s, *nl; rc == 0 && p != NULL &&
+	    (nl = memchr(p, '\n', sb.len - (size_t)(p - sb.s))) != NULL;
+	    p = nl + 1)
+		sv_push_owned(set, xstrndup(p, (size_t)(nl - p)));
+	if (set->n > 1)
+		qsort(set->v, set->n, sizeof(char *), fetch_cmp_str);
+	sb_free(&sb);
+	return rc;
+}
+
+int
+fetch_journal_add(int fd, const char *key, const char *path, struct err *e)
+{
+	char *line = xasprintf("%s\n", key);
+	int rc = 0;
+
+	if (util_write_all(fd, line, strlen(line)) < 0 || fsync(fd) < 0)
+		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
+		    path, strerror(errno));
+	free(line);
+	return rc;
+}
+
+char *
+fetch_key(const struct item *it)
+{
+	return xasprintf("%s/%.*s", it->f->name,
+	    (int)fetch_unique_len(it->name), it->name);
+}
+
 static int
 open_state(struct job *j, struct err *e)
 {
@@ -346,52 +414,12 @@ open_state(struct job *j, struct err *e)
 	if (rc == 0 && !j->o->dry_run && j->o->release == NULL)
 		rc = lock_maildir(j, e);
 	if (rc == 0 && j->job->mode == FETCH_COPY) {
-		struct strbuf sb;
-		char chunk[65536];
-		ssize_t r;
-
 		path = xasprintf("%s/%s.seen", dir, j->job->name);
-		j->seen_fd = open(path, O_RDWR | O_CREAT | O_APPEND |
-		    O_CLOEXEC, 0600);
-		if (j->seen_fd < 0)
-			rc = err_set(e, err_from_errno(errno), "cannot open "
-			    "%s: %s", path, strerror(errno));
-		sb_init(&sb);
-		while (rc == 0 && (r = pread(j->seen_fd, chunk, sizeof(chunk),
-		    (off_t)sb.len)) != 0) {
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0) {
-				rc = err_set(e, ERR_IOERR, "cannot read %s: %s",
-				    path, strerror(errno));
-				break;
-			}
-			sb_add(&sb, chunk, (size_t)r);
-		}
-		/*
-		 * Whole lines only: a line torn by a crash or a full disk is
-		 * cut off, so the next name is not glued to it (and counts as
-		 * not fetched: the local copy, if any, is found by name).
-		 */
-		if (rc == 0 && sb.len > 0 && sb.s[sb.len - 1] != '\n') {
-			char *last = memrchr(sb.s, '\n', sb.len);
-			size_t keep = last ? (size_t)(last - sb.s) + 1 : 0;
-
-			if (ftruncate(j->seen_fd, (off_t)keep) < 0 ||
-			    fsync(j->seen_fd) < 0)
-				rc = err_set(e, err_from_errno(errno), "cannot "
-				    "repair %s: %s", path, strerror(errno));
-			sb.len = keep;
-		}
-		for (char *p = sb.s, *nl; rc == 0 && p != NULL &&
-		    (nl = memchr(p, '\n', sb.len - (size_t)(p - sb.s))) != NULL;
-		    p = nl + 1)
-			sv_push_owned(&j->seen, xstrndup(p, (size_t)(nl - p)));
-		if (j->seen.n > 1)
-			qsort(j->seen.v, j->seen.n, sizeof(char *), cmp_str);
-		sb_free(&sb);
+		rc = fetch_journal_open(path, &j->seen_fd, &j->seen, e);
 		free(path);
 	}
+	if (rc == 0)
+		rc = fetchmda_open(j, dir, e);
 	if (rc == 0 && j->job->mode == FETCH_MOVE)
 		rc = unremoved_load(j, dir, e);
 	free(dir);
@@ -430,13 +458,14 @@ unremoved_load(struct job *j, const char *dir, struct err *e)
 	fclose(f);
 	free(path);
 	if (j->unremoved.n > 1)
-		qsort(j->unremoved.v, j->unremoved.n, sizeof(char *), cmp_str);
+		qsort(j->unremoved.v, j->unremoved.n, sizeof(char *),
+		    fetch_cmp_str);
 	return 0;
 }
 
 /* Is the folder of a "FOLDER/UNIQUE" key one this run listed whole? */
-static bool
-folder_listed(const struct job *j, const char *key)
+bool
+fetch_folder_listed(const struct job *j, const char *key)
 {
 	const char *slash = strrchr(key, '/');
 
@@ -465,13 +494,14 @@ unremoved_save(struct job *j, struct err *e)
 
 	sb_init(&sb);
 	if (j->retried.n > 1)
-		qsort(j->retried.v, j->retried.n, sizeof(char *), cmp_str);
+		qsort(j->retried.v, j->retried.n, sizeof(char *),
+		    fetch_cmp_str);
 	for (size_t i = 0; i < j->unremoved.n; i++) {
 		const char *k = j->unremoved.v[i];
 
-		if ((j->failed || !folder_listed(j, k)) &&
+		if ((j->failed || !fetch_folder_listed(j, k)) &&
 		    (j->retried.n == 0 || bsearch(&k, j->retried.v,
-		    j->retried.n, sizeof(char *), cmp_str) == NULL))
+		    j->retried.n, sizeof(char *), fetch_cmp_str) == NULL))
 			sb_addf(&sb, "%s\n", k);
 	}
 	for (size_t i = 0; i < j->unremoved_now.n; i++)
@@ -579,8 +609,13 @@ fetch_listed(struct job *j, const struct folder *f, const char *sub,
 		    "file (a symbolic link, never followed)" : "not a regular "
 		    "file";
 	if (why != NULL) {
-		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
-		    show, why);
+		char size[40] = "";
+
+		if (a->flags & SFTP_ATTR_SIZE)
+			snprintf(size, sizeof(size), " (%" PRIu64 " bytes)",
+			    a->size);
+		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s%s", f->rdir,
+		    sub, show, why, size);
 	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: the server gave "
 		    "no size for it; left on the server", f->rdir, sub, show);
@@ -592,14 +627,57 @@ fetch_listed(struct job *j, const struct folder *f, const char *sub,
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes, "
 		    "but its name says S=%" PRIu64 "; left on the server",
 		    f->rdir, sub, show, a->size, hint);
-	} else if (j->job->mode == FETCH_COPY && in_set(f->name, &j->seen,
+	} else if (j->job->mode == FETCH_COPY && fetch_in_set(f->name, &j->seen,
 	    name)) {
-		return 0;	/* fetched before */
+		/* fetched before: kept only to be removed (keep) */
+		return fetchkeep_expired(j->job, f->name, name, a) ? 1 : 0;
 	} else {
 		return 1;
 	}
 	j->refused++;
 	return 0;
+}
+
+/* Handed to the mda by a run cut off before the server's remove (its
+ * line is in JOB.mda): removed now, never handed again. */
+static void
+plan_handed(struct job *j, struct folder *f, const char *sub,
+    const char *dst, const struct dent *d)
+{
+	struct item *it;
+
+	if (j->o->dry_run) {
+		printf("%s %s %s %" PRIu64 " handed to the mda before, "
+		    "removed\n", j->job->name, f->name, d->name, d->a.size);
+		return;
+	}
+	it = item_add(j, f, sub, dst, d->name, d->a.size, false);
+	it->handed = true;
+	sv_push_owned(&j->handed_tried, fetch_key(it));
+	log_msg(j->log, LOG_INFO, "%s: %s: %s (%" PRIu64 " bytes) was handed "
+	    "to the mda by a run cut off; not again, removed from the server",
+	    j->job->name, f->name, d->name, d->a.size);
+}
+
+/* Copy mode: fetched before (in JOB.seen) and older than its keep age
+ * (fetch_listed kept it for that alone): its server copy goes. */
+static void
+plan_expired(struct job *j, struct folder *f, const char *sub,
+    const char *dst, const struct dent *d)
+{
+	struct item *it;
+
+	if (j->o->dry_run) {
+		char why[100];
+
+		fetchkeep_why(j->job, f->name, d->name, &d->a, why,
+		    sizeof(why));
+		printf("%s %s %s %" PRIu64 " fetched before, removed (%s)\n",
+		    j->job->name, f->name, d->name, d->a.size, why);
+		return;
+	}
+	it = item_add(j, f, sub, dst, d->name, d->a.size, false);
+	it->recorded = it->expire = true;
 }
 
 /* One kept entry of the server's new/ or cur/: skipped, or a message to
@@ -614,10 +692,20 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	const char *dst = strcmp(sub, "cur") == 0 ? "cur" : "new";
 	const struct sftp_attrs *a = &d->a;
 	struct local_ent *here;
+	/* copy mode: removed on the server once fetched (keep)? */
+	bool expire = j->job->mode == FETCH_COPY &&
+	    fetchkeep_expired(j->job, f->name, d->name, a);
+	char then[120] = "";
 
+	if (expire) {
+		char why[100];
+
+		fetchkeep_why(j->job, f->name, d->name, a, why, sizeof(why));
+		snprintf(then, sizeof(then), ", then removed (%s)", why);
+	}
 	rpath = xasprintf("%s/%s/%s", f->rdir, sub, d->name);
 	if (j->job->mode == FETCH_MOVE &&
-	    in_set(f->name, &j->unremoved, d->name)) {
+	    fetch_in_set(f->name, &j->unremoved, d->name)) {
 		/* fetched before, its remove refused: not fetched again */
 		if (!j->o->dry_run) {
 			struct item *it = item_add(j, f, sub, dst, d->name,
@@ -627,6 +715,14 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 			sv_push_owned(&j->retried, xasprintf("%s/%.*s",
 			    f->name, (int)fetch_unique_len(d->name), d->name));
 		}
+	} else if (j->handed_fd >= 0 &&
+	    fetch_in_set(f->name, &j->handed, d->name)) {
+		plan_handed(j, f, sub, dst, d);
+	} else if (j->job->mode == FETCH_COPY &&
+	    fetch_in_set(f->name, &j->seen, d->name)) {
+		plan_expired(j, f, sub, dst, d);
+	} else if (j->use_mda && local_find(j, d->name) != NULL) {
+		;	/* listed twice (new/ and cur/): handed once */
 	} else if ((here = local_find(j, d->name)) != NULL) {
 		if (here->size != a->size) {
 			fetch_say(j, LOG_WARNING, "%s: a different message of that "
@@ -641,24 +737,29 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 				it->linked = false;
 			}
 		} else if (j->o->dry_run) {
-			printf("%s %s %s %" PRIu64 " already here\n",
-			    j->job->name, f->name, d->name, a->size);
+			printf("%s %s %s %" PRIu64 " already here%s\n",
+			    j->job->name, f->name, d->name, a->size, then);
 		} else {
-			log_msg(j->log, LOG_INFO, "%s: %s: %s already here%s",
-			    j->job->name, f->name, d->name,
-			    j->job->mode == FETCH_MOVE ?
-			    ", removed from the server" : "");
+			log_msg(j->log, LOG_INFO, "%s: %s: %s already here%s "
+			    "(%" PRIu64 " bytes)", j->job->name, f->name,
+			    d->name, j->job->mode == FETCH_MOVE ?
+			    ", removed from the server" : "", a->size);
 			j->already++;
-			item_add(j, f, sub, dst, d->name, a->size, false);
+			item_add(j, f, sub, dst, d->name, a->size,
+			    false)->expire = expire;
 		}
 	} else if (j->o->dry_run) {
-		printf("%s %s %s %" PRIu64 "%s\n", j->job->name, f->name,
-		    d->name, a->size, sub == j->csub ? " claimed" : "");
+		printf("%s %s %s %" PRIu64 "%s%s\n", j->job->name, f->name,
+		    d->name, a->size, sub == j->csub ? " claimed" : "", then);
 	} else {
 		/* a second listing of the name (new/ and cur/) is here */
+		struct item *it = item_add(j, f, sub, dst, d->name, a->size,
+		    true);
+
 		local_insert(j, d->name, a->size);
-		item_add(j, f, sub, dst, d->name, a->size, true)->mtime =
-		    a->flags & SFTP_ATTR_ACMODTIME ? (int64_t)a->mtime : -1;
+		it->mtime = a->flags & SFTP_ATTR_ACMODTIME ?
+		    (int64_t)a->mtime : -1;
+		it->expire = expire;
 	}
 	free(rpath);
 }
@@ -800,12 +901,18 @@ plan_all(struct job *j)
 
 		if (f->failed)
 			continue;
+		if (j->use_mda) {
+			/* every folder's downloads wait in local's tmp/ */
+			free(f->ldir);
+			f->ldir = xstrdup(j->job->local);
+		}
 		j->folder = f->name;
 		j->ldir = f->ldir;
-		/* -n changes nothing here, not even a missing folder */
+		/* -n changes nothing here, not even a missing folder; with
+		 * an mda nothing local says what was fetched */
 		if ((!j->o->dry_run && make_local(f, &e) < 0) ||
-		    ((!j->o->dry_run || access(f->ldir, F_OK) == 0) &&
-		    local_scan(j, &e) < 0)) {
+		    (!j->use_mda && (!j->o->dry_run ||
+		    access(f->ldir, F_OK) == 0) && local_scan(j, &e) < 0)) {
 			fetch_fail(j, &e);
 			break;
 		}
@@ -1020,6 +1127,7 @@ on_removed(void *arg, const struct sftp_reply *r, struct err *e)
 	struct item *it = arg;
 
 	(void)e;
+	it->removed = true;	/* or in JOB.unremoved */
 	if (r->status != SFTP_FX_OK && r->status != SFTP_FX_NO_SUCH_FILE) {
 		struct job *j = it->j;
 		char why[300], *rpath = fetch_remote_path(it);
@@ -1104,8 +1212,9 @@ commit_links(struct job *j, size_t from, size_t to, struct err *e)
 		if (link(it->tmp, dst) == 0) {
 			it->linked = true;
 			crash_step(j->crash, "linked into new/");
-			log_msg(j->log, LOG_INFO, "%s: %s: %s fetched",
-			    j->job->name, it->f->name, it->name);
+			log_msg(j->log, LOG_INFO, "%s: %s: %s fetched (%"
+			    PRIu64 " bytes)", j->job->name, it->f->name,
+			    it->name, it->size);
 			j->fetched++;
 		} else if (errno != EEXIST) {
 			rc = err_set(e, err_from_errno(errno), "cannot link "
@@ -1173,12 +1282,14 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 	for (size_t i = from; i < to; i++)
 		if (j->items[i].st == IT_DONE && !j->items[i].download)
 			j->items[i].f->touched = true;	/* already here */
-	if (commit_links(j, from, to, e) < 0 || sync_dirs(j, e) < 0) {
+	if ((j->use_mda ? fetchmda_commit(j, from, to, e) :
+	    commit_links(j, from, to, e)) < 0 || sync_dirs(j, e) < 0) {
 		items_drop(j, from, to);
 		give_back_range(j, from, to);
 		return -1;	/* nothing removed on the server */
 	}
-	crash_step(j->crash, "local directories synced");
+	if (!j->use_mda)
+		crash_step(j->crash, "local directories synced");
 	if (j->job->mode == FETCH_MOVE) {
 		for (size_t i = from; i < to && !j->chan.broken; i++) {
 			struct item *it = &j->items[i];
@@ -1196,7 +1307,8 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 
 		sb_init(&sb);
 		for (size_t i = from; i < to; i++)
-			if (j->items[i].st == IT_DONE && !j->items[i].keep)
+			if (j->items[i].st == IT_DONE && !j->items[i].keep &&
+			    !j->items[i].recorded)
 				sb_addf(&sb, "%s/%.*s\n", j->items[i].f->name,
 				    (int)fetch_unique_len(j->items[i].name),
 				    j->items[i].name);
@@ -1206,8 +1318,13 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 			    "record fetched names for job '%s': %s",
 			    j->job->name, strerror(errno));
 		sb_free(&sb);
-		if (rc == 0)
+		if (rc == 0 && sb.len > 0)
 			crash_step(j->crash, "fetched names recorded");
+		for (size_t i = from; i < to && rc == 0; i++)
+			if (j->items[i].st == IT_DONE && !j->items[i].keep)
+				j->items[i].recorded = true;
+		if (rc == 0)
+			fetchkeep_remove(j, from, to);
 	}
 	for (size_t i = from; i < to; i++)
 		if (j->items[i].st == IT_DONE)
@@ -1402,11 +1519,25 @@ tmp_names(struct job *j)
 	j->tmp_host = xasprintf(".%s,postie-fetch", host);
 }
 
+/* The summary's tail: the mda's deferrals, keep's removes. */
+static const char *
+summary_more(const struct job *j, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (j->use_mda)
+		snprintf(buf, len, ", %lu deferred by the mda", j->deferred);
+	if (j->job->nkeep > 0)
+		snprintf(buf + strlen(buf), len - strlen(buf),
+		    ", %lu removed (keep)", j->expired);
+	return buf;
+}
+
 static int
 run_job(struct job *j, struct err *e)
 {
 	struct ssh_params p;
 	struct timespec start;
+	char more[120];
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	j->csub = xasprintf(CLAIMS_DIR "/%s", j->o->release != NULL ?
@@ -1450,6 +1581,20 @@ run_job(struct job *j, struct err *e)
 	if (!j->o->dry_run && j->o->release == NULL &&
 	    j->job->mode == FETCH_MOVE && unremoved_save(j, e) < 0)
 		fetch_fail(j, e);
+	/* after JOB.unremoved: a refused remove is remembered there */
+	if (!j->o->dry_run && j->o->release == NULL &&
+	    fetchmda_save(j, e) < 0)
+		fetch_fail(j, e);
+	if (!j->failed && j->mda_failed > 0) {
+		struct err le;
+
+		err_set(&le, ERR_UNAVAILABLE, "the mda %s failed on %lu "
+		    "message%s (said above); %s on the server: fix the mda, "
+		    "then run fetch again", j->mda.shown, j->mda_failed,
+		    j->mda_failed == 1 ? "" : "s", j->mda_failed == 1 ?
+		    "it stays" : "they stay");
+		fetch_fail(j, &le);
+	}
 	if (!j->failed && j->nospace > 0) {
 		struct err le;
 
@@ -1470,10 +1615,11 @@ run_job(struct job *j, struct err *e)
 		fetch_fail(j, &le);
 	}
 	if (!j->failed && (j->fetched || j->already || j->refused ||
-	    j->taken))
+	    j->taken || j->deferred || j->expired))
 		log_msg(j->log, LOG_INFO, "%s: %lu fetched, %lu already here, "
-		    "%lu refused, %lu taken by another client", j->job->name,
-		    j->fetched, j->already, j->refused, j->taken);
+		    "%lu refused, %lu taken by another client%s", j->job->name,
+		    j->fetched, j->already, j->refused, j->taken,
+		    summary_more(j, more, sizeof(more)));
 	if (j->failed) {
 		*e = j->err;
 		return -1;
@@ -1504,6 +1650,7 @@ job_free(struct job *j)
 	sv_free(&j->unremoved);
 	sv_free(&j->unremoved_now);
 	sv_free(&j->retried);
+	fetchmda_close(j);
 	for (size_t i = 0; i < j->nitems; i++) {
 		free(j->items[i].name);
 		free(j->items[i].tmp);
@@ -1550,12 +1697,14 @@ job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
 	/* one progress line on a terminal: only when one job runs */
 	j.progress = alone && isatty(STDERR_FILENO) && !o->verbose &&
 	    !o->dry_run;
-	j.lock_fd = j.seen_fd = j.maildir_fd = -1;
+	j.lock_fd = j.seen_fd = j.maildir_fd = j.handed_fd = -1;
 	j.ssh.fd = -1;
 	sv_init(&j.seen);
 	sv_init(&j.unremoved);
 	sv_init(&j.unremoved_now);
 	sv_init(&j.retried);
+	sv_init(&j.handed);
+	sv_init(&j.handed_tried);
 	rc = run_job(&j, je);
 	if (rc < 0)
 		log_msg(log, LOG_ERR, "%s: %s", j.job->name, je->msg);

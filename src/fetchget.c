@@ -429,8 +429,8 @@ item_refuse(struct item *it, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	fetch_say(it->j, LOG_WARNING, "%s: refused: %s; left on the server", rpath,
-	    why);
+	fetch_say(it->j, LOG_WARNING, "%s: refused: %s; left on the server "
+	    "(%" PRIu64 " bytes listed)", rpath, why, it->size);
 	it->j->refused++;
 	free(rpath);
 	fetchget_end(it, IT_SKIP);

@@ -1,5 +1,6 @@
 /* fetchhooks.c - runner, confinement, `after' and `mailboxes'. */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -35,15 +36,21 @@ static void
 make_tasks(struct fetch_hooks *h, const struct config *cfg,
     const bool *chosen)
 {
-	h->tasks = xcalloc(2 * cfg->njobs + 1, sizeof(*h->tasks));
+	h->tasks = xcalloc(3 * cfg->njobs + 1, sizeof(*h->tasks));
 	h->after = xcalloc(cfg->njobs + 1, sizeof(*h->after));
 	h->mailboxes = xcalloc(cfg->njobs + 1, sizeof(*h->mailboxes));
+	h->mda = xcalloc(cfg->njobs + 1, sizeof(*h->mda));
 	for (size_t k = 0; k < cfg->njobs; k++) {
 		const struct fetch_job *fj = &cfg->jobs[k];
 
-		h->after[k] = h->mailboxes[k] = SIZE_MAX;
+		h->after[k] = h->mailboxes[k] = h->mda[k] = SIZE_MAX;
 		if (!chosen[k])
 			continue;
+		if (fj->mda.n > 0) {
+			h->tasks[h->ntasks].kind = TASK_COMMAND;
+			h->tasks[h->ntasks].argv = &fj->mda;
+			h->mda[k] = h->ntasks++;
+		}
 		if (fj->after.n > 0) {
 			h->tasks[h->ntasks].kind = TASK_COMMAND;
 			h->tasks[h->ntasks].argv = &fj->after;
@@ -260,6 +267,40 @@ fetch_hooks_job(struct fetch_hooks *h, const struct config *cfg, size_t k,
 		    fj->after.v[0]);
 }
 
+int
+fetch_hooks_mda(struct fetch_hooks *h, size_t k, const char *folder,
+    const char *name, int msg_fd, long timeout, struct mda_result *r,
+    struct err *e)
+{
+	const char *expand[RUN_NEXPAND];
+	struct run_result res;
+	char path[64];
+	int in, rc;
+
+	memset(r, 0, sizeof(*r));
+	if (h == NULL || h->mda == NULL || h->mda[k] == SIZE_MAX)
+		return err_set(e, ERR_SOFTWARE, "no runner for the mda");
+	expand[RUN_F] = folder;
+	expand[RUN_N] = name;
+	if (timeout > RUNNER_TIMEOUT_MAX)
+		timeout = RUNNER_TIMEOUT_MAX;
+	/* a descriptor of its own: the mda reads from the start */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", msg_fd);
+	if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return err_set(e, err_from_errno(errno), "cannot reopen the "
+		    "message for the mda: %s", strerror(errno));
+	rc = runner_run(&h->runner, h->mda[k], expand, in, (int)timeout, &res,
+	    e);
+	close(in);
+	if (rc < 0)
+		return -1;
+	r->status = res.exited ? (res.code & 0xff) << 8 : res.sig & 0x7f;
+	r->timed_out = res.timed_out;
+	snprintf(r->errline, sizeof(r->errline), "%.*s",
+	    (int)sizeof(r->errline) - 1, res.line);
+	return 0;
+}
+
 void
 fetch_hooks_end(struct fetch_hooks *h)
 {
@@ -270,6 +311,7 @@ fetch_hooks_end(struct fetch_hooks *h)
 	free(h->tasks);
 	free(h->after);
 	free(h->mailboxes);
+	free(h->mda);
 	memset(h, 0, sizeof(*h));
 	h->runner.fd = -1;
 }

@@ -102,6 +102,22 @@ class FetchCase(QueueCase):
     def fetch(self, *args, env=None, timeout=120):
         return self.run_cmd("fetch", list(args), env=env, timeout=timeout)
 
+    def kill_sessions(self):
+        """SIGKILL this test's sshd session processes (the listener's
+        descendants), never another test's or the machine's own."""
+        todo, pids = [self.sshd.proc.pid], []
+        while todo:
+            r = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True)
+            kids = [int(p) for p in r.stdout.split()]
+            pids += kids
+            todo += kids
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return pids
+
     def log(self):
         p = os.path.join(self.dir, "postie.log")
         return open(p).read() if os.path.exists(p) else ""
@@ -632,7 +648,7 @@ class TestCrash(FetchCase):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # cut the SSH connection (the session's sshd processes) mid-transfer
         self.assertTrue(self.wait_download())
-        subprocess.run(["pkill", "-KILL", "-f", "sshd: %s" % self.sshd.user], capture_output=True)
+        self.kill_sessions()
         out, err = p.communicate(timeout=120)
         # the link really broke mid-transfer: a deferral, nothing moved
         self.assertEqual(p.returncode, 75, err)

@@ -195,8 +195,8 @@ class TestRefusals(QueueCase):
     def test_config_error(self):
         self.write_config("identity x\n  host h\n  from *\n  prot 25\n")
         self.check(["bob@example.com"], MSG, 78,
-                   r"^sendmail: .*postie.conf:6: word 1: unknown key "
-                   r"\(postie.conf\(5\) lists the keys\)$")
+                   r"^sendmail: .*postie.conf:6: word 1: unknown key; did "
+                   r"you mean 'port'\? \(postie.conf\(5\) lists the keys\)$")
 
     def test_missing_config_file(self):
         self.check(["-C", os.path.join(self.dir, "nope"), "bob@example.com"],

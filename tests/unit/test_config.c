@@ -739,6 +739,39 @@ test_fetch_defaults(void **state)
 	}
 }
 
+static void
+test_fetch_mda_and_keep(void **state)
+{
+	struct config *c;
+	const struct fetch_job *j;
+
+	(void)state;
+	fake_home();
+	/* "mda" is a global key and a fetch key: each its own */
+	c = parse_ok("mda /usr/bin/procmail -d %T\n"
+	    "fetch f\n ssh h\n mode copy\n"
+	    " mda \"/usr/bin/maildrop ~/.mailfilter %F\"\n"
+	    " keep 30d\n keep lists.* 120d\n keep .Archive forever\n");
+	j = &c->jobs[0];
+	assert_int_equal(c->mda.n, 3);
+	assert_string_equal(c->mda.v[0], "/usr/bin/procmail");
+	assert_int_equal(j->mda.n, 3);
+	assert_string_equal(j->mda.v[0], "/usr/bin/maildrop");
+	assert_string_equal(j->mda.v[1], HOME "/.mailfilter");
+	assert_string_equal(j->mda.v[2], "%F");
+	assert_int_equal(j->nkeep, 3);
+	assert_null(j->keep[0].glob);
+	assert_int_equal(j->keep[0].age, 30 * 86400);
+	assert_string_equal(j->keep[1].glob, "lists.*");
+	assert_int_equal(j->keep[1].age, 120 * 86400);
+	assert_int_equal(j->keep[2].age, KEEP_FOREVER);
+	config_free(c);
+	c = parse_ok("fetch f\n ssh h\n");
+	assert_int_equal(c->jobs[0].mda.n, 0);
+	assert_int_equal(c->jobs[0].nkeep, 0);
+	config_free(c);
+}
+
 /* --- durations and sizes ----------------------------------------------- */
 
 static void
@@ -1790,6 +1823,29 @@ static const struct {
 	  "test.conf:1: word 1: 'remote' belongs in a fetch block, not "
 	  "in the global section" },
 
+	/* mda and keep in a fetch block */
+	{ "fetch f\n ssh h\n mda procmail\n",
+	  "test.conf:3: word 2: 'mda' must start with an absolute path (no "
+	  "shell, no $PATH search)" },
+	{ "fetch f\n ssh h\n keep 30d\n",
+	  "test.conf:1: 'keep' is for 'mode copy': in move mode the "
+	  "server's copy goes as soon as it is fetched" },
+	{ "fetch f\n ssh h\n mode copy\n keep\n",
+	  "test.conf:4: word 1: 'keep' needs AGE or FOLDER-GLOB AGE (like "
+	  "'keep 30d' or 'keep lists.* 120d')" },
+	{ "fetch f\n ssh h\n mode copy\n keep a b c\n",
+	  "test.conf:4: word 4: 'keep' needs AGE or FOLDER-GLOB AGE (like "
+	  "'keep 30d' or 'keep lists.* 120d')" },
+	{ "fetch f\n ssh h\n mode copy\n keep lists.* soon\n",
+	  "test.conf:4: word 3: 'keep' needs an age like 30d or 120d, or "
+	  "forever" },
+	{ "fetch f\n ssh h\n mode copy\n keep 1d\n keep forever\n",
+	  "test.conf:5: word 1: 'keep' for these folders is given twice in "
+	  "the fetch block" },
+	{ "fetch f\n ssh h\n mode copy\n keep a* 1d\n keep a* 2d\n",
+	  "test.conf:5: word 2: 'keep' for these folders is given twice in "
+	  "the fetch block" },
+
 	/* duplicates */
 	{ "queue /a\nqueue /b\n",
 	  "test.conf:2: word 1: 'queue' is given twice in the global "
@@ -2111,6 +2167,7 @@ main(void)
 		cmocka_unit_test(test_trust_program),
 		cmocka_unit_test(test_errors_never_quote_the_file),
 		cmocka_unit_test(test_broken_configs),
+		cmocka_unit_test(test_fetch_mda_and_keep),
 		cmocka_unit_test(test_error_names_the_file),
 	};
 

@@ -98,6 +98,39 @@ test_folders(void **state)
 	sv_free(&g);
 }
 
+static void
+test_keep(void **state)
+{
+	struct keep_rule rules[] = {
+		{ NULL, 30 * 86400 }, { "lists.*", 86400 },
+		{ ".Archive", KEEP_FOREVER }, { "*", 7 * 86400 },
+	};
+	struct fetch_job job;
+
+	(void)state;
+	memset(&job, 0, sizeof(job));
+	assert_int_equal(fetch_keep_age(&job, "INBOX"), KEEP_FOREVER);
+	job.keep = rules;
+	job.nkeep = 3;
+	/* a glob's rule wins over the plain one, whatever the order */
+	assert_int_equal(fetch_keep_age(&job, ".lists.dev"), 86400);
+	assert_int_equal(fetch_keep_age(&job, ".Archive"), KEEP_FOREVER);
+	assert_int_equal(fetch_keep_age(&job, "INBOX"), 30 * 86400);
+	assert_int_equal(fetch_keep_age(&job, ".Sent"), 30 * 86400);
+	job.nkeep = 4;		/* "*" matches every folder: no default left */
+	assert_int_equal(fetch_keep_age(&job, "INBOX"), 7 * 86400);
+	assert_int_equal(fetch_keep_age(&job, ".lists.dev"), 86400);
+	/* the message's time: the name's leading seconds, else mtime */
+	assert_int_equal(fetch_msg_time("1700000000.M1P1.host", 5), 1700000000);
+	assert_int_equal(fetch_msg_time("1700000000.M1P1.host:2,S", -1),
+	    1700000000);
+	assert_int_equal(fetch_msg_time("msg-1", 42), 42);
+	assert_int_equal(fetch_msg_time("msg-1", -1), -1);
+	assert_int_equal(fetch_msg_time("1700000000", 42), 42);	/* no dot */
+	assert_int_equal(fetch_msg_time(".1700000000", 42), 42);
+	assert_int_equal(fetch_msg_time("9999999999999999.x", 42), 42);
+}
+
 int
 main(void)
 {
@@ -106,6 +139,7 @@ main(void)
 		cmocka_unit_test(test_name_size),
 		cmocka_unit_test(test_unique),
 		cmocka_unit_test(test_folders),
+		cmocka_unit_test(test_keep),
 	};
 
 	return cmocka_run_group_tests_name("test_fetch", tests, NULL, NULL);

@@ -1,0 +1,217 @@
+/* mda.c - one message through an MDA: execv, stdin the message, stderr's
+ * first line kept, bounded in time. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mda.h"
+#include "trust.h"
+
+int
+mda_open(struct mda *m, const struct strvec *argv, struct err *e)
+{
+	struct err te;
+
+	memset(m, 0, sizeof(*m));
+	if (argv->n == 0)
+		return err_set(e, ERR_CONFIG, "no mda command");
+	if ((m->prog = trust_program(argv->v[0], &te)) == NULL)
+		return err_set(e, ERR_CONFIG, "the mda %s", te.msg);
+	m->shown = xstrdup(argv->v[0]);
+	return 0;
+}
+
+void
+mda_close(struct mda *m)
+{
+	free(m->prog);
+	free(m->shown);
+	m->prog = m->shown = NULL;
+}
+
+void
+mda_expand(const struct strvec *tmpl, const char *folder, const char *name,
+    struct strvec *out)
+{
+	for (size_t i = 0; i < tmpl->n; i++) {
+		struct strbuf sb;
+
+		sb_init(&sb);
+		sb_add(&sb, "", 0);
+		for (const char *p = tmpl->v[i]; *p; p++) {
+			if (p[0] == '%' && p[1] == 'F') {
+				sb_adds(&sb, folder);
+				p++;
+			} else if (p[0] == '%' && p[1] == 'N') {
+				sb_adds(&sb, name);
+				p++;
+			} else if (p[0] == '%' && p[1] == '%') {
+				sb_addc(&sb, '%');
+				p++;
+			} else
+				sb_addc(&sb, *p);
+		}
+		sv_push_owned(out, sb_steal(&sb));
+	}
+}
+
+/* The child: stdin the message, stdout /dev/null, stderr the pipe; a
+ * process group of its own (a timeout kills what it started too). */
+static void __attribute__((noreturn))
+child(const struct mda *m, char *const argv[], int in, int errw)
+{
+	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+	setpgid(0, 0);
+	if (dup2(in, STDIN_FILENO) < 0 || devnull < 0 ||
+	    dup2(devnull, STDOUT_FILENO) < 0 ||
+	    dup2(errw, STDERR_FILENO) < 0)
+		_exit(127);
+	/* ignored signals stay ignored across exec: not ours to pass on */
+	signal(SIGPIPE, SIG_DFL);
+	execv(m->prog, argv);
+	dprintf(STDERR_FILENO, "cannot run %s: %s\n", m->prog,
+	    strerror(errno));
+	_exit(127);
+}
+
+/* Keep the first line of what came (up to the buffer), drop the rest. */
+static void
+keep_line(struct mda_result *r, size_t *have, bool *full, const char *buf,
+    size_t n)
+{
+	for (size_t i = 0; i < n && !*full; i++) {
+		if (buf[i] == '\n' || *have + 1 >= sizeof(r->errline))
+			*full = true;
+		else {
+			r->errline[(*have)++] = buf[i];
+			r->errline[*have] = '\0';
+		}
+	}
+}
+
+/* Read its stderr and wait for it, until deadline_ms; 1 when it exited,
+ * 0 when time ran out. A pidfd (Linux 5.3) wakes the wait the moment it
+ * exits; without one, short sleeps once stderr has ended. */
+static int
+collect(pid_t pid, int errr, long long deadline_ms, struct mda_result *r)
+{
+#ifdef SYS_pidfd_open
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	int pidfd = -1;
+#endif
+	size_t have = 0;
+	bool full = false, eof = false;
+	int rc = 0;
+
+	for (;;) {
+		long long left = deadline_ms - util_mono_ms();
+		struct pollfd pfd[2] = {
+			{ .fd = eof ? -1 : errr, .events = POLLIN },
+			{ .fd = pidfd, .events = POLLIN },
+		};
+		int n;
+
+		if (waitpid(pid, &r->status, WNOHANG) == pid) {
+			rc = 1;
+			break;
+		}
+		if (left <= 0)
+			break;
+		n = poll(pfd, 2, (int)(left < 1000 ? left :
+		    pidfd >= 0 ? 1000 : eof ? 2 : 20));
+		if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			char buf[4096];
+			ssize_t got = read(errr, buf, sizeof(buf));
+
+			if (got > 0)
+				keep_line(r, &have, &full, buf, (size_t)got);
+			else if (got == 0 || errno != EINTR)
+				eof = true;
+		}
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	util_sanitize(r->errline);
+	return rc;
+}
+
+int
+mda_run(const struct mda *m, char *const argv[], int msg_fd, long timeout,
+    struct mda_result *r, struct err *e)
+{
+	int pipefd[2], in;
+	pid_t pid;
+	char path[64];
+
+	memset(r, 0, sizeof(*r));
+	/* a descriptor of its own: the MDA reads from the start */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", msg_fd);
+	if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return err_set(e, err_from_errno(errno), "cannot reopen the "
+		    "message for the mda: %s", strerror(errno));
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		close(in);
+		return err_set(e, ERR_OSERR, "cannot start the mda: pipe: %s",
+		    strerror(errno));
+	}
+	if ((pid = fork()) == 0)
+		child(m, argv, in, pipefd[1]);
+	close(in);
+	close(pipefd[1]);
+	if (pid < 0) {
+		close(pipefd[0]);
+		return err_set(e, ERR_OSERR, "cannot start the mda: fork: %s",
+		    strerror(errno));
+	}
+	if (collect(pid, pipefd[0], util_mono_ms() + timeout * 1000LL, r) ==
+	    0) {
+		r->timed_out = true;
+		kill(-pid, SIGKILL);
+		kill(pid, SIGKILL);
+		while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
+			;
+	}
+	close(pipefd[0]);
+	return 0;
+}
+
+enum mda_outcome
+mda_outcome(const struct mda_result *r)
+{
+	if (r->timed_out || !WIFEXITED(r->status))
+		return MDA_FAILED;
+	if (WEXITSTATUS(r->status) == 0)
+		return MDA_DELIVERED;
+	return WEXITSTATUS(r->status) == MDA_EX_TEMPFAIL ? MDA_DEFERRED :
+	    MDA_FAILED;
+}
+
+void
+mda_describe(const struct mda_result *r, long timeout, char *out, size_t len)
+{
+	char head[64];
+
+	if (r->timed_out)
+		snprintf(head, sizeof(head), "no exit within %ld s (killed)",
+		    timeout);
+	else if (WIFSIGNALED(r->status))
+		snprintf(head, sizeof(head), "killed by signal %d (%s)",
+		    WTERMSIG(r->status), strsignal(WTERMSIG(r->status)));
+	else
+		snprintf(head, sizeof(head), "exit %d",
+		    WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1);
+	if (r->errline[0] != '\0')
+		snprintf(out, len, "%s: %s", head, r->errline);
+	else
+		snprintf(out, len, "%s", head);
+}
