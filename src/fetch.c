@@ -1087,13 +1087,18 @@ link_exists(struct job *j, struct item *it, const char *dst)
 static int
 commit_links(struct job *j, size_t from, size_t to, struct err *e)
 {
+	/* the batch's writes go to the disk together first: without a
+	 * journal (or with one that commits per file) each fsync would
+	 * otherwise wait for its own data, one file after another */
+	for (size_t i = from; i < to; i++)
+		if (j->items[i].st == IT_DONE && j->items[i].fd >= 0)
+			(void)sync_file_range(j->items[i].fd, 0, 0,
+			    SYNC_FILE_RANGE_WRITE);	/* fsync says errors */
 	for (size_t i = from; i < to; i++) {
 		struct item *it = &j->items[i];
 
 		if (it->st != IT_DONE || it->fd < 0)
 			continue;
-		/* one journal commit carries the batch: the first fsync
-		 * writes them all, the others find little left to do */
 		if (fsync(it->fd) < 0)
 			return err_set(e, err_from_errno(errno), "cannot write "
 			    "%s: %s", it->tmp, strerror(errno));
@@ -1190,16 +1195,6 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 	}
 	crash_step(j->crash, "local directories synced");
 	if (j->job->mode == FETCH_MOVE) {
-		for (size_t i = from; i < to && !j->chan.broken; i++) {
-			struct item *it = &j->items[i];
-			char *rpath;
-
-			if (it->st != IT_DONE || it->keep)
-				continue;
-			rpath = fetch_remote_path(it);	/* the claim */
-			sftp_remove(j->chan.p, rpath, on_removed, it);
-			free(rpath);
-		}
 		give_back_range(j, from, to);	/* refused, not taken */
 	} else {
 		struct strbuf sb;
@@ -1223,6 +1218,36 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 		if (j->items[i].st == IT_DONE)
 			j->items[i].st = IT_COMMITTED;
 	return rc;
+}
+
+/*
+ * Move mode: the server's copies of the committed items [0, to) are
+ * removed, all REMOVEs in flight. They go after the downloads, not after
+ * each batch: a server on the local disk (fetch from localhost) would
+ * otherwise free inodes while the downloads create them, and ext4
+ * without a journal makes every create skip each inode freed in the
+ * last 30 s. Until then they wait in this client's claims, which a
+ * crash leaves to this client's next run. A window's worth at a time.
+ */
+static void
+removes_send(struct job *j, size_t to)
+{
+	if (j->job->mode != FETCH_MOVE)
+		return;
+	for (size_t i = 0; i < to && !j->chan.broken; i++) {
+		struct item *it = &j->items[i];
+		char *rpath;
+
+		if (it->st != IT_COMMITTED || it->keep)
+			continue;
+		/* a window's worth queued at most: memory stays flat */
+		while (sftp_busy(j->chan.p) >= WINDOW_REQS)
+			if (fetchget_wait(j) < 0)
+				return;
+		rpath = fetch_remote_path(it);	/* the claim */
+		sftp_remove(j->chan.p, rpath, on_removed, it);
+		free(rpath);
+	}
 }
 
 /* The end of the ended items from `from' on. */
@@ -1316,6 +1341,7 @@ transfer(struct job *j)
 		items_drop(j, done, j->nitems);
 		give_back_range(j, done, j->nitems);
 	}
+	removes_send(j, j->nitems);
 	/* the claims, REMOVEs, give-backs and CLOSEs still out */
 	drain(j);
 	return j->failed ? -1 : 0;
@@ -1431,12 +1457,14 @@ run_job(struct job *j, struct err *e)
 	p.fingerprint = j->job->ssh_fingerprint;
 	p.connect_timeout = j->job->connect_timeout;
 	p.timeout = j->job->timeout;
+	p.end = start;	/* the run's deadline, as set_deadline reckons it */
+	p.end.tv_sec += (time_t)FETCH_DEADLINE_STEPS * j->job->timeout;
 	p.verbose = j->o->verbose;
 	p.prog = "fetch";
 	if (sshconn_open(&p, &j->ssh, e) < 0)
 		return -1;
-	if (sftp_chan_open(&j->chan, j->ssh.s, j->ssh.fd, j->job->timeout,
-	    WINDOW_REQS, WINDOW_BYTES, e) < 0) {
+	if (sftp_chan_open(&j->chan, &j->ssh, j->job->ssh.host,
+	    j->job->timeout, WINDOW_REQS, WINDOW_BYTES, e) < 0) {
 		struct err le;
 
 		err_set(&le, e->code, "%s: %.900s", j->job->ssh.host, e->msg);
