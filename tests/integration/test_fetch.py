@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -1016,9 +1017,65 @@ class TestRefusals(FetchCase):
                                                     self.key, self.remote, self.local))
         t = time.time()
         r = self.fetch()
-        self.assertLess(time.time() - t, 10, r.stderr)
+        self.assertLess(time.time() - t, 4.5, r.stderr)
         self.assertEqual(r.returncode, 75, r.stderr)
-        self.assertIn(b"SSH handshake with 127.0.0.1 failed", r.stderr)
+        self.assertIn(b"SSH handshake with 127.0.0.1 failed: nothing came within 2 s of the "
+                      b"connection (timeout) while waiting for the server's SSH banner", r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.x"])
+
+    def silent_config(self, port, timeout="2s"):
+        self.write_config(
+            "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
+            "  connect-timeout 2s\n  timeout %s\n" % (self.sshd.user, port, self.key,
+                                                     self.remote, self.local, timeout))
+
+    def test_a_banner_then_silence_is_bounded_by_timeout(self):
+        # the server says its SSH banner and then nothing: the key
+        # exchange waits for the job's "timeout", and says so
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+        held = []
+
+        def greet():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            held.append(c)
+            c.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+        threading.Thread(target=greet, daemon=True).start()
+        self.addCleanup(lambda: [c.close() for c in held])
+        self.put("1700000000.x")
+        self.silent_config(srv.getsockname()[1])
+        t = time.time()
+        r = self.fetch()
+        took = time.time() - t
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertLess(took, 4.5, r.stderr)
+        self.assertIn(b"SSH handshake with 127.0.0.1 failed: nothing came within 2 s of the "
+                      b"connection (timeout) while waiting for the key exchange", r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.x"])
+
+    def test_a_dripping_opening_is_bounded_by_one_timeout(self):
+        # every step of the opening answers within the timeout (0.4 s each
+        # way, timeout 3 s; the handshake takes about 3 round trips), but
+        # the handshake, login and SFTP start take ten: the whole opening
+        # gets one timeout, not one a step
+        proxy = LatencyProxy(self.sshd.port, 400).start()
+        self.addCleanup(proxy.stop)
+        with open(os.path.join(self.dir, ".ssh", "known_hosts"), "a") as f:
+            f.write(self.sshd.known_hosts_line(name="[127.0.0.1]:%d" % proxy.port))
+        self.put("1700000000.x")
+        self.silent_config(proxy.port, "3s")
+        t = time.time()
+        r = self.fetch()
+        took = time.time() - t
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertLess(took, 5.5, r.stderr)
+        self.assertRegex(r.stderr, rb"nothing came within 3 s of the connection \(timeout\) "
+                         rb"while waiting for (the key exchange|the login|a channel|the SFTP)")
         self.assertEqual(self.remote_names(), ["1700000000.x"])
 
     def test_unknown_host_key_is_76(self):
