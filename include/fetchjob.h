@@ -98,6 +98,8 @@ struct item {
 	char			*tmp;	/* the local tmp/ file: a name of
 					 * this run's own (downloads) */
 	uint64_t		 size;
+	bool			 unsized;	/* listed without a size: it
+						 * comes from FSTAT */
 	int64_t			 mtime;	/* the server's, -1: none listed */
 	enum item_state		 st;
 	bool			 download;	/* else already here */

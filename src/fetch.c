@@ -591,14 +591,13 @@ fetch_listed(struct job *j, const struct folder *f, const char *sub,
 	if (why != NULL) {
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s", f->rdir, sub,
 		    show, why);
-	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
-		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: the server gave "
-		    "no size for it; left on the server", f->rdir, sub, show);
-	} else if (j->cfg->max_size > 0 && a->size > j->cfg->max_size) {
+	} else if ((a->flags & SFTP_ATTR_SIZE) && j->cfg->max_size > 0 &&
+	    a->size > j->cfg->max_size) {
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes "
 		    "is over max-size (%" PRIu64 "); left on the server",
 		    f->rdir, sub, show, a->size, j->cfg->max_size);
-	} else if (fetch_name_size(name, &hint) && hint != a->size) {
+	} else if ((a->flags & SFTP_ATTR_SIZE) &&
+	    fetch_name_size(name, &hint) && hint != a->size) {
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes, "
 		    "but its name says S=%" PRIu64 "; left on the server",
 		    f->rdir, sub, show, a->size, hint);
@@ -637,7 +636,9 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 			sv_push_owned(&j->retried, xasprintf("%s/%.*s",
 			    f->name, (int)fetch_unique_len(d->name), d->name));
 		}
-	} else if ((here = local_find(j, d->name)) != NULL) {
+	} else if ((a->flags & SFTP_ATTR_SIZE) &&
+	    (here = local_find(j, d->name)) != NULL) {
+		/* (listed without a size: downloaded, then the link tells) */
 		if (here->size != a->size) {
 			fetch_say(j, LOG_WARNING, "%s: a different message of that "
 			    "name is here already; left on the server%s", rpath,
@@ -665,10 +666,17 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 		printf("%s %s %s %" PRIu64 "%s\n", j->job->name, f->name,
 		    d->name, a->size, sub == j->csub ? " claimed" : "");
 	} else {
+		struct item *it;
+
 		/* a second listing of the name (new/ and cur/) is here */
-		local_insert(j, d->name, a->size);
-		item_add(j, f, sub, dst, d->name, a->size, true)->mtime =
-		    a->flags & SFTP_ATTR_ACMODTIME ? (int64_t)a->mtime : -1;
+		if (local_find(j, d->name) == NULL)
+			local_insert(j, d->name, a->size);
+		it = item_add(j, f, sub, dst, d->name, a->size, true);
+		it->mtime = a->flags & SFTP_ATTR_ACMODTIME ?
+		    (int64_t)a->mtime : -1;
+		it->unsized = !(a->flags & SFTP_ATTR_SIZE);
+		if (it->unsized)
+			it->size = 0;
 	}
 	free(rpath);
 }

@@ -404,17 +404,31 @@ class TestBadEntries(ScriptedCase):
         self.assertLess(len(err), 2000, err)        # never a name whole
 
     def test_a_file_listed_without_a_size(self):
+        # its size comes from FSTAT after the open; max-size and the name's
+        # S= still hold for it
         good = self.put("1700000001.ok")
-        self.set_rules({"extra": [{"dir": "new", "name": "1700000000.nosize", "size": None}]})
-        self.configure("max-size 0\n")
+        nosize = self.put("1700000000.nosize", b"x" * 3000)
+        self.put("1700000002.big", b"y" * 5000)
+        self.put("1700000003.liar,S=10", b"z" * 20)
+        self.put("1700000004.never", b"w" * 30)
+        self.set_rules({"no_size": {"1700000000.nosize": "list", "1700000002.big": "list",
+                                    "1700000003.liar,S=10": "list", "1700000004.never": "both"}})
+        self.configure("max-size 4000\n")
         r = self.fetch()
         err = r.stderr.decode()
         self.assertEqual(r.returncode, 0, err)
-        self.assertIn("new/1700000000.nosize: refused: the server gave no size for it; "
-                      "left on the server", err)
-        self.assertNotIn("max-size", err)
-        self.assertEqual(self.local_names(), ["1700000001.ok"])
+        self.assertEqual(self.local_names(), ["1700000000.nosize", "1700000001.ok"])
+        self.assertEqual(self.local_data("1700000000.nosize"), nosize)
         self.assertEqual(self.local_data("1700000001.ok"), good)
+        self.assertIn("1700000002.big: refused: 5000 bytes (said when opened) is over max-size "
+                      "(4000); left on the server", err)
+        self.assertIn("1700000003.liar,S=10: refused: 20 bytes (said when opened), but its name "
+                      "says S=10; left on the server", err)
+        self.assertIn("1700000004.never: refused: the server gave no size for it, not even for "
+                      "the open file; left on the server", err)
+        # what was refused is still there, for the user to look at
+        self.assertEqual(sorted(self.remote_names() + self.claimed_names()),
+                         ["1700000002.big", "1700000003.liar,S=10", "1700000004.never"])
 
 
 class TestBigListings(ScriptedCase):
