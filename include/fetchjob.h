@@ -29,7 +29,9 @@
 
 /*
  * Move mode claims a message before it downloads it: an atomic RENAME of
- * FOLDER/new/NAME to FOLDER/postie-claims/CLIENT/NAME on the server. Not
+ * FOLDER/new/NAME (or cur/NAME, with "take new cur") to
+ * FOLDER/postie-claims/CLIENT/NAME on the server. A claim's name tells
+ * where it came from: ":2," (the info of a message seen) is cur/'s. Not
  * new/, cur/ or tmp/ and no leading dot: no Maildir reader takes it for a
  * folder or a message, and no tmp/ cleaner removes it.
  */
@@ -94,6 +96,8 @@ struct item {
 	const char		*sub;	/* the server's "new", "cur", or
 					 * the claims (job's csub) */
 	const char		*dst;	/* the local "new" or "cur" */
+	const char		*home;	/* the server's "new" or "cur" it
+					 * is claimed from, given back to */
 	char			*name;
 	char			*tmp;	/* the local tmp/ file: a name of
 					 * this run's own (downloads) */

@@ -529,6 +529,17 @@ fetch_remote_path(const struct item *it)
 
 /* --- what to take -------------------------------------------------------- */
 
+/* The server's directory a message of sub is claimed from and given
+ * back to: new/ or cur/ itself; for a claim, its name tells (":2,", the
+ * info of a message seen, is cur/'s; Maildir keeps new/ names without). */
+static const char *
+claim_home(const char *sub, const char *name)
+{
+	if (strcmp(sub, "new") == 0 || strcmp(sub, "cur") == 0)
+		return strcmp(sub, "new") == 0 ? "new" : "cur";
+	return strstr(name, ":2,") != NULL ? "cur" : "new";
+}
+
 static struct item *
 item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
     const char *name, uint64_t size, bool download)
@@ -551,8 +562,10 @@ item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
 	it->fd = -1;
 	it->st = download ? IT_WAIT : IT_DONE;
 	it->claimed = sub == j->csub;
+	it->home = claim_home(sub, name);
+	/* new/ and cur/ alike: two clients never both take a message */
 	it->claim = download && j->job->mode == FETCH_MOVE &&
-	    strcmp(sub, "new") == 0;
+	    (strcmp(sub, "new") == 0 || strcmp(sub, "cur") == 0);
 	it->linked = !download;	/* already here */
 	if (download)
 		it->tmp = xasprintf("%s/tmp/%sQ%zu%s", f->ldir, j->tmp_stem,
@@ -618,9 +631,9 @@ plan_file(struct job *j, struct folder *f, const char *sub,
     const struct dent *d)
 {
 	char *rpath;
-	/* cur/ keeps its flags; new/ and this client's claims (taken from
-	 * new/) go to new/ */
-	const char *dst = strcmp(sub, "cur") == 0 ? "cur" : "new";
+	/* cur/ keeps its flags; new/ goes to new/; a claim where it was
+	 * taken from */
+	const char *dst = claim_home(sub, d->name);
 	const struct sftp_attrs *a = &d->a;
 	struct local_ent *here;
 
@@ -642,7 +655,8 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 		if (here->size != a->size) {
 			fetch_say(j, LOG_WARNING, "%s: a different message of that "
 			    "name is here already; left on the server%s", rpath,
-			    sub == j->csub ? " (given back to new/)" : "");
+			    sub == j->csub ? dst[0] == 'c' ? " (given back to "
+			    "cur/)" : " (given back to new/)" : "");
 			j->refused++;
 			if (sub == j->csub && !j->o->dry_run) {
 				struct item *it = item_add(j, f, sub, dst,
@@ -871,18 +885,18 @@ on_given_back(void *arg, const struct sftp_reply *r, struct err *e)
 
 	(void)e;
 	if (r->status == SFTP_FX_OK) {
-		log_msg(it->j->log, LOG_INFO, "%s: %s: %s given back to new/ on "
+		log_msg(it->j->log, LOG_INFO, "%s: %s: %s given back to %s/ on "
 		    "the server (claimed by '%s')", it->j->job->name,
-		    it->f->name, it->name, it->j->csub +
+		    it->f->name, it->name, it->home, it->j->csub +
 		    sizeof(CLAIMS_DIR));
 		it->j->released++;
 	} else {
 		char why[300], *rpath = fetch_remote_path(it);
 
 		fetchget_status(r, why, sizeof(why));
-		fetch_say(it->j, LOG_WARNING, "%s: cannot give it back to new/: "
+		fetch_say(it->j, LOG_WARNING, "%s: cannot give it back to %s/: "
 		    "%s; it stays claimed, for the next run of client '%s'",
-		    rpath, why, it->j->csub + sizeof(CLAIMS_DIR));
+		    rpath, it->home, why, it->j->csub + sizeof(CLAIMS_DIR));
 		free(rpath);
 	}
 	return 0;
@@ -901,7 +915,7 @@ give_back(struct item *it)
 		return;
 	it->given_back = true;
 	from = claim_path(it, j->csub);
-	to = claim_path(it, "new");
+	to = claim_path(it, it->home);
 	sftp_rename(j->chan.p, from, to, on_given_back, it);
 	free(from);
 	free(to);
@@ -949,18 +963,20 @@ on_claimed(void *arg, const struct sftp_reply *r, struct err *e)
 		return 0;
 	}
 	fetchget_status(r, why, sizeof(why));
-	rpath = claim_path(it, "new");
+	rpath = claim_path(it, it->home);
 	fetch_say(j, LOG_WARNING, "%s: cannot claim it on the server: %s; left "
-	    "in new/", rpath, why);
+	    "in %s/", rpath, why, it->home);
 	free(rpath);
 	return 0;
 }
 
-/* RENAME new/NAME to this client's claims: many in flight, like all. */
+/* RENAME new/NAME or cur/NAME to this client's claims: many in flight,
+ * like all. */
 static void
 claim_start(struct item *it)
 {
-	char *from = claim_path(it, "new"), *to = claim_path(it, it->j->csub);
+	char *from = claim_path(it, it->home);
+	char *to = claim_path(it, it->j->csub);
 
 	it->st = IT_CLAIM;
 	sftp_rename(it->j->chan.p, from, to, on_claimed, it);
@@ -1411,7 +1427,8 @@ release(struct job *j)
 				    j->o->release);
 			else {
 				struct item *it = item_add(j, f, j->csub,
-				    "new", d->name, d->a.size, false);
+				    claim_home(j->csub, d->name), d->name,
+				    d->a.size, false);
 
 				it->linked = false;	/* not here */
 				give_back(it);
@@ -1421,7 +1438,7 @@ release(struct job *j)
 	drain(j);
 	if (!j->o->dry_run)
 		log_msg(j->log, LOG_NOTICE, "%s: %lu message%s claimed by "
-		    "client '%s' given back to new/", j->job->name,
+		    "client '%s' given back to new/ (cur/ for those seen)", j->job->name,
 		    j->released, j->released == 1 ? "" : "s", j->o->release);
 	return j->failed ? -1 : 0;
 }

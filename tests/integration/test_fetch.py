@@ -1138,7 +1138,7 @@ class TestClients(FetchCase):
     fetch one server Maildir at once (move mode): each message reaches
     exactly one of them, or stays on the server."""
 
-    def client_config(self, client):
+    def client_config(self, client, extra=""):
         """A second machine: its own config, queue (state) and Maildir."""
         root = os.path.join(self.dir, client)
         os.makedirs(root, exist_ok=True)
@@ -1149,7 +1149,7 @@ class TestClients(FetchCase):
             f.write("fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n"
                     "  local %s\n  client %s\n" % (self.sshd.user, self.sshd.port, self.key,
                                                    self.remote, os.path.join(root, "Maildir"),
-                                                   client))
+                                                   client) + extra)
         return conf, os.path.join(root, "Maildir")
 
     def start(self, conf, *args):
@@ -1235,6 +1235,52 @@ class TestClients(FetchCase):
     def test_one_client_killed_then_run_again(self):
         sent = self.fill(2000, big=4)
         self.run_clients(sent, kill_a=True)
+
+    def test_two_clients_take_cur_once(self):
+        # "take new cur": what a mail reader on the server moved to cur/ is
+        # claimed like new/ mail, so two clients never both take it; it
+        # lands in the local cur/ with its flags
+        sent = {}
+        for i in range(1000):
+            name = "1700000000.M%dP%d.server:2,S" % (i, i)
+            sent[name] = self.put(name, BODY % (name.encode(), os.urandom(8).hex().encode()),
+                                  sub="cur")
+        conf_a, local_a = self.client_config("a", "  take new cur\n")
+        conf_b, local_b = self.client_config("b", "  take new cur\n")
+        a, b = self.start(conf_a), self.start(conf_b)
+        _, err_a = a.communicate(timeout=120)
+        _, err_b = b.communicate(timeout=120)
+        self.assertEqual((a.returncode, b.returncode), (0, 0), err_a + err_b)
+        where = {}
+        for root in (local_a, local_b, self.remote):
+            for n in os.listdir(os.path.join(root, "cur")):
+                where.setdefault(n, []).append(root)
+                with open(os.path.join(root, "cur", n), "rb") as f:
+                    self.assertEqual(f.read(), sent.get(n), "%s in %s" % (n, root))
+        doubled = {n: w for n, w in where.items() if len(w) > 1}
+        self.assertEqual(doubled, {}, "%d messages in two places" % len(doubled))
+        self.assertEqual(sorted(set(sent) - set(where)), [], "lost")
+        self.assertEqual(self.remote_names(sub="cur"), [])
+        self.assertEqual(self.local_names(sub="new"), [])
+        self.assertEqual(self.claimed_names(client="a") + self.claimed_names(client="b"), [])
+
+    def test_a_claim_from_cur_goes_back_to_cur(self):
+        # a claim taken from cur/ (its name has the ":2," of cur/) is
+        # finished into the local cur/ after a crash, and given back to the
+        # server's cur/ by --release
+        data = self.put("1700000000.M1P1.server:2,RS", sub="postie-claims/" + self.client)
+        self.configure(job_extra="  take new cur\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(sub="cur"), ["1700000000.M1P1.server:2,RS"])
+        self.assertEqual(self.local_data("1700000000.M1P1.server:2,RS", sub="cur"), data)
+        self.assertEqual(self.claimed_names(), [])
+        self.put("1700000001.M2P2.server:2,S", sub="postie-claims/desktop")
+        self.put("1700000002.M3P3.server", sub="postie-claims/desktop")
+        r = self.fetch("--release", "desktop")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.remote_names(sub="cur"), ["1700000001.M2P2.server:2,S"])
+        self.assertEqual(self.remote_names(), ["1700000002.M3P3.server"])
 
     def test_own_claims_finished_after_a_crash(self):
         # a run of this client was cut off: one claim not downloaded yet,
