@@ -33,7 +33,7 @@ CORE	= err util trust config message input crash safefile queue reach spool \
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
 NET	= tls dial upstream reply pump sshconn tunnel sftp sftpchan fetch \
-	  fetchget smtp local bounce dirsync deliver netmod
+	  fetchget fetchprog smtp local bounce dirsync deliver netmod
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)
 UNIT	= $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 UNIT_BINS = $(UNIT:%=$(BUILD)/tests/%)

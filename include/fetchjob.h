@@ -177,6 +177,9 @@ struct job {
 	unsigned long		 released;	/* claims given back */
 	struct crash		*crash;
 	bool			 progress;	/* a terminal, not -v */
+	int			 progress_fd;	/* a job of several: its
+						 * counts to the parent, or
+						 * -1 (fetchprog.h) */
 	bool			 progress_line;	/* one is on the screen */
 };
 

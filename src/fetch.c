@@ -24,6 +24,7 @@
 
 
 #include "fetchjob.h"
+#include "fetchprog.h"
 
 
 /* --- the pure rules ---------------------------------------------------- */
@@ -119,6 +120,8 @@ fetch_folder_wanted(const struct strvec *globs, const char *folder)
 static void
 progress(struct job *j)
 {
+	if (j->progress_fd >= 0)
+		fetchprog_report(j->progress_fd, j->fetched, j->already);
 	if (!j->progress)
 		return;
 	fprintf(stderr, "\rfetch: %s: %s: %lu fetched, %lu already here",
@@ -1597,7 +1600,8 @@ worse(enum err_code a, enum err_code b)
 /* One job, in this process: 0, or -1 and *je (logged). */
 static int
 job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
-    struct log *log, struct crash *crash, bool alone, struct err *je)
+    struct log *log, struct crash *crash, bool alone, int progress_fd,
+    struct err *je)
 {
 	struct job j;
 	int rc;
@@ -1611,6 +1615,7 @@ job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
 	/* one progress line on a terminal: only when one job runs */
 	j.progress = alone && isatty(STDERR_FILENO) && !o->verbose &&
 	    !o->dry_run;
+	j.progress_fd = progress_fd;
 	j.lock_fd = j.seen_fd = j.maildir_fd = -1;
 	j.ssh.fd = -1;
 	sv_init(&j.seen);
@@ -1634,11 +1639,12 @@ struct child {
 /* The child's side: run the job, report, exit. Never returns. */
 static void child_run(const struct config *cfg, size_t k,
     const struct fetch_opts *o, struct log *log, struct crash *crash, int fd,
-    pid_t parent) __attribute__((noreturn));
+    int progress_fd, pid_t parent) __attribute__((noreturn));
 
 static void
 child_run(const struct config *cfg, size_t k, const struct fetch_opts *o,
-    struct log *log, struct crash *crash, int fd, pid_t parent)
+    struct log *log, struct crash *crash, int fd, int progress_fd,
+    pid_t parent)
 {
 	struct err je = { 0 };
 	int code = 0;
@@ -1652,7 +1658,7 @@ child_run(const struct config *cfg, size_t k, const struct fetch_opts *o,
 #endif
 	/* -n lists one whole line per write: jobs never tear each other's */
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (job_one(cfg, k, o, log, crash, false, &je) < 0) {
+	if (job_one(cfg, k, o, log, crash, false, progress_fd, &je) < 0) {
 		(void)util_write_all(fd, &je, sizeof(je));
 		code = err_exit_code(je.code);
 	}
@@ -1699,46 +1705,99 @@ child_result(const struct child *c, int status, const char *name,
 	return -1;
 }
 
-/* Start job k in a child: 0, or -1 and *je (it does not run). */
+/* On a terminal: the pipes of a child's counts and stderr (pp, ep),
+ * the parent's ends in pk. 0, or -1 (no progress for it). */
+static int
+child_pipes(struct fetchprog_kid *pk, int pp[2], int ep[2])
+{
+	if (pipe2(pp, O_CLOEXEC) < 0)
+		return -1;
+	if (pipe2(ep, O_CLOEXEC) < 0) {
+		close(pp[0]);
+		close(pp[1]);
+		return -1;
+	}
+	/* a parent that falls behind drops counts, never holds the job */
+	(void)fcntl(pp[1], F_SETFL, O_NONBLOCK);
+	pk->pfd = pp[0];
+	pk->efd = ep[0];
+	return 0;
+}
+
+/* In the child: its stderr into the pipe, the parent's ends closed. */
+static void
+child_pipes_take(int pp[2], int ep[2])
+{
+	close(pp[0]);
+	close(ep[0]);
+	if (dup2(ep[1], STDERR_FILENO) < 0)
+		_exit(EX_OSERR);
+	close(ep[1]);
+}
+
+/* Start job k in a child (kids[slot]): 0, or -1 and *je (it does not
+ * run). With progress (pks, one a slot), its counts and stderr come
+ * through pipes (fetchprog.h). */
 static int
 child_start(const struct config *cfg, size_t k, const struct fetch_opts *o,
-    struct log *log, struct crash *crash, struct child *kids, size_t nkids,
-    struct child *c, struct err *je)
+    struct log *log, struct crash *crash, struct child *kids,
+    struct fetchprog_kid *pks, size_t nkids, size_t slot, struct err *je)
 {
+	struct child *c = &kids[slot];
 	pid_t parent = getpid();
-	int p[2];
+	int p[2], pp[2] = { -1, -1 }, ep[2] = { -1, -1 };
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return err_set(je, ERR_OSERR, "cannot start the job: pipe: %s",
 		    strerror(errno));
+	if (pks != NULL && child_pipes(&pks[slot], pp, ep) < 0)
+		pp[0] = pp[1] = ep[0] = ep[1] = -1;
 	fflush(stdout);
 	fflush(stderr);
 	c->pid = fork();
 	if (c->pid < 0) {
 		int errnum = errno;
+		int fds[] = { p[0], p[1], pp[0], pp[1], ep[0], ep[1] };
 
 		c->pid = 0;
-		close(p[0]);
-		close(p[1]);
+		for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		if (pks != NULL)
+			fetchprog_kid_init(&pks[slot]);
 		return err_set(je, ERR_OSERR, "cannot start the job: fork: "
 		    "%s; run fetch again", strerror(errnum));
 	}
 	if (c->pid == 0) {
 		close(p[0]);
 		for (size_t i = 0; i < nkids; i++)
-			if (kids[i].pid > 0 && &kids[i] != c)
+			if (kids[i].pid > 0 && i != slot) {
 				close(kids[i].fd);
-		child_run(cfg, k, o, log, crash, p[1], parent);
+				if (pks != NULL && pks[i].pfd >= 0)
+					close(pks[i].pfd);
+				if (pks != NULL && pks[i].efd >= 0)
+					close(pks[i].efd);
+			}
+		if (pp[1] >= 0)
+			child_pipes_take(pp, ep);
+		child_run(cfg, k, o, log, crash, p[1], pp[1], parent);
 	}
 	close(p[1]);
+	if (pp[1] >= 0) {
+		close(pp[1]);
+		close(ep[1]);
+	}
 	c->fd = p[0];
 	c->k = k;
 	return 0;
 }
 
-/* Wait for one of the children: its slot, or NULL if none runs. */
+/* Wait for one of the children: its slot, or NULL if none runs. With
+ * progress (prog), the children's counts and lines are taken meanwhile,
+ * and those of the one that ended to their end. */
 static struct child *
-child_wait(struct child *kids, size_t nkids, int *status)
+child_wait(struct child *kids, struct fetchprog_kid *pks, size_t nkids,
+    struct fetchprog *prog, int *status)
 {
 	for (;;) {
 		bool any = false;
@@ -1748,14 +1807,20 @@ child_wait(struct child *kids, size_t nkids, int *status)
 			any = any || kids[i].pid > 0;
 		if (!any)
 			return NULL;
-		pid = waitpid(-1, status, 0);
+		pid = waitpid(-1, status, prog != NULL ? WNOHANG : 0);
 		if (pid < 0 && errno == EINTR)
 			continue;
 		if (pid < 0)
 			return NULL;
 		for (size_t i = 0; i < nkids; i++)
-			if (kids[i].pid == pid)
+			if (pid > 0 && kids[i].pid == pid) {
+				if (prog != NULL)
+					fetchprog_drain(prog, pks, nkids,
+					    &pks[i]);
 				return &kids[i];
+			}
+		if (pid == 0)
+			fetchprog_pump(prog, pks, nkids, 100);
 	}
 }
 
@@ -1767,10 +1832,19 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
     struct err *errs)
 {
 	struct child kids[FETCH_PARALLEL];
+	struct fetchprog_kid pks[FETCH_PARALLEL];
+	struct fetchprog prog;
+	/* one progress line for the run, on a terminal (fetchprog.h) */
+	bool progress = isatty(STDERR_FILENO) && !o->verbose && !o->dry_run;
 	size_t running = 0;
 	size_t k = 0;
 
 	memset(kids, 0, sizeof(kids));
+	memset(&prog, 0, sizeof(prog));
+	for (size_t i = 0; i < FETCH_PARALLEL; i++)
+		fetchprog_kid_init(&pks[i]);
+	for (size_t i = 0; i < cfg->njobs; i++)
+		prog.njobs += chosen[i];
 	for (;;) {
 		struct child *c;
 		int status;
@@ -1782,7 +1856,8 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 				while (kids[slot].pid > 0)
 					slot++;
 				if (child_start(cfg, k, o, log, crash, kids,
-				    FETCH_PARALLEL, &kids[slot], &errs[k]) < 0)
+				    progress ? pks : NULL, FETCH_PARALLEL, slot,
+				    &errs[k]) < 0)
 					log_msg(log, LOG_ERR, "%s: %s",
 					    cfg->jobs[k].name, errs[k].msg);
 				else
@@ -1790,7 +1865,8 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 			}
 			k++;
 		}
-		c = child_wait(kids, FETCH_PARALLEL, &status);
+		c = child_wait(kids, pks, FETCH_PARALLEL, progress ? &prog :
+		    NULL, &status);
 		if (c == NULL)
 			break;
 		(void)child_result(c, status, cfg->jobs[c->k].name, log,
@@ -1799,6 +1875,7 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 		c->pid = 0;
 		running--;
 	}
+	fetchprog_end(&prog);
 }
 
 int
@@ -1839,7 +1916,7 @@ fetch_run(const struct config *cfg, const struct fetch_opts *o,
 		for (size_t k = 0; k < cfg->njobs; k++)
 			if (chosen[k])
 				(void)job_one(cfg, k, o, log, &crash, true,
-				    &errs[k]);
+				    -1, &errs[k]);
 	} else
 		run_parallel(cfg, o, log, &crash, chosen, errs);
 	/* in the config's order: the worst failure is the exit code (and

@@ -869,6 +869,38 @@ class TestParallelJobs(FetchCase):
         self.assertEqual(open(os.path.join(roots["two"][1], "new", "1700000000.M1P1.two"),
                               "rb").read(), mail["two"])
 
+    def test_progress_of_several_jobs_on_a_terminal(self):
+        # one line for the run, the children's counts added up by the
+        # parent; a child's warning comes whole, on a line of its own
+        roots = {n: (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
+                 for n in ("one", "two")}
+        self.write_config("".join(self.job(n, self.sshd.port, *roots[n])
+                                  for n in ("one", "two")))
+        for n, (remote, local) in roots.items():
+            for i in range(30):
+                with open(os.path.join(remote, "new", "17000000%02d.M%dP%d.%s" % (i, i, i, n)),
+                          "wb") as f:
+                    f.write(BODY % (n.encode(), b"%d" % i))
+        os.symlink("/etc/passwd", os.path.join(roots["two"][0], "new", "1700000099.link"))
+        rc, screen = self.run_cmd_tty("fetch", [])
+        self.assertEqual(rc, 0, screen)
+        self.assertIn("\rfetch: 2 jobs: 60 fetched, 0 already here\r\n", screen)
+        self.assertRegex(screen, r"\rfetch: 2 jobs: [1-5]?[0-9] fetched")   # on the way
+        lines = screen.split("\r\n")
+        warned = [ln for ln in lines if "1700000099.link" in ln]
+        self.assertEqual(len(warned), 1, screen)
+        self.assertTrue(warned[0].startswith("fetch: two: "), repr(warned[0]))
+        self.assertIn("refused: not a regular file (a symbolic link, never followed)", warned[0])
+        for n, (remote, local) in roots.items():
+            self.assertEqual(len(os.listdir(os.path.join(local, "new"))), 30)
+        # not a terminal: no progress, the warning alone
+        os.symlink("/etc/passwd", os.path.join(roots["one"][0], "new", "1700000098.link"))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(b"\r", r.stderr)
+        self.assertNotIn(b"fetched", r.stderr)
+        self.assertIn(b"fetch: one: ", r.stderr)
+
     def two_jobs_with_mail(self, port):
         roots = {n: (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
                  for n in ("one", "two")}
