@@ -30,7 +30,9 @@
 
 /*
  * Move mode claims a message before it downloads it: an atomic RENAME of
- * FOLDER/new/NAME to FOLDER/postie-claims/CLIENT/NAME on the server. Not
+ * FOLDER/new/NAME (or cur/NAME, with "take new cur") to
+ * FOLDER/postie-claims/CLIENT/NAME on the server. A claim's name tells
+ * where it came from: ":2," (the info of a message seen) is cur/'s. Not
  * new/, cur/ or tmp/ and no leading dot: no Maildir reader takes it for a
  * folder or a message, and no tmp/ cleaner removes it.
  */
@@ -95,10 +97,14 @@ struct item {
 	const char		*sub;	/* the server's "new", "cur", or
 					 * the claims (job's csub) */
 	const char		*dst;	/* the local "new" or "cur" */
+	const char		*home;	/* the server's "new" or "cur" it
+					 * is claimed from, given back to */
 	char			*name;
 	char			*tmp;	/* the local tmp/ file: a name of
 					 * this run's own (downloads) */
 	uint64_t		 size;
+	bool			 unsized;	/* listed without a size: it
+						 * comes from FSTAT */
 	int64_t			 mtime;	/* the server's, -1: none listed */
 	enum item_state		 st;
 	bool			 download;	/* else already here */
@@ -187,6 +193,9 @@ struct job {
 	unsigned long		 expired;	/* removed by keep */
 	struct crash		*crash;
 	bool			 progress;	/* a terminal, not -v */
+	int			 progress_fd;	/* a job of several: its
+						 * counts to the parent, or
+						 * -1 (fetchprog.h) */
 	bool			 progress_line;	/* one is on the screen */
 };
 

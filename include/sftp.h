@@ -33,6 +33,8 @@
 
 #include "err.h"
 
+struct sshconn;
+
 #define SFTP_PACKET_MAX	(256 * 1024)	/* the largest packet taken (as
 					 * OpenSSH's own client) */
 #define SFTP_NAME_MAX	32768	/* a longer name: that entry is refused */
@@ -226,14 +228,16 @@ struct sftp_chan {
 };
 
 /*
- * Open a session channel on the (blocking, authenticated) session, start
- * the "sftp" subsystem, queue INIT; the session is non-blocking from
- * then on (requests may be queued at once; VERSION is checked when it
- * comes). -1 with e: ERR_TEMPFAIL when the link failed, else
- * ERR_PROTOCOL.
+ * Open a session channel on the authenticated session and start the
+ * "sftp" subsystem, non-blocking, within the opening's deadline (sc->end:
+ * a silent server is said as such, naming the step); queue INIT; the
+ * session stays non-blocking (requests may be queued at once; VERSION is
+ * checked when it comes). -1 with e: ERR_TEMPFAIL when the link failed
+ * or the time ran out, else ERR_PROTOCOL.
  */
-int	sftp_chan_open(struct sftp_chan *c, LIBSSH2_SESSION *s, int fd,
-	    long timeout, unsigned max_reqs, size_t max_bytes, struct err *e);
+int	sftp_chan_open(struct sftp_chan *c, const struct sshconn *sc,
+	    const char *host, long timeout, unsigned max_reqs,
+	    size_t max_bytes, struct err *e);
 
 /*
  * Move bytes both ways and hand replies to their callbacks; return as

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <libssh2.h>
 
 #include "config.h"
@@ -32,7 +33,12 @@ struct ssh_params {
 	const char		*fingerprint;	/* "SHA256:..." pin, or NULL */
 	const struct route	*route;		/* proxy, source; NULL: direct */
 	long			 connect_timeout;	/* seconds */
-	long			 timeout;	/* seconds, per blocking step */
+	long			 timeout;	/* seconds: the opening after
+						 * the TCP connect, and each
+						 * blocking step later */
+	struct timespec		 end;	/* a deadline the opening must
+					 * keep too (CLOCK_MONOTONIC);
+					 * 0: none */
 	bool			 verbose;	/* steps to stderr */
 	const char		*prog;		/* "deliver", "fetch" */
 	const char *const	*ssh_config;	/* NULL: ~/.ssh/config, then
@@ -51,10 +57,24 @@ struct sshconn {
 	bool			 unreachable;	/* DNS or connect failed */
 	bool			 no_goodbye;	/* close without a disconnect */
 	struct sshjump		*jump;		/* the ProxyJump hops, or NULL */
+	/* the opening's deadline: the handshake, the login and the start
+	 * of a channel (sftp_chan_open) all fit in `timeout' seconds
+	 * from the TCP connection, however the server drips */
+	struct timespec		 end;
+	long			 timeout;
 };
 
-/* Connect, check the host key, authenticate. On failure everything is
- * closed, c->unreachable says whether the server could not be reached. */
+/* Milliseconds left of the opening (<= 0: none). */
+long	sshconn_left_ms(const struct sshconn *c);
+/* The error for an opening step that ran out of time: names the server,
+ * the timeout and what was waited for. ERR_TEMPFAIL, -1. */
+int	sshconn_late(const struct sshconn *c, const char *host,
+	    const char *what, struct err *e);
+
+/* Connect (within connect_timeout), check the host key, authenticate
+ * (all within timeout of the connection, and p->end). On failure
+ * everything is closed, c->unreachable says whether the server could not
+ * be reached. */
 int	sshconn_open(const struct ssh_params *p, struct sshconn *c,
 	    struct err *e);
 void	sshconn_close(struct sshconn *c);

@@ -25,6 +25,7 @@
 
 #include "fetchhooks.h"
 #include "fetchjob.h"
+#include "fetchprog.h"
 
 
 /* --- the pure rules ---------------------------------------------------- */
@@ -120,6 +121,8 @@ fetch_folder_wanted(const struct strvec *globs, const char *folder)
 static void
 progress(struct job *j)
 {
+	if (j->progress_fd >= 0)
+		fetchprog_report(j->progress_fd, j->fetched, j->already);
 	if (!j->progress)
 		return;
 	fprintf(stderr, "\rfetch: %s: %s: %lu fetched, %lu already here",
@@ -549,6 +552,17 @@ fetch_remote_path(const struct item *it)
 
 /* --- what to take -------------------------------------------------------- */
 
+/* The server's directory a message of sub is claimed from and given
+ * back to: new/ or cur/ itself; for a claim, its name tells (":2,", the
+ * info of a message seen, is cur/'s; Maildir keeps new/ names without). */
+static const char *
+claim_home(const char *sub, const char *name)
+{
+	if (strcmp(sub, "new") == 0 || strcmp(sub, "cur") == 0)
+		return strcmp(sub, "new") == 0 ? "new" : "cur";
+	return strstr(name, ":2,") != NULL ? "cur" : "new";
+}
+
 static struct item *
 item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
     const char *name, uint64_t size, bool download)
@@ -571,8 +585,10 @@ item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
 	it->fd = -1;
 	it->st = download ? IT_WAIT : IT_DONE;
 	it->claimed = sub == j->csub;
+	it->home = claim_home(sub, name);
+	/* new/ and cur/ alike: two clients never both take a message */
 	it->claim = download && j->job->mode == FETCH_MOVE &&
-	    strcmp(sub, "new") == 0;
+	    (strcmp(sub, "new") == 0 || strcmp(sub, "cur") == 0);
 	it->linked = !download;	/* already here */
 	if (download)
 		it->tmp = xasprintf("%s/tmp/%sQ%zu%s", f->ldir, j->tmp_stem,
@@ -616,14 +632,13 @@ fetch_listed(struct job *j, const struct folder *f, const char *sub,
 			    a->size);
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %s%s", f->rdir,
 		    sub, show, why, size);
-	} else if (!(a->flags & SFTP_ATTR_SIZE)) {
-		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: the server gave "
-		    "no size for it; left on the server", f->rdir, sub, show);
-	} else if (j->cfg->max_size > 0 && a->size > j->cfg->max_size) {
+	} else if ((a->flags & SFTP_ATTR_SIZE) && j->cfg->max_size > 0 &&
+	    a->size > j->cfg->max_size) {
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes "
 		    "is over max-size (%" PRIu64 "); left on the server",
 		    f->rdir, sub, show, a->size, j->cfg->max_size);
-	} else if (fetch_name_size(name, &hint) && hint != a->size) {
+	} else if ((a->flags & SFTP_ATTR_SIZE) &&
+	    fetch_name_size(name, &hint) && hint != a->size) {
 		fetch_say(j, LOG_WARNING, "%s/%s/%s: refused: %" PRIu64 " bytes, "
 		    "but its name says S=%" PRIu64 "; left on the server",
 		    f->rdir, sub, show, a->size, hint);
@@ -687,9 +702,9 @@ plan_file(struct job *j, struct folder *f, const char *sub,
     const struct dent *d)
 {
 	char *rpath;
-	/* cur/ keeps its flags; new/ and this client's claims (taken from
-	 * new/) go to new/ */
-	const char *dst = strcmp(sub, "cur") == 0 ? "cur" : "new";
+	/* cur/ keeps its flags; new/ goes to new/; a claim where it was
+	 * taken from */
+	const char *dst = claim_home(sub, d->name);
 	const struct sftp_attrs *a = &d->a;
 	struct local_ent *here;
 	/* copy mode: removed on the server once fetched (keep)? */
@@ -723,11 +738,14 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 		plan_expired(j, f, sub, dst, d);
 	} else if (j->use_mda && local_find(j, d->name) != NULL) {
 		;	/* listed twice (new/ and cur/): handed once */
-	} else if ((here = local_find(j, d->name)) != NULL) {
+	} else if ((a->flags & SFTP_ATTR_SIZE) &&
+	    (here = local_find(j, d->name)) != NULL) {
+		/* (listed without a size: downloaded, then the link tells) */
 		if (here->size != a->size) {
 			fetch_say(j, LOG_WARNING, "%s: a different message of that "
 			    "name is here already; left on the server%s", rpath,
-			    sub == j->csub ? " (given back to new/)" : "");
+			    sub == j->csub ? dst[0] == 'c' ? " (given back to "
+			    "cur/)" : " (given back to new/)" : "");
 			j->refused++;
 			if (sub == j->csub && !j->o->dry_run) {
 				struct item *it = item_add(j, f, sub, dst,
@@ -752,14 +770,18 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 		printf("%s %s %s %" PRIu64 "%s%s\n", j->job->name, f->name,
 		    d->name, a->size, sub == j->csub ? " claimed" : "", then);
 	} else {
-		/* a second listing of the name (new/ and cur/) is here */
-		struct item *it = item_add(j, f, sub, dst, d->name, a->size,
-		    true);
+		struct item *it;
 
-		local_insert(j, d->name, a->size);
+		/* a second listing of the name (new/ and cur/) is here */
+		if (local_find(j, d->name) == NULL)
+			local_insert(j, d->name, a->size);
+		it = item_add(j, f, sub, dst, d->name, a->size, true);
 		it->mtime = a->flags & SFTP_ATTR_ACMODTIME ?
 		    (int64_t)a->mtime : -1;
 		it->expire = expire;
+		it->unsized = !(a->flags & SFTP_ATTR_SIZE);
+		if (it->unsized)
+			it->size = 0;
 	}
 	free(rpath);
 }
@@ -960,18 +982,18 @@ on_given_back(void *arg, const struct sftp_reply *r, struct err *e)
 
 	(void)e;
 	if (r->status == SFTP_FX_OK) {
-		log_msg(it->j->log, LOG_INFO, "%s: %s: %s given back to new/ on "
+		log_msg(it->j->log, LOG_INFO, "%s: %s: %s given back to %s/ on "
 		    "the server (claimed by '%s')", it->j->job->name,
-		    it->f->name, it->name, it->j->csub +
+		    it->f->name, it->name, it->home, it->j->csub +
 		    sizeof(CLAIMS_DIR));
 		it->j->released++;
 	} else {
 		char why[300], *rpath = fetch_remote_path(it);
 
 		fetchget_status(r, why, sizeof(why));
-		fetch_say(it->j, LOG_WARNING, "%s: cannot give it back to new/: "
+		fetch_say(it->j, LOG_WARNING, "%s: cannot give it back to %s/: "
 		    "%s; it stays claimed, for the next run of client '%s'",
-		    rpath, why, it->j->csub + sizeof(CLAIMS_DIR));
+		    rpath, it->home, why, it->j->csub + sizeof(CLAIMS_DIR));
 		free(rpath);
 	}
 	return 0;
@@ -990,7 +1012,7 @@ give_back(struct item *it)
 		return;
 	it->given_back = true;
 	from = claim_path(it, j->csub);
-	to = claim_path(it, "new");
+	to = claim_path(it, it->home);
 	sftp_rename(j->chan.p, from, to, on_given_back, it);
 	free(from);
 	free(to);
@@ -1038,18 +1060,20 @@ on_claimed(void *arg, const struct sftp_reply *r, struct err *e)
 		return 0;
 	}
 	fetchget_status(r, why, sizeof(why));
-	rpath = claim_path(it, "new");
+	rpath = claim_path(it, it->home);
 	fetch_say(j, LOG_WARNING, "%s: cannot claim it on the server: %s; left "
-	    "in new/", rpath, why);
+	    "in %s/", rpath, why, it->home);
 	free(rpath);
 	return 0;
 }
 
-/* RENAME new/NAME to this client's claims: many in flight, like all. */
+/* RENAME new/NAME or cur/NAME to this client's claims: many in flight,
+ * like all. */
 static void
 claim_start(struct item *it)
 {
-	char *from = claim_path(it, "new"), *to = claim_path(it, it->j->csub);
+	char *from = claim_path(it, it->home);
+	char *to = claim_path(it, it->j->csub);
 
 	it->st = IT_CLAIM;
 	sftp_rename(it->j->chan.p, from, to, on_claimed, it);
@@ -1185,13 +1209,18 @@ link_exists(struct job *j, struct item *it, const char *dst)
 static int
 commit_links(struct job *j, size_t from, size_t to, struct err *e)
 {
+	/* the batch's writes go to the disk together first: without a
+	 * journal (or with one that commits per file) each fsync would
+	 * otherwise wait for its own data, one file after another */
+	for (size_t i = from; i < to; i++)
+		if (j->items[i].st == IT_DONE && j->items[i].fd >= 0)
+			(void)sync_file_range(j->items[i].fd, 0, 0,
+			    SYNC_FILE_RANGE_WRITE);	/* fsync says errors */
 	for (size_t i = from; i < to; i++) {
 		struct item *it = &j->items[i];
 
 		if (it->st != IT_DONE || it->fd < 0)
 			continue;
-		/* one journal commit carries the batch: the first fsync
-		 * writes them all, the others find little left to do */
 		if (fsync(it->fd) < 0)
 			return err_set(e, err_from_errno(errno), "cannot write "
 			    "%s: %s", it->tmp, strerror(errno));
@@ -1291,16 +1320,6 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 	if (!j->use_mda)
 		crash_step(j->crash, "local directories synced");
 	if (j->job->mode == FETCH_MOVE) {
-		for (size_t i = from; i < to && !j->chan.broken; i++) {
-			struct item *it = &j->items[i];
-			char *rpath;
-
-			if (it->st != IT_DONE || it->keep)
-				continue;
-			rpath = fetch_remote_path(it);	/* the claim */
-			sftp_remove(j->chan.p, rpath, on_removed, it);
-			free(rpath);
-		}
 		give_back_range(j, from, to);	/* refused, not taken */
 	} else {
 		struct strbuf sb;
@@ -1330,6 +1349,36 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 		if (j->items[i].st == IT_DONE)
 			j->items[i].st = IT_COMMITTED;
 	return rc;
+}
+
+/*
+ * Move mode: the server's copies of the committed items [0, to) are
+ * removed, all REMOVEs in flight. They go after the downloads, not after
+ * each batch: a server on the local disk (fetch from localhost) would
+ * otherwise free inodes while the downloads create them, and ext4
+ * without a journal makes every create skip each inode freed in the
+ * last 30 s. Until then they wait in this client's claims, which a
+ * crash leaves to this client's next run. A window's worth at a time.
+ */
+static void
+removes_send(struct job *j, size_t to)
+{
+	if (j->job->mode != FETCH_MOVE)
+		return;
+	for (size_t i = 0; i < to && !j->chan.broken; i++) {
+		struct item *it = &j->items[i];
+		char *rpath;
+
+		if (it->st != IT_COMMITTED || it->keep)
+			continue;
+		/* a window's worth queued at most: memory stays flat */
+		while (sftp_busy(j->chan.p) >= WINDOW_REQS)
+			if (fetchget_wait(j) < 0)
+				return;
+		rpath = fetch_remote_path(it);	/* the claim */
+		sftp_remove(j->chan.p, rpath, on_removed, it);
+		free(rpath);
+	}
 }
 
 /* The end of the ended items from `from' on. */
@@ -1423,6 +1472,7 @@ transfer(struct job *j)
 		items_drop(j, done, j->nitems);
 		give_back_range(j, done, j->nitems);
 	}
+	removes_send(j, j->nitems);
 	/* the claims, REMOVEs, give-backs and CLOSEs still out */
 	drain(j);
 	return j->failed ? -1 : 0;
@@ -1484,7 +1534,8 @@ release(struct job *j)
 				    j->o->release);
 			else {
 				struct item *it = item_add(j, f, j->csub,
-				    "new", d->name, d->a.size, false);
+				    claim_home(j->csub, d->name), d->name,
+				    d->a.size, false);
 
 				it->linked = false;	/* not here */
 				give_back(it);
@@ -1494,7 +1545,7 @@ release(struct job *j)
 	drain(j);
 	if (!j->o->dry_run)
 		log_msg(j->log, LOG_NOTICE, "%s: %lu message%s claimed by "
-		    "client '%s' given back to new/", j->job->name,
+		    "client '%s' given back to new/ (cur/ for those seen)", j->job->name,
 		    j->released, j->released == 1 ? "" : "s", j->o->release);
 	return j->failed ? -1 : 0;
 }
@@ -1553,12 +1604,14 @@ run_job(struct job *j, struct err *e)
 	p.route = &j->job->route;
 	p.connect_timeout = j->job->connect_timeout;
 	p.timeout = j->job->timeout;
+	p.end = start;	/* the run's deadline, as set_deadline reckons it */
+	p.end.tv_sec += (time_t)FETCH_DEADLINE_STEPS * j->job->timeout;
 	p.verbose = j->o->verbose;
 	p.prog = "fetch";
 	if (sshconn_open(&p, &j->ssh, e) < 0)
 		return -1;
-	if (sftp_chan_open(&j->chan, j->ssh.s, j->ssh.fd, j->job->timeout,
-	    WINDOW_REQS, WINDOW_BYTES, e) < 0) {
+	if (sftp_chan_open(&j->chan, &j->ssh, j->job->ssh.host,
+	    j->job->timeout, WINDOW_REQS, WINDOW_BYTES, e) < 0) {
 		struct err le;
 
 		err_set(&le, e->code, "%s: %.900s", j->job->ssh.host, e->msg);
@@ -1682,7 +1735,8 @@ worse(enum err_code a, enum err_code b)
 /* One job, in this process: 0, or -1 and *je (logged). */
 static int
 job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
-    struct log *log, struct crash *crash, bool alone, struct err *je)
+    struct log *log, struct crash *crash, bool alone, int progress_fd,
+    struct err *je)
 {
 	struct job j;
 	unsigned long fetched;
@@ -1697,6 +1751,7 @@ job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
 	/* one progress line on a terminal: only when one job runs */
 	j.progress = alone && isatty(STDERR_FILENO) && !o->verbose &&
 	    !o->dry_run;
+	j.progress_fd = progress_fd;
 	j.lock_fd = j.seen_fd = j.maildir_fd = j.handed_fd = -1;
 	j.ssh.fd = -1;
 	sv_init(&j.seen);
@@ -1725,11 +1780,12 @@ struct child {
 /* The child's side: run the job, report, exit. Never returns. */
 static void child_run(const struct config *cfg, size_t k,
     const struct fetch_opts *o, struct log *log, struct crash *crash, int fd,
-    pid_t parent) __attribute__((noreturn));
+    int progress_fd, pid_t parent) __attribute__((noreturn));
 
 static void
 child_run(const struct config *cfg, size_t k, const struct fetch_opts *o,
-    struct log *log, struct crash *crash, int fd, pid_t parent)
+    struct log *log, struct crash *crash, int fd, int progress_fd,
+    pid_t parent)
 {
 	struct err je = { 0 };
 	int code = 0;
@@ -1743,7 +1799,7 @@ child_run(const struct config *cfg, size_t k, const struct fetch_opts *o,
 #endif
 	/* -n lists one whole line per write: jobs never tear each other's */
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (job_one(cfg, k, o, log, crash, false, &je) < 0) {
+	if (job_one(cfg, k, o, log, crash, false, progress_fd, &je) < 0) {
 		(void)util_write_all(fd, &je, sizeof(je));
 		code = err_exit_code(je.code);
 	}
@@ -1790,46 +1846,99 @@ child_result(const struct child *c, int status, const char *name,
 	return -1;
 }
 
-/* Start job k in a child: 0, or -1 and *je (it does not run). */
+/* On a terminal: the pipes of a child's counts and stderr (pp, ep),
+ * the parent's ends in pk. 0, or -1 (no progress for it). */
+static int
+child_pipes(struct fetchprog_kid *pk, int pp[2], int ep[2])
+{
+	if (pipe2(pp, O_CLOEXEC) < 0)
+		return -1;
+	if (pipe2(ep, O_CLOEXEC) < 0) {
+		close(pp[0]);
+		close(pp[1]);
+		return -1;
+	}
+	/* a parent that falls behind drops counts, never holds the job */
+	(void)fcntl(pp[1], F_SETFL, O_NONBLOCK);
+	pk->pfd = pp[0];
+	pk->efd = ep[0];
+	return 0;
+}
+
+/* In the child: its stderr into the pipe, the parent's ends closed. */
+static void
+child_pipes_take(int pp[2], int ep[2])
+{
+	close(pp[0]);
+	close(ep[0]);
+	if (dup2(ep[1], STDERR_FILENO) < 0)
+		_exit(EX_OSERR);
+	close(ep[1]);
+}
+
+/* Start job k in a child (kids[slot]): 0, or -1 and *je (it does not
+ * run). With progress (pks, one a slot), its counts and stderr come
+ * through pipes (fetchprog.h). */
 static int
 child_start(const struct config *cfg, size_t k, const struct fetch_opts *o,
-    struct log *log, struct crash *crash, struct child *kids, size_t nkids,
-    struct child *c, struct err *je)
+    struct log *log, struct crash *crash, struct child *kids,
+    struct fetchprog_kid *pks, size_t nkids, size_t slot, struct err *je)
 {
+	struct child *c = &kids[slot];
 	pid_t parent = getpid();
-	int p[2];
+	int p[2], pp[2] = { -1, -1 }, ep[2] = { -1, -1 };
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return err_set(je, ERR_OSERR, "cannot start the job: pipe: %s",
 		    strerror(errno));
+	if (pks != NULL && child_pipes(&pks[slot], pp, ep) < 0)
+		pp[0] = pp[1] = ep[0] = ep[1] = -1;
 	fflush(stdout);
 	fflush(stderr);
 	c->pid = fork();
 	if (c->pid < 0) {
 		int errnum = errno;
+		int fds[] = { p[0], p[1], pp[0], pp[1], ep[0], ep[1] };
 
 		c->pid = 0;
-		close(p[0]);
-		close(p[1]);
+		for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		if (pks != NULL)
+			fetchprog_kid_init(&pks[slot]);
 		return err_set(je, ERR_OSERR, "cannot start the job: fork: "
 		    "%s; run fetch again", strerror(errnum));
 	}
 	if (c->pid == 0) {
 		close(p[0]);
 		for (size_t i = 0; i < nkids; i++)
-			if (kids[i].pid > 0 && &kids[i] != c)
+			if (kids[i].pid > 0 && i != slot) {
 				close(kids[i].fd);
-		child_run(cfg, k, o, log, crash, p[1], parent);
+				if (pks != NULL && pks[i].pfd >= 0)
+					close(pks[i].pfd);
+				if (pks != NULL && pks[i].efd >= 0)
+					close(pks[i].efd);
+			}
+		if (pp[1] >= 0)
+			child_pipes_take(pp, ep);
+		child_run(cfg, k, o, log, crash, p[1], pp[1], parent);
 	}
 	close(p[1]);
+	if (pp[1] >= 0) {
+		close(pp[1]);
+		close(ep[1]);
+	}
 	c->fd = p[0];
 	c->k = k;
 	return 0;
 }
 
-/* Wait for one of the children: its slot, or NULL if none runs. */
+/* Wait for one of the children: its slot, or NULL if none runs. With
+ * progress (prog), the children's counts and lines are taken meanwhile,
+ * and those of the one that ended to their end. */
 static struct child *
-child_wait(struct child *kids, size_t nkids, int *status)
+child_wait(struct child *kids, struct fetchprog_kid *pks, size_t nkids,
+    struct fetchprog *prog, int *status)
 {
 	for (;;) {
 		bool any = false;
@@ -1839,14 +1948,20 @@ child_wait(struct child *kids, size_t nkids, int *status)
 			any = any || kids[i].pid > 0;
 		if (!any)
 			return NULL;
-		pid = waitpid(-1, status, 0);
+		pid = waitpid(-1, status, prog != NULL ? WNOHANG : 0);
 		if (pid < 0 && errno == EINTR)
 			continue;
 		if (pid < 0)
 			return NULL;
 		for (size_t i = 0; i < nkids; i++)
-			if (kids[i].pid == pid)
+			if (pid > 0 && kids[i].pid == pid) {
+				if (prog != NULL)
+					fetchprog_drain(prog, pks, nkids,
+					    &pks[i]);
 				return &kids[i];
+			}
+		if (pid == 0)
+			fetchprog_pump(prog, pks, nkids, 100);
 	}
 }
 
@@ -1858,10 +1973,19 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
     struct err *errs)
 {
 	struct child kids[FETCH_PARALLEL];
+	struct fetchprog_kid pks[FETCH_PARALLEL];
+	struct fetchprog prog;
+	/* one progress line for the run, on a terminal (fetchprog.h) */
+	bool progress = isatty(STDERR_FILENO) && !o->verbose && !o->dry_run;
 	size_t running = 0;
 	size_t k = 0;
 
 	memset(kids, 0, sizeof(kids));
+	memset(&prog, 0, sizeof(prog));
+	for (size_t i = 0; i < FETCH_PARALLEL; i++)
+		fetchprog_kid_init(&pks[i]);
+	for (size_t i = 0; i < cfg->njobs; i++)
+		prog.njobs += chosen[i];
 	for (;;) {
 		struct child *c;
 		int status;
@@ -1873,7 +1997,8 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 				while (kids[slot].pid > 0)
 					slot++;
 				if (child_start(cfg, k, o, log, crash, kids,
-				    FETCH_PARALLEL, &kids[slot], &errs[k]) < 0)
+				    progress ? pks : NULL, FETCH_PARALLEL, slot,
+				    &errs[k]) < 0)
 					log_msg(log, LOG_ERR, "%s: %s",
 					    cfg->jobs[k].name, errs[k].msg);
 				else
@@ -1881,7 +2006,8 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 			}
 			k++;
 		}
-		c = child_wait(kids, FETCH_PARALLEL, &status);
+		c = child_wait(kids, pks, FETCH_PARALLEL, progress ? &prog :
+		    NULL, &status);
 		if (c == NULL)
 			break;
 		(void)child_result(c, status, cfg->jobs[c->k].name, log,
@@ -1890,6 +2016,7 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 		c->pid = 0;
 		running--;
 	}
+	fetchprog_end(&prog);
 }
 
 int
@@ -1941,7 +2068,7 @@ fetch_run(const struct config *cfg, const struct fetch_opts *opts,
 		for (size_t k = 0; k < cfg->njobs; k++)
 			if (chosen[k])
 				(void)job_one(cfg, k, o, log, &crash, true,
-				    &errs[k]);
+				    -1, &errs[k]);
 	} else
 		run_parallel(cfg, o, log, &crash, chosen, errs);
 	/* in the config's order: the worst failure is the exit code (and

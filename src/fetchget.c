@@ -395,6 +395,7 @@ fetchget_wait(struct job *j)
 
 static int on_read(void *arg, const struct sftp_reply *r, struct err *e);
 static int item_create(struct item *it, struct err *e);
+static bool free_space(const struct item *it, uint64_t *avail);
 
 /* The end of a download: done, or refused (said why) or dropped. */
 void
@@ -622,6 +623,45 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 	return 0;
 }
 
+/*
+ * An entry listed without a size: the open file's FSTAT gives it, and it
+ * must pass what a listed size passes (max-size, the name's S=, the free
+ * space) before a byte is asked for. -1: refused, said.
+ */
+static int
+unsized_learn(struct item *it, const struct sftp_reply *r)
+{
+	const struct config *cfg = it->j->cfg;
+	uint64_t hint, avail;
+
+	if (r->type != SFTP_ATTRS || !(r->attrs.flags & SFTP_ATTR_SIZE)) {
+		item_refuse(it, "the server gave no size for it, not even for "
+		    "the open file");
+		return -1;
+	}
+	if (cfg->max_size > 0 && r->attrs.size > cfg->max_size) {
+		item_refuse(it, "%" PRIu64 " bytes (said when opened) is over "
+		    "max-size (%" PRIu64 ")", r->attrs.size, cfg->max_size);
+		return -1;
+	}
+	if (fetch_name_size(it->name, &hint) && hint != r->attrs.size) {
+		item_refuse(it, "%" PRIu64 " bytes (said when opened), but its "
+		    "name says S=%" PRIu64, r->attrs.size, hint);
+		return -1;
+	}
+	if (free_space(it, &avail) && r->attrs.size > avail) {
+		item_refuse(it, "%" PRIu64 " bytes is more than the free space "
+		    "in %s/tmp (%" PRIu64 " bytes)", r->attrs.size,
+		    it->f->ldir, avail);
+		it->j->nospace++;
+		return -1;
+	}
+	it->size = r->attrs.size;
+	it->unsized = false;
+	read_more(it);		/* the reads wait for the size */
+	return 0;
+}
+
 static int
 on_fstat(void *arg, const struct sftp_reply *r, struct err *e)
 {
@@ -631,6 +671,8 @@ on_fstat(void *arg, const struct sftp_reply *r, struct err *e)
 	it->reads--;
 	if (it->st != IT_RUN)
 		return 0;
+	if (it->unsized && unsized_learn(it, r) < 0)
+		return 0;	/* refused */
 	it->stat_done = true;
 	/* open follows symlinks: what was opened must be what was listed */
 	it->stat_bad = r->type != SFTP_ATTRS ||
@@ -671,8 +713,24 @@ on_open(void *arg, const struct sftp_reply *r, struct err *e)
 	/* the requests go out first; tmp/NAME is made when data comes */
 	it->reads++;
 	sftp_fstat(j->chan.p, it->h, it->hlen, on_fstat, it);
-	read_more(it);
+	if (!it->unsized)
+		read_more(it);
 	return 0;
+}
+
+/* The free bytes where the item downloads; false: unknown. */
+static bool
+free_space(const struct item *it, uint64_t *avail)
+{
+	char *tmp = xasprintf("%s/tmp", it->f->ldir);
+	struct statvfs sv;
+	int rc = statvfs(tmp, &sv);
+
+	free(tmp);
+	if (rc < 0)
+		return false;
+	*avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	return true;
 }
 
 /* Does the download fit the local disk's free space? Said before a byte
@@ -681,19 +739,12 @@ on_open(void *arg, const struct sftp_reply *r, struct err *e)
 static bool
 item_fits(struct item *it)
 {
-	char *tmp = xasprintf("%s/tmp", it->f->ldir), *rpath;
-	struct statvfs sv;
+	char *tmp, *rpath;
 	uint64_t avail;
 
-	if (statvfs(tmp, &sv) < 0) {
-		free(tmp);
-		return true;	/* the write says why */
-	}
-	avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-	if (it->size <= avail) {
-		free(tmp);
-		return true;
-	}
+	if (!free_space(it, &avail) || it->size <= avail)
+		return true;	/* (unknown: the write says why) */
+	tmp = xasprintf("%s/tmp", it->f->ldir);
 	rpath = fetch_remote_path(it);
 	fetch_say(it->j, LOG_WARNING, "%s: %" PRIu64 " bytes is more than the "
 	    "free space in %s (%" PRIu64 " bytes); left on the server",

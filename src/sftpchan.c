@@ -24,25 +24,64 @@ link_fail(struct sftp_chan *c, struct err *e, const char *what)
 	return err_set(e, ERR_TEMPFAIL, "%s: %s", what, sshconn_errmsg(c->s));
 }
 
-int
-sftp_chan_open(struct sftp_chan *c, LIBSSH2_SESSION *s, int fd,
-    long timeout, unsigned max_reqs, size_t max_bytes, struct err *e)
+/* Wait for the socket as libssh2 asks, within the opening's time. */
+static int
+open_wait(struct sftp_chan *c, const struct sshconn *sc)
 {
+	struct pollfd pfd;
+	long left = sshconn_left_ms(sc);
+	int dirs = libssh2_session_block_directions(c->s);
+
+	if (left <= 0)
+		return -1;
+	pfd.fd = c->fd;
+	pfd.events = 0;
+	if (dirs & LIBSSH2_SESSION_BLOCK_INBOUND)
+		pfd.events |= POLLIN;
+	if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+		pfd.events |= POLLOUT;
+	if (pfd.events == 0)
+		pfd.events = POLLIN;
+	if (poll(&pfd, 1, left > 1000 ? 1000 : (int)left) < 0 &&
+	    errno != EINTR)
+		return -1;
+	return 0;
+}
+
+/*
+ * The channel and its subsystem start non-blocking, each step retried on
+ * EAGAIN until the opening's deadline (sc->end): a loaded machine or a
+ * slow server only makes it wait, and a silent one ends it in time with
+ * what was waited for.
+ */
+int
+sftp_chan_open(struct sftp_chan *c, const struct sshconn *sc,
+    const char *host, long timeout, unsigned max_reqs, size_t max_bytes,
+    struct err *e)
+{
+	int rc;
+
 	memset(c, 0, sizeof(*c));
-	c->s = s;
-	c->fd = fd;
+	c->s = sc->s;
+	c->fd = sc->fd;
 	c->timeout = timeout > 0 ? timeout : 1;
-	/* blocking (bounded by the session's timeout) until the subsystem
-	 * runs; then everything is pumped non-blocking */
-	libssh2_session_set_blocking(s, 1);
-	c->ch = libssh2_channel_open_session(s);
-	if (c->ch == NULL)
-		return err_set(e, sshconn_class(s, ERR_PROTOCOL), "cannot open "
-		    "an SSH channel: %s", sshconn_errmsg(s));
-	if (libssh2_channel_subsystem(c->ch, "sftp") != 0)
-		return err_set(e, sshconn_class(s, ERR_PROTOCOL), "the server "
-		    "offers no SFTP: %s", sshconn_errmsg(s));
-	libssh2_session_set_blocking(s, 0);
+	libssh2_session_set_blocking(c->s, 0);
+	while ((c->ch = libssh2_channel_open_session(c->s)) == NULL) {
+		if (libssh2_session_last_errno(c->s) != LIBSSH2_ERROR_EAGAIN)
+			return err_set(e, sshconn_class(c->s, ERR_PROTOCOL),
+			    "cannot open an SSH channel: %s",
+			    sshconn_errmsg(c->s));
+		if (open_wait(c, sc) < 0)
+			return sshconn_late(sc, host, "a channel to open", e);
+	}
+	while ((rc = libssh2_channel_subsystem(c->ch, "sftp")) ==
+	    LIBSSH2_ERROR_EAGAIN)
+		if (open_wait(c, sc) < 0)
+			return sshconn_late(sc, host, "the SFTP subsystem to "
+			    "start", e);
+	if (rc != 0)
+		return err_set(e, sshconn_class(c->s, ERR_PROTOCOL), "the "
+		    "server offers no SFTP: %s", sshconn_errmsg(c->s));
 	c->p = sftp_new(max_reqs, max_bytes);
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -264,6 +265,46 @@ check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
 	}
 }
 
+long
+sshconn_left_ms(const struct sshconn *c)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(c->end.tv_sec - now.tv_sec) * 1000 +
+	    (c->end.tv_nsec - now.tv_nsec) / 1000000;
+}
+
+/* The next blocking call gets what is left of the opening (libssh2
+ * bounds a call from its own start); false when nothing is left. */
+static bool
+budget(struct sshconn *c)
+{
+	long ms = sshconn_left_ms(c);
+
+	if (ms <= 0)
+		return false;
+	libssh2_session_set_timeout(c->s, ms);
+	return true;
+}
+
+/* Did the call that just failed run out of the opening's time? */
+static bool
+timed_out(const struct sshconn *c)
+{
+	return libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_TIMEOUT ||
+	    sshconn_left_ms(c) <= 0;
+}
+
+int
+sshconn_late(const struct sshconn *c, const char *host, const char *what,
+    struct err *e)
+{
+	return err_set(e, ERR_TEMPFAIL, "SSH server %s: nothing came within "
+	    "%ld s of the connection (timeout) while waiting for %s; try "
+	    "again later", host, c->timeout, what);
+}
+
 static bool
 auth_agent(const struct ssh_params *p, struct sshconn *c, const char *user)
 {
@@ -278,8 +319,8 @@ auth_agent(const struct ssh_params *p, struct sshconn *c, const char *user)
 		return false;
 	if (libssh2_agent_connect(agent) == 0 &&
 	    libssh2_agent_list_identities(agent) == 0) {
-		while (!ok && libssh2_agent_get_identity(agent, &id,
-		    prev) == 0) {
+		while (!ok && budget(c) && libssh2_agent_get_identity(agent,
+		    &id, prev) == 0) {
 			if (libssh2_agent_userauth(agent, user, id) == 0) {
 				ok = true;
 				trace(p, "authenticated as %s with the agent's "
@@ -298,7 +339,7 @@ static bool
 auth_file(const struct ssh_params *p, struct sshconn *c, const char *user,
     const char *path)
 {
-	if (libssh2_userauth_publickey_fromfile_ex(c->s, user,
+	if (!budget(c) || libssh2_userauth_publickey_fromfile_ex(c->s, user,
 	    (unsigned int)strlen(user), NULL, path, NULL) != 0)
 		return false;
 	trace(p, "authenticated as %s with %s", user, path);
@@ -322,13 +363,16 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 {
 	char note[SSHCFG_WHERE_MAX + 100];
 	const char *user = user_of(p->target);
-	const char *methods = libssh2_userauth_list(c->s, user,
-	    (unsigned int)strlen(user));
+	const char *methods = !budget(c) ? NULL : libssh2_userauth_list(c->s,
+	    user, (unsigned int)strlen(user));
 	struct strbuf tried;
 	int rc;
 
 	if (methods == NULL && libssh2_userauth_authenticated(c->s))
 		return 0;	/* "none" was enough */
+	if (methods == NULL && timed_out(c))
+		return sshconn_late(c, p->target->host, "the login methods "
+		    "(after the key exchange)", e);
 	if (methods == NULL && sshconn_link_failed(c->s))
 		return err_set(e, ERR_TEMPFAIL, "SSH server %s: %s",
 		    p->target->host, sshconn_errmsg(c->s));
@@ -346,6 +390,9 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	if (h->key_given) {
 		if (auth_file(p, c, user, h->keys.v[0]))
 			return 0;
+		if (timed_out(c))
+			return sshconn_late(c, p->target->host, "the answer to "
+			    "the login with ssh-key", e);
 		return err_set(e, sshconn_class(c->s, ERR_NOPERM), "SSH server "
 		    "%s refused %s with ssh-key %s: %s (an encrypted key needs ssh-agent; RSA "
 		    "keys do not work with this libssh2, use Ed25519 or "
@@ -356,6 +403,11 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	if (!h->keys_only && auth_agent(p, c, user)) {
 		sb_free(&tried);
 		return 0;
+	}
+	if (!h->keys_only && timed_out(c)) {
+		sb_free(&tried);
+		return sshconn_late(c, p->target->host, "the answer to the "
+		    "login with the agent's keys", e);
 	}
 	sb_adds(&tried, h->keys_only ? "no ssh-agent (IdentitiesOnly)" :
 	    getenv("SSH_AUTH_SOCK") ? "ssh-agent" : "no ssh-agent");
@@ -371,6 +423,11 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 		if (auth_file(p, c, user, path)) {
 			sb_free(&tried);
 			return 0;
+		}
+		if (timed_out(c)) {
+			sb_free(&tried);
+			return sshconn_late(c, p->target->host, "the answer "
+			    "to the login with a key file", e);
 		}
 	}
 	if (h->keys.n == 0) {
@@ -389,6 +446,11 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 				sb_free(&tried);
 				return 0;
 			}
+			if (timed_out(c)) {
+				sb_free(&tried);
+				return sshconn_late(c, p->target->host, "the "
+				    "answer to the login with a key file", e);
+			}
 		}
 	}
 	rc = err_set(e, sshconn_class(c->s, ERR_NOPERM), "SSH server %s "
@@ -398,6 +460,26 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	    tried.s, cert_note(h, note, sizeof(note)));
 	sb_free(&tried);
 	return rc;
+}
+
+/* The opening's deadline: timeout from now (the TCP connection), or the
+ * caller's own deadline when that comes first. */
+static void
+opening_end(const struct ssh_params *p, struct sshconn *c)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	c->end = now;
+	c->end.tv_sec += p->timeout;
+	if (p->end.tv_sec != 0 && (p->end.tv_sec < c->end.tv_sec ||
+	    (p->end.tv_sec == c->end.tv_sec &&
+	    p->end.tv_nsec < c->end.tv_nsec)))
+		c->end = p->end;
+	c->timeout = (long)(c->end.tv_sec - now.tv_sec) +
+	    (c->end.tv_nsec > now.tv_nsec);
+	if (c->timeout < 1)
+		c->timeout = 1;
 }
 
 int
@@ -469,6 +551,7 @@ sshconn_start(const struct ssh_params *p, const struct ssh_hop *h, bool last,
 		goto fail;
 	}
 	dial_set_timeout(c->fd, p->timeout);
+	opening_end(p, c);
 	trace(p, "connected to %s port %d", t->host, t->port);
 	c->s = libssh2_session_init();
 	if (c->s == NULL) {
@@ -492,15 +575,26 @@ sshconn_start(const struct ssh_params *p, const struct ssh_hop *h, bool last,
 			snprintf(prefs, sizeof(prefs), "%s", DEFAULT_PREFS);
 	}
 	libssh2_session_method_pref(c->s, LIBSSH2_METHOD_HOSTKEY, prefs);
-	if (libssh2_session_handshake(c->s, c->fd) != 0) {
-		err_set(e, ERR_TEMPFAIL, "SSH handshake with %s failed: %s",
-		    t->host, sshconn_errmsg(c->s));
+	if (!budget(c) || libssh2_session_handshake(c->s, c->fd) != 0) {
+		if (timed_out(c))
+			err_set(e, ERR_TEMPFAIL, "SSH handshake with %s failed: "
+			    "nothing came within %ld s of the connection "
+			    "(timeout) while waiting for %s; try again later",
+			    t->host, c->timeout,
+			    libssh2_session_banner_get(c->s) == NULL ?
+			    "the server's SSH banner" : "the key exchange "
+			    "(the server sent its SSH banner, then stalled)");
+		else
+			err_set(e, ERR_TEMPFAIL, "SSH handshake with %s failed: "
+			    "%s", t->host, sshconn_errmsg(c->s));
 		goto fail;
 	}
 	if (check_host_key(p, h, last, c, kh, khpath, e) < 0)
 		goto fail;
 	if (authenticate(p, h, c, e) < 0)
 		goto fail;
+	/* later blocking steps: each one timeout */
+	libssh2_session_set_timeout(c->s, p->timeout * 1000);
 	if (kh != NULL)
 		libssh2_knownhost_free(kh);
 	free(khpath);

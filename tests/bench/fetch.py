@@ -25,7 +25,10 @@ sftp -b through the proxy is run for at most BENCH_SFTP_MAX messages
 (default 200): it pays round trips per file and would take minutes.
 
 Each result is checked: every message locally, byte for byte, none left
-on the server. postie's peak RSS is printed too. Needs root on Debian 12
+on the server. postie's peak RSS is printed too: measured by maxrss.c
+(built here with cc), whose child postie is, since a process's peak RSS
+survives exec and a command started straight from Python would report
+Python's. Needs root on Debian 12
 for rsync (installed with apt-get if missing); without rsync that row is
 skipped and says so.
 
@@ -79,23 +82,38 @@ def check(tool, srv, loc, nf, n, digest):
             sys.exit("fetch.py: %s: %d messages left on the server" % (tool, len(left)))
 
 
-def timed(cmds, env, timeout=1800):
-    """Run the commands at once; seconds until the last ends, and the
-    largest peak RSS (KiB) among them."""
+def build_maxrss(work):
+    """maxrss.c, built into the work directory."""
+    out = os.path.join(work, "maxrss")
+    subprocess.run(["cc", "-O2", "-o", out, os.path.join(HERE, "maxrss.c")], check=True)
+    return out
+
+
+def timed(cmds, env, timeout=1800, rss_of=None):
+    """Run the commands at once; seconds until the last ends. rss_of, a
+    maxrss binary: the first command runs under it and its peak RSS (KiB)
+    is returned too (0 otherwise)."""
+    rss_file = None
+    if rss_of:
+        fd, rss_file = tempfile.mkstemp(prefix="postie-fetch-bench-rss.")
+        os.close(fd)
+        cmds = [[rss_of, rss_file] + cmds[0]] + cmds[1:]
     t = time.monotonic()
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for c in cmds]
-    rss = 0
     for p in procs:
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        rss = max(rss, ru.ru_maxrss)
+        p.wait(timeout)
     took = time.monotonic() - t
     for c, p in zip(cmds, procs):
         if p.returncode != 0:
             raise RuntimeError("%s failed (exit %d): %s" % (c[0], p.returncode,
                                p.stderr.read().decode(errors="replace")[-300:].strip()))
         p.stderr.close()
+    rss = 0
+    if rss_file:
+        with open(rss_file) as f:
+            rss = int(f.read())
+        os.unlink(rss_file)
     return took, rss
 
 
@@ -106,6 +124,7 @@ class Bench:
         self.payload = payload
         self.digest = hashlib.sha256(payload).hexdigest()
         self.runs = 0
+        self.maxrss = build_maxrss(work)
 
     def fresh(self, tool):
         self.runs += 1
@@ -125,7 +144,8 @@ class Bench:
                     "  ssh-key %s\n  remote %s\n  local %s\n  folders INBOX .f*\n" %
                     (self.work, self.work, self.server.user, port, self.key, srv, loc))
         took, rss = timed([os.environ.get("BENCH_WRAP", "").split() +
-                           [self.postie, "fetch", "-C", conf]], self.env)
+                           [self.postie, "fetch", "-C", conf]], self.env,
+                          rss_of=self.maxrss)
         check("postie", srv, loc, nf, n, self.digest)
         return took, rss
 

@@ -18,6 +18,9 @@ RULES.json (read at each session, so a test may change it between runs):
   many: [{"dir": "new", "count": N, "prefix": "P", "pad": N, "size": N}]
                              N entries "P00000000", ... (padded with N x)
   fake_size: {"NAME": N}     the listing and FSTAT say N bytes for NAME
+  no_size: {"NAME": "list" or "both"}
+                             the listing of NAME has no size ("both": nor
+                             has FSTAT)
   grow: {"NAME": "bytes"}    reads of NAME see these bytes after the file
   endless: ["NAME"]          reads of NAME never end (zeros after it)
 """
@@ -60,8 +63,11 @@ class Server:
     def s(b):
         return struct.pack(">I", len(b)) + b
 
-    def attrs(self, st, name=None, size=True):
+    def attrs(self, st, name=None, size=True, fstat=False):
         fake = self.rules.get("fake_size", {})
+        no = self.rules.get("no_size", {}).get(name)
+        if no == "both" or (no == "list" and not fstat):
+            size = False
         flags = 0x4 | 0x8
         body = b""
         if size:
@@ -154,7 +160,8 @@ class Server:
                 h, _ = string(0)
                 f = self.handles[h]
                 self.send(struct.pack(">BI", 105, rid) +
-                          self.attrs(os.fstat(f.fileno()), os.path.basename(f.name.decode())))
+                          self.attrs(os.fstat(f.fileno()), os.path.basename(f.name.decode()),
+                                     fstat=True))
             elif t in (7, 17):              # LSTAT, STAT
                 path, _ = string(0)
                 st = os.lstat(path) if t == 7 else os.stat(path)

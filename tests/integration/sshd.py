@@ -4,6 +4,7 @@ Started and stopped by the tests; logs at DEBUG1 so a test can see the
 sessions and direct-tcpip channels it served."""
 import pwd
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -108,6 +109,35 @@ class Sshd:
             return open(self.log, errors="replace").read()
         except OSError:
             return ""
+
+    def kill_sessions(self):
+        """SIGKILL this server's session processes (its descendants), the
+        listener left running: a link cut mid-session. Never by name
+        (pkill -f "sshd: USER" would cut every session of the user on the
+        machine: other tests' and other runs' too)."""
+        if self.proc is None:
+            return 0
+        children = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+        victims, todo = [], list(children.get(self.proc.pid, []))
+        while todo:
+            pid = todo.pop()
+            victims.append(pid)
+            todo.extend(children.get(pid, []))
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(victims)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

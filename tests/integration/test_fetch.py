@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -101,22 +102,6 @@ class FetchCase(QueueCase):
 
     def fetch(self, *args, env=None, timeout=120):
         return self.run_cmd("fetch", list(args), env=env, timeout=timeout)
-
-    def kill_sessions(self):
-        """SIGKILL this test's sshd session processes (the listener's
-        descendants), never another test's or the machine's own."""
-        todo, pids = [self.sshd.proc.pid], []
-        while todo:
-            r = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True)
-            kids = [int(p) for p in r.stdout.split()]
-            pids += kids
-            todo += kids
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return pids
 
     def log(self):
         p = os.path.join(self.dir, "postie.log")
@@ -419,17 +404,31 @@ class TestBadEntries(ScriptedCase):
         self.assertLess(len(err), 2000, err)        # never a name whole
 
     def test_a_file_listed_without_a_size(self):
+        # its size comes from FSTAT after the open; max-size and the name's
+        # S= still hold for it
         good = self.put("1700000001.ok")
-        self.set_rules({"extra": [{"dir": "new", "name": "1700000000.nosize", "size": None}]})
-        self.configure("max-size 0\n")
+        nosize = self.put("1700000000.nosize", b"x" * 3000)
+        self.put("1700000002.big", b"y" * 5000)
+        self.put("1700000003.liar,S=10", b"z" * 20)
+        self.put("1700000004.never", b"w" * 30)
+        self.set_rules({"no_size": {"1700000000.nosize": "list", "1700000002.big": "list",
+                                    "1700000003.liar,S=10": "list", "1700000004.never": "both"}})
+        self.configure("max-size 4000\n")
         r = self.fetch()
         err = r.stderr.decode()
         self.assertEqual(r.returncode, 0, err)
-        self.assertIn("new/1700000000.nosize: refused: the server gave no size for it; "
-                      "left on the server", err)
-        self.assertNotIn("max-size", err)
-        self.assertEqual(self.local_names(), ["1700000001.ok"])
+        self.assertEqual(self.local_names(), ["1700000000.nosize", "1700000001.ok"])
+        self.assertEqual(self.local_data("1700000000.nosize"), nosize)
         self.assertEqual(self.local_data("1700000001.ok"), good)
+        self.assertIn("1700000002.big: refused: 5000 bytes (said when opened) is over max-size "
+                      "(4000); left on the server", err)
+        self.assertIn("1700000003.liar,S=10: refused: 20 bytes (said when opened), but its name "
+                      "says S=10; left on the server", err)
+        self.assertIn("1700000004.never: refused: the server gave no size for it, not even for "
+                      "the open file; left on the server", err)
+        # what was refused is still there, for the user to look at
+        self.assertEqual(sorted(self.remote_names() + self.claimed_names()),
+                         ["1700000002.big", "1700000003.liar,S=10", "1700000004.never"])
 
 
 class TestBigListings(ScriptedCase):
@@ -646,9 +645,10 @@ class TestCrash(FetchCase):
         self.configure("max-size 100M\n")
         p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        # cut the SSH connection (the session's sshd processes) mid-transfer
+        # cut the SSH connection (this server's session processes, never
+        # others') mid-transfer
         self.assertTrue(self.wait_download())
-        self.kill_sessions()
+        self.assertGreater(self.sshd.kill_sessions(), 0)
         out, err = p.communicate(timeout=120)
         # the link really broke mid-transfer: a deferral, nothing moved
         self.assertEqual(p.returncode, 75, err)
@@ -870,6 +870,38 @@ class TestParallelJobs(FetchCase):
         self.assertEqual(open(os.path.join(roots["two"][1], "new", "1700000000.M1P1.two"),
                               "rb").read(), mail["two"])
 
+    def test_progress_of_several_jobs_on_a_terminal(self):
+        # one line for the run, the children's counts added up by the
+        # parent; a child's warning comes whole, on a line of its own
+        roots = {n: (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
+                 for n in ("one", "two")}
+        self.write_config("".join(self.job(n, self.sshd.port, *roots[n])
+                                  for n in ("one", "two")))
+        for n, (remote, local) in roots.items():
+            for i in range(30):
+                with open(os.path.join(remote, "new", "17000000%02d.M%dP%d.%s" % (i, i, i, n)),
+                          "wb") as f:
+                    f.write(BODY % (n.encode(), b"%d" % i))
+        os.symlink("/etc/passwd", os.path.join(roots["two"][0], "new", "1700000099.link"))
+        rc, screen = self.run_cmd_tty("fetch", [])
+        self.assertEqual(rc, 0, screen)
+        self.assertIn("\rfetch: 2 jobs: 60 fetched, 0 already here\r\n", screen)
+        self.assertRegex(screen, r"\rfetch: 2 jobs: [1-5]?[0-9] fetched")   # on the way
+        lines = screen.split("\r\n")
+        warned = [ln for ln in lines if "1700000099.link" in ln]
+        self.assertEqual(len(warned), 1, screen)
+        self.assertTrue(warned[0].startswith("fetch: two: "), repr(warned[0]))
+        self.assertIn("refused: not a regular file (a symbolic link, never followed)", warned[0])
+        for n, (remote, local) in roots.items():
+            self.assertEqual(len(os.listdir(os.path.join(local, "new"))), 30)
+        # not a terminal: no progress, the warning alone
+        os.symlink("/etc/passwd", os.path.join(roots["one"][0], "new", "1700000098.link"))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(b"\r", r.stderr)
+        self.assertNotIn(b"fetched", r.stderr)
+        self.assertIn(b"fetch: one: ", r.stderr)
+
     def two_jobs_with_mail(self, port):
         roots = {n: (os.path.join(self.dir, n, "server"), os.path.join(self.dir, n, "local"))
                  for n in ("one", "two")}
@@ -1032,9 +1064,65 @@ class TestRefusals(FetchCase):
                                                     self.key, self.remote, self.local))
         t = time.time()
         r = self.fetch()
-        self.assertLess(time.time() - t, 10, r.stderr)
+        self.assertLess(time.time() - t, 4.5, r.stderr)
         self.assertEqual(r.returncode, 75, r.stderr)
-        self.assertIn(b"SSH handshake with 127.0.0.1 failed", r.stderr)
+        self.assertIn(b"SSH handshake with 127.0.0.1 failed: nothing came within 2 s of the "
+                      b"connection (timeout) while waiting for the server's SSH banner", r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.x"])
+
+    def silent_config(self, port, timeout="2s"):
+        self.write_config(
+            "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
+            "  connect-timeout 2s\n  timeout %s\n" % (self.sshd.user, port, self.key,
+                                                     self.remote, self.local, timeout))
+
+    def test_a_banner_then_silence_is_bounded_by_timeout(self):
+        # the server says its SSH banner and then nothing: the key
+        # exchange waits for the job's "timeout", and says so
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+        held = []
+
+        def greet():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            held.append(c)
+            c.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+        threading.Thread(target=greet, daemon=True).start()
+        self.addCleanup(lambda: [c.close() for c in held])
+        self.put("1700000000.x")
+        self.silent_config(srv.getsockname()[1])
+        t = time.time()
+        r = self.fetch()
+        took = time.time() - t
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertLess(took, 4.5, r.stderr)
+        self.assertIn(b"SSH handshake with 127.0.0.1 failed: nothing came within 2 s of the "
+                      b"connection (timeout) while waiting for the key exchange", r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.x"])
+
+    def test_a_dripping_opening_is_bounded_by_one_timeout(self):
+        # every step of the opening answers within the timeout (0.4 s each
+        # way, timeout 3 s; the handshake takes about 3 round trips), but
+        # the handshake, login and SFTP start take ten: the whole opening
+        # gets one timeout, not one a step
+        proxy = LatencyProxy(self.sshd.port, 400).start()
+        self.addCleanup(proxy.stop)
+        with open(os.path.join(self.dir, ".ssh", "known_hosts"), "a") as f:
+            f.write(self.sshd.known_hosts_line(name="[127.0.0.1]:%d" % proxy.port))
+        self.put("1700000000.x")
+        self.silent_config(proxy.port, "3s")
+        t = time.time()
+        r = self.fetch()
+        took = time.time() - t
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertLess(took, 5.5, r.stderr)
+        self.assertRegex(r.stderr, rb"nothing came within 3 s of the connection \(timeout\) "
+                         rb"while waiting for (the key exchange|the login|a channel|the SFTP)")
         self.assertEqual(self.remote_names(), ["1700000000.x"])
 
     def test_unknown_host_key_is_76(self):
@@ -1083,7 +1171,7 @@ class TestClients(FetchCase):
     fetch one server Maildir at once (move mode): each message reaches
     exactly one of them, or stays on the server."""
 
-    def client_config(self, client):
+    def client_config(self, client, extra=""):
         """A second machine: its own config, queue (state) and Maildir."""
         root = os.path.join(self.dir, client)
         os.makedirs(root, exist_ok=True)
@@ -1094,7 +1182,7 @@ class TestClients(FetchCase):
             f.write("fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n"
                     "  local %s\n  client %s\n" % (self.sshd.user, self.sshd.port, self.key,
                                                    self.remote, os.path.join(root, "Maildir"),
-                                                   client))
+                                                   client) + extra)
         return conf, os.path.join(root, "Maildir")
 
     def start(self, conf, *args):
@@ -1180,6 +1268,52 @@ class TestClients(FetchCase):
     def test_one_client_killed_then_run_again(self):
         sent = self.fill(2000, big=4)
         self.run_clients(sent, kill_a=True)
+
+    def test_two_clients_take_cur_once(self):
+        # "take new cur": what a mail reader on the server moved to cur/ is
+        # claimed like new/ mail, so two clients never both take it; it
+        # lands in the local cur/ with its flags
+        sent = {}
+        for i in range(1000):
+            name = "1700000000.M%dP%d.server:2,S" % (i, i)
+            sent[name] = self.put(name, BODY % (name.encode(), os.urandom(8).hex().encode()),
+                                  sub="cur")
+        conf_a, local_a = self.client_config("a", "  take new cur\n")
+        conf_b, local_b = self.client_config("b", "  take new cur\n")
+        a, b = self.start(conf_a), self.start(conf_b)
+        _, err_a = a.communicate(timeout=120)
+        _, err_b = b.communicate(timeout=120)
+        self.assertEqual((a.returncode, b.returncode), (0, 0), err_a + err_b)
+        where = {}
+        for root in (local_a, local_b, self.remote):
+            for n in os.listdir(os.path.join(root, "cur")):
+                where.setdefault(n, []).append(root)
+                with open(os.path.join(root, "cur", n), "rb") as f:
+                    self.assertEqual(f.read(), sent.get(n), "%s in %s" % (n, root))
+        doubled = {n: w for n, w in where.items() if len(w) > 1}
+        self.assertEqual(doubled, {}, "%d messages in two places" % len(doubled))
+        self.assertEqual(sorted(set(sent) - set(where)), [], "lost")
+        self.assertEqual(self.remote_names(sub="cur"), [])
+        self.assertEqual(self.local_names(sub="new"), [])
+        self.assertEqual(self.claimed_names(client="a") + self.claimed_names(client="b"), [])
+
+    def test_a_claim_from_cur_goes_back_to_cur(self):
+        # a claim taken from cur/ (its name has the ":2," of cur/) is
+        # finished into the local cur/ after a crash, and given back to the
+        # server's cur/ by --release
+        data = self.put("1700000000.M1P1.server:2,RS", sub="postie-claims/" + self.client)
+        self.configure(job_extra="  take new cur\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(sub="cur"), ["1700000000.M1P1.server:2,RS"])
+        self.assertEqual(self.local_data("1700000000.M1P1.server:2,RS", sub="cur"), data)
+        self.assertEqual(self.claimed_names(), [])
+        self.put("1700000001.M2P2.server:2,S", sub="postie-claims/desktop")
+        self.put("1700000002.M3P3.server", sub="postie-claims/desktop")
+        r = self.fetch("--release", "desktop")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.remote_names(sub="cur"), ["1700000001.M2P2.server:2,S"])
+        self.assertEqual(self.remote_names(), ["1700000002.M3P3.server"])
 
     def test_own_claims_finished_after_a_crash(self):
         # a run of this client was cut off: one claim not downloaded yet,
@@ -1329,7 +1463,9 @@ class TestSoak(FetchCase):
         kills = partial = unkilled = 0
         rnd = 0
         while True:
-            left = self.left_on_server()
+            # what is still to download (a killed run's downloads wait in
+            # its claims for their removes, which cost little)
+            left = len(sent) - sum(len(self.local_names(f)) for f in ("", ".lists.dev"))
             before = self.state()
             # this run's length, estimated from how much is left; until 3
             # kills have landed mid-run, each lands after the login and
@@ -1338,7 +1474,7 @@ class TestSoak(FetchCase):
             # can be twice as fast as the estimate on a busy machine), later
             # ones within 1.5 times it, so some run gets to the end; past 40
             # kills or 25 s, runs are not killed
-            run = login + (whole - login) * left / self.N
+            run = login + (whole - login) * left / len(sent)
             if partial < 3:     # until 3 kills landed mid-run: within it
                 delay = rng.uniform(login, login + (run - login) * 0.5)
             else:
