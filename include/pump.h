@@ -86,6 +86,19 @@ int	pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
  * the caller has its own reason, so the pump records none. */
 void	pump_cut(struct pump *p);
 
+/* Wait for the pump to end (pump_finish does it too). */
+void	pump_wait(struct pump *p);
+
+/*
+ * Was the session's nth MAIL (from 0, in the order
+ * libESMTP sent them) one the pump answered itself and the server
+ * refused? libESMTP then holds that refusal as each recipient's RCPT
+ * status, prefixed (reply_for_rcpt), and the message's own status is
+ * DATA's reply; the caller puts them back where a refused MAIL leaves
+ * them (smtp.c). Known by the time libESMTP has the first RCPT reply.
+ */
+bool	pump_mail_refused(const struct pump *p, size_t nth);
+
 /* Wait for the pump to end and close everything. */
 void	pump_finish(struct pump *p);
 

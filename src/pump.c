@@ -39,6 +39,7 @@ enum due_kind { DUE_OTHER, DUE_EHLO, DUE_DATA, DUE_END, DUE_MAIL, DUE_RCPT };
 struct due {
 	enum due_kind	 kind;
 	char		 what[32];	/* "the reply to RCPT" */
+	size_t		 nth;		/* DUE_MAIL: the session's nth MAIL */
 	long long	 since;		/* ms: when it became due */
 };
 
@@ -58,6 +59,10 @@ struct pump_state {
 	char		*refusal;	/* the RCPT reply standing for a
 					 * refused held MAIL, or NULL */
 	size_t		 refusal_len;
+	size_t		 mails;		/* MAIL lines sent on */
+	pthread_mutex_t	 lock;		/* refused[], read while running */
+	bool		*refused;	/* [nth]: the held MAIL was refused */
+	size_t		 refused_cap;
 	char		 sbuf[SBUF];
 	size_t		 spos, slen;	/* sbuf bytes not yet taken */
 	char		 obuf[OBUF];	/* whole replies for libESMTP */
@@ -162,9 +167,12 @@ due_command(struct pump_state *s, long long now)
 		    n) == 0)
 			verb = verbs[i];
 	snprintf(what, sizeof(what), "the reply to %s", verb);
+	if (strcmp(verb, "MAIL") == 0)
+		s->mails++;
 	if (strcmp(verb, "MAIL") == 0 && s->mails_held > 0) {
 		s->mails_held--;
 		due_push(s, DUE_MAIL, what, now);
+		s->q[s->qlen - 1].nth = s->mails - 1;
 	} else
 		due_push(s, strcmp(verb, "EHLO") == 0 ||
 		    strcmp(verb, "HELO") == 0 ? DUE_EHLO :
@@ -294,9 +302,11 @@ show_reply(const struct pump *p, const struct reply *r, const char *note)
  * through as it is.
  */
 static void
-reply_for_client(struct pump *p, struct pump_state *s, enum due_kind kind,
+reply_for_client(struct pump *p, struct pump_state *s, const struct due *d,
     const char **out, size_t *len)
 {
+	enum due_kind kind = d->kind;
+
 	*out = s->reply.buf;
 	*len = s->reply.len;
 	if (kind == DUE_MAIL) {
@@ -307,6 +317,18 @@ reply_for_client(struct pump *p, struct pump_state *s, enum due_kind kind,
 			s->refusal = xmalloc(REFUSAL_MAX);
 			s->refusal_len = reply_for_rcpt(&s->reply, s->refusal,
 			    REFUSAL_MAX);
+			pthread_mutex_lock(&s->lock);
+			if (d->nth >= s->refused_cap) {
+				size_t cap = 2 * d->nth + 16;
+
+				s->refused = xrealloc(s->refused, cap *
+				    sizeof(*s->refused));
+				memset(s->refused + s->refused_cap, 0, (cap -
+				    s->refused_cap) * sizeof(*s->refused));
+				s->refused_cap = cap;
+			}
+			s->refused[d->nth] = true;
+			pthread_mutex_unlock(&s->lock);
 		}
 		*len = 0;
 		return;
@@ -378,7 +400,7 @@ take_server(struct pump *p, struct pump_state *s, long long now)
 			s->data = true;
 			s->scan = D_BOL;
 		}
-		reply_for_client(p, s, d.kind, &out, &len);
+		reply_for_client(p, s, &d, &out, &len);
 		if (s->oend + len > sizeof(s->obuf)) {
 			fail(p, "%s: too many replies at once", p->host);
 			return -1;
@@ -864,6 +886,7 @@ pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 	fcntl(p->local, F_SETFL, fcntl(p->local, F_GETFL) | O_NONBLOCK);
 	fcntl(up_fd, F_SETFL, fcntl(up_fd, F_GETFL) | O_NONBLOCK);
 	p->st = xcalloc(1, sizeof(*p->st));
+	pthread_mutex_init(&p->st->lock, NULL);
 	reply_init(&p->st->reply);
 	if (greeting != NULL) {
 		size_t n = strlen(greeting);
@@ -886,6 +909,7 @@ pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 		close(p->local);
 		close(p->client);
 		free(p->st->ehlo);
+		pthread_mutex_destroy(&p->st->lock);
 		free(p->st);
 		p->st = NULL;
 		p->local = p->client = -1;
@@ -907,13 +931,33 @@ pump_cut(struct pump *p)
 }
 
 void
-pump_finish(struct pump *p)
+pump_wait(struct pump *p)
 {
 	handoff_disarm();
 	if (p->running) {
 		pthread_join(p->thread, NULL);
 		p->running = false;
 	}
+}
+
+bool
+pump_mail_refused(const struct pump *p, size_t nth)
+{
+	struct pump_state *s = p->st;
+	bool r;
+
+	if (s == NULL)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	r = nth < s->refused_cap && s->refused[nth];
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void
+pump_finish(struct pump *p)
+{
+	pump_wait(p);
 	if (p->local >= 0)
 		close(p->local);
 	if (p->client >= 0)
@@ -925,6 +969,8 @@ pump_finish(struct pump *p)
 	if (p->st != NULL) {
 		free(p->st->ehlo);
 		free(p->st->refusal);
+		free(p->st->refused);
+		pthread_mutex_destroy(&p->st->lock);
 		free(p->st->q);
 		free(p->st);
 	}
