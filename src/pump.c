@@ -481,24 +481,48 @@ up_write(struct pump *p, const char *b, size_t n, short *want)
 
 /* ---- the loop ---------------------------------------------------------- */
 
+/*
+ * The server is gone with replies still due. libESMTP 1.1 reads one reply
+ * for each command it pipelined, and when a third read in a row fails it
+ * crashes (it reads on after its QUIT handler ended the session). So each
+ * RCPT still due gets a reply here, and libESMTP meets the end at the one
+ * after (DATA's): the refusal of its MAIL if the server refused it
+ * (reply_for_client), else no_reply, which libESMTP keeps as no status at
+ * all, exactly what a failed read leaves (smtp.c keeps it out of the
+ * reasons). A held MAIL's reply was never to reach libESMTP.
+ */
+static const char no_reply[] = "000 postie: no reply, the connection is "
+    "gone\r\n";
+
+static void
+hand_on_the_rest(struct pump *p, struct pump_state *s)
+{
+	struct due *head;
+
+	while ((head = due_head(s)) != NULL && (head->kind == DUE_MAIL ||
+	    head->kind == DUE_RCPT)) {
+		const char *r = head->kind == DUE_MAIL ? "" : s->refusal ?
+		    s->refusal : no_reply;
+		size_t n = head->kind == DUE_MAIL ? 0 : s->refusal ?
+		    s->refusal_len : sizeof(no_reply) - 1;
+
+		if (sizeof(s->obuf) - s->oend < n)
+			break;
+		memcpy(s->obuf + s->oend, r, n);
+		s->oend += n;
+		(void)due_pop(s, util_mono_ms());
+	}
+	if (s->ostart < s->oend)	/* one try: libESMTP reads them */
+		(void)send(p->local, s->obuf + s->ostart, s->oend - s->ostart,
+		    MSG_NOSIGNAL);
+}
+
 /* The server closed its side: say so if something was due. */
 static void
 server_closed(struct pump *p, struct pump_state *s)
 {
 	struct due *head = due_head(s);
 
-	/* a refused MAIL (say 421) and then the close: libESMTP still
-	 * learns the refusal for each recipient, as it would have */
-	while (s->refusal != NULL && head != NULL && head->kind == DUE_RCPT &&
-	    sizeof(s->obuf) - s->oend >= s->refusal_len) {
-		memcpy(s->obuf + s->oend, s->refusal, s->refusal_len);
-		s->oend += s->refusal_len;
-		(void)due_pop(s, util_mono_ms());
-		head = due_head(s);
-	}
-	if (s->ostart < s->oend)	/* one try: it is small */
-		(void)send(p->local, s->obuf + s->ostart, s->oend - s->ostart,
-		    MSG_NOSIGNAL);
 	p->dropped = p->error[0] == '\0';
 	if (s->data)
 		fail(p, "%s closed the connection during the message data",
@@ -506,6 +530,7 @@ server_closed(struct pump *p, struct pump_state *s)
 	else if (head != NULL)
 		fail(p, "%s closed the connection while waiting for %s",
 		    p->host, head->what);
+	hand_on_the_rest(p, s);
 }
 
 /* Move the server's bytes on. 1 progress, 0 none, -1 end. */
@@ -528,6 +553,7 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 			p->dropped = p->error[0] == '\0';
 			fail(p, "the connection to %s broke: %s", p->host,
 			    strerror(errno));
+			hand_on_the_rest(p, s);
 			return -1;
 		}
 		if (n > 0) {
@@ -761,6 +787,7 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 				fail(p, "the connection to %s broke while "
 				    "sending: %s", p->host, strerror(saved ?
 				    saved : EPIPE));
+				hand_on_the_rest(p, s);
 			}
 			return -1;
 		}

@@ -179,7 +179,10 @@ monitor_line(struct session_ctx *s, const char *line, int writing)
 		return;
 	}
 	trace(s, "< %s", line);
-	snprintf(s->last_reply, sizeof(s->last_reply), "%s", line);
+	/* "000": the pump's stand-in for a reply that never came (pump.c),
+	 * no server's word */
+	if (strncmp(line, "000 ", 4) != 0)
+		snprintf(s->last_reply, sizeof(s->last_reply), "%s", line);
 }
 
 /*

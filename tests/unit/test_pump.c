@@ -381,7 +381,24 @@ test_pump_mail_refused_closed(void **state)
 	expect_eof(g.client);
 	rig_finish(&g);
 	assert_string_equal(g.p.error, "mx.test closed the connection while "
-	    "waiting for the reply to DATA");
+	    "waiting for the reply to RCPT");
+
+	/* no reply to MAIL at all: each RCPT gets the pump's "000", which
+	 * libESMTP keeps as no status, and then the end (a third failed
+	 * read in a row crashes libESMTP 1.1) */
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+	    "RCPT TO:<e@f>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+	    "RCPT TO:<e@f>\r\nDATA\r\n");
+	shutdown(g.up[1], SHUT_WR);
+	expect(g.client, "000 postie: no reply, the connection is gone\r\n"
+	    "000 postie: no reply, the connection is gone\r\n");
+	expect_eof(g.client);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "mx.test closed the connection while "
+	    "waiting for the reply to MAIL");
 
 	rig_pipelining(&g);
 	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
