@@ -19,6 +19,15 @@
  *   the server's (no CHUNKING: libESMTP's pipelined BDAT crashes it on a
  *   dropped connection; no STARTTLS, no AUTH: postie did both), so the
  *   server never sees a second EHLO.
+ * - When the server offers PIPELINING it answers libESMTP's MAIL FROM
+ *   itself ("250 2.1.0"; libESMTP 1.1 would wait for MAIL's reply before
+ *   sending the recipients) and sends MAIL with the RCPT lines and DATA
+ *   (or whatever ends the group) in one write, so a message costs two
+ *   round trips, not three. It takes the server's reply to MAIL itself:
+ *   if MAIL was refused, each RCPT reply libESMTP gets is that refusal
+ *   ("451 4.3.0 (reply to MAIL FROM) ..."), so every recipient is
+ *   deferred or failed exactly as on the refused MAIL; DATA's reply goes
+ *   through. What it holds is bounded (HOLD_MAX bytes, HOLD_MS).
  * - Inside DATA (from the server's 354 until libESMTP's CRLF.CRLF has been
  *   forwarded) the server has nothing to say: a reply then, such as an
  *   early "250 queued", is a protocol error, never a delivery.
@@ -55,6 +64,8 @@ struct pump {
 						 * closed or reset: its last
 						 * 4xx/5xx says more */
 	const char		*server;	/* for smtp_set_server */
+	bool			 verbose;	/* -v: show the replies the
+						 * pump takes (held MAIL) */
 	struct pump_state	*st;
 };
 
@@ -69,11 +80,24 @@ struct pump {
  */
 int	pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 	    const char *greeting, const char *ehlo, long timeout, long limit,
-	    struct err *e);
+	    bool verbose, struct err *e);
 
 /* Cut both sides now (an AUTH failure, a short read of the queue file):
  * the caller has its own reason, so the pump records none. */
 void	pump_cut(struct pump *p);
+
+/* Wait for the pump to end (pump_finish does it too). */
+void	pump_wait(struct pump *p);
+
+/*
+ * Was the session's nth MAIL (from 0, in the order
+ * libESMTP sent them) one the pump answered itself and the server
+ * refused? libESMTP then holds that refusal as each recipient's RCPT
+ * status, prefixed (reply_for_rcpt), and the message's own status is
+ * DATA's reply; the caller puts them back where a refused MAIL leaves
+ * them (smtp.c). Known by the time libESMTP has the first RCPT reply.
+ */
+bool	pump_mail_refused(const struct pump *p, size_t nth);
 
 /* Wait for the pump to end and close everything. */
 void	pump_finish(struct pump *p);

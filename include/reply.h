@@ -60,4 +60,13 @@ bool	reply_has_keyword(const struct reply *r, const char *kw);
  * cut to fit out (always terminated). */
 void	reply_text(const struct reply *r, char *out, size_t len);
 
+/*
+ * The reply libESMTP gets for a RCPT when postie answered its MAIL FROM
+ * itself and the server then refused it (pump.h): the MAIL reply, its
+ * code and enhanced code, the first line's text prefixed with "(reply to
+ * MAIL FROM)", continuation lines as they were. Returns its length, 0 if
+ * mail is not a done reply or out (cap bytes) is too small.
+ */
+size_t	reply_for_rcpt(const struct reply *mail, char *out, size_t cap);
+
 #endif

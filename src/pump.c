@@ -24,12 +24,22 @@
 #define SBUF		16384	/* server -> us, one read */
 #define OBUF		(REPLY_BYTES_MAX + REPLY_LINE_MAX + 4 * SBUF)
 
-/* What a reply due answers. */
-enum due_kind { DUE_OTHER, DUE_EHLO, DUE_DATA, DUE_END };
+#define HOLD_MS		500	/* the longest a MAIL group is held */
+#define HOLD_MAX	(CBUF / 2)	/* the most bytes held in one */
+#define REFUSAL_MAX	(REPLY_BYTES_MAX + REPLY_LINE_MAX + 64)
+
+/* libESMTP's MAIL, answered by the pump itself (PIPELINING) */
+static const char mail_held[] = "250 2.1.0 postie: sent on with the "
+    "recipients; the server's reply follows\r\n";
+
+/* What a reply due answers. DUE_MAIL: a MAIL the pump answered itself,
+ * whose real reply it takes. */
+enum due_kind { DUE_OTHER, DUE_EHLO, DUE_DATA, DUE_END, DUE_MAIL, DUE_RCPT };
 
 struct due {
 	enum due_kind	 kind;
 	char		 what[32];	/* "the reply to RCPT" */
+	size_t		 nth;		/* DUE_MAIL: the session's nth MAIL */
 	long long	 since;		/* ms: when it became due */
 };
 
@@ -39,7 +49,22 @@ enum data_scan { D_MID, D_CR, D_BOL, D_DOT, D_DOTCR, D_END };
 struct pump_state {
 	char		 cbuf[CBUF];	/* from libESMTP, not yet sent on */
 	size_t		 cstart, cend;
+	size_t		 lim;		/* cbuf[cstart, lim) may go on */
+	size_t		 scanned;	/* cbuf lines up to here classified */
+	bool		 holding;	/* a MAIL group is held */
+	size_t		 hold_from;	/* where it starts in cbuf */
+	long long	 hold_since;	/* ms */
+	bool		 pipelining;	/* the server offered PIPELINING */
+	size_t		 mails_held;	/* answered here, not yet sent on */
+	char		*refusal;	/* the RCPT reply standing for a
+					 * refused held MAIL, or NULL */
+	size_t		 refusal_len;
+	size_t		 mails;		/* MAIL lines sent on */
+	pthread_mutex_t	 lock;		/* refused[], read while running */
+	bool		*refused;	/* [nth]: the held MAIL was refused */
+	size_t		 refused_cap;
 	char		 sbuf[SBUF];
+	size_t		 spos, slen;	/* sbuf bytes not yet taken */
 	char		 obuf[OBUF];	/* whole replies for libESMTP */
 	size_t		 ostart, oend;
 	struct reply	 reply;		/* the reply being read */
@@ -142,9 +167,18 @@ due_command(struct pump_state *s, long long now)
 		    n) == 0)
 			verb = verbs[i];
 	snprintf(what, sizeof(what), "the reply to %s", verb);
-	due_push(s, strcmp(verb, "EHLO") == 0 || strcmp(verb, "HELO") == 0 ?
-	    DUE_EHLO : strcmp(verb, "DATA") == 0 ? DUE_DATA : DUE_OTHER,
-	    what, now);
+	if (strcmp(verb, "MAIL") == 0)
+		s->mails++;
+	if (strcmp(verb, "MAIL") == 0 && s->mails_held > 0) {
+		s->mails_held--;
+		due_push(s, DUE_MAIL, what, now);
+		s->q[s->qlen - 1].nth = s->mails - 1;
+	} else
+		due_push(s, strcmp(verb, "EHLO") == 0 ||
+		    strcmp(verb, "HELO") == 0 ? DUE_EHLO :
+		    strcmp(verb, "DATA") == 0 ? DUE_DATA :
+		    strcmp(verb, "RCPT") == 0 ? DUE_RCPT : DUE_OTHER, what,
+		    now);
 	s->vlen = 0;
 }
 
@@ -241,32 +275,113 @@ first_line(const char *b, size_t n, char *out, size_t len)
 	util_sanitize_ascii(out);
 }
 
-/* Server bytes: whole replies go to libESMTP's queue. -1: cut. */
-static int
-take_server(struct pump *p, struct pump_state *s, char *b, size_t n,
-    long long now)
+/* With -v, show a reply libESMTP does not see as the server sent it. */
+static void
+show_reply(const struct pump *p, const struct reply *r, const char *note)
 {
-	size_t i = 0;
+	size_t in = 0;
 
-	while (i < n) {
+	if (!p->verbose)
+		return;
+	while (in < r->len) {
+		const char *nl = memchr(r->buf + in, '\n', r->len - in);
+		size_t n = nl ? (size_t)(nl - (r->buf + in)) + 1 : r->len - in;
+
+		fprintf(stderr, "deliver: < %.*s  (%s)\n", (int)(n > 1 ? n - 2 :
+		    0), r->buf + in, note);
+		in += n;
+	}
+}
+
+/*
+ * What libESMTP gets for the reply just read (s->reply), due as d: the
+ * reply itself, nothing (the real reply to a MAIL answered here), or, for
+ * a RCPT after such a MAIL was refused, the MAIL reply standing for it:
+ * libESMTP then fails or defers each recipient exactly as it would have
+ * on the refused MAIL. Anything else ends the group: DATA's reply goes
+ * through as it is.
+ */
+static void
+reply_for_client(struct pump *p, struct pump_state *s, const struct due *d,
+    const char **out, size_t *len)
+{
+	enum due_kind kind = d->kind;
+
+	*out = s->reply.buf;
+	*len = s->reply.len;
+	if (kind == DUE_MAIL) {
+		show_reply(p, &s->reply, "the server's reply to MAIL FROM");
+		free(s->refusal);
+		s->refusal = NULL;
+		if (s->reply.code / 100 != 2) {
+			s->refusal = xmalloc(REFUSAL_MAX);
+			s->refusal_len = reply_for_rcpt(&s->reply, s->refusal,
+			    REFUSAL_MAX);
+			pthread_mutex_lock(&s->lock);
+			if (d->nth >= s->refused_cap) {
+				size_t cap = 2 * d->nth + 16;
+
+				s->refused = xrealloc(s->refused, cap *
+				    sizeof(*s->refused));
+				memset(s->refused + s->refused_cap, 0, (cap -
+				    s->refused_cap) * sizeof(*s->refused));
+				s->refused_cap = cap;
+			}
+			s->refused[d->nth] = true;
+			pthread_mutex_unlock(&s->lock);
+		}
+		*len = 0;
+		return;
+	}
+	if (kind == DUE_RCPT && s->refusal != NULL) {
+		show_reply(p, &s->reply, "the server's reply to RCPT; the "
+		    "reply to MAIL FROM stands for it");
+		*out = s->refusal;
+		*len = s->refusal_len;
+		return;
+	}
+	if (kind != DUE_RCPT) {
+		free(s->refusal);
+		s->refusal = NULL;
+	}
+}
+
+/* Server bytes in sbuf[spos, slen): whole replies go to libESMTP's queue
+ * while it has room for the largest. -1: cut. */
+static int
+take_server(struct pump *p, struct pump_state *s, long long now)
+{
+	while (s->spos < s->slen) {
 		struct due *head = due_head(s), d;
 		ssize_t took;
 		char text[200];
+		const char *out;
+		size_t len;
 
+		if (sizeof(s->obuf) - s->oend < REFUSAL_MAX && s->ostart > 0) {
+			memmove(s->obuf, s->obuf + s->ostart, s->oend -
+			    s->ostart);
+			s->oend -= s->ostart;
+			s->ostart = 0;
+		}
+		if (sizeof(s->obuf) - s->oend < REFUSAL_MAX)
+			break;	/* libESMTP is to take some first */
 		if (s->data) {
-			b[n] = '\0';
-			first_line(b + i, n - i, text, sizeof(text));
+			s->sbuf[s->slen] = '\0';
+			first_line(s->sbuf + s->spos, s->slen - s->spos, text,
+			    sizeof(text));
 			fail(p, "%s answered before the end of the message "
 			    "data (protocol error): %s", p->host, text);
 			return -1;
 		}
-		took = reply_feed(&s->reply, b + i, n - i);
+		took = reply_feed(&s->reply, s->sbuf + s->spos, s->slen -
+		    s->spos);
 		if (took < 0) {
 			fail(p, "%s %s (%s)", p->host, s->reply.error,
 			    head ? head->what : "a reply nobody asked for");
 			return -1;
 		}
-		i += (size_t)took;
+		s->spos += (size_t)took;
 		if (!s->reply.done)
 			break;
 		if (head == NULL) {
@@ -276,18 +391,22 @@ take_server(struct pump *p, struct pump_state *s, char *b, size_t n,
 			return -1;
 		}
 		d = due_pop(s, now);
-		if (d.kind == DUE_EHLO)
+		if (d.kind == DUE_EHLO) {
 			reply_shape_ehlo(&s->reply);
+			s->pipelining = s->reply.code / 100 == 2 &&
+			    reply_has_keyword(&s->reply, "PIPELINING");
+		}
 		if (d.kind == DUE_DATA && s->reply.code / 100 == 3) {
 			s->data = true;
 			s->scan = D_BOL;
 		}
-		if (s->oend + s->reply.len > sizeof(s->obuf)) {
+		reply_for_client(p, s, &d, &out, &len);
+		if (s->oend + len > sizeof(s->obuf)) {
 			fail(p, "%s: too many replies at once", p->host);
 			return -1;
 		}
-		memcpy(s->obuf + s->oend, s->reply.buf, s->reply.len);
-		s->oend += s->reply.len;
+		memcpy(s->obuf + s->oend, out, len);
+		s->oend += len;
 		reply_init(&s->reply);
 	}
 	return 0;
@@ -362,6 +481,42 @@ up_write(struct pump *p, const char *b, size_t n, short *want)
 
 /* ---- the loop ---------------------------------------------------------- */
 
+/*
+ * The server is gone with replies still due. libESMTP 1.1 reads one reply
+ * for each command it pipelined, and when a third read in a row fails it
+ * crashes (it reads on after its QUIT handler ended the session). So each
+ * RCPT still due gets a reply here, and libESMTP meets the end at the one
+ * after (DATA's): the refusal of its MAIL if the server refused it
+ * (reply_for_client), else no_reply, which libESMTP keeps as no status at
+ * all, exactly what a failed read leaves (smtp.c keeps it out of the
+ * reasons). A held MAIL's reply was never to reach libESMTP.
+ */
+static const char no_reply[] = "000 postie: no reply, the connection is "
+    "gone\r\n";
+
+static void
+hand_on_the_rest(struct pump *p, struct pump_state *s)
+{
+	struct due *head;
+
+	while ((head = due_head(s)) != NULL && (head->kind == DUE_MAIL ||
+	    head->kind == DUE_RCPT)) {
+		const char *r = head->kind == DUE_MAIL ? "" : s->refusal ?
+		    s->refusal : no_reply;
+		size_t n = head->kind == DUE_MAIL ? 0 : s->refusal ?
+		    s->refusal_len : sizeof(no_reply) - 1;
+
+		if (sizeof(s->obuf) - s->oend < n)
+			break;
+		memcpy(s->obuf + s->oend, r, n);
+		s->oend += n;
+		(void)due_pop(s, util_mono_ms());
+	}
+	if (s->ostart < s->oend)	/* one try: libESMTP reads them */
+		(void)send(p->local, s->obuf + s->ostart, s->oend - s->ostart,
+		    MSG_NOSIGNAL);
+}
+
 /* The server closed its side: say so if something was due. */
 static void
 server_closed(struct pump *p, struct pump_state *s)
@@ -375,6 +530,7 @@ server_closed(struct pump *p, struct pump_state *s)
 	else if (head != NULL)
 		fail(p, "%s closed the connection while waiting for %s",
 		    p->host, head->what);
+	hand_on_the_rest(p, s);
 }
 
 /* Move the server's bytes on. 1 progress, 0 none, -1 end. */
@@ -384,7 +540,9 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 {
 	int progress = 0;
 
-	if (s->ostart == s->oend) {
+	if (s->ostart == s->oend)
+		s->ostart = s->oend = 0;
+	if (s->spos == s->slen && s->ostart == s->oend) {
 		ssize_t n = up_read(p, s->sbuf, sizeof(s->sbuf) - 1, up_ev);
 
 		if (n == 0) {
@@ -395,14 +553,21 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 			p->dropped = p->error[0] == '\0';
 			fail(p, "the connection to %s broke: %s", p->host,
 			    strerror(errno));
+			hand_on_the_rest(p, s);
 			return -1;
 		}
 		if (n > 0) {
-			s->ostart = s->oend = 0;
-			if (take_server(p, s, s->sbuf, (size_t)n, now) < 0)
-				return -1;
+			s->spos = 0;
+			s->slen = (size_t)n;
 			progress = 1;
 		}
+	}
+	if (s->spos < s->slen) {
+		size_t before = s->spos;
+
+		if (take_server(p, s, now) < 0)
+			return -1;
+		progress |= s->spos != before;
 	}
 	if (s->ostart < s->oend) {
 		ssize_t w = send(p->local, s->obuf + s->ostart,
@@ -462,6 +627,114 @@ answer_ehlo(struct pump *p, struct pump_state *s)
 	return 0;
 }
 
+/* Does the command line at b begin with verb (4 letters)? */
+static bool
+is_verb(const char *b, const char *verb)
+{
+	return strncasecmp(b, verb, 4) == 0 && (b[4] == ' ' || b[4] == '\r' ||
+	    b[4] == '\n');
+}
+
+/* Let what is held go on as it is (its MAIL stays answered here). */
+static void
+release(struct pump_state *s)
+{
+	s->holding = false;
+	s->lim = s->scanned;
+}
+
+/*
+ * Classify libESMTP's whole command lines in cbuf[scanned, cend) and
+ * move lim past what may go on. Under PIPELINING a MAIL line is answered
+ * here at once (libESMTP 1.1 waits for MAIL's reply before it sends the
+ * recipients, even when pipelining) and held with the RCPT lines after
+ * it until the line that ends the group (DATA, RSET, QUIT, ...): then
+ * all of it goes on in one write, and the server's real reply to MAIL
+ * is taken here (reply_for_client). Only a MAIL with nothing before it
+ * still to send or to answer is held, so that the local reply takes its
+ * place in the order of replies.
+ */
+static void
+classify(struct pump_state *s, long long now)
+{
+	if (!s->pipelining || s->data) {
+		/* not a command line among them (the message data) */
+		if (!s->holding)
+			s->lim = s->scanned = s->cend;
+		return;
+	}
+	for (;;) {
+		const char *b = s->cbuf + s->scanned;
+		const char *nl = memchr(b, '\n', s->cend - s->scanned);
+		size_t start = s->scanned, end;
+
+		if (nl == NULL)
+			break;
+		end = (size_t)(nl - s->cbuf) + 1;
+		s->scanned = end;
+		if (s->holding) {
+			if (!is_verb(b, "RCPT")) {
+				s->holding = false;
+				s->lim = end;
+			}
+			continue;
+		}
+		if (is_verb(b, "MAIL") && start == s->cstart && start ==
+		    s->lim && due_head(s) == NULL && s->reply.len == 0 &&
+		    s->spos == s->slen && sizeof(s->obuf) - s->oend >=
+		    sizeof(mail_held)) {
+			s->holding = true;
+			s->hold_from = start;
+			s->hold_since = now;
+			s->mails_held++;
+			memcpy(s->obuf + s->oend, mail_held,
+			    sizeof(mail_held) - 1);
+			s->oend += sizeof(mail_held) - 1;
+			continue;
+		}
+		s->lim = end;
+	}
+	if (s->holding && s->scanned - s->hold_from > HOLD_MAX)
+		release(s);
+}
+
+/* Read from libESMTP after what cbuf holds. 1 read, 0 none, -1 end. */
+static int
+read_client(struct pump *p, struct pump_state *s, short *loc_ev,
+    long long now)
+{
+	ssize_t n;
+
+	if (s->cstart == s->cend)
+		s->cstart = s->cend = s->lim = s->scanned = 0;
+	else if (s->cstart > 0) {
+		memmove(s->cbuf, s->cbuf + s->cstart, s->cend - s->cstart);
+		s->cend -= s->cstart;
+		s->lim -= s->cstart;
+		s->scanned -= s->cstart;
+		s->hold_from -= s->holding ? s->cstart : 0;
+		s->cstart = 0;
+	}
+	if (s->cend == sizeof(s->cbuf)) {
+		/* a line as long as the buffer: it goes on as it is */
+		s->holding = false;
+		s->lim = s->scanned = s->cend;
+		return 1;
+	}
+	n = read(p->local, s->cbuf + s->cend, sizeof(s->cbuf) - s->cend);
+	if (n == 0)
+		return -1;	/* libESMTP is done */
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		return -1;
+	if (n < 0) {
+		*loc_ev |= POLLIN;
+		return 0;
+	}
+	s->cend += (size_t)n;
+	s->progress = now;
+	return 1;
+}
+
 /* Move libESMTP's bytes on. 1 progress, 0 none, -1 end. */
 static int
 step_client(struct pump *p, struct pump_state *s, short *up_ev,
@@ -469,29 +742,21 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 {
 	int progress = 0;
 
-	if (s->cstart == s->cend) {
-		ssize_t n = read(p->local, s->cbuf, sizeof(s->cbuf));
-
-		if (n == 0)
-			return -1;	/* libESMTP is done */
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return -1;
-		if (n < 0) {
-			*loc_ev |= POLLIN;
-			return 0;
-		}
-		s->cstart = 0;
-		s->cend = (size_t)n;
-		s->progress = now;
-		progress = 1;
-	}
+	if (s->cstart == s->lim && (progress = read_client(p, s, loc_ev,
+	    now)) < 0)
+		return -1;
 	if (s->ehlo != NULL && answer_ehlo(p, s) < 0)
 		return -1;
-	if (s->cstart == s->cend)
+	if (s->scanned < s->cstart)
+		s->scanned = s->cstart;
+	if (s->lim < s->cstart)
+		s->lim = s->cstart;
+	classify(s, now);
+	if (s->cstart == s->lim)
 		return progress;
 	{
 		ssize_t w = up_write(p, s->cbuf + s->cstart,
-		    s->cend - s->cstart, up_ev);
+		    s->lim - s->cstart, up_ev);
 
 		if (w > 0) {
 			track_client(s, s->cbuf + s->cstart, (size_t)w, now);
@@ -506,9 +771,12 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 
 			/* a server that answered early and closed: its
 			 * words explain the broken pipe better */
-			n = up_read(p, s->sbuf, sizeof(s->sbuf) - 1, &ignore);
-			if (n > 0 && take_server(p, s, s->sbuf, (size_t)n,
-			    now) < 0)
+			if (s->spos == s->slen && (n = up_read(p, s->sbuf,
+			    sizeof(s->sbuf) - 1, &ignore)) > 0) {
+				s->spos = 0;
+				s->slen = (size_t)n;
+			}
+			if (take_server(p, s, now) < 0)
 				return -1;
 			if (s->data)
 				fail(p, "%s stopped taking the message data: "
@@ -519,6 +787,7 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 				fail(p, "the connection to %s broke while "
 				    "sending: %s", p->host, strerror(saved ?
 				    saved : EPIPE));
+				hand_on_the_rest(p, s);
 			}
 			return -1;
 		}
@@ -546,11 +815,21 @@ wait_sides(struct pump *p, struct pump_state *s, short up_ev, short loc_ev,
 		deadline = head->since + t;
 		which = 1;
 	}
-	if (s->cstart < s->cend && s->progress + t < deadline) {
+	if (s->cstart < s->lim && s->progress + t < deadline) {
 		deadline = s->progress + t;
 		which = 2;
 	}
+	if (s->holding && s->hold_since + HOLD_MS < deadline) {
+		deadline = s->hold_since + HOLD_MS;
+		which = 3;
+	}
 	if (now >= deadline) {
+		if (which == 3) {
+			/* the rest of the group is late: what is held goes
+			 * on, the rest follows as it comes */
+			release(s);
+			return 0;
+		}
 		if (which == 1)
 			fail(p, "%s timed out waiting for %s (%ld s)", p->host,
 			    head->what, p->timeout);
@@ -613,7 +892,7 @@ pump_main(void *arg)
 int
 pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
     const char *greeting, const char *ehlo, long timeout, long limit,
-    struct err *e)
+    bool verbose, struct err *e)
 {
 	int sp[2];
 
@@ -624,6 +903,7 @@ pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 	p->timeout = timeout > 0 ? timeout : 30;
 	p->limit = limit > 0 ? limit : p->timeout;
 	p->server = HANDOFF_SERVER;
+	p->verbose = verbose;
 	snprintf(p->host, sizeof(p->host), "%s", host);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return err_set(e, ERR_OSERR, "socketpair: %s",
@@ -633,6 +913,7 @@ pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 	fcntl(p->local, F_SETFL, fcntl(p->local, F_GETFL) | O_NONBLOCK);
 	fcntl(up_fd, F_SETFL, fcntl(up_fd, F_GETFL) | O_NONBLOCK);
 	p->st = xcalloc(1, sizeof(*p->st));
+	pthread_mutex_init(&p->st->lock, NULL);
 	reply_init(&p->st->reply);
 	if (greeting != NULL) {
 		size_t n = strlen(greeting);
@@ -641,12 +922,21 @@ pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 		p->st->oend = n;
 	} else
 		due_push(p->st, DUE_OTHER, "the greeting", util_mono_ms());
-	if (ehlo != NULL)
+	if (ehlo != NULL) {
+		struct reply *r = xcalloc(1, sizeof(*r));
+
 		p->st->ehlo = xstrdup(ehlo);
+		reply_init(r);
+		p->st->pipelining = reply_feed(r, ehlo, strlen(ehlo)) > 0 &&
+		    r->done && r->code / 100 == 2 &&
+		    reply_has_keyword(r, "PIPELINING");
+		free(r);
+	}
 	if (pthread_create(&p->thread, NULL, pump_main, p) != 0) {
 		close(p->local);
 		close(p->client);
 		free(p->st->ehlo);
+		pthread_mutex_destroy(&p->st->lock);
 		free(p->st);
 		p->st = NULL;
 		p->local = p->client = -1;
@@ -668,13 +958,33 @@ pump_cut(struct pump *p)
 }
 
 void
-pump_finish(struct pump *p)
+pump_wait(struct pump *p)
 {
 	handoff_disarm();
 	if (p->running) {
 		pthread_join(p->thread, NULL);
 		p->running = false;
 	}
+}
+
+bool
+pump_mail_refused(const struct pump *p, size_t nth)
+{
+	struct pump_state *s = p->st;
+	bool r;
+
+	if (s == NULL)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	r = nth < s->refused_cap && s->refused[nth];
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void
+pump_finish(struct pump *p)
+{
+	pump_wait(p);
 	if (p->local >= 0)
 		close(p->local);
 	if (p->client >= 0)
@@ -685,6 +995,9 @@ pump_finish(struct pump *p)
 		close(p->up_fd);
 	if (p->st != NULL) {
 		free(p->st->ehlo);
+		free(p->st->refusal);
+		free(p->st->refused);
+		pthread_mutex_destroy(&p->st->lock);
 		free(p->st->q);
 		free(p->st);
 	}

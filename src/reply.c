@@ -173,3 +173,37 @@ reply_text(const struct reply *r, char *out, size_t len)
 	}
 	out[o] = '\0';
 }
+
+size_t
+reply_for_rcpt(const struct reply *mail, char *out, size_t cap)
+{
+	static const char note[] = "(reply to MAIL FROM)";
+	const char *b = mail->buf;
+	size_t at, o;
+
+	if (!mail->done || mail->len < 5 || cap < mail->len + sizeof(note) + 1)
+		return 0;
+	/* the text starts after "DDD " or "DDD-" ("DDD\r\n" has none) */
+	at = b[3] == '\r' ? 3 : 4;
+	/* and after an enhanced status code (RFC 3463: c.sss.ddd) */
+	if (at == 4 && b[at] >= '2' && b[at] <= '5' && b[at + 1] == '.') {
+		size_t k = at + 2, dots = 0;
+
+		while (b[k] == '.' || (b[k] >= '0' && b[k] <= '9'))
+			dots += b[k++] == '.';
+		if (dots == 1 && b[k] == ' ')
+			at = k + 1;
+		else if (dots == 1 && b[k] == '\r')
+			at = k;
+	}
+	memcpy(out, b, at);
+	o = at;
+	if (b[at - 1] != ' ' && b[at - 1] != '-')
+		out[o++] = ' ';	/* "451\r\n", "451 4.3.0\r\n" */
+	memcpy(out + o, note, sizeof(note) - 1);
+	o += sizeof(note) - 1;
+	if (b[at] != '\r')
+		out[o++] = ' ';
+	memcpy(out + o, b + at, mail->len - at);
+	return o + mail->len - at;
+}

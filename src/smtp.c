@@ -179,7 +179,10 @@ monitor_line(struct session_ctx *s, const char *line, int writing)
 		return;
 	}
 	trace(s, "< %s", line);
-	snprintf(s->last_reply, sizeof(s->last_reply), "%s", line);
+	/* "000": the pump's stand-in for a reply that never came (pump.c),
+	 * no server's word */
+	if (strncmp(line, "000 ", 4) != 0)
+		snprintf(s->last_reply, sizeof(s->last_reply), "%s", line);
 }
 
 /*
@@ -235,7 +238,7 @@ event_cb(smtp_session_t session, int event, void *arg, ...)
 
 		struct smtp_msg *m = smtp_message_get_application_data(msg);
 
-		collect_msg(msg, NULL);
+		collect_msg(msg, s);
 		m->reported = true;
 		if (s->run->done != NULL)
 			s->run->done(m, s->run->done_arg);
@@ -342,13 +345,50 @@ collect_rcpt(smtp_recipient_t r, const char *mailbox, void *arg)
 	m->reply[i] = status_text(st);
 }
 
+/*
+ * A MAIL the pump answered itself and the server refused (pump.h):
+ * libESMTP holds the refusal, prefixed, as each recipient's status and
+ * DATA's reply as the message's. Put it back where libESMTP leaves a
+ * refused MAIL: the sender's status, the recipients and the message not
+ * attempted, so the journal, mailq and notices say what they always did.
+ */
+static void
+mail_refused(struct smtp_msg *m)
+{
+	static const char note[] = "(reply to MAIL FROM)";
+	char *r = m->nrcpt > 0 ? m->reply[0] : NULL;
+	char *at;
+
+	if (r == NULL || m->code[0] < 400 || (at = strstr(r, note)) == NULL)
+		return;	/* libESMTP never had the refusal */
+	memmove(at, at + sizeof(note) - 1, strlen(at + sizeof(note) - 1) + 1);
+	if (at[0] == ' ' && at > r && at[-1] == ' ')
+		memmove(at, at + 1, strlen(at + 1) + 1);
+	else if (at[0] == '\0' && at > r && at[-1] == ' ')
+		at[-1] = '\0';
+	m->mail_code = m->code[0];
+	free(m->mail_reply);
+	m->mail_reply = r;
+	m->reply[0] = NULL;
+	for (size_t j = 0; j < m->nrcpt; j++) {
+		m->complete[j] = false;
+		m->code[j] = 0;
+		free(m->reply[j]);
+		m->reply[j] = NULL;
+	}
+	m->msg_code = 0;
+	free(m->msg_reply);
+	m->msg_reply = NULL;
+}
+
 static void
 collect_msg(smtp_message_t msg, void *arg)
 {
 	struct smtp_msg *m = smtp_message_get_application_data(msg);
 	const smtp_status_t *st = smtp_message_transfer_status(msg);
+	struct session_ctx *s = arg;
+	size_t nth = 0;
 
-	(void)arg;
 	st = smtp_reverse_path_status(msg);
 	m->mail_code = st ? st->code : 0;
 	free(m->mail_reply);
@@ -358,6 +398,11 @@ collect_msg(smtp_message_t msg, void *arg)
 	free(m->msg_reply);
 	m->msg_reply = status_text(st);
 	smtp_enumerate_recipients(msg, collect_rcpt, m);
+	/* libESMTP sends one MAIL for each message, in the order added */
+	for (const struct smtp_msg *o = s->run->msgs; o < m; o++)
+		nth += !o->skip;
+	if (pump_mail_refused(s->pump, nth))
+		mail_refused(m);
 }
 
 /* TCP to host:port, or a channel through the identity's SSH server. */
@@ -473,7 +518,8 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct pump *p,
 	}
 	ehlo = session_ehlo_for_client(&s);
 	if (pump_start(p, fd, s.ssl, id->host, "220 postie: the session is "
-	    "open\r\n", ehlo, id->timeout, session_limit(run), e) < 0) {
+	    "open\r\n", ehlo, id->timeout, session_limit(run), run->verbose,
+	    e) < 0) {
 		free(ehlo);
 		session_free(&s, true);
 		tunnel_close(tun);
@@ -574,8 +620,9 @@ smtp_send(struct smtp_run *run, struct err *e)
 			add_message(session, &run->msgs[i], &s);
 
 	started = smtp_start_session(session);
-	smtp_enumerate_messages(session, collect_msg, NULL);
 	pump_cut(&p);
+	pump_wait(&p);
+	smtp_enumerate_messages(session, collect_msg, &s);
 	pump_finish(&p);
 	tunnel_close(&tun);	/* after the pump closed its end */
 	if (!started || run->auth_failed || tls.reason[0] != '\0' ||

@@ -37,12 +37,17 @@ class Server:
     nothing of the data for that long, then drops; ("EARLY", n, reply)
     reads n bytes of the data, sends reply and closes.
     drip: {stage: seconds}: that stage's reply goes out one byte at a time,
-    that long apart."""
+    that long apart.
+    mail_wait: seconds to wait before answering each MAIL; what the client
+    had sent by then (its command lines) is recorded in mail_pending, one
+    list per MAIL: a pipelining client's RCPT and DATA are there.
+    A MAIL refused makes RCPT and DATA "503 5.5.1 need MAIL", as real
+    servers do."""
 
     def __init__(self, tls=None, cert=None, key=None, client_ca=None,
                  users=None, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"),
                  offer_starttls=True, script=None, extensions=("8BITMIME", "PIPELINING", "SIZE 100000000", "DSN"),
-                 split_challenges=False, port=0, drip=None):
+                 split_challenges=False, port=0, drip=None, mail_wait=None):
         self.tls = tls
         self.users = users or {}
         self.mechanisms = mechanisms
@@ -51,6 +56,8 @@ class Server:
         self.script = dict(script or {})
         self.drip = dict(drip or {})
         self.extensions = list(extensions)
+        self.mail_wait = mail_wait
+        self.mail_pending = []      # per MAIL: command lines there before its reply
         self.messages = []
         self.commands = []          # every command line seen (AUTH redacted)
         self.auths = []             # (mechanism, initial response on the AUTH line?)
@@ -188,7 +195,18 @@ class Server:
             elif verb == "MAIL":
                 mail_from = text[10:].strip().split(" ")[0].strip("<>")
                 rcpts = []
-                self._reply(conn, "MAIL", "250 2.1.0 ok", mail_from)
+                if self.mail_wait:
+                    time.sleep(self.mail_wait)
+                    pending = self._pending(conn, f)
+                    with self.lock:
+                        self.mail_pending.append(pending)
+                r = self._reply(conn, "MAIL", "250 2.1.0 ok", mail_from)
+                if isinstance(r, tuple):
+                    raise _Drop()
+                if not r.startswith("2"):
+                    mail_from = None
+            elif verb in ("RCPT", "DATA") and mail_from is None:
+                conn.sendall(b"503 5.5.1 need MAIL\r\n")
             elif verb == "RCPT":
                 addr = text[8:].strip().split(" ")[0].strip("<>")
                 r = self._reply(conn, "RCPT", "250 2.1.5 ok", addr)
@@ -243,6 +261,18 @@ class Server:
                 return
             else:
                 conn.sendall(b"500 5.5.1 unknown command\r\n")
+
+    @staticmethod
+    def _pending(conn, f):
+        """The whole command lines already sent and not yet read."""
+        conn.settimeout(0)
+        try:
+            data = f.peek(65536) or b""
+        except (BlockingIOError, ssl.SSLWantReadError, OSError):
+            data = b""
+        finally:
+            conn.settimeout(30)
+        return [l.decode("latin-1") for l in data.split(b"\r\n")[:-1]]
 
     def _body(self, conn, f):
         b = self.script.get("BODY")

@@ -644,6 +644,112 @@ class TestPlain(DeliverCase):
         self.assertEqual(len(set(subjects)), n)
 
 
+class TestPipelining(DeliverCase):
+    """Under PIPELINING a message costs two round trips: MAIL goes with
+    its RCPT lines and DATA in one write (the MAIL reply is held back by
+    the server here, and what had arrived by then is recorded); a refused
+    MAIL defers or fails every recipient exactly as it always did."""
+
+    def group(self, rcpts):
+        return ["RCPT TO:<%s>" % r for r in rcpts] + ["DATA"]
+
+    def test_mail_goes_with_its_recipients_and_data(self):
+        srv = self.start(mail_wait=0.3)
+        self.enqueue(["bob@example.com", "carol@example.com"])
+        self.enqueue(["dave@example.net"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(srv.connections, 1)
+        self.assertEqual(srv.mail_pending, [self.group(["bob@example.com", "carol@example.com"]),
+                                            self.group(["dave@example.net"])])
+        self.assertEqual([m.rcpts for m in srv.messages],
+                         [["bob@example.com", "carol@example.com"], ["dave@example.net"]])
+
+    def test_server_without_pipelining_gets_mail_alone(self):
+        srv = self.start(mail_wait=0.3, extensions=("8BITMIME", "SIZE 100000000", "DSN"))
+        self.enqueue(["bob@example.com", "carol@example.com"])
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(srv.mail_pending, [[]])
+        self.assertNotIn(b"sent on with the recipients", r.stderr)
+
+    def test_mail_refused_4xx_defers_every_recipient(self):
+        srv = self.start(mail_wait=0.2, script={"MAIL": "451-4.3.0 mail\r\n451 4.3.0 later"})
+        qid = self.enqueue(["bob@example.com", "carol@example.com"])
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.mail_pending, [self.group(["bob@example.com", "carol@example.com"])])
+        self.assertEqual(srv.messages, [])
+        # the journal says what a refused MAIL always made it say (the
+        # lines as libESMTP joins a multi-line reply, the same before)
+        said = "451 4.3.0 mail??4.3.0 later"
+        self.assertEqual(self.states(qid), {"bob@example.com": ("deferred", said),
+                                            "carol@example.com": ("deferred", said)})
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("%s: to=<carol@example.com> via=test status=deferred reply=%s" % (qid, said),
+                      log)
+        # -v shows the server's MAIL reply where it came
+        err = r.stderr.decode()
+        self.assertIn("deliver: < 451 4.3.0 later  (the server's reply to MAIL FROM)", err)
+        self.assertLess(err.index("> DATA"), err.index("(the server's reply to MAIL FROM)"))
+
+    def test_mail_refused_5xx_fails_every_recipient(self):
+        srv = self.start(mail_wait=0.2, script={"MAIL": "553 5.7.1 sender rejected"})
+        self.enqueue(["bob@example.com", "carol@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.mail_pending, [self.group(["bob@example.com", "carol@example.com"])])
+        self.assertEqual(self.msg_ids(), [])
+        notice = open(self.bounces()[-1], "rb").read()
+        self.assertIn(b"<bob@example.com>: 553 5.7.1 sender rejected\n", notice)
+        self.assertIn(b"<carol@example.com>: 553 5.7.1 sender rejected\n", notice)
+        self.assertIn(b"Diagnostic-Code: smtp; 553 5.7.1 sender rejected\n", notice)
+        self.assertNotIn(b"reply to MAIL FROM", notice)
+
+    def test_drop_after_mail_defers_with_the_reason(self):
+        srv = self.start(script={"MAIL": "DROP"})
+        qid = self.enqueue(["bob@example.com", "carol@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.states(qid)["bob@example.com"],
+                         ("deferred", "127.0.0.1 closed the connection while waiting for the reply "
+                          "to MAIL"))
+        # a 421 and the close: the 421 is the reason, as it was
+        srv = self.start(script={"MAIL": ("THEN-DROP", "421 4.3.2 shutting down")})
+        r = self.deliver("--now")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.states(qid), {
+            "bob@example.com": ("deferred", "421 4.3.2 shutting down"),
+            "carol@example.com": ("deferred", "421 4.3.2 shutting down")})
+
+    def test_refused_mail_between_accepted_ones(self):
+        seen = [0]
+
+        def mail(arg):
+            seen[0] += 1
+            return "452 4.3.1 insufficient storage" if seen[0] == 2 else None
+        srv = self.start(mail_wait=0.2, script={"MAIL": mail})
+        a = self.enqueue(["bob@example.com"])
+        b = self.enqueue(["carol@example.com", "erin@example.com"],
+                         MSG.replace(b"deliver test", b"second"))
+        c = self.enqueue(["dave@example.net"], MSG.replace(b"deliver test", b"third"))
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.connections, 1)
+        self.assertEqual([m.rcpts for m in srv.messages], [["bob@example.com"], ["dave@example.net"]])
+        self.assertEqual(self.msg_ids(), [b])
+        self.assertEqual(self.states(b), {
+            "carol@example.com": ("deferred", "452 4.3.1 insufficient storage"),
+            "erin@example.com": ("deferred", "452 4.3.1 insufficient storage")})
+        self.assertEqual(len(srv.mail_pending), 3)
+        self.assertEqual(srv.mail_pending[1], self.group(["carol@example.com", "erin@example.com"]))
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("%s: to=<bob@example.com> via=test status=sent" % a, log)
+        self.assertIn("%s: to=<dave@example.net> via=test status=sent" % c, log)
+
+
 class TestRouting(DeliverCase):
     def test_identities_by_sender_with_their_own_connections(self):
         work = Server(tls="starttls", cert=certs.path("localhost.crt"),

@@ -171,7 +171,7 @@ class TestPostfix(PostfixCase):
         self.configure()
         big = BODIES[0] + b"y" * 99 + b"\n"
         big += b"y" * 99 * (LIMIT // 100 + 10) + b"\n"
-        qid = self.enqueue(["bob@example.com"], big)
+        qid = self.enqueue(["bob@example.com", "dave@example.com"], big)
         small = self.enqueue(["carol@example.com"], BODIES[2])
         self.deliver()
         self.assertEqual(self.msg_ids(), [])
@@ -180,9 +180,12 @@ class TestPostfix(PostfixCase):
         notices = glob.glob(os.path.join(self.dir, "bounces", "new", "*"))
         self.assertEqual(len(notices), 1)
         text = open(notices[0], "rb").read()
-        # Postfix refuses the MAIL FROM (postie declares SIZE=); the
-        # notice gives its reply as sent, and its Status: 5.3.4
+        # Postfix refuses the MAIL FROM (postie declares SIZE=; under
+        # PIPELINING it came with the RCPT lines and DATA, which Postfix
+        # answers 503); the notice gives its reply as sent for each
+        # recipient, and its Status: 5.3.4
         self.assertIn(b"<bob@example.com>: 552 5.3.4 Message size exceeds fixed limit\n", text)
+        self.assertIn(b"<dave@example.com>: 552 5.3.4 Message size exceeds fixed limit\n", text)
         self.assertIn(b"\nFinal-Recipient: rfc822; bob@example.com\nAction: failed\n"
                       b"Status: 5.3.4\n"
                       b"Diagnostic-Code: smtp; 552 5.3.4 Message size exceeds fixed limit\n", text)
@@ -190,6 +193,7 @@ class TestPostfix(PostfixCase):
         self.assertNotIn(b"yyyy", text)            # headers only, not the big body
         log = open(os.path.join(self.dir, "postie.log")).read()
         self.assertIn("%s: to=<bob@example.com> via=pf status=failed" % qid, log)
+        self.assertIn("%s: to=<dave@example.com> via=pf status=failed" % qid, log)
         self.assertIn("%s: to=<carol@example.com> via=pf status=sent" % small, log)
 
 

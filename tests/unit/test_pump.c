@@ -157,6 +157,11 @@ test_session_limit(void **state)
 
 /* ---- the pump over socketpairs -------------------------------------- */
 
+#define HELD	"250 2.1.0 postie: sent on with the recipients; the server's " \
+		"reply follows\r\n"
+#define PIPE_EHLO	"250-mx\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n"
+
+
 struct rig {
 	struct pump	p;
 	int		up[2];
@@ -171,7 +176,7 @@ rig_start_ehlo(struct rig *g, const char *greeting, const char *ehlo)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g->up), 0);
 	assert_int_equal(pump_start(&g->p, g->up[0], NULL, "mx.test",
-	    greeting, ehlo, 1, 60, &e), 0);
+	    greeting, ehlo, 1, 60, false, &e), 0);
 	g->client = g->p.client;
 	setsockopt(g->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(g->up[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -235,12 +240,14 @@ test_pump_dialogue(void **state)
 	put(g.up[1], "250-mx\r\n250-PIPELINING\r\n");
 	put(g.up[1], "250 CHUNKING\r\n");
 	expect(g.client, "250-mx\r\n250 PIPELINING\r\n");
-	/* pipelined commands, replies in two reads */
+	/* pipelined commands, replies in two reads; MAIL is answered by
+	 * the pump, the server's reply to it taken there */
 	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
 	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
 	put(g.up[1], "250 ok\r\n250 ok\r\n3");
 	put(g.up[1], "54 go\r\n");
-	expect(g.client, "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n");
 	/* the end of the data split across writes; a line "..x" is not it */
 	put(g.client, "a\r\n..x\r\n.\r");
 	put(g.client, "\nQUIT\r\n");
@@ -252,7 +259,8 @@ test_pump_dialogue(void **state)
 }
 
 /* postie opened the session: libESMTP's EHLO is answered by the pump and
- * never reaches the server, which sees MAIL next */
+ * never reaches the server, which sees MAIL next; without PIPELINING the
+ * MAIL goes alone and its reply is the server's */
 static void
 test_pump_local_ehlo(void **state)
 {
@@ -260,11 +268,11 @@ test_pump_local_ehlo(void **state)
 
 	(void)state;
 	/* the server reads MAIL first (expect compares every byte) */
-	rig_start_ehlo(&g, "220 postie\r\n", "250-mx\r\n250 PIPELINING\r\n");
+	rig_start_ehlo(&g, "220 postie\r\n", "250-mx\r\n250 SIZE 100\r\n");
 	expect(g.client, "220 postie\r\n");
 	put(g.client, "EHLO ");
 	put(g.client, "me\r\n");
-	expect(g.client, "250-mx\r\n250 PIPELINING\r\n");
+	expect(g.client, "250-mx\r\n250 SIZE 100\r\n");
 	put(g.client, "MAIL FROM:<a@b>\r\n");
 	expect(g.up[1], "MAIL FROM:<a@b>\r\n");
 	put(g.up[1], "250 ok\r\n");
@@ -273,6 +281,148 @@ test_pump_local_ehlo(void **state)
 	expect(g.up[1], "QUIT\r\n");
 	put(g.up[1], "221 bye\r\n");
 	expect(g.client, "221 bye\r\n");
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+}
+
+static void
+rig_pipelining(struct rig *g)
+{
+	rig_start_ehlo(g, "220 postie\r\n", PIPE_EHLO);
+	expect(g->client, "220 postie\r\n");
+	put(g->client, "EHLO me\r\n");
+	expect(g->client, PIPE_EHLO);
+}
+
+static void
+test_reply_for_rcpt(void **state)
+{
+	char out[REPLY_BYTES_MAX + REPLY_LINE_MAX + 64];
+	size_t n;
+
+	(void)state;
+	n = reply_for_rcpt(feed("451 4.3.0 try later\r\n"), out, sizeof(out));
+	assert_int_equal(n, strlen("451 4.3.0 (reply to MAIL FROM) try "
+	    "later\r\n"));
+	assert_memory_equal(out, "451 4.3.0 (reply to MAIL FROM) try "
+	    "later\r\n", n);
+	/* continuation lines stay as they are */
+	n = reply_for_rcpt(feed("550-5.7.1 no\r\n550 5.7.1 see x\r\n"), out,
+	    sizeof(out));
+	assert_memory_equal(out, "550-5.7.1 (reply to MAIL FROM) no\r\n"
+	    "550 5.7.1 see x\r\n", n);
+	/* no enhanced code, no text, a code alone */
+	n = reply_for_rcpt(feed("452 full\r\n"), out, sizeof(out));
+	assert_memory_equal(out, "452 (reply to MAIL FROM) full\r\n", n);
+	n = reply_for_rcpt(feed("421 4.4.2\r\n"), out, sizeof(out));
+	assert_memory_equal(out, "421 4.4.2 (reply to MAIL FROM)\r\n", n);
+	n = reply_for_rcpt(feed("554\r\n"), out, sizeof(out));
+	assert_memory_equal(out, "554 (reply to MAIL FROM)\r\n", n);
+	/* text that only looks like a code is text */
+	n = reply_for_rcpt(feed("451 4.3 later\r\n"), out, sizeof(out));
+	assert_memory_equal(out, "451 (reply to MAIL FROM) 4.3 later\r\n", n);
+	/* too small a buffer: nothing */
+	assert_int_equal(reply_for_rcpt(feed("451 x\r\n"), out, 10), 0);
+}
+
+/* A refused MAIL under PIPELINING: libESMTP gets the pump's 250, then
+ * the MAIL reply in place of each RCPT reply, then DATA's as it is */
+static void
+test_pump_mail_refused(void **state)
+{
+	struct rig g;
+
+	(void)state;
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\n");
+	expect(g.client, HELD);
+	/* the group goes on only with the line that ends it */
+	put(g.client, "RCPT TO:<c@d>\r\n");
+	put(g.client, "RCPT TO:<e@f>\r\nDATA\r\n");
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+	    "RCPT TO:<e@f>\r\nDATA\r\n");
+	put(g.up[1], "451-4.3.0 try\r\n451 4.3.0 later\r\n503 5.5.1 need "
+	    "MAIL\r\n250 2.1.5 ok\r\n503 5.5.1 no valid recipients\r\n");
+	expect(g.client, "451-4.3.0 (reply to MAIL FROM) try\r\n"
+	    "451 4.3.0 later\r\n"
+	    "451-4.3.0 (reply to MAIL FROM) try\r\n451 4.3.0 later\r\n"
+	    "503 5.5.1 no valid recipients\r\n");
+	/* the next group: its MAIL accepted, replies go through */
+	put(g.client, "RSET\r\n");
+	expect(g.up[1], "RSET\r\n");
+	put(g.up[1], "250 2.0.0 ok\r\n");
+	expect(g.client, "250 2.0.0 ok\r\n");
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n"
+	    "554 5.5.1 no valid recipients\r\n");
+	expect(g.client, "550 5.1.1 no such user\r\n"
+	    "554 5.5.1 no valid recipients\r\n");
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+}
+
+/* A MAIL refused and the connection closed: libESMTP still gets the
+ * refusal for each recipient; a MAIL never answered times out by name */
+static void
+test_pump_mail_refused_closed(void **state)
+{
+	struct rig g;
+
+	(void)state;
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "421 4.3.2 shutting down\r\n");
+	shutdown(g.up[1], SHUT_WR);
+	expect(g.client, "421 4.3.2 (reply to MAIL FROM) shutting down\r\n");
+	expect_eof(g.client);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "mx.test closed the connection while "
+	    "waiting for the reply to RCPT");
+
+	/* no reply to MAIL at all: each RCPT gets the pump's "000", which
+	 * libESMTP keeps as no status, and then the end (a third failed
+	 * read in a row crashes libESMTP 1.1) */
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+	    "RCPT TO:<e@f>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+	    "RCPT TO:<e@f>\r\nDATA\r\n");
+	shutdown(g.up[1], SHUT_WR);
+	expect(g.client, "000 postie: no reply, the connection is gone\r\n"
+	    "000 postie: no reply, the connection is gone\r\n");
+	expect_eof(g.client);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "mx.test closed the connection while "
+	    "waiting for the reply to MAIL");
+
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect_eof(g.client);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "mx.test timed out waiting for the "
+	    "reply to MAIL (1 s)");
+}
+
+/* A group whose end never comes goes on after a short hold */
+static void
+test_pump_hold_bounded(void **state)
+{
+	struct rig g;
+
+	(void)state;
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n");
+	expect(g.client, "250 ok\r\n");
 	rig_finish(&g);
 	assert_string_equal(g.p.error, "");
 }
@@ -340,6 +490,10 @@ main(void)
 		cmocka_unit_test(test_session_limit),
 		cmocka_unit_test(test_pump_dialogue),
 		cmocka_unit_test(test_pump_local_ehlo),
+		cmocka_unit_test(test_reply_for_rcpt),
+		cmocka_unit_test(test_pump_mail_refused),
+		cmocka_unit_test(test_pump_mail_refused_closed),
+		cmocka_unit_test(test_pump_hold_bounded),
 		cmocka_unit_test(test_pump_early_reply),
 		cmocka_unit_test(test_pump_deadlines),
 	};
