@@ -143,8 +143,11 @@ parse_params(struct session *s, const char *params, unsigned allowed,
 			    strncasecmp(p, param_names[w], nl) == 0)
 				break;
 		if (w == P_N || eq == NULL) {
-			reply(s, "555 5.5.4 Parameter %.*s not recognised",
-			    (int)(nl > 32 ? 32 : nl), p);
+			/* the client's text is not echoed: it may hold
+			 * any byte, a reply line may not */
+			reply(s, "555 5.5.4 A parameter was not recognised "
+			    "(postie takes SIZE, BODY, RET, ENVID; NOTIFY, "
+			    "ORCPT)");
 			return false;
 		}
 		if (len - nl - 1 >= sizeof(out->val[w])) {
