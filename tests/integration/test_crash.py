@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from pt import QueueCase
+from pt import POSTIE, QueueCase
 
 MSG = (b"From: Alice <alice@example.org>\nTo: bob@example.com\n"
        b"Subject: crash\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n"
@@ -159,3 +159,35 @@ class TestFullDisk(QueueCase):
         r = self.sendmail(["-odq", "-i", "bob@example.com"], MSG)
         self.assertQueued(r)
         self.assertEqual(len(self.msg_ids()), 1)
+
+    def test_queue_control_on_a_full_disk_says_nothing_changed(self):
+        r = self.sendmail(["-odq", "-i", "bob@example.com"], MSG)
+        self.assertQueued(r)
+        [qid] = self.msg_ids()
+        if not os.path.exists(os.path.join(self.bin, "postie")):
+            os.symlink(POSTIE, os.path.join(self.bin, "postie"))
+        fill = os.path.join(self.mnt, "fill")
+        fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 4096) > 0:
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        for op in ("hold", "remove"):
+            r = self.run_cmd("postie", ["queue", op, qid])
+            self.assertEqual(r.returncode, 75, r.stderr)
+            lines = r.stderr.decode().splitlines()
+            self.assertEqual(len(lines), 1, r.stderr)
+            self.assertRegex(lines[0], r"^queue: %s: cannot write .*: No space left on "
+                             r"device; the message is as it was \(free some space, "
+                             r"then run it again\)$" % re.escape(qid))
+            self.assertEqual(self.msg_ids(), [qid])
+        r = self.run_cmd("mailq", [])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(b"held", r.stdout)
+        os.unlink(fill)
+        r = self.run_cmd("postie", ["queue", "remove", qid])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
