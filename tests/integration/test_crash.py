@@ -160,14 +160,9 @@ class TestFullDisk(QueueCase):
         self.assertQueued(r)
         self.assertEqual(len(self.msg_ids()), 1)
 
-    def test_queue_control_on_a_full_disk_says_nothing_changed(self):
-        r = self.sendmail(["-odq", "-i", "bob@example.com"], MSG)
-        self.assertQueued(r)
-        [qid] = self.msg_ids()
-        if not os.path.exists(os.path.join(self.bin, "postie")):
-            os.symlink(POSTIE, os.path.join(self.bin, "postie"))
-        fill = os.path.join(self.mnt, "fill")
-        fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
+    def fill(self):
+        path = os.path.join(self.mnt, "fill")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             while os.write(fd, b"\0" * 4096) > 0:
                 pass
@@ -175,6 +170,35 @@ class TestFullDisk(QueueCase):
             pass
         finally:
             os.close(fd)
+        return path
+
+    def test_deliver_on_a_full_disk_says_the_message_stays(self):
+        # local mail: delivered into ~/Maildir (another file system), then
+        # its journal line does not fit
+        r = self.sendmail(["-odq", "-i", "alice"], MSG)
+        self.assertQueued(r)
+        [qid] = self.msg_ids()
+        fill = self.fill()
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 75, r.stderr)
+        lines = r.stderr.decode().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertRegex(lines[0], r"^deliver: cannot write .*%s: No space left on device; "
+                         r"the message stays queued \(free some space, then run deliver "
+                         r"again\)$" % re.escape(qid))
+        self.assertEqual(self.msg_ids(), [qid])
+        os.unlink(fill)
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+
+    def test_queue_control_on_a_full_disk_says_nothing_changed(self):
+        r = self.sendmail(["-odq", "-i", "bob@example.com"], MSG)
+        self.assertQueued(r)
+        [qid] = self.msg_ids()
+        if not os.path.exists(os.path.join(self.bin, "postie")):
+            os.symlink(POSTIE, os.path.join(self.bin, "postie"))
+        fill = self.fill()
         for op in ("hold", "remove"):
             r = self.run_cmd("postie", ["queue", op, qid])
             self.assertEqual(r.returncode, 75, r.stderr)
