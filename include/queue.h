@@ -168,7 +168,8 @@ int	queue_lock_wait(struct queue *q, const char *id,
 	    const struct timespec *deadline, int *fd, struct err *e);
 void	queue_unlock(int fd);
 
-/* Append one event line to state/ID and fsync it. */
+/* Append one event line to state/ID and fsync it. On failure the line is
+ * taken back (the file is cut to where it ended): the journal is as it was. */
 int	queue_state_append(struct queue *q, const char *id, const char *line,
 	    struct err *e);
 /* Fold state/ID into st (all waiting if there is none). */

@@ -1512,10 +1512,11 @@ config_load_aliases(struct config *cfg, struct strvec *errors, size_t *nfile,
 	struct alias_table file;
 	struct strvec mine;
 	struct strvec *errs = errors != NULL ? errors : &mine;
-	size_t first = errs->n;
+	size_t first;
 	int nerr = 0;
 
 	sv_init(&mine);
+	first = errs->n;
 	alias_table_init(&file);
 	if (nfile != NULL)
 		*nfile = 0;

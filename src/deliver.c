@@ -102,7 +102,16 @@ journal(struct runner *r, struct item *it, struct err *e, const char *fmt,
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
 	util_sanitize(line);
-	return queue_state_append(&r->q, it->id, line, e);
+	if (queue_state_append(&r->q, it->id, line, e) == 0)
+		return 0;
+	{
+		struct err w = *e;
+
+		err_set(e, w.code, "%s; the message stays queued (%s)", w.msg,
+		    w.code == ERR_TEMPFAIL ? "free some space, then run "
+		    "deliver again" : "the next run tries again");
+	}
+	return -1;
 }
 
 static void

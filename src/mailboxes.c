@@ -144,6 +144,12 @@ mailboxes_write(const char *file, const struct strvec *locals,
 	(void)unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
+	if (fd < 0 && errno == ENOENT) {
+		rc = err_set(e, err_from_errno(errno), "cannot write %s: its "
+		    "directory does not exist (create it, or change "
+		    "mailboxes)", file);
+		goto out;
+	}
 	if (fd < 0 || util_write_all(fd, line, strlen(line)) < 0 ||
 	    fsync(fd) < 0) {
 		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",

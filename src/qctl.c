@@ -113,14 +113,30 @@ unknown(struct qctl *c, const char *id, const char *what)
 	fail(c, &e);
 }
 
-/* "EPOCH EVENT" into state/ID, fsync'd. */
+/*
+ * "EPOCH EVENT" into state/ID, fsync'd. A line that cannot be written is
+ * not in the journal (queue_state_append takes it back): the message is
+ * as it was, which the error says.
+ */
 static int
 journal(struct qctl *c, const char *id, const char *event, struct err *e)
 {
 	char line[64];
 
 	snprintf(line, sizeof(line), "%lld %s", (long long)time(NULL), event);
-	return queue_state_append(&c->q, id, line, e);
+	if (queue_state_append(&c->q, id, line, e) == 0)
+		return 0;
+	if (e->code == ERR_TEMPFAIL) {
+		struct err w = *e;
+
+		err_set(e, w.code, "%s; the message is as it was (free some "
+		    "space, then run it again)", w.msg);
+	} else {
+		struct err w = *e;
+
+		err_set(e, w.code, "%s; the message is as it was", w.msg);
+	}
+	return -1;
 }
 
 /*

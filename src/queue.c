@@ -771,6 +771,7 @@ queue_state_append(struct queue *q, const char *id, const char *line,
 {
 	char *path = xasprintf("%s/%s", q->state, id);
 	size_t len = strlen(line);
+	off_t end = -1;
 	bool created;
 	int fd = safefile_open(path, O_RDWR | O_CREAT | O_APPEND, 0600,
 	    &created, e);
@@ -780,11 +781,16 @@ queue_state_append(struct queue *q, const char *id, const char *line,
 		rc = -1;
 		goto out;
 	}
-	if (cut_torn_line(fd) < 0 || util_write_all(fd, line, len) < 0 ||
+	if (cut_torn_line(fd) < 0 || (end = lseek(fd, 0, SEEK_END)) < 0 ||
+	    util_write_all(fd, line, len) < 0 ||
 	    (len > 0 && line[len - 1] != '\n' &&
 	    util_write_all(fd, "\n", 1) < 0) || fsync(fd) < 0) {
 		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
 		    path, strerror(errno));
+		/* a line not known to be durable is no line: the journal
+		 * stays as it was, as the caller is told */
+		if (end >= 0 && ftruncate(fd, end) == 0)
+			(void)fsync(fd);
 		close(fd);
 		goto out;
 	}

@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from pt import QueueCase
+from pt import POSTIE, QueueCase
 
 MSG = (b"From: Alice <alice@example.org>\nTo: bob@example.com\n"
        b"Subject: crash\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n"
@@ -159,3 +159,59 @@ class TestFullDisk(QueueCase):
         r = self.sendmail(["-odq", "-i", "bob@example.com"], MSG)
         self.assertQueued(r)
         self.assertEqual(len(self.msg_ids()), 1)
+
+    def fill(self):
+        path = os.path.join(self.mnt, "fill")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 4096) > 0:
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return path
+
+    def test_deliver_on_a_full_disk_says_the_message_stays(self):
+        # local mail: delivered into ~/Maildir (another file system), then
+        # its journal line does not fit
+        r = self.sendmail(["-odq", "-i", "alice"], MSG)
+        self.assertQueued(r)
+        [qid] = self.msg_ids()
+        fill = self.fill()
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 75, r.stderr)
+        lines = r.stderr.decode().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertRegex(lines[0], r"^deliver: cannot write .*%s: No space left on device; "
+                         r"the message stays queued \(free some space, then run deliver "
+                         r"again\)$" % re.escape(qid))
+        self.assertEqual(self.msg_ids(), [qid])
+        os.unlink(fill)
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+
+    def test_queue_control_on_a_full_disk_says_nothing_changed(self):
+        r = self.sendmail(["-odq", "-i", "bob@example.com"], MSG)
+        self.assertQueued(r)
+        [qid] = self.msg_ids()
+        if not os.path.exists(os.path.join(self.bin, "postie")):
+            os.symlink(POSTIE, os.path.join(self.bin, "postie"))
+        fill = self.fill()
+        for op in ("hold", "remove"):
+            r = self.run_cmd("postie", ["queue", op, qid])
+            self.assertEqual(r.returncode, 75, r.stderr)
+            lines = r.stderr.decode().splitlines()
+            self.assertEqual(len(lines), 1, r.stderr)
+            self.assertRegex(lines[0], r"^queue: %s: cannot write .*: No space left on "
+                             r"device; the message is as it was \(free some space, "
+                             r"then run it again\)$" % re.escape(qid))
+            self.assertEqual(self.msg_ids(), [qid])
+        r = self.run_cmd("mailq", [])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(b"held", r.stdout)
+        os.unlink(fill)
+        r = self.run_cmd("postie", ["queue", "remove", qid])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])

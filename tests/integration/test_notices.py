@@ -5,6 +5,7 @@ queue file (its `queued` line), as the lifetime tests do; a deliver run
 killed at each durable step of a warning never writes it twice."""
 import glob
 import os
+import random
 import re
 import signal
 import time
@@ -266,7 +267,10 @@ class TestNotifyCommand(NoticeCase):
         self.assertEqual(len(self.notices()), 2)           # warning, failure notice
 
     def test_a_hanging_command_is_killed_and_delivery_goes_on(self):
-        cmd = self.script("sleep 607 &\nsleep 607\n")
+        # a duration of this run's own: other test runs on the machine
+        # (pgrep sees them too) have their own sleeps
+        naps = "607.%d" % random.randrange(10 ** 6, 10 ** 7)
+        cmd = self.script("sleep %s &\nsleep %s\n" % (naps, naps))
         self.configure('notify-command %s\n' % cmd)
         self.server.script["RCPT"] = "550 5.1.1 no such user"
         a = self.enqueue()
@@ -283,7 +287,7 @@ class TestNotifyCommand(NoticeCase):
         for qid in (a, b):
             self.assertIn("%s: notify-command %s did not finish in 10 s: killed" % (qid, cmd), log)
         # its whole process group went with it: no sleep is left
-        out = os.popen("pgrep -f '^sleep 607$'").read().split()
+        out = os.popen("pgrep -f '^sleep %s$'" % naps).read().split()
         self.assertEqual(out, [])
 
     def test_a_failing_or_untrusted_command_is_logged(self):

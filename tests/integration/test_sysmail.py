@@ -169,6 +169,25 @@ class TestAliasesAtSendmail(AliasCase):
         r = self.run_cmd("mailq", [])
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_a_hostile_file_names_its_first_error(self):
+        # sendmail (not newaliases) says where the first error is, whatever
+        # the recipient, and queues nothing
+        path = self.aliases_file("postmaster: root\n"
+                                 "root: |/bin/sh -c \"touch /tmp/x\"\n"
+                                 "bob: :include:/etc/shadow\n"
+                                 "carol: /tmp/carolfile\n"
+                                 "loop1: loop2\nloop2: loop1\n")
+        self.write_config("aliases %s\n" % path)
+        for rcpt in ("postmaster", "carol", "x@example.net"):
+            r = self.sendmail(["-odq", "-oi", rcpt], b"Subject: x\n\nhi\n")
+            self.assertEqual(r.returncode, 78, r.stderr)
+            self.assertEqual(r.stderr.decode(),
+                             "sendmail: %s:2: a program target ('|command') is not "
+                             "supported: postie runs no program for a recipient (use mda) "
+                             "(and more: run newaliases to see them); nothing was queued\n"
+                             % path)
+            self.assertNothingQueued()
+
     def test_domain_qualifies_the_sender_and_the_from(self):
         self.write_config("domain example.org\n")
         r = self.sendmail(["-odq", "bob@example.com"], b"Subject: x\n\nhi\n")

@@ -312,6 +312,47 @@ test_config_alias_lines(void **state)
 	assert_null(c);
 }
 
+/* Fill the stack below the caller with non-zero bytes, so that a
+ * local read before it is set sees garbage, not a lucky zero. */
+static __attribute__((noinline)) void
+dirty_stack(void)
+{
+	volatile unsigned char junk[16384];
+
+	for (size_t i = 0; i < sizeof junk; i++)
+		junk[i] = 0x7f;
+}
+
+/* Without an error list (sendmail's call), the first error is still the
+ * one reported: the list it keeps for itself starts empty. */
+static void
+test_load_aliases_first_error_without_list(void **state)
+{
+	char *dir = tu_tmpdir();
+	char *path = xasprintf("%s/aliases", dir);
+	char *conf = xasprintf("aliases %s\n", path);
+	struct err e = { 0 };
+	struct config *c;
+	FILE *f;
+
+	(void)state;
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("a: b\nroot: |x\nb: :include:y\n", f);
+	fclose(f);
+	c = config_parse_string(conf, "t.conf", &e);
+	assert_non_null(c);
+	dirty_stack();
+	assert_int_equal(config_load_aliases(c, NULL, NULL, &e), -1);
+	assert_non_null(strstr(e.msg, "aliases:2: a program target"));
+	assert_non_null(strstr(e.msg, "(and more: run newaliases"));
+	config_free(c);
+	tu_rmtree(dir);
+	free(dir);
+	free(path);
+	free(conf);
+}
+
 /* The alias lines win over the file's entry of the same name. */
 static void
 test_load_aliases_file(void **state)
@@ -449,6 +490,7 @@ main(void)
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_config_alias_lines),
 		cmocka_unit_test(test_load_aliases_file),
+		cmocka_unit_test(test_load_aliases_first_error_without_list),
 		cmocka_unit_test(test_many_aliases),
 		cmocka_unit_test(test_qualify_from),
 	};

@@ -253,6 +253,22 @@ test_mailboxes(void **state)
 	assert_true(changed);
 	assert_int_equal(stat(file, &st2), 0);
 	assert_int_not_equal(st.st_ino, st2.st_ino);
+	/* a directory that is not there: the file named, not a temp name,
+	 * and what to do */
+	{
+		char *nodir = NULL, *msg = NULL;
+
+		assert_true(asprintf(&nodir, "%s/nodir/mailboxes", dir) > 0);
+		assert_int_equal(mailboxes_write(nodir, &locals, &changed,
+		    &e), -1);
+		assert_false(changed);
+		assert_true(asprintf(&msg, "cannot write %s: its directory "
+		    "does not exist (create it, or change mailboxes)",
+		    nodir) > 0);
+		assert_string_equal(e.msg, msg);
+		free(msg);
+		free(nodir);
+	}
 	sv_free(&locals);
 	free(want);
 	free(file);
