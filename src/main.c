@@ -83,6 +83,10 @@ main(int argc, char **argv)
 		argc--;
 		name = cmd->name;
 	}
+	/* "deliver --help": no command takes --help otherwise (sendmail's
+	 * -h is its hop count, so only the long form) */
+	if (argc == 2 && strcmp(argv[1], "--help") == 0)
+		return usage(stdout);
 	if (cmd->run(argc, argv, &e) == 0)
 		return 0;
 	fprintf(stderr, "%s: %s\n", name, e.msg);

@@ -344,6 +344,15 @@ class TestDispatch(QueueCase):
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout, rb"^postie \d")
 
+    def test_help_of_each_command(self):
+        # "deliver --help" shows the usage and exits 0 (not "unknown flag")
+        for cmd in ("sendmail", "mailq", "deliver", "fetch", "queue", "newaliases"):
+            r = subprocess.run([POSTIE, cmd, "--help"], capture_output=True, env=self.env)
+            self.assertEqual(r.returncode, 0, (cmd, r.stderr))
+            self.assertTrue(r.stdout.startswith(b"usage: postie "), (cmd, r.stdout))
+            self.assertEqual(r.stderr, b"")
+        self.assertNothingQueued()
+
     def test_newaliases_checks_and_queues_nothing(self):
         r = self.sendmail(["-bi"], b"")
         self.assertEqual(r.returncode, 0)
