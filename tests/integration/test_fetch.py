@@ -431,6 +431,56 @@ class TestBadEntries(ScriptedCase):
                          ["1700000002.big", "1700000003.liar,S=10", "1700000004.never"])
 
 
+class TestPipelining(ScriptedCase):
+    """What goes out without waiting for an answer, as a scripted server
+    sees it: it reads ahead before answering a MKDIR or a RENAME (up to
+    2 s) and notes which request came meanwhile."""
+
+    def held(self):
+        hold_log = os.path.join(self.dir, "hold.log")
+        if os.path.exists(hold_log):
+            os.unlink(hold_log)
+        self.set_rules({"hold": {"types": [14, 18], "seconds": 2, "log": hold_log}})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        with open(hold_log) as f:
+            return [line.split(" -> ") for line in f.read().splitlines()]
+
+    def test_claim_directory_claim_and_open_go_out_together(self):
+        self.put("1700000001.a")
+        claims = os.path.join(self.remote, "postie-claims")
+        mine = os.path.join(claims, self.client)
+        claimed = os.path.join(mine, "1700000001.a")
+        self.assertEqual(self.held(), [
+            ["14 " + claims, "14 " + mine],
+            # the claim goes out behind the MKDIRs, not after their answer
+            ["14 " + mine, "18 " + os.path.join(self.remote, "new", "1700000001.a")],
+            # the OPEN of the claimed path right behind its RENAME
+            ["18 " + os.path.join(self.remote, "new", "1700000001.a"), "3 " + claimed]])
+        self.assertEqual(self.local_names(), ["1700000001.a"])
+        # the claim directory is there now: no MKDIR on the next run
+        self.put("1700000002.b")
+        self.assertEqual(self.held(), [
+            ["18 " + os.path.join(self.remote, "new", "1700000002.b"),
+             "3 " + os.path.join(mine, "1700000002.b")]])
+        self.assertEqual(self.local_names(), ["1700000001.a", "1700000002.b"])
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
+
+    def test_ssh_key_is_offered_without_asking_the_methods(self):
+        # the "none" request (the methods) would cost a round trip
+        self.put("1700000001.a")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(self.local_names(), ["1700000001.a"])
+        deadline = time.time() + 5
+        while "Accepted publickey" not in self.sshd.log_text() and time.time() < deadline:
+            time.sleep(0.1)
+        log = self.sshd.log_text()
+        self.assertIn("Accepted publickey", log)
+        self.assertFalse("method none" in log, log[-1500:])
+
+
 class TestBigListings(ScriptedCase):
     mode = "copy"
 
