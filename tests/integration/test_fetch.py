@@ -1172,7 +1172,8 @@ class TestRefusals(FetchCase):
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertLess(took, 5.5, r.stderr)
         self.assertRegex(r.stderr, rb"nothing came within 3 s of the connection \(timeout\) "
-                         rb"while waiting for (the key exchange|the login|a channel|the SFTP)")
+                         rb"while waiting for (the key exchange|the (answer to the )?login|a channel|"
+                         rb"the SFTP)")
         self.assertEqual(self.remote_names(), ["1700000000.x"])
 
     def test_unknown_host_key_is_76(self):
