@@ -84,6 +84,7 @@ struct folder {
 					 * client's claim directory (move) */
 	bool			 failed;	/* its listing failed */
 	bool			 touched;	/* linked into by the batch */
+	bool			 local_made;	/* its local tmp/ new/ cur/ */
 	bool			 claims_made;	/* its claim directory: made,
 						 * or listed there */
 	char			 why[300];	/* why that failed */
@@ -277,6 +278,11 @@ struct listing *fetchget_list_dir(struct job *j, const char *path);
 /* Wait once for the channel (replies handled by their callbacks); a
  * failure fails the job (a broken link said as such) and gives -1. */
 int	fetchget_wait(struct job *j);
+/* The local folders of the folders found so far are made while their
+ * listings are out (when every request queued has gone): the disk's
+ * time overlaps the round trip. One that fails is left to the plan,
+ * which says why. */
+void	fetch_locals_early(struct job *j);
 /* Start a download (IT_WAIT to IT_RUN). */
 void	fetchget_start(struct item *it);
 /* The OPEN of a claimed path, sent right behind its RENAME (the claim),

@@ -818,6 +818,23 @@ make_local(const struct folder *f, struct err *e)
 	return 0;
 }
 
+void
+fetch_locals_early(struct job *j)
+{
+	const unsigned char *p;
+	struct err e;
+
+	if (j->o->dry_run || j->use_mda || j->o->release != NULL ||
+	    j->chan.wlen > 0 || sftp_out(j->chan.p, &p) > 0)
+		return;
+	for (size_t i = 0; i < j->nfolders; i++) {
+		struct folder *f = j->folders[i];
+
+		if (!f->local_made && !f->failed)
+			f->local_made = make_local(f, &e) == 0;
+	}
+}
+
 /* Remove what runs of this host that were cut off left in tmp/ (only
  * its own names: an MDA may be writing there). The Maildir is locked. */
 static void
@@ -932,7 +949,8 @@ plan_all(struct job *j)
 		j->ldir = f->ldir;
 		/* -n changes nothing here, not even a missing folder; with
 		 * an mda nothing local says what was fetched */
-		if ((!j->o->dry_run && make_local(f, &e) < 0) ||
+		if ((!j->o->dry_run && !f->local_made &&
+		    make_local(f, &e) < 0) ||
 		    (!j->use_mda && (!j->o->dry_run ||
 		    access(f->ldir, F_OK) == 0) && local_scan(j, &e) < 0)) {
 			fetch_fail(j, &e);

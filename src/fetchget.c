@@ -371,9 +371,11 @@ fetchget_list(struct job *j)
 		}
 	if (inbox != NULL)
 		folder_lists(j, inbox);
-	while (j->listing > 0)
+	while (j->listing > 0) {
 		if (fetchget_wait(j) < 0)
 			return -1;
+		fetch_locals_early(j);
+	}
 	return j->failed ? -1 : 0;
 }
 
