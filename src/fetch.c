@@ -1733,6 +1733,7 @@ job_free(struct job *j)
 	for (size_t i = 0; i < j->nitems; i++) {
 		free(j->items[i].name);
 		free(j->items[i].tmp);
+		free(j->items[i].h);	/* an OPEN's early answer */
 	}
 	free(j->items);
 	for (size_t i = 0; i < j->nfolders; i++) {
