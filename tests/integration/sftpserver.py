@@ -31,6 +31,13 @@ RULES.json (read at each session, so a test may change it between runs):
                              ("-> none": nothing came before the answer):
                              which requests the client sent without
                              waiting for the answer (pipelining)
+  reorder: HOW               a RENAME followed by an OPEN (sent without
+                             waiting) is reordered: the OPEN is done
+                             first but answered after the RENAME
+                             ("open_first"), done and answered first
+                             ("open_first_answered_first"), or done after
+                             the RENAME but answered first
+                             ("replies_swapped"): a server that reorders
 """
 import json
 import os
@@ -52,9 +59,13 @@ class Server:
         self.out = sys.stdout.buffer
         self.buf = b""          # read from stdin, not yet taken
         self.eof = False
+        self.capture = None     # a list: answers held back (reorder)
 
     def send(self, data, drip=0):
         pkt = struct.pack(">I", len(data)) + data
+        if self.capture is not None:
+            self.capture.append(pkt)
+            return
         if drip:
             for i in range(len(pkt)):
                 self.out.write(pkt[i:i + 1])
@@ -170,6 +181,24 @@ class Server:
     def dispatch(self, p):
         t = p[0]
         self.hold(p)
+        how = self.rules.get("reorder")
+        if t == 18 and how and self.capture is None:
+            nxt = self.peek_packet(2)
+            if nxt is not None and nxt[0] == 3:
+                self.read_packet()
+                first, second = (nxt, p) if how.startswith("open_first") else (p, nxt)
+                if how == "open_first_answered_first":
+                    self.dispatch(first)
+                    self.dispatch(second)
+                    return
+                self.capture = []           # the first one's answer waits
+                self.dispatch(first)
+                held, self.capture = self.capture, None
+                self.dispatch(second)
+                for pkt in held:
+                    self.out.write(pkt)
+                self.out.flush()
+                return
         if t == 1:
             self.send(struct.pack(">BI", 2, 3))
             return

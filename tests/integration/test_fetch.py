@@ -467,6 +467,32 @@ class TestPipelining(ScriptedCase):
         self.assertEqual(self.remote_names(), [])
         self.assertEqual(self.claimed_names(), [])
 
+    def test_a_server_that_reorders_claim_and_open(self):
+        # the OPEN done before the RENAME fails and is sent again; an
+        # OPEN answered before its RENAME keeps its handle for the claim
+        for i, how in enumerate(("open_first", "open_first_answered_first",
+                                 "replies_swapped")):
+            names = ["17000000%d%d.m" % (i, k) for k in range(3)]
+            for n in names:
+                self.put(n)
+            opens = os.path.join(self.dir, "opens-%s.log" % how)
+            self.set_rules({"reorder": how,
+                            "hold": {"types": [3], "seconds": 0, "log": opens}})
+            r = self.fetch()
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+            self.assertNotIn(b"taken by another client", r.stderr)
+            for n in names:
+                self.assertIn(n, self.local_names(), how)
+                self.assertEqual(self.local_data(n), BODY % (n.encode(), n.encode()), how)
+            self.assertEqual(self.remote_names(), [], how)
+            self.assertEqual(self.claimed_names(), [], how)
+            with open(opens) as f:
+                opened = [line.split(" -> ")[0].rsplit("/", 1)[1] for line in f.read().splitlines()]
+            # an OPEN that failed is sent once more; a handle that came
+            # early is used, not opened again
+            once = 1 if how == "replies_swapped" else 2
+            self.assertEqual(sorted(opened), sorted(names * once), how)
+
     def test_ssh_key_is_offered_without_asking_the_methods(self):
         # the "none" request (the methods) would cost a round trip
         self.put("1700000001.a")
