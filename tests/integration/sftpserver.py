@@ -7,6 +7,7 @@ sshd runs it as its sftp subsystem (sshd.Sshd(subsystem=...)):
 
 RULES.json (read at each session, so a test may change it between runs):
   refuse_remove: "reason"    every REMOVE fails: PERMISSION_DENIED, reason
+  refuse_mkdir: "reason"     every MKDIR fails: PERMISSION_DENIED, reason
   read_max: N                a READ returns at most N bytes (short reads)
   drip: SECONDS              DATA replies go out one byte every SECONDS
   list_drip: SECONDS         READDIR returns one entry, after SECONDS
@@ -299,6 +300,10 @@ class Server:
                 self.status(rid, FX_OK)
             elif t == 14:                   # MKDIR (attrs ignored: 0700)
                 path, _ = string(0)
+                why = self.rules.get("refuse_mkdir")
+                if why:
+                    self.status(rid, FX_PERMISSION_DENIED, why)
+                    return
                 os.mkdir(path, 0o700)
                 self.status(rid, FX_OK)
             elif t == 18:                   # RENAME, as OpenSSH: link, unlink

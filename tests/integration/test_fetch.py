@@ -493,6 +493,20 @@ class TestPipelining(ScriptedCase):
             once = 1 if how == "replies_swapped" else 2
             self.assertEqual(sorted(opened), sorted(names * once), how)
 
+    def test_a_claim_directory_refused_fails_the_run_and_takes_nothing(self):
+        # the claims went out behind the refused MKDIRs and failed: not
+        # another client's wins, and nothing is taken
+        self.put("1700000001.a")
+        self.set_rules({"refuse_mkdir": "quota"})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertNotEqual(r.returncode, 0, err)
+        self.assertIn("cannot make the claim directory", err)
+        self.assertIn("quota", err)
+        self.assertNotIn("taken by another client", err + self.log())
+        self.assertEqual(self.remote_names(), ["1700000001.a"])
+        self.assertEqual(self.local_names(), [])
+
     def test_ssh_key_is_offered_without_asking_the_methods(self):
         # the "none" request (the methods) would cost a round trip
         self.put("1700000001.a")
