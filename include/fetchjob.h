@@ -71,6 +71,7 @@ struct listing {
 	size_t			 hlen;
 	unsigned		 out;	/* READDIRs waiting */
 	bool			 eof, done;
+	bool			 missing;	/* not there (missing_ok) */
 	struct dent		*v;
 	size_t			 n, cap;
 };
@@ -83,7 +84,9 @@ struct folder {
 					 * client's claim directory (move) */
 	bool			 failed;	/* its listing failed */
 	bool			 touched;	/* linked into by the batch */
-	bool			 claims_made;	/* its claim directory */
+	bool			 local_made;	/* its local tmp/ new/ cur/ */
+	bool			 claims_made;	/* its claim directory: made,
+						 * or listed there */
 	char			 why[300];	/* why that failed */
 };
 
@@ -126,6 +129,10 @@ struct item {
 	size_t			 hlen;
 	uint64_t		 next_off, got;
 	unsigned		 reads;	/* READs and FSTAT waiting */
+	bool			 open_out;	/* the OPEN sent right behind
+						 * its claim is unanswered */
+	bool			 open_early;	/* it was answered before the
+						 * claim (handle in h, if any) */
 	bool			 stat_done, stat_bad, grew, empty, probed;
 };
 
@@ -271,8 +278,24 @@ struct listing *fetchget_list_dir(struct job *j, const char *path);
 /* Wait once for the channel (replies handled by their callbacks); a
  * failure fails the job (a broken link said as such) and gives -1. */
 int	fetchget_wait(struct job *j);
+/* The local folders of the folders found so far are made while their
+ * listings are out (when every request queued has gone): the disk's
+ * time overlaps the round trip. One that fails is left to the plan,
+ * which says why. */
+void	fetch_locals_early(struct job *j);
 /* Start a download (IT_WAIT to IT_RUN). */
 void	fetchget_start(struct item *it);
+/* The OPEN of a claimed path, sent right behind its RENAME (the claim),
+ * so the two cost one round trip. */
+void	fetchget_claim_open(struct item *it);
+/* Does the download fit the local disk? Said when not (IT_SKIP). */
+bool	fetchget_fits(struct item *it);
+/* The claim was answered OK (IT_CLAIM to IT_RUN): the download goes on
+ * with what the OPEN sent behind it brought, or brings. */
+void	fetchget_claimed(struct item *it);
+/* The claim failed or the item was dropped: the OPEN behind it is
+ * forgotten (a handle it brought is closed). */
+void	fetchget_unclaimed(struct item *it);
 /* End an item: IT_DONE, or IT_SKIP (its tmp/ file removed). */
 void	fetchget_end(struct item *it, enum item_state st);
 /* Free what the downloads hold for READs never answered. */

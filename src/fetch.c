@@ -818,6 +818,23 @@ make_local(const struct folder *f, struct err *e)
 	return 0;
 }
 
+void
+fetch_locals_early(struct job *j)
+{
+	const unsigned char *p;
+	struct err e;
+
+	if (j->o->dry_run || j->use_mda || j->o->release != NULL ||
+	    j->chan.wlen > 0 || sftp_out(j->chan.p, &p) > 0)
+		return;
+	for (size_t i = 0; i < j->nfolders; i++) {
+		struct folder *f = j->folders[i];
+
+		if (!f->local_made && !f->failed)
+			f->local_made = make_local(f, &e) == 0;
+	}
+}
+
 /* Remove what runs of this host that were cut off left in tmp/ (only
  * its own names: an MDA may be writing there). The Maildir is locked. */
 static void
@@ -932,7 +949,8 @@ plan_all(struct job *j)
 		j->ldir = f->ldir;
 		/* -n changes nothing here, not even a missing folder; with
 		 * an mda nothing local says what was fetched */
-		if ((!j->o->dry_run && make_local(f, &e) < 0) ||
+		if ((!j->o->dry_run && !f->local_made &&
+		    make_local(f, &e) < 0) ||
 		    (!j->use_mda && (!j->o->dry_run ||
 		    access(f->ldir, F_OK) == 0) && local_scan(j, &e) < 0)) {
 			fetch_fail(j, &e);
@@ -958,6 +976,10 @@ plan_all(struct job *j)
 			    f->lists[L_CUR]->counted == 1 ? "" : "s");
 		stale_find(j, f, &stale, &nstale);
 		local_free(j);
+		/* this client's claim directory listed: no MKDIR for it */
+		if (f->lists[L_CLAIMED] != NULL && f->lists[L_CLAIMED]->done &&
+		    !f->lists[L_CLAIMED]->missing)
+			f->claims_made = true;
 		for (size_t s = 0; s < L_N; s++) {
 			fetchget_listing_free(f->lists[s]);
 			f->lists[s] = NULL;
@@ -1042,15 +1064,19 @@ on_claimed(void *arg, const struct sftp_reply *r, struct err *e)
 		it->sub = j->csub;
 		crash_step(j->crash, "claimed on the server");
 		if (it->st == IT_CLAIM && !j->failed)
-			fetchget_start(it);
+			fetchget_claimed(it);
 		else {
+			fetchget_unclaimed(it);
 			it->st = IT_SKIP;	/* dropped meanwhile */
 			give_back(it);
 		}
 		return 0;
 	}
+	fetchget_unclaimed(it);
 	if (it->st == IT_CLAIM)
 		it->st = IT_SKIP;
+	if (it->f->failed)
+		return 0;	/* its claim directory could not be made */
 	if (r->status == SFTP_FX_NO_SUCH_FILE) {
 		/* another client renamed it first (or it was removed) */
 		log_msg(j->log, LOG_INFO, "%s: %s: %s taken by another client "
@@ -1067,16 +1093,20 @@ on_claimed(void *arg, const struct sftp_reply *r, struct err *e)
 	return 0;
 }
 
-/* RENAME new/NAME or cur/NAME to this client's claims: many in flight,
- * like all. */
+/* RENAME new/NAME or cur/NAME to this client's claims, and right behind
+ * it the OPEN of the claimed path: one round trip for both, many in
+ * flight. A message that does not fit the local disk is not claimed. */
 static void
 claim_start(struct item *it)
 {
 	char *from = claim_path(it, it->home);
 	char *to = claim_path(it, it->j->csub);
 
-	it->st = IT_CLAIM;
-	sftp_rename(it->j->chan.p, from, to, on_claimed, it);
+	if (fetchget_fits(it)) {
+		it->st = IT_CLAIM;
+		sftp_rename(it->j->chan.p, from, to, on_claimed, it);
+		fetchget_claim_open(it);
+	}
 	free(from);
 	free(to);
 }
@@ -1084,13 +1114,20 @@ claim_start(struct item *it)
 static int
 on_claims_made(void *arg, const struct sftp_reply *r, struct err *e)
 {
-	struct folder *f = arg;
+	struct item *it = arg;	/* the folder's first claim */
+	struct folder *f = it->f;
+	struct job *j = it->j;
+	struct err fe;
 
 	(void)e;
 	/* OpenSSH says FAILURE for a directory that is there already */
 	if (r->status != SFTP_FX_OK && r->status != SFTP_FX_FAILURE) {
-		f->failed = true;
+		f->failed = true;	/* its claims fail quietly */
 		fetchget_status(r, f->why, sizeof(f->why));
+		err_set(&fe, ERR_PROTOCOL, "cannot make the claim directory "
+		    "%s/%s on %s: %s", f->rdir, j->csub, j->job->ssh.host,
+		    f->why);
+		fetch_fail(j, &fe);
 	}
 	return 0;
 }
@@ -1106,41 +1143,31 @@ drain(struct job *j)
 }
 
 /*
- * The claim directories of the folders with mail to claim are made
- * (FOLDER/postie-claims/CLIENT, 0700; there already is fine) before any
- * claim: a RENAME into a missing directory would look like another
- * client's win. One round trip, all folders at once.
+ * The claim directories of the folders with mail to claim
+ * (FOLDER/postie-claims/CLIENT, 0700) are made where the listing found
+ * them missing. The MKDIRs go out ahead of the claims, not waited for:
+ * the server works through requests in order, so a claim's RENAME comes
+ * after them. One that fails fails the job, and its folder's claims
+ * (which then fail too) are not taken for another client's wins.
  */
-static int
+static void
 claims_prepare(struct job *j)
 {
-	struct err e;
-	bool any = false;
-
 	for (size_t i = 0; i < j->nitems; i++) {
 		struct folder *f = j->items[i].f;
 		char *top, *mine;
 
 		if (!j->items[i].claim || f->claims_made)
-			continue;
-		f->claims_made = any = true;
+			continue;	/* (listed there already: plan_all) */
+		f->claims_made = true;
 		top = xasprintf("%s/" CLAIMS_DIR, f->rdir);
 		mine = xasprintf("%s/%s", f->rdir, j->csub);
 		sftp_mkdir(j->chan.p, top, 0700, NULL, NULL);
-		sftp_mkdir(j->chan.p, mine, 0700, on_claims_made, f);
+		sftp_mkdir(j->chan.p, mine, 0700, on_claims_made,
+		    &j->items[i]);
 		free(top);
 		free(mine);
 	}
-	if (!any || drain(j) < 0)
-		return j->failed ? -1 : 0;
-	for (size_t i = 0; i < j->nfolders; i++)
-		if (j->folders[i]->claims_made && j->folders[i]->failed) {
-			err_set(&e, ERR_PROTOCOL, "cannot make the claim "
-			    "directory %s/%s on %s: %s", j->folders[i]->rdir,
-			    j->csub, j->job->ssh.host, j->folders[i]->why);
-			return fetch_fail(j, &e);
-		}
-	return 0;
 }
 
 /* --- the commit: a batch made durable, then removed on the server ------- */
@@ -1428,8 +1455,7 @@ transfer(struct job *j)
 	bool commit_failed = false;
 	struct err e;
 
-	if (claims_prepare(j) < 0)
-		return -1;
+	claims_prepare(j);
 	while (done < j->nitems && !j->failed) {
 		size_t upto;
 
@@ -1707,6 +1733,7 @@ job_free(struct job *j)
 	for (size_t i = 0; i < j->nitems; i++) {
 		free(j->items[i].name);
 		free(j->items[i].tmp);
+		free(j->items[i].h);	/* an OPEN's early answer */
 	}
 	free(j->items);
 	for (size_t i = 0; i < j->nfolders; i++) {

@@ -149,6 +149,7 @@ on_opendir(void *arg, const struct sftp_reply *r, struct err *e)
 	(void)e;
 	if (r->type == SFTP_STATUS) {
 		if (l->missing_ok && r->status == SFTP_FX_NO_SUCH_FILE) {
+			l->missing = true;
 			listing_done(l);
 			return 0;
 		}
@@ -370,9 +371,11 @@ fetchget_list(struct job *j)
 		}
 	if (inbox != NULL)
 		folder_lists(j, inbox);
-	while (j->listing > 0)
+	while (j->listing > 0) {
 		if (fetchget_wait(j) < 0)
 			return -1;
+		fetch_locals_early(j);
+	}
 	return j->failed ? -1 : 0;
 }
 
@@ -396,6 +399,7 @@ fetchget_wait(struct job *j)
 static int on_read(void *arg, const struct sftp_reply *r, struct err *e);
 static int item_create(struct item *it, struct err *e);
 static bool free_space(const struct item *it, uint64_t *avail);
+static void opened(struct item *it);
 
 /* The end of a download: done, or refused (said why) or dropped. */
 void
@@ -710,12 +714,21 @@ on_open(void *arg, const struct sftp_reply *r, struct err *e)
 	it->h = xmalloc(r->len);
 	memcpy(it->h, r->data, r->len);
 	it->hlen = r->len;
-	/* the requests go out first; tmp/NAME is made when data comes */
+	opened(it);
+	return 0;
+}
+
+/* The file is open (it->h): FSTAT and the first READs go out together;
+ * tmp/NAME is made when data comes. */
+static void
+opened(struct item *it)
+{
+	struct job *j = it->j;
+
 	it->reads++;
 	sftp_fstat(j->chan.p, it->h, it->hlen, on_fstat, it);
 	if (!it->unsized)
 		read_more(it);
-	return 0;
 }
 
 /* The free bytes where the item downloads; false: unknown. */
@@ -771,3 +784,86 @@ fetchget_start(struct item *it)
 	free(rpath);
 }
 
+
+/* The reply to the OPEN sent behind a claim. Replies come in order from
+ * servers that work through requests in order (OpenSSH's does); for one
+ * that does not, an early answer is kept for the claim's, and an OPEN
+ * that came before the RENAME (no such file) is sent again. */
+static int
+on_claim_open(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct item *it = arg;
+	struct job *j = it->j;
+
+	it->open_out = false;
+	if (it->st == IT_RUN) {
+		if (r->type == SFTP_STATUS &&
+		    r->status == SFTP_FX_NO_SUCH_FILE) {
+			char *rpath = fetch_remote_path(it);
+
+			sftp_open(j->chan.p, rpath, SFTP_FXF_READ, on_open, it);
+			free(rpath);
+			return 0;
+		}
+		return on_open(it, r, e);
+	}
+	if (it->st == IT_CLAIM) {
+		it->open_early = true;
+		if (r->type == SFTP_HANDLE) {
+			it->h = xmalloc(r->len);
+			memcpy(it->h, r->data, r->len);
+			it->hlen = r->len;
+		}
+		return 0;
+	}
+	/* the claim failed, or the item was dropped */
+	if (r->type == SFTP_HANDLE && !j->chan.broken)
+		sftp_close(j->chan.p, r->data, r->len, NULL, NULL);
+	return 0;
+}
+
+void
+fetchget_claim_open(struct item *it)
+{
+	char *rpath;
+
+	rpath = xasprintf("%s/%s/%s", it->f->rdir, it->j->csub, it->name);
+	it->open_out = true;
+	it->open_early = false;
+	sftp_open(it->j->chan.p, rpath, SFTP_FXF_READ, on_claim_open, it);
+	free(rpath);
+}
+
+bool
+fetchget_fits(struct item *it)
+{
+	return item_fits(it);
+}
+
+void
+fetchget_claimed(struct item *it)
+{
+	struct job *j = it->j;
+
+	it->st = IT_RUN;
+	j->active++;
+	if (it->open_out)
+		return;		/* on_claim_open goes on */
+	if (it->h != NULL)
+		opened(it);	/* the handle came first */
+	else {
+		char *rpath = fetch_remote_path(it);
+
+		sftp_open(j->chan.p, rpath, SFTP_FXF_READ, on_open, it);
+		free(rpath);
+	}
+}
+
+void
+fetchget_unclaimed(struct item *it)
+{
+	if (it->h != NULL && !it->j->chan.broken)
+		sftp_close(it->j->chan.p, it->h, it->hlen, NULL, NULL);
+	free(it->h);
+	it->h = NULL;
+}

@@ -361,13 +361,32 @@ static int
 authenticate(const struct ssh_params *p, const struct ssh_hop *h,
     struct sshconn *c, struct err *e)
 {
-	char note[SSHCFG_WHERE_MAX + 100];
+	char note[SSHCFG_WHERE_MAX + 100], refused[300] = "";
 	const char *user = user_of(p->target);
-	const char *methods = !budget(c) ? NULL : libssh2_userauth_list(c->s,
-	    user, (unsigned int)strlen(user));
+	const char *methods;
+	enum err_code refused_code = ERR_NOPERM;
 	struct strbuf tried;
 	int rc;
 
+	/*
+	 * With ssh-key the key is offered at once, without asking for the
+	 * methods first (the "none" request: a round trip); the methods are
+	 * asked only to say why the key was refused.
+	 */
+	if (h->key_given) {
+		if (auth_file(p, c, user, h->keys.v[0]))
+			return 0;
+		if (timed_out(c))
+			return sshconn_late(c, p->target->host, "the answer to "
+			    "the login with ssh-key", e);
+		if (sshconn_link_failed(c->s))
+			return err_set(e, ERR_TEMPFAIL, "SSH server %s: %s",
+			    p->target->host, sshconn_errmsg(c->s));
+		refused_code = sshconn_class(c->s, ERR_NOPERM);
+		snprintf(refused, sizeof(refused), "%s", sshconn_errmsg(c->s));
+	}
+	methods = !budget(c) ? NULL : libssh2_userauth_list(c->s, user,
+	    (unsigned int)strlen(user));
 	if (methods == NULL && libssh2_userauth_authenticated(c->s))
 		return 0;	/* "none" was enough */
 	if (methods == NULL && timed_out(c))
@@ -387,18 +406,11 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 		free(offer);
 		return rc;
 	}
-	if (h->key_given) {
-		if (auth_file(p, c, user, h->keys.v[0]))
-			return 0;
-		if (timed_out(c))
-			return sshconn_late(c, p->target->host, "the answer to "
-			    "the login with ssh-key", e);
-		return err_set(e, sshconn_class(c->s, ERR_NOPERM), "SSH server "
+	if (h->key_given)
+		return err_set(e, refused_code, "SSH server "
 		    "%s refused %s with ssh-key %s: %s (an encrypted key needs ssh-agent; RSA "
 		    "keys do not work with this libssh2, use Ed25519 or "
-		    "ECDSA)", p->target->host, user, h->keys.v[0],
-		    sshconn_errmsg(c->s));
-	}
+		    "ECDSA)", p->target->host, user, h->keys.v[0], refused);
 	sb_init(&tried);
 	if (!h->keys_only && auth_agent(p, c, user)) {
 		sb_free(&tried);

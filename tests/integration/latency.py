@@ -19,9 +19,10 @@ import threading
 import time
 
 
-async def _pump(reader, writer, delay, held):
+async def _pump(reader, writer, delay, held, note=None):
     """Forward reader -> writer, each chunk delay seconds after it came;
-    nothing while held() (a link that went silent)."""
+    nothing while held() (a link that went silent). note(n): called with
+    each chunk's size as it comes (the trace)."""
     queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
@@ -46,6 +47,8 @@ async def _pump(reader, writer, delay, held):
     try:
         while True:
             data = await reader.read(65536)
+            if note is not None and data:
+                note(len(data))
             queue.put_nowait((loop.time() + delay, data or None))
             if not data:
                 break
@@ -60,6 +63,7 @@ class LatencyProxy:
         self.delay = delay_ms / 1000.0
         self.port = listen_port
         self.frozen = False     # True: nothing moves either way
+        self.trace = None       # a list: (monotonic time, "C>S"/"S>C", bytes)
         self._ready = threading.Event()
         self._loop = None
 
@@ -76,8 +80,13 @@ class LatencyProxy:
         # each direction ends on its own (a half close is passed on);
         # the sockets close when both have ended
         held = lambda: self.frozen  # noqa: E731
-        await asyncio.gather(_pump(creader, swriter, self.delay, held),
-                             _pump(sreader, cwriter, self.delay, held),
+
+        def noter(way):
+            if self.trace is None:
+                return None
+            return lambda n: self.trace.append((time.monotonic(), way, n))
+        await asyncio.gather(_pump(creader, swriter, self.delay, held, noter("C>S")),
+                             _pump(sreader, cwriter, self.delay, held, noter("S>C")),
                              return_exceptions=True)
         for w in (cwriter, swriter):
             try:
@@ -97,6 +106,24 @@ class LatencyProxy:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def flights(self):
+        """The trace as the client saw it: bursts of one direction (chunks
+        less than 3 ms apart), each (seconds from the first, way, bytes,
+        chunks); a S>C chunk is counted when it reached the client."""
+        if not self.trace:
+            return []
+        ev = sorted((t + (self.delay if way == "S>C" else 0), way, n)
+                    for t, way, n in self.trace)
+        t0, out = ev[0][0], []
+        for t, way, n in ev:
+            if out and out[-1][1] == way and t - out[-1][4] < 0.003:
+                out[-1][2] += n
+                out[-1][3] += 1
+                out[-1][4] = t
+            else:
+                out.append([t - t0, way, n, 1, t])
+        return [(round(a, 4), w, n, c) for a, w, n, c, _ in out]
 
     def start(self):
         def run():

@@ -7,6 +7,7 @@ sshd runs it as its sftp subsystem (sshd.Sshd(subsystem=...)):
 
 RULES.json (read at each session, so a test may change it between runs):
   refuse_remove: "reason"    every REMOVE fails: PERMISSION_DENIED, reason
+  refuse_mkdir: "reason"     every MKDIR fails: PERMISSION_DENIED, reason
   read_max: N                a READ returns at most N bytes (short reads)
   drip: SECONDS              DATA replies go out one byte every SECONDS
   list_drip: SECONDS         READDIR returns one entry, after SECONDS
@@ -23,9 +24,25 @@ RULES.json (read at each session, so a test may change it between runs):
                              has FSTAT)
   grow: {"NAME": "bytes"}    reads of NAME see these bytes after the file
   endless: ["NAME"]          reads of NAME never end (zeros after it)
+  hold: {"types": [T, ...], "seconds": S, "log": PATH}
+                             before answering a request of a type in
+                             types (14 MKDIR, 18 RENAME, ...), wait up to
+                             S seconds for the next request, then append
+                             "TYPE PATH -> NEXT_TYPE NEXT_PATH" to PATH
+                             ("-> none": nothing came before the answer):
+                             which requests the client sent without
+                             waiting for the answer (pipelining)
+  reorder: HOW               a RENAME followed by an OPEN (sent without
+                             waiting) is reordered: the OPEN is done
+                             first but answered after the RENAME
+                             ("open_first"), done and answered first
+                             ("open_first_answered_first"), or done after
+                             the RENAME but answered first
+                             ("replies_swapped"): a server that reorders
 """
 import json
 import os
+import select
 import stat
 import struct
 import sys
@@ -41,10 +58,15 @@ class Server:
         self.handles = {}
         self.next_handle = 0
         self.out = sys.stdout.buffer
-        self.inp = sys.stdin.buffer
+        self.buf = b""          # read from stdin, not yet taken
+        self.eof = False
+        self.capture = None     # a list: answers held back (reorder)
 
     def send(self, data, drip=0):
         pkt = struct.pack(">I", len(data)) + data
+        if self.capture is not None:
+            self.capture.append(pkt)
+            return
         if drip:
             for i in range(len(pkt)):
                 self.out.write(pkt[i:i + 1])
@@ -106,15 +128,78 @@ class Server:
                 return
             self.dispatch(p)
 
+    def _fill(self, timeout):
+        """More input, waiting at most timeout seconds (None: for ever)."""
+        if self.eof or not select.select([0], [], [], timeout)[0]:
+            return
+        data = os.read(0, 65536)
+        if not data:
+            self.eof = True
+        self.buf += data
+
+    def _whole(self):
+        """The length of the first whole packet in buf, or 0."""
+        if len(self.buf) < 4:
+            return 0
+        n = struct.unpack(">I", self.buf[:4])[0]
+        return 4 + n if len(self.buf) >= 4 + n else 0
+
     def read_packet(self):
-        h = self.inp.read(4)
-        if len(h) < 4:
-            return None
-        n = struct.unpack(">I", h)[0]
-        return self.inp.read(n)
+        while not self._whole():
+            if self.eof:
+                return None
+            self._fill(None)
+        n = self._whole()
+        p, self.buf = self.buf[4:n], self.buf[n:]
+        return p
+
+    def peek_packet(self, seconds):
+        """The next packet, left to read, if it comes within seconds."""
+        end = time.monotonic() + seconds
+        while not self._whole() and not self.eof and time.monotonic() < end:
+            self._fill(max(0.0, end - time.monotonic()))
+        n = self._whole()
+        return self.buf[4:n] if n else None
+
+    @staticmethod
+    def shown(p):
+        """TYPE PATH of a request (its first string), for the hold log."""
+        if p is None:
+            return "none"
+        if p[0] == 1 or len(p) < 9:
+            return "%d" % p[0]
+        n = struct.unpack(">I", p[5:9])[0]
+        return "%d %s" % (p[0], p[9:9 + n].decode(errors="replace"))
+
+    def hold(self, p):
+        h = self.rules.get("hold")
+        if not h or p[0] not in h.get("types", []):
+            return
+        nxt = self.peek_packet(h.get("seconds", 2))
+        with open(h["log"], "a") as f:
+            f.write("%s -> %s\n" % (self.shown(p), self.shown(nxt)))
 
     def dispatch(self, p):
         t = p[0]
+        self.hold(p)
+        how = self.rules.get("reorder")
+        if t == 18 and how and self.capture is None:
+            nxt = self.peek_packet(2)
+            if nxt is not None and nxt[0] == 3:
+                self.read_packet()
+                first, second = (nxt, p) if how.startswith("open_first") else (p, nxt)
+                if how == "open_first_answered_first":
+                    self.dispatch(first)
+                    self.dispatch(second)
+                    return
+                self.capture = []           # the first one's answer waits
+                self.dispatch(first)
+                held, self.capture = self.capture, None
+                self.dispatch(second)
+                for pkt in held:
+                    self.out.write(pkt)
+                self.out.flush()
+                return
         if t == 1:
             self.send(struct.pack(">BI", 2, 3))
             return
@@ -215,6 +300,10 @@ class Server:
                 self.status(rid, FX_OK)
             elif t == 14:                   # MKDIR (attrs ignored: 0700)
                 path, _ = string(0)
+                why = self.rules.get("refuse_mkdir")
+                if why:
+                    self.status(rid, FX_PERMISSION_DENIED, why)
+                    return
                 os.mkdir(path, 0o700)
                 self.status(rid, FX_OK)
             elif t == 18:                   # RENAME, as OpenSSH: link, unlink

@@ -431,6 +431,96 @@ class TestBadEntries(ScriptedCase):
                          ["1700000002.big", "1700000003.liar,S=10", "1700000004.never"])
 
 
+class TestPipelining(ScriptedCase):
+    """What goes out without waiting for an answer, as a scripted server
+    sees it: it reads ahead before answering a MKDIR or a RENAME (up to
+    2 s) and notes which request came meanwhile."""
+
+    def held(self):
+        hold_log = os.path.join(self.dir, "hold.log")
+        if os.path.exists(hold_log):
+            os.unlink(hold_log)
+        self.set_rules({"hold": {"types": [14, 18], "seconds": 2, "log": hold_log}})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        with open(hold_log) as f:
+            return [line.split(" -> ") for line in f.read().splitlines()]
+
+    def test_claim_directory_claim_and_open_go_out_together(self):
+        self.put("1700000001.a")
+        claims = os.path.join(self.remote, "postie-claims")
+        mine = os.path.join(claims, self.client)
+        claimed = os.path.join(mine, "1700000001.a")
+        self.assertEqual(self.held(), [
+            ["14 " + claims, "14 " + mine],
+            # the claim goes out behind the MKDIRs, not after their answer
+            ["14 " + mine, "18 " + os.path.join(self.remote, "new", "1700000001.a")],
+            # the OPEN of the claimed path right behind its RENAME
+            ["18 " + os.path.join(self.remote, "new", "1700000001.a"), "3 " + claimed]])
+        self.assertEqual(self.local_names(), ["1700000001.a"])
+        # the claim directory is there now: no MKDIR on the next run
+        self.put("1700000002.b")
+        self.assertEqual(self.held(), [
+            ["18 " + os.path.join(self.remote, "new", "1700000002.b"),
+             "3 " + os.path.join(mine, "1700000002.b")]])
+        self.assertEqual(self.local_names(), ["1700000001.a", "1700000002.b"])
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
+
+    def test_a_server_that_reorders_claim_and_open(self):
+        # the OPEN done before the RENAME fails and is sent again; an
+        # OPEN answered before its RENAME keeps its handle for the claim
+        for i, how in enumerate(("open_first", "open_first_answered_first",
+                                 "replies_swapped")):
+            names = ["17000000%d%d.m" % (i, k) for k in range(3)]
+            for n in names:
+                self.put(n)
+            opens = os.path.join(self.dir, "opens-%s.log" % how)
+            self.set_rules({"reorder": how,
+                            "hold": {"types": [3], "seconds": 0, "log": opens}})
+            r = self.fetch()
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+            self.assertNotIn(b"taken by another client", r.stderr)
+            for n in names:
+                self.assertIn(n, self.local_names(), how)
+                self.assertEqual(self.local_data(n), BODY % (n.encode(), n.encode()), how)
+            self.assertEqual(self.remote_names(), [], how)
+            self.assertEqual(self.claimed_names(), [], how)
+            with open(opens) as f:
+                opened = [line.split(" -> ")[0].rsplit("/", 1)[1] for line in f.read().splitlines()]
+            # an OPEN that failed is sent once more; a handle that came
+            # early is used, not opened again
+            once = 1 if how == "replies_swapped" else 2
+            self.assertEqual(sorted(opened), sorted(names * once), how)
+
+    def test_a_claim_directory_refused_fails_the_run_and_takes_nothing(self):
+        # the claims went out behind the refused MKDIRs and failed: not
+        # another client's wins, and nothing is taken
+        self.put("1700000001.a")
+        self.set_rules({"refuse_mkdir": "quota"})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertNotEqual(r.returncode, 0, err)
+        self.assertIn("cannot make the claim directory", err)
+        self.assertIn("quota", err)
+        self.assertNotIn("taken by another client", err + self.log())
+        self.assertEqual(self.remote_names(), ["1700000001.a"])
+        self.assertEqual(self.local_names(), [])
+
+    def test_ssh_key_is_offered_without_asking_the_methods(self):
+        # the "none" request (the methods) would cost a round trip
+        self.put("1700000001.a")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(self.local_names(), ["1700000001.a"])
+        deadline = time.time() + 5
+        while "Accepted publickey" not in self.sshd.log_text() and time.time() < deadline:
+            time.sleep(0.1)
+        log = self.sshd.log_text()
+        self.assertIn("Accepted publickey", log)
+        self.assertFalse("method none" in log, log[-1500:])
+
+
 class TestBigListings(ScriptedCase):
     mode = "copy"
 
@@ -1122,7 +1212,8 @@ class TestRefusals(FetchCase):
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertLess(took, 5.5, r.stderr)
         self.assertRegex(r.stderr, rb"nothing came within 3 s of the connection \(timeout\) "
-                         rb"while waiting for (the key exchange|the login|a channel|the SFTP)")
+                         rb"while waiting for (the key exchange|the (answer to the )?login|a channel|"
+                         rb"the SFTP)")
         self.assertEqual(self.remote_names(), ["1700000000.x"])
 
     def test_unknown_host_key_is_76(self):
