@@ -26,10 +26,11 @@ void	bounce_build(const char *id, const struct envelope *env,
  * The delay warning (Action: delayed) for message id: the recipients
  * still waiting (RCPT_WAITING, RCPT_DEFERRED) with their last reply,
  * the next try and the time it gives up (until, Will-Retry-Until:), and
- * the original headers.
+ * the original headers. unreached: why the mail server could not be
+ * reached (said for a recipient without a reply yet), or NULL.
  */
 void	bounce_build_delay(const char *id, const struct envelope *env,
 	    const struct msgstate *st, int fd, time_t now, time_t next_try,
-	    time_t until, struct strbuf *out);
+	    time_t until, const char *unreached, struct strbuf *out);
 
 #endif

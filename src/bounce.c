@@ -127,6 +127,8 @@ struct notice {
 	bool		 delayed;
 	time_t		 next_try;	/* delayed: the next attempt */
 	time_t		 until;		/* delayed: when it gives up */
+	const char	*unreached;	/* delayed: why the server was not
+					 * reached, or NULL */
 };
 
 static bool
@@ -160,9 +162,15 @@ notice_text(const struct notice *n, const char *id, const struct envelope *env,
 	for (size_t i = 0; i < st->n; i++) {
 		if (!listed(n, st, i))
 			continue;
-		sb_addf(out, "<%s>: %s\n", env->rcpts.v[i],
-		    st->r[i].reply && *st->r[i].reply ? st->r[i].reply :
-		    n->delayed ? "no reply yet" : "failed");
+		if (st->r[i].reply && *st->r[i].reply)
+			sb_addf(out, "<%s>: %s\n", env->rcpts.v[i],
+			    st->r[i].reply);
+		else if (n->delayed && n->unreached != NULL)
+			sb_addf(out, "<%s>: no reply yet: the mail server was "
+			    "not reached: %s\n", env->rcpts.v[i], n->unreached);
+		else
+			sb_addf(out, "<%s>: %s\n", env->rcpts.v[i],
+			    n->delayed ? "no reply yet" : "failed");
 	}
 	if (n->delayed) {
 		msg_format_date(n->next_try, when, sizeof(when));
@@ -273,10 +281,10 @@ bounce_build(const char *id, const struct envelope *env,
 void
 bounce_build_delay(const char *id, const struct envelope *env,
     const struct msgstate *st, int fd, time_t now, time_t next_try,
-    time_t until, struct strbuf *out)
+    time_t until, const char *unreached, struct strbuf *out)
 {
 	struct notice n = { .delayed = true, .next_try = next_try,
-	    .until = until };
+	    .until = until, .unreached = unreached };
 
 	notice_build(&n, id, env, st, fd, now, out);
 }

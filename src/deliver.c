@@ -282,12 +282,29 @@ send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
 	return rc;
 }
 
+/* Why the message's upstream was not reached (this run or an earlier
+ * one, reach.h), or NULL. */
+static const char *
+unreached(const struct runner *r, const struct item *it)
+{
+	const struct reach_entry *down;
+	size_t idx;
+
+	if (it->ident == NULL)
+		return NULL;
+	idx = (size_t)(it->ident - r->cfg->ids);
+	if (idx < r->cfg->nids && r->down[idx] && r->down_why[idx] != NULL)
+		return r->down_why[idx];	/* this run */
+	down = reach_find(&r->reach, it->ident->name);
+	return down != NULL ? down->reason : NULL;
+}
+
 /* notify-command for a notice: the recipients in state, the first's
  * reply. */
 static void
 notify(struct runner *r, struct item *it, const char *event, bool delayed)
 {
-	struct strbuf rcpts;
+	struct strbuf rcpts, down = { 0 };
 	const char *reason = NULL;
 
 	if (r->cfg->notify_command.n == 0)
@@ -304,9 +321,16 @@ notify(struct runner *r, struct item *it, const char *event, bool delayed)
 		if (reason == NULL && it->st.r[i].reply && *it->st.r[i].reply)
 			reason = it->st.r[i].reply;
 	}
+	if (reason == NULL && delayed && unreached(r, it) != NULL) {
+		sb_init(&down);
+		sb_addf(&down, "no reply yet: the mail server was not "
+		    "reached: %s", unreached(r, it));
+		reason = down.s;
+	}
 	notify_run(&r->cfg->notify_command, event, it->id,
 	    rcpts.s ? rcpts.s : "", reason ? reason : "no reply yet", r->log);
 	sb_free(&rcpts);
+	sb_free(&down);
 }
 
 static bool
@@ -409,7 +433,7 @@ warn_late(struct runner *r, struct item *it, time_t next, struct err *e)
 		next = r->now;
 	sb_init(&sb);
 	bounce_build_delay(it->id, &it->env, &it->st, it->fd, r->now, next,
-	    until, &sb);
+	    until, unreached(r, it), &sb);
 	once = xasprintf("%lld.postie-delay-%s", (long long)it->env.queued,
 	    it->id);
 	rc = write_notice(r, it, r->cfg->bounce, &sb, once, e);

@@ -129,7 +129,8 @@ class TestDelayWarning(NoticeCase):
         [path] = self.notices()
         with open(path, "rb") as f:
             text = f.read()
-        self.assertIn(b"<bob@example.com>: no reply yet\n", text)
+        self.assertRegex(text, rb"<bob@example.com>: no reply yet: the mail server was not "
+                               rb"reached: [^\n]*(refused|connect)[^\n]*\n")
         self.assertIn(b"Action: delayed\nStatus: 4.0.0\nWill-Retry-Until: ", text)
 
     def test_only_the_recipients_still_waiting(self):
@@ -265,6 +266,17 @@ class TestNotifyCommand(NoticeCase):
                                              "bob@example.com, carol@example.com",
                                              "550 5.1.1 no such user"]])
         self.assertEqual(len(self.notices()), 2)           # warning, failure notice
+
+    def test_delayed_for_an_upstream_not_reached(self):
+        cmd = self.recorder()
+        self.configure('notify-command %s\n' % cmd)
+        self.server.stop()
+        qid = self.enqueue()
+        self.age(qid, 5 * 3600)
+        self.assertEqual(self.deliver().returncode, 75)
+        [call] = self.calls()
+        self.assertEqual(call[:3], ["delayed", qid, "bob@example.com"])
+        self.assertRegex(call[3], r"^no reply yet: the mail server was not reached: .+")
 
     def test_a_hanging_command_is_killed_and_delivery_goes_on(self):
         # a duration of this run's own: other test runs on the machine

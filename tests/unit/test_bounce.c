@@ -115,7 +115,7 @@ test_delay_warning(void **state)
 	msgstate_fold(&st, 4, j, strlen(j));
 	sb_init(&sb);
 	bounce_build_delay("ID1", &env, &st, fd, 1700018000, 1700018060,
-	    1700432000, &sb);
+	    1700432000, NULL, &sb);
 	assert_non_null(strstr(sb.s, "Subject: Delayed Mail (still being "
 	    "retried)\n"));
 	assert_non_null(strstr(sb.s, "<late@x>: 451 4.7.1 greylisted\n"
@@ -134,6 +134,15 @@ test_delay_warning(void **state)
 	assert_non_null(strstr(sb.s, "text/rfc822-headers\n\nSubject: hello\n"
 	    "From: a@b\n\n--"));
 	assert_null(strstr(sb.s, "body"));
+	sb_free(&sb);
+	/* the upstream not reached: said for a recipient without a reply */
+	sb_init(&sb);
+	bounce_build_delay("ID1", &env, &st, fd, 1700018000, 1700018060,
+	    1700432000, "cannot connect to smtp.example port 587: "
+	    "Connection refused", &sb);
+	assert_non_null(strstr(sb.s, "<late@x>: 451 4.7.1 greylisted\n"
+	    "<new@x>: no reply yet: the mail server was not reached: "
+	    "cannot connect to smtp.example port 587: Connection refused\n"));
 	sb_free(&sb);
 	msgstate_free(&st);
 	envelope_free(&env);
