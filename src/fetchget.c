@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -21,11 +22,17 @@
 void
 fetchget_status(const struct sftp_reply *r, char *out, size_t len)
 {
-	if (r->msglen > 0 && r->status != SFTP_FX_EOF)
-		snprintf(out, len, "%s (%.*s)", sftp_status_text(r->status),
+	const char *text = sftp_status_text(r->status);
+
+	/* the server's words, unless they only repeat the status's own
+	 * ("no such file (No such file)") */
+	if (r->msglen > 0 && r->status != SFTP_FX_EOF &&
+	    !(r->msglen == strlen(text) &&
+	    strncasecmp(r->msg, text, r->msglen) == 0))
+		snprintf(out, len, "%s (%.*s)", text,
 		    (int)(r->msglen > 200 ? 200 : r->msglen), r->msg);
 	else
-		snprintf(out, len, "%s", sftp_status_text(r->status));
+		snprintf(out, len, "%s", text);
 	util_sanitize_ascii(out);
 }
 

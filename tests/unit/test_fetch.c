@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "fetch.h"
+#include "fetchjob.h"
 
 #define PROBLEM(s)	fetch_name_problem((s), sizeof(s) - 1)
 
@@ -131,6 +132,33 @@ test_keep(void **state)
 	assert_int_equal(fetch_msg_time("9999999999999999.x", 42), 42);
 }
 
+/* A status is said once: the server's words only when they add some. */
+static void
+test_status(void **state)
+{
+	struct sftp_reply r;
+	char out[300];
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	r.status = SFTP_FX_NO_SUCH_FILE;
+	r.msg = "No such file";
+	r.msglen = strlen(r.msg);
+	fetchget_status(&r, out, sizeof(out));
+	assert_string_equal(out, "no such file");
+	r.msg = "No such file or directory";
+	r.msglen = strlen(r.msg);
+	fetchget_status(&r, out, sizeof(out));
+	assert_string_equal(out, "no such file (No such file or directory)");
+	r.msg = "No such file\x1b[31m";
+	r.msglen = strlen(r.msg);
+	fetchget_status(&r, out, sizeof(out));
+	assert_string_equal(out, "no such file (No such file?[31m)");
+	r.msglen = 0;
+	fetchget_status(&r, out, sizeof(out));
+	assert_string_equal(out, "no such file");
+}
+
 int
 main(void)
 {
@@ -140,6 +168,7 @@ main(void)
 		cmocka_unit_test(test_unique),
 		cmocka_unit_test(test_folders),
 		cmocka_unit_test(test_keep),
+		cmocka_unit_test(test_status),
 	};
 
 	return cmocka_run_group_tests_name("test_fetch", tests, NULL, NULL);
