@@ -37,6 +37,12 @@ void	 sb_addf(struct strbuf *sb, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 sb_reset(struct strbuf *sb);
 char	*sb_steal(struct strbuf *sb);
+/*
+ * arg with "%C" replaced by vals[i] for the C at keys[i], and "%%" by "%";
+ * any other byte (and a '%' before anything else) kept. Allocated.
+ */
+char	*util_expand(const char *arg, const char *keys,
+	    const char *const vals[]);
 
 /* A growable list of owned strings. */
 struct strvec {

@@ -16,24 +16,9 @@
 static char *
 expand(const char *arg, const char *rcpt, const char *sender)
 {
-	struct strbuf sb;
+	const char *const vals[] = { rcpt, sender };
 
-	sb_init(&sb);
-	sb_add(&sb, "", 0);
-	for (const char *p = arg; *p; p++) {
-		if (p[0] == '%' && p[1] == 'T') {
-			sb_adds(&sb, rcpt);
-			p++;
-		} else if (p[0] == '%' && p[1] == 'F') {
-			sb_adds(&sb, sender);
-			p++;
-		} else if (p[0] == '%' && p[1] == '%') {
-			sb_addc(&sb, '%');
-			p++;
-		} else
-			sb_addc(&sb, *p);
-	}
-	return sb_steal(&sb);
+	return util_expand(arg, "TF", vals);
 }
 
 enum smtp_outcome

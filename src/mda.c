@@ -41,26 +41,10 @@ void
 mda_expand(const struct strvec *tmpl, const char *folder, const char *name,
     struct strvec *out)
 {
-	for (size_t i = 0; i < tmpl->n; i++) {
-		struct strbuf sb;
+	const char *const vals[] = { folder, name };
 
-		sb_init(&sb);
-		sb_add(&sb, "", 0);
-		for (const char *p = tmpl->v[i]; *p; p++) {
-			if (p[0] == '%' && p[1] == 'F') {
-				sb_adds(&sb, folder);
-				p++;
-			} else if (p[0] == '%' && p[1] == 'N') {
-				sb_adds(&sb, name);
-				p++;
-			} else if (p[0] == '%' && p[1] == '%') {
-				sb_addc(&sb, '%');
-				p++;
-			} else
-				sb_addc(&sb, *p);
-		}
-		sv_push_owned(out, sb_steal(&sb));
-	}
+	for (size_t i = 0; i < tmpl->n; i++)
+		sv_push_owned(out, util_expand(tmpl->v[i], "FN", vals));
 }
 
 /* The child: stdin the message, stdout /dev/null, stderr the pipe; a

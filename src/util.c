@@ -115,6 +115,29 @@ sb_adds(struct strbuf *sb, const char *s)
 	sb_add(sb, s, strlen(s));
 }
 
+char *
+util_expand(const char *arg, const char *keys, const char *const vals[])
+{
+	struct strbuf sb;
+
+	sb_init(&sb);
+	sb_add(&sb, "", 0);
+	for (const char *p = arg; *p; p++) {
+		const char *k = p[0] == '%' && p[1] != '\0' ?
+		    strchr(keys, p[1]) : NULL;
+
+		if (k != NULL) {
+			sb_adds(&sb, vals[k - keys]);
+			p++;
+		} else if (p[0] == '%' && p[1] == '%') {
+			sb_addc(&sb, '%');
+			p++;
+		} else
+			sb_addc(&sb, *p);
+	}
+	return sb_steal(&sb);
+}
+
 void
 sb_addc(struct strbuf *sb, char c)
 {
