@@ -244,6 +244,10 @@ bool	fetch_folder_listed(const struct job *j, const char *key);
 /* --- fetchmda.c: the mda, for fetch.c --- */
 
 /* Check the job's mda; in move mode open its journal (JOB.mda). */
+/* fsync the downloads of items [from, to) in tmp/ (their writes started
+ * together first), each a crash step: 0, or -1 and e. */
+int	fetch_sync_downloads(struct job *j, size_t from, size_t to,
+	    struct err *e);
 int	fetchmda_open(struct job *j, const char *dir, struct err *e);
 /* Hand the downloads of items [from, to) to the mda, one at a time; the
  * ones it took are recorded durably (JOB.mda, or JOB.seen in copy

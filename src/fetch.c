@@ -1232,9 +1232,8 @@ link_exists(struct job *j, struct item *it, const char *dst)
 	}
 }
 
-/* sync and link the downloads of items [from, to). */
-static int
-commit_links(struct job *j, size_t from, size_t to, struct err *e)
+int
+fetch_sync_downloads(struct job *j, size_t from, size_t to, struct err *e)
 {
 	/* the batch's writes go to the disk together first: without a
 	 * journal (or with one that commits per file) each fsync would
@@ -1253,6 +1252,15 @@ commit_links(struct job *j, size_t from, size_t to, struct err *e)
 			    "%s: %s", it->tmp, strerror(errno));
 		crash_step(j->crash, "downloaded into tmp/");
 	}
+	return 0;
+}
+
+/* sync and link the downloads of items [from, to). */
+static int
+commit_links(struct job *j, size_t from, size_t to, struct err *e)
+{
+	if (fetch_sync_downloads(j, from, to, e) < 0)
+		return -1;
 	for (size_t i = from; i < to; i++) {
 		struct item *it = &j->items[i];
 		char *dst;

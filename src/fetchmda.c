@@ -173,16 +173,8 @@ hand(struct job *j, struct item *it, int fd, struct err *e)
 int
 fetchmda_commit(struct job *j, size_t from, size_t to, struct err *e)
 {
-	for (size_t i = from; i < to; i++) {
-		struct item *it = &j->items[i];
-
-		if (it->st != IT_DONE || it->fd < 0)
-			continue;
-		if (fsync(it->fd) < 0)
-			return err_set(e, err_from_errno(errno), "cannot write "
-			    "%s: %s", it->tmp, strerror(errno));
-		crash_step(j->crash, "downloaded into tmp/");
-	}
+	if (fetch_sync_downloads(j, from, to, e) < 0)
+		return -1;
 	for (size_t i = from; i < to; i++) {
 		struct item *it = &j->items[i];
 		int rc;
