@@ -1553,21 +1553,26 @@ class TestSoak(FetchCase):
         t0 = time.monotonic()
         kills = partial = unkilled = 0
         rnd = 0
+        # the earliest moment a kill may land while no kill has yet landed
+        # mid-run: a kill that found nothing changed (the machine slower
+        # now than when calibrated, e.g. loaded by other work) moves it on
+        early = login
         while True:
             # what is still to download (a killed run's downloads wait in
             # its claims for their removes, which cost little)
             left = len(sent) - sum(len(self.local_names(f)) for f in ("", ".lists.dev"))
             before = self.state()
             # this run's length, estimated from how much is left; until 3
-            # kills have landed mid-run, each lands after the login and
-            # within half the rest; then rounds are killed within the login
+            # kills have landed mid-run, each lands after the login (or
+            # later, once kills found nothing changed) and within half the
+            # rest; then rounds are killed within the login
             # and 0.6 of the rest (a run
             # can be twice as fast as the estimate on a busy machine), later
             # ones within 1.5 times it, so some run gets to the end; past 40
             # kills or 25 s, runs are not killed
             run = login + (whole - login) * left / len(sent)
             if partial < 3:     # until 3 kills landed mid-run: within it
-                delay = rng.uniform(login, login + (run - login) * 0.5)
+                delay = rng.uniform(early, early + (run - login) * 0.5)
             else:
                 delay = rng.uniform(0, login + (run - login) * 0.6 if rnd < 20 else run * 1.5)
             kill = rnd < self.MAX_KILLS and time.monotonic() - t0 < 25
@@ -1594,7 +1599,10 @@ class TestSoak(FetchCase):
                 break
             if p.returncode == -9:
                 kills += 1
-                partial += self.state() != before
+                changed = self.state() != before
+                partial += changed
+                if not changed and partial < 3:
+                    early = max(early, delay) * 1.25
             self.check_after_kill(sent, why)
             self.assertLess(unkilled, 2, "%s: not done after %d runs, %d killed; %d messages left on the server"
                             % (why, rnd + 1, kills, self.left_on_server()))
