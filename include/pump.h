@@ -28,6 +28,12 @@
  *   ("451 4.3.0 (reply to MAIL FROM) ..."), so every recipient is
  *   deferred or failed exactly as on the refused MAIL; DATA's reply goes
  *   through. What it holds is bounded (HOLD_MAX bytes, HOLD_MS).
+ * - Under PIPELINING it answers the end of the message data itself too
+ *   ("250 2.0.0 postie: ..."), so libESMTP's next MAIL group goes out in
+ *   the same round trip as the end of the data (RFC 2920: message content
+ *   may begin a group): a message costs one round trip, not two. The
+ *   server's real reply to each such end is kept (pump_end_reply); the
+ *   caller records the message's outcome from it, never from libESMTP's.
  * - Inside DATA (from the server's 354 until libESMTP's CRLF.CRLF has been
  *   forwarded) the server has nothing to say: a reply then, such as an
  *   early "250 queued", is a protocol error, never a delivery.
@@ -98,6 +104,26 @@ void	pump_wait(struct pump *p);
  * them (smtp.c). Known by the time libESMTP has the first RCPT reply.
  */
 bool	pump_mail_refused(const struct pump *p, size_t nth);
+
+/*
+ * libESMTP is done (smtp_start_session returned): the pump goes on only
+ * until the real replies to the ends of data it answered have come (each
+ * within timeout), then ends by itself; pump_wait waits for that.
+ */
+void	pump_drain(struct pump *p);
+
+/* How many ends of data the pump has answered itself so far: the end of
+ * the message libESMTP just finished was the last one if this grew. */
+size_t	pump_ends(const struct pump *p);
+
+/*
+ * The server's reply to the nth end of data the pump answered itself
+ * (from 0): true and *code, *text (malloc'd, "250 2.0.0 queued", as
+ * reply_status gives it) once it has come; false while it has not (or
+ * never will: the connection ended first).
+ */
+bool	pump_end_reply(const struct pump *p, size_t nth, int *code,
+	    char **text);
 
 /* Wait for the pump to end and close everything. */
 void	pump_finish(struct pump *p);

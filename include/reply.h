@@ -61,6 +61,14 @@ bool	reply_has_keyword(const struct reply *r, const char *kw);
 void	reply_text(const struct reply *r, char *out, size_t len);
 
 /*
+ * The reply as libESMTP's status would give it to smtp.c's journal: the
+ * first line as "DDD text", each further line's text after "??" (where
+ * libESMTP's CRLF is made printable): "451 4.3.0 a??4.3.0 b". Always
+ * terminated, cut to fit out.
+ */
+void	reply_status(const struct reply *r, char *out, size_t len);
+
+/*
  * The reply libESMTP gets for a RCPT when postie answered its MAIL FROM
  * itself and the server then refused it (pump.h): the MAIL reply, its
  * code and enhanced code, the first line's text prefixed with "(reply to

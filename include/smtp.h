@@ -35,6 +35,9 @@ struct smtp_msg {
 	bool			 no_8bitmime;	/* 8-bit, and the server lacks
 						 * 8BITMIME: not sent */
 	void			*sess;		/* the session (smtp.c) */
+	long			 end_nth;	/* the pump answered the end of
+						 * its data, the nth such end
+						 * (pump_end_reply); -1: not */
 	char			*msg_reply;
 	/* message callback state */
 	off_t			 pos;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,14 +34,27 @@
 static const char mail_held[] = "250 2.1.0 postie: sent on with the "
     "recipients; the server's reply follows\r\n";
 
+/* The end of the message data, answered by the pump itself (PIPELINING) */
+static const char end_held[] = "250 2.0.0 postie: the end of the data went "
+    "on; the server's reply follows\r\n";
+
 /* What a reply due answers. DUE_MAIL: a MAIL the pump answered itself,
- * whose real reply it takes. */
-enum due_kind { DUE_OTHER, DUE_EHLO, DUE_DATA, DUE_END, DUE_MAIL, DUE_RCPT };
+ * whose real reply it takes. DUE_ENDH: likewise, the end of the data. */
+enum due_kind { DUE_OTHER, DUE_EHLO, DUE_DATA, DUE_END, DUE_MAIL, DUE_RCPT,
+	DUE_ENDH };
+
+/* The server's reply to an end of data the pump answered itself. */
+struct end_reply {
+	bool		 got;
+	int		 code;
+	char		*text;		/* "250 2.0.0 queued", sanitized */
+};
 
 struct due {
 	enum due_kind	 kind;
 	char		 what[32];	/* "the reply to RCPT" */
-	size_t		 nth;		/* DUE_MAIL: the session's nth MAIL */
+	size_t		 nth;		/* DUE_MAIL: the session's nth MAIL;
+					 * DUE_ENDH: its nth end answered */
 	long long	 since;		/* ms: when it became due */
 };
 
@@ -60,9 +75,18 @@ struct pump_state {
 					 * refused held MAIL, or NULL */
 	size_t		 refusal_len;
 	size_t		 mails;		/* MAIL lines sent on */
-	pthread_mutex_t	 lock;		/* refused[], read while running */
+	pthread_mutex_t	 lock;		/* refused[], ends[], nends: read
+					 * while running */
 	bool		*refused;	/* [nth]: the held MAIL was refused */
 	size_t		 refused_cap;
+	struct end_reply *ends;		/* [nth]: the real reply to the nth
+					 * end of data answered here */
+	size_t		 nends, ends_cap;
+	size_t		 ends_due;	/* DUE_ENDH replies still due */
+	bool		 corked;	/* TCP_CORK: the end of the data
+					 * waits for the next group */
+	bool		 client_gone;	/* libESMTP is done; the replies to
+					 * ends answered here still count */
 	char		 sbuf[SBUF];
 	size_t		 spos, slen;	/* sbuf bytes not yet taken */
 	char		 obuf[OBUF];	/* whole replies for libESMTP */
@@ -227,6 +251,36 @@ scan_data(enum data_scan *st, const char *b, size_t n)
 	return i;
 }
 
+/*
+ * The end of the data has gone on. Under PIPELINING the pump answers it
+ * itself (libESMTP 1.1 waits for the reply before the next MAIL), so the
+ * next message's MAIL, RCPT lines and DATA follow in the same round trip
+ * (RFC 2920 lets the message content begin a group); the server's real
+ * reply is taken here and kept for the caller (pump_end_reply). Nothing
+ * is due to libESMTP at this point (it had the 354), so the local reply
+ * takes its place in order.
+ */
+static void
+end_of_data(struct pump_state *s, long long now)
+{
+	if (!s->pipelining || sizeof(s->obuf) - s->oend < sizeof(end_held)) {
+		due_push(s, DUE_END, "the reply to the message data", now);
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (s->nends == s->ends_cap) {
+		s->ends_cap = s->ends_cap ? 2 * s->ends_cap : 16;
+		s->ends = xrealloc(s->ends, s->ends_cap * sizeof(*s->ends));
+	}
+	memset(&s->ends[s->nends], 0, sizeof(s->ends[0]));
+	due_push(s, DUE_ENDH, "the reply to the message data", now);
+	s->q[s->qlen - 1].nth = s->nends++;
+	s->ends_due++;
+	pthread_mutex_unlock(&s->lock);
+	memcpy(s->obuf + s->oend, end_held, sizeof(end_held) - 1);
+	s->oend += sizeof(end_held) - 1;
+}
+
 /* Follow what was just sent on: command lines make replies due; the
  * data's end makes the final reply due and ends DATA. */
 static void
@@ -242,8 +296,7 @@ track_client(struct pump_state *s, const char *b, size_t n, long long now)
 			i += scan_data(&s->scan, b + i, n - i);
 			if (s->scan == D_END) {
 				s->data = false;
-				due_push(s, DUE_END, "the reply to the message "
-				    "data", now);
+				end_of_data(s, now);
 			}
 			continue;
 		}
@@ -309,6 +362,21 @@ reply_for_client(struct pump *p, struct pump_state *s, const struct due *d,
 
 	*out = s->reply.buf;
 	*len = s->reply.len;
+	if (kind == DUE_ENDH) {
+		char text[512];
+
+		show_reply(p, &s->reply, "the server's reply to the end of "
+		    "the data");
+		reply_status(&s->reply, text, sizeof(text));
+		pthread_mutex_lock(&s->lock);
+		s->ends[d->nth].got = true;
+		s->ends[d->nth].code = s->reply.code;
+		s->ends[d->nth].text = xstrdup(text);
+		s->ends_due--;
+		pthread_mutex_unlock(&s->lock);
+		*len = 0;
+		return;
+	}
 	if (kind == DUE_MAIL) {
 		show_reply(p, &s->reply, "the server's reply to MAIL FROM");
 		free(s->refusal);
@@ -344,6 +412,16 @@ reply_for_client(struct pump *p, struct pump_state *s, const struct due *d,
 		free(s->refusal);
 		s->refusal = NULL;
 	}
+}
+
+/* Only replies libESMTP never sees (ends of data answered here) due. */
+static bool
+quiet(const struct pump_state *s)
+{
+	for (size_t i = s->qhead; i < s->qlen; i++)
+		if (s->q[i].kind != DUE_ENDH)
+			return false;
+	return s->qhead < s->qlen || (s->reply.len == 0 && s->spos == s->slen);
 }
 
 /* Server bytes in sbuf[spos, slen): whole replies go to libESMTP's queue
@@ -500,11 +578,12 @@ hand_on_the_rest(struct pump *p, struct pump_state *s)
 	struct due *head;
 
 	while ((head = due_head(s)) != NULL && (head->kind == DUE_MAIL ||
-	    head->kind == DUE_RCPT)) {
-		const char *r = head->kind == DUE_MAIL ? "" : s->refusal ?
-		    s->refusal : no_reply;
-		size_t n = head->kind == DUE_MAIL ? 0 : s->refusal ?
-		    s->refusal_len : sizeof(no_reply) - 1;
+	    head->kind == DUE_RCPT || head->kind == DUE_ENDH)) {
+		bool silent = head->kind != DUE_RCPT;
+		const char *r = silent ? "" : s->refusal ? s->refusal :
+		    no_reply;
+		size_t n = silent ? 0 : s->refusal ? s->refusal_len :
+		    sizeof(no_reply) - 1;
 
 		if (sizeof(s->obuf) - s->oend < n)
 			break;
@@ -569,7 +648,10 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 			return -1;
 		progress |= s->spos != before;
 	}
-	if (s->ostart < s->oend) {
+	if (s->ostart < s->oend && s->client_gone) {
+		s->ostart = s->oend;	/* nobody to read them */
+		progress = 1;
+	} else if (s->ostart < s->oend) {
 		ssize_t w = send(p->local, s->obuf + s->ostart,
 		    s->oend - s->ostart, MSG_NOSIGNAL);
 
@@ -651,8 +733,9 @@ release(struct pump_state *s)
  * it until the line that ends the group (DATA, RSET, QUIT, ...): then
  * all of it goes on in one write, and the server's real reply to MAIL
  * is taken here (reply_for_client). Only a MAIL with nothing before it
- * still to send or to answer is held, so that the local reply takes its
- * place in the order of replies.
+ * still to send or to answer to libESMTP is held (the real reply to an
+ * end of data answered here may still be on its way), so that the local
+ * reply takes its place in the order of replies.
  */
 static void
 classify(struct pump_state *s, long long now)
@@ -680,8 +763,7 @@ classify(struct pump_state *s, long long now)
 			continue;
 		}
 		if (is_verb(b, "MAIL") && start == s->cstart && start ==
-		    s->lim && due_head(s) == NULL && s->reply.len == 0 &&
-		    s->spos == s->slen && sizeof(s->obuf) - s->oend >=
+		    s->lim && quiet(s) && sizeof(s->obuf) - s->oend >=
 		    sizeof(mail_held)) {
 			s->holding = true;
 			s->hold_from = start;
@@ -735,6 +817,32 @@ read_client(struct pump *p, struct pump_state *s, short *loc_ev,
 	return 1;
 }
 
+/* Do the bytes about to go on end the message data? */
+static bool
+ends_data(const struct pump_state *s)
+{
+	enum data_scan st = s->scan;
+
+	(void)scan_data(&st, s->cbuf + s->cstart, s->lim - s->cstart);
+	return st == D_END;
+}
+
+/*
+ * Hold (on) or send (off) what the upstream socket has: the end of the
+ * data waits in the kernel for the next MAIL group (or QUIT), the pump
+ * answering the end itself, and both go in one segment. Sent apart, a
+ * server that answers the end at once and then the group's replies has
+ * its second write held by Nagle until our delayed ACK (40 ms on Linux).
+ * The kernel sends what is corked after 200 ms in any case. Returns the
+ * new state; not a TCP socket (the SSH tunnel's pair): nothing.
+ */
+static bool
+cork(struct pump *p, int on)
+{
+	return setsockopt(p->up_fd, IPPROTO_TCP, TCP_CORK, &on,
+	    sizeof(on)) == 0 && on;
+}
+
 /* Move libESMTP's bytes on. 1 progress, 0 none, -1 end. */
 static int
 step_client(struct pump *p, struct pump_state *s, short *up_ev,
@@ -742,9 +850,16 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 {
 	int progress = 0;
 
-	if (s->cstart == s->lim && (progress = read_client(p, s, loc_ev,
-	    now)) < 0)
-		return -1;
+	if (s->cstart == s->lim && !s->client_gone &&
+	    (progress = read_client(p, s, loc_ev, now)) < 0) {
+		/* libESMTP is done; the real replies to the ends of data
+		 * answered here are still to come */
+		if (s->ends_due == 0 || __atomic_load_n(&p->cut,
+		    __ATOMIC_ACQUIRE))
+			return -1;
+		s->client_gone = true;
+		progress = 1;
+	}
 	if (s->ehlo != NULL && answer_ehlo(p, s) < 0)
 		return -1;
 	if (s->scanned < s->cstart)
@@ -755,11 +870,16 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 	if (s->cstart == s->lim)
 		return progress;
 	{
-		ssize_t w = up_write(p, s->cbuf + s->cstart,
-		    s->lim - s->cstart, up_ev);
+		bool was_data = s->data;
+		ssize_t w;
 
+		if (s->data && s->pipelining && !s->corked && ends_data(s))
+			s->corked = cork(p, 1);
+		w = up_write(p, s->cbuf + s->cstart, s->lim - s->cstart, up_ev);
 		if (w > 0) {
 			track_client(s, s->cbuf + s->cstart, (size_t)w, now);
+			if (s->corked && !was_data)
+				s->corked = cork(p, 0);
 			s->cstart += (size_t)w;
 			s->progress = now;
 			return 1;
@@ -861,7 +981,9 @@ pump_loop(struct pump *p, struct pump_state *s)
 		short up_ev = 0, loc_ev = 0;
 		int a, b;
 
-		if (__atomic_load_n(&p->cut, __ATOMIC_ACQUIRE))
+		if (__atomic_load_n(&p->cut, __ATOMIC_ACQUIRE) ||
+		    (s->client_gone && s->ends_due == 0 && s->cstart ==
+		    s->lim))
 			return;
 		/* the server first: an early reply is seen before a write
 		 * into a closed connection fails */
@@ -967,6 +1089,49 @@ pump_wait(struct pump *p)
 	}
 }
 
+void
+pump_drain(struct pump *p)
+{
+	/* EOF for the pump once it has read what libESMTP wrote (shutdown
+	 * acts on the socket, whoever else holds it) */
+	if (p->client >= 0)
+		shutdown(p->client, SHUT_WR);
+}
+
+size_t
+pump_ends(const struct pump *p)
+{
+	struct pump_state *s = p->st;
+	size_t n;
+
+	if (s == NULL)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	n = s->nends;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+bool
+pump_end_reply(const struct pump *p, size_t nth, int *code, char **text)
+{
+	struct pump_state *s = p->st;
+	bool got = false;
+
+	*code = 0;
+	*text = NULL;
+	if (s == NULL)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	if (nth < s->nends && s->ends[nth].got) {
+		got = true;
+		*code = s->ends[nth].code;
+		*text = xstrdup(s->ends[nth].text);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return got;
+}
+
 bool
 pump_mail_refused(const struct pump *p, size_t nth)
 {
@@ -997,6 +1162,9 @@ pump_finish(struct pump *p)
 		free(p->st->ehlo);
 		free(p->st->refusal);
 		free(p->st->refused);
+		for (size_t i = 0; i < p->st->nends; i++)
+			free(p->st->ends[i].text);
+		free(p->st->ends);
 		pthread_mutex_destroy(&p->st->lock);
 		free(p->st->q);
 		free(p->st);

@@ -174,6 +174,44 @@ reply_text(const struct reply *r, char *out, size_t len)
 	out[o] = '\0';
 }
 
+void
+reply_status(const struct reply *r, char *out, size_t len)
+{
+	size_t o = 0;
+	bool first = true;
+
+	if (len == 0)
+		return;
+	for (size_t i = 0; i < r->len; ) {
+		const char *nl = memchr(r->buf + i, '\n', r->len - i);
+		size_t end = nl ? (size_t)(nl - r->buf) : r->len;
+		size_t tlen = end > i && r->buf[end - 1] == '\r' ? end - 1 - i :
+		    end - i;
+		const char *t = r->buf + i;
+		size_t k;
+
+		if (first) {
+			/* "DDD text" from "DDD-text" or "DDD text" */
+			k = tlen < len - 1 - o ? tlen : len - 1 - o;
+			memcpy(out + o, t, k);
+			if (k > 3)
+				out[o + 3] = ' ';
+			o += k;
+			first = false;
+		} else if (tlen > 4) {
+			/* later lines: "??" and the text, as libESMTP joins
+			 * them (CRLF, then made printable) */
+			for (size_t j = 0; j < 2 && o + 1 < len; j++)
+				out[o++] = '?';
+			k = tlen - 4 < len - 1 - o ? tlen - 4 : len - 1 - o;
+			memcpy(out + o, t + 4, k);
+			o += k;
+		}
+		i = end + 1;
+	}
+	out[o] = '\0';
+}
+
 size_t
 reply_for_rcpt(const struct reply *mail, char *out, size_t cap)
 {

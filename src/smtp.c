@@ -46,6 +46,11 @@ struct session_ctx {
 	char			 last_reply[512];
 	struct strbuf		 part[2];	/* a line not yet complete, by
 						 * direction (0 read, 1 write) */
+	size_t			 ends_seen;	/* pump_ends() at the last
+						 * message libESMTP finished */
+	smtp_message_t		*waiting;	/* finished by libESMTP, not yet
+						 * reported, oldest first */
+	size_t			 whead, wlen, wcap;
 };
 
 void
@@ -60,6 +65,7 @@ smtp_msg_init(struct smtp_msg *m, const char *id, const struct envelope *env,
 	m->code = xcalloc(env->rcpts.n, sizeof(*m->code));
 	m->reply = xcalloc(env->rcpts.n, sizeof(*m->reply));
 	m->complete = xcalloc(env->rcpts.n, sizeof(*m->complete));
+	m->end_nth = -1;
 }
 
 void
@@ -224,6 +230,45 @@ monitor_cb(const char *buf, int n, int writing, void *arg)
 
 static void collect_msg(smtp_message_t msg, void *arg);
 
+/* Has the server answered the message's data (the pump answered the end
+ * itself and takes the real reply, pump.h)? */
+static bool
+answered(const struct session_ctx *s, const struct smtp_msg *m)
+{
+	int code;
+	char *text;
+	bool got;
+
+	if (m->end_nth < 0)
+		return true;	/* libESMTP had the server's own reply */
+	got = pump_end_reply(s->pump, (size_t)m->end_nth, &code, &text);
+	free(text);
+	return got;
+}
+
+/*
+ * Report the messages libESMTP has finished whose data the server has
+ * answered, in order. Called at every libESMTP event: the real reply to
+ * an end of data comes before the replies to the next message's RCPT
+ * lines, so a message is recorded before the next one's data goes out.
+ */
+static void
+settle(struct session_ctx *s)
+{
+	while (s->whead < s->wlen) {
+		smtp_message_t msg = s->waiting[s->whead];
+		struct smtp_msg *m = smtp_message_get_application_data(msg);
+
+		if (!answered(s, m))
+			return;
+		s->whead++;
+		collect_msg(msg, s);
+		m->reported = true;
+		if (s->run->done != NULL)
+			s->run->done(m, s->run->done_arg);
+	}
+}
+
 static void
 event_cb(smtp_session_t session, int event, void *arg, ...)
 {
@@ -232,16 +277,25 @@ event_cb(smtp_session_t session, int event, void *arg, ...)
 
 	(void)session;
 	va_start(ap, arg);
+	settle(s);
 	switch (event) {
 	case SMTP_EV_MESSAGESENT: {
 		smtp_message_t msg = va_arg(ap, smtp_message_t);
-
 		struct smtp_msg *m = smtp_message_get_application_data(msg);
+		size_t ends = pump_ends(s->pump);
 
-		collect_msg(msg, s);
-		m->reported = true;
-		if (s->run->done != NULL)
-			s->run->done(m, s->run->done_arg);
+		/* libESMTP got the pump's reply to this message's end */
+		if (ends > s->ends_seen) {
+			m->end_nth = (long)ends - 1;
+			s->ends_seen = ends;
+		}
+		if (s->wlen == s->wcap) {
+			s->wcap = s->wcap ? 2 * s->wcap : 16;
+			s->waiting = xrealloc(s->waiting, s->wcap *
+			    sizeof(*s->waiting));
+		}
+		s->waiting[s->wlen++] = msg;
+		settle(s);
 		break;
 	}
 	case SMTP_EV_EXTNA_8BITMIME:
@@ -398,6 +452,25 @@ collect_msg(smtp_message_t msg, void *arg)
 	free(m->msg_reply);
 	m->msg_reply = status_text(st);
 	smtp_enumerate_recipients(msg, collect_rcpt, m);
+	if (m->end_nth >= 0) {
+		/* libESMTP has the pump's reply to the end of the data: the
+		 * server's own is the message's, and none means the session
+		 * ended before it came (the recipients are not done) */
+		int code;
+		char *text;
+
+		free(m->msg_reply);
+		if (pump_end_reply(s->pump, (size_t)m->end_nth, &code,
+		    &text)) {
+			m->msg_code = code;
+			m->msg_reply = text;
+		} else {
+			m->msg_code = 0;
+			m->msg_reply = NULL;
+			for (size_t j = 0; j < m->nrcpt; j++)
+				m->complete[j] = false;
+		}
+	}
 	/* libESMTP sends one MAIL for each message, in the order added */
 	for (const struct smtp_msg *o = s->run->msgs; o < m; o++)
 		nth += !o->skip;
@@ -620,9 +693,13 @@ smtp_send(struct smtp_run *run, struct err *e)
 			add_message(session, &run->msgs[i], &s);
 
 	started = smtp_start_session(session);
-	pump_cut(&p);
+	/* the last replies to ends of data the pump answered may still be
+	 * on their way (bounded by timeout) */
+	pump_drain(&p);
 	pump_wait(&p);
 	smtp_enumerate_messages(session, collect_msg, &s);
+	settle(&s);	/* what is still waiting had no reply: not reported */
+	free(s.waiting);
 	pump_finish(&p);
 	tunnel_close(&tun);	/* after the pump closed its end */
 	if (!started || run->auth_failed || tls.reason[0] != '\0' ||

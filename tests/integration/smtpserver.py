@@ -41,13 +41,17 @@ class Server:
     mail_wait: seconds to wait before answering each MAIL; what the client
     had sent by then (its command lines) is recorded in mail_pending, one
     list per MAIL: a pipelining client's RCPT and DATA are there.
+    end_wait: likewise before answering each end of data (the final
+    dot); what the client had sent by then is in end_pending: a client
+    that pipelines the next MAIL group behind the data has its MAIL, RCPT
+    and DATA there (or its QUIT).
     A MAIL refused makes RCPT and DATA "503 5.5.1 need MAIL", as real
     servers do."""
 
     def __init__(self, tls=None, cert=None, key=None, client_ca=None,
                  users=None, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"),
                  offer_starttls=True, script=None, extensions=("8BITMIME", "PIPELINING", "SIZE 100000000", "DSN"),
-                 split_challenges=False, port=0, drip=None, mail_wait=None):
+                 split_challenges=False, port=0, drip=None, mail_wait=None, end_wait=None):
         self.tls = tls
         self.users = users or {}
         self.mechanisms = mechanisms
@@ -58,6 +62,8 @@ class Server:
         self.extensions = list(extensions)
         self.mail_wait = mail_wait
         self.mail_pending = []      # per MAIL: command lines there before its reply
+        self.end_wait = end_wait
+        self.end_pending = []       # per end of data: command lines there before its reply
         self.messages = []
         self.commands = []          # every command line seen (AUTH redacted)
         self.auths = []             # (mechanism, initial response on the AUTH line?)
@@ -221,6 +227,11 @@ class Server:
                     continue
                 self._body(conn, f)
                 data = self._read_data(f)
+                if self.end_wait:
+                    time.sleep(self.end_wait)
+                    pending = self._pending(conn, f)
+                    with self.lock:
+                        self.end_pending.append(pending)
                 r = self._reply(conn, "DOT", "250 2.0.0 queued as X%d" % len(self.messages), data)
                 then_drop = isinstance(r, tuple)
                 if then_drop:

@@ -750,6 +750,93 @@ class TestPipelining(DeliverCase):
         self.assertIn("%s: to=<dave@example.net> via=test status=sent" % c, log)
 
 
+class TestEndOfDataPipelined(DeliverCase):
+    """Under PIPELINING the end of a message's data goes with the next
+    message's MAIL, RCPT and DATA (RFC 2920: message content may begin a
+    group), so a message costs one round trip; each message's outcome is
+    still the server's own reply to its data, recorded before the next
+    message's data goes out."""
+
+    def test_next_group_goes_with_the_end_of_data(self):
+        srv = self.start(end_wait=0.3)
+        self.enqueue(["bob@example.com"])
+        self.enqueue(["carol@example.com", "dave@example.net"],
+                     MSG.replace(b"deliver test", b"second"))
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(srv.connections, 1)
+        self.assertTrue(srv.end_pending[0][0].startswith("MAIL FROM:<"), srv.end_pending)
+        self.assertEqual(srv.end_pending[0][1:], ["RCPT TO:<carol@example.com>",
+                                                  "RCPT TO:<dave@example.net>", "DATA"])
+        self.assertEqual(srv.end_pending[1], ["QUIT"])
+        self.assertEqual([m.rcpts for m in srv.messages],
+                         [["bob@example.com"], ["carol@example.com", "dave@example.net"]])
+
+    def test_each_message_gets_its_own_end_reply(self):
+        ends = [0]
+
+        def dot(data):
+            ends[0] += 1
+            return {1: "554 5.7.1 looks like spam", 2: "451-4.3.0 disk\r\n451 4.3.0 full"}.get(
+                ends[0])
+        srv = self.start(end_wait=0.1, script={"DOT": dot})
+        a = self.enqueue(["bob@example.com"])
+        b = self.enqueue(["carol@example.com"], MSG.replace(b"deliver test", b"second"))
+        c = self.enqueue(["dave@example.net"], MSG.replace(b"deliver test", b"third"))
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.connections, 1)
+        self.assertEqual([m.rcpts for m in srv.messages], [["dave@example.net"]])
+        # the first failed (a notice, gone), the second waits, the third went
+        self.assertEqual(self.msg_ids(), [b])
+        self.assertEqual(self.states(b), {"carol@example.com": ("deferred",
+                                                                "451 4.3.0 disk??4.3.0 full")})
+        notice = open(self.bounces()[-1], "rb").read()
+        self.assertIn(b"<bob@example.com>: 554 5.7.1 looks like spam\n", notice)
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("%s: to=<bob@example.com> via=test status=failed reply=554 5.7.1 looks "
+                      "like spam" % a, log)
+        self.assertIn("%s: to=<dave@example.net> via=test status=sent" % c, log)
+        err = r.stderr.decode()
+        self.assertIn("deliver: < 554 5.7.1 looks like spam  (the server's reply to the end "
+                      "of the data)", err)
+
+    def test_no_reply_to_the_end_of_data_defers(self):
+        ends = [0]
+
+        def dot(data):
+            ends[0] += 1
+            return "DROP" if ends[0] == 1 else None
+        srv = self.start(script={"DOT": dot})
+        a = self.enqueue(["bob@example.com"])
+        b = self.enqueue(["carol@example.com"], MSG.replace(b"deliver test", b"second"))
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.messages, [])
+        self.assertEqual(sorted(self.msg_ids()), sorted([a, b]))
+        self.assertEqual(self.states(a), {"bob@example.com": (
+            "deferred", "127.0.0.1 closed the connection while waiting for the reply to the "
+            "message data")})
+        # the second was never answered either: not sent, deferred
+        self.assertEqual(self.states(b)["carol@example.com"][0], "deferred")
+        r = self.deliver("--now")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(sorted(m.rcpts[0] for m in srv.messages),
+                         ["bob@example.com", "carol@example.com"])
+
+    def test_without_pipelining_the_end_waits_for_its_reply(self):
+        srv = self.start(end_wait=0.3, extensions=("8BITMIME", "SIZE 100000000", "DSN"))
+        self.enqueue(["bob@example.com"])
+        self.enqueue(["carol@example.com"], MSG.replace(b"deliver test", b"second"))
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(srv.end_pending, [[], []])
+        self.assertNotIn(b"the end of the data went on", r.stderr)
+
+
 class TestRouting(DeliverCase):
     def test_identities_by_sender_with_their_own_connections(self):
         work = Server(tls="starttls", cert=certs.path("localhost.crt"),

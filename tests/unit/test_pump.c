@@ -159,6 +159,8 @@ test_session_limit(void **state)
 
 #define HELD	"250 2.1.0 postie: sent on with the recipients; the server's " \
 		"reply follows\r\n"
+#define END_HELD "250 2.0.0 postie: the end of the data went on; the " \
+		"server's reply follows\r\n"
 #define PIPE_EHLO	"250-mx\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n"
 
 
@@ -248,12 +250,15 @@ test_pump_dialogue(void **state)
 	put(g.up[1], "250 ok\r\n250 ok\r\n3");
 	put(g.up[1], "54 go\r\n");
 	expect(g.client, "250 ok\r\n354 go\r\n");
-	/* the end of the data split across writes; a line "..x" is not it */
+	/* the end of the data split across writes; a line "..x" is not it;
+	 * the pump answers the end (PIPELINING), the server's reply is kept */
 	put(g.client, "a\r\n..x\r\n.\r");
-	put(g.client, "\nQUIT\r\n");
+	put(g.client, "\n");
+	expect(g.client, END_HELD);
+	put(g.client, "QUIT\r\n");
 	expect(g.up[1], "a\r\n..x\r\n.\r\nQUIT\r\n");
 	put(g.up[1], "250 queued\r\n221 bye\r\n");
-	expect(g.client, "250 queued\r\n221 bye\r\n");
+	expect(g.client, "221 bye\r\n");
 	rig_finish(&g);
 	assert_string_equal(g.p.error, "");
 }
@@ -428,6 +433,133 @@ test_pump_hold_bounded(void **state)
 }
 
 static void
+test_reply_status(void **state)
+{
+	char out[512];
+
+	(void)state;
+	/* as libESMTP's status gives it to the journal */
+	reply_status(feed("250 2.0.0 queued as X\r\n"), out, sizeof(out));
+	assert_string_equal(out, "250 2.0.0 queued as X");
+	reply_status(feed("451-4.3.0 mail\r\n451 4.3.0 later\r\n"), out,
+	    sizeof(out));
+	assert_string_equal(out, "451 4.3.0 mail??4.3.0 later");
+	reply_status(feed("554\r\n"), out, sizeof(out));
+	assert_string_equal(out, "554");
+	reply_status(feed("550-first\r\n550-\r\n550 third\r\n"), out,
+	    sizeof(out));
+	assert_string_equal(out, "550 first??third");
+	/* cut to fit, always terminated */
+	reply_status(feed("250-abcdef\r\n250 ghijk\r\n"), out, 8);
+	assert_string_equal(out, "250 abc");
+	reply_status(feed("250-abc\r\n250 ghijk\r\n"), out, 10);
+	assert_string_equal(out, "250 abc??");
+}
+
+/* Under PIPELINING the end of the data is answered by the pump: the next
+ * MAIL group is held and goes on while the server's real reply to the
+ * end is still on its way; that reply never reaches the client and is
+ * kept by number; the drain waits for the last one. */
+static void
+test_pump_end_answered(void **state)
+{
+	struct rig g;
+	int code;
+	char *text;
+
+	(void)state;
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n");
+	assert_int_equal(pump_ends(&g.p), 0);
+	put(g.client, "one\r\n.\r\n");
+	expect(g.client, END_HELD);
+	assert_int_equal(pump_ends(&g.p), 1);
+	assert_false(pump_end_reply(&g.p, 0, &code, &text));
+	/* the next MAIL is held although a reply (the end's) is due */
+	put(g.client, "MAIL FROM:<e@f>\r\n");
+	expect(g.client, HELD);
+	put(g.client, "RCPT TO:<g@h>\r\nDATA\r\n");
+	expect(g.up[1], "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
+	    "DATA\r\n");
+	put(g.up[1], "554-5.7.1 spam\r\n554 5.7.1 go away\r\n250 ok\r\n"
+	    "250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n");
+	assert_true(pump_end_reply(&g.p, 0, &code, &text));
+	assert_int_equal(code, 554);
+	assert_string_equal(text, "554 5.7.1 spam??5.7.1 go away");
+	free(text);
+	put(g.client, "two\r\n.\r\n");
+	expect(g.client, END_HELD);
+	put(g.client, "QUIT\r\n");
+	expect(g.up[1], "two\r\n.\r\nQUIT\r\n");
+	/* the client is done; the pump waits for the end's reply */
+	pump_drain(&g.p);
+	usleep(100000);
+	assert_false(pump_end_reply(&g.p, 1, &code, &text));
+	put(g.up[1], "250 2.0.0 queued\r\n221 bye\r\n");
+	pump_wait(&g.p);
+	assert_true(pump_end_reply(&g.p, 1, &code, &text));
+	assert_int_equal(code, 250);
+	assert_string_equal(text, "250 2.0.0 queued");
+	free(text);
+	assert_false(pump_end_reply(&g.p, 2, &code, &text));
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+}
+
+/* The server closes with the end's reply due: no reply is kept, the next
+ * group's RCPT lines get the pump's "no reply", the reason names it; a
+ * reply that never comes is a timeout, also when the client is done */
+static void
+test_pump_end_unanswered(void **state)
+{
+	struct rig g;
+	int code;
+	char *text;
+
+	(void)state;
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n");
+	put(g.client, "one\r\n.\r\n");
+	expect(g.client, END_HELD);
+	put(g.client, "MAIL FROM:<e@f>\r\n");
+	expect(g.client, HELD);
+	put(g.client, "RCPT TO:<g@h>\r\nDATA\r\n");
+	expect(g.up[1], "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
+	    "DATA\r\n");
+	shutdown(g.up[1], SHUT_WR);
+	expect(g.client, "000 postie: no reply, the connection is gone\r\n");
+	expect_eof(g.client);
+	rig_finish(&g);
+	assert_false(pump_end_reply(&g.p, 0, &code, &text));
+	assert_string_equal(g.p.error, "mx.test closed the connection while "
+	    "waiting for the reply to the message data");
+
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n");
+	put(g.client, "one\r\n.\r\n");
+	expect(g.client, END_HELD);
+	pump_drain(&g.p);
+	pump_wait(&g.p);	/* within timeout (1 s) */
+	assert_false(pump_end_reply(&g.p, 0, &code, &text));
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "mx.test timed out waiting for the "
+	    "reply to the message data (1 s)");
+}
+
+static void
 test_pump_early_reply(void **state)
 {
 	struct rig g;
@@ -494,6 +626,9 @@ main(void)
 		cmocka_unit_test(test_pump_mail_refused),
 		cmocka_unit_test(test_pump_mail_refused_closed),
 		cmocka_unit_test(test_pump_hold_bounded),
+		cmocka_unit_test(test_reply_status),
+		cmocka_unit_test(test_pump_end_answered),
+		cmocka_unit_test(test_pump_end_unanswered),
 		cmocka_unit_test(test_pump_early_reply),
 		cmocka_unit_test(test_pump_deadlines),
 	};
