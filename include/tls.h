@@ -14,7 +14,7 @@
 #include "err.h"
 
 struct tls_policy {
-	SSL_CTX		*ctx;
+	SSL_CTX		*ctx;		/* NULL for tls none: no OpenSSL set-up */
 	char		*host;		/* the name the certificate must carry */
 	char		*pin;		/* "sha256:HEX" or NULL */
 	bool		 is_ip;		/* host is an address: no SNI */

@@ -686,7 +686,8 @@ smtp_send(struct smtp_run *run, struct err *e)
 		    (id->timeout * 2 + 5) * 1000);
 	/* postie did TLS and AUTH itself (session.c): libESMTP speaks plain
 	 * SMTP through the pump, its own STARTTLS off, no SASL context */
-	smtp_starttls_set_ctx(session, tls.ctx);
+	if (tls.ctx != NULL)	/* NULL for tls none (tls.h) */
+		smtp_starttls_set_ctx(session, tls.ctx);
 	smtp_starttls_enable(session, Starttls_DISABLED);
 	for (size_t i = 0; i < run->nmsgs; i++)
 		if (!run->msgs[i].skip)

@@ -101,6 +101,13 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 	X509_VERIFY_PARAM *param;
 
 	memset(p, 0, sizeof(*p));
+	if (id->tls == TLS_NONE) {
+		/* no TLS: no context at all (creating one initializes
+		 * OpenSSL, reads openssl.cnf and loads its providers, a few
+		 * milliseconds of every plain run) */
+		p->host = xstrdup(id->host);
+		return 0;
+	}
 	if (policy_index < 0)
 		policy_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
 		    NULL);
@@ -123,8 +130,6 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 		return err_set(e, ERR_CONFIG, "cannot check certificates "
 		    "for host '%s'", id->host);
 	}
-	if (id->tls == TLS_NONE)
-		return 0;	/* no TLS: no trust store or client key to load */
 	if (id->tls_ca != NULL) {
 		if (SSL_CTX_load_verify_locations(p->ctx, id->tls_ca,
 		    NULL) != 1) {
