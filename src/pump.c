@@ -27,6 +27,9 @@
 #define OBUF		(REPLY_BYTES_MAX + REPLY_LINE_MAX + 4 * SBUF)
 
 #define HOLD_MS		500	/* the longest a MAIL group is held */
+#define DATA_BATCH	16384	/* message data goes on in pieces this big
+				 * (one TLS record) ... */
+#define DATA_HOLD_MS	5	/* ... or after this long, or with its end */
 #define HOLD_MAX	(CBUF / 2)	/* the most bytes held in one */
 #define REFUSAL_MAX	(REPLY_BYTES_MAX + REPLY_LINE_MAX + 64)
 
@@ -85,6 +88,7 @@ struct pump_state {
 	size_t		 ends_due;	/* DUE_ENDH replies still due */
 	bool		 corked;	/* TCP_CORK: the end of the data
 					 * waits for the next group */
+	long long	 batch_since;	/* ms: message data waiting since */
 	bool		 client_gone;	/* libESMTP is done; the replies to
 					 * ends answered here still count */
 	char		 sbuf[SBUF];
@@ -828,6 +832,22 @@ ends_data(const struct pump_state *s)
 }
 
 /*
+ * May the message data in cbuf go on now? libESMTP writes it in pieces of
+ * 2 KiB; sent on over TLS as they come, each would be a TLS record of its
+ * own, to encrypt, send and decrypt. So over TLS the data waits until
+ * there is DATA_BATCH of it, or its end, or for DATA_HOLD_MS at most.
+ * Over plain TCP it goes on at once: the server reads the first piece
+ * while libESMTP writes the next (measured: batching there is slower).
+ */
+static bool
+data_ready(const struct pump *p, const struct pump_state *s, long long now)
+{
+	return p->up_ssl == NULL || s->lim - s->cstart >= DATA_BATCH || s->cend == sizeof(s->cbuf) ||
+	    now >= s->batch_since + DATA_HOLD_MS || s->client_gone ||
+	    ends_data(s);
+}
+
+/*
  * Hold (on) or send (off) what the upstream socket has: the end of the
  * data waits in the kernel for the next MAIL group (or QUIT), the pump
  * answering the end itself, and both go in one segment. Sent apart, a
@@ -850,7 +870,10 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 {
 	int progress = 0;
 
-	if (s->cstart == s->lim && !s->client_gone &&
+	bool was_empty = s->cstart == s->lim;
+	bool batching = s->data && !was_empty && !data_ready(p, s, now);
+
+	if ((was_empty || batching) && !s->client_gone &&
 	    (progress = read_client(p, s, loc_ev, now)) < 0) {
 		/* libESMTP is done; the real replies to the ends of data
 		 * answered here are still to come */
@@ -868,6 +891,10 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 		s->lim = s->cstart;
 	classify(s, now);
 	if (s->cstart == s->lim)
+		return progress;
+	if (s->data && was_empty)
+		s->batch_since = now;	/* the first of a batch */
+	if (s->data && !data_ready(p, s, now))
 		return progress;
 	{
 		bool was_data = s->data;
@@ -943,7 +970,14 @@ wait_sides(struct pump *p, struct pump_state *s, short up_ev, short loc_ev,
 		deadline = s->hold_since + HOLD_MS;
 		which = 3;
 	}
+	if (s->data && p->up_ssl != NULL && s->cstart < s->lim &&
+	    s->batch_since + DATA_HOLD_MS < deadline) {
+		deadline = s->batch_since + DATA_HOLD_MS;
+		which = 4;	/* the data waiting goes on */
+	}
 	if (now >= deadline) {
+		if (which == 4)
+			return 0;
 		if (which == 3) {
 			/* the rest of the group is late: what is held goes
 			 * on, the rest follows as it comes */
