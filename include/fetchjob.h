@@ -88,6 +88,10 @@ struct folder {
 	bool			 claims_made;	/* its claim directory: made,
 						 * or listed there */
 	char			 why[300];	/* why that failed */
+	uint64_t		 avail;		/* free bytes in its local tmp/ */
+	long long		 avail_ms;	/* when that was asked (mono ms),
+						 * 0: never; asked again after
+						 * a second */
 };
 
 enum item_state { IT_WAIT, IT_CLAIM, IT_RUN, IT_DONE, IT_SKIP,

@@ -1255,7 +1255,27 @@ fetch_sync_downloads(struct job *j, size_t from, size_t to, struct err *e)
 	return 0;
 }
 
-/* sync and link the downloads of items [from, to). */
+/*
+ * Move the download tmp to dst, never over a file there (EEXIST then):
+ * one rename(RENAME_NOREPLACE), or, where the file system lacks it
+ * (EINVAL), link and unlink, as Maildir's rule has it. Either way dst
+ * is never rewritten and a crash leaves at most the tmp/ name, which a
+ * later run removes.
+ */
+static int
+take_in(const char *tmp, const char *dst)
+{
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -1;
+	if (link(tmp, dst) < 0)
+		return -1;
+	unlink(tmp);
+	return 0;
+}
+
+/* sync and take in the downloads of items [from, to). */
 static int
 commit_links(struct job *j, size_t from, size_t to, struct err *e)
 {
@@ -1273,7 +1293,7 @@ commit_links(struct job *j, size_t from, size_t to, struct err *e)
 		dst = fetch_local_path(it->f, it->dst, it->name);
 		it->f->touched = true;
 		j->folder = it->f->name;
-		if (link(it->tmp, dst) == 0) {
+		if (take_in(it->tmp, dst) == 0) {
 			it->linked = true;
 			crash_step(j->crash, "linked into new/");
 			log_msg(j->log, LOG_INFO, "%s: %s: %s fetched (%"
@@ -1286,7 +1306,8 @@ commit_links(struct job *j, size_t from, size_t to, struct err *e)
 		} else {
 			link_exists(j, it, dst);
 		}
-		unlink(it->tmp);
+		if (!it->linked)
+			unlink(it->tmp);
 		free(dst);
 		if (rc < 0) {
 			it->keep = true;

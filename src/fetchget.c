@@ -738,18 +738,27 @@ opened(struct item *it)
 		read_more(it);
 }
 
-/* The free bytes where the item downloads; false: unknown. */
+/* The free bytes where the item downloads; false: unknown. Asked once a
+ * second per folder, not per message: it guards against a size no disk
+ * has, and a write that finds the disk full still says so. */
 static bool
 free_space(const struct item *it, uint64_t *avail)
 {
-	char *tmp = xasprintf("%s/tmp", it->f->ldir);
-	struct statvfs sv;
-	int rc = statvfs(tmp, &sv);
+	struct folder *f = it->f;
+	long long now = util_mono_ms();
 
-	free(tmp);
-	if (rc < 0)
-		return false;
-	*avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	if (f->avail_ms == 0 || now - f->avail_ms >= 1000) {
+		char *tmp = xasprintf("%s/tmp", f->ldir);
+		struct statvfs sv;
+		int rc = statvfs(tmp, &sv);
+
+		free(tmp);
+		if (rc < 0)
+			return false;
+		f->avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+		f->avail_ms = now > 0 ? now : 1;
+	}
+	*avail = f->avail;
 	return true;
 }
 

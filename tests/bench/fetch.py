@@ -98,12 +98,21 @@ def timed(cmds, env, timeout=1800, rss_of=None):
         fd, rss_file = tempfile.mkstemp(prefix="postie-fetch-bench-rss.")
         os.close(fd)
         cmds = [[rss_of, rss_file] + cmds[0]] + cmds[1:]
+    def cpu():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[0] + v[1] + v[2] + v[5] + v[6], sum(v)
+    c0 = cpu()
     t = time.monotonic()
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for c in cmds]
     for p in procs:
         p.wait(timeout)
     took = time.monotonic() - t
+    c1 = cpu()
+    if os.environ.get("BENCH_CPU"):
+        print("  busy %.2f s of cpu in %.2f s wall" % ((c1[0] - c0[0]) / os.sysconf("SC_CLK_TCK"), took),
+              file=sys.stderr)
     for c, p in zip(cmds, procs):
         if p.returncode != 0:
             raise RuntimeError("%s failed (exit %d): %s" % (c[0], p.returncode,
