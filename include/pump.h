@@ -22,8 +22,8 @@
  * - When the server offers PIPELINING it answers libESMTP's MAIL FROM
  *   itself ("250 2.1.0"; libESMTP 1.1 would wait for MAIL's reply before
  *   sending the recipients) and sends MAIL with the RCPT lines and DATA
- *   (or whatever ends the group) in one write, so a message costs two
- *   round trips, not three. It takes the server's reply to MAIL itself:
+ *   (or whatever ends the group) in one write, which saves a message a
+ *   round trip. It takes the server's reply to MAIL itself:
  *   if MAIL was refused, each RCPT reply libESMTP gets is that refusal
  *   ("451 4.3.0 (reply to MAIL FROM) ..."), so every recipient is
  *   deferred or failed exactly as on the refused MAIL; DATA's reply goes

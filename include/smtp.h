@@ -59,8 +59,8 @@ struct smtp_run {
 	bool			 session_failed;	/* reached, but no session
 						 * (TLS, greeting, STARTTLS) */
 	bool			 verbose;	/* the dialogue to stderr */
-	/* called as soon as the server answered a message's DATA, so the
-	 * outcome is recorded before the next message goes out */
+	/* called as soon as the server answered a message's data, so the
+	 * outcome is recorded before the next message's data goes out */
 	void			(*done)(struct smtp_msg *m, void *arg);
 	void			*done_arg;
 };

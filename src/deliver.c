@@ -5,9 +5,11 @@
  * the server answered a message's data, the outcome is made durable: a
  * message whose recipients were all accepted is removed (unlink, fsync of
  * msg/: the removal is the record), otherwise each recipient's outcome is
- * journaled (fsync'd) with an "attempt" line before the next message goes
- * out. A message is removed only when every recipient is final and the
- * failure notice, if any, is written.
+ * journaled (fsync'd) with an "attempt" line before the next message's
+ * data goes out (under PIPELINING its MAIL group goes with the end of
+ * this one's data, pump.h; smtp.c reports a message when the server's
+ * own reply to its data has come). A message is removed only when every
+ * recipient is final and the failure notice, if any, is written.
  */
 #include <errno.h>
 #include <fcntl.h>
