@@ -280,6 +280,13 @@ class Postfix:
             "smtpd_recipient_restrictions = %s" % (
                 "check_recipient_access inline:{ %s }" % access if access else ""),
             "smtpd_discard_ehlo_keywords = %s" % ("" if self.chunking else "chunking"),
+            # as a provider hardened against SMTP smuggling has it (the
+            # default from Postfix 3.9): a client that pipelines where
+            # RFC 2920 does not allow it is cut off, so every test here
+            # also shows postie's pipelining (MAIL with its RCPT lines
+            # and DATA, the next group behind the dot) is allowed
+            "smtpd_forbid_unauth_pipelining = yes",
+            "smtpd_data_restrictions = reject_unauth_pipelining",
             # quick retries of deliveries to the sink, should one fail
             "queue_run_delay = 1s",
             "minimal_backoff_time = 1s",
