@@ -20,6 +20,7 @@
 #include "crash.h"
 #include "err.h"
 #include "fetch.h"
+#include "fetchsync.h"
 #include "log.h"
 #include "mda.h"
 #include "sftp.h"
@@ -203,6 +204,7 @@ struct job {
 	unsigned long		 mda_failed;	/* by the mda (other) */
 	unsigned long		 expired;	/* removed by keep */
 	struct crash		*crash;
+	struct fetchsync	 sync;		/* fsyncs a batch meanwhile */
 	bool			 progress;	/* a terminal, not -v */
 	int			 progress_fd;	/* a job of several: its
 						 * counts to the parent, or

@@ -1275,11 +1275,13 @@ take_in(const char *tmp, const char *dst)
 	return 0;
 }
 
-/* sync and take in the downloads of items [from, to). */
+/* sync (unless fetchsync did) and take in the downloads of items
+ * [from, to). */
 static int
-commit_links(struct job *j, size_t from, size_t to, struct err *e)
+commit_links(struct job *j, size_t from, size_t to, bool synced,
+    struct err *e)
 {
-	if (fetch_sync_downloads(j, from, to, e) < 0)
+	if (!synced && fetch_sync_downloads(j, from, to, e) < 0)
 		return -1;
 	for (size_t i = from; i < to; i++) {
 		struct item *it = &j->items[i];
@@ -1360,7 +1362,7 @@ sync_dirs(struct job *j, struct err *e)
  * or record them (copy).
  */
 static int
-commit(struct job *j, size_t from, size_t to, struct err *e)
+commit(struct job *j, size_t from, size_t to, bool synced, struct err *e)
 {
 	int rc = 0;
 
@@ -1368,7 +1370,7 @@ commit(struct job *j, size_t from, size_t to, struct err *e)
 		if (j->items[i].st == IT_DONE && !j->items[i].download)
 			j->items[i].f->touched = true;	/* already here */
 	if ((j->use_mda ? fetchmda_commit(j, from, to, e) :
-	    commit_links(j, from, to, e)) < 0 || sync_dirs(j, e) < 0) {
+	    commit_links(j, from, to, synced, e)) < 0 || sync_dirs(j, e) < 0) {
 		items_drop(j, from, to);
 		give_back_range(j, from, to);
 		return -1;	/* nothing removed on the server */
@@ -1437,6 +1439,53 @@ removes_send(struct job *j, size_t to)
 	}
 }
 
+/* The downloads of items [from, to) to fetchsync, which fsyncs them
+ * while the SFTP loop goes on. */
+static void
+batch_submit(struct job *j, size_t from, size_t to)
+{
+	int *fds = xcalloc(to - from + 1, sizeof(*fds));
+	size_t n = 0;
+
+	for (size_t i = from; i < to; i++)
+		if (j->items[i].st == IT_DONE && j->items[i].fd >= 0)
+			fds[n++] = j->items[i].fd;
+	fetchsync_submit(&j->sync, fds, n);
+	free(fds);
+}
+
+/*
+ * Wait for fetchsync's batch [from, to), then take it in (commit, its
+ * fsyncs done). A download that could not be made durable fails the
+ * batch as a failed fsync in commit would: nothing of it is taken.
+ */
+static int
+batch_take(struct job *j, size_t from, size_t to, struct err *e)
+{
+	size_t failed, k = 0;
+
+	if (fetchsync_wait(&j->sync, &failed) < 0) {
+		int saved = errno;
+
+		for (size_t i = from; i < to; i++) {
+			struct item *it = &j->items[i];
+
+			if (it->st != IT_DONE || it->fd < 0 || k++ != failed)
+				continue;
+			err_set(e, err_from_errno(saved), "cannot write %s: %s",
+			    it->tmp, strerror(saved));
+			break;
+		}
+		items_drop(j, from, to);
+		give_back_range(j, from, to);
+		return -1;
+	}
+	for (size_t i = from; i < to; i++)
+		if (j->items[i].st == IT_DONE && j->items[i].fd >= 0)
+			crash_step(j->crash, "downloaded into tmp/");
+	return commit(j, from, to, true, e);
+}
+
 /* The end of the ended items from `from' on. */
 static size_t
 ended_upto(const struct job *j, size_t from, size_t next)
@@ -1480,8 +1529,11 @@ link_broke(struct job *j, struct err *e)
 static int
 transfer(struct job *j)
 {
-	size_t next = 0, done = 0;
-	bool commit_failed = false;
+	size_t next = 0, done = 0, pfrom = 0, pto = 0;
+	bool commit_failed = false, pending = false;
+	/* without an mda the batch's fsyncs go on beside the downloads of
+	 * the next (fetchsync.h); the mda's commit syncs itself */
+	bool async = !j->use_mda && fetchsync_start(&j->sync);
 	struct err e;
 
 	claims_prepare(j);
@@ -1500,12 +1552,38 @@ transfer(struct job *j)
 		}
 		upto = ended_upto(j, done, next);
 		if (upto - done >= FETCH_BATCH || upto == j->nitems) {
-			if (commit(j, done, upto, &e) < 0) {
+			/* one batch with fetchsync at a time */
+			if (pending && (pending = false, batch_take(j, pfrom,
+			    pto, &e) < 0)) {
+				fetch_fail(j, &e);
+				commit_failed = true;
+				break;
+			}
+			if (async) {
+				batch_submit(j, done, upto);
+				pending = true;
+				pfrom = done;
+				pto = done = upto;
+				continue;
+			}
+			if (commit(j, done, upto, false, &e) < 0) {
 				fetch_fail(j, &e);
 				commit_failed = true;
 				break;
 			}
 			done = upto;
+			continue;
+		}
+		/* fetchsync's batch is on disk, or nothing else will wake
+		 * the loop: take it in */
+		if (pending && (fetchsync_idle(&j->sync) ||
+		    sftp_busy(j->chan.p) == 0)) {
+			pending = false;
+			if (batch_take(j, pfrom, pto, &e) < 0) {
+				fetch_fail(j, &e);
+				commit_failed = true;
+				break;
+			}
 			continue;
 		}
 		if (sftp_chan_wait(&j->chan, &e) < 0) {
@@ -1514,12 +1592,17 @@ transfer(struct job *j)
 			fetch_fail(j, &e);
 		}
 	}
+	if (pending && batch_take(j, pfrom, pto, &e) < 0) {
+		fetch_fail(j, &e);	/* ended before the loop's failure: kept */
+		commit_failed = true;
+	}
+	fetchsync_stop(&j->sync);
 	if (j->failed) {
 		/* what ended before the failure, in order, is kept */
 		size_t upto = ended_upto(j, done, next);
 
 		if (!commit_failed && upto > done &&
-		    commit(j, done, upto, &e) < 0)
+		    commit(j, done, upto, false, &e) < 0)
 			fetch_fail(j, &e);
 		else if (!commit_failed)
 			done = upto;

@@ -1,0 +1,125 @@
+/* fetchsync.c - a fetch job's downloads made durable in the background;
+ * see fetchsync.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fetchsync.h"
+#include "util.h"
+
+static void *
+sync_main(void *arg)
+{
+	struct fetchsync *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		size_t n, failed;
+		int error = 0;
+
+		while (!s->busy && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->stop)
+			break;
+		n = s->n;
+		pthread_mutex_unlock(&s->mu);
+		/* the writes go to the disk together first: each fsync would
+		 * otherwise wait for its own data, one file after another */
+		for (size_t i = 0; i < n; i++)
+			(void)sync_file_range(s->fds[i], 0, 0,
+			    SYNC_FILE_RANGE_WRITE);	/* fsync says errors */
+		failed = n;
+		for (size_t i = 0; i < n; i++)
+			if (fsync(s->fds[i]) < 0) {
+				failed = i;
+				error = errno;
+				break;
+			}
+		pthread_mutex_lock(&s->mu);
+		s->failed = failed;
+		s->error = error;
+		s->busy = false;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+bool
+fetchsync_start(struct fetchsync *s)
+{
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	if (pthread_create(&s->thread, NULL, sync_main, s) != 0) {
+		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->mu);
+		return false;
+	}
+	s->running = true;
+	return true;
+}
+
+void
+fetchsync_submit(struct fetchsync *s, const int *fds, size_t n)
+{
+	pthread_mutex_lock(&s->mu);
+	if (n > s->cap) {
+		s->cap = n;
+		s->fds = xrealloc(s->fds, n * sizeof(*s->fds));
+	}
+	memcpy(s->fds, fds, n * sizeof(*fds));
+	s->n = n;
+	s->failed = n;
+	s->error = 0;
+	s->busy = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+bool
+fetchsync_idle(struct fetchsync *s)
+{
+	bool idle;
+
+	pthread_mutex_lock(&s->mu);
+	idle = !s->busy;
+	pthread_mutex_unlock(&s->mu);
+	return idle;
+}
+
+int
+fetchsync_wait(struct fetchsync *s, size_t *failed)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->mu);
+	while (s->busy)
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->failed < s->n) {
+		*failed = s->failed;
+		errno = s->error;
+		rc = -1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void
+fetchsync_stop(struct fetchsync *s)
+{
+	if (!s->running)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s->fds);
+	s->fds = NULL;
+	s->running = false;
+}
