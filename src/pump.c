@@ -970,7 +970,7 @@ wait_sides(struct pump *p, struct pump_state *s, short up_ev, short loc_ev,
 		deadline = s->hold_since + HOLD_MS;
 		which = 3;
 	}
-	if (s->data && p->up_ssl != NULL && s->cstart < s->lim &&
+	if (s->data && s->cstart < s->lim && !data_ready(p, s, now) &&
 	    s->batch_since + DATA_HOLD_MS < deadline) {
 		deadline = s->batch_since + DATA_HOLD_MS;
 		which = 4;	/* the data waiting goes on */
