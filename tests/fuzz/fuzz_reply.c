@@ -10,7 +10,8 @@
  * or "DDD-" with one code 200-599 and only printable ASCII in between,
  * its last line the only one without '-'; a refused one says why; EHLO
  * shaping keeps it well-formed and drops CHUNKING and STARTTLS; the
- * one-line text is terminated and holds no control byte.
+ * one-line text and the status (reply_status) are terminated and hold
+ * no control byte.
  */
 #include "fuzz.h"
 #include "reply.h"
@@ -75,6 +76,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_done(r);
 		reply_text(r, text, sizeof(text));
 		FUZZ_CHECK(strlen(text) < sizeof(text));
+		for (const char *p = text; *p; p++)
+			FUZZ_CHECK(*p >= 0x20 && *p < 0x7f);
+		/* the status as the journal gets it: terminated, printable,
+		 * starting with the code */
+		reply_status(r, text, sizeof(text));
+		FUZZ_CHECK(strlen(text) < sizeof(text));
+		FUZZ_CHECK(strlen(text) >= 3 && atoi(text) == r->code);
 		for (const char *p = text; *p; p++)
 			FUZZ_CHECK(*p >= 0x20 && *p < 0x7f);
 		if (r->code == 250) {
