@@ -30,9 +30,9 @@ on Debian 12 (smtp-sink runs as nobody); msmtp is installed with
 apt-get if missing.
 """
 import argparse
+import asyncio
 import os
 import re
-import select
 import shutil
 import socket
 import ssl
@@ -96,12 +96,7 @@ class Sink:
 
 
 class Relay:
-    """127.0.0.1:port -> the sink, plain or as an implicit-TLS server: one
-    thread per connection moving bytes both ways with blocking sockets
-    (Python's ssl over the socket, OpenSSL doing the records), the same
-    code for both, TCP_NODELAY on both sides. (An asyncio relay cost its
-    TLS side far more per record than postie's own TLS does: its memory-
-    BIO SSL transport measured itself, not postie.)"""
+    """127.0.0.1:port -> the sink, plain or as an implicit-TLS server."""
 
     def __init__(self, target, tls):
         self.target = target
@@ -109,50 +104,39 @@ class Relay:
         if tls:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ctx.load_cert_chain(certs.path("localhost.crt"), certs.path("localhost.key"))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        ready = threading.Event()
 
-    def _accept(self):
-        while not self.stopped:
+        async def pipe(r, w):
             try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        up = None
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            up = socket.create_connection(("127.0.0.1", self.target))
-            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.ctx:
-                conn = self.ctx.wrap_socket(conn, server_side=True)
-            while True:
-                # what OpenSSL has decrypted already is not in the socket
-                ready = [conn] if self.ctx and conn.pending() else \
-                    select.select([conn, up], [], [], 60)[0]
-                if not ready:
-                    return
-                for s in ready:
-                    data = s.recv(65536)
+                while True:
+                    data = await r.read(65536)
                     if not data:
-                        return
-                    (up if s is conn else conn).sendall(data)
-        except (ConnectionError, OSError, ssl.SSLError):
-            pass
-        finally:
-            for s in (conn, up):
-                if s is not None:
-                    s.close()
+                        break
+                    w.write(data)
+                    await w.drain()
+            except (ConnectionError, OSError, ssl.SSLError):
+                pass
+            finally:
+                w.close()
+
+        async def client(cr, cw):
+            sr, sw = await asyncio.open_connection("127.0.0.1", self.target)
+            await asyncio.gather(pipe(cr, sw), pipe(sr, cw), return_exceptions=True)
+
+        async def main():
+            server = await asyncio.start_server(client, "127.0.0.1", 0, ssl=self.ctx)
+            self.port = server.sockets[0].getsockname()[1]
+            self.loop = asyncio.get_running_loop()
+            self.stop_ev = asyncio.Event()
+            ready.set()
+            async with server:
+                await self.stop_ev.wait()
+
+        threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+        ready.wait(10)
 
     def stop(self):
-        self.stopped = True
-        self.sock.close()
+        self.loop.call_soon_threadsafe(self.stop_ev.set)
 
 
 class Postie:
