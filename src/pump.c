@@ -88,6 +88,7 @@ struct pump_state {
 	size_t		 ends_due;	/* DUE_ENDH replies still due */
 	bool		 corked;	/* TCP_CORK: the end of the data
 					 * waits for the next group */
+	bool		 nocork;	/* the upstream cannot (not TCP) */
 	long long	 batch_since;	/* ms: message data waiting since */
 	bool		 client_gone;	/* libESMTP is done; the replies to
 					 * ends answered here still count */
@@ -881,6 +882,11 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 		    __ATOMIC_ACQUIRE))
 			return -1;
 		s->client_gone = true;
+		if (s->holding) {
+			/* a MAIL group nobody will finish: not sent */
+			s->holding = false;
+			s->cend = s->scanned = s->lim;
+		}
 		progress = 1;
 	}
 	if (s->ehlo != NULL && answer_ehlo(p, s) < 0)
@@ -900,8 +906,13 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 		bool was_data = s->data;
 		ssize_t w;
 
-		if (s->data && s->pipelining && !s->corked && ends_data(s))
-			s->corked = cork(p, 1);
+		/* only when the end is to be answered here (end_of_data):
+		 * else libESMTP waits for the real reply, and nothing would
+		 * send what is corked */
+		if (s->data && s->pipelining && !s->corked && !s->nocork &&
+		    sizeof(s->obuf) - s->oend >= sizeof(end_held) &&
+		    ends_data(s) && !(s->corked = cork(p, 1)))
+			s->nocork = true;	/* not TCP (the SSH channel) */
 		w = up_write(p, s->cbuf + s->cstart, s->lim - s->cstart, up_ev);
 		if (w > 0) {
 			track_client(s, s->cbuf + s->cstart, (size_t)w, now);

@@ -701,6 +701,8 @@ smtp_send(struct smtp_run *run, struct err *e)
 	smtp_enumerate_messages(session, collect_msg, &s);
 	settle(&s);	/* what is still waiting had no reply: not reported */
 	free(s.waiting);
+	s.waiting = NULL;
+	s.whead = s.wlen = 0;	/* no event may settle after this */
 	pump_finish(&p);
 	tunnel_close(&tun);	/* after the pump closed its end */
 	if (!started || run->auth_failed || tls.reason[0] != '\0' ||

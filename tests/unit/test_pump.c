@@ -511,6 +511,42 @@ test_pump_end_answered(void **state)
 	assert_string_equal(g.p.error, "");
 }
 
+/* libESMTP is done while a MAIL group is held and the end's reply is still
+ * due: the group is never sent, the pump ends once the reply came */
+static void
+test_pump_drain_drops_a_held_group(void **state)
+{
+	struct rig g;
+	int code;
+	char *text;
+	char c;
+
+	(void)state;
+	rig_pipelining(&g);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n");
+	put(g.client, "one\r\n.\r\n");
+	expect(g.client, END_HELD);
+	put(g.client, "MAIL FROM:<e@f>\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "one\r\n.\r\n");
+	pump_drain(&g.p);
+	usleep(700000);		/* past HOLD_MS: a held group went on then */
+	put(g.up[1], "250 2.0.0 queued\r\n");
+	pump_wait(&g.p);
+	assert_true(pump_end_reply(&g.p, 0, &code, &text));
+	assert_int_equal(code, 250);
+	free(text);
+	/* the held MAIL never went on: the server reads the end */
+	shutdown(g.up[0], SHUT_WR);
+	assert_true(read(g.up[1], &c, 1) <= 0);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+}
+
 /* The server closes with the end's reply due: no reply is kept, the next
  * group's RCPT lines get the pump's "no reply", the reason names it; a
  * reply that never comes is a timeout, also when the client is done */
@@ -629,6 +665,7 @@ main(void)
 		cmocka_unit_test(test_reply_status),
 		cmocka_unit_test(test_pump_end_answered),
 		cmocka_unit_test(test_pump_end_unanswered),
+		cmocka_unit_test(test_pump_drain_drops_a_held_group),
 		cmocka_unit_test(test_pump_early_reply),
 		cmocka_unit_test(test_pump_deadlines),
 	};
