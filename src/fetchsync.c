@@ -70,7 +70,8 @@ fetchsync_submit(struct fetchsync *s, const int *fds, size_t n)
 		s->cap = n;
 		s->fds = xrealloc(s->fds, n * sizeof(*s->fds));
 	}
-	memcpy(s->fds, fds, n * sizeof(*fds));
+	if (n > 0)	/* a batch of files all already here: none */
+		memcpy(s->fds, fds, n * sizeof(*fds));
 	s->n = n;
 	s->failed = n;
 	s->error = 0;

@@ -19,6 +19,9 @@ test_fetchsync(void **state)
 	(void)state;
 	assert_true(fetchsync_start(&s));
 	assert_true(fetchsync_idle(&s));	/* nothing handed over */
+	/* a batch without a download (all already here): done at once */
+	fetchsync_submit(&s, NULL, 0);
+	assert_int_equal(fetchsync_wait(&s, &failed), 0);
 	for (size_t i = 0; i < 5; i++) {
 		char *p = xasprintf("%s/f%zu", dir, i);
 
