@@ -1472,9 +1472,9 @@ class TestSoak(FetchCase):
     N = 2000
     MAX_KILLS = 40
 
-    def fill(self, rng):
+    def fill(self, rng, start=0, count=None):
         sent = {}
-        for i in range(self.N):
+        for i in range(start, start + (count or self.N)):
             folder = ".lists.dev" if i % 4 == 0 else ""
             name = "1700%06d.M%dP%d.server" % (i, i, i)
             # a few KiB each; every 200th 0.5 to 1 MiB, a download of many reads
@@ -1557,6 +1557,7 @@ class TestSoak(FetchCase):
         # mid-run: a kill that found nothing changed (the machine slower
         # now than when calibrated, e.g. loaded by other work) moves it on
         early = login
+        refills = 0
         while True:
             # what is still to download (a killed run's downloads wait in
             # its claims for their removes, which cost little)
@@ -1570,7 +1571,7 @@ class TestSoak(FetchCase):
             # can be twice as fast as the estimate on a busy machine), later
             # ones within 1.5 times it, so some run gets to the end; past 40
             # kills or 25 s, runs are not killed
-            run = login + (whole - login) * left / len(sent)
+            run = login + (whole - login) * left / self.N
             if partial < 3:     # until 3 kills landed mid-run: within it
                 delay = rng.uniform(early, early + (run - login) * 0.5)
             else:
@@ -1596,7 +1597,17 @@ class TestSoak(FetchCase):
             if p.returncode == 75:
                 self.assertIn(b"broke", stderr, why)
             if p.returncode == 0 and self.left_on_server() == 0:
-                break
+                if partial >= 3 or refills >= 5:
+                    break
+                # done before 3 kills landed mid-run (a run faster than
+                # its estimate): more mail on the server, kills from the
+                # login again
+                refills += 1
+                self.check_after_kill(sent, why)
+                sent.update(self.fill(rng, self.N * (1 + refills), self.N // 2))
+                early = login
+                rnd += 1
+                continue
             if p.returncode == -9:
                 kills += 1
                 changed = self.state() != before
