@@ -299,6 +299,19 @@ rig_pipelining(struct rig *g)
 	expect(g->client, PIPE_EHLO);
 }
 
+/* A pipelining session inside its first message's data: MAIL (answered
+ * here) with its RCPT and DATA sent on, the server's 250, 250, 354. */
+static void
+rig_in_data(struct rig *g)
+{
+	rig_pipelining(g);
+	put(g->client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g->client, HELD);
+	expect(g->up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g->up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g->client, "250 ok\r\n354 go\r\n");
+}
+
 static void
 test_reply_for_rcpt(void **state)
 {
@@ -468,12 +481,7 @@ test_pump_end_answered(void **state)
 	char *text;
 
 	(void)state;
-	rig_pipelining(&g);
-	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-	expect(g.client, HELD);
-	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
-	expect(g.client, "250 ok\r\n354 go\r\n");
+	rig_in_data(&g);
 	assert_int_equal(pump_ends(&g.p), 0);
 	put(g.client, "one\r\n.\r\n");
 	expect(g.client, END_HELD);
@@ -522,12 +530,7 @@ test_pump_drain_drops_a_held_group(void **state)
 	char c;
 
 	(void)state;
-	rig_pipelining(&g);
-	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-	expect(g.client, HELD);
-	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
-	expect(g.client, "250 ok\r\n354 go\r\n");
+	rig_in_data(&g);
 	put(g.client, "one\r\n.\r\n");
 	expect(g.client, END_HELD);
 	put(g.client, "MAIL FROM:<e@f>\r\n");
@@ -558,12 +561,7 @@ test_pump_end_unanswered(void **state)
 	char *text;
 
 	(void)state;
-	rig_pipelining(&g);
-	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-	expect(g.client, HELD);
-	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
-	expect(g.client, "250 ok\r\n354 go\r\n");
+	rig_in_data(&g);
 	put(g.client, "one\r\n.\r\n");
 	expect(g.client, END_HELD);
 	put(g.client, "MAIL FROM:<e@f>\r\n");
@@ -579,12 +577,7 @@ test_pump_end_unanswered(void **state)
 	assert_string_equal(g.p.error, "mx.test closed the connection while "
 	    "waiting for the reply to the message data");
 
-	rig_pipelining(&g);
-	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-	expect(g.client, HELD);
-	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
-	expect(g.client, "250 ok\r\n354 go\r\n");
+	rig_in_data(&g);
 	put(g.client, "one\r\n.\r\n");
 	expect(g.client, END_HELD);
 	pump_drain(&g.p);
