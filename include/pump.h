@@ -72,6 +72,8 @@ struct pump {
 	const char		*server;	/* for smtp_set_server */
 	bool			 verbose;	/* -v: show the replies the
 						 * pump takes (held MAIL) */
+	size_t			 mails_expected;	/* pump_expect_mails
+							 * (atomic) */
 	struct pump_state	*st;
 };
 
@@ -104,6 +106,16 @@ void	pump_wait(struct pump *p);
  * them (smtp.c). Known by the time libESMTP has the first RCPT reply.
  */
 bool	pump_mail_refused(const struct pump *p, size_t nth);
+
+/*
+ * libESMTP will send this many MAIL commands in the session (one for each
+ * message it was given with recipients). Under PIPELINING the pump then
+ * answers the MAIL after a message's data ahead, with the 354 and the
+ * end of the data (pump.c, answer_ahead), so that libESMTP never waits
+ * for a reply the pump gives itself. Without it (0) only the end is
+ * answered ahead. Call before libESMTP's session starts.
+ */
+void	pump_expect_mails(struct pump *p, size_t mails);
 
 /*
  * libESMTP is done (smtp_start_session returned): the pump goes on only

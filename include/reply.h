@@ -47,8 +47,9 @@ ssize_t	reply_feed(struct reply *r, const char *p, size_t n);
 /*
  * Drop the EHLO keywords postie keeps from libESMTP (CHUNKING, whose
  * pipelined BDAT libESMTP mishandles on a dropped connection; STARTTLS
- * and AUTH: postie does TLS and AUTH itself, session.h), keeping the
- * reply well-formed (the
+ * and AUTH: postie does TLS and AUTH itself, session.h; XUSR, which would
+ * put a command of libESMTP's between a message's end and the next MAIL
+ * the pump answers ahead, pump.c), keeping the reply well-formed (the
  * last line kept gets the "250 " form). Only a done 250 reply changes.
  */
 void	reply_shape_ehlo(struct reply *r);

@@ -86,10 +86,20 @@ struct pump_state {
 					 * end of data answered here */
 	size_t		 nends, ends_cap;
 	size_t		 ends_due;	/* DUE_ENDH replies still due */
+	bool		 end_ahead;	/* the coming end of the data is
+					 * answered already (with the 354) */
+	size_t		 end_ahead_nth;	/* its place in ends[] */
+	bool		 mail_ahead;	/* so is the next MAIL */
+	bool		 group_open;	/* a MAIL group (or QUIT) is to
+					 * follow what was sent on */
 	bool		 corked;	/* TCP_CORK: the end of the data
 					 * waits for the next group */
 	bool		 nocork;	/* the upstream cannot (not TCP) */
 	long long	 batch_since;	/* ms: message data waiting since */
+	bool		 up_unread;	/* a read of the upstream may find
+					 * bytes (false: it found all there
+					 * were; poll says when more come) */
+	bool		 loc_unread;	/* the same for libESMTP's side */
 	bool		 client_gone;	/* libESMTP is done; the replies to
 					 * ends answered here still count */
 	char		 sbuf[SBUF];
@@ -196,8 +206,11 @@ due_command(struct pump_state *s, long long now)
 		    n) == 0)
 			verb = verbs[i];
 	snprintf(what, sizeof(what), "the reply to %s", verb);
-	if (strcmp(verb, "MAIL") == 0)
+	if (strcmp(verb, "MAIL") == 0) {
 		s->mails++;
+		s->mail_ahead = false;
+	}
+	s->group_open = strcmp(verb, "MAIL") == 0 || strcmp(verb, "RCPT") == 0;
 	if (strcmp(verb, "MAIL") == 0 && s->mails_held > 0) {
 		s->mails_held--;
 		due_push(s, DUE_MAIL, what, now);
@@ -256,34 +269,73 @@ scan_data(enum data_scan *st, const char *b, size_t n)
 	return i;
 }
 
-/*
- * The end of the data has gone on. Under PIPELINING the pump answers it
- * itself (libESMTP 1.1 waits for the reply before the next MAIL), so the
- * next message's MAIL, RCPT lines and DATA follow in the same round trip
- * (RFC 2920 lets the message content begin a group); the server's real
- * reply is taken here and kept for the caller (pump_end_reply). Nothing
- * is due to libESMTP at this point (it had the 354), so the local reply
- * takes its place in order.
- */
-static void
-end_of_data(struct pump_state *s, long long now)
+/* A place in ends[] for the real reply to an end answered here. */
+static size_t
+end_slot(struct pump_state *s)
 {
-	if (!s->pipelining || sizeof(s->obuf) - s->oend < sizeof(end_held)) {
-		due_push(s, DUE_END, "the reply to the message data", now);
-		return;
-	}
+	size_t nth;
+
 	pthread_mutex_lock(&s->lock);
 	if (s->nends == s->ends_cap) {
 		s->ends_cap = s->ends_cap ? 2 * s->ends_cap : 16;
 		s->ends = xrealloc(s->ends, s->ends_cap * sizeof(*s->ends));
 	}
 	memset(&s->ends[s->nends], 0, sizeof(s->ends[0]));
-	due_push(s, DUE_ENDH, "the reply to the message data", now);
-	s->q[s->qlen - 1].nth = s->nends++;
-	s->ends_due++;
+	nth = s->nends++;
 	pthread_mutex_unlock(&s->lock);
+	return nth;
+}
+
+/*
+ * The server's 354 just went into obuf. Under PIPELINING the pump answers
+ * the end of the data that is to follow right behind it (libESMTP 1.1
+ * waits for that reply before the next MAIL), and, when the caller said
+ * another message follows (pump_expect_mails), that next MAIL too: a
+ * 250 to the end takes libESMTP to its next message's MAIL or to QUIT,
+ * nothing else (its rsp_data2), and it waits for MAIL's reply before the
+ * recipients. So libESMTP writes the data, its end, the next MAIL, RCPT
+ * lines and DATA without waiting once, and the only wait left in a
+ * message is the one for the server's 354. The server's real replies to
+ * that end and MAIL are taken here (DUE_ENDH, DUE_MAIL): the end's is
+ * kept for the caller (pump_end_reply), a refused MAIL becomes the
+ * recipients' refusal (reply_for_client). Nothing else is due to
+ * libESMTP after a 354 (DATA ends a group), so these replies take their
+ * place in order.
+ */
+static void
+answer_ahead(struct pump *p, struct pump_state *s)
+{
+	if (!s->pipelining || sizeof(s->obuf) - s->oend < sizeof(end_held) +
+	    sizeof(mail_held))
+		return;
+	s->end_ahead = true;
+	s->end_ahead_nth = end_slot(s);
 	memcpy(s->obuf + s->oend, end_held, sizeof(end_held) - 1);
 	s->oend += sizeof(end_held) - 1;
+	if (s->mails < __atomic_load_n(&p->mails_expected, __ATOMIC_ACQUIRE)) {
+		s->mail_ahead = true;
+		s->mails_held++;
+		memcpy(s->obuf + s->oend, mail_held, sizeof(mail_held) - 1);
+		s->oend += sizeof(mail_held) - 1;
+	}
+}
+
+/* The end of the data has gone on: its reply is due. Answered here
+ * (answer_ahead), the server's real reply is taken and kept. */
+static void
+end_of_data(struct pump_state *s, long long now)
+{
+	s->group_open = true;	/* the next MAIL group or QUIT */
+	if (!s->end_ahead) {
+		due_push(s, DUE_END, "the reply to the message data", now);
+		return;
+	}
+	s->end_ahead = false;
+	due_push(s, DUE_ENDH, "the reply to the message data", now);
+	s->q[s->qlen - 1].nth = s->end_ahead_nth;
+	pthread_mutex_lock(&s->lock);
+	s->ends_due++;
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* Follow what was just sent on: command lines make replies due; the
@@ -490,6 +542,8 @@ take_server(struct pump *p, struct pump_state *s, long long now)
 		}
 		memcpy(s->obuf + s->oend, out, len);
 		s->oend += len;
+		if (s->data)
+			answer_ahead(p, s);
 		reply_init(&s->reply);
 	}
 	return 0;
@@ -626,8 +680,14 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 
 	if (s->ostart == s->oend)
 		s->ostart = s->oend = 0;
-	if (s->spos == s->slen && s->ostart == s->oend) {
+	if (s->spos == s->slen && s->ostart == s->oend && !s->up_unread &&
+	    p->up_ssl == NULL)
+		*up_ev |= POLLIN;	/* read dry: poll says when */
+	else if (s->spos == s->slen && s->ostart == s->oend) {
 		ssize_t n = up_read(p, s->sbuf, sizeof(s->sbuf) - 1, up_ev);
+
+		/* a short read took all there was (TLS may hold more) */
+		s->up_unread = n == (ssize_t)sizeof(s->sbuf) - 1;
 
 		if (n == 0) {
 			server_closed(p, s);
@@ -722,6 +782,25 @@ is_verb(const char *b, const char *verb)
 	    b[4] == '\n');
 }
 
+/* How much of cbuf from cstart is message data (up to its end). */
+static size_t
+data_length(const struct pump_state *s)
+{
+	enum data_scan st = s->scan;
+
+	return scan_data(&st, s->cbuf + s->cstart, s->cend - s->cstart);
+}
+
+/* Do the bytes about to go on end the message data? */
+static bool
+ends_data(const struct pump_state *s)
+{
+	enum data_scan st = s->scan;
+
+	(void)scan_data(&st, s->cbuf + s->cstart, s->lim - s->cstart);
+	return st == D_END;
+}
+
 /* Let what is held go on as it is (its MAIL stays answered here). */
 static void
 release(struct pump_state *s)
@@ -746,9 +825,11 @@ static void
 classify(struct pump_state *s, long long now)
 {
 	if (!s->pipelining || s->data) {
-		/* not a command line among them (the message data) */
+		/* not a command line among them (the message data): up to
+		 * its end, the lines after it are classified once it went */
 		if (!s->holding)
-			s->lim = s->scanned = s->cend;
+			s->lim = s->scanned = s->data ? s->cstart +
+			    data_length(s) : s->cend;
 		return;
 	}
 	for (;;) {
@@ -768,11 +849,13 @@ classify(struct pump_state *s, long long now)
 			continue;
 		}
 		if (is_verb(b, "MAIL") && start == s->cstart && start ==
-		    s->lim && quiet(s) && sizeof(s->obuf) - s->oend >=
-		    sizeof(mail_held)) {
+		    s->lim && (s->mail_ahead || (quiet(s) &&
+		    sizeof(s->obuf) - s->oend >= sizeof(mail_held)))) {
 			s->holding = true;
 			s->hold_from = start;
 			s->hold_since = now;
+			if (s->mail_ahead)
+				continue;	/* answered with the 354 */
 			s->mails_held++;
 			memcpy(s->obuf + s->oend, mail_held,
 			    sizeof(mail_held) - 1);
@@ -808,7 +891,12 @@ read_client(struct pump *p, struct pump_state *s, short *loc_ev,
 		s->lim = s->scanned = s->cend;
 		return 1;
 	}
+	if (!s->loc_unread) {
+		*loc_ev |= POLLIN;	/* read dry: poll says when */
+		return 0;
+	}
 	n = read(p->local, s->cbuf + s->cend, sizeof(s->cbuf) - s->cend);
+	s->loc_unread = n == (ssize_t)(sizeof(s->cbuf) - s->cend);
 	if (n == 0)
 		return -1;	/* libESMTP is done */
 	if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -822,15 +910,6 @@ read_client(struct pump *p, struct pump_state *s, short *loc_ev,
 	return 1;
 }
 
-/* Do the bytes about to go on end the message data? */
-static bool
-ends_data(const struct pump_state *s)
-{
-	enum data_scan st = s->scan;
-
-	(void)scan_data(&st, s->cbuf + s->cstart, s->lim - s->cstart);
-	return st == D_END;
-}
 
 /*
  * May the message data in cbuf go on now? libESMTP writes it in pieces of
@@ -895,7 +974,13 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 		s->scanned = s->cstart;
 	if (s->lim < s->cstart)
 		s->lim = s->cstart;
-	classify(s, now);
+	{
+		size_t oend = s->oend;
+
+		classify(s, now);
+		if (s->oend != oend)
+			progress = 1;	/* a MAIL answered: to libESMTP now */
+	}
 	if (s->cstart == s->lim)
 		return progress;
 	if (s->data && was_empty)
@@ -903,20 +988,20 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 	if (s->data && !data_ready(p, s, now))
 		return progress;
 	{
-		bool was_data = s->data;
 		ssize_t w;
 
 		/* only when the end is to be answered here (end_of_data):
 		 * else libESMTP waits for the real reply, and nothing would
 		 * send what is corked */
-		if (s->data && s->pipelining && !s->corked && !s->nocork &&
-		    sizeof(s->obuf) - s->oend >= sizeof(end_held) &&
-		    ends_data(s) && !(s->corked = cork(p, 1)))
+		if (s->data && s->end_ahead && !s->corked && !s->nocork &&
+		    !(s->corked = cork(p, 1)))
 			s->nocork = true;	/* not TCP (the SSH channel) */
 		w = up_write(p, s->cbuf + s->cstart, s->lim - s->cstart, up_ev);
 		if (w > 0) {
 			track_client(s, s->cbuf + s->cstart, (size_t)w, now);
-			if (s->corked && !was_data)
+			/* the group after the end has gone on whole */
+			if (s->corked && !s->data && !s->group_open &&
+			    s->vlen == 0)
 				s->corked = cork(p, 0);
 			s->cstart += (size_t)w;
 			s->progress = now;
@@ -1013,6 +1098,9 @@ wait_sides(struct pump *p, struct pump_state *s, short up_ev, short loc_ev,
 		fail(p, "poll: %s", strerror(errno));
 		return -1;
 	}
+	/* bytes, an end or an error to read: the next read finds it */
+	s->loc_unread |= (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+	s->up_unread |= (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 	return 0;
 }
 
@@ -1080,6 +1168,7 @@ pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 	fcntl(p->local, F_SETFL, fcntl(p->local, F_GETFL) | O_NONBLOCK);
 	fcntl(up_fd, F_SETFL, fcntl(up_fd, F_GETFL) | O_NONBLOCK);
 	p->st = xcalloc(1, sizeof(*p->st));
+	p->st->up_unread = p->st->loc_unread = true;
 	pthread_mutex_init(&p->st->lock, NULL);
 	reply_init(&p->st->reply);
 	if (greeting != NULL) {
@@ -1132,6 +1221,12 @@ pump_wait(struct pump *p)
 		pthread_join(p->thread, NULL);
 		p->running = false;
 	}
+}
+
+void
+pump_expect_mails(struct pump *p, size_t mails)
+{
+	__atomic_store_n(&p->mails_expected, mails, __ATOMIC_RELEASE);
 }
 
 void

@@ -98,7 +98,7 @@ static bool
 dropped(const char *s, size_t n)
 {
 	return is_keyword(s, n, "CHUNKING") || is_keyword(s, n, "STARTTLS") ||
-	    is_keyword(s, n, "AUTH") || (n > 5 && strncasecmp(s, "AUTH=",
+	    is_keyword(s, n, "XUSR") || is_keyword(s, n, "AUTH") || (n > 5 && strncasecmp(s, "AUTH=",
 	    5) == 0);
 }
 

@@ -103,6 +103,7 @@ message_cb(void **ctx, int *len, void *arg)
 	struct smtp_msg *m = arg;
 	struct { char in[CHUNK]; char out[2 * CHUNK]; } *buf = *ctx;
 	ssize_t r;
+	off_t left;
 
 	if (buf == NULL)
 		*ctx = buf = xmalloc(sizeof(*buf));	/* libESMTP frees it */
@@ -113,9 +114,15 @@ message_cb(void **ctx, int *len, void *arg)
 		m->ended = false;
 		return NULL;
 	}
-	do
-		r = pread(m->fd, buf->in, CHUNK, m->pos);
-	while (r < 0 && errno == EINTR);
+	/* up to the size the file had when loaded (a queue file never
+	 * grows): its end needs no read of its own */
+	left = (off_t)(m->env->offset + m->env->size) - m->pos;
+	r = 0;
+	if (left > 0)
+		do
+			r = pread(m->fd, buf->in, left < CHUNK ? (size_t)left :
+			    CHUNK, m->pos);
+		while (r < 0 && errno == EINTR);
 	if (r < 0) {
 		/* a short message must never go out as if whole: drop the
 		 * connection before the final dot */
@@ -651,6 +658,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 	static const enum rfc2822_timeouts clocks[] = { Timeout_GREETING,
 	    Timeout_ENVELOPE, Timeout_DATA, Timeout_TRANSFER, Timeout_DATA2 };
 	int started, rc = 0;
+	size_t mails = 0;
 
 	run->reason[0] = '\0';
 	if (tls_policy_init(&tls, id, e) < 0) {
@@ -690,8 +698,11 @@ smtp_send(struct smtp_run *run, struct err *e)
 		smtp_starttls_set_ctx(session, tls.ctx);
 	smtp_starttls_enable(session, Starttls_DISABLED);
 	for (size_t i = 0; i < run->nmsgs; i++)
-		if (!run->msgs[i].skip)
+		if (!run->msgs[i].skip) {
 			add_message(session, &run->msgs[i], &s);
+			mails += run->msgs[i].nrcpt > 0;
+		}
+	pump_expect_mails(&p, mails);
 
 	started = smtp_start_session(session);
 	/* the last replies to ends of data the pump answered may still be

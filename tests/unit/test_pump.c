@@ -8,6 +8,7 @@
 
 #include "pump.h"
 #include "reply.h"
+#include "util.h"
 
 static struct reply *
 feed(const char *s)
@@ -138,6 +139,10 @@ test_ehlo_shaped(void **state)
 	reply_shape_ehlo(r);
 	assert_memory_equal(r->buf, "250-mx\r\n250-AUTHX\r\n250 DSN\r\n",
 	    r->len);
+	/* sendmail's XUSR: libESMTP would send it before each MAIL */
+	r = feed("250-mx\r\n250-XUSR\r\n250 PIPELINING\r\n");
+	reply_shape_ehlo(r);
+	assert_memory_equal(r->buf, "250-mx\r\n250 PIPELINING\r\n", r->len);
 	/* an error reply stays as it is */
 	r = feed("550-no\r\n550 CHUNKING\r\n");
 	reply_shape_ehlo(r);
@@ -300,16 +305,26 @@ rig_pipelining(struct rig *g)
 }
 
 /* A pipelining session inside its first message's data: MAIL (answered
- * here) with its RCPT and DATA sent on, the server's 250, 250, 354. */
+ * here) with its RCPT and DATA sent on, the server's 250, 250, 354, and
+ * with the 354 the pump's answer to the end of the data to come. mails:
+ * pump_expect_mails (with 2 or more the next MAIL is answered too). */
 static void
-rig_in_data(struct rig *g)
+rig_in_data_of(struct rig *g, size_t mails)
 {
 	rig_pipelining(g);
+	pump_expect_mails(&g->p, mails);
 	put(g->client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
 	expect(g->client, HELD);
 	expect(g->up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
 	put(g->up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
-	expect(g->client, "250 ok\r\n354 go\r\n");
+	expect(g->client, mails > 1 ? "250 ok\r\n354 go\r\n" END_HELD HELD :
+	    "250 ok\r\n354 go\r\n" END_HELD);
+}
+
+static void
+rig_in_data(struct rig *g)
+{
+	rig_in_data_of(g, 0);
 }
 
 static void
@@ -482,26 +497,26 @@ test_pump_end_answered(void **state)
 
 	(void)state;
 	rig_in_data(&g);
-	assert_int_equal(pump_ends(&g.p), 0);
-	put(g.client, "one\r\n.\r\n");
-	expect(g.client, END_HELD);
+	/* the end was answered with the 354: its place is taken */
 	assert_int_equal(pump_ends(&g.p), 1);
 	assert_false(pump_end_reply(&g.p, 0, &code, &text));
+	put(g.client, "one\r\n.\r\n");
+	expect(g.up[1], "one\r\n.\r\n");
 	/* the next MAIL is held although a reply (the end's) is due */
 	put(g.client, "MAIL FROM:<e@f>\r\n");
 	expect(g.client, HELD);
 	put(g.client, "RCPT TO:<g@h>\r\nDATA\r\n");
-	expect(g.up[1], "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
-	    "DATA\r\n");
+	expect(g.up[1], "MAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\nDATA\r\n");
 	put(g.up[1], "554-5.7.1 spam\r\n554 5.7.1 go away\r\n250 ok\r\n"
 	    "250 ok\r\n354 go\r\n");
-	expect(g.client, "250 ok\r\n354 go\r\n");
+	/* the 554 is never passed on; the next end is answered ahead */
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD);
 	assert_true(pump_end_reply(&g.p, 0, &code, &text));
 	assert_int_equal(code, 554);
 	assert_string_equal(text, "554 5.7.1 spam??5.7.1 go away");
 	free(text);
+	assert_int_equal(pump_ends(&g.p), 2);
 	put(g.client, "two\r\n.\r\n");
-	expect(g.client, END_HELD);
 	put(g.client, "QUIT\r\n");
 	expect(g.up[1], "two\r\n.\r\nQUIT\r\n");
 	/* the client is done; the pump waits for the end's reply */
@@ -519,6 +534,53 @@ test_pump_end_answered(void **state)
 	assert_string_equal(g.p.error, "");
 }
 
+/*
+ * With more messages to come (pump_expect_mails), the next MAIL is
+ * answered with the 354 too: the client writes the data, its end and the
+ * whole next group without waiting, and the server's real replies to the
+ * end and to that MAIL are taken here; a refused one still reaches the
+ * client as its recipients' refusal. After the last message's 354 only
+ * the end is answered.
+ */
+static void
+test_pump_mail_answered_ahead(void **state)
+{
+	struct rig g;
+	int code;
+	char *text;
+
+	(void)state;
+	rig_in_data_of(&g, 3);
+	put(g.client, "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
+	    "DATA\r\n");
+	expect(g.up[1], "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
+	    "DATA\r\n");
+	put(g.up[1], "250 2.0.0 one queued\r\n250 ok\r\n250 ok\r\n"
+	    "354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD HELD);
+	assert_true(pump_end_reply(&g.p, 0, &code, &text));
+	assert_int_equal(code, 250);
+	assert_string_equal(text, "250 2.0.0 one queued");
+	free(text);
+	/* the MAIL may come on its own: held until its group is whole */
+	put(g.client, "two\r\n.\r\nMAIL FROM:<i@j>\r\n");
+	expect(g.up[1], "two\r\n.\r\n");
+	put(g.client, "RCPT TO:<k@l>\r\nDATA\r\n");
+	expect(g.up[1], "MAIL FROM:<i@j>\r\nRCPT TO:<k@l>\r\nDATA\r\n");
+	put(g.up[1], "250 2.0.0 two queued\r\n451 4.3.0 later\r\n"
+	    "503 5.5.1 no\r\n503 5.5.1 no\r\n");
+	expect(g.client, "451 4.3.0 (reply to MAIL FROM) later\r\n"
+	    "503 5.5.1 no\r\n");
+	assert_false(pump_mail_refused(&g.p, 1));
+	assert_true(pump_mail_refused(&g.p, 2));
+	assert_int_equal(pump_ends(&g.p), 2);
+	assert_true(pump_end_reply(&g.p, 1, &code, &text));
+	assert_string_equal(text, "250 2.0.0 two queued");
+	free(text);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+}
+
 /* libESMTP is done while a MAIL group is held and the end's reply is still
  * due: the group is never sent, the pump ends once the reply came */
 static void
@@ -528,13 +590,16 @@ test_pump_drain_drops_a_held_group(void **state)
 	int code;
 	char *text;
 	char c;
+	long long t0;
 
 	(void)state;
 	rig_in_data(&g);
 	put(g.client, "one\r\n.\r\n");
-	expect(g.client, END_HELD);
 	put(g.client, "MAIL FROM:<e@f>\r\n");
+	t0 = util_mono_ms();
 	expect(g.client, HELD);
+	/* at once, not when the hold runs out (HOLD_MS, 500 ms) */
+	assert_true(util_mono_ms() - t0 < 250);
 	expect(g.up[1], "one\r\n.\r\n");
 	pump_drain(&g.p);
 	usleep(700000);		/* past HOLD_MS: a held group went on then */
@@ -563,7 +628,6 @@ test_pump_end_unanswered(void **state)
 	(void)state;
 	rig_in_data(&g);
 	put(g.client, "one\r\n.\r\n");
-	expect(g.client, END_HELD);
 	put(g.client, "MAIL FROM:<e@f>\r\n");
 	expect(g.client, HELD);
 	put(g.client, "RCPT TO:<g@h>\r\nDATA\r\n");
@@ -579,7 +643,6 @@ test_pump_end_unanswered(void **state)
 
 	rig_in_data(&g);
 	put(g.client, "one\r\n.\r\n");
-	expect(g.client, END_HELD);
 	pump_drain(&g.p);
 	pump_wait(&g.p);	/* within timeout (1 s) */
 	assert_false(pump_end_reply(&g.p, 0, &code, &text));
@@ -657,6 +720,7 @@ main(void)
 		cmocka_unit_test(test_pump_hold_bounded),
 		cmocka_unit_test(test_reply_status),
 		cmocka_unit_test(test_pump_end_answered),
+		cmocka_unit_test(test_pump_mail_answered_ahead),
 		cmocka_unit_test(test_pump_end_unanswered),
 		cmocka_unit_test(test_pump_drain_drops_a_held_group),
 		cmocka_unit_test(test_pump_early_reply),
