@@ -7,6 +7,13 @@
  * module fsyncs one batch while the loop goes on with the next, and the
  * loop takes the batch in (links, directory fsyncs, removes) once the
  * thread says it is on disk. One batch at a time; nothing else is shared.
+ *
+ * A batch is made durable by one syncfs(2) for each file system its
+ * files are on, not an fsync for each file: every fsync of a new file
+ * waits for a journal commit of its own, so 64 files cost 64 commits
+ * where syncfs costs one (measured: the thread's time for 2000 messages
+ * went from 0.34-0.43 s to 0.11 s). syncfs reports write errors only
+ * from Linux 5.8 on; before that each file is fsync'd as before.
  */
 #ifndef POSTIE_FETCHSYNC_H
 #define POSTIE_FETCHSYNC_H
@@ -26,6 +33,9 @@ struct fetchsync {
 	bool		 running;	/* the thread runs */
 	size_t		 failed;	/* index of the file that failed, or n */
 	int		 error;		/* its errno */
+	bool		 per_file;	/* fsync each file (syncfs would not
+					 * report errors: Linux before 5.8) */
+	size_t		 syncs;		/* sync calls the last batch took */
 };
 
 /* Start the thread; false if it cannot be had (then sync inline). */

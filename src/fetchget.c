@@ -537,24 +537,25 @@ read_one(struct item *it, uint64_t off, uint32_t len)
 	sftp_read(it->j->chan.p, it->h, it->hlen, off, len, on_read, q);
 }
 
-/* Ask for more of the file, a few READs at a time; at the end one byte
- * past the listed size, which must be the end of the file. */
+/*
+ * Ask for more of the file, a few READs at a time. The last READ asks one
+ * byte past the listed size, which must be the end of the file: it comes
+ * back short at that size (a read of a regular file stops short only at
+ * its end; the FSTAT sent before it said the same size), or with the
+ * byte, a file that grew. An empty file gets a READ of that one byte.
+ */
 static void
 read_more(struct item *it)
 {
 	while (!it->stat_bad && it->reads < FILE_READS &&
-	    it->next_off < it->size) {
+	    it->next_off <= it->size && !it->probed) {
 		uint64_t left = it->size - it->next_off;
-		uint32_t len = left < CHUNK ? (uint32_t)left : CHUNK;
+		uint32_t len = left < CHUNK ? (uint32_t)left + 1 : CHUNK;
 
+		if (it->next_off + len > it->size)
+			it->probed = true;	/* this READ asks past the end */
 		read_one(it, it->next_off, len);
 		it->next_off += len;
-	}
-	if (it->next_off == it->size && !it->probed && it->reads <
-	    FILE_READS + 1) {
-		it->probed = true;	/* set when sent; EOF is checked */
-		it->next_off++;
-		read_one(it, it->size, 1);
 	}
 }
 
@@ -580,7 +581,6 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 	struct item *it = q->it;
 	uint64_t off = q->off;
 	uint32_t len = q->len;
-	bool probe = off == it->size;
 
 	q->next = it->j->rd_free;	/* back to the pool */
 	it->j->rd_free = q;
@@ -591,8 +591,8 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 		char why[300], *rpath;
 
 		if (r->status == SFTP_FX_EOF) {
-			/* the probe's EOF is the end we want; a chunk's is a
-			 * file that shrank (got tells) */
+			/* at the listed size, the end we want (an empty file);
+			 * before it, a file that shrank (got tells) */
 			item_check(it);
 			return 0;
 		}
@@ -604,8 +604,8 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 		fetchget_end(it, IT_SKIP);
 		return -1;
 	}
-	if (probe) {
-		it->grew = true;
+	if (off + r->len > it->size) {
+		it->grew = true;	/* a byte past the listed size */
 	} else if (r->len == 0) {
 		it->empty = true;
 	} else {
@@ -626,7 +626,9 @@ on_read(void *arg, const struct sftp_reply *r, struct err *e)
 			return -1;
 		}
 		it->got += r->len;
-		if (r->len < len)	/* a short read is legal: the rest */
+		/* a short read is legal: the rest (short at the listed size
+		 * when it asked past it: the end, nothing more to ask) */
+		if (r->len < len && off + r->len < it->size)
 			read_one(it, off + r->len, len - (uint32_t)r->len);
 		read_more(it);
 	}

@@ -4,10 +4,69 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "fetchsync.h"
 #include "util.h"
+
+/* Does this kernel's syncfs report write errors (Linux 5.8 and later)? */
+static bool
+syncfs_reports(void)
+{
+	struct utsname u;
+	unsigned major = 0, minor = 0;
+
+	if (uname(&u) < 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 5 || (major == 5 && minor >= 8);
+}
+
+/*
+ * Make the batch durable: one syncfs for each file system among its
+ * files (the first of them stands for it), or an fsync for each file.
+ * The index of the file that failed, or n.
+ */
+static size_t
+sync_batch(struct fetchsync *s, const int *fds, size_t n, int *error)
+{
+	dev_t *devs = n > 0 ? xcalloc(n, sizeof(*devs)) : NULL;
+	size_t failed = n;
+
+	s->syncs = 0;
+	for (size_t i = 0; i < n && failed == n; i++) {
+		struct stat st;
+		bool seen = false;
+
+		if (s->per_file) {
+			s->syncs++;
+			if (fsync(fds[i]) < 0) {
+				failed = i;
+				*error = errno;
+			}
+			continue;
+		}
+		if (fstat(fds[i], &st) < 0) {
+			failed = i;
+			*error = errno;
+			break;
+		}
+		devs[i] = st.st_dev;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = devs[k] == devs[i];
+		if (seen)
+			continue;
+		s->syncs++;
+		if (syncfs(fds[i]) < 0) {
+			failed = i;
+			*error = errno;
+		}
+	}
+	free(devs);
+	return failed;
+}
 
 static void *
 sync_main(void *arg)
@@ -27,16 +86,10 @@ sync_main(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		/* the writes go to the disk together first: each fsync would
 		 * otherwise wait for its own data, one file after another */
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n && s->per_file; i++)
 			(void)sync_file_range(s->fds[i], 0, 0,
 			    SYNC_FILE_RANGE_WRITE);	/* fsync says errors */
-		failed = n;
-		for (size_t i = 0; i < n; i++)
-			if (fsync(s->fds[i]) < 0) {
-				failed = i;
-				error = errno;
-				break;
-			}
+		failed = sync_batch(s, s->fds, n, &error);
 		pthread_mutex_lock(&s->mu);
 		s->failed = failed;
 		s->error = error;
@@ -51,6 +104,7 @@ bool
 fetchsync_start(struct fetchsync *s)
 {
 	memset(s, 0, sizeof(*s));
+	s->per_file = !syncfs_reports();
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	if (pthread_create(&s->thread, NULL, sync_main, s) != 0) {

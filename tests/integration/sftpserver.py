@@ -23,6 +23,7 @@ RULES.json (read at each session, so a test may change it between runs):
                              the listing of NAME has no size ("both": nor
                              has FSTAT)
   grow: {"NAME": "bytes"}    reads of NAME see these bytes after the file
+                             (a read across its end gets both)
   endless: ["NAME"]          reads of NAME never end (zeros after it)
   hold: {"types": [T, ...], "seconds": S, "log": PATH}
                              before answering a request of a type in
@@ -234,11 +235,14 @@ class Server:
                 if pos >= real + len(grow):
                     self.status(rid, FX_EOF)
                     return
+                # the file and what it grew by are one stream: a read
+                # across its old end gets both, as from a longer file
+                data = b""
                 if pos < real:
                     f.seek(pos)
                     data = f.read(ln)
-                else:
-                    data = grow[pos - real:pos - real + ln]
+                at = pos + len(data) - real
+                data += grow[at:at + ln - len(data)]
                 self.send(struct.pack(">BI", 103, rid) + self.s(data),
                           drip=self.rules.get("drip", 0))
             elif t == 8:                    # FSTAT

@@ -601,6 +601,60 @@ class TestDeadline(ScriptedCase):
         self.assertEqual(self.remote_names(), ["1700000000.a"])
 
 
+class TestReadPastTheEnd(ScriptedCase):
+    """The last READ of a file asks one byte past its listed size: a read
+    that stops short at that size is the end, so a small message costs
+    one READ, not a READ and a second one that finds the end."""
+
+    def reads_logged(self):
+        log = os.path.join(self.dir, "reads.log")
+        return log, {"hold": {"types": [5], "seconds": 0, "log": log}}
+
+    def test_one_read_a_message(self):
+        names = ["1700000001.a", "1700000002.b", "1700000003.c"]
+        data = [self.put(n) for n in names]
+        log, rules = self.reads_logged()
+        self.set_rules(rules)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(self.local_names(), names)
+        for n, d in zip(names, data):
+            self.assertEqual(self.local_data(n), d)
+        with open(log) as f:
+            self.assertEqual(len(f.read().splitlines()), 3)
+
+    def test_sizes_at_the_edges(self):
+        # 64 KiB, one READ's worth: a READ of it, then one at its end;
+        # 300 bytes with reads of 100 at most: the short read that stops
+        # at the size ends it; nothing at all: one READ finds the end
+        exact = self.put("1700000001.chunk", bytes(range(256)) * 256)
+        limited = self.put("1700000002.limited", b"y" * 300)
+        empty = self.put("1700000003.empty", b"")
+        self.set_rules({"read_max": 1000})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(self.local_data("1700000001.chunk"), exact)
+        self.assertEqual(self.local_data("1700000002.limited"), limited)
+        self.assertEqual(self.local_data("1700000003.empty"), empty)
+        limited = self.put("1700000004.limited", b"z" * 300)
+        self.set_rules({"read_max": 100})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(self.local_data("1700000004.limited"), limited)
+        self.assertEqual(self.remote_names(), [])
+
+    def test_a_file_longer_than_listed_in_one_read_is_refused(self):
+        # the file has grown before the READ: the byte past the size
+        # comes with the data and the message stays on the server
+        self.put("1700000000.grows", b"x" * 10)
+        self.set_rules({"grow": {"1700000000.grows": "y"}})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"1700000000.grows: refused: it grew while being fetched", r.stderr)
+        self.assertEqual(self.local_names(), [])
+        self.assertEqual(self.remote_names(), ["1700000000.grows"])
+
+
 class TestHugeAnnounced(ScriptedCase):
     def test_2_63_bytes_announced_is_said_before_a_byte(self):
         self.small_disk()

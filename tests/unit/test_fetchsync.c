@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "fetchsync.h"
 #include "util.h"
@@ -34,6 +35,16 @@ test_fetchsync(void **state)
 	assert_int_equal(fetchsync_wait(&s, &failed), 0);
 	assert_true(fetchsync_idle(&s));
 	assert_int_equal(failed, 99);		/* untouched */
+	/* one file system: one syncfs for the five (Linux 5.8 on: it
+	 * reports write errors), else an fsync each */
+	assert_int_equal(s.syncs, s.per_file ? 5 : 1);
+	if (!s.per_file) {
+		s.per_file = true;
+		fetchsync_submit(&s, fds, 5);
+		assert_int_equal(fetchsync_wait(&s, &failed), 0);
+		assert_int_equal(s.syncs, 5);
+		s.per_file = false;
+	}
 	/* a file that cannot be synced: its index and errno, the batch
 	 * stops there */
 	close(fds[2]);
@@ -42,9 +53,33 @@ test_fetchsync(void **state)
 	assert_int_equal(fetchsync_wait(&s, &failed), -1);
 	assert_int_equal(errno, EBADF);
 	assert_int_equal(failed, 2);
+	/* the same with an fsync each */
+	s.per_file = !s.per_file;
+	fetchsync_submit(&s, fds, 5);
+	assert_int_equal(fetchsync_wait(&s, &failed), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(failed, 2);
+	s.per_file = !s.per_file;
 	/* the next batch starts clean */
 	fetchsync_submit(&s, fds, 2);
 	assert_int_equal(fetchsync_wait(&s, &failed), 0);
+	/* files on two file systems: a syncfs for each */
+	if (!s.per_file) {
+		int two[3] = { fds[0], -1, fds[1] };
+		int fd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			struct stat a, b;
+
+			two[1] = fd;
+			assert_int_equal(fstat(fds[0], &a), 0);
+			assert_int_equal(fstat(fd, &b), 0);
+			fetchsync_submit(&s, two, 3);
+			assert_int_equal(fetchsync_wait(&s, &failed), 0);
+			assert_int_equal(s.syncs, a.st_dev == b.st_dev ? 1 : 2);
+			close(fd);
+		}
+	}
 	fetchsync_stop(&s);
 	assert_false(s.running);
 	fetchsync_stop(&s);			/* twice: nothing */
