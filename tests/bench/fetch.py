@@ -248,7 +248,11 @@ def main():
     ssh_dir = os.path.join(home, ".ssh")
     os.makedirs(ssh_dir, mode=0o700)
     key = sshd.keygen(os.path.join(ssh_dir, "id_ed25519"))
-    server = sshd.Sshd(authorized=[key + ".pub"])
+    # mounted before sshd starts: its mount namespace (plain_shell: the
+    # server user's ~/.bashrc masked, which rsync's remote command would
+    # run and sftp's subsystem never does) is a copy taken then
+    fs = mount_fresh_fs(work)
+    server = sshd.Sshd(authorized=[key + ".pub"], plain_shell=True)
     proxy = LatencyProxy(server.port, delay).start() if delay > 0 else None
     rows = []
     try:
@@ -262,7 +266,6 @@ def main():
                    b"x" * 75 + b"\n") * 52
         payload = payload[:4096]
         b = Bench(postie, work, server, key, ssh_dir, env, payload)
-        fs = mount_fresh_fs(work)
         if fs:
             b.runs_dir = fs
         print("fetch.py: the Maildirs are on %s" % (

@@ -35,8 +35,13 @@ def fingerprint(pub):
 
 
 class Sshd:
-    def __init__(self, authorized=(), subsystem="internal-sftp"):
+    def __init__(self, authorized=(), subsystem="internal-sftp", plain_shell=False):
         self.subsystem = subsystem    # a command: a scripted SFTP server
+        # a remote command (rsync's server) runs through the user's shell,
+        # which reads ~/.bashrc when started by sshd; plain_shell masks
+        # that file for this sshd alone (a mount namespace of its own, as
+        # root; later mounts still reach it), so a benchmark does not time this machine's shell set-up
+        self.plain_shell = plain_shell
         self.dir = tempfile.mkdtemp(prefix="postie-sshd.")
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.host_ed25519 = keygen(os.path.join(self.dir, "host_ed25519"))
@@ -78,7 +83,12 @@ class Sshd:
                 "MaxStartups 50",
                 "",
             ]))
-        self.proc = subprocess.Popen([SSHD, "-D", "-f", conf, "-E", self.log],
+        cmd = [SSHD, "-D", "-f", conf, "-E", self.log]
+        rc = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".bashrc")
+        if self.plain_shell and os.geteuid() == 0 and os.path.isfile(rc) and shutil.which("unshare"):
+            cmd = ["unshare", "-m", "--propagation", "slave", "sh", "-c",
+                   'mount --bind /dev/null "$0" && exec "$@"', rc] + cmd
+        self.proc = subprocess.Popen(cmd,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         for _ in range(100):
