@@ -2,9 +2,9 @@
  * see fetchsync.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -25,29 +25,39 @@ syncfs_reports(void)
 }
 
 /*
- * Make the batch durable: one syncfs for each file system among its
- * files (the first of them stands for it), or an fsync for each file.
+ * An fsync for each file, their writes started together first: each
+ * fsync would otherwise wait for its own data, one file after another.
  * The index of the file that failed, or n.
  */
 static size_t
-sync_batch(struct fetchsync *s, const int *fds, size_t n, int *error)
+sync_each(struct fetchsync *s, const int *fds, size_t n, int *error)
 {
-	dev_t *devs = n > 0 ? xcalloc(n, sizeof(*devs)) : NULL;
+	for (size_t i = 0; i < n; i++)
+		(void)sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+	for (size_t i = 0; i < n; i++) {
+		s->syncs++;
+		if (fsync(fds[i]) < 0) {
+			*error = errno;
+			return i;
+		}
+	}
+	return n;
+}
+
+/*
+ * One syncfs for each file system among the files (the first file on it
+ * stands for it). The index of the file that failed, or n.
+ */
+static size_t
+sync_by_fs(struct fetchsync *s, const int *fds, size_t n, int *error)
+{
+	dev_t *devs = xcalloc(n, sizeof(*devs));
 	size_t failed = n;
 
-	s->syncs = 0;
 	for (size_t i = 0; i < n && failed == n; i++) {
 		struct stat st;
 		bool seen = false;
 
-		if (s->per_file) {
-			s->syncs++;
-			if (fsync(fds[i]) < 0) {
-				failed = i;
-				*error = errno;
-			}
-			continue;
-		}
 		if (fstat(fds[i], &st) < 0) {
 			failed = i;
 			*error = errno;
@@ -84,12 +94,12 @@ sync_main(void *arg)
 			break;
 		n = s->n;
 		pthread_mutex_unlock(&s->mu);
-		/* the writes go to the disk together first: each fsync would
-		 * otherwise wait for its own data, one file after another */
-		for (size_t i = 0; i < n && s->per_file; i++)
-			(void)sync_file_range(s->fds[i], 0, 0,
-			    SYNC_FILE_RANGE_WRITE);	/* fsync says errors */
-		failed = sync_batch(s, s->fds, n, &error);
+		s->syncs = 0;
+		failed = n;	/* none failed */
+		if (n > 0 && s->per_file)
+			failed = sync_each(s, s->fds, n, &error);
+		else if (n > 0)
+			failed = sync_by_fs(s, s->fds, n, &error);
 		pthread_mutex_lock(&s->mu);
 		s->failed = failed;
 		s->error = error;

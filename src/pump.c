@@ -910,7 +910,6 @@ read_client(struct pump *p, struct pump_state *s, short *loc_ev,
 	return 1;
 }
 
-
 /*
  * May the message data in cbuf go on now? libESMTP writes it in pieces of
  * 2 KiB; sent on over TLS as they come, each would be a TLS record of its

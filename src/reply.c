@@ -98,8 +98,8 @@ static bool
 dropped(const char *s, size_t n)
 {
 	return is_keyword(s, n, "CHUNKING") || is_keyword(s, n, "STARTTLS") ||
-	    is_keyword(s, n, "XUSR") || is_keyword(s, n, "AUTH") || (n > 5 && strncasecmp(s, "AUTH=",
-	    5) == 0);
+	    is_keyword(s, n, "XUSR") || is_keyword(s, n, "AUTH") ||
+	    (n > 5 && strncasecmp(s, "AUTH=", 5) == 0);
 }
 
 void
