@@ -773,6 +773,20 @@ class TestEndOfDataPipelined(DeliverCase):
         self.assertEqual([m.rcpts for m in srv.messages],
                          [["bob@example.com"], ["carol@example.com", "dave@example.net"]])
 
+    def test_what_waits_in_the_kernel_goes_out_with_the_next_group(self):
+        # each message's data and dot wait corked for the next group; once
+        # it went whole the cork comes off: left on, the kernel would send
+        # them only after 200 ms, and 20 messages would take 4 s or more
+        srv = self.start()
+        for i in range(20):
+            self.enqueue(["bob@example.com"], MSG.replace(b"deliver test", b"m%d" % i))
+        t = time.monotonic()
+        r = self.deliver()
+        took = time.monotonic() - t
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 20)
+        self.assertLess(took, 2.0)
+
     def test_each_message_gets_its_own_end_reply(self):
         ends = [0]
 
