@@ -124,6 +124,7 @@ struct item {
 	bool			 linked;	/* in the local new/ or cur/ */
 	bool			 given_back;	/* claim renamed back to new/ */
 	bool			 handed;	/* the mda took it (exit 0) */
+	bool			 remove_sent;	/* its REMOVE went out */
 	bool			 removed;	/* its remove was answered */
 	bool			 recorded;	/* copy mode: in JOB.seen */
 	bool			 expire;	/* copy mode: older than its
@@ -288,6 +289,8 @@ struct listing *fetchget_list_dir(struct job *j, const char *path);
 /* Wait once for the channel (replies handled by their callbacks); a
  * failure fails the job (a broken link said as such) and gives -1. */
 int	fetchget_wait(struct job *j);
+/* Send what is queued now, without waiting; a failure as above. */
+int	fetchget_push(struct job *j);
 /* The local folders of the folders found so far are made while their
  * listings are out (when every request queued has gone): the disk's
  * time overlaps the round trip. One that fails is left to the plan,

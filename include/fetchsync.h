@@ -36,9 +36,13 @@ struct fetchsync {
 	bool		 per_file;	/* fsync each file (syncfs would not
 					 * report errors: Linux before 5.8) */
 	size_t		 syncs;		/* sync calls the last batch took */
+	int		 wake[2];	/* a byte in wake[0] when a batch is
+					 * done: the SFTP loop polls it
+					 * (-1: none) */
 };
 
-/* Start the thread; false if it cannot be had (then sync inline). */
+/* Start the thread; false if it cannot be had (then sync inline).
+ * s->wake[0] becomes readable each time a batch is done. */
 bool	fetchsync_start(struct fetchsync *s);
 
 /* Hand over a batch (the descriptors stay the caller's, open, until

@@ -224,6 +224,9 @@ struct sftp_chan {
 	bool			 read_again;	/* a read that said EAGAIN
 						 * while sending: repeat it */
 	bool			 broken;	/* the link failed: no more */
+	int			 wake_fd;	/* readable: sftp_chan_wait
+						 * returns (another thread has
+						 * news); -1: none */
 	unsigned char		 rbuf[65536];
 };
 
@@ -250,6 +253,11 @@ int	sftp_chan_open(struct sftp_chan *c, const struct sshconn *sc,
  * With nothing to send or wait for, returns 0 at once.
  */
 int	sftp_chan_wait(struct sftp_chan *c, struct err *e);
+
+/* Send what is queued, as far as the link takes it now, without waiting
+ * (requests queued before the caller blocks on something else, such as
+ * the disk, reach the server meanwhile). -1 with e as sftp_chan_wait. */
+int	sftp_chan_push(struct sftp_chan *c, struct err *e);
 
 /* Free the engine; the channel ends with the session (sshconn_close),
  * without a round trip of its own. */

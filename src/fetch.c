@@ -1410,25 +1410,25 @@ commit(struct job *j, size_t from, size_t to, bool synced, struct err *e)
 }
 
 /*
- * Move mode: the server's copies of the committed items [0, to) are
- * removed, all REMOVEs in flight. They go after the downloads, not after
- * each batch: a server on the local disk (fetch from localhost) would
- * otherwise free inodes while the downloads create them, and ext4
- * without a journal makes every create skip each inode freed in the
- * last 30 s. Until then they wait in this client's claims, which a
- * crash leaves to this client's next run. A window's worth at a time.
+ * Move mode: the server's copies of the committed items [from, to) are
+ * removed, the REMOVEs in flight beside the next batches' downloads, so
+ * the server unlinks while the client downloads (at the end of the run
+ * it would otherwise do all of them alone, the client waiting). Until
+ * its REMOVE is answered a message waits in this client's claims, which
+ * a crash leaves to this client's next run. A window's worth at a time.
  */
 static void
-removes_send(struct job *j, size_t to)
+removes_send(struct job *j, size_t from, size_t to)
 {
 	if (j->job->mode != FETCH_MOVE)
 		return;
-	for (size_t i = 0; i < to && !j->chan.broken; i++) {
+	for (size_t i = from; i < to && !j->chan.broken; i++) {
 		struct item *it = &j->items[i];
 		char *rpath;
 
-		if (it->st != IT_COMMITTED || it->keep)
+		if (it->st != IT_COMMITTED || it->keep || it->remove_sent)
 			continue;
+		it->remove_sent = true;
 		/* a window's worth queued at most: memory stays flat */
 		while (sftp_busy(j->chan.p) >= WINDOW_REQS)
 			if (fetchget_wait(j) < 0)
@@ -1437,6 +1437,9 @@ removes_send(struct job *j, size_t to)
 		sftp_remove(j->chan.p, rpath, on_removed, it);
 		free(rpath);
 	}
+	/* out now: the loop may wait for the next batch's sync first */
+	if (!j->chan.broken)
+		(void)fetchget_push(j);	/* a failure fails the job */
 }
 
 /* The downloads of items [from, to) to fetchsync, which fsyncs them
@@ -1536,6 +1539,8 @@ transfer(struct job *j)
 	bool async = !j->use_mda && fetchsync_start(&j->sync);
 	struct err e;
 
+	if (async)	/* a batch on disk wakes the loop */
+		j->chan.wake_fd = j->sync.wake[0];
 	claims_prepare(j);
 	while (done < j->nitems && !j->failed) {
 		size_t upto;
@@ -1559,6 +1564,7 @@ transfer(struct job *j)
 				commit_failed = true;
 				break;
 			}
+			removes_send(j, pfrom, pto);
 			if (async) {
 				batch_submit(j, done, upto);
 				pending = true;
@@ -1571,11 +1577,12 @@ transfer(struct job *j)
 				commit_failed = true;
 				break;
 			}
+			removes_send(j, done, upto);
 			done = upto;
 			continue;
 		}
-		/* fetchsync's batch is on disk, or nothing else will wake
-		 * the loop: take it in */
+		/* fetchsync's batch is on disk (its wake-up ends the wait
+		 * below), or nothing else will wake the loop: take it in */
 		if (pending && (fetchsync_idle(&j->sync) ||
 		    sftp_busy(j->chan.p) == 0)) {
 			pending = false;
@@ -1584,6 +1591,7 @@ transfer(struct job *j)
 				commit_failed = true;
 				break;
 			}
+			removes_send(j, pfrom, pto);
 			continue;
 		}
 		if (sftp_chan_wait(&j->chan, &e) < 0) {
@@ -1596,6 +1604,7 @@ transfer(struct job *j)
 		fetch_fail(j, &e);	/* ended before the loop's failure: kept */
 		commit_failed = true;
 	}
+	j->chan.wake_fd = -1;
 	fetchsync_stop(&j->sync);
 	if (j->failed) {
 		/* what ended before the failure, in order, is kept */
@@ -1610,7 +1619,7 @@ transfer(struct job *j)
 		items_drop(j, done, j->nitems);
 		give_back_range(j, done, j->nitems);
 	}
-	removes_send(j, j->nitems);
+	removes_send(j, 0, j->nitems);
 	/* the claims, REMOVEs, give-backs and CLOSEs still out */
 	drain(j);
 	return j->failed ? -1 : 0;

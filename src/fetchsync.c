@@ -78,6 +78,15 @@ sync_by_fs(struct fetchsync *s, const int *fds, size_t n, int *error)
 	return failed;
 }
 
+static void
+close_wake(struct fetchsync *s)
+{
+	for (int i = 0; i < 2; i++)
+		if (s->wake[i] >= 0)
+			close(s->wake[i]);
+	s->wake[0] = s->wake[1] = -1;
+}
+
 static void *
 sync_main(void *arg)
 {
@@ -105,6 +114,8 @@ sync_main(void *arg)
 		s->error = error;
 		s->busy = false;
 		pthread_cond_broadcast(&s->cv);
+		if (s->wake[1] >= 0)	/* full: a wake-up is pending */
+			(void)!write(s->wake[1], "", 1);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return NULL;
@@ -115,11 +126,14 @@ fetchsync_start(struct fetchsync *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->per_file = !syncfs_reports();
+	if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0)
+		s->wake[0] = s->wake[1] = -1;	/* the loop polls on */
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	if (pthread_create(&s->thread, NULL, sync_main, s) != 0) {
 		pthread_cond_destroy(&s->cv);
 		pthread_mutex_destroy(&s->mu);
+		close_wake(s);
 		return false;
 	}
 	s->running = true;
@@ -186,5 +200,6 @@ fetchsync_stop(struct fetchsync *s)
 	pthread_mutex_destroy(&s->mu);
 	free(s->fds);
 	s->fds = NULL;
+	close_wake(s);
 	s->running = false;
 }

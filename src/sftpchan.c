@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -64,6 +65,7 @@ sftp_chan_open(struct sftp_chan *c, const struct sshconn *sc,
 	memset(c, 0, sizeof(*c));
 	c->s = sc->s;
 	c->fd = sc->fd;
+	c->wake_fd = -1;
 	c->timeout = timeout > 0 ? timeout : 1;
 	libssh2_session_set_blocking(c->s, 0);
 	while ((c->ch = libssh2_channel_open_session(c->s)) == NULL) {
@@ -169,7 +171,7 @@ sftp_chan_wait(struct sftp_chan *c, struct err *e)
 			return err_set(e, ERR_TEMPFAIL, "the run passed its "
 			    "deadline: %s", c->end_why);
 		}
-		struct pollfd pfd;
+		struct pollfd pfd[2];
 		const unsigned char *p;
 		int moved = 0, r, dirs;
 		long left;
@@ -196,17 +198,37 @@ sftp_chan_wait(struct sftp_chan *c, struct err *e)
 			    "answered nothing for %ld s", c->timeout);
 		}
 		dirs = libssh2_session_block_directions(c->s);
-		pfd.fd = c->fd;
-		pfd.events = POLLIN;
+		pfd[0].fd = c->fd;
+		pfd[0].events = POLLIN;
 		if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-			pfd.events |= POLLOUT;
+			pfd[0].events |= POLLOUT;
+		pfd[1].fd = c->wake_fd;		/* -1: ignored by poll */
+		pfd[1].events = POLLIN;
+		pfd[1].revents = 0;
 		if (left > end_left(c))
 			left = end_left(c) > 0 ? end_left(c) : 0;
-		r = poll(&pfd, 1, left > 1000 ? 1000 : (int)left);
+		r = poll(pfd, 2, left > 1000 ? 1000 : (int)left);
 		if (r < 0 && errno != EINTR)
 			return err_set(e, ERR_OSERR, "poll: %s",
 			    strerror(errno));
+		if (r > 0 && (pfd[1].revents & POLLIN)) {
+			char b[64];
+
+			while (read(c->wake_fd, b, sizeof(b)) > 0)
+				;
+			return 0;	/* the caller looks at the news */
+		}
 	}
+}
+
+int
+sftp_chan_push(struct sftp_chan *c, struct err *e)
+{
+	if (c->broken)
+		return err_set(e, ERR_TEMPFAIL, "the SFTP channel is broken");
+	if (c->read_again)
+		return 0;	/* that read first: sftp_chan_wait does it */
+	return send_some(c, e) < 0 ? -1 : 0;
 }
 
 void

@@ -41,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -106,9 +107,14 @@ def timed(cmds, env, timeout=1800, rss_of=None):
     t = time.monotonic()
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for c in cmds]
+    # a blocking wait: Popen.wait(timeout) polls every 50 ms, which
+    # rounded every time up to the next 50 ms; a timer kills instead
+    watchdog = threading.Timer(timeout, lambda: [p.kill() for p in procs])
+    watchdog.start()
     for p in procs:
-        p.wait(timeout)
+        p.wait()
     took = time.monotonic() - t
+    watchdog.cancel()
     c1 = cpu()
     if os.environ.get("BENCH_CPU"):
         print("  busy %.2f s of cpu in %.2f s wall" % ((c1[0] - c0[0]) / os.sysconf("SC_CLK_TCK"), took),

@@ -33,6 +33,12 @@ RULES.json (read at each session, so a test may change it between runs):
                              ("-> none": nothing came before the answer):
                              which requests the client sent without
                              waiting for the answer (pipelining)
+  late: {"name": NAME, "seconds": S, "log": PATH}
+                             the first READ of NAME is answered after S
+                             seconds (or when nothing more comes), other
+                             requests served meanwhile; then the number
+                             of REMOVEs served while it waited is
+                             appended to PATH
   reorder: HOW               a RENAME followed by an OPEN (sent without
                              waiting) is reordered: the OPEN is done
                              first but answered after the RENAME
@@ -62,6 +68,10 @@ class Server:
         self.buf = b""          # read from stdin, not yet taken
         self.eof = False
         self.capture = None     # a list: answers held back (reorder)
+        self.late_held = None   # the late READ's answer (late)
+        self.late_due = 0.0
+        self.late_done = False
+        self.late_removes = 0
 
     def send(self, data, drip=0):
         pkt = struct.pack(">I", len(data)) + data
@@ -124,10 +134,39 @@ class Server:
                 pass
             return
         while True:
+            if self.late_held is not None:
+                left = self.late_due - time.monotonic()
+                if left <= 0 or self.peek_packet(left) is None:
+                    self.release_late()
+                    continue
             p = self.read_packet()
             if p is None:
                 return
             self.dispatch(p)
+
+    def release_late(self):
+        for pkt in self.late_held:
+            self.out.write(pkt)
+        self.out.flush()
+        self.late_held = None
+        with open(self.rules["late"]["log"], "a") as f:
+            f.write("%d\n" % self.late_removes)
+
+    def hold_late(self, p):
+        """The first READ of the late file: done now, answered later."""
+        late = self.rules.get("late")
+        if not late or self.late_done or self.capture is not None or len(p) < 9:
+            return False
+        n = struct.unpack(">I", p[5:9])[0]
+        f = self.handles.get(p[9:9 + n])
+        if not hasattr(f, "name") or os.path.basename(f.name.decode()) != late["name"]:
+            return False
+        self.late_done = True
+        self.capture = []
+        self.dispatch(p)
+        self.late_held, self.capture = self.capture, None
+        self.late_due = time.monotonic() + late["seconds"]
+        return True
 
     def _fill(self, timeout):
         """More input, waiting at most timeout seconds (None: for ever)."""
@@ -183,6 +222,10 @@ class Server:
     def dispatch(self, p):
         t = p[0]
         self.hold(p)
+        if t == 5 and self.hold_late(p):
+            return
+        if t == 13 and self.late_held is not None:
+            self.late_removes += 1
         how = self.rules.get("reorder")
         if t == 18 and how and self.capture is None:
             nxt = self.peek_packet(2)

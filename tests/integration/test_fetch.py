@@ -507,6 +507,27 @@ class TestPipelining(ScriptedCase):
         self.assertEqual(self.remote_names(), ["1700000001.a"])
         self.assertEqual(self.local_names(), [])
 
+    def test_removes_go_out_while_later_downloads_run(self):
+        # a batch's claims are removed once it is committed, beside the
+        # next downloads: the server unlinks while the client works, not
+        # all at the end with the client waiting. The last message's
+        # READ is answered 3 s late; the first batch (64) is committed
+        # meanwhile, and its REMOVEs reach the server before that answer
+        names = ["1700000000.M%03dP1.server" % i for i in range(65)]
+        for n in names:
+            self.put(n)
+        log = os.path.join(self.dir, "late.log")
+        self.set_rules({"late": {"name": names[-1], "seconds": 3, "log": log}})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        with open(log) as f:
+            self.assertEqual(f.read(), "64\n")
+        self.assertEqual(self.local_names(), names)
+        for n in names:
+            self.assertEqual(self.local_data(n), BODY % (n.encode(), n.encode()))
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
+
     def test_ssh_key_is_offered_without_asking_the_methods(self):
         # the "none" request (the methods) would cost a round trip
         self.put("1700000001.a")

@@ -4,10 +4,36 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 
 #include "fetchsync.h"
 #include "util.h"
+
+/* Each batch done makes wake[0] readable, the SFTP loop's signal to
+ * take it in (else it would sleep until a server reply came). */
+static void
+test_wake(void **state)
+{
+	struct fetchsync s;
+	struct pollfd pfd;
+	size_t failed;
+	char b[8];
+
+	(void)state;
+	assert_true(fetchsync_start(&s));
+	assert_true(s.wake[0] >= 0);
+	pfd.fd = s.wake[0];
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 0), 0);	/* nothing done yet */
+	fetchsync_submit(&s, NULL, 0);
+	assert_int_equal(poll(&pfd, 1, 5000), 1);	/* woken, not timed */
+	assert_int_equal(fetchsync_wait(&s, &failed), 0);
+	assert_true(read(s.wake[0], b, sizeof(b)) >= 1);
+	assert_int_equal(poll(&pfd, 1, 0), 0);	/* drained */
+	fetchsync_stop(&s);
+	assert_int_equal(s.wake[0], -1);
+}
 
 static void
 test_fetchsync(void **state)
@@ -95,6 +121,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fetchsync),
+		cmocka_unit_test(test_wake),
 	};
 
 	return cmocka_run_group_tests_name("test_fetchsync", tests, NULL, NULL);
