@@ -1428,13 +1428,14 @@ removes_send(struct job *j, size_t from, size_t to)
 
 		if (it->st != IT_COMMITTED || it->keep || it->remove_sent)
 			continue;
-		it->remove_sent = true;
 		/* a window's worth queued at most: memory stays flat */
 		while (sftp_busy(j->chan.p) >= WINDOW_REQS)
 			if (fetchget_wait(j) < 0)
 				return;
 		rpath = fetch_remote_path(it);	/* the claim */
 		sftp_remove(j->chan.p, rpath, on_removed, it);
+		it->remove_sent = true;	/* (a failed wait above: not yet,
+					 * the run's last call sends it) */
 		free(rpath);
 	}
 	/* out now: the loop may wait for the next batch's sync first */

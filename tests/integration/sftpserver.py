@@ -33,12 +33,12 @@ RULES.json (read at each session, so a test may change it between runs):
                              ("-> none": nothing came before the answer):
                              which requests the client sent without
                              waiting for the answer (pipelining)
-  late: {"name": NAME, "seconds": S, "log": PATH}
+  late: {"name": NAME, "seconds": S, "log": PATH, "removes": N}
                              the first READ of NAME is answered after S
-                             seconds (or when nothing more comes), other
-                             requests served meanwhile; then the number
-                             of REMOVEs served while it waited is
-                             appended to PATH
+                             seconds, or once N REMOVEs were served
+                             meanwhile, other requests served as they
+                             come; then the number of REMOVEs served
+                             while it waited is appended to PATH
   reorder: HOW               a RENAME followed by an OPEN (sent without
                              waiting) is reordered: the OPEN is done
                              first but answered after the RENAME
@@ -136,7 +136,8 @@ class Server:
         while True:
             if self.late_held is not None:
                 left = self.late_due - time.monotonic()
-                if left <= 0 or self.peek_packet(left) is None:
+                if (left <= 0 or self.late_removes >= self.rules["late"].get("removes", 1 << 30)
+                        or self.peek_packet(left) is None):
                     self.release_late()
                     continue
             p = self.read_packet()

@@ -511,13 +511,15 @@ class TestPipelining(ScriptedCase):
         # a batch's claims are removed once it is committed, beside the
         # next downloads: the server unlinks while the client works, not
         # all at the end with the client waiting. The last message's
-        # READ is answered 3 s late; the first batch (64) is committed
-        # meanwhile, and its REMOVEs reach the server before that answer
+        # READ is answered only once 64 REMOVEs came (or after 20 s): the
+        # first batch (64) is committed meanwhile, and its REMOVEs reach
+        # the server before that answer
         names = ["1700000000.M%03dP1.server" % i for i in range(65)]
         for n in names:
             self.put(n)
         log = os.path.join(self.dir, "late.log")
-        self.set_rules({"late": {"name": names[-1], "seconds": 3, "log": log}})
+        self.set_rules({"late": {"name": names[-1], "seconds": 20, "log": log,
+                                 "removes": 64}})
         r = self.fetch()
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         with open(log) as f:
