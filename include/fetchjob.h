@@ -289,8 +289,6 @@ struct listing *fetchget_list_dir(struct job *j, const char *path);
 /* Wait once for the channel (replies handled by their callbacks); a
  * failure fails the job (a broken link said as such) and gives -1. */
 int	fetchget_wait(struct job *j);
-/* Send what is queued now, without waiting; a failure as above. */
-int	fetchget_push(struct job *j);
 /* The local folders of the folders found so far are made while their
  * listings are out (when every request queued has gone): the disk's
  * time overlaps the round trip. One that fails is left to the plan,

@@ -254,11 +254,6 @@ int	sftp_chan_open(struct sftp_chan *c, const struct sshconn *sc,
  */
 int	sftp_chan_wait(struct sftp_chan *c, struct err *e);
 
-/* Send what is queued, as far as the link takes it now, without waiting
- * (requests queued before the caller blocks on something else, such as
- * the disk, reach the server meanwhile). -1 with e as sftp_chan_wait. */
-int	sftp_chan_push(struct sftp_chan *c, struct err *e);
-
 /* Free the engine; the channel ends with the session (sshconn_close),
  * without a round trip of its own. */
 void	sftp_chan_close(struct sftp_chan *c);

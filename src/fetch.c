@@ -1438,9 +1438,6 @@ removes_send(struct job *j, size_t from, size_t to)
 					 * the run's last call sends it) */
 		free(rpath);
 	}
-	/* out now: the loop may wait for the next batch's sync first */
-	if (!j->chan.broken)
-		(void)fetchget_push(j);	/* a failure fails the job */
 }
 
 /* The downloads of items [from, to) to fetchsync, which fsyncs them

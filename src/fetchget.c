@@ -386,33 +386,19 @@ fetchget_list(struct job *j)
 	return j->failed ? -1 : 0;
 }
 
-static int
-chan_failed(struct job *j, struct err *e)
-{
-	struct err le;
-
-	if (j->chan.broken) {
-		err_set(&le, ERR_TEMPFAIL, "the SSH connection to %s broke: "
-		    "%.800s", j->job->ssh.host, e->msg);
-		*e = le;
-	}
-	return fetch_fail(j, e);
-}
-
 int
 fetchget_wait(struct job *j)
 {
-	struct err e;
+	struct err e, le;
 
-	return sftp_chan_wait(&j->chan, &e) == 0 ? 0 : chan_failed(j, &e);
-}
-
-int
-fetchget_push(struct job *j)
-{
-	struct err e;
-
-	return sftp_chan_push(&j->chan, &e) == 0 ? 0 : chan_failed(j, &e);
+	if (sftp_chan_wait(&j->chan, &e) == 0)
+		return 0;
+	if (j->chan.broken) {
+		err_set(&le, ERR_TEMPFAIL, "the SSH connection to %s broke: "
+		    "%.800s", j->job->ssh.host, e.msg);
+		e = le;
+	}
+	return fetch_fail(j, &e);
 }
 
 /* --- downloads, many in flight ------------------------------------------ */

@@ -221,16 +221,6 @@ sftp_chan_wait(struct sftp_chan *c, struct err *e)
 	}
 }
 
-int
-sftp_chan_push(struct sftp_chan *c, struct err *e)
-{
-	if (c->broken)
-		return err_set(e, ERR_TEMPFAIL, "the SFTP channel is broken");
-	if (c->read_again)
-		return 0;	/* that read first: sftp_chan_wait does it */
-	return send_some(c, e) < 0 ? -1 : 0;
-}
-
 void
 sftp_chan_close(struct sftp_chan *c)
 {
