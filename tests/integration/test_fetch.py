@@ -520,10 +520,13 @@ class TestPipelining(ScriptedCase):
         log = os.path.join(self.dir, "late.log")
         self.set_rules({"late": {"name": names[-1], "seconds": 20, "log": log,
                                  "removes": 64}})
-        r = self.fetch()
+        r = self.fetch(env={"POSTIE_CRASH_TRACE": "1"})
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         with open(log) as f:
             self.assertEqual(f.read(), "64\n")
+        # each claim removed once: the batch-by-batch calls and the run's
+        # last one do not send a REMOVE twice
+        self.assertEqual(r.stderr.count(b" removed on the server\n"), len(names))
         self.assertEqual(self.local_names(), names)
         for n in names:
             self.assertEqual(self.local_data(n), BODY % (n.encode(), n.encode()))
