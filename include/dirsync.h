@@ -7,7 +7,8 @@
  * directory whenever unlinks happened since its last fsync (at most one
  * fsync per DIRSYNC_PERIOD_MS, so a fast run shares each fsync among the
  * messages of that period), while the session goes on; dirsync_finish
- * waits until every unlink so far is on disk. A process crash loses
+ * waits until every unlink so far is on disk (ending the thread's pause
+ * at once, so the run's end does not wait out a period). A process crash loses
  * nothing either way (the unlink is done); a power cut may undo the
  * unlinks of the last fsync period, and those messages are sent again:
  * the duplicate window, not a loss.
@@ -33,10 +34,14 @@ struct dirsync {
 	pthread_t	 thread;
 	pthread_mutex_t	 mu;
 	pthread_cond_t	 cv;
+	pthread_cond_t	 stop_cv;	/* ends the period's pause at the
+					 * end (CLOCK_MONOTONIC) */
 	unsigned long	 want;		/* unlinks so far */
 	unsigned long	 done;		/* unlinks known to be on disk */
 	int		 fds[DIRSYNC_MAX_FDS];	/* to close after the fsync */
 	size_t		 nfds;
+	long		 period_ms;	/* DIRSYNC_PERIOD_MS (tests may
+					 * change it, holding mu) */
 	bool		 stop;
 	bool		 running;
 	int		 error;		/* errno of a failed fsync */

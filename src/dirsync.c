@@ -7,12 +7,23 @@
 
 #include "dirsync.h"
 
+/* Let the removals of the next period gather (d->mu held): ms, or until
+ * dirsync_finish, which then need not wait out the period. */
 static void
-sleep_ms(long ms)
+pause_ms(struct dirsync *d, long ms)
 {
-	struct timespec ts = { .tv_sec = 0, .tv_nsec = ms * 1000000L };
+	struct timespec until;
 
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	/* 0: woken (the end, or spuriously); anything else ends the pause */
+	while (!d->stop && pthread_cond_timedwait(&d->stop_cv, &d->mu,
+	    &until) == 0)
 		;
 }
 
@@ -46,12 +57,7 @@ dirsync_main(void *arg)
 			d->error = err;
 		d->done = target;
 		pthread_cond_broadcast(&d->cv);
-		if (!d->stop) {
-			/* let the removals of the next period gather */
-			pthread_mutex_unlock(&d->mu);
-			sleep_ms(DIRSYNC_PERIOD_MS);
-			pthread_mutex_lock(&d->mu);
-		}
+		pause_ms(d, d->period_ms);
 	}
 	pthread_mutex_unlock(&d->mu);
 	return NULL;
@@ -61,16 +67,26 @@ int
 dirsync_start(struct dirsync *d, const char *dir, struct err *e)
 {
 	memset(d, 0, sizeof(*d));
+	d->period_ms = DIRSYNC_PERIOD_MS;
 	d->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->fd < 0)
 		return err_set(e, err_from_errno(errno), "cannot open %s: %s",
 		    dir, strerror(errno));
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&d->stop_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if (pthread_create(&d->thread, NULL, dirsync_main, d) != 0) {
 		close(d->fd);
 		pthread_mutex_destroy(&d->mu);
 		pthread_cond_destroy(&d->cv);
+		pthread_cond_destroy(&d->stop_cv);
 		return err_set(e, ERR_OSERR, "cannot start the fsync thread");
 	}
 	d->running = true;
@@ -104,6 +120,7 @@ dirsync_finish(struct dirsync *d, struct err *e)
 	pthread_mutex_lock(&d->mu);
 	d->stop = true;
 	pthread_cond_broadcast(&d->cv);
+	pthread_cond_broadcast(&d->stop_cv);
 	pthread_mutex_unlock(&d->mu);
 	pthread_join(d->thread, NULL);
 	d->running = false;
@@ -111,6 +128,7 @@ dirsync_finish(struct dirsync *d, struct err *e)
 	close(d->fd);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
+	pthread_cond_destroy(&d->stop_cv);
 	if (error != 0)
 		return err_set(e, err_from_errno(error), "cannot fsync the "
 		    "queue directory: %s", strerror(error));

@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <time.h>
 
 #include "dirsync.h"
 
@@ -37,11 +38,49 @@ test_dirsync(void **state)
 	free(dir);
 }
 
+/* The end of a run does not wait out the thread's pause between fsyncs:
+ * with a pause of a minute, finish still returns at once. */
+static void
+test_finish_ends_pause(void **state)
+{
+	char *dir = tu_tmpdir();
+	struct dirsync d;
+	struct err e;
+	struct timespec t0, t1;
+	unsigned long done = 0;
+
+	(void)state;
+	assert_int_equal(dirsync_start(&d, dir, &e), 0);
+	pthread_mutex_lock(&d.mu);
+	d.period_ms = 60000;
+	pthread_mutex_unlock(&d.mu);
+	dirsync_removed(&d, -1);
+	for (int i = 0; i < 2000 && done == 0; i++) {	/* <= 20 s */
+		struct timespec ms = { 0, 10 * 1000 * 1000 };
+
+		pthread_mutex_lock(&d.mu);
+		done = d.done;
+		pthread_mutex_unlock(&d.mu);
+		if (done == 0)
+			nanosleep(&ms, NULL);
+	}
+	assert_int_equal(done, 1);	/* the thread is in its pause now */
+	dirsync_removed(&d, -1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(dirsync_finish(&d, &e), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(d.done, 2);	/* the second removal covered too */
+	assert_true(t1.tv_sec - t0.tv_sec < 20);
+	tu_rmtree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dirsync),
+		cmocka_unit_test(test_finish_ends_pause),
 	};
 
 	return cmocka_run_group_tests_name("test_dirsync", tests, NULL, NULL);
