@@ -108,6 +108,21 @@ void	pump_wait(struct pump *p);
 bool	pump_mail_refused(const struct pump *p, size_t nth);
 
 /*
+ * The caller's hook for a transaction the server accepted whole, whose
+ * end of data the pump answered itself: MAIL FROM, every RCPT and the end
+ * of the data each got a 2xx. mail is the session's nth MAIL (from 0, in
+ * the order libESMTP sent them). It runs on the pump's thread after
+ * libESMTP was handed the replies that came with the end's (so libESMTP
+ * already works on the next message) and before anything more goes on to
+ * the server; pump_end_reply sees the end's reply only once it returned.
+ * What the hook records is so recorded before the next message's data
+ * goes out, without libESMTP waiting for it. Set it before libESMTP's
+ * session starts.
+ */
+typedef void (*pump_accept_fn)(void *arg, size_t mail);
+void	pump_on_accept(struct pump *p, pump_accept_fn fn, void *arg);
+
+/*
  * libESMTP will send this many MAIL commands in the session (one for each
  * message it was given with recipients). Under PIPELINING the pump then
  * answers the MAIL after a message's data ahead, with the 354 and the

@@ -34,6 +34,11 @@ struct smtp_msg {
 	bool			 read_error;	/* the queue file failed us */
 	bool			 no_8bitmime;	/* 8-bit, and the server lacks
 						 * 8BITMIME: not sent */
+	bool			 removable;	/* set by the caller: accepted
+						 * whole, its removal records it
+						 * (run->accepted) */
+	bool			 removed;	/* run->accepted removed it
+						 * (atomic: the pump's thread) */
 	void			*sess;		/* the session (smtp.c) */
 	long			 end_nth;	/* the pump answered the end of
 						 * its data, the nth such end
@@ -63,6 +68,13 @@ struct smtp_run {
 	 * outcome is recorded before the next message's data goes out */
 	void			(*done)(struct smtp_msg *m, void *arg);
 	void			*done_arg;
+	/* called, with done_arg, on the pump's thread (pump.h,
+	 * pump_on_accept) for a removable message the moment the server
+	 * accepted it whole (MAIL, every RCPT, the data: 2xx), before the
+	 * next message's data goes out, while libESMTP goes on with it: true
+	 * if it recorded the message by its removal (then m->removed; done()
+	 * follows on libESMTP's thread as always) */
+	bool			(*accepted)(struct smtp_msg *m, void *arg);
 };
 
 /* What a recipient's result means. */

@@ -659,13 +659,17 @@ delivered_whole(struct group *g, size_t k)
 	for (size_t i = 0; i < it->st.n; i++)
 		if (pending(it, i))
 			open++;
-	if (open != m->nrcpt || any_failed(it))
+	/* removed on the pump's thread the moment the server accepted it
+	 * whole (on_accepted): what libESMTP says agrees */
+	bool removed = __atomic_load_n(&m->removed, __ATOMIC_ACQUIRE);
+
+	if (!removed && (open != m->nrcpt || any_failed(it)))
 		return false;
-	for (size_t j = 0; j < m->nrcpt; j++)
+	for (size_t j = 0; j < m->nrcpt && !removed; j++)
 		if (smtp_classify(m->complete[j], m->mail_code, m->code[j],
 		    m->msg_code) != SMTP_OK)
 			return false;
-	if (queue_remove_nosync(&g->r->q, it->id, &le) < 0)
+	if (!removed && queue_remove_nosync(&g->r->q, it->id, &le) < 0)
 		return false;	/* journal it instead */
 	dirsync_removed(&g->r->sync, it->fd);	/* it closes the file */
 	it->fd = -1;
@@ -720,6 +724,23 @@ record_message(struct group *g, size_t k, const char *fallback)
 	if (g->r->progress)
 		fprintf(stderr, "\rdeliver: %zu/%zu messages", g->r->done,
 		    g->r->total);
+}
+
+/*
+ * On the pump's thread (smtp.h): the server accepted m whole, and m is
+ * removable (every recipient still open is in it, none failed before).
+ * Its removal is its record, made before the next message's data goes
+ * out while libESMTP already reads that message; the rest of the record
+ * (the log, the fsync of msg/) follows in on_done as for any message.
+ * Nothing else on this thread touches the item.
+ */
+static bool
+on_accepted(struct smtp_msg *m, void *arg)
+{
+	struct group *g = arg;
+	struct err le;
+
+	return queue_remove_nosync(&g->r->q, m->id, &le) == 0;
 }
 
 static void
@@ -796,6 +817,14 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 			smtp_msg_free(m);
 			continue;
 		}
+		/* as delivered_whole asks: then its removal is its record */
+		{
+			size_t open = 0;
+
+			for (size_t i = 0; i < it->st.n; i++)
+				open += pending(it, i);
+			m->removable = open == m->nrcpt && !any_failed(it);
+		}
 		g.items[n++] = it;
 	}
 	if (n == 0)
@@ -806,6 +835,7 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	g.run.nmsgs = n;
 	g.run.verbose = r->o->verbose;
 	g.run.done = on_done;
+	g.run.accepted = on_accepted;
 	g.run.done_arg = &g;
 	if (id->user != NULL) {
 		struct err pe;

@@ -48,7 +48,8 @@ enum due_kind { DUE_OTHER, DUE_EHLO, DUE_DATA, DUE_END, DUE_MAIL, DUE_RCPT,
 
 /* The server's reply to an end of data the pump answered itself. */
 struct end_reply {
-	bool		 got;
+	bool		 got;		/* code and text are set, and the
+					 * accept hook (if due) has run */
 	int		 code;
 	char		*text;		/* "250 2.0.0 queued", sanitized */
 };
@@ -58,6 +59,8 @@ struct due {
 	char		 what[32];	/* "the reply to RCPT" */
 	size_t		 nth;		/* DUE_MAIL: the session's nth MAIL;
 					 * DUE_ENDH: its nth end answered */
+	size_t		 mail;		/* DUE_ENDH: the nth MAIL it ends */
+	bool		 mail_cmd;	/* the reply to a MAIL, held or not */
 	long long	 since;		/* ms: when it became due */
 };
 
@@ -86,6 +89,14 @@ struct pump_state {
 					 * end of data answered here */
 	size_t		 nends, ends_cap;
 	size_t		 ends_due;	/* DUE_ENDH replies still due */
+	pump_accept_fn	 accept;	/* pump_on_accept's hook, or NULL */
+	void		*accept_arg;
+	bool		 txn_ok;	/* MAIL and every RCPT so far of the
+					 * transaction the replies are in
+					 * got a 2xx */
+	struct accepted { size_t end, mail; } *acc;	/* ends accepted
+					 * whole, the hook still to run */
+	size_t		 nacc, acc_cap;
 	bool		 end_ahead;	/* the coming end of the data is
 					 * answered already (with the 354) */
 	size_t		 end_ahead_nth;	/* its place in ends[] */
@@ -166,6 +177,8 @@ due_push(struct pump_state *s, enum due_kind kind, const char *what,
 	}
 	d = &s->q[s->qlen++];
 	d->kind = kind;
+	d->mail_cmd = false;
+	d->nth = d->mail = 0;
 	snprintf(d->what, sizeof(d->what), "%s", what);
 	/* a pipelined command's reply is due once the one before it came */
 	d->since = now;
@@ -221,6 +234,7 @@ due_command(struct pump_state *s, long long now)
 		    strcmp(verb, "DATA") == 0 ? DUE_DATA :
 		    strcmp(verb, "RCPT") == 0 ? DUE_RCPT : DUE_OTHER, what,
 		    now);
+	s->q[s->qlen - 1].mail_cmd = strcmp(verb, "MAIL") == 0;
 	s->vlen = 0;
 }
 
@@ -333,6 +347,8 @@ end_of_data(struct pump_state *s, long long now)
 	s->end_ahead = false;
 	due_push(s, DUE_ENDH, "the reply to the message data", now);
 	s->q[s->qlen - 1].nth = s->end_ahead_nth;
+	/* the data ends the transaction of the last MAIL sent on */
+	s->q[s->qlen - 1].mail = s->mails > 0 ? s->mails - 1 : 0;
 	pthread_mutex_lock(&s->lock);
 	s->ends_due++;
 	pthread_mutex_unlock(&s->lock);
@@ -426,7 +442,18 @@ reply_for_client(struct pump *p, struct pump_state *s, const struct due *d,
 		    "the data");
 		reply_status(&s->reply, text, sizeof(text));
 		pthread_mutex_lock(&s->lock);
-		s->ends[d->nth].got = true;
+		if (s->accept != NULL && s->txn_ok && s->reply.code / 100 ==
+		    2) {
+			/* got once the hook ran (run_accepts) */
+			if (s->nacc == s->acc_cap) {
+				s->acc_cap = s->acc_cap ? 2 * s->acc_cap : 8;
+				s->acc = xrealloc(s->acc, s->acc_cap *
+				    sizeof(*s->acc));
+			}
+			s->acc[s->nacc].end = d->nth;
+			s->acc[s->nacc++].mail = d->mail;
+		} else
+			s->ends[d->nth].got = true;
 		s->ends[d->nth].code = s->reply.code;
 		s->ends[d->nth].text = xstrdup(text);
 		s->ends_due--;
@@ -526,6 +553,10 @@ take_server(struct pump *p, struct pump_state *s, long long now)
 			return -1;
 		}
 		d = due_pop(s, now);
+		if (d.mail_cmd)
+			s->txn_ok = s->reply.code / 100 == 2;
+		else if (d.kind == DUE_RCPT && s->reply.code / 100 != 2)
+			s->txn_ok = false;
 		if (d.kind == DUE_EHLO) {
 			reply_shape_ehlo(&s->reply);
 			s->pipelining = s->reply.code / 100 == 2 &&
@@ -671,6 +702,24 @@ server_closed(struct pump *p, struct pump_state *s)
 	hand_on_the_rest(p, s);
 }
 
+/*
+ * The ends of data the server accepted whole (reply_for_client): run the
+ * caller's hook for each (pump_on_accept), then let pump_end_reply see
+ * the reply. Called once libESMTP has been handed the replies that came
+ * with them and before anything more goes on to the server.
+ */
+static void
+run_accepts(struct pump_state *s)
+{
+	for (size_t i = 0; i < s->nacc; i++) {
+		s->accept(s->accept_arg, s->acc[i].mail);
+		pthread_mutex_lock(&s->lock);
+		s->ends[s->acc[i].end].got = true;
+		pthread_mutex_unlock(&s->lock);
+	}
+	s->nacc = 0;
+}
+
 /* Move the server's bytes on. 1 progress, 0 none, -1 end. */
 static int
 step_server(struct pump *p, struct pump_state *s, short *up_ev,
@@ -709,8 +758,10 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 	if (s->spos < s->slen) {
 		size_t before = s->spos;
 
-		if (take_server(p, s, now) < 0)
+		if (take_server(p, s, now) < 0) {
+			run_accepts(s);
 			return -1;
+		}
 		progress |= s->spos != before;
 	}
 	if (s->ostart < s->oend && s->client_gone) {
@@ -726,8 +777,10 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 		} else if (w < 0 && (errno == EAGAIN || errno == EINTR))
 			*loc_ev |= POLLOUT;
 		else
-			return -1;	/* libESMTP has gone */
+			progress = -1;	/* libESMTP has gone */
 	}
+	/* libESMTP works on while the hook runs */
+	run_accepts(s);
 	return progress;
 }
 
@@ -1018,8 +1071,11 @@ step_client(struct pump *p, struct pump_state *s, short *up_ev,
 				s->spos = 0;
 				s->slen = (size_t)n;
 			}
-			if (take_server(p, s, now) < 0)
+			if (take_server(p, s, now) < 0) {
+				run_accepts(s);
 				return -1;
+			}
+			run_accepts(s);
 			if (s->data)
 				fail(p, "%s stopped taking the message data: "
 				    "%s", p->host, strerror(saved ? saved :
@@ -1135,6 +1191,7 @@ pump_main(void *arg)
 	struct pump *p = arg;
 
 	pump_loop(p, p->st);
+	run_accepts(p->st);	/* none left on any way out; to be sure */
 	/* libESMTP sees the end at once, whoever ended it */
 	shutdown(p->local, SHUT_RDWR);
 	if (p->up_ssl != NULL && p->error[0] == '\0')
@@ -1223,6 +1280,15 @@ pump_wait(struct pump *p)
 }
 
 void
+pump_on_accept(struct pump *p, pump_accept_fn fn, void *arg)
+{
+	pthread_mutex_lock(&p->st->lock);
+	p->st->accept = fn;
+	p->st->accept_arg = arg;
+	pthread_mutex_unlock(&p->st->lock);
+}
+
+void
 pump_expect_mails(struct pump *p, size_t mails)
 {
 	__atomic_store_n(&p->mails_expected, mails, __ATOMIC_RELEASE);
@@ -1301,6 +1367,7 @@ pump_finish(struct pump *p)
 		free(p->st->ehlo);
 		free(p->st->refusal);
 		free(p->st->refused);
+		free(p->st->acc);
 		for (size_t i = 0; i < p->st->nends; i++)
 			free(p->st->ends[i].text);
 		free(p->st->ends);

@@ -51,6 +51,9 @@ struct session_ctx {
 	smtp_message_t		*waiting;	/* finished by libESMTP, not yet
 						 * reported, oldest first */
 	size_t			 whead, wlen, wcap;
+	size_t			*mail_msg;	/* [nth MAIL]: its index in
+						 * run->msgs */
+	size_t			 nmail;
 };
 
 void
@@ -236,6 +239,27 @@ monitor_cb(const char *buf, int n, int writing, void *arg)
 }
 
 static void collect_msg(smtp_message_t msg, void *arg);
+
+/*
+ * The pump's hook (pump_on_accept), on the pump's thread: the server
+ * accepted the message of the session's nth MAIL whole. The caller may
+ * record it now, by its removal, while libESMTP already sends the next
+ * one's data into the pump (which sends it on only after this returns).
+ * libESMTP's thread reads m->removed only after pump_end_reply saw the
+ * reply, which the pump makes visible after this hook.
+ */
+static void
+accepted(void *arg, size_t mail)
+{
+	struct session_ctx *s = arg;
+	struct smtp_msg *m;
+
+	if (mail >= s->nmail || s->run->accepted == NULL)
+		return;
+	m = &s->run->msgs[s->mail_msg[mail]];
+	if (m->removable && s->run->accepted(m, s->run->done_arg))
+		__atomic_store_n(&m->removed, true, __ATOMIC_RELEASE);
+}
 
 /* Has the server answered the message's data (the pump answered the end
  * itself and takes the real reply, pump.h)? */
@@ -697,12 +721,16 @@ smtp_send(struct smtp_run *run, struct err *e)
 	if (tls.ctx != NULL)	/* NULL for tls none (tls.h) */
 		smtp_starttls_set_ctx(session, tls.ctx);
 	smtp_starttls_enable(session, Starttls_DISABLED);
+	s.mail_msg = xcalloc(run->nmsgs + 1, sizeof(*s.mail_msg));
 	for (size_t i = 0; i < run->nmsgs; i++)
 		if (!run->msgs[i].skip) {
 			add_message(session, &run->msgs[i], &s);
 			mails += run->msgs[i].nrcpt > 0;
+			/* libESMTP sends one MAIL for each, in this order */
+			s.mail_msg[s.nmail++] = i;
 		}
 	pump_expect_mails(&p, mails);
+	pump_on_accept(&p, accepted, &s);
 
 	started = smtp_start_session(session);
 	/* the last replies to ends of data the pump answered may still be
@@ -712,6 +740,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 	smtp_enumerate_messages(session, collect_msg, &s);
 	settle(&s);	/* what is still waiting had no reply: not reported */
 	free(s.waiting);
+	free(s.mail_msg);
 	s.waiting = NULL;
 	s.whead = s.wlen = 0;	/* no event may settle after this */
 	pump_finish(&p);

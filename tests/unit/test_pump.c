@@ -2,7 +2,9 @@
  * sees, and the pump between a client and an upstream (socketpairs). */
 #include "testutil.h"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -703,6 +705,119 @@ test_pump_deadlines(void **state)
 	    "(protocol error): 421 going away");
 }
 
+/* What the accept hook saw (test_pump_accept_hook). */
+struct accepts {
+	struct pump	*p;
+	size_t		 mail[8];
+	size_t		 n;
+	int		 gate[2];	/* the hook waits for a byte */
+	bool		 reply_seen;	/* pump_end_reply during the hook */
+};
+
+static void
+accept_hook(void *arg, size_t mail)
+{
+	struct accepts *a = arg;
+	struct pollfd pfd = { .fd = a->gate[0], .events = POLLIN };
+	int code;
+	char *text, c;
+
+	if (a->n < 8)
+		a->mail[a->n] = mail;
+	a->n++;
+	/* here each message has its data: the nth end is the nth MAIL's */
+	if (pump_end_reply(a->p, mail, &code, &text)) {
+		a->reply_seen = true;
+		free(text);
+	}
+	if (poll(&pfd, 1, 5000) == 1)
+		(void)read(a->gate[0], &c, 1);
+}
+
+/*
+ * The hook runs for each transaction the server accepted whole (MAIL,
+ * every RCPT, the end of the data: 2xx) whose end the pump answered:
+ * after the client has the replies that came with the end's, before the
+ * client's next bytes go on to the server, and before pump_end_reply
+ * shows the end's reply. A refused recipient or a refused end: no hook.
+ */
+static void
+test_pump_accept_hook(void **state)
+{
+	struct rig g;
+	struct accepts a = { .n = 0 };
+	int code, queued = -1;
+	char *text;
+
+	(void)state;
+	rig_pipelining(&g);
+	assert_int_equal(pipe(a.gate), 0);
+	a.p = &g.p;
+	pump_expect_mails(&g.p, 4);
+	pump_on_accept(&g.p, accept_hook, &a);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD HELD);
+	put(g.client, "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
+	    "RCPT TO:<x@y>\r\nDATA\r\n");
+	expect(g.up[1], "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
+	    "RCPT TO:<x@y>\r\nDATA\r\n");
+	/* message 0 accepted whole: the client has its replies while the
+	 * hook still runs (it waits at the gate) ... */
+	put(g.up[1], "250 2.0.0 one queued\r\n250 ok\r\n250 ok\r\n"
+	    "550 5.1.1 no\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n550 5.1.1 no\r\n354 go\r\n" END_HELD HELD);
+	/* ... and what it writes now does not go on until the hook returns */
+	put(g.client, "two\r\n.\r\nMAIL FROM:<i@j>\r\nRCPT TO:<k@l>\r\n"
+	    "DATA\r\n");
+	usleep(100000);
+	assert_int_equal(ioctl(g.up[1], FIONREAD, &queued), 0);
+	assert_int_equal(queued, 0);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.mail[0], 0);
+	assert_false(pump_end_reply(&g.p, 0, &code, &text));
+	assert_int_equal(write(a.gate[1], "x", 1), 1);
+	expect(g.up[1], "two\r\n.\r\nMAIL FROM:<i@j>\r\nRCPT TO:<k@l>\r\n"
+	    "DATA\r\n");
+	assert_true(pump_end_reply(&g.p, 0, &code, &text));
+	assert_int_equal(code, 250);
+	free(text);
+	/* message 1 had a recipient refused: no hook, its reply at once */
+	put(g.up[1], "250 2.0.0 two queued\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD HELD);
+	assert_true(pump_end_reply(&g.p, 1, &code, &text));
+	free(text);
+	put(g.client, "three\r\n.\r\nMAIL FROM:<m@n>\r\nRCPT TO:<o@p>\r\n"
+	    "DATA\r\n");
+	expect(g.up[1], "three\r\n.\r\nMAIL FROM:<m@n>\r\nRCPT TO:<o@p>\r\n"
+	    "DATA\r\n");
+	/* message 2's end refused: no hook */
+	put(g.up[1], "451 4.3.0 later\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD);
+	put(g.client, "four\r\n.\r\nQUIT\r\n");
+	expect(g.up[1], "four\r\n.\r\nQUIT\r\n");
+	assert_int_equal(write(a.gate[1], "x", 1), 1);	/* for message 3 */
+	put(g.up[1], "250 2.0.0 four queued\r\n221 bye\r\n");
+	expect(g.client, "221 bye\r\n");
+	pump_drain(&g.p);
+	pump_wait(&g.p);
+	assert_int_equal(a.n, 2);
+	assert_int_equal(a.mail[1], 3);
+	assert_false(a.reply_seen);
+	assert_true(pump_end_reply(&g.p, 2, &code, &text));
+	assert_int_equal(code, 451);
+	free(text);
+	assert_true(pump_end_reply(&g.p, 3, &code, &text));
+	assert_int_equal(code, 250);
+	free(text);
+	rig_finish(&g);
+	close(a.gate[0]);
+	close(a.gate[1]);
+	assert_string_equal(g.p.error, "");
+}
+
 int
 main(void)
 {
@@ -725,6 +840,7 @@ main(void)
 		cmocka_unit_test(test_pump_drain_drops_a_held_group),
 		cmocka_unit_test(test_pump_early_reply),
 		cmocka_unit_test(test_pump_deadlines),
+		cmocka_unit_test(test_pump_accept_hook),
 	};
 
 	signal(SIGPIPE, SIG_IGN);	/* as in postie's main */
