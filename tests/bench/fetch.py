@@ -48,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import sshd  # noqa: E402
 from latency import LatencyProxy  # noqa: E402
+from benchfs import mount_fresh_fs, unmount  # noqa: E402
 
 def folders_of(nf):
     return ["INBOX"] + [".f%02d" % i for i in range(1, nf)]
@@ -197,29 +198,6 @@ class Bench:
         return took, 0
 
 
-def mount_fresh_fs(work):
-    """A fresh ext4 file system with a journal (mkfs.ext4's defaults, as
-    on a user's laptop), loop-mounted at work/fs; None if it cannot be
-    had (not root, no loop device). Every tool's server and local
-    Maildirs go there: on ext4 without a journal (this kind of machine's
-    root file system) each file created skips every inode of its group
-    freed in the last 60 s (300 s while the inode table block is dirty),
-    so a run would pay for the files that earlier runs, earlier tools or
-    earlier tests deleted, and results would swing 2x between runs."""
-    if os.geteuid() != 0 or os.environ.get("BENCH_FS") == "here":
-        return None
-    img, mnt = os.path.join(work, "fs.img"), os.path.join(work, "fs")
-    os.makedirs(mnt)
-    with open(img, "wb") as f:
-        f.truncate(4 << 30)
-    for cmd in (["mkfs.ext4", "-q", "-F", img], ["mount", "-o", "loop", img, mnt]):
-        if subprocess.run(cmd, capture_output=True).returncode != 0:
-            print("fetch.py: cannot set up a fresh ext4 (%s); the runs go to %s"
-                  % (cmd[0], work), file=sys.stderr)
-            return None
-    return mnt
-
-
 def parse_scenario(s):
     if "x" in s:
         nf, n = s.split("x", 1)
@@ -257,7 +235,7 @@ def main():
     # mounted before sshd starts: its mount namespace (plain_shell: the
     # server user's ~/.bashrc masked, which rsync's remote command would
     # run and sftp's subsystem never does) is a copy taken then
-    fs = mount_fresh_fs(work)
+    fs = mount_fresh_fs(work, who="fetch.py")
     server = sshd.Sshd(authorized=[key + ".pub"], plain_shell=True)
     proxy = LatencyProxy(server.port, delay).start() if delay > 0 else None
     rows = []
@@ -306,8 +284,7 @@ def main():
         if proxy:
             proxy.stop()
         server.stop()
-        if os.path.ismount(os.path.join(work, "fs")):
-            subprocess.run(["umount", os.path.join(work, "fs")])
+        unmount(work)
         shutil.rmtree(work, ignore_errors=True)
 
     print("\n%-12s %-8s %-8s %9s %8s %10s %9s" % ("link", "folders", "tool", "seconds",
