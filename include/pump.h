@@ -152,6 +152,10 @@ size_t	pump_ends(const struct pump *p);
 bool	pump_end_reply(const struct pump *p, size_t nth, int *code,
 	    char **text);
 
+/* Has the reply to the nth end answered here come (pump_end_reply would
+ * give it)? Copies nothing: libESMTP's thread asks at every event. */
+bool	pump_end_got(const struct pump *p, size_t nth);
+
 /* Wait for the pump to end and close everything. */
 void	pump_finish(struct pump *p);
 

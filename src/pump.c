@@ -1338,6 +1338,20 @@ pump_end_reply(const struct pump *p, size_t nth, int *code, char **text)
 }
 
 bool
+pump_end_got(const struct pump *p, size_t nth)
+{
+	struct pump_state *s = p->st;
+	bool got;
+
+	if (s == NULL)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	got = nth < s->nends && s->ends[nth].got;
+	pthread_mutex_unlock(&s->lock);
+	return got;
+}
+
+bool
 pump_mail_refused(const struct pump *p, size_t nth)
 {
 	struct pump_state *s = p->st;

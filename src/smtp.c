@@ -266,15 +266,9 @@ accepted(void *arg, size_t mail)
 static bool
 answered(const struct session_ctx *s, const struct smtp_msg *m)
 {
-	int code;
-	char *text;
-	bool got;
-
 	if (m->end_nth < 0)
 		return true;	/* libESMTP had the server's own reply */
-	got = pump_end_reply(s->pump, (size_t)m->end_nth, &code, &text);
-	free(text);
-	return got;
+	return pump_end_got(s->pump, (size_t)m->end_nth);
 }
 
 /*

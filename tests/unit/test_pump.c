@@ -730,6 +730,7 @@ accept_hook(void *arg, size_t mail)
 		a->reply_seen = true;
 		free(text);
 	}
+	a->reply_seen |= pump_end_got(a->p, mail);
 	if (poll(&pfd, 1, 5000) == 1)
 		(void)read(a->gate[0], &c, 1);
 }
@@ -778,12 +779,15 @@ test_pump_accept_hook(void **state)
 	assert_int_equal(a.n, 1);
 	assert_int_equal(a.mail[0], 0);
 	assert_false(pump_end_reply(&g.p, 0, &code, &text));
+	assert_false(pump_end_got(&g.p, 0));
 	assert_int_equal(write(a.gate[1], "x", 1), 1);
 	expect(g.up[1], "two\r\n.\r\nMAIL FROM:<i@j>\r\nRCPT TO:<k@l>\r\n"
 	    "DATA\r\n");
+	assert_true(pump_end_got(&g.p, 0));
 	assert_true(pump_end_reply(&g.p, 0, &code, &text));
 	assert_int_equal(code, 250);
 	free(text);
+	assert_false(pump_end_got(&g.p, 1));
 	/* message 1 had a recipient refused: no hook, its reply at once */
 	put(g.up[1], "250 2.0.0 two queued\r\n250 ok\r\n250 ok\r\n354 go\r\n");
 	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD HELD);
