@@ -690,7 +690,10 @@ record_message(struct group *g, size_t k, const char *fallback)
 	if (m->read_error)
 		fallback = "cannot read the queue file: the message was not "
 		    "sent (the connection was dropped before its end)";
-	if (fallback == NULL && delivered_whole(g, k)) {
+	/* a message removed on the pump's thread (on_accepted) is sent,
+	 * whatever else ended the session after it */
+	if ((fallback == NULL || __atomic_load_n(&m->removed,
+	    __ATOMIC_ACQUIRE)) && delivered_whole(g, k)) {
 		g->r->done++;
 		if (g->r->progress)
 			fprintf(stderr, "\rdeliver: %zu/%zu messages",
