@@ -120,7 +120,12 @@ bool	pump_mail_refused(const struct pump *p, size_t nth);
  * session starts.
  */
 typedef void (*pump_accept_fn)(void *arg, size_t mail);
-void	pump_on_accept(struct pump *p, pump_accept_fn fn, void *arg);
+/* wants (NULL: always) says whether fn acts on the nth MAIL at all; for
+ * one it does not, the end's reply shows at once, as without a hook, so
+ * the caller records that message itself before the next data goes. */
+typedef bool (*pump_wants_fn)(void *arg, size_t mail);
+void	pump_on_accept(struct pump *p, pump_accept_fn fn, pump_wants_fn wants,
+	    void *arg);
 
 /*
  * libESMTP will send this many MAIL commands in the session (one for each

@@ -90,6 +90,7 @@ struct pump_state {
 	size_t		 nends, ends_cap;
 	size_t		 ends_due;	/* DUE_ENDH replies still due */
 	pump_accept_fn	 accept;	/* pump_on_accept's hook, or NULL */
+	pump_wants_fn	 wants;		/* does it act on this MAIL? */
 	void		*accept_arg;
 	bool		 txn_ok;	/* MAIL and every RCPT so far of the
 					 * transaction the replies are in
@@ -443,7 +444,8 @@ reply_for_client(struct pump *p, struct pump_state *s, const struct due *d,
 		reply_status(&s->reply, text, sizeof(text));
 		pthread_mutex_lock(&s->lock);
 		if (s->accept != NULL && s->txn_ok && s->reply.code / 100 ==
-		    2) {
+		    2 && (s->wants == NULL || s->wants(s->accept_arg,
+		    d->mail))) {
 			/* got once the hook ran (run_accepts) */
 			if (s->nacc == s->acc_cap) {
 				s->acc_cap = s->acc_cap ? 2 * s->acc_cap : 8;
@@ -1280,10 +1282,12 @@ pump_wait(struct pump *p)
 }
 
 void
-pump_on_accept(struct pump *p, pump_accept_fn fn, void *arg)
+pump_on_accept(struct pump *p, pump_accept_fn fn, pump_wants_fn wants,
+    void *arg)
 {
 	pthread_mutex_lock(&p->st->lock);
 	p->st->accept = fn;
+	p->st->wants = wants;
 	p->st->accept_arg = arg;
 	pthread_mutex_unlock(&p->st->lock);
 }

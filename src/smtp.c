@@ -261,6 +261,17 @@ accepted(void *arg, size_t mail)
 		__atomic_store_n(&m->removed, true, __ATOMIC_RELEASE);
 }
 
+/* Does accepted act on the nth MAIL's message (pump_on_accept)? Else its
+ * end's reply shows at once and settle records it, before the next data. */
+static bool
+wants(void *arg, size_t mail)
+{
+	struct session_ctx *s = arg;
+
+	return mail < s->nmail && s->run->accepted != NULL &&
+	    s->run->msgs[s->mail_msg[mail]].removable;
+}
+
 /* Has the server answered the message's data (the pump answered the end
  * itself and takes the real reply, pump.h)? */
 static bool
@@ -720,11 +731,13 @@ smtp_send(struct smtp_run *run, struct err *e)
 		if (!run->msgs[i].skip) {
 			add_message(session, &run->msgs[i], &s);
 			mails += run->msgs[i].nrcpt > 0;
-			/* libESMTP sends one MAIL for each, in this order */
-			s.mail_msg[s.nmail++] = i;
+			/* libESMTP sends one MAIL for each with recipients,
+			 * in this order */
+			if (run->msgs[i].nrcpt > 0)
+				s.mail_msg[s.nmail++] = i;
 		}
 	pump_expect_mails(&p, mails);
-	pump_on_accept(&p, accepted, &s);
+	pump_on_accept(&p, accepted, wants, &s);
 
 	started = smtp_start_session(session);
 	/* the last replies to ends of data the pump answered may still be

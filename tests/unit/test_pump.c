@@ -731,7 +731,7 @@ accept_hook(void *arg, size_t mail)
 		free(text);
 	}
 	a->reply_seen |= pump_end_got(a->p, mail);
-	if (poll(&pfd, 1, 5000) == 1)
+	if (a->gate[0] >= 0 && poll(&pfd, 1, 5000) == 1)
 		(void)read(a->gate[0], &c, 1);
 }
 
@@ -755,7 +755,7 @@ test_pump_accept_hook(void **state)
 	assert_int_equal(pipe(a.gate), 0);
 	a.p = &g.p;
 	pump_expect_mails(&g.p, 4);
-	pump_on_accept(&g.p, accept_hook, &a);
+	pump_on_accept(&g.p, accept_hook, NULL, &a);
 	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
 	expect(g.client, HELD);
 	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
@@ -822,6 +822,48 @@ test_pump_accept_hook(void **state)
 	assert_string_equal(g.p.error, "");
 }
 
+static bool
+wants_none(void *arg, size_t mail)
+{
+	(void)arg;
+	(void)mail;
+	return false;
+}
+
+/* A transaction the hook does not act on (wants false): no hook, and the
+ * end's reply shows before the client has the replies that came with it,
+ * so the caller records it before the client's next data can go on. */
+static void
+test_pump_accept_unwanted(void **state)
+{
+	struct rig g;
+	struct accepts a = { .n = 0 };
+	int code;
+	char *text;
+
+	(void)state;
+	rig_pipelining(&g);
+	a.p = &g.p;
+	a.gate[0] = -1;
+	pump_expect_mails(&g.p, 2);
+	pump_on_accept(&g.p, accept_hook, wants_none, &a);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD HELD);
+	put(g.client, "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\nDATA\r\n");
+	expect(g.up[1], "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\nDATA\r\n");
+	put(g.up[1], "250 2.0.0 one queued\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD);
+	assert_true(pump_end_got(&g.p, 0));
+	assert_true(pump_end_reply(&g.p, 0, &code, &text));
+	assert_int_equal(code, 250);
+	free(text);
+	assert_int_equal(a.n, 0);
+	rig_finish(&g);
+}
+
 int
 main(void)
 {
@@ -845,6 +887,7 @@ main(void)
 		cmocka_unit_test(test_pump_early_reply),
 		cmocka_unit_test(test_pump_deadlines),
 		cmocka_unit_test(test_pump_accept_hook),
+		cmocka_unit_test(test_pump_accept_unwanted),
 	};
 
 	signal(SIGPIPE, SIG_IGN);	/* as in postie's main */
