@@ -864,6 +864,76 @@ test_pump_accept_unwanted(void **state)
 	rig_finish(&g);
 }
 
+/*
+ * The hook is told the MAIL its end belongs to, not the end's number:
+ * after a refused DATA (no end) the first end is the second MAIL's. And a
+ * refused MAIL spoils its transaction whatever the later replies say.
+ */
+static void
+test_pump_accept_mapping(void **state)
+{
+	struct rig g;
+	struct accepts a = { .n = 0 };
+	int code;
+	char *text;
+
+	(void)state;
+	rig_pipelining(&g);
+	a.p = &g.p;
+	a.gate[0] = -1;
+	pump_expect_mails(&g.p, 2);
+	pump_on_accept(&g.p, accept_hook, NULL, &a);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n554 5.5.1 no\r\n");
+	expect(g.client, "250 ok\r\n554 5.5.1 no\r\n");
+	put(g.client, "RSET\r\n");
+	expect(g.up[1], "RSET\r\n");
+	put(g.up[1], "250 ok\r\n");
+	expect(g.client, "250 ok\r\n");
+	put(g.client, "MAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD);
+	put(g.client, "two\r\n.\r\nQUIT\r\n");
+	expect(g.up[1], "two\r\n.\r\nQUIT\r\n");
+	put(g.up[1], "250 2.0.0 two queued\r\n221 bye\r\n");
+	expect(g.client, "221 bye\r\n");
+	pump_drain(&g.p);
+	pump_wait(&g.p);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.mail[0], 1);		/* end 0, MAIL 1 */
+	assert_true(pump_end_reply(&g.p, 0, &code, &text));
+	free(text);
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+
+	/* a held MAIL refused, its RCPT and DATA and the end 2xx anyway */
+	memset(&a, 0, sizeof(a));
+	rig_pipelining(&g);
+	a.p = &g.p;
+	a.gate[0] = -1;
+	pump_expect_mails(&g.p, 1);
+	pump_on_accept(&g.p, accept_hook, NULL, &a);
+	put(g.client, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	expect(g.client, HELD);
+	expect(g.up[1], "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+	put(g.up[1], "451 4.3.0 later\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "451 4.3.0 (reply to MAIL FROM) later\r\n354 go\r\n"
+	    END_HELD);
+	put(g.client, ".\r\nQUIT\r\n");
+	expect(g.up[1], ".\r\nQUIT\r\n");
+	put(g.up[1], "250 ok\r\n221 bye\r\n");
+	expect(g.client, "221 bye\r\n");
+	pump_drain(&g.p);
+	pump_wait(&g.p);
+	assert_int_equal(a.n, 0);
+	assert_true(pump_end_got(&g.p, 0));
+	rig_finish(&g);
+}
+
 int
 main(void)
 {
@@ -888,6 +958,7 @@ main(void)
 		cmocka_unit_test(test_pump_deadlines),
 		cmocka_unit_test(test_pump_accept_hook),
 		cmocka_unit_test(test_pump_accept_unwanted),
+		cmocka_unit_test(test_pump_accept_mapping),
 	};
 
 	signal(SIGPIPE, SIG_IGN);	/* as in postie's main */
