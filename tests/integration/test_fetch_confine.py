@@ -174,9 +174,13 @@ class TestAfter(FetchCase):
         os.chmod(path, 0o755)
         self.configure(job_extra='  after "%s %s"\n' % (path, pidfile))
         self.put("1.M1P1.srv")
+        # as a terminal's foreground job: ^C not ignored (a shell that
+        # started the suite in the background, or CI, may hand it down
+        # ignored, and fetch then rightly keeps running)
         p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)
+                             start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         end = time.time() + 30
         while not os.path.exists(pidfile) and time.time() < end:
             time.sleep(0.02)
