@@ -9,6 +9,7 @@ came over TLS and authenticated.
 import base64
 import hashlib
 import hmac
+import io
 import socket
 import ssl
 import threading
@@ -22,6 +23,24 @@ class Message:
         self.data = data            # as sent, dot-stuffing removed
         self.tls = tls
         self.user = user
+
+
+class _Recorded(io.RawIOBase):
+    """A TLS socket's reads, each kept: one read is at most one TLS record
+    (SSL_read gives one record's bytes), as a server built on OpenSSL
+    reads them."""
+
+    def __init__(self, conn, reads, lock):
+        self.conn, self.reads, self.lock = conn, reads, lock
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self.conn.recv_into(b)
+        with self.lock:
+            self.reads.append(bytes(b[:n]))
+        return n
 
 
 class Server:
@@ -46,7 +65,8 @@ class Server:
     that pipelines the next MAIL group behind the data has its MAIL, RCPT
     and DATA there (or its QUIT).
     A MAIL refused makes RCPT and DATA "503 5.5.1 need MAIL", as real
-    servers do."""
+    servers do. tls_reads: the bytes of each read of a TLS connection
+    (each at most one TLS record)."""
 
     def __init__(self, tls=None, cert=None, key=None, client_ca=None,
                  users=None, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"),
@@ -65,6 +85,7 @@ class Server:
         self.end_wait = end_wait
         self.end_pending = []       # per end of data: command lines there before its reply
         self.messages = []
+        self.tls_reads = []         # each read over TLS: one record at most
         self.commands = []          # every command line seen (AUTH redacted)
         self.auths = []             # (mechanism, initial response on the AUTH line?)
         self.error_answers = []     # the client's answer lines to an OAuth2 error 334
@@ -115,7 +136,7 @@ class Server:
             if self.tls == "implicit":
                 conn = self.ctx.wrap_socket(conn, server_side=True)
                 state["tls"] = True
-            f = conn.makefile("rb")
+            f = self._reader(conn)
             self._dialogue(conn, f, state)
         except _Drop:
             pass
@@ -127,6 +148,11 @@ class Server:
                 conn.close()
             except OSError:
                 pass
+
+    def _reader(self, conn):
+        if isinstance(conn, ssl.SSLSocket):
+            return io.BufferedReader(_Recorded(conn, self.tls_reads, self.lock), 65536)
+        return conn.makefile("rb")
 
     def _send(self, conn, stage, data):
         delay = self.drip.get(stage)
@@ -194,7 +220,7 @@ class Server:
             elif verb == "STARTTLS":
                 self._reply(conn, "STARTTLS", "220 2.0.0 go ahead")
                 conn = self.ctx.wrap_socket(conn, server_side=True)
-                f = conn.makefile("rb")
+                f = self._reader(conn)
                 state["tls"] = True
             elif verb == "AUTH":
                 self._auth(conn, f, text, state)

@@ -984,6 +984,43 @@ class TestTLS(DeliverCase):
         self.assertEqual(states.get("01"), 1, states)   # the upstream, established
         self.assertNotIn("0A", states)                  # no listener
 
+    def test_the_end_of_the_data_ends_its_tls_record(self):
+        # a server reads a TLS record at a time and answers what it has
+        # read before it reads on: the dot ends its record, so the server
+        # answers it before it reads the next MAIL group (which goes in
+        # the same TCP segment, corked). Given both in one record, Postfix
+        # held its reply to the dot behind a slow check of the next RCPT,
+        # and a connection lost then re-sends a message it has queued
+        # (test_postfix: test_session_killed_after_the_first_message)
+        srv = self.server_for(mode="implicit", end_wait=0.2)
+        self.tls = "tls"
+        self.identity_extra = "  tls-ca %s\n" % certs.path("ca.crt")
+        self.configure(host="localhost")
+        for i in range(3):
+            self.enqueue(["bob@example.com"], MSG.replace(b"deliver test", b"m%d" % i))
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 3)
+        whole = b"".join(srv.tls_reads)
+        bounds, at = [], 0
+        for rd in srv.tls_reads:
+            bounds.append((at, at + len(rd)))
+            at += len(rd)
+        tails, pos = [], 0
+        while True:
+            dot = whole.find(b"\r\n.\r\n", pos)
+            if dot < 0:
+                break
+            end = next(b[1] for b in bounds if b[0] <= dot + 2 < b[1])
+            tails.append(whole[dot + 5:end])    # the dot's record, after it
+            pos = dot + 5
+        self.assertEqual(tails, [b"", b"", b""], srv.tls_reads)
+        # and the next group came behind it without waiting for its reply
+        self.assertEqual(len(srv.end_pending), 3)
+        self.assertTrue(srv.end_pending[0][0].startswith("MAIL FROM:<"), srv.end_pending)
+        self.assertEqual(srv.end_pending[0][1:], ["RCPT TO:<bob@example.com>", "DATA"])
+        self.assertEqual(srv.end_pending[2], ["QUIT"])
+
     def test_unreadable_tls_ca_says_why(self):
         missing = os.path.join(self.dir, "no-such-ca.pem")
         junk = os.path.join(self.dir, "junk.pem")
