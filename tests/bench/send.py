@@ -19,10 +19,10 @@ takes the mail on a free loopback port. Three parts:
 2. Loopback, N = --flush (200): postie deliver against smtp-source -d,
    the median of --runs (5) runs each; printed as the rate ratio
    postie/smtp-source (target >= 0.9).
-3. Loopback through a small relay in front of smtp-sink, plain and as
-   implicit TLS (the tests' CA, tests/integration/certs.py): postie's TLS
-   flush against its plain one, the median of --runs runs each (target:
-   TLS rate >= 0.8 x plain).
+3. Loopback through a small relay in front of smtp-sink (relay.c, built
+   here with cc), plain and as implicit TLS (the tests' CA,
+   tests/integration/certs.py): postie's TLS flush against its plain one,
+   the median of --runs runs each (target: TLS rate >= 0.8 x plain).
 
 postie's and msmtp's queues are on a fresh journaled ext4 the benchmark
 makes and loop-mounts (benchfs.py; BENCH_FS=here: the work directory
@@ -37,17 +37,14 @@ on Debian 12 (smtp-sink runs as nobody); msmtp is installed with
 apt-get if missing.
 """
 import argparse
-import asyncio
 import os
 import re
 import shutil
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,47 +101,30 @@ class Sink:
 
 
 class Relay:
-    """127.0.0.1:port -> the sink, plain or as an implicit-TLS server."""
+    """127.0.0.1:port -> the sink, plain or as an implicit-TLS server:
+    tests/bench/relay.c (OpenSSL, reading a TLS record at a time, as a C
+    server such as Postfix's smtpd does), built into the work directory."""
 
-    def __init__(self, target, tls):
-        self.target = target
-        self.ctx = None
+    def __init__(self, binary, target, tls):
+        args = [binary, str(target)]
         if tls:
-            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ctx.load_cert_chain(certs.path("localhost.crt"), certs.path("localhost.key"))
-        ready = threading.Event()
-
-        async def pipe(r, w):
-            try:
-                while True:
-                    data = await r.read(65536)
-                    if not data:
-                        break
-                    w.write(data)
-                    await w.drain()
-            except (ConnectionError, OSError, ssl.SSLError):
-                pass
-            finally:
-                w.close()
-
-        async def client(cr, cw):
-            sr, sw = await asyncio.open_connection("127.0.0.1", self.target)
-            await asyncio.gather(pipe(cr, sw), pipe(sr, cw), return_exceptions=True)
-
-        async def main():
-            server = await asyncio.start_server(client, "127.0.0.1", 0, ssl=self.ctx)
-            self.port = server.sockets[0].getsockname()[1]
-            self.loop = asyncio.get_running_loop()
-            self.stop_ev = asyncio.Event()
-            ready.set()
-            async with server:
-                await self.stop_ev.wait()
-
-        threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
-        ready.wait(10)
+            args += [certs.path("localhost.crt"), certs.path("localhost.key")]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            die("relay did not start")
+        self.port = int(line)
 
     def stop(self):
-        self.loop.call_soon_threadsafe(self.stop_ev.set)
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def build_relay(work):
+    out = os.path.join(work, "relay")
+    subprocess.run(["cc", "-O2", "-o", out, os.path.join(HERE, "relay.c"), "-lssl", "-lcrypto"],
+                   check=True)
+    return out
 
 
 class Postie:
@@ -298,7 +278,8 @@ def main():
 
         print("\n== TLS flush against plain, through a relay, %d messages, median of %d"
               % (n, a.runs))
-        plain, tls = Relay(sink.port, False), Relay(sink.port, True)
+        relay = build_relay(work)
+        plain, tls = Relay(relay, sink.port, False), Relay(relay, sink.port, True)
         pt, tt = [], []
         for _ in range(a.runs):
             postie.fill(n, plain.port)

@@ -68,6 +68,14 @@ class LatencyProxy:
         self._loop = None
 
     async def _client(self, creader, cwriter):
+        # stop() cancels the connections still open: they end quietly
+        # (asyncio's stream callback would log a cancelled one's error)
+        try:
+            await self._relay(creader, cwriter)
+        except asyncio.CancelledError:
+            pass
+
+    async def _relay(self, creader, cwriter):
         try:
             sreader, swriter = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
