@@ -44,28 +44,16 @@
 
 #define BUF	65536
 
+/* All of b to fd, through ssl when there is one. */
 static int
-write_all(int fd, const char *b, size_t n)
+send_all(int fd, SSL *ssl, const char *b, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = write(fd, b, n);
+		ssize_t w = ssl != NULL ? SSL_write(ssl, b, n > BUF ? BUF :
+		    (int)n) : write(fd, b, n);
 
-		if (w < 0 && errno == EINTR)
+		if (w < 0 && ssl == NULL && errno == EINTR)
 			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
-ssl_write_all(SSL *ssl, const char *b, size_t n)
-{
-	while (n > 0) {
-		int w = SSL_write(ssl, b, n > BUF ? BUF : (int)n);
-
 		if (w <= 0)
 			return -1;
 		b += w;
@@ -130,14 +118,13 @@ serve(int cfd, int port, SSL_CTX *ctx)
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			n = ssl != NULL ? SSL_read(ssl, buf, BUF) :
 			    read(cfd, buf, BUF);
-			if (n <= 0 || write_all(sfd, buf, (size_t)n) < 0)
+			if (n <= 0 || send_all(sfd, NULL, buf, (size_t)n) < 0)
 				break;
 		}
 		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
 			n = read(sfd, buf, BUF);
 			quickack(sfd);
-			if (n <= 0 || (ssl != NULL ? ssl_write_all(ssl, buf,
-			    (size_t)n) : write_all(cfd, buf, (size_t)n)) < 0)
+			if (n <= 0 || send_all(cfd, ssl, buf, (size_t)n) < 0)
 				break;
 		}
 	}

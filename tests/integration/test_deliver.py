@@ -45,8 +45,19 @@ class DeliverCase(QueueCase):
         self.assertQueued(r)
         return [i for i in self.msg_ids()][-1]
 
+    def enqueue_numbered(self, n, rcpt="bob@example.com"):
+        """n messages to rcpt, subjects m0, m1, ..."""
+        for i in range(n):
+            self.enqueue([rcpt], MSG.replace(b"deliver test", b"m%d" % i))
+
     def deliver(self, *args, timeout=60):
         return self.run_cmd("deliver", list(args), timeout=timeout)
+
+    def deliver_timed(self, *args):
+        """deliver's result and the seconds it took."""
+        t = time.monotonic()
+        r = self.deliver(*args)
+        return r, time.monotonic() - t
 
     def queue_many_and_deliver_in_batches(self, n=300, nofile=128):
         """n messages, then deliver with only nofile descriptors: more
@@ -778,11 +789,8 @@ class TestEndOfDataPipelined(DeliverCase):
         # it went whole the cork comes off: left on, the kernel would send
         # them only after 200 ms, and 20 messages would take 4 s or more
         srv = self.start()
-        for i in range(20):
-            self.enqueue(["bob@example.com"], MSG.replace(b"deliver test", b"m%d" % i))
-        t = time.monotonic()
-        r = self.deliver()
-        took = time.monotonic() - t
+        self.enqueue_numbered(20)
+        r, took = self.deliver_timed()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(srv.messages), 20)
         self.assertLess(took, 2.0)
@@ -929,6 +937,15 @@ class TestTLS(DeliverCase):
         return self.start(tls=kw.pop("mode", "starttls"), cert=certs.path(cert + ".crt"),
                           key=certs.path(cert + ".key"), **kw)
 
+    def implicit_server(self, **kw):
+        """The scripted server as an implicit-TLS server with the tests'
+        CA, postie configured for it."""
+        srv = self.server_for(mode="implicit", **kw)
+        self.tls = "tls"
+        self.identity_extra = "  tls-ca %s\n" % certs.path("ca.crt")
+        self.configure(host="localhost")
+        return srv
+
     def deliver_with(self, identity_extra, cert="localhost", tls="starttls", **kw):
         self.tls = tls
         self.identity_extra = identity_extra
@@ -965,10 +982,7 @@ class TestTLS(DeliverCase):
         # libESMTP gets a socketpair end: no TCP port another local user
         # could reach exists at any moment; looked at while a large
         # message is on its way (the server holds the data for 4 s)
-        srv = self.server_for(mode="implicit", script={"BODY": ("STALL", 4)})
-        self.tls = "tls"
-        self.identity_extra = "  tls-ca %s\n" % certs.path("ca.crt")
-        self.configure(host="localhost")
+        srv = self.implicit_server(script={"BODY": ("STALL", 4)})
         self.enqueue(["bob@example.com"], MSG + (b"x" * 999 + b"\n") * 2000)
         p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -992,12 +1006,8 @@ class TestTLS(DeliverCase):
         # held its reply to the dot behind a slow check of the next RCPT,
         # and a connection lost then re-sends a message it has queued
         # (test_postfix: test_session_killed_after_the_first_message)
-        srv = self.server_for(mode="implicit", end_wait=0.2)
-        self.tls = "tls"
-        self.identity_extra = "  tls-ca %s\n" % certs.path("ca.crt")
-        self.configure(host="localhost")
-        for i in range(3):
-            self.enqueue(["bob@example.com"], MSG.replace(b"deliver test", b"m%d" % i))
+        srv = self.implicit_server(end_wait=0.2)
+        self.enqueue_numbered(3)
         r = self.deliver()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(srv.messages), 3)
@@ -1029,18 +1039,13 @@ class TestTLS(DeliverCase):
         # 40 messages took 1.8 s before (45 ms each), plain and TLS alike
         for mode in ("none", "tls"):
             with self.subTest(mode=mode):
-                self.tls = mode
                 if mode == "tls":
-                    srv = self.server_for(mode="implicit")
-                    self.identity_extra = "  tls-ca %s\n" % certs.path("ca.crt")
+                    srv = self.implicit_server()
                 else:
+                    self.tls = mode
                     srv = self.start()
-                self.configure(host="localhost")
-                for i in range(40):
-                    self.enqueue(["bob@example.com"], MSG.replace(b"deliver test", b"m%d" % i))
-                t = time.monotonic()
-                r = self.deliver()
-                took = time.monotonic() - t
+                self.enqueue_numbered(40)
+                r, took = self.deliver_timed()
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertEqual(len(srv.messages), 40)
                 self.assertLess(took, 1.0)
