@@ -33,6 +33,14 @@ void	tls_policy_free(struct tls_policy *p);
  */
 bool	tls_peer_ok(struct tls_policy *p, SSL *ssl);
 
+/*
+ * What a failed SSL_read or SSL_write (its result r, not > 0) means: 0
+ * the peer closed, -1 broken (errno set; EPROTO for a TLS error),
+ * TLS_AGAIN would block, *want then POLLIN or POLLOUT.
+ */
+#define TLS_AGAIN	(-2)
+int	tls_io_result(SSL *ssl, int r, short *want);
+
 /* "sha256:AB12..." of a certificate (buf >= 7 + 64 + 1). */
 void	tls_cert_fingerprint(X509 *cert, char *buf, size_t len);
 

@@ -15,10 +15,12 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "handoff.h"
 #include "pump.h"
 #include "reply.h"
+#include "tls.h"
 #include "util.h"
 
 #define PUMP_AGAIN	(-2)	/* an operation would block */
@@ -586,31 +588,16 @@ take_server(struct pump *p, struct pump_state *s, long long now)
 
 /* ---- upstream I/O: > 0 bytes, 0 end, -1 broken, PUMP_AGAIN ----------- */
 
+/* The upstream's TLS result r (tls_io_result), what it waits for added
+ * to *want. */
 static ssize_t
 ssl_result(SSL *ssl, int r, short *want)
 {
-	switch (SSL_get_error(ssl, r)) {
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	case SSL_ERROR_WANT_READ:
-		*want |= POLLIN;
-		return PUMP_AGAIN;
-	case SSL_ERROR_WANT_WRITE:
-		*want |= POLLOUT;
-		return PUMP_AGAIN;
-	case SSL_ERROR_SYSCALL:
-		ERR_clear_error();
-		if (errno == EAGAIN || errno == EINTR) {
-			*want |= POLLIN;
-			return PUMP_AGAIN;
-		}
-		return r == 0 || errno == 0 ? 0 : -1;
-	default:
-		ERR_clear_error();
-		if (errno == 0)
-			errno = EPROTO;
-		return -1;
-	}
+	short w = 0;
+	int k = tls_io_result(ssl, r, &w);
+
+	*want |= w;
+	return k == TLS_AGAIN ? PUMP_AGAIN : k;
 }
 
 static ssize_t

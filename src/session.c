@@ -99,33 +99,6 @@ handshake(struct session *s, const struct session_params *p, struct err *e)
 /* ---- bytes: > 0 moved, 0 closed, -1 broken, -2 would block -------------- */
 
 static ssize_t
-ssl_io(SSL *ssl, int r, short *want)
-{
-	switch (SSL_get_error(ssl, r)) {
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	case SSL_ERROR_WANT_READ:
-		*want = POLLIN;
-		return -2;
-	case SSL_ERROR_WANT_WRITE:
-		*want = POLLOUT;
-		return -2;
-	case SSL_ERROR_SYSCALL:
-		ERR_clear_error();
-		if (errno == EAGAIN || errno == EINTR) {
-			*want = POLLIN;
-			return -2;
-		}
-		return r == 0 || errno == 0 ? 0 : -1;
-	default:
-		ERR_clear_error();
-		if (errno == 0)
-			errno = EPROTO;
-		return -1;
-	}
-}
-
-static ssize_t
 conn_read(struct session *s, char *b, size_t n, short *want)
 {
 	ssize_t r;
@@ -134,7 +107,7 @@ conn_read(struct session *s, char *b, size_t n, short *want)
 	if (s->ssl != NULL) {
 		int k = SSL_read(s->ssl, b, n > INT_MAX ? INT_MAX : (int)n);
 
-		return k > 0 ? k : ssl_io(s->ssl, k, want);
+		return k > 0 ? k : tls_io_result(s->ssl, k, want);
 	}
 	r = read(s->fd, b, n);
 	if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -153,7 +126,7 @@ conn_write(struct session *s, const char *b, size_t n, short *want)
 	if (s->ssl != NULL) {
 		int k = SSL_write(s->ssl, b, n > INT_MAX ? INT_MAX : (int)n);
 
-		return k > 0 ? k : ssl_io(s->ssl, k, want);
+		return k > 0 ? k : tls_io_result(s->ssl, k, want);
 	}
 	r = send(s->fd, b, n, MSG_NOSIGNAL);
 	if (r < 0 && (errno == EAGAIN || errno == EINTR)) {

@@ -1,6 +1,7 @@
 /* tls.c - client TLS contexts with verification, pins and SNI. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -201,4 +202,31 @@ tls_peer_ok(struct tls_policy *p, SSL *ssl)
 	}
 	X509_free(cert);
 	return ok;
+}
+
+int
+tls_io_result(SSL *ssl, int r, short *want)
+{
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+		*want = POLLIN;
+		return TLS_AGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		*want = POLLOUT;
+		return TLS_AGAIN;
+	case SSL_ERROR_SYSCALL:
+		ERR_clear_error();
+		if (errno == EAGAIN || errno == EINTR) {
+			*want = POLLIN;
+			return TLS_AGAIN;
+		}
+		return r == 0 || errno == 0 ? 0 : -1;
+	default:
+		ERR_clear_error();
+		if (errno == 0)
+			errno = EPROTO;
+		return -1;
+	}
 }
