@@ -35,8 +35,11 @@ bool	tls_peer_ok(struct tls_policy *p, SSL *ssl);
 
 /*
  * What a failed SSL_read or SSL_write (its result r, not > 0) means: 0
- * the peer closed, -1 broken (errno set; EPROTO for a TLS error),
- * TLS_AGAIN would block, *want then POLLIN or POLLOUT.
+ * the peer closed (close_notify, or TCP closed without it: a crash or a
+ * middlebox, said as a close and not as EPROTO's "Protocol error"; a
+ * reply cut short is never taken whole either way), -1 broken (errno set;
+ * EPROTO for a TLS error), TLS_AGAIN would block, *want then POLLIN or
+ * POLLOUT.
  */
 #define TLS_AGAIN	(-2)
 int	tls_io_result(SSL *ssl, int r, short *want);

@@ -224,6 +224,11 @@ tls_io_result(SSL *ssl, int r, short *want)
 		}
 		return r == 0 || errno == 0 ? 0 : -1;
 	default:
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			ERR_clear_error();
+			return 0;
+		}
 		ERR_clear_error();
 		if (errno == 0)
 			errno = EPROTO;
