@@ -91,4 +91,9 @@ void	 util_sanitize_ascii(char *s);
  * stretch. */
 long long util_mono_ms(void);
 
+/* Send the pending TCP ACK now, not up to 40 ms later (TCP_QUICKACK,
+ * which the kernel clears again as it goes: set it before each wait for
+ * a reply). -1 when fd is not TCP (a socketpair, a pipe): stop asking. */
+int	 util_quickack(int fd);
+
 #endif

@@ -724,10 +724,7 @@ run_accepts(struct pump_state *s)
 static void
 ack_now(struct pump *p, struct pump_state *s)
 {
-	int on = 1;
-
-	if (!s->noquickack && setsockopt(p->up_fd, IPPROTO_TCP, TCP_QUICKACK,
-	    &on, sizeof(on)) < 0)
+	if (!s->noquickack && util_quickack(p->up_fd) < 0)
 		s->noquickack = true;	/* not TCP */
 }
 
