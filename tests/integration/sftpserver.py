@@ -19,6 +19,10 @@ RULES.json (read at each session, so a test may change it between runs):
   many: [{"dir": "new", "count": N, "prefix": "P", "pad": N, "size": N}]
                              N entries "P00000000", ... (padded with N x)
   fake_size: {"NAME": N}     the listing and FSTAT say N bytes for NAME
+  fstat_mode: {"NAME": MODE}  FSTAT of NAME says this st_mode (a directory,
+                             a device: the file changed between listing
+                             and opening)
+  fstat_size: {"NAME": N}    FSTAT of NAME says N bytes (the listing not)
   no_size: {"NAME": "list" or "both"}
                              the listing of NAME has no size ("both": nor
                              has FSTAT)
@@ -106,8 +110,11 @@ class Server:
         if size:
             flags |= 0x1
             n = fake.get(name, st.st_size) if name is not None else st.st_size
+            if fstat:
+                n = self.rules.get("fstat_size", {}).get(name, n)
             body += struct.pack(">Q", n)
-        body += struct.pack(">III", st.st_mode, int(st.st_atime), int(st.st_mtime))
+        mode = self.rules.get("fstat_mode", {}).get(name, st.st_mode) if fstat else st.st_mode
+        body += struct.pack(">III", mode, int(st.st_atime), int(st.st_mtime))
         return struct.pack(">I", flags) + body
 
     def fake_attrs(self, e):

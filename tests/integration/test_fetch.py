@@ -423,6 +423,28 @@ class TestBadEntries(ScriptedCase):
         self.assertIn("(a name of 300 bytes): refused: a name over 255 bytes", err)
         self.assertLess(len(err), 2000, err)        # never a name whole
 
+    def test_a_file_that_changed_between_listing_and_opening(self):
+        # the open follows a symlink put in its place, or the file was
+        # swapped: what FSTAT says of the open file must be the regular
+        # file of the size listed, or nothing of it is taken
+        self.put("1700000000.dir")
+        self.put("1700000001.resized")
+        ok = self.put("1700000002.ok")
+        self.set_rules({"fstat_mode": {"1700000000.dir": 0o40755},
+                        "fstat_size": {"1700000001.resized": 10}})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertEqual(self.local_names(), ["1700000002.ok"])
+        self.assertEqual(self.local_data("1700000002.ok"), ok)
+        for name in ("1700000000.dir", "1700000001.resized"):
+            self.assertIn("%s: refused: it changed between listing and opening" % name, err)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.local, "tmp"))), [])
+        # given back from the claim: there for the next run, and a fixed
+        # server's file is then fetched
+        self.assertEqual(self.remote_names(), ["1700000000.dir", "1700000001.resized"])
+        self.assertEqual(self.claimed_names(), [])
+
     def test_a_file_listed_without_a_size(self):
         # its size comes from FSTAT after the open; max-size and the name's
         # S= still hold for it
