@@ -85,10 +85,14 @@ struct pump {
  * session.h); otherwise the server's greeting is the first reply due.
  * ehlo, if not NULL, answers libESMTP's EHLO (its first line), which is
  * then never sent on: the server had its EHLO from postie.
+ * relayed: the server is reached through a relay (the SSH tunnel, a SOCKS
+ * proxy), whose own TCP connection to the server ACKs late: the next MAIL
+ * group (or QUIT) then goes on only after the real reply to the end of
+ * the data (see step_client in pump.c).
  */
 int	pump_start(struct pump *p, int up_fd, SSL *up_ssl, const char *host,
 	    const char *greeting, const char *ehlo, long timeout, long limit,
-	    bool verbose, struct err *e);
+	    bool verbose, bool relayed, struct err *e);
 
 /* Cut both sides now (an AUTH failure, a short read of the queue file):
  * the caller has its own reason, so the pump records none. */

@@ -628,7 +628,7 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct pump *p,
 	ehlo = session_ehlo_for_client(&s);
 	if (pump_start(p, fd, s.ssl, id->host, "220 postie: the session is "
 	    "open\r\n", ehlo, id->timeout, session_limit(run), run->verbose,
-	    e) < 0) {
+	    id->ssh.host != NULL || id->route.proxy_host != NULL, e) < 0) {
 		free(ehlo);
 		session_free(&s, true);
 		tunnel_close(tun);

@@ -177,6 +177,9 @@ struct rig {
 	int		client;
 };
 
+/* the next pump started is told the server is reached through a relay */
+static bool rig_relayed;
+
 static void
 rig_start_ehlo(struct rig *g, const char *greeting, const char *ehlo)
 {
@@ -185,7 +188,7 @@ rig_start_ehlo(struct rig *g, const char *greeting, const char *ehlo)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g->up), 0);
 	assert_int_equal(pump_start(&g->p, g->up[0], NULL, "mx.test",
-	    greeting, ehlo, 1, 60, false, &e), 0);
+	    greeting, ehlo, 1, 60, false, rig_relayed, &e), 0);
 	g->client = g->p.client;
 	setsockopt(g->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(g->up[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -583,6 +586,94 @@ test_pump_mail_answered_ahead(void **state)
 	assert_string_equal(g.p.error, "");
 }
 
+/* Are no bytes readable on fd within ms? */
+static bool
+nothing_within(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms) == 0;
+}
+
+/*
+ * A pipelining session in its first message's data (rig_in_data_of, 3
+ * messages), relayed or not; the first message's end goes with the next
+ * group, the server answers the end at once and the group gap_ms later.
+ */
+static void
+rig_first_end(struct rig *g, bool relayed, int gap_ms)
+{
+	rig_relayed = relayed;
+	rig_in_data_of(g, 3);
+	rig_relayed = false;
+	put(g->client, "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
+	    "DATA\r\n");
+	expect(g->up[1], "one\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\n"
+	    "DATA\r\n");
+	put(g->up[1], "250 2.0.0 one queued\r\n");
+	usleep((useconds_t)gap_ms * 1000);
+	put(g->up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g->client, "250 ok\r\n354 go\r\n" END_HELD HELD);
+}
+
+/*
+ * Through a relay (the SSH tunnel, a SOCKS proxy) a server's second write
+ * can wait for the relay's delayed ACK of its first: the reply to the
+ * group then comes long after the reply to the end of the data. Once that
+ * gap is longer than the end's reply took, the next groups wait for the
+ * reply to their end (one round trip) instead; libESMTP still writes all
+ * without waiting.
+ */
+static void
+test_pump_relayed_waits_for_the_end_reply(void **state)
+{
+	struct rig g;
+	int code;
+	char *text;
+
+	(void)state;
+	rig_first_end(&g, true, 60);
+	assert_true(pump_end_reply(&g.p, 0, &code, &text));
+	assert_string_equal(text, "250 2.0.0 one queued");
+	free(text);
+	put(g.client, "two\r\n.\r\nMAIL FROM:<i@j>\r\nRCPT TO:<k@l>\r\n"
+	    "DATA\r\n");
+	expect(g.up[1], "two\r\n.\r\n");
+	assert_true(nothing_within(g.up[1], 150));
+	put(g.up[1], "250 2.0.0 two queued\r\n");
+	expect(g.up[1], "MAIL FROM:<i@j>\r\nRCPT TO:<k@l>\r\nDATA\r\n");
+	put(g.up[1], "250 ok\r\n250 ok\r\n354 go\r\n");
+	expect(g.client, "250 ok\r\n354 go\r\n" END_HELD);
+	/* QUIT after the last end waits too; the session ends as before */
+	put(g.client, "three\r\n.\r\nQUIT\r\n");
+	expect(g.up[1], "three\r\n.\r\n");
+	assert_true(nothing_within(g.up[1], 150));
+	put(g.up[1], "250 2.0.0 three queued\r\n");
+	expect(g.up[1], "QUIT\r\n");
+	put(g.up[1], "221 bye\r\n");
+	expect(g.client, "221 bye\r\n");
+	rig_finish(&g);
+	assert_string_equal(g.p.error, "");
+}
+
+/* No gap through a relay (a far server: its reply to the end took longer
+ * than the gap), or a gap on a direct connection: pipelined as before */
+static void
+test_pump_pipelined_without_a_relay_gap(void **state)
+{
+	struct rig g;
+
+	(void)state;
+	rig_first_end(&g, true, 0);
+	put(g.client, "two\r\n.\r\nQUIT\r\n");
+	expect(g.up[1], "two\r\n.\r\nQUIT\r\n");
+	rig_finish(&g);
+	rig_first_end(&g, false, 60);
+	put(g.client, "two\r\n.\r\nQUIT\r\n");
+	expect(g.up[1], "two\r\n.\r\nQUIT\r\n");
+	rig_finish(&g);
+}
+
 /* libESMTP is done while a MAIL group is held and the end's reply is still
  * due: the group is never sent, the pump ends once the reply came */
 static void
@@ -952,6 +1043,8 @@ main(void)
 		cmocka_unit_test(test_reply_status),
 		cmocka_unit_test(test_pump_end_answered),
 		cmocka_unit_test(test_pump_mail_answered_ahead),
+		cmocka_unit_test(test_pump_relayed_waits_for_the_end_reply),
+		cmocka_unit_test(test_pump_pipelined_without_a_relay_gap),
 		cmocka_unit_test(test_pump_end_unanswered),
 		cmocka_unit_test(test_pump_drain_drops_a_held_group),
 		cmocka_unit_test(test_pump_early_reply),
