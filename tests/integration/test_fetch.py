@@ -90,9 +90,14 @@ class FetchCase(QueueCase):
         """Until a download has bytes in the local tmp/ (its own name)."""
         tmp = os.path.join(root or self.local, "tmp")
         end = time.time() + timeout
+
+        def size(name):
+            try:
+                return os.path.getsize(os.path.join(tmp, name))
+            except FileNotFoundError:       # linked into new/ meanwhile
+                return 0
         while time.time() < end:
-            if os.path.isdir(tmp) and any(os.path.getsize(os.path.join(tmp, n)) > 0
-                                          for n in os.listdir(tmp)):
+            if os.path.isdir(tmp) and any(size(n) > 0 for n in os.listdir(tmp)):
                 return True
             time.sleep(0.01)
         return False
