@@ -33,8 +33,11 @@
 				 * (one TLS record) ... */
 #define DATA_HOLD_MS	5	/* ... or after this long, or with its end */
 #define HOLD_MAX	(CBUF / 2)	/* the most bytes held in one */
-#define RELAY_GAP_MS	20	/* replies this far apart through a relay:
-				 * its delayed ACK (relay_timing) */
+#define RELAY_GAP_MS	20	/* replies this far apart through a relay */
+#define RELAY_GAP_MAX_MS 300	/* ... and not further: its delayed ACK
+				 * (40 ms on Linux, 200 ms at most on other
+				 * systems), not the server's own time
+				 * (relay_timing) */
 #define REFUSAL_MAX	(REPLY_BYTES_MAX + REPLY_LINE_MAX + 64)
 
 /* libESMTP's MAIL, answered by the pump itself (PIPELINING) */
@@ -538,8 +541,9 @@ quiet(const struct pump_state *s)
  * carries that ACK. So the session starts pipelined, measures how long
  * the end's reply took (what waiting for it would cost) and how long after
  * it the group's first reply came, and when the gap is the longer (and
- * long enough to be a delayed ACK, not noise), the rest of the session
- * waits for each end's reply. A far server (50 ms and more) shows no gap:
+ * as long as a delayed ACK: not noise, not a slow check of a recipient,
+ * which waiting would not shorten), the rest of the session waits for
+ * each end's reply. A far server (50 ms and more) shows no gap:
  * the relay's connection ACKs at once when it is slow to talk back.
  */
 static void
@@ -559,7 +563,7 @@ relay_timing(struct pump *p, struct pump_state *s, const struct due *d,
 		return;
 	gap = now - s->end_replied;
 	s->end_replied = 0;
-	if (gap < RELAY_GAP_MS || gap <= s->end_rtt)
+	if (gap < RELAY_GAP_MS || gap > RELAY_GAP_MAX_MS || gap <= s->end_rtt)
 		return;
 	s->ends_first = true;
 	if (p->verbose)
