@@ -563,6 +563,8 @@ relay_timing(struct pump *p, struct pump_state *s, const struct due *d,
 		return;
 	gap = now - s->end_replied;
 	s->end_replied = 0;
+	if (!d->mail_cmd)
+		return;	/* QUIT: no group follows to wait */
 	if (gap < RELAY_GAP_MS || gap > RELAY_GAP_MAX_MS || gap <= s->end_rtt)
 		return;
 	s->ends_first = true;
