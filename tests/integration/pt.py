@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 POSTIE = os.environ.get("POSTIE_BIN", "build/postie")
@@ -49,6 +50,28 @@ class QueueCase(unittest.TestCase):
         return subprocess.run([os.path.join(self.bin, name)] + list(args),
                               input=data, capture_output=True, env=e,
                               timeout=timeout)
+
+    def stderr_gap(self, name, args, after, until=None, timeout=60):
+        """Run bin/NAME ARGS (exit 0 expected); seconds from the stderr
+        line holding `after' (bytes) to the next line holding `until', or
+        to the end when until is None."""
+        p = subprocess.Popen([os.path.join(self.bin, name)] + list(args), env=self.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t_after = t_until = None
+        lines = []
+        for line in p.stderr:
+            lines.append(line)
+            if t_after is None and after in line:
+                t_after = time.monotonic()
+            elif t_after is not None and t_until is None and until is not None and until in line:
+                t_until = time.monotonic()
+        rc = p.wait(timeout=timeout)
+        end = time.monotonic()
+        self.assertEqual(rc, 0, b"".join(lines)[-2000:])
+        self.assertIsNotNone(t_after, b"".join(lines)[-2000:])
+        if until is not None:
+            self.assertIsNotNone(t_until, b"".join(lines)[-2000:])
+        return (t_until if until is not None else end) - t_after
 
     def run_cmd_tty(self, name, args, env=None, timeout=60):
         """Run bin/NAME ARGS with stderr on a terminal (a pty); returns
