@@ -66,6 +66,16 @@ struct sshconn {
 
 /* Milliseconds left of the opening (<= 0: none). */
 long	sshconn_left_ms(const struct sshconn *c);
+/*
+ * Wait for the session's socket as libssh2 asks (a non-blocking call said
+ * EAGAIN), at most left_ms and 1 s, ACKing what came first: sshd writes a
+ * session's packets with Nagle on (TCP_NODELAY is for terminals), so the
+ * second piece of a reply (a channel's confirmation after the host keys
+ * it announces, a window after a confirmation) waits for the ACK of the
+ * first, which Linux delays 40 ms when we have nothing to send with it
+ * (util_quickack). -1: poll failed.
+ */
+int	sshconn_wait(const struct sshconn *c, long left_ms);
 /* The error for an opening step that ran out of time: names the server,
  * the timeout and what was waited for. ERR_TEMPFAIL, -1. */
 int	sshconn_late(const struct sshconn *c, const char *host,

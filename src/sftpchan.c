@@ -46,27 +46,11 @@ ack_now(struct sftp_chan *c)
 
 /* Wait for the socket as libssh2 asks, within the opening's time. */
 static int
-open_wait(struct sftp_chan *c, const struct sshconn *sc)
+open_wait(const struct sshconn *sc)
 {
-	struct pollfd pfd;
 	long left = sshconn_left_ms(sc);
-	int dirs = libssh2_session_block_directions(c->s);
 
-	if (left <= 0)
-		return -1;
-	pfd.fd = c->fd;
-	pfd.events = 0;
-	if (dirs & LIBSSH2_SESSION_BLOCK_INBOUND)
-		pfd.events |= POLLIN;
-	if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-		pfd.events |= POLLOUT;
-	if (pfd.events == 0)
-		pfd.events = POLLIN;
-	ack_now(c);
-	if (poll(&pfd, 1, left > 1000 ? 1000 : (int)left) < 0 &&
-	    errno != EINTR)
-		return -1;
-	return 0;
+	return left <= 0 ? -1 : sshconn_wait(sc, left);
 }
 
 /*
@@ -93,12 +77,12 @@ sftp_chan_open(struct sftp_chan *c, const struct sshconn *sc,
 			return err_set(e, sshconn_class(c->s, ERR_PROTOCOL),
 			    "cannot open an SSH channel: %s",
 			    sshconn_errmsg(c->s));
-		if (open_wait(c, sc) < 0)
+		if (open_wait(sc) < 0)
 			return sshconn_late(sc, host, "a channel to open", e);
 	}
 	while ((rc = libssh2_channel_subsystem(c->ch, "sftp")) ==
 	    LIBSSH2_ERROR_EAGAIN)
-		if (open_wait(c, sc) < 0)
+		if (open_wait(sc) < 0)
 			return sshconn_late(sc, host, "the SFTP subsystem to "
 			    "start", e);
 	if (rc != 0)

@@ -1,5 +1,6 @@
 /* sshconn.c - one verified, authenticated SSH session (libssh2). */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -294,6 +295,27 @@ timed_out(const struct sshconn *c)
 {
 	return libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_TIMEOUT ||
 	    sshconn_left_ms(c) <= 0;
+}
+
+int
+sshconn_wait(const struct sshconn *c, long left_ms)
+{
+	struct pollfd pfd;
+	int dirs = libssh2_session_block_directions(c->s);
+
+	pfd.fd = c->fd;
+	pfd.events = 0;
+	if (dirs & LIBSSH2_SESSION_BLOCK_INBOUND)
+		pfd.events |= POLLIN;
+	if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+		pfd.events |= POLLOUT;
+	if (pfd.events == 0)
+		pfd.events = POLLIN;
+	(void)util_quickack(c->fd);	/* (a jump hop's pair: no TCP) */
+	if (poll(&pfd, 1, left_ms > 1000 ? 1000 : (int)left_ms) < 0 &&
+	    errno != EINTR)
+		return -1;
+	return 0;
 }
 
 int

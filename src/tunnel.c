@@ -27,6 +27,7 @@ struct pump {
 	bool		 local_gone;	/* the local side takes nothing more */
 	enum stuck	 stuck;
 	bool		 moved;		/* bytes moved on this pass */
+	bool		 noquickack;	/* the SSH socket is not TCP */
 };
 
 static bool
@@ -230,6 +231,9 @@ tunnel_main(void *arg)
 			pfd[1].events |= POLLIN;
 		if (p.down_len > 0)
 			pfd[1].events |= POLLOUT;
+		/* ACK what sshd sent at once (sshconn_wait says why) */
+		if (!p.noquickack && util_quickack(t->ssh.fd) < 0)
+			p.noquickack = true;	/* a jump hop's pair */
 		r = poll(pfd, 2, 1000);
 		if (r < 0 && errno != EINTR) {
 			snprintf(t->error, sizeof(t->error), "poll: %s",
@@ -279,10 +283,29 @@ tunnel_start(struct tunnel *t, const struct ssh_params *p, const char *server,
 {
 	int sp[2];
 
+	long long end;
+
 	t->timeout = p->timeout > 0 ? p->timeout : 60;
 	*unreachable = false;
-	t->ch = libssh2_channel_direct_tcpip_ex(t->ssh.s, host, port,
-	    "127.0.0.1", 0);
+	/* non-blocking, so that the wait ACKs at once (sshconn_wait): a
+	 * blocking open waited 44 ms for our delayed ACK of what sshd had
+	 * sent before its confirmation */
+	end = util_mono_ms() + t->timeout * 1000L;
+	libssh2_session_set_blocking(t->ssh.s, 0);
+	while ((t->ch = libssh2_channel_direct_tcpip_ex(t->ssh.s, host, port,
+	    "127.0.0.1", 0)) == NULL && libssh2_session_last_errno(t->ssh.s) ==
+	    LIBSSH2_ERROR_EAGAIN) {
+		long long left = end - util_mono_ms();
+
+		if (left <= 0 || sshconn_wait(&t->ssh, (long)left) < 0) {
+			err_set(e, ERR_TEMPFAIL, "SSH server %s: no channel to "
+			    "%s port %d within %ld s (timeout); try again "
+			    "later", server, host, port, t->timeout);
+			sshconn_close(&t->ssh);
+			return -1;
+		}
+	}
+	libssh2_session_set_blocking(t->ssh.s, 1);
 	if (t->ch == NULL) {
 		int code = libssh2_session_last_errno(t->ssh.s);
 
