@@ -224,8 +224,8 @@ struct sftp_chan {
 	bool			 read_again;	/* a read that said EAGAIN
 						 * while sending: repeat it */
 	bool			 broken;	/* the link failed: no more */
-	bool			 noquickack;	/* fd is not TCP (a proxy's
-						 * socketpair): no ACK hurry */
+	bool			 noquickack;	/* fd is not TCP (a jump
+						 * hop's socketpair) */
 	int			 wake_fd;	/* readable: sftp_chan_wait
 						 * returns (another thread has
 						 * news); -1: none */

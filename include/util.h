@@ -92,8 +92,9 @@ void	 util_sanitize_ascii(char *s);
 long long util_mono_ms(void);
 
 /* Send the pending TCP ACK now, not up to 40 ms later (TCP_QUICKACK,
- * which the kernel clears again as it goes: set it before each wait for
- * a reply). -1 when fd is not TCP (a socketpair, a pipe): stop asking. */
-int	 util_quickack(int fd);
+ * which the kernel clears again as it goes: call it before each wait for
+ * a reply). not_tcp, if not NULL, remembers a fd that is not TCP (a
+ * socketpair): set once the option fails, and then no more calls. */
+void	 util_quickack(int fd, bool *not_tcp);
 
 #endif

@@ -786,8 +786,7 @@ run_accepts(struct pump_state *s)
 static void
 ack_now(struct pump *p, struct pump_state *s)
 {
-	if (!s->noquickack && util_quickack(p->up_fd) < 0)
-		s->noquickack = true;	/* not TCP */
+	util_quickack(p->up_fd, &s->noquickack);
 }
 
 /* Move the server's bytes on. 1 progress, 0 none, -1 end. */

@@ -174,7 +174,7 @@ read_reply(struct session *s, const struct session_params *p,
 			 * reply to our EHLO then waited under Nagle for our
 			 * ACK of the ticket, which Linux delays 40 ms (seen
 			 * with Postfix in about one session of three) */
-			(void)util_quickack(s->fd);
+			util_quickack(s->fd, NULL);
 			if (!wait_until(s->fd, want, deadline))
 				return err_set(e, ERR_TEMPFAIL, "%s timed out "
 				    "waiting for %s (%ld s)", p->host, stage,

@@ -311,7 +311,7 @@ sshconn_wait(const struct sshconn *c, long left_ms)
 		pfd.events |= POLLOUT;
 	if (pfd.events == 0)
 		pfd.events = POLLIN;
-	(void)util_quickack(c->fd);	/* (a jump hop's pair: no TCP) */
+	util_quickack(c->fd, NULL);	/* (a jump hop's pair: no TCP) */
 	if (poll(&pfd, 1, left_ms > 1000 ? 1000 : (int)left_ms) < 0 &&
 	    errno != EINTR)
 		return -1;

@@ -232,8 +232,7 @@ tunnel_main(void *arg)
 		if (p.down_len > 0)
 			pfd[1].events |= POLLOUT;
 		/* ACK what sshd sent at once (sshconn_wait says why) */
-		if (!p.noquickack && util_quickack(t->ssh.fd) < 0)
-			p.noquickack = true;	/* a jump hop's pair */
+		util_quickack(t->ssh.fd, &p.noquickack);
 		r = poll(pfd, 2, 1000);
 		if (r < 0 && errno != EINTR) {
 			snprintf(t->error, sizeof(t->error), "poll: %s",
@@ -282,7 +281,6 @@ tunnel_start(struct tunnel *t, const struct ssh_params *p, const char *server,
     const char *host, int port, int *fd, bool *unreachable, struct err *e)
 {
 	int sp[2];
-
 	long long end;
 
 	t->timeout = p->timeout > 0 ? p->timeout : 60;

@@ -395,10 +395,12 @@ util_mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int
-util_quickack(int fd)
+void
+util_quickack(int fd, bool *not_tcp)
 {
 	int on = 1;
 
-	return setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
+	if ((not_tcp == NULL || !*not_tcp) && setsockopt(fd, IPPROTO_TCP,
+	    TCP_QUICKACK, &on, sizeof(on)) < 0 && not_tcp != NULL)
+		*not_tcp = true;
 }

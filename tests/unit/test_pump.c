@@ -238,6 +238,17 @@ rig_finish(struct rig *g)
 	close(g->up[1]);
 }
 
+/* The server's last words (ending "221 bye"): libESMTP gets the 221, and
+ * the session ends without an error. */
+static void
+rig_bye(struct rig *g, const char *server)
+{
+	put(g->up[1], server);
+	expect(g->client, "221 bye\r\n");
+	rig_finish(g);
+	assert_string_equal(g->p.error, "");
+}
+
 static void
 test_pump_dialogue(void **state)
 {
@@ -267,10 +278,7 @@ test_pump_dialogue(void **state)
 	expect(g.client, END_HELD);
 	put(g.client, "QUIT\r\n");
 	expect(g.up[1], "a\r\n..x\r\n.\r\nQUIT\r\n");
-	put(g.up[1], "250 queued\r\n221 bye\r\n");
-	expect(g.client, "221 bye\r\n");
-	rig_finish(&g);
-	assert_string_equal(g.p.error, "");
+	rig_bye(&g, "250 queued\r\n221 bye\r\n");
 }
 
 /* postie opened the session: libESMTP's EHLO is answered by the pump and
@@ -294,10 +302,7 @@ test_pump_local_ehlo(void **state)
 	expect(g.client, "250 ok\r\n");
 	put(g.client, "QUIT\r\n");
 	expect(g.up[1], "QUIT\r\n");
-	put(g.up[1], "221 bye\r\n");
-	expect(g.client, "221 bye\r\n");
-	rig_finish(&g);
-	assert_string_equal(g.p.error, "");
+	rig_bye(&g, "221 bye\r\n");
 }
 
 static void
@@ -650,10 +655,7 @@ test_pump_relayed_waits_for_the_end_reply(void **state)
 	assert_true(nothing_within(g.up[1], 150));
 	put(g.up[1], "250 2.0.0 three queued\r\n");
 	expect(g.up[1], "QUIT\r\n");
-	put(g.up[1], "221 bye\r\n");
-	expect(g.client, "221 bye\r\n");
-	rig_finish(&g);
-	assert_string_equal(g.p.error, "");
+	rig_bye(&g, "221 bye\r\n");
 }
 
 /* No gap through a relay (a far server: its reply to the end took longer
