@@ -296,6 +296,8 @@ tunnel_start(struct tunnel *t, const struct ssh_params *p, const char *server,
 		long long left = end - util_mono_ms();
 
 		if (left <= 0 || sshconn_wait(&t->ssh, (long)left) < 0) {
+			/* not reached, as a connect that timed out */
+			*unreachable = true;
 			err_set(e, ERR_TEMPFAIL, "SSH server %s: no channel to "
 			    "%s port %d within %ld s (timeout); try again "
 			    "later", server, host, port, t->timeout);

@@ -265,6 +265,39 @@ class TestTunnelRefusals(TunnelCase):
         self.assertIn("could not open a channel to 127.0.0.1 port %d" % dead,
                       self.unreachable_reason(qid))
 
+    def test_channel_that_never_opens_times_out(self):
+        # sshd confirms a direct-tcpip channel only once its own connect
+        # to the target is through; a listener whose accept queue is full
+        # drops the SYN, so the confirmation never comes
+        self.write_known(self.sshd.known_hosts_line())
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(0)
+        self.addCleanup(s.close)
+        full = s.getsockname()[1]
+        for _ in range(4):
+            c = socket.socket()
+            self.addCleanup(c.close)
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", full))
+            except BlockingIOError:
+                pass
+        self.server = None
+        self.tunnel(target_port=full, timeout=2)
+        qid = self.enqueue(["bob@example.com"])
+        t = time.monotonic()
+        r = self.deliver()
+        took = time.monotonic() - t
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertLess(took, 10, r.stderr)       # the 2 s bound, not TCP's minutes
+        self.assertGreater(took, 1.5, r.stderr)
+        # not reached, as a connect that timed out: the message waits,
+        # no attempt counted, and mailq says why
+        self.assertIn("no channel to 127.0.0.1 port %d within 2 s (timeout)" % full,
+                      self.unreachable_reason(qid))
+        self.assertEqual(self.msg_ids(), [qid])
+
     def test_stalled_server_times_out_through_the_tunnel(self):
         srv = self.start(script={"MAIL": ("STALL", 40)})
         self.write_known(self.sshd.known_hosts_line())
