@@ -169,6 +169,10 @@ void	config_free(struct config *cfg);
 int	config_load_aliases(struct config *cfg, struct strvec *errors,
 	    size_t *nfile, struct err *e);
 
+/* A client name becomes a directory on the server: letters, digits, '.',
+ * '_' and '-', not starting with '.', at most 64 bytes. */
+bool	config_valid_client(const char *s);
+
 /* The domain that qualifies bare names: `domain`, else the host name. */
 const char *config_domain(const struct config *cfg);
 

@@ -19,6 +19,7 @@
 #include "queue.h"
 #include "smtpd.h"
 #include "spool.h"
+#include "util.h"
 
 /* Run the queue through the network module. */
 static int
@@ -375,6 +376,18 @@ cmd_fetch(int argc, char **argv, struct err *e)
 	sv_init(&o.jobs);
 	if (cli_command("fetch", argc, argv, "nr", &a, e) < 0)
 		goto out;
+	if (a.release != NULL && !config_valid_client(a.release)) {
+		char shown[80];
+
+		snprintf(shown, sizeof(shown), "%s", a.release);
+		util_sanitize_ascii(shown);
+		err_set(e, ERR_USAGE, "--release '%s': no client has that "
+		    "name (a client's name is letters, digits, '.', '_' and "
+		    "'-', no '.' first, at most 64); the names with claims "
+		    "are the directories in FOLDER/postie-claims/ on the "
+		    "server", shown);
+		goto out;
+	}
 	if ((cfg = config_load(a.config, e)) == NULL)
 		goto out;
 	if (netmod_load(&m, e) < 0)

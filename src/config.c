@@ -1092,10 +1092,8 @@ check_identity(struct parser *p, struct identity *id, int *default_line)
 	return 0;
 }
 
-/* A client name becomes a directory on the server: letters, digits, '.',
- * '_' and '-', not starting with '.', at most 64 bytes. */
-static bool
-valid_client(const char *s)
+bool
+config_valid_client(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -1152,7 +1150,7 @@ check_fetch(struct parser *p, struct fetch_job *j)
 		    "the server's copy goes as soon as it is fetched");
 	if (j->client == NULL)
 		j->client = default_client();
-	else if (!valid_client(j->client))
+	else if (!config_valid_client(j->client))
 		return perr(p, 0, "the fetch job's client name is not "
 		    "usable on the server: use letters, digits, '.', '_' and "
 		    "'-' (no '.' first), at most 64");

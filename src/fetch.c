@@ -563,6 +563,8 @@ claim_home(const char *sub, const char *name)
 	return strstr(name, ":2,") != NULL ? "cur" : "new";
 }
 
+/* A new item at the end of j->items, which may move: no request may be
+ * in flight for an item while items are added. */
 static struct item *
 item_add(struct job *j, struct folder *f, const char *sub, const char *dst,
     const char *name, uint64_t size, bool download)
@@ -1663,6 +1665,11 @@ bytes_to_fetch(const struct job *j)
 static int
 release(struct job *j)
 {
+	size_t first = j->nitems;
+
+	/* every item first, then the renames: a request in flight holds
+	 * its item's address, which item_add's realloc would move (a
+	 * client with more than 64 claims crashed here) */
 	for (size_t i = 0; i < j->nfolders; i++) {
 		struct folder *f = j->folders[i];
 		struct listing *l = f->lists[L_CLAIMED];
@@ -1683,15 +1690,21 @@ release(struct job *j)
 				    d->a.size, false);
 
 				it->linked = false;	/* not here */
-				give_back(it);
 			}
 		}
 	}
+	for (size_t i = first; i < j->nitems; i++)
+		give_back(&j->items[i]);
 	drain(j);
-	if (!j->o->dry_run)
+	if (!j->o->dry_run) {
 		log_msg(j->log, LOG_NOTICE, "%s: %lu message%s claimed by "
 		    "client '%s' given back to new/ (cur/ for those seen)", j->job->name,
 		    j->released, j->released == 1 ? "" : "s", j->o->release);
+		/* asked for by hand: the answer goes where it was asked */
+		printf("%s: %lu message%s claimed by client '%s' given back to "
+		    "new/ (cur/ for those seen)\n", j->job->name, j->released,
+		    j->released == 1 ? "" : "s", j->o->release);
+	}
 	return j->failed ? -1 : 0;
 }
 

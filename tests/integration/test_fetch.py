@@ -1575,6 +1575,39 @@ class TestClients(FetchCase):
         self.assertEqual(self.local_data("1700000000.M1P1.server"), data)
         self.assertEqual(self.claimed_names(client="phone"), ["1700000001.M2P2.server"])
 
+    def test_release_of_many_claims_in_two_folders(self):
+        # more claims than the first allocation of items (64): the
+        # renames in flight must not point into a moved array
+        self.folders = "INBOX .lists.*"
+        self.configure()
+        names = {"": [], ".lists.dev": []}
+        for sub in ("new", "cur", "tmp"):
+            os.makedirs(os.path.join(self.remote, ".lists.dev", sub), exist_ok=True)
+        for i in range(150):
+            folder = ".lists.dev" if i % 3 == 0 else ""
+            name = "1700%06d.M%dP%d.server" % (i, i, i)
+            self.put(name, folder=folder, sub="postie-claims/desktop")
+            names[folder].append(name)
+        self.put("1700999999.M9P9.server:2,S", folder="", sub="postie-claims/desktop")
+        r = self.fetch("--release", "desktop")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for folder in names:
+            self.assertEqual(self.claimed_names(folder, client="desktop"), [])
+            self.assertEqual(self.remote_names(folder), sorted(names[folder]))
+        self.assertEqual(self.remote_names("", "cur"), ["1700999999.M9P9.server:2,S"])
+        self.assertIn("151 messages claimed by client 'desktop' given back to new/",
+                      self.log())
+        self.assertIn("inbox: 151 messages claimed by client 'desktop' given back",
+                      r.stdout.decode())      # said where the user is, not only in the log
+
+    def test_release_refuses_a_name_no_client_can_have(self):
+        self.put("1700000000.M1P1.server", sub="postie-claims/desktop")
+        for bad in ("..", "a/b", "", "x y", ".x"):
+            r = self.fetch("--release", bad)
+            self.assertEqual(r.returncode, 64, (bad, r.stderr))
+            self.assertIn("--release", r.stderr.decode())
+        self.assertEqual(self.claimed_names(client="desktop"), ["1700000000.M1P1.server"])
+
 
 class TestSoak(FetchCase):
     """fetch killed (SIGKILL) at random moments, again and again, over a
