@@ -8,8 +8,12 @@
  * Names match without regard to case. A target is an address
  * (user@domain, "<user@domain>") or a local name, which may itself be an
  * alias. Targets sendmail would run or write (":include:FILE", "|cmd",
- * "/file") are refused: postie runs no program and writes no file for a
- * recipient. The file is read as the config is: a regular file of at
+ * "/file") postie does not take: it runs no program and writes no file
+ * for a recipient. In the file (shared with other mail software: a
+ * mailing-list manager puts "|command" entries there) such an entry is
+ * kept as unusable, and mail to that name is refused when it is queued;
+ * every other name works. In the config's alias lines it is an error.
+ * The file is read as the config is: a regular file of at
  * most CONFIG_SIZE_MAX bytes that passes trust.h, lines of at most
  * CONFIG_LINE_MAX bytes; errors name FILE:LINE and never quote its text.
  *
@@ -39,6 +43,9 @@ struct alias {
 	char		*name;		/* lower case */
 	struct strvec	 targets;
 	char		*where;		/* "FILE:LINE" of its definition */
+	char		*unusable;	/* why mail to it is refused (a
+					 * target postie does not take;
+					 * no targets then), or NULL */
 };
 
 struct alias_table {
@@ -57,12 +64,18 @@ const struct alias *alias_find(const struct alias_table *t, const char *name);
 /*
  * Add one alias defined at where ("FILE:LINE"). Each target must be an
  * address or a local name (see above). -1 with why set (a static
- * string) if a target is not; a name given twice keeps the first and
- * reports the second as an error.
+ * string) if a target is not, -2 if it is one postie does not take (a
+ * program, a file, an :include:); a name given twice keeps the first
+ * and reports the second as an error.
  */
 int	alias_add(struct alias_table *t, const char *name,
 	    const struct strvec *targets, const char *where,
 	    const char **why);
+
+/* Add name as unusable (why mail to it is refused: unusable); -1 with
+ * why set as alias_add's for a bad or repeated name. */
+int	alias_add_unusable(struct alias_table *t, const char *name,
+	    const char *where, const char *unusable, const char **why);
 
 /*
  * Parse aliases-file text read from file into t. Every error found (up
@@ -84,7 +97,9 @@ int	alias_load_file(struct alias_table *t, const char *path,
  * Check every chain of t: no loops, no chain deeper than
  * ALIAS_DEPTH_MAX, no name expanding to more than ALIAS_FANOUT_MAX
  * addresses. Each problem is appended to errors ("FILE:LINE: alias loop:
- * root -> admin -> root"); returns their number.
+ * root -> admin -> root"); returns their number. An unusable alias, and
+ * a chain that reaches one, is no problem here (alias_expand refuses
+ * mail to it).
  */
 int	alias_check(const struct alias_table *t, struct strvec *errors);
 
@@ -95,7 +110,8 @@ int	alias_check(const struct alias_table *t, struct strvec *errors);
  * own chain (root: root, me@x) is a leaf. A leaf that is a local name
  * reached through an alias is qualified with domain when domain is not
  * NULL; a recipient that has no alias is kept as it is. -1 with e set
- * (ERR_CONFIG) on a loop or when a bound is passed.
+ * (ERR_CONFIG) on a loop, when a bound is passed, or when the chain
+ * reaches an unusable alias ("FILE:LINE: mail to NAME is refused: why").
  */
 struct addr_set;
 int	alias_expand(const struct alias_table *t, const char *domain,

@@ -30,6 +30,7 @@ alias_table_free(struct alias_table *t)
 		free(t->v[i].name);
 		sv_free(&t->v[i].targets);
 		free(t->v[i].where);
+		free(t->v[i].unusable);
 	}
 	free(t->v);
 	free(t->slot);
@@ -102,12 +103,11 @@ valid_name(const char *s)
 	return true;
 }
 
-/* NULL if target (trimmed, brackets taken off) can be added, else why. */
+/* What sendmail would run, write or read for a target that postie does
+ * not: why, else NULL. */
 static const char *
-target_problem(const char *tg)
+unsupported(const char *tg)
 {
-	const char *why;
-
 	if (strncasecmp(tg, ":include:", 9) == 0 ||
 	    strncasecmp(tg, "\":include:", 10) == 0)
 		return "':include:' is not supported: list the addresses in "
@@ -118,6 +118,17 @@ target_problem(const char *tg)
 	if (tg[0] == '/' || strncmp(tg, "\"/", 2) == 0)
 		return "a file target ('/path') is not supported: postie "
 		    "writes no file for a recipient";
+	return NULL;
+}
+
+/* NULL if target (trimmed, brackets taken off) can be added, else why. */
+static const char *
+target_problem(const char *tg)
+{
+	const char *why;
+
+	if ((why = unsupported(tg)) != NULL)
+		return why;
 	if (strchr(tg, '@') == NULL)
 		return valid_name(tg) ? NULL : "a local name may only have "
 		    "letters, digits, '.', '_', '+' and '-' (at most 64)";
@@ -126,11 +137,13 @@ target_problem(const char *tg)
 	return NULL;
 }
 
+static int	add(struct alias_table *, const char *, const struct strvec *,
+		    const char *, const char *);
+
 int
 alias_add(struct alias_table *t, const char *name,
     const struct strvec *targets, const char *where, const char **why)
 {
-	struct alias *a;
 
 	if (!valid_name(name)) {
 		*why = "an alias name may only have letters, digits, '.', '_', "
@@ -143,11 +156,42 @@ alias_add(struct alias_table *t, const char *name,
 	}
 	for (size_t i = 0; i < targets->n; i++)
 		if ((*why = target_problem(targets->v[i])) != NULL)
-			return -1;
+			return unsupported(targets->v[i]) != NULL ? -2 : -1;
 	if (alias_find(t, name) != NULL) {
 		*why = "this name has an alias already (the first one counts)";
 		return -1;
 	}
+	return add(t, name, targets, where, NULL);
+}
+
+int
+alias_add_unusable(struct alias_table *t, const char *name,
+    const char *where, const char *unusable, const char **why)
+{
+	struct strvec none;
+	int rc;
+
+	if (!valid_name(name)) {
+		*why = "an alias name may only have letters, digits, '.', '_', "
+		    "'+' and '-' (at most 64)";
+		return -1;
+	}
+	if (alias_find(t, name) != NULL) {
+		*why = "this name has an alias already (the first one counts)";
+		return -1;
+	}
+	sv_init(&none);
+	rc = add(t, name, &none, where, unusable);
+	sv_free(&none);
+	return rc;
+}
+
+static int
+add(struct alias_table *t, const char *name, const struct strvec *targets,
+    const char *where, const char *unusable)
+{
+	struct alias *a;
+
 	grow_index(t);
 	t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
 	a = &t->v[t->n++];
@@ -158,6 +202,7 @@ alias_add(struct alias_table *t, const char *name,
 	for (size_t i = 0; i < targets->n; i++)
 		sv_push(&a->targets, targets->v[i]);
 	a->where = xstrdup(where);
+	a->unusable = unusable != NULL ? xstrdup(unusable) : NULL;
 	*find_slot(t, a->name) = t->n;
 	return 0;
 }
@@ -220,6 +265,7 @@ parse_entry(struct alias_table *t, const char *entry, const char *file,
 	struct strvec targets;
 	const char *why;
 	char *name, *where;
+	int rc;
 
 	if (colon == NULL) {
 		report(errors, count, file, line, "no ':' after the name: "
@@ -230,7 +276,13 @@ parse_entry(struct alias_table *t, const char *entry, const char *file,
 	sv_init(&targets);
 	split_targets(colon + 1, &targets);
 	where = xasprintf("%s:%d", file, line);
-	if (alias_add(t, name, &targets, where, &why) < 0)
+	/* an entry for a program, a file or an :include: (mailman's, say)
+	 * stays in the table as unusable: mail to it is refused, not all
+	 * mail (alias_expand) */
+	rc = alias_add(t, name, &targets, where, &why);
+	if (rc == -2)
+		rc = alias_add_unusable(t, name, where, why, &why);
+	if (rc < 0)
 		report(errors, count, file, line, why);
 	free(where);
 	free(name);
@@ -368,6 +420,7 @@ struct walk {
 	struct strvec	*out;
 	struct addr_set	*seen;
 	struct err	*e;
+	bool		 unusable;	/* the error: an unusable alias */
 };
 
 static int
@@ -413,6 +466,11 @@ walk(struct walk *w, const char *rcpt, const char *parent)
 		a = alias_find(w->t, rcpt);
 	if (a == NULL)
 		return walk_leaf(w, rcpt, parent != NULL);
+	if (a->unusable != NULL) {
+		w->unusable = true;
+		return err_set(w->e, ERR_CONFIG, "%s: mail to %s is refused: "
+		    "%s", a->where, a->name, a->unusable);
+	}
 	for (size_t i = 0; i < w->depth; i++)
 		if (strcasecmp(w->chain[i], a->name) == 0)
 			return walk_error(w, alias_find(w->t, parent),
@@ -447,10 +505,14 @@ alias_check(const struct alias_table *t, struct strvec *errors)
 		struct strvec out;
 		struct addr_set seen;
 		struct err e = { 0 };
+		struct walk w = { .t = t, .out = &out, .seen = &seen,
+		    .e = &e };
 
 		sv_init(&out);
 		addr_set_init(&seen);
-		if (alias_expand(t, NULL, t->v[i].name, &out, &seen, &e) < 0 &&
+		/* an unusable alias, or a chain to one, is no error of the
+		 * file: only mail to it is refused */
+		if (walk(&w, t->v[i].name, NULL) < 0 && !w.unusable &&
 		    !sv_contains(errors, e.msg)) {
 			count++;
 			if (errors->n < ALIAS_ERRORS_MAX)

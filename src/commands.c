@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alias.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -192,7 +193,7 @@ static int
 check_aliases(struct config *cfg, const char *cmd, struct err *e)
 {
 	struct strvec errors;
-	size_t nfile = 0, nlines = cfg->aliases.n;
+	size_t nfile = 0, nlines = cfg->aliases.n, unusable = 0;
 	int rc;
 
 	sv_init(&errors);
@@ -203,8 +204,24 @@ check_aliases(struct config *cfg, const char *cmd, struct err *e)
 	}
 	for (size_t i = 0; i < errors.n; i++)
 		fprintf(stderr, "%s: %s\n", cmd, errors.v[i]);
+	/* entries for a program, a file or an :include: (another MTA's)
+	 * refuse only the mail to them */
+	for (size_t i = 0; i < cfg->aliases.n; i++) {
+		const struct alias *al = &cfg->aliases.v[i];
+
+		if (al->unusable != NULL) {
+			fprintf(stderr, "%s: %s: mail to %s is refused: %s\n",
+			    cmd, al->where, al->name, al->unusable);
+			unusable++;
+		}
+	}
 	if (rc == 0) {
-		if (cfg->aliases_file != NULL)
+		if (cfg->aliases_file != NULL && unusable > 0)
+			printf("%s: %zu aliases, %zu from alias lines; %zu "
+			    "refuse%s mail (postie runs no program and writes "
+			    "no file for a recipient)\n", cfg->aliases_file,
+			    nfile, nlines, unusable, unusable == 1 ? "s" : "");
+		else if (cfg->aliases_file != NULL)
 			printf("%s: %zu aliases, %zu from alias lines\n",
 			    cfg->aliases_file, nfile, nlines);
 		else

@@ -1532,7 +1532,12 @@ config_load_aliases(struct config *cfg, struct strvec *errors, size_t *nfile,
 		const struct alias *a = &file.v[i];
 		const char *why;
 
-		if (alias_find(&cfg->aliases, a->name) == NULL)
+		if (alias_find(&cfg->aliases, a->name) != NULL)
+			continue;
+		if (a->unusable != NULL)
+			alias_add_unusable(&cfg->aliases, a->name, a->where,
+			    a->unusable, &why);
+		else
 			alias_add(&cfg->aliases, a->name, &a->targets,
 			    a->where, &why);
 	}

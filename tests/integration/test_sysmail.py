@@ -97,17 +97,19 @@ class TestNewaliases(AliasCase):
             self.assertEqual(r.returncode, 78, r.stderr)
             lines = r.stderr.decode().splitlines()
             self.assertEqual(lines, [
-                "%s: %s:2: ':include:' is not supported: list the addresses in the "
-                "entry itself" % (cmd, path),
-                "%s: %s:3: a file target ('/path') is not supported: postie writes no "
-                "file for a recipient" % (cmd, path),
-                "%s: %s:4: a program target ('|command') is not supported: postie runs "
-                "no program for a recipient (use mda)" % (cmd, path),
                 "%s: %s:7: a local name may only have letters, digits, '.', '_', '+' "
                 "and '-' (at most 64)" % (cmd, path),
                 "%s: %s:6: alias loop: a -> b -> a" % (cmd, path),
                 "%s: %s:5: alias loop: b -> a -> b" % (cmd, path),
-                "%s: 6 errors in the aliases: fix them and run newaliases again" % cmd,
+                # what another MTA would run or write: only mail to it is refused
+                "%s: %s:2: mail to backup is refused: ':include:' is not supported: "
+                "list the addresses in the entry itself" % (cmd, path),
+                "%s: %s:3: mail to log is refused: a file target ('/path') is not "
+                "supported: postie writes no file for a recipient" % (cmd, path),
+                "%s: %s:4: mail to prog is refused: a program target ('|command') is "
+                "not supported: postie runs no program for a recipient (use mda)"
+                % (cmd, path),
+                "%s: 3 errors in the aliases: fix them and run newaliases again" % cmd,
             ])
             self.assertNotIn(b"SECRET", r.stderr + r.stdout)
 
@@ -182,11 +184,39 @@ class TestAliasesAtSendmail(AliasCase):
             r = self.sendmail(["-odq", "-oi", rcpt], b"Subject: x\n\nhi\n")
             self.assertEqual(r.returncode, 78, r.stderr)
             self.assertEqual(r.stderr.decode(),
-                             "sendmail: %s:2: a program target ('|command') is not "
-                             "supported: postie runs no program for a recipient (use mda) "
+                             "sendmail: %s:6: alias loop: loop1 -> loop2 -> loop1 "
                              "(and more: run newaliases to see them); nothing was queued\n"
                              % path)
             self.assertNothingQueued()
+        self.assertFalse(os.path.exists("/tmp/x"))
+
+    def test_an_entry_for_a_program_refuses_only_its_own_mail(self):
+        # /etc/aliases is shared: a mailing-list manager's "|command" entry
+        # must not stop cron's mail to root
+        path = self.aliases_file("postmaster: root\n"
+                                 "root: me@example.org\n"
+                                 "mailman: \"|/var/lib/mailman/mail/mailman post mylist\"\n"
+                                 "mylist: mailman, me@example.org\n")
+        self.write_config("domain example.org\naliases %s\n" % path)
+        r = self.newaliases()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode(), "%s: 4 aliases, 0 from alias lines; 1 refuses "
+                         "mail (postie runs no program and writes no file for a recipient)\n"
+                         % path)
+        self.assertEqual(r.stderr.decode(), "newaliases: %s:3: mail to mailman is refused: a "
+                         "program target ('|command') is not supported: postie runs no "
+                         "program for a recipient (use mda)\n" % path)
+        r = self.sendmail(["-odq", "-oi", "postmaster"], b"Subject: cron\n\nhi\n")
+        self.assertQueued(r)
+        env, _ = self.only_msg()
+        self.assertEqual(env["rcpt"], ["me@example.org"])
+        for rcpt in ("mailman", "mylist"):
+            r = self.sendmail(["-odq", "-oi", rcpt, "bob@example.com"], b"Subject: x\n\nhi\n")
+            self.assertEqual(r.returncode, 78, r.stderr)
+            self.assertEqual(r.stderr.decode(), "sendmail: %s:3: mail to mailman is refused: "
+                             "a program target ('|command') is not supported: postie runs no "
+                             "program for a recipient (use mda); nothing was queued\n" % path)
+        self.assertEqual(len(self.msg_ids()), 1)
 
     def test_domain_qualifies_the_sender_and_the_from(self):
         self.write_config("domain example.org\n")

@@ -82,6 +82,59 @@ test_sendmail_format(void **state)
 	sv_free(&errors);
 }
 
+/* What sendmail would run, write or include: that name refuses mail,
+ * the rest of the file works (mailman's "|command" entries live in
+ * /etc/aliases too). */
+static void
+test_unusable_targets(void **state)
+{
+	static const struct {
+		const char *text, *name, *err;
+	} cases[] = {
+		{ "a: :include:/etc/list\n", "a",
+		    "al:1: mail to a is refused: ':include:' is not" },
+		{ "a: x\nb: \"|/usr/bin/cmd\"\n", "b",
+		    "al:2: mail to b is refused: a program target" },
+		{ "a: |/usr/bin/cmd\n", "a",
+		    "al:1: mail to a is refused: a program target" },
+		{ "a: x@y, /var/mail/a\n", "a",
+		    "al:1: mail to a is refused: a file target" },
+		{ "list: me@x, Prog\nprog: |cmd\n", "list",
+		    "al:2: mail to prog is refused: a program target" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct alias_table t;
+		struct strvec errors, out;
+		struct addr_set seen;
+		struct err e = { 0 };
+
+		alias_table_init(&t);
+		sv_init(&errors);
+		sv_init(&out);
+		addr_set_init(&seen);
+		if (alias_parse_text(&t, cases[i].text, strlen(cases[i].text),
+		    "al", &errors) != 0 || alias_check(&t, &errors) != 0)
+			fail_msg("case %zu: an error: %s", i, errors.v[0]);
+		if (alias_expand(&t, "d", cases[i].name, &out, &seen, &e) !=
+		    -1 || e.code != ERR_CONFIG)
+			fail_msg("case %zu: expanded", i);
+		if (strncmp(e.msg, cases[i].err, strlen(cases[i].err)) != 0)
+			fail_msg("case %zu: %s", i, e.msg);
+		/* every other name works */
+		sv_free(&out);
+		sv_init(&out);
+		assert_int_equal(alias_expand(&t, "d", "other", &out, &seen,
+		    &e), 0);
+		assert_string_equal(out.v[0], "other");
+		addr_set_free(&seen);
+		alias_table_free(&t);
+		sv_free(&errors);
+		sv_free(&out);
+	}
+}
+
 static void
 test_refused_targets(void **state)
 {
@@ -89,11 +142,9 @@ test_refused_targets(void **state)
 		const char *text;
 		const char *err;
 	} cases[] = {
-		{ "a: :include:/etc/list\n", "al:1: ':include:' is not" },
-		{ "a: x\nb: \"|/usr/bin/cmd\"\n", "al:2: a program target" },
-		{ "a: |/usr/bin/cmd\n", "al:1: a program target" },
-		{ "a: /var/mail/a\n", "al:1: a file target" },
 		{ "a b: x\n", "al:1: an alias name may only" },
+		{ "a b: |cmd\n", "al:1: an alias name may only" },
+		{ "a: |cmd\nA: x\n", "al:2: this name has an alias already" },
 		{ ": x\n", "al:1: an alias name may only" },
 		{ "a:\n", "al:1: the alias has no address" },
 		{ "a x\n", "al:1: no ':' after the name" },
@@ -338,13 +389,13 @@ test_load_aliases_first_error_without_list(void **state)
 	(void)state;
 	f = fopen(path, "w");
 	assert_non_null(f);
-	fputs("a: b\nroot: |x\nb: :include:y\n", f);
+	fputs("a: b\nroot: |x\nb c: d\ne f: g\n", f);
 	fclose(f);
 	c = config_parse_string(conf, "t.conf", &e);
 	assert_non_null(c);
 	dirty_stack();
 	assert_int_equal(config_load_aliases(c, NULL, NULL, &e), -1);
-	assert_non_null(strstr(e.msg, "aliases:2: a program target"));
+	assert_non_null(strstr(e.msg, "aliases:3: an alias name may only"));
 	assert_non_null(strstr(e.msg, "(and more: run newaliases"));
 	config_free(c);
 	tu_rmtree(dir);
@@ -391,13 +442,31 @@ test_load_aliases_file(void **state)
 
 	/* an error: the first one in e, all of them in errors */
 	f = fopen(path, "w");
-	fputs("a: |x\nb: :include:y\n", f);
+	fputs("a x\nb c: d\n", f);
 	fclose(f);
 	c = config_parse_string(conf, "t.conf", &e);
 	assert_int_equal(config_load_aliases(c, &errors, &nfile, &e), -1);
 	assert_int_equal(errors.n, 2);
-	assert_non_null(strstr(e.msg, "aliases:1: a program target"));
+	assert_non_null(strstr(e.msg, "aliases:1: no ':' after the name"));
 	assert_non_null(strstr(e.msg, "(and more: run newaliases"));
+	config_free(c);
+
+	/* an entry for a program: kept as unusable, the file loads, the
+	 * alias lines still win over the file's entry of the same name */
+	sv_free(&errors);
+	sv_init(&errors);
+	f = fopen(path, "w");
+	fputs("mailman: \"|/usr/lib/mailman post\"\nroot: |x\n"
+	    "postmaster: root\n", f);
+	fclose(f);
+	c = config_parse_string(conf, "t.conf", &e);
+	assert_int_equal(config_load_aliases(c, &errors, &nfile, &e), 0);
+	assert_int_equal(errors.n, 0);
+	assert_int_equal(nfile, 3);
+	assert_non_null(alias_find(&c->aliases, "mailman")->unusable);
+	assert_null(alias_find(&c->aliases, "root")->unusable);
+	assert_string_equal(alias_find(&c->aliases, "root")->targets.v[0],
+	    "me@example.org");
 	config_free(c);
 	sv_free(&errors);
 	tu_rmtree(dir);
@@ -483,6 +552,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sendmail_format),
 		cmocka_unit_test(test_refused_targets),
+		cmocka_unit_test(test_unusable_targets),
 		cmocka_unit_test(test_errors_never_quote_the_file),
 		cmocka_unit_test(test_long_lines_and_entries),
 		cmocka_unit_test(test_chains_and_domain),
