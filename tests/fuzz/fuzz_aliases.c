@@ -52,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(strchr(errors.v[i], '\n') == NULL);
 	}
 	for (size_t i = 0; i < t.n; i++) {
-		FUZZ_CHECK(t.v[i].targets.n > 0);
+		FUZZ_CHECK((t.v[i].targets.n > 0) != (t.v[i].unusable != NULL));
 		FUZZ_CHECK(alias_find(&t, t.v[i].name) == &t.v[i]);
 		if (i < 50)
 			check_expand(&t, t.v[i].name);
