@@ -143,6 +143,15 @@ deliver_now(const struct config *cfg, const char *id, bool verbose)
 	sv_free(&av);
 }
 
+/* sendmail's failures say what became of the message (postie(1)). */
+static void
+nothing_queued(struct err *e)
+{
+	size_t len = strlen(e->msg);
+
+	snprintf(e->msg + len, sizeof(e->msg) - len, "; nothing was queued");
+}
+
 static int
 sendmail_spool(const struct sendmail_args *a, const struct config *cfg,
     struct queue *q, struct log *log, struct err *e)
@@ -174,12 +183,8 @@ sendmail_spool(const struct sendmail_args *a, const struct config *cfg,
 		else if (a->delivery == SM_DELIVER_BACKGROUND)
 			spawn_deliver(cfg, log);
 		spool_result_free(&res);
-	} else {
-		size_t len = strlen(e->msg);
-
-		snprintf(e->msg + len, sizeof(e->msg) - len,
-		    "; nothing was queued");
-	}
+	} else
+		nothing_queued(e);
 	free(in);
 	spool_opts_free(&o);
 	return rc;
@@ -273,18 +278,18 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 		    cli_sendmail_usage);
 		goto out;
 	}
-	if ((cfg = config_load(a.config, e)) == NULL)
+	if ((cfg = config_load(a.config, e)) == NULL) {
+		if (a.mode == SM_SEND || a.mode == SM_SMTP)
+			nothing_queued(e);
 		goto out;
+	}
 	if (a.mode == SM_ALIASES) {
 		rc = check_aliases(cfg, "sendmail", e);
 		goto out;
 	}
 	if ((a.mode == SM_SEND || a.mode == SM_SMTP) &&
 	    config_load_aliases(cfg, NULL, NULL, e) < 0) {
-		size_t len = strlen(e->msg);
-
-		snprintf(e->msg + len, sizeof(e->msg) - len,
-		    "; nothing was queued");
+		nothing_queued(e);
 		goto out;
 	}
 	log_open(&log, cfg, "sendmail", a.verbose);
@@ -299,10 +304,7 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 	case SM_SEND:
 		crash_init(&crash);
 		if (queue_open(&q, cfg->queue, false, e) < 0) {
-			size_t len = strlen(e->msg);
-
-			snprintf(e->msg + len, sizeof(e->msg) - len,
-			    "; nothing was queued");
+			nothing_queued(e);
 			break;
 		}
 		q.crash = &crash;

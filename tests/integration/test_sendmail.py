@@ -196,11 +196,12 @@ class TestRefusals(QueueCase):
         self.write_config("identity x\n  host h\n  from *\n  prot 25\n")
         self.check(["bob@example.com"], MSG, 78,
                    r"^sendmail: .*postie.conf:6: word 1: unknown key; did "
-                   r"you mean 'port'\? \(postie.conf\(5\) lists the keys\)$")
+                   r"you mean 'port'\? \(postie.conf\(5\) lists the keys\); "
+                   r"nothing was queued$")
 
     def test_missing_config_file(self):
         self.check(["-C", os.path.join(self.dir, "nope"), "bob@example.com"],
-                   MSG, 78, r"nope: cannot open the config file")
+                   MSG, 78, r"nope: cannot open the config file.*; nothing was queued$")
 
     def test_password_in_readable_config(self):
         self.write_config("identity x\n  host h\n  default\n  user u\n"
