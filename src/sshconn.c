@@ -430,9 +430,11 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	}
 	if (h->key_given)
 		return err_set(e, refused_code, "SSH server "
-		    "%s refused %s with ssh-key %s: %s (an encrypted key needs ssh-agent; RSA "
-		    "keys do not work with this libssh2, use Ed25519 or "
-		    "ECDSA)", p->target->host, user, h->keys.v[0], refused);
+		    "%s refused %s with ssh-key %s: %s (is %s.pub in %s's "
+		    "~/.ssh/authorized_keys on the server? an encrypted key "
+		    "needs ssh-agent; RSA keys do not work with this libssh2, "
+		    "use Ed25519 or ECDSA)", p->target->host, user,
+		    h->keys.v[0], refused, h->keys.v[0], user);
 	sb_init(&tried);
 	if (!h->keys_only && auth_agent(p, c, user)) {
 		sb_free(&tried);
@@ -489,8 +491,10 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	}
 	rc = err_set(e, sshconn_class(c->s, ERR_NOPERM), "SSH server %s "
 	    "refused %s (tried %s); "
-	    "set ssh-key or load a key into ssh-agent (Ed25519 or ECDSA: "
+	    "set ssh-key or load a key into ssh-agent, its public key in "
+	    "%s's ~/.ssh/authorized_keys on the server (Ed25519 or ECDSA: "
 	    "RSA keys do not work with this libssh2)%s", p->target->host, user,
+	    user,
 	    tried.s, cert_note(h, note, sizeof(note)));
 	sb_free(&tried);
 	return rc;

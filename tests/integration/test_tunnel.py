@@ -238,6 +238,8 @@ class TestTunnelRefusals(TunnelCase):
         self.key = sshd.keygen(os.path.join(self.dir, "stranger"))     # not authorized
         why = self.refused()
         self.assertIn("refused %s with ssh-key %s" % (self.sshd.user, self.key), why)
+        self.assertIn("is %s.pub in %s's ~/.ssh/authorized_keys on the server?"
+                      % (self.key, self.sshd.user), why)
 
     def test_ssh_server_unreachable(self):
         srv = self.start()
