@@ -532,9 +532,16 @@ held_or_removed(struct runner *r, struct item *it)
 			    "queue by hand", it->id);
 		return 1;
 	}
-	if (it->st.held && r->o->ids.n > 0)
+	if (it->st.held && r->o->ids.n > 0) {
 		log_msg(r->log, LOG_NOTICE, "%s: held, not sent (postie queue "
 		    "release %s sends it)", it->id, it->id);
+		/* named by hand: said on the terminal too (the log line is
+		 * there already with -v or log stderr) */
+		if (isatty(STDERR_FILENO) && !r->log->verbose &&
+		    r->log->kind != LOGTO_STDERR)
+			fprintf(stderr, "deliver: %s: held, not sent (postie "
+			    "queue release %s sends it)\n", it->id, it->id);
+	}
 	return it->st.held;
 }
 

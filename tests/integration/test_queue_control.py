@@ -175,6 +175,11 @@ class TestQueueControl(Base):
 
         self.deliver("--now")
         self.deliver(a)                       # named: still not sent, and said so
+        rc, shown = self.run_cmd_tty("deliver", ["-C", self.conf, a])
+        self.assertEqual(rc, 0, shown)
+        self.assertEqual(shown.replace("\r", ""),
+                         "deliver: %s: held, not sent (postie queue release %s sends it)\n"
+                         % (a, a))
         with open(os.path.join(self.dir, "postie.log")) as f:
             log = f.read()
         self.assertIn("%s: held by hand" % a, log)
