@@ -18,7 +18,7 @@ struct tls_policy {
 	char		*host;		/* the name the certificate must carry */
 	char		*pin;		/* "sha256:HEX" or NULL */
 	bool		 is_ip;		/* host is an address: no SNI */
-	char		 reason[256];	/* why the last check failed */
+	char		 reason[384];	/* why the last check failed */
 };
 
 /* Build the context for id; -1 (ERR_CONFIG) if a file cannot be used. */

@@ -1,5 +1,6 @@
 /* session.c - TLS, greeting, EHLO and AUTH on the upstream, each bounded. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -45,6 +46,27 @@ wait_until(int fd, short events, long long deadline)
 
 /* ---- TLS ---------------------------------------------------------------- */
 
+/* What to do, after what went wrong: " (hint)" at the end of e. */
+static void hint(struct err *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+hint(struct err *e, const char *fmt, ...)
+{
+	size_t len = strlen(e->msg);
+	va_list ap;
+
+	if (len + 3 >= sizeof(e->msg))
+		return;
+	snprintf(e->msg + len, sizeof(e->msg) - len, " (");
+	len += 2;
+	va_start(ap, fmt);
+	vsnprintf(e->msg + len, sizeof(e->msg) - len, fmt, ap);
+	va_end(ap);
+	len = strlen(e->msg);
+	snprintf(e->msg + len, sizeof(e->msg) - len, ")");
+}
+
 static int
 handshake(struct session *s, const struct session_params *p, struct err *e)
 {
@@ -84,8 +106,16 @@ handshake(struct session *s, const struct session_params *p, struct err *e)
 		if (policy->reason[0] != '\0')
 			return err_set(e, ERR_TEMPFAIL, "TLS with %s: %s",
 			    policy->host, policy->reason);
-		return err_set(e, ERR_TEMPFAIL, "TLS handshake with %s failed: "
-		    "%s", policy->host, code ? buf : "the connection closed");
+		err_set(e, ERR_TEMPFAIL, "TLS handshake with %s failed: %s",
+		    policy->host, code ? buf : "the connection closed");
+		/* what a plain greeting ("220 ...") looks like to TLS */
+		if (p->mode == TLS_IMPLICIT && ERR_GET_LIB(code) ==
+		    ERR_LIB_SSL && ERR_GET_REASON(code) ==
+		    SSL_R_WRONG_VERSION_NUMBER)
+			hint(e, "port %d does not start with TLS: for a port "
+			    "that offers STARTTLS (as 587 does) set tls "
+			    "starttls", p->port);
+		return -1;
 	}
 	if (!tls_peer_ok(policy, ssl)) {
 		SSL_free(ssl);
@@ -409,8 +439,15 @@ opening(struct session *s, const struct session_params *p, struct reply *r,
 
 	if (p->mode == TLS_IMPLICIT && handshake(s, p, e) < 0)
 		return -1;
-	if (read_reply(s, p, r, "the greeting", e) < 0)
+	if (read_reply(s, p, r, "the greeting", e) < 0) {
+		/* a port that wants TLS at once waits for our handshake, as
+		 * we wait for its greeting */
+		if (p->mode != TLS_IMPLICIT && e->code == ERR_TEMPFAIL &&
+		    strstr(e->msg, "timed out") != NULL)
+			hint(e, "if port %d wants TLS at once (as 465 does), "
+			    "set tls tls", p->port);
 		return -1;
+	}
 	if (r->code != 220) {
 		reply_text(r, text, sizeof(text));
 		return err_set(e, ERR_TEMPFAIL, "%s said: %s", p->host, text);

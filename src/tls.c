@@ -38,6 +38,30 @@ tls_cert_fingerprint(X509 *cert, char *buf, size_t len)
  * verdict (chain to a trusted CA, validity, host name) stands. The first
  * failure is kept as the reason.
  */
+/* What to do about a certificate that did not verify. */
+static const char *
+verify_hint(int err)
+{
+	switch (err) {
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+		return " (a server with a CA of its own: set tls-ca to that "
+		    "CA's certificate, or pin the server's with "
+		    "tls-fingerprint)";
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+		return " (set host to a name the certificate carries)";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return " (is this machine's clock right? if so, the server's "
+		    "certificate is out of date)";
+	default:
+		return "";
+	}
+}
+
 static int
 verify_cb(int preverify_ok, X509_STORE_CTX *store)
 {
@@ -62,11 +86,12 @@ verify_cb(int preverify_ok, X509_STORE_CTX *store)
 		int err = X509_STORE_CTX_get_error(store);
 
 		snprintf(p->reason, sizeof(p->reason), "certificate "
-		    "verification failed at depth %d: %s%s%s",
+		    "verification failed at depth %d: %s%s%s%s",
 		    X509_STORE_CTX_get_error_depth(store),
 		    X509_verify_cert_error_string(err),
 		    err == X509_V_ERR_HOSTNAME_MISMATCH ? " for " : "",
-		    err == X509_V_ERR_HOSTNAME_MISMATCH ? p->host : "");
+		    err == X509_V_ERR_HOSTNAME_MISMATCH ? p->host : "",
+		    verify_hint(err));
 	}
 	return preverify_ok;
 }

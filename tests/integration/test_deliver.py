@@ -1091,12 +1091,16 @@ class TestTLS(DeliverCase):
 
     def test_refusals(self):
         ca = "  tls-ca %s\n" % certs.path("ca.crt")
-        cases = [
-            ("wrong", ca, "hostname mismatch"),
-            ("self", ca, "self-signed"),
-            ("expired", ca, "expired"),
+        own_ca = ("(a server with a CA of its own: set tls-ca to that CA's certificate, "
+                  "or pin the server's with tls-fingerprint)")
+        cases = [       # what failed, then what to do
+            ("wrong", ca, "hostname mismatch for localhost (set host to a name the "
+                          "certificate carries)"),
+            ("self", ca, "self-signed certificate " + own_ca),
+            ("expired", ca, "expired (is this machine's clock right? if so, the server's "
+                            "certificate is out of date)"),
             ("self", "  tls-fingerprint sha256:" + "00" * 32 + "\n", "does not match tls-fingerprint"),
-            ("localhost", "", "unable to get local issuer"),   # system store lacks our CA
+            ("localhost", "", "unable to get local issuer certificate " + own_ca),
         ]
         for cert, extra, why in cases:
             with self.subTest(cert=cert, extra=extra):
@@ -1109,6 +1113,29 @@ class TestTLS(DeliverCase):
                 st = self.states(qid)["bob@example.com"]
                 self.assertEqual(st[0], "deferred")
                 self.assertIn(why, st[1])
+
+    def test_the_wrong_tls_for_the_port_says_which_to_set(self):
+        ca = "  tls-ca %s\n" % certs.path("ca.crt")
+        # tls tls against a STARTTLS port: its plain greeting is no TLS
+        srv = self.server_for(mode="starttls")
+        self.tls, self.identity_extra = "tls", ca
+        self.configure(host="localhost")
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        why = self.states(qid)["bob@example.com"][1]
+        self.assertIn("wrong version number (port %d does not start with TLS: for a port "
+                      "that offers STARTTLS (as 587 does) set tls starttls)" % srv.port, why)
+        # tls starttls against an implicit-TLS port: each waits for the other
+        os.unlink(os.path.join(self.queue, "msg", qid))
+        srv = self.server_for(mode="implicit")
+        self.tls = "starttls"
+        self.configure(host="localhost", timeout=2)
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        why = self.states(qid)["bob@example.com"][1]
+        self.assertIn("timed out waiting for the greeting (2 s) (if port %d wants TLS at "
+                      "once (as 465 does), set tls tls)" % srv.port, why)
+        self.assertEqual(srv.messages, [])
 
     def test_pinned_self_signed(self):
         srv, qid, r = self.deliver_with("  tls-fingerprint %s\n" % certs.fingerprint("self.crt"), "self")
