@@ -441,8 +441,8 @@ opening(struct session *s, const struct session_params *p, struct reply *r,
 		return -1;
 	if (read_reply(s, p, r, "the greeting", e) < 0) {
 		/* a port that wants TLS at once waits for our handshake, as
-		 * we wait for its greeting */
-		if (p->mode != TLS_IMPLICIT && e->code == ERR_TEMPFAIL &&
+		 * we wait for its greeting: not a byte came */
+		if (p->mode != TLS_IMPLICIT && r->len == 0 &&
 		    strstr(e->msg, "timed out") != NULL)
 			hint(e, "if port %d wants TLS at once (as 465 does), "
 			    "set tls tls", p->port);
