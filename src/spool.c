@@ -342,9 +342,11 @@ added_fields(const struct config *cfg, const struct headers *hd,
 		gettimeofday(&tv, NULL);
 		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 			rnd = (unsigned int)tv.tv_usec ^ (unsigned int)getpid();
+		/* the domain, not the machine's name, when one is set: the
+		 * left side is unique by itself (time, pid, 32 random bits) */
 		sb_addf(out, "Message-ID: <%lld.%06ld.%ld.%08x@%s>%s",
 		    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), rnd,
-		    util_hostname(), eol);
+		    config_domain(cfg), eol);
 	}
 	if (hdr_find(hd, "From", 0) < 0) {
 		char *daemon = xasprintf("MAILER-DAEMON@%s",

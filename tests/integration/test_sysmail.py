@@ -225,7 +225,10 @@ class TestAliasesAtSendmail(AliasCase):
         env, body = self.only_msg()
         self.assertEqual(env["sender"], "tester@example.org")
         self.assertIn(b"\nFrom: tester@example.org\n", body)
-        self.assertIn(b"@%s>" % socket.gethostname().encode(), body)   # Message-ID
+        # Message-ID: the domain too, not the machine's name
+        self.assertRegex(body, rb"\nMessage-ID: <[0-9]+\.[0-9]{6}\.[0-9]+\.[0-9a-f]{8}"
+                               rb"@example\.org>\n")
+        self.assertNotIn(b"@%s>" % socket.gethostname().encode(), body)
 
     def test_cron_without_an_alias_stays_local(self):
         r = self.sendmail(CRON_ARGS + ["-odq"], CRON_MSG)
