@@ -36,6 +36,8 @@ struct queue {
 	char		*msg;
 	char		*state;
 	struct crash	*crash;		/* may be NULL */
+	int		 ballast;	/* room held for the journal (an
+					 * unnamed file), or -1 */
 };
 
 /* The envelope stored at the top of msg/ID. */
@@ -172,6 +174,19 @@ void	queue_unlock(int fd);
  * taken back (the file is cut to where it ended): the journal is as it was. */
 int	queue_state_append(struct queue *q, const char *id, const char *line,
 	    struct err *e);
+
+/*
+ * Hold bytes of the queue's file system for the journal lines a run is
+ * about to need (an unnamed file, O_TMPFILE, its blocks allocated): a
+ * line that then finds the disk full gets the room (the ballast goes,
+ * queue_state_append tries once more), so a message the server took is
+ * never left unrecorded by a disk that filled meanwhile. -1 with e set
+ * when the room is not there (send nothing); 0 also where the file
+ * system cannot hold room (no promise then). Released by
+ * queue_ballast_drop or queue_close; a crash releases it too.
+ */
+int	queue_ballast_take(struct queue *q, off_t bytes, struct err *e);
+void	queue_ballast_drop(struct queue *q);
 /* Fold state/ID into st (all waiting if there is none). */
 int	queue_state_read(struct queue *q, const char *id,
 	    const struct envelope *env, struct msgstate *st, struct err *e);

@@ -87,6 +87,11 @@ deliver_next_try(const struct config *cfg, int attempts, time_t now)
 	return now + cfg->retry[i];
 }
 
+/* A journal line is at most this long (a reply is cut to fit); a
+ * session holds room for its lines up to JOURNAL_ROOM_MAX. */
+#define JOURNAL_LINE_MAX	1024
+#define JOURNAL_ROOM_MAX	(8 * 1024 * 1024)
+
 static int
 journal(struct runner *r, struct item *it, struct err *e, const char *fmt,
     ...) __attribute__((format(printf, 4, 5)));
@@ -95,7 +100,7 @@ static int
 journal(struct runner *r, struct item *it, struct err *e, const char *fmt,
     ...)
 {
-	char line[1024];
+	char line[JOURNAL_LINE_MAX];
 	va_list ap;
 	int n;
 
@@ -839,6 +844,27 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	}
 	if (n == 0)
 		goto out;
+	/* room for every journal line this session can need, held before
+	 * anything goes: a server's 250 that could not be recorded would
+	 * have the next run send the message again */
+	{
+		off_t room = 16384;
+
+		for (size_t k = 0; k < n; k++)
+			room += (off_t)(g.run.msgs[k].nrcpt + 2) *
+			    JOURNAL_LINE_MAX;
+		if (queue_ballast_take(&r->q, room > JOURNAL_ROOM_MAX ?
+		    JOURNAL_ROOM_MAX : room, e) < 0) {
+			struct err w = *e;
+
+			err_set(e, w.code, "identity %s: %s; nothing was sent, "
+			    "the mail stays queued (free some space, then run "
+			    "deliver again)", id->name, w.msg);
+			log_msg(r->log, LOG_WARNING, "%s", e->msg);
+			rc = -1;
+			goto out;
+		}
+	}
 	g.run.cfg = r->cfg;
 	g.run.id = id;
 	g.run.log = r->log;
@@ -893,6 +919,7 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	if (g.failed_writes > 0)
 		rc = -1;
 out:
+	queue_ballast_drop(&r->q);
 	if (password != NULL) {
 		explicit_bzero(password, strlen(password));
 		free(password);

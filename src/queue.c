@@ -61,6 +61,7 @@ queue_open(struct queue *q, const char *dir, bool create, struct err *e)
 	q->msg = xasprintf("%s/msg", dir);
 	q->state = xasprintf("%s/state", dir);
 	q->crash = NULL;
+	q->ballast = -1;
 	if ((create && (util_mkdir_p(q->tmp, e) < 0 ||
 	    util_mkdir_p(q->msg, e) < 0 || util_mkdir_p(q->state, e) < 0)) ||
 	    queue_check(q, e) < 0) {
@@ -73,6 +74,8 @@ queue_open(struct queue *q, const char *dir, bool create, struct err *e)
 void
 queue_close(struct queue *q)
 {
+	if (q->dir != NULL)
+		queue_ballast_drop(q);
 	free(q->dir);
 	free(q->tmp);
 	free(q->msg);
@@ -766,7 +769,57 @@ cut_torn_line(int fd)
 }
 
 int
+queue_ballast_take(struct queue *q, off_t bytes, struct err *e)
+{
+	int fd;
+
+	queue_ballast_drop(q);
+	fd = open(q->state, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 0;	/* no unnamed files here: no promise */
+	if (fallocate(fd, 0, 0, bytes) < 0) {
+		int err = errno;
+
+		close(fd);
+		if (err == EOPNOTSUPP || err == ENOSYS)
+			return 0;
+		return err_set(e, err_from_errno(err), "cannot hold %lld "
+		    "bytes in %s for the journal: %s", (long long)bytes,
+		    q->state, strerror(err));
+	}
+	q->ballast = fd;
+	return 0;
+}
+
+void
+queue_ballast_drop(struct queue *q)
+{
+	if (q->ballast >= 0)
+		close(q->ballast);	/* unnamed: its blocks are free */
+	q->ballast = -1;
+}
+
+static int	state_append(struct queue *, const char *, const char *,
+		    struct err *);
+
+int
 queue_state_append(struct queue *q, const char *id, const char *line,
+    struct err *e)
+{
+	int rc = state_append(q, id, line, e);
+
+	/* the disk filled since the run took its room: the room goes to
+	 * this line, and to the rest of the run's */
+	if (rc < 0 && q->ballast >= 0 && (errno == ENOSPC ||
+	    errno == EDQUOT)) {
+		queue_ballast_drop(q);
+		rc = state_append(q, id, line, e);
+	}
+	return rc;
+}
+
+static int
+state_append(struct queue *q, const char *id, const char *line,
     struct err *e)
 {
 	char *path = xasprintf("%s/%s", q->state, id);
@@ -785,13 +838,16 @@ queue_state_append(struct queue *q, const char *id, const char *line,
 	    util_write_all(fd, line, len) < 0 ||
 	    (len > 0 && line[len - 1] != '\n' &&
 	    util_write_all(fd, "\n", 1) < 0) || fsync(fd) < 0) {
-		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
-		    path, strerror(errno));
+		int err = errno;
+
+		rc = err_set(e, err_from_errno(err), "cannot write %s: %s",
+		    path, strerror(err));
 		/* a line not known to be durable is no line: the journal
 		 * stays as it was, as the caller is told */
 		if (end >= 0 && ftruncate(fd, end) == 0)
 			(void)fsync(fd);
 		close(fd);
+		errno = err;	/* the caller's to see (ENOSPC) */
 		goto out;
 	}
 	if (close(fd) < 0) {

@@ -192,6 +192,67 @@ class TestFullDisk(QueueCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.msg_ids(), [])
 
+    def upstream(self, script):
+        from smtpserver import Server
+        srv = Server(script=script)
+        self.addCleanup(srv.stop)
+        self.write_config("retry 1s\nbounce none\nidentity up\n  default\n  host 127.0.0.1\n"
+                          "  port %d\n  tls none\n  timeout 10s\n" % srv.port)
+        return srv
+
+    def queue_three(self):
+        # two recipients, one deferred: the journal, not the removal,
+        # records what went
+        for i in range(3):
+            r = self.sendmail(["-odq", "-i", "ok%d@example.com" % i, "later%d@example.com" % i],
+                              b"Subject: m%d\n\nhi\n" % i)
+            self.assertQueued(r)
+
+    def sent(self, srv):
+        return sorted(r for m in srv.messages for r in m.rcpts)
+
+    def test_a_full_disk_sends_nothing_it_could_not_record(self):
+        srv = self.upstream({"RCPT": lambda a: "451 4.7.1 later" if "later" in a else
+                             "250 2.1.5 ok"})
+        self.queue_three()
+        fill = self.fill()
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertRegex(r.stderr.decode(), r"^deliver: identity up: cannot hold \d+ bytes in "
+                         r".*/state for the journal: No space left on device; nothing was "
+                         r"sent, the mail stays queued \(free some space, then run deliver "
+                         r"again\)\n$")
+        self.assertEqual(srv.messages, [])       # sent, it would go again next time
+        os.unlink(fill)
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.sent(srv), ["ok0@example.com", "ok1@example.com",
+                                          "ok2@example.com"])
+
+    def test_a_disk_that_fills_during_the_session_loses_no_record(self):
+        # the disk fills while the server takes the first message: the
+        # outcomes of all three still reach the journal (room taken for
+        # them when the session opened), so none is sent twice
+        filled = []
+
+        def rcpt(a):
+            if not filled:
+                filled.append(self.fill())
+            return "451 4.7.1 later" if "later" in a else "250 2.1.5 ok"
+        srv = self.upstream({"RCPT": rcpt})
+        self.queue_three()
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 3)
+        os.unlink(filled[0])
+        for _ in range(2):
+            r = self.run_cmd("deliver", ["--now"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.sent(srv), ["ok0@example.com", "ok1@example.com",
+                                          "ok2@example.com"])
+
     def test_queue_control_on_a_full_disk_says_nothing_changed(self):
         r = self.sendmail(["-odq", "-i", "bob@example.com"], MSG)
         self.assertQueued(r)
