@@ -53,6 +53,10 @@ struct alias_table {
 	size_t		 n;
 	size_t		*slot;		/* hash index: 1 + index in v, 0 empty */
 	size_t		 cap;		/* a power of two, or 0 */
+	struct strvec	 notes;		/* "FILE:LINE: what" of the file's
+					 * problems that refuse no mail (a
+					 * name given again: the first
+					 * counts), at most ALIAS_ERRORS_MAX */
 };
 
 void	alias_table_init(struct alias_table *t);
@@ -65,8 +69,8 @@ const struct alias *alias_find(const struct alias_table *t, const char *name);
  * Add one alias defined at where ("FILE:LINE"). Each target must be an
  * address or a local name (see above). -1 with why set (a static
  * string) if a target is not, -2 if it is one postie does not take (a
- * program, a file, an :include:); a name given twice keeps the first
- * and reports the second as an error.
+ * program, a file, an :include:), -3 for a name given before (the first
+ * one counts: the file's parser notes it, the config's lines refuse it).
  */
 int	alias_add(struct alias_table *t, const char *name,
 	    const struct strvec *targets, const char *where,
@@ -80,7 +84,8 @@ int	alias_add_unusable(struct alias_table *t, const char *name,
 /*
  * Parse aliases-file text read from file into t. Every error found (up
  * to ALIAS_ERRORS_MAX) is appended to errors as "FILE:LINE: what";
- * returns the number of errors (0: every entry was added).
+ * returns the number of errors (0: every entry was added, or kept as
+ * unusable, or noted in t->notes as a name given again).
  */
 int	alias_parse_text(struct alias_table *t, const char *text, size_t len,
 	    const char *file, struct strvec *errors);
@@ -107,7 +112,8 @@ int	alias_check(const struct alias_table *t, struct strvec *errors);
  * Expand one recipient into out (appended, duplicates dropped through
  * seen as addr_list_add does). A local name (no '@') with an alias is
  * replaced by its targets, recursively; a name reached again down its
- * own chain (root: root, me@x) is a leaf. A leaf that is a local name
+ * own chain (root: root, me@x), or written \name (sendmail's "no further
+ * aliasing": root: \root, me@x), is a leaf. A leaf that is a local name
  * reached through an alias is qualified with domain when domain is not
  * NULL; a recipient that has no alias is kept as it is. -1 with e set
  * (ERR_CONFIG) on a loop, when a bound is passed, or when the chain

@@ -21,6 +21,7 @@ void
 alias_table_init(struct alias_table *t)
 {
 	memset(t, 0, sizeof(*t));
+	sv_init(&t->notes);
 }
 
 void
@@ -34,6 +35,7 @@ alias_table_free(struct alias_table *t)
 	}
 	free(t->v);
 	free(t->slot);
+	sv_free(&t->notes);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -129,6 +131,10 @@ target_problem(const char *tg)
 
 	if ((why = unsupported(tg)) != NULL)
 		return why;
+	/* sendmail's \name: that local name, looked up no further */
+	if (tg[0] == '\\')
+		return valid_name(tg + 1) ? NULL : "a local name may only "
+		    "have letters, digits, '.', '_', '+' and '-' (at most 64)";
 	if (strchr(tg, '@') == NULL)
 		return valid_name(tg) ? NULL : "a local name may only have "
 		    "letters, digits, '.', '_', '+' and '-' (at most 64)";
@@ -159,7 +165,7 @@ alias_add(struct alias_table *t, const char *name,
 			return unsupported(targets->v[i]) != NULL ? -2 : -1;
 	if (alias_find(t, name) != NULL) {
 		*why = "this name has an alias already (the first one counts)";
-		return -1;
+		return -3;
 	}
 	return add(t, name, targets, where, NULL);
 }
@@ -178,7 +184,7 @@ alias_add_unusable(struct alias_table *t, const char *name,
 	}
 	if (alias_find(t, name) != NULL) {
 		*why = "this name has an alias already (the first one counts)";
-		return -1;
+		return -3;
 	}
 	sv_init(&none);
 	rc = add(t, name, &none, where, unusable);
@@ -282,7 +288,12 @@ parse_entry(struct alias_table *t, const char *entry, const char *file,
 	rc = alias_add(t, name, &targets, where, &why);
 	if (rc == -2)
 		rc = alias_add_unusable(t, name, where, why, &why);
-	if (rc < 0)
+	/* a name given again (Postfix and sendmail warn, keep the first):
+	 * no reason to refuse all mail */
+	if (rc == -3 && t->notes.n < ALIAS_ERRORS_MAX)
+		sv_push_owned(&t->notes, xasprintf("%s:%d: %s", file, line,
+		    why));
+	else if (rc < 0 && rc != -3)
 		report(errors, count, file, line, why);
 	free(where);
 	free(name);
@@ -461,6 +472,8 @@ walk(struct walk *w, const char *rcpt, const char *parent)
 	const struct alias *a = NULL;
 	int rc = 0;
 
+	if (rcpt[0] == '\\' && parent != NULL)
+		return walk_leaf(w, rcpt + 1, true);	/* no further */
 	if (strchr(rcpt, '@') == NULL &&
 	    (parent == NULL || strcasecmp(rcpt, parent) != 0))
 		a = alias_find(w->t, rcpt);

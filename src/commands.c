@@ -209,6 +209,9 @@ check_aliases(struct config *cfg, const char *cmd, struct err *e)
 	}
 	for (size_t i = 0; i < errors.n; i++)
 		fprintf(stderr, "%s: %s\n", cmd, errors.v[i]);
+	/* what refuses no mail: a name given again (the first counts) */
+	for (size_t i = 0; i < cfg->aliases.notes.n; i++)
+		fprintf(stderr, "%s: %s\n", cmd, cfg->aliases.notes.v[i]);
 	/* entries for a program, a file or an :include: (another MTA's)
 	 * refuse only the mail to them */
 	for (size_t i = 0; i < cfg->aliases.n; i++) {

@@ -1528,6 +1528,9 @@ config_load_aliases(struct config *cfg, struct strvec *errors, size_t *nfile,
 		if (nfile != NULL)
 			*nfile = file.n;
 	}
+	for (size_t i = 0; i < file.notes.n; i++)
+		if (cfg->aliases.notes.n < ALIAS_ERRORS_MAX)
+			sv_push(&cfg->aliases.notes, file.notes.v[i]);
 	for (size_t i = 0; i < file.n; i++) {
 		const struct alias *a = &file.v[i];
 		const char *why;

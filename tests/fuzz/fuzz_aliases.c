@@ -51,6 +51,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    0);
 		FUZZ_CHECK(strchr(errors.v[i], '\n') == NULL);
 	}
+	FUZZ_CHECK(t.notes.n <= ALIAS_ERRORS_MAX);
+	for (size_t i = 0; i < t.notes.n; i++) {
+		FUZZ_CHECK(strncmp(t.notes.v[i], NAME ":", strlen(NAME) + 1) ==
+		    0);
+		FUZZ_CHECK(strchr(t.notes.v[i], '\n') == NULL);
+	}
 	for (size_t i = 0; i < t.n; i++) {
 		FUZZ_CHECK((t.v[i].targets.n > 0) != (t.v[i].unusable != NULL));
 		FUZZ_CHECK(alias_find(&t, t.v[i].name) == &t.v[i]);

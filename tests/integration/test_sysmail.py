@@ -190,6 +190,22 @@ class TestAliasesAtSendmail(AliasCase):
             self.assertNothingQueued()
         self.assertFalse(os.path.exists("/tmp/x"))
 
+    def test_a_name_given_twice_and_backslash_names(self):
+        # a migrated /etc/aliases: a name given again (the first counts, as
+        # Postfix and sendmail have it) and sendmail's \\root idiom
+        path = self.aliases_file("root: \\root, me@example.org\n"
+                                 "postmaster: root\n"
+                                 "postmaster: other@example.org\n")
+        self.write_config("domain example.org\naliases %s\n" % path)
+        r = self.newaliases()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.decode(), "newaliases: %s:3: this name has an alias already "
+                         "(the first one counts)\n" % path)
+        r = self.sendmail(["-odq", "-oi", "postmaster"], b"Subject: cron\n\nhi\n")
+        self.assertQueued(r)
+        env, _ = self.only_msg()
+        self.assertEqual(env["rcpt"], ["root@example.org", "me@example.org"])
+
     def test_an_entry_for_a_program_refuses_only_its_own_mail(self):
         # /etc/aliases is shared: a mailing-list manager's "|command" entry
         # must not stop cron's mail to root
