@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "message.h"
+#include "alias.h"
 #include "smtpd.h"
 #include "spool.h"
 
@@ -239,6 +240,26 @@ cmd_rcpt(struct session *s, const char *arg)
 	if (!parse_params(s, params, 1u << P_NOTIFY | 1u << P_ORCPT, &pv)) {
 		free(addr);
 		return;
+	}
+	/* an alias that refuses mail (a program's entry) says so here, for
+	 * this recipient alone, not after the data for the whole message */
+	{
+		struct strvec out;
+		struct addr_set seen;
+		struct err e = { 0 };
+		int rc;
+
+		sv_init(&out);
+		addr_set_init(&seen);
+		rc = alias_expand(&s->cfg->aliases, s->cfg->domain, addr, &out,
+		    &seen, &e);
+		addr_set_free(&seen);
+		sv_free(&out);
+		if (rc < 0) {
+			reply(s, "550 5.1.1 %s", e.msg);
+			free(addr);
+			return;
+		}
 	}
 	if (pv.have[P_NOTIFY]) {
 		snprintf(s->notify, sizeof(s->notify), "%s", pv.val[P_NOTIFY]);

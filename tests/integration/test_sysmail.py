@@ -233,6 +233,19 @@ class TestAliasesAtSendmail(AliasCase):
                              "a program target ('|command') is not supported: postie runs no "
                              "program for a recipient (use mda); nothing was queued\n" % path)
         self.assertEqual(len(self.msg_ids()), 1)
+        # over SMTP (-bs) the refusal is that recipient's, at its RCPT
+        os.unlink(os.path.join(self.queue, "msg", self.msg_ids()[0]))
+        dialogue = (b"EHLO me\r\nMAIL FROM:<tester@example.org>\r\nRCPT TO:<mylist>\r\n"
+                    b"RCPT TO:<root>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        r = self.sendmail(["-bs", "-odq"], dialogue)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        replies = r.stdout.decode().split("\r\n")
+        self.assertIn("550 5.1.1 %s:3: mail to mailman is refused: a program target "
+                      "('|command') is not supported: postie runs no program for a recipient "
+                      "(use mda)" % path, replies)
+        self.assertIn("250 2.1.5 Ok", replies)
+        env, _ = self.only_msg()
+        self.assertEqual(env["rcpt"], ["me@example.org"])
 
     def test_domain_qualifies_the_sender_and_the_from(self):
         self.write_config("domain example.org\n")
