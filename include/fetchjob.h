@@ -201,6 +201,7 @@ struct job {
 	unsigned long		 fetched, already, refused;
 	unsigned long		 taken;	/* claimed by another client first */
 	unsigned long		 released;	/* claims given back */
+	unsigned long		 unreleased;	/* --release: renames refused */
 	unsigned long		 deferred;	/* by the mda (75) */
 	unsigned long		 mda_failed;	/* by the mda (other) */
 	unsigned long		 expired;	/* removed by keep */

@@ -412,6 +412,21 @@ cmd_fetch(int argc, char **argv, struct err *e)
 	}
 	if ((cfg = config_load(a.config, e)) == NULL)
 		goto out;
+	/* this machine's own claims may be messages it has already taken
+	 * (their server removal not done): given back, another client
+	 * would take them again; its own runs finish them */
+	for (size_t i = 0; a.release != NULL && i < cfg->njobs; i++) {
+		const struct fetch_job *j = &cfg->jobs[i];
+
+		if ((a.names.n == 0 || sv_contains(&a.names, j->name)) &&
+		    strcmp(j->client, a.release) == 0) {
+			err_set(e, ERR_USAGE, "--release %s: that is the client "
+			    "name of job '%s' on this machine; its claims are "
+			    "finished by its own runs (fetch %s), not given "
+			    "back", a.release, j->name, j->name);
+			goto out;
+		}
+	}
 	if (netmod_load(&m, e) < 0)
 		goto out;
 	o.verbose = a.verbose;

@@ -1011,6 +1011,17 @@ on_given_back(void *arg, const struct sftp_reply *r, struct err *e)
 		    it->f->name, it->name, it->home, it->j->csub +
 		    sizeof(CLAIMS_DIR));
 		it->j->released++;
+	} else if (it->j->o->release != NULL) {
+		char why[300], *rpath = fetch_remote_path(it);
+
+		/* given up by hand: nobody's next run finishes it */
+		fetchget_status(r, why, sizeof(why));
+		fetch_say(it->j, LOG_ERR, "%s: cannot give it back to %s/: %s%s; "
+		    "it stays where it is: look at it on the server", rpath,
+		    it->home, why, r->status == SFTP_FX_FAILURE ? " (a file of "
+		    "that name there already?)" : "");
+		free(rpath);
+		it->j->unreleased++;
 	} else {
 		char why[300], *rpath = fetch_remote_path(it);
 
@@ -1704,6 +1715,14 @@ release(struct job *j)
 		printf("%s: %lu message%s claimed by client '%s' given back to "
 		    "new/ (cur/ for those seen)\n", j->job->name, j->released,
 		    j->released == 1 ? "" : "s", j->o->release);
+	}
+	if (j->unreleased > 0) {
+		struct err e;
+
+		err_set(&e, ERR_TEMPFAIL, "%lu claim%s of client '%s' could not "
+		    "be given back (said above)", j->unreleased,
+		    j->unreleased == 1 ? "" : "s", j->o->release);
+		fetch_fail(j, &e);
 	}
 	return j->failed ? -1 : 0;
 }

@@ -1600,6 +1600,31 @@ class TestClients(FetchCase):
         self.assertIn("inbox: 151 messages claimed by client 'desktop' given back",
                       r.stdout.decode())      # said where the user is, not only in the log
 
+    def test_release_of_this_machines_own_client_is_refused(self):
+        # its claims may be messages it has already taken: given back,
+        # another client would take them a second time
+        self.put("1700000000.M1P1.server", sub="postie-claims/" + self.client)
+        r = self.fetch("--release", self.client)
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("that is the client name of job 'inbox' on this machine", r.stderr.decode())
+        self.assertEqual(self.claimed_names(), ["1700000000.M1P1.server"])
+
+    def test_release_that_cannot_give_a_claim_back_fails(self):
+        self.put("1700000000.M1P1.server", sub="postie-claims/desktop")
+        self.put("1700000000.M1P1.server", sub="new")          # the name is taken there
+        self.put("1700000001.M2P2.server", sub="postie-claims/desktop")
+        r = self.fetch("--release", "desktop")
+        self.assertEqual(r.returncode, 75, r.stderr)
+        err = r.stderr.decode()
+        self.assertIn("postie-claims/desktop/1700000000.M1P1.server: cannot give it back to "
+                      "new/: ", err)
+        self.assertIn("it stays where it is: look at it on the server", err)
+        self.assertNotIn("for the next run of client", err)
+        self.assertIn("1 claim of client 'desktop' could not be given back", err)
+        self.assertEqual(self.claimed_names(client="desktop"), ["1700000000.M1P1.server"])
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.server",
+                                               "1700000001.M2P2.server"])
+
     def test_release_refuses_a_name_no_client_can_have(self):
         self.put("1700000000.M1P1.server", sub="postie-claims/desktop")
         for bad in ("..", "a/b", "", "x y", ".x"):
