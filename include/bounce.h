@@ -17,10 +17,13 @@
 
 /*
  * Build the notice for message id (env, st) whose file is fd into out.
- * Only recipients in state RCPT_FAILED are listed.
+ * Only recipients in state RCPT_FAILED are listed. host names the mail
+ * system in it (MAILER-DAEMON@host, Reporting-MTA, Message-ID): the
+ * `domain` when one is set, else the machine's name.
  */
 void	bounce_build(const char *id, const struct envelope *env,
-	    const struct msgstate *st, int fd, time_t now, struct strbuf *out);
+	    const struct msgstate *st, int fd, time_t now, const char *host,
+	    struct strbuf *out);
 
 /*
  * The delay warning (Action: delayed) for message id: the recipients
@@ -30,7 +33,8 @@ void	bounce_build(const char *id, const struct envelope *env,
  * reached (said for a recipient without a reply yet), or NULL.
  */
 void	bounce_build_delay(const char *id, const struct envelope *env,
-	    const struct msgstate *st, int fd, time_t now, time_t next_try,
-	    time_t until, const char *unreached, struct strbuf *out);
+	    const struct msgstate *st, int fd, time_t now, const char *host,
+	    time_t next_try, time_t until, const char *unreached,
+	    struct strbuf *out);
 
 #endif

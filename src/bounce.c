@@ -129,6 +129,7 @@ struct notice {
 	time_t		 until;		/* delayed: when it gives up */
 	const char	*unreached;	/* delayed: why the server was not
 					 * reached, or NULL */
+	const char	*host;		/* names the mail system */
 };
 
 static bool
@@ -220,7 +221,7 @@ notice_build(const struct notice *n, const char *id,
     const struct envelope *env, const struct msgstate *st, int fd,
     time_t now, struct strbuf *out)
 {
-	const char *host = util_hostname();
+	const char *host = n->host;
 	unsigned int rnd = 0;
 	char date[64], boundary[64];
 
@@ -271,20 +272,22 @@ notice_build(const struct notice *n, const char *id,
 
 void
 bounce_build(const char *id, const struct envelope *env,
-    const struct msgstate *st, int fd, time_t now, struct strbuf *out)
+    const struct msgstate *st, int fd, time_t now, const char *host,
+    struct strbuf *out)
 {
-	struct notice n = { .delayed = false };
+	struct notice n = { .delayed = false, .host = host };
 
 	notice_build(&n, id, env, st, fd, now, out);
 }
 
 void
 bounce_build_delay(const char *id, const struct envelope *env,
-    const struct msgstate *st, int fd, time_t now, time_t next_try,
-    time_t until, const char *unreached, struct strbuf *out)
+    const struct msgstate *st, int fd, time_t now, const char *host,
+    time_t next_try, time_t until, const char *unreached,
+    struct strbuf *out)
 {
 	struct notice n = { .delayed = true, .next_try = next_try,
-	    .until = until, .unreached = unreached };
+	    .until = until, .unreached = unreached, .host = host };
 
 	notice_build(&n, id, env, st, fd, now, out);
 }

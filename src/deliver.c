@@ -283,7 +283,8 @@ send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
 	int rc;
 
 	sb_init(&sb);
-	bounce_build(it->id, &it->env, &it->st, it->fd, r->now, &sb);
+	bounce_build(it->id, &it->env, &it->st, it->fd, r->now,
+	    config_domain(r->cfg), &sb);
 	rc = write_notice(r, it, kind, &sb, NULL, e);
 	sb_free(&sb);
 	return rc;
@@ -439,7 +440,8 @@ warn_late(struct runner *r, struct item *it, time_t next, struct err *e)
 	if (next < r->now)
 		next = r->now;
 	sb_init(&sb);
-	bounce_build_delay(it->id, &it->env, &it->st, it->fd, r->now, next,
+	bounce_build_delay(it->id, &it->env, &it->st, it->fd, r->now,
+	    config_domain(r->cfg), next,
 	    until, unreached(r, it), &sb);
 	once = xasprintf("%lld.postie-delay-%s", (long long)it->env.queued,
 	    it->id);

@@ -5,6 +5,7 @@ queue file (its `queued` line), as the lifetime tests do; a deliver run
 killed at each durable step of a warning never writes it twice."""
 import glob
 import os
+import socket
 import random
 import re
 import signal
@@ -102,6 +103,18 @@ class TestDelayWarning(NoticeCase):
         self.assertEqual(len(self.notices()), 1)
         self.assertEqual(self.journal(qid).count(" warned\n"), 1)
         self.assertIn("%s: delay warning sent to <alice@example.org>" % qid, self.log())
+
+    def test_the_domain_names_the_mail_system_not_the_machine(self):
+        self.configure("domain example.org\n")
+        qid = self.enqueue()
+        self.age(qid, 5 * 3600)
+        self.assertEqual(self.deliver().returncode, 0)
+        [path] = self.notices()
+        with open(path, "rb") as f:
+            text = f.read()
+        self.assertIn(b"From: Mail Delivery System <MAILER-DAEMON@example.org>\n", text)
+        self.assertIn(b"Reporting-MTA: dns; example.org\n", text)
+        self.assertNotIn(b"@%s" % socket.gethostname().encode(), text)
 
     def test_not_before_delay_warning(self):
         qid = self.enqueue()

@@ -33,7 +33,7 @@ test_bounce(void **state)
 		msgstate_fold(&st, 2, j, strlen(j));
 	}
 	sb_init(&sb);
-	bounce_build("ID1", &env, &st, fd, 1700000000, &sb);
+	bounce_build("ID1", &env, &st, fd, 1700000000, "mx.example", &sb);
 	assert_non_null(strstr(sb.s, "To: <a@b>\n"));
 	assert_non_null(strstr(sb.s, "report-type=delivery-status"));
 	assert_non_null(strstr(sb.s, "Final-Recipient: rfc822; bad@x\n"
@@ -45,11 +45,15 @@ test_bounce(void **state)
 	    "From: a@b\n\n--"));
 	assert_null(strstr(sb.s, "body must not appear"));
 	assert_non_null(strstr(sb.s, "Auto-Submitted: auto-replied\n"));
+	/* the mail system is named as the caller says (the domain) */
+	assert_non_null(strstr(sb.s, "From: Mail Delivery System "
+	    "<MAILER-DAEMON@mx.example>\n"));
+	assert_non_null(strstr(sb.s, "Reporting-MTA: dns; mx.example\n"));
 	sb_free(&sb);
 	/* RET=FULL: the whole message, as message/rfc822 */
 	env.ret = xstrdup("FULL");
 	sb_init(&sb);
-	bounce_build("ID1", &env, &st, fd, 1700000000, &sb);
+	bounce_build("ID1", &env, &st, fd, 1700000000, "mx.example", &sb);
 	assert_non_null(strstr(sb.s, "Content-Type: message/rfc822\n\n"
 	    "Subject: hello\nFrom: a@b\n\nbody must not appear\n\n--"));
 	assert_null(strstr(sb.s, "text/rfc822-headers"));
@@ -64,7 +68,7 @@ test_bounce(void **state)
 		    (ssize_t)strlen(eight));
 		env.size = strlen(eight);
 		sb_init(&sb);
-		bounce_build("ID1", &env, &st, fd8, 1700000000, &sb);
+		bounce_build("ID1", &env, &st, fd8, 1700000000, "mx.example", &sb);
 		assert_non_null(strstr(sb.s, "Content-Type: message/rfc822\n"
 		    "Content-Transfer-Encoding: 8bit\n\nSubject: caf"));
 		sb_free(&sb);
@@ -73,7 +77,7 @@ test_bounce(void **state)
 	/* too big to return whole: the headers after all */
 	env.size = BOUNCE_FULL_MAX + 1;
 	sb_init(&sb);
-	bounce_build("ID1", &env, &st, fd, 1700000000, &sb);
+	bounce_build("ID1", &env, &st, fd, 1700000000, "mx.example", &sb);
 	assert_non_null(strstr(sb.s, "text/rfc822-headers\n\n"
 	    "Subject: caf\xc3\xa9\n\n--"));
 	assert_null(strstr(sb.s, "message/rfc822"));
@@ -114,7 +118,8 @@ test_delay_warning(void **state)
 	env.size = strlen(text);
 	msgstate_fold(&st, 4, j, strlen(j));
 	sb_init(&sb);
-	bounce_build_delay("ID1", &env, &st, fd, 1700018000, 1700018060,
+	bounce_build_delay("ID1", &env, &st, fd, 1700018000, "mx.example",
+	    1700018060,
 	    1700432000, NULL, &sb);
 	assert_non_null(strstr(sb.s, "Subject: Delayed Mail (still being "
 	    "retried)\n"));
@@ -137,7 +142,8 @@ test_delay_warning(void **state)
 	sb_free(&sb);
 	/* the upstream not reached: said for a recipient without a reply */
 	sb_init(&sb);
-	bounce_build_delay("ID1", &env, &st, fd, 1700018000, 1700018060,
+	bounce_build_delay("ID1", &env, &st, fd, 1700018000, "mx.example",
+	    1700018060,
 	    1700432000, "cannot connect to smtp.example port 587: "
 	    "Connection refused", &sb);
 	assert_non_null(strstr(sb.s, "<late@x>: 451 4.7.1 greylisted\n"
