@@ -541,13 +541,14 @@ held_or_removed(struct runner *r, struct item *it)
 	}
 	if (it->st.held && r->o->ids.n > 0) {
 		log_msg(r->log, LOG_NOTICE, "%s: held, not sent (postie queue "
-		    "release %s sends it)", it->id, it->id);
+		    "release %s makes it due again)", it->id, it->id);
 		/* named by hand: said on the terminal too (the log line is
 		 * there already with -v or log stderr) */
 		if (isatty(STDERR_FILENO) && !r->log->verbose &&
 		    r->log->kind != LOGTO_STDERR)
 			fprintf(stderr, "deliver: %s: held, not sent (postie "
-			    "queue release %s sends it)\n", it->id, it->id);
+			    "queue release %s makes it due again)\n", it->id,
+			    it->id);
 	}
 	return it->st.held;
 }

@@ -269,6 +269,10 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 		}
 	}
 	addr_set_free(&seen);
+	if (env->rcpts.n == 0 && o->extract)
+		return err_set(e, ERR_DATA, "no recipients: -t found no "
+		    "address in To:, Cc: or Bcc: (a group such as "
+		    "'undisclosed-recipients:;' names nobody)");
 	if (env->rcpts.n == 0)
 		return err_set(e, ERR_DATA, "no recipients: give them as "
 		    "arguments, or use -t to read To:, Cc: and Bcc:");

@@ -178,12 +178,12 @@ class TestQueueControl(Base):
         rc, shown = self.run_cmd_tty("deliver", ["-C", self.conf, a])
         self.assertEqual(rc, 0, shown)
         self.assertEqual(shown.replace("\r", ""),
-                         "deliver: %s: held, not sent (postie queue release %s sends it)\n"
+                         "deliver: %s: held, not sent (postie queue release %s makes it due again)\n"
                          % (a, a))
         with open(os.path.join(self.dir, "postie.log")) as f:
             log = f.read()
         self.assertIn("%s: held by hand" % a, log)
-        self.assertIn("%s: held, not sent (postie queue release %s sends it)" % (a, a), log)
+        self.assertIn("%s: held, not sent (postie queue release %s makes it due again)" % (a, a), log)
         self.assertEqual(self.sent(), collections.Counter({("m1", "r1@example.com"): 1}))
         self.assertEqual(self.msg_ids(), [a])
 

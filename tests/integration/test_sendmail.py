@@ -167,7 +167,10 @@ class TestRefusals(QueueCase):
         self.check(["-bd"], MSG, 64, r"-bd is not supported")
 
     def test_no_recipients(self):
-        self.check([], MSG, 65, r"no recipients")
+        self.check([], MSG, 65, r"no recipients: give them as arguments, or use -t")
+        # -t given: what it found is said, not advice to use it
+        self.check(["-t"], b"To: undisclosed-recipients:;\nSubject: x\n\nhi\n", 65,
+                   r"no recipients: -t found no address in To:, Cc: or Bcc:")
 
     def test_nul_in_header(self):
         self.check(["bob@example.com"], b"Subject: a\x00b\n\nx\n", 65, r"NUL")
