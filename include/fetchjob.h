@@ -302,6 +302,9 @@ void	fetchget_start(struct item *it);
 void	fetchget_claim_open(struct item *it);
 /* Does the download fit the local disk? Said when not (IT_SKIP). */
 bool	fetchget_fits(struct item *it);
+/* The free bytes where it downloads (asked of the disk at most once a
+ * second per folder); false: unknown. */
+bool	fetchget_room(const struct item *it, uint64_t *avail);
 /* The claim was answered OK (IT_CLAIM to IT_RUN): the download goes on
  * with what the OPEN sent behind it brought, or brings. */
 void	fetchget_claimed(struct item *it);

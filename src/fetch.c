@@ -1540,6 +1540,25 @@ link_broke(struct job *j, struct err *e)
  * committed when all of its items ended. After a failure what ended
  * before it in order is still committed; the rest is dropped.
  */
+/*
+ * Does it fit the free space beside the claims and downloads under way
+ * (items from..to)? Asked only of a file large beside that space; true
+ * with none under way (fetchget_fits then decides) or the space unknown.
+ */
+static bool
+fits_beside(const struct job *j, size_t from, size_t to,
+    const struct item *it)
+{
+	uint64_t avail, busy = 0;
+
+	if (!fetchget_room(it, &avail) || it->size <= avail / 8)
+		return true;
+	for (size_t i = from; i < to; i++)
+		if (j->items[i].st == IT_CLAIM || j->items[i].st == IT_RUN)
+			busy += j->items[i].size;
+	return busy == 0 || (it->size <= avail && busy <= avail - it->size);
+}
+
 static int
 transfer(struct job *j)
 {
@@ -1560,6 +1579,12 @@ transfer(struct job *j)
 		    next - done < FILES_INFLIGHT) {
 			struct item *it = &j->items[next];
 
+			/* a file that fits the free space, but not beside
+			 * the downloads running, waits for them (two large
+			 * ones at once never fitted, run after run) */
+			if (it->st == IT_WAIT && !fits_beside(j, done, next,
+			    it))
+				break;
 			if (it->st == IT_WAIT && it->claim)
 				claim_start(it);	/* then downloaded */
 			else if (it->st == IT_WAIT)

@@ -423,8 +423,13 @@ fetchget_end(struct item *it, enum item_state st)
 		it->fd = -1;
 		unlink(it->tmp);	/* not linked: the next run fetches */
 	}
-	if (it->st == IT_RUN)
+	if (it->st == IT_RUN) {
 		j->active--;
+		/* a large file took (or gave back) room: the next check
+		 * asks the disk again, not the second-old figure */
+		if (it->size > it->f->avail / 4)
+			it->f->avail_ms = 0;
+	}
 	it->st = st;
 }
 
@@ -856,6 +861,12 @@ bool
 fetchget_fits(struct item *it)
 {
 	return item_fits(it);
+}
+
+bool
+fetchget_room(const struct item *it, uint64_t *avail)
+{
+	return free_space(it, avail);
 }
 
 void

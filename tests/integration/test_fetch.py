@@ -1026,6 +1026,32 @@ class TestFullDisk(FetchCase):
         self.assertEqual(self.local_names(sub="tmp"), [])
 
 
+    @unittest.skipUnless(os.geteuid() == 0, "mounting a tmpfs needs root")
+    def test_two_that_fit_one_at_a_time_but_not_together(self):
+        # both used to start at once, both failed for want of room, run
+        # after run: neither ever came
+        self.small_disk()
+        self.configure()
+        os.makedirs(self.local, exist_ok=True)
+        with open(os.path.join(os.path.dirname(self.local), "ballast"), "wb") as f:
+            f.write(b"x" * (100 * 1024))
+        for i in range(3):
+            self.put("1700000%03d.small" % i)
+        big = {n: self.put(n, os.urandom(48 * 1024).hex().encode())      # 96 KiB each
+               for n in ("1700000100.big", "1700000101.big")}
+        r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"is more than the free space", r.stderr)
+        self.assertNotIn(b"No space left on device", r.stderr)
+        got = [n for n in self.local_names() if n.endswith(".big")]
+        self.assertEqual(len(got), 1, r.stderr)          # one came whole
+        self.assertEqual(self.local_data(got[0]), big[got[0]])
+        self.assertEqual([n for n in self.remote_names() if n.endswith(".big")],
+                         [n for n in big if n not in got])
+        self.assertEqual(len([n for n in self.local_names() if n.endswith(".small")]), 3)
+        self.assertEqual(self.local_names(sub="tmp"), [])
+
+
 class TestParallelJobs(FetchCase):
     """The jobs of one run go at once (up to 4), each in a process of its
     own: two jobs over slow links cost about one job's time, not the sum,
