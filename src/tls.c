@@ -53,6 +53,10 @@ verify_hint(int err)
 		    "tls-fingerprint)";
 	case X509_V_ERR_HOSTNAME_MISMATCH:
 		return " (set host to a name the certificate carries)";
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		return " (the certificate does not carry this address: set "
+		    "host to a name it carries, or pin it with "
+		    "tls-fingerprint)";
 	case X509_V_ERR_CERT_HAS_EXPIRED:
 	case X509_V_ERR_CERT_NOT_YET_VALID:
 		return " (is this machine's clock right? if so, the server's "

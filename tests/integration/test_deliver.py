@@ -1114,6 +1114,16 @@ class TestTLS(DeliverCase):
                 self.assertEqual(st[0], "deferred")
                 self.assertIn(why, st[1])
 
+    def test_an_address_the_certificate_lacks_says_what_to_set(self):
+        self.server_for(mode="starttls")
+        self.tls, self.identity_extra = "starttls", "  tls-ca %s\n" % certs.path("ca.crt")
+        self.configure(host="127.0.0.1")
+        qid = self.enqueue(["bob@example.com"])
+        self.deliver()
+        self.assertIn("IP address mismatch (the certificate does not carry this address: set "
+                      "host to a name it carries, or pin it with tls-fingerprint)",
+                      self.states(qid)["bob@example.com"][1])
+
     def test_the_wrong_tls_for_the_port_says_which_to_set(self):
         ca = "  tls-ca %s\n" % certs.path("ca.crt")
         # tls tls against a STARTTLS port: its plain greeting is no TLS
