@@ -1219,6 +1219,10 @@ wait_sides(struct pump *p, struct pump_state *s, short up_ev, short loc_ev,
 			fail(p, "%s: the session went over its time bound of "
 			    "%ld s (see timeout in postie.conf(5))", p->host,
 			    p->limit);
+		/* libESMTP reads a reply for each command it pipelined, and
+		 * crashes on the third failed read (a tarpit's late reply to
+		 * the first of two RCPTs did it) */
+		hand_on_the_rest(p, s);
 		return -1;
 	}
 	if (poll(pfd, 2, deadline - now > 60000 ? 60000 :

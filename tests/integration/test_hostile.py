@@ -123,6 +123,25 @@ class TestDeadlines(HostileCase):
                     self.assertLess(self.took, TIMEOUT + 5)
                     self.assertDeferred(qid, why)
 
+    def test_a_late_reply_to_a_pipelined_rcpt(self):
+        # a tarpit: the first RCPT answered after the timeout, the rest in
+        # time; libESMTP, with two RCPTs pipelined, crashed (SIGSEGV)
+        for mode in MODES:
+            with self.subTest(mode=mode):
+                self.clear_queue()
+                late = []
+
+                def rcpt(a):
+                    if not late:
+                        late.append(a)
+                        time.sleep(TIMEOUT + 1.5)
+                    return None
+                self.serve(mode, script={"RCPT": rcpt})
+                qid = self.enqueue(["bob@example.com", "carol@example.com"])
+                r = self.timed_deliver()
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertDeferred(qid, "timed out waiting for")
+
     def test_endless_replies(self):
         cases = [(m, "EHLO", "250-x", "sent a reply over 100 lines (the reply to EHLO)")
                  for m in MODES]
