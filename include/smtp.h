@@ -32,6 +32,8 @@ struct smtp_msg {
 	bool			 reported;	/* done() was called */
 	bool			 skip;		/* not in this session */
 	bool			 read_error;	/* the queue file failed us */
+	bool			 stopped;	/* not sent: run->stop came
+						 * before its data */
 	bool			 no_8bitmime;	/* 8-bit, and the server lacks
 						 * 8BITMIME: not sent */
 	bool			 removable;	/* set by the caller: accepted
@@ -64,6 +66,9 @@ struct smtp_run {
 	bool			 session_failed;	/* reached, but no session
 						 * (TLS, greeting, STARTTLS) */
 	bool			 verbose;	/* the dialogue to stderr */
+	/* set by done(): an outcome could not be recorded; the session ends
+	 * before the next message's data goes out */
+	bool			 stop;
 	/* called as soon as the server answered a message's data, so the
 	 * outcome is recorded before the next message's data goes out */
 	void			(*done)(struct smtp_msg *m, void *arg);

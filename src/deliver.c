@@ -19,6 +19,8 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "bounce.h"
@@ -42,6 +44,8 @@ struct item {
 	const struct identity	*ident;
 	bool			 attempted;	/* "attempt" journaled */
 	bool			 finished;	/* delivered and removed */
+	bool			 no_room;	/* its journal had no room on
+						 * the disk: not tried this run */
 };
 
 struct runner {
@@ -65,6 +69,10 @@ struct runner {
 	size_t			 done, total;	/* progress */
 	bool			 progress;
 	struct dirsync		 sync;		/* msg/ removals to disk */
+	size_t			 no_room;	/* messages left for want of
+						 * room (no_room) */
+	bool			 stop;		/* an outcome could not be
+						 * recorded: nothing more goes */
 };
 
 /* How long the message has waited: since it was queued, less the time
@@ -87,10 +95,12 @@ deliver_next_try(const struct config *cfg, int attempts, time_t now)
 	return now + cfg->retry[i];
 }
 
-/* A journal line is at most this long (a reply is cut to fit); a
- * session holds room for its lines up to JOURNAL_ROOM_MAX. */
+/* A journal line is at most this long (a reply is cut to fit). The room
+ * held for a message's journal: a block for its file, and ROOM_LINE a
+ * line (most are under 200 bytes; the room let go covers a long one). */
 #define JOURNAL_LINE_MAX	1024
-#define JOURNAL_ROOM_MAX	(8 * 1024 * 1024)
+#define ROOM_FILE		4096
+#define ROOM_LINE		512
 
 static int
 journal(struct runner *r, struct item *it, struct err *e, const char *fmt,
@@ -620,11 +630,80 @@ pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 
 /* --- delivering ------------------------------------------------------ */
 
+/*
+ * Room on the queue's disk for the journal lines the batch can need (a
+ * block for a new state/ID, and a line each for the attempt, every
+ * recipient still open and what follows), held before anything goes: a
+ * delivery that could not be recorded would be made again by the next
+ * run. When the disk has not got it all, the messages it has room for
+ * go, in queue order, and the rest wait (no_room). -1 (e set): room for
+ * none.
+ */
+static int
+take_room(struct runner *r, struct err *e)
+{
+	off_t need = 0, room, used = 0;
+	struct statvfs sv;
+	size_t fit = 0;
+
+	for (size_t k = 0; k < r->nitems; k++) {
+		struct item *it = &r->items[k];
+		size_t open = 0;
+
+		for (size_t i = 0; i < it->st.n; i++)
+			open += pending(it, i);
+		need += ROOM_FILE + (off_t)(open + 3) * ROOM_LINE;
+	}
+	if (need == 0 || queue_ballast_take(&r->q, need, e) == 0)
+		return 0;
+	/* what the disk has, less a margin for its own bookkeeping; a
+	 * journal that exists needs no new block */
+	if (statvfs(r->q.state, &sv) < 0)
+		return -1;
+	room = (off_t)sv.f_bavail * (off_t)sv.f_frsize;
+	room -= room / 8 < 65536 ? room / 8 : 65536;
+	for (; fit < r->nitems; fit++) {
+		struct item *it = &r->items[fit];
+		char *path = xasprintf("%s/%s", r->q.state, it->id);
+		struct stat st;
+		size_t open = 0;
+		off_t one;
+
+		for (size_t i = 0; i < it->st.n; i++)
+			open += pending(it, i);
+		one = (lstat(path, &st) == 0 ? 0 : ROOM_FILE) +
+		    (off_t)(open + 3) * ROOM_LINE;
+		free(path);
+		if (used + one > room)
+			break;
+		used += one;
+	}
+	if (fit == 0 || queue_ballast_take(&r->q, used, e) < 0) {
+		struct err w = *e;
+
+		for (size_t k = 0; k < r->nitems; k++)
+			r->items[k].no_room = true;	/* untouched */
+		return err_set(e, w.code, "%s; nothing was sent, the mail "
+		    "stays queued (free some space, then run deliver again)",
+		    w.msg);
+	}
+	for (size_t k = fit; k < r->nitems; k++) {
+		r->items[k].no_room = true;
+		r->no_room++;
+	}
+	log_msg(r->log, LOG_WARNING, "room on the queue's disk for the "
+	    "journal of %zu of %zu messages: the others wait", fit,
+	    r->nitems);
+	return 0;
+}
+
 static int
 deliver_local(struct runner *r, struct item *it, struct err *e)
 {
 	const struct config *cfg = r->cfg;
 
+	if (it->no_room || r->stop)
+		return 0;
 	for (size_t i = 0; i < it->st.n; i++) {
 		const char *rcpt = it->env.rcpts.v[i];
 		enum smtp_outcome out;
@@ -643,8 +722,10 @@ deliver_local(struct runner *r, struct item *it, struct err *e)
 			    reason, sizeof(reason));
 			free(dir);
 		}
-		if (record(r, it, i, out, reason, "local", e) < 0)
+		if (record(r, it, i, out, reason, "local", e) < 0) {
+			r->stop = true;		/* as for a server's 250 */
 			return -1;
+		}
 	}
 	/* the remote part sees what the local part left pending */
 	return it->attempted ? refold(r, it, e) : 0;
@@ -702,6 +783,9 @@ record_message(struct group *g, size_t k, const char *fallback)
 	struct smtp_msg *m = &g->run.msgs[k];
 	struct item *it = g->items[k];
 
+	/* not a byte of it went (run.stop): it stays as it was */
+	if (m->stopped)
+		return;
 	if (m->read_error)
 		fallback = "cannot read the queue file: the message was not "
 		    "sent (the connection was dropped before its end)";
@@ -735,8 +819,13 @@ record_message(struct group *g, size_t k, const char *fallback)
 		else
 			reply = m->reply[j];
 		if (record(g->r, it, m->rcpt[j], out, reply,
-		    g->run.id->name, g->e) < 0)
+		    g->run.id->name, g->e) < 0) {
+			/* the next run would send it again: no more goes
+			 * (the session ends before the next data) */
 			g->failed_writes++;
+			g->r->stop = true;
+			g->run.stop = true;
+		}
 	}
 	g->r->done++;
 	if (g->r->progress)
@@ -814,7 +903,7 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	size_t n = 0;
 	int rc = 0;
 
-	if (r->down[idx])
+	if (r->down[idx] || r->stop)
 		return 0;
 	memset(&g, 0, sizeof(g));
 	g.r = r;
@@ -825,7 +914,7 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 		struct item *it = &r->items[k];
 		struct smtp_msg *m = &g.run.msgs[n];
 
-		if (it->ident != id)
+		if (it->ident != id || it->no_room)
 			continue;
 		smtp_msg_init(m, it->id, &it->env, it->fd);
 		for (size_t i = 0; i < it->st.n; i++)
@@ -847,27 +936,6 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	}
 	if (n == 0)
 		goto out;
-	/* room for every journal line this session can need, held before
-	 * anything goes: a server's 250 that could not be recorded would
-	 * have the next run send the message again */
-	{
-		off_t room = 16384;
-
-		for (size_t k = 0; k < n; k++)
-			room += (off_t)(g.run.msgs[k].nrcpt + 2) *
-			    JOURNAL_LINE_MAX;
-		if (queue_ballast_take(&r->q, room > JOURNAL_ROOM_MAX ?
-		    JOURNAL_ROOM_MAX : room, e) < 0) {
-			struct err w = *e;
-
-			err_set(e, w.code, "identity %s: %s; nothing was sent, "
-			    "the mail stays queued (free some space, then run "
-			    "deliver again)", id->name, w.msg);
-			log_msg(r->log, LOG_WARNING, "%s", e->msg);
-			rc = -1;
-			goto out;
-		}
-	}
 	g.run.cfg = r->cfg;
 	g.run.id = id;
 	g.run.log = r->log;
@@ -922,7 +990,6 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	if (g.failed_writes > 0)
 		rc = -1;
 out:
-	queue_ballast_drop(&r->q);
 	if (password != NULL) {
 		explicit_bzero(password, strlen(password));
 		free(password);
@@ -987,7 +1054,7 @@ settle(struct runner *r, struct item *it, struct err *e)
 {
 	time_t next = it->st.next_try;
 
-	if (it->finished)
+	if (it->finished || it->no_room)
 		return 0;
 	if (it->attempted) {
 		if (refold(r, it, e) < 0)
@@ -1103,6 +1170,8 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		/* normally one batch: one connection per identity per run */
 		pick(&r, &ids, &cursor, max);
 		r.total += r.nitems;
+		if ((rc = take_room(&r, e)) < 0)
+			log_msg(log, LOG_WARNING, "%s", e->msg);
 		for (size_t k = 0; k < r.nitems && rc == 0; k++)
 			rc = deliver_local(&r, &r.items[k], e);
 		for (size_t i = 0; i < cfg->nids && rc == 0; i++)
@@ -1120,6 +1189,9 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 			}
 			item_free(&r.items[k]);
 		}
+		queue_ballast_drop(&r.q);
+		if (r.stop && rc == 0)
+			rc = -1;	/* e says which line failed */
 	}
 	sv_free(&ids);
 	{
@@ -1146,6 +1218,11 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	free(r.reached);
 	free(r.down);
 	queue_close(&r.q);
+	if (rc == 0 && r.no_room > 0)
+		return err_set(e, ERR_TEMPFAIL, "%zu message%s wait%s for room "
+		    "on the queue's disk for their journal (free some space, "
+		    "then run deliver again)", r.no_room, r.no_room == 1 ?
+		    "" : "s", r.no_room == 1 ? "s" : "");
 	if (rc == 0 && r.unreachable > 0)
 		return err_set(e, ERR_TEMPFAIL, "%s; mail stays queued and "
 		    "goes out on a later run", r.unreachable_why);

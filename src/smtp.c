@@ -110,6 +110,15 @@ message_cb(void **ctx, int *len, void *arg)
 
 	if (buf == NULL)
 		*ctx = buf = xmalloc(sizeof(*buf));	/* libESMTP frees it */
+	if (len != NULL && m->pos == (off_t)m->env->offset && m->sess != NULL &&
+	    ((struct session_ctx *)m->sess)->run->stop) {
+		/* an earlier outcome could not be recorded: not a byte of
+		 * this message goes (the connection ends before its dot) */
+		m->stopped = true;
+		pump_cut(((struct session_ctx *)m->sess)->pump);
+		*len = 0;
+		return NULL;
+	}
 	if (len == NULL) {
 		m->pos = (off_t)m->env->offset;
 		m->last_cr = false;
