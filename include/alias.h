@@ -113,7 +113,8 @@ int	alias_check(const struct alias_table *t, struct strvec *errors);
  * seen as addr_list_add does). A local name (no '@') with an alias is
  * replaced by its targets, recursively; a name reached again down its
  * own chain (root: root, me@x), or written \name (sendmail's "no further
- * aliasing": root: \root, me@x), is a leaf. A leaf that is a local name
+ * aliasing": root: \root, me@x), is a leaf that stays local (never
+ * qualified: the local copy). A leaf that is a local name
  * reached through an alias is qualified with domain when domain is not
  * NULL; a recipient that has no alias is kept as it is. -1 with e set
  * (ERR_CONFIG) on a loop, when a bound is passed, or when the chain

@@ -472,10 +472,13 @@ walk(struct walk *w, const char *rcpt, const char *parent)
 	const struct alias *a = NULL;
 	int rc = 0;
 
+	/* \name and a name among its own addresses: that local copy,
+	 * looked up no further and never qualified (it stays here) */
 	if (rcpt[0] == '\\' && parent != NULL)
-		return walk_leaf(w, rcpt + 1, true);	/* no further */
-	if (strchr(rcpt, '@') == NULL &&
-	    (parent == NULL || strcasecmp(rcpt, parent) != 0))
+		return walk_leaf(w, rcpt + 1, false);
+	if (parent != NULL && strcasecmp(rcpt, parent) == 0)
+		return walk_leaf(w, rcpt, false);
+	if (strchr(rcpt, '@') == NULL)
 		a = alias_find(w->t, rcpt);
 	if (a == NULL)
 		return walk_leaf(w, rcpt, parent != NULL);
