@@ -418,8 +418,7 @@ cmd_fetch(int argc, char **argv, struct err *e)
 	for (size_t i = 0; a.release != NULL && i < cfg->njobs; i++) {
 		const struct fetch_job *j = &cfg->jobs[i];
 
-		if ((a.names.n == 0 || sv_contains(&a.names, j->name)) &&
-		    strcmp(j->client, a.release) == 0) {
+		if (strcmp(j->client, a.release) == 0) {
 			err_set(e, ERR_USAGE, "--release %s: that is the client "
 			    "name of job '%s' on this machine; its claims are "
 			    "finished by its own runs (fetch %s), not given "

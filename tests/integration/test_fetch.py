@@ -1633,6 +1633,13 @@ class TestClients(FetchCase):
         r = self.fetch("--release", self.client)
         self.assertEqual(r.returncode, 64, r.stderr)
         self.assertIn("that is the client name of job 'inbox' on this machine", r.stderr.decode())
+        # also when another job is named: its run would give them away
+        self.configure(job_extra="fetch other\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n"
+                       "  local %s\n  client other\n" % (
+                           self.sshd.user, self.sshd.port, self.key, self.remote,
+                           os.path.join(self.dir, "Other")))
+        r = self.fetch("--release", self.client, "other")
+        self.assertEqual(r.returncode, 64, r.stderr)
         self.assertEqual(self.claimed_names(), ["1700000000.M1P1.server"])
 
     def test_release_that_cannot_give_a_claim_back_fails(self):
