@@ -18,6 +18,7 @@ struct tls_policy {
 	char		*host;		/* the name the certificate must carry */
 	char		*pin;		/* "sha256:HEX" or NULL */
 	bool		 is_ip;		/* host is an address: no SNI */
+	bool		 own_ca;	/* tls-ca set */
 	char		 reason[384];	/* why the last check failed */
 };
 

@@ -280,7 +280,11 @@ cmd_data(struct session *s, struct err *out)
 	size_t n;
 	bool bol;
 
-	if (!s->have_mail || s->opts.rcpts.n == 0) {
+	if (s->have_mail && s->opts.rcpts.n == 0) {
+		reply(s, "554 5.5.1 No valid recipients");
+		return 0;
+	}
+	if (!s->have_mail) {
 		reply(s, "503 5.5.1 MAIL and RCPT first");
 		return 0;
 	}

@@ -40,7 +40,7 @@ tls_cert_fingerprint(X509 *cert, char *buf, size_t len)
  */
 /* What to do about a certificate that did not verify. */
 static const char *
-verify_hint(int err)
+verify_hint(int err, bool own_ca)
 {
 	switch (err) {
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
@@ -48,9 +48,11 @@ verify_hint(int err)
 	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
 	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
 	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-		return " (a server with a CA of its own: set tls-ca to that "
-		    "CA's certificate, or pin the server's with "
-		    "tls-fingerprint)";
+		return own_ca ? " (tls-ca holds no CA that signed it: point "
+		    "it at the right one, or pin the server's certificate "
+		    "with tls-fingerprint)" : " (a server with a CA of its "
+		    "own: set tls-ca to that CA's certificate, or pin the "
+		    "server's with tls-fingerprint)";
 	case X509_V_ERR_HOSTNAME_MISMATCH:
 		return " (set host to a name the certificate carries)";
 	case X509_V_ERR_IP_ADDRESS_MISMATCH:
@@ -95,7 +97,7 @@ verify_cb(int preverify_ok, X509_STORE_CTX *store)
 		    X509_verify_cert_error_string(err),
 		    err == X509_V_ERR_HOSTNAME_MISMATCH ? " for " : "",
 		    err == X509_V_ERR_HOSTNAME_MISMATCH ? p->host : "",
-		    verify_hint(err));
+		    verify_hint(err, p->own_ca));
 	}
 	return preverify_ok;
 }
@@ -160,6 +162,7 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 		return err_set(e, ERR_CONFIG, "cannot check certificates "
 		    "for host '%s'", id->host);
 	}
+	p->own_ca = id->tls_ca != NULL;
 	if (id->tls_ca != NULL) {
 		if (SSL_CTX_load_verify_locations(p->ctx, id->tls_ca,
 		    NULL) != 1) {

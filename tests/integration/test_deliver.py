@@ -1096,7 +1096,9 @@ class TestTLS(DeliverCase):
         cases = [       # what failed, then what to do
             ("wrong", ca, "hostname mismatch for localhost (set host to a name the "
                           "certificate carries)"),
-            ("self", ca, "self-signed certificate " + own_ca),
+            ("self", ca, "self-signed certificate (tls-ca holds no CA that signed it: point "
+                         "it at the right one, or pin the server's certificate with "
+                         "tls-fingerprint)"),
             ("expired", ca, "expired (is this machine's clock right? if so, the server's "
                             "certificate is out of date)"),
             ("self", "  tls-fingerprint sha256:" + "00" * 32 + "\n", "does not match tls-fingerprint"),
