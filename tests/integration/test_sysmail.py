@@ -247,6 +247,10 @@ class TestAliasesAtSendmail(AliasCase):
         self.assertIn("250 2.1.5 Ok", replies)
         env, _ = self.only_msg()
         self.assertEqual(env["rcpt"], ["me@example.org"])
+        # every recipient refused: DATA says so
+        r = self.sendmail(["-bs", "-odq"], b"EHLO me\r\nMAIL FROM:<tester@example.org>\r\n"
+                          b"RCPT TO:<mailman>\r\nDATA\r\nQUIT\r\n")
+        self.assertIn("554 5.5.1 No valid recipients", r.stdout.decode().split("\r\n"))
 
     def test_domain_qualifies_the_sender_and_the_from(self):
         self.write_config("domain example.org\n")
