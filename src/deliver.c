@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -642,45 +643,46 @@ pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 static int
 take_room(struct runner *r, struct err *e)
 {
-	off_t need = 0, room, used = 0;
+	off_t room, used = 0;
 	struct statvfs sv;
-	size_t fit = 0;
+	size_t fit = 0, files = 0, inodes = SIZE_MAX;
 
-	for (size_t k = 0; k < r->nitems; k++) {
-		struct item *it = &r->items[k];
-		size_t open = 0;
-
-		for (size_t i = 0; i < it->st.n; i++)
-			open += pending(it, i);
-		need += ROOM_FILE + (off_t)(open + 3) * ROOM_LINE;
-	}
-	if (need == 0 || queue_ballast_take(&r->q, need, e) == 0)
+	if (r->nitems == 0)
 		return 0;
-	/* what the disk has, less a margin for its own bookkeeping; a
-	 * journal that exists needs no new block */
+	/* what the disk has, less a margin for its own bookkeeping; where
+	 * it counts inodes, a new journal takes one */
 	if (statvfs(r->q.state, &sv) < 0)
-		return -1;
+		return err_set(e, err_from_errno(errno), "cannot read the free "
+		    "space of %s: %s", r->q.state, strerror(errno));
 	room = (off_t)sv.f_bavail * (off_t)sv.f_frsize;
 	room -= room / 8 < 65536 ? room / 8 : 65536;
+	if (sv.f_files > 0)
+		inodes = sv.f_favail > 8 ? (size_t)sv.f_favail - 8 : 0;
 	for (; fit < r->nitems; fit++) {
 		struct item *it = &r->items[fit];
 		char *path = xasprintf("%s/%s", r->q.state, it->id);
 		struct stat st;
+		bool exists = lstat(path, &st) == 0;
 		size_t open = 0;
 		off_t one;
 
+		free(path);
 		for (size_t i = 0; i < it->st.n; i++)
 			open += pending(it, i);
-		one = (lstat(path, &st) == 0 ? 0 : ROOM_FILE) +
-		    (off_t)(open + 3) * ROOM_LINE;
-		free(path);
-		if (used + one > room)
+		/* a journal that exists needs no new block */
+		one = (exists ? 0 : ROOM_FILE) + (off_t)(open + 3) * ROOM_LINE;
+		if (used + one > room || (!exists && files + 1 > inodes))
 			break;
 		used += one;
+		files += !exists;
 	}
 	if (fit == 0 || queue_ballast_take(&r->q, used, e) < 0) {
 		struct err w = *e;
 
+		if (fit == 0)
+			err_set(&w, ERR_TEMPFAIL, "no room on the disk of %s "
+			    "for a journal line (%s)", r->q.state,
+			    room <= 0 ? "no free blocks" : "no free inodes");
 		for (size_t k = 0; k < r->nitems; k++)
 			r->items[k].no_room = true;	/* untouched */
 		return err_set(e, w.code, "%s; nothing was sent, the mail "
@@ -691,9 +693,10 @@ take_room(struct runner *r, struct err *e)
 		r->items[k].no_room = true;
 		r->no_room++;
 	}
-	log_msg(r->log, LOG_WARNING, "room on the queue's disk for the "
-	    "journal of %zu of %zu messages: the others wait", fit,
-	    r->nitems);
+	if (fit < r->nitems)
+		log_msg(r->log, LOG_WARNING, "room on the queue's disk for "
+		    "the journal of %zu of %zu messages: the others wait", fit,
+		    r->nitems);
 	return 0;
 }
 

@@ -775,8 +775,12 @@ queue_ballast_take(struct queue *q, off_t bytes, struct err *e)
 
 	queue_ballast_drop(q);
 	fd = open(q->state, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR ||
+	    errno == EINVAL))
 		return 0;	/* no unnamed files here: no promise */
+	if (fd < 0)
+		return err_set(e, err_from_errno(errno), "cannot hold room in "
+		    "%s for the journal: %s", q->state, strerror(errno));
 	if (fallocate(fd, 0, 0, bytes) < 0) {
 		int err = errno;
 

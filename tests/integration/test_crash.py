@@ -185,8 +185,8 @@ class TestFullDisk(QueueCase):
             self.assertEqual(r.returncode, 75, r.stderr)
             lines = r.stderr.decode().splitlines()
             self.assertEqual(len(lines), 1, r.stderr)
-            self.assertRegex(lines[0], r"^deliver: cannot hold \d+ bytes in .*/state for the "
-                             r"journal: No space left on device; nothing was sent, the mail "
+            self.assertRegex(lines[0], r"^deliver: no room on the disk of .*/state for a "
+                             r"journal line \(no free blocks\); nothing was sent, the mail "
                              r"stays queued \(free some space, then run deliver again\)$")
         self.assertEqual(self.msg_ids(), [qid])
         maildir = os.path.join(self.dir, "Maildir", "new")
@@ -236,10 +236,9 @@ class TestFullDisk(QueueCase):
         fill = self.fill()
         r = self.run_cmd("deliver", ["--now"])
         self.assertEqual(r.returncode, 75, r.stderr)
-        self.assertRegex(r.stderr.decode(), r"^deliver: cannot hold \d+ bytes in "
-                         r".*/state for the journal: No space left on device; nothing was "
-                         r"sent, the mail stays queued \(free some space, then run deliver "
-                         r"again\)\n$")
+        self.assertRegex(r.stderr.decode(), r"^deliver: no room on the disk of .*/state for a "
+                         r"journal line \(no free blocks\); nothing was sent, the mail stays "
+                         r"queued \(free some space, then run deliver again\)\n$")
         self.assertEqual(srv.messages, [])       # sent, it would go again next time
         os.unlink(fill)
         r = self.run_cmd("deliver", ["--now"])
@@ -270,6 +269,37 @@ class TestFullDisk(QueueCase):
             self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.sent(srv), ["ok0@example.com", "ok1@example.com",
                                           "ok2@example.com"])
+
+    def test_no_free_inodes_delivers_nothing(self):
+        # blocks free, inodes not: no journal could be made, so nothing
+        # goes (the first message went again with every run)
+        subprocess.run(["mount", "-o", "remount,nr_inodes=64", self.mnt], check=True)
+        srv = self.upstream({})
+        for i in range(3):
+            r = self.sendmail(["-odq", "-i", "ok%d@example.com" % i, "tester"],
+                              b"Subject: m%d\n\nhi\n" % i)
+            self.assertQueued(r)
+        hog = os.path.join(self.mnt, "inodes")
+        os.mkdir(hog)
+        n = 0
+        while True:
+            try:
+                open(os.path.join(hog, str(n)), "w").close()
+            except OSError:
+                break
+            n += 1
+        for _ in range(2):
+            r = self.run_cmd("deliver", ["--now"])
+            self.assertEqual(r.returncode, 75, r.stderr)
+            self.assertIn(b"nothing was sent", r.stderr)
+        self.assertEqual(srv.messages, [])
+        maildir = os.path.join(self.dir, "Maildir", "new")
+        self.assertEqual(os.listdir(maildir) if os.path.isdir(maildir) else [], [])
+        shutil.rmtree(hog)
+        self.until_sent()
+        self.assertEqual(self.sent(srv), ["ok0@example.com", "ok1@example.com",
+                                          "ok2@example.com"])
+        self.assertEqual(len(os.listdir(maildir)), 3)
 
     def test_room_for_some_sends_those_and_the_rest_waits(self):
         srv = self.upstream({"RCPT": lambda a: "451 4.7.1 later" if "later" in a else
