@@ -373,11 +373,27 @@ wants_notice(const struct envelope *env)
 	return strcasestr(env->notify, "failure") != NULL;
 }
 
+/*
+ * Room for one more journal line after a notice is written: the run's
+ * room, else a little of its own. false (e set): none, and a notice
+ * written now could not be recorded (every run would write it again).
+ */
+static bool
+line_room(struct runner *r, struct err *e)
+{
+	if (r->q.ballast >= 0)
+		return true;
+	return queue_ballast_take(&r->q, ROOM_FILE + 2 * ROOM_LINE, e) == 0;
+}
+
 /* Every recipient is final: notice (once, never for a bounce), remove. */
 static int
 finish(struct runner *r, struct item *it, struct err *e)
 {
 	if (any_failed(it) && !it->st.bounced) {
+		if (wants_notice(&it->env) && r->cfg->bounce != BOUNCE_NONE &&
+		    !line_room(r, e))
+			return -1;	/* keep it; next run */
 		if (wants_notice(&it->env)) {
 			if (send_bounce(r, it, r->cfg->bounce, e) < 0) {
 				log_msg(r->log, LOG_ERR, "%s: cannot write the "
@@ -448,6 +464,11 @@ warn_late(struct runner *r, struct item *it, time_t next, struct err *e)
 
 	if (!wants_warning(r, it))
 		return 0;
+	if (r->cfg->bounce != BOUNCE_NONE && !line_room(r, e)) {
+		log_msg(r->log, LOG_ERR, "%s: no delay warning yet: %s", it->id,
+		    e->msg);
+		return 0;	/* the next run tries again */
+	}
 	if (next < r->now)
 		next = r->now;
 	sb_init(&sb);

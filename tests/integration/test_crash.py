@@ -270,6 +270,33 @@ class TestFullDisk(QueueCase):
         self.assertEqual(self.sent(srv), ["ok0@example.com", "ok1@example.com",
                                           "ok2@example.com"])
 
+    def test_a_notice_is_written_once_whatever_the_disk(self):
+        # a message whose recipient failed, its notice not yet written
+        # (bounced not journaled), on a full queue disk: the notice (in
+        # a Maildir elsewhere) must wait, not be written every run
+        bounces = os.path.join(self.dir, "bounces")
+        self.write_config("bounce maildir %s\nidentity up\n  default\n  host 127.0.0.1\n"
+                          "  port 1\n  tls none\n" % bounces)
+        r = self.sendmail(["-odq", "-i", "-f", "alice@example.org", "bad@example.com"],
+                          b"Subject: x\n\nhi\n")
+        self.assertQueued(r)
+        [qid] = self.msg_ids()
+        with open(os.path.join(self.queue, "state", qid), "w") as f:
+            f.write("%d attempt\n%d fail 0 550 5.1.1 no such user\n"
+                    % (time.time(), time.time()))
+        fill = self.fill()
+        for _ in range(3):
+            r = self.run_cmd("deliver", ["--now"])
+            self.assertIn(r.returncode, (0, 75), r.stderr)
+        new = os.path.join(bounces, "new")
+        self.assertEqual(os.listdir(new) if os.path.isdir(new) else [], [])
+        self.assertEqual(self.msg_ids(), [qid])
+        os.unlink(fill)
+        r = self.run_cmd("deliver", ["--now"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(os.listdir(new)), 1)
+        self.assertEqual(self.msg_ids(), [])
+
     def test_no_free_inodes_delivers_nothing(self):
         # blocks free, inodes not: no journal could be made, so nothing
         # goes (the first message went again with every run)
