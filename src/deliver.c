@@ -761,6 +761,7 @@ struct group {
 	struct smtp_run	 run;
 	struct err	*e;
 	int		 failed_writes;
+	struct err	 first;		/* the first line that failed */
 };
 
 /*
@@ -845,7 +846,17 @@ record_message(struct group *g, size_t k, const char *fallback)
 		if (record(g->r, it, m->rcpt[j], out, reply,
 		    g->run.id->name, g->e) < 0) {
 			/* the next run would send it again: no more goes
-			 * (the session ends before the next data) */
+			 * (the session ends before the next data); the first
+			 * failure is the one to tell */
+			if (g->failed_writes == 0) {
+				g->first = *g->e;
+				if (out == SMTP_OK)
+					err_set(&g->first, g->e->code, "%s; "
+					    "the server took %s for <%s>, so "
+					    "the next run sends it again",
+					    g->e->msg, it->id,
+					    it->env.rcpts.v[m->rcpt[j]]);
+			}
 			g->failed_writes++;
 			g->r->stop = true;
 			g->run.stop = true;
@@ -1011,8 +1022,10 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	for (size_t k = 0; k < n; k++)
 		if (!g.run.msgs[k].reported && !g.run.unreachable)
 			record_message(&g, k, g.run.reason);
-	if (g.failed_writes > 0)
+	if (g.failed_writes > 0) {
+		*e = g.first;
 		rc = -1;
+	}
 out:
 	if (password != NULL) {
 		explicit_bzero(password, strlen(password));
