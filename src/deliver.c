@@ -726,7 +726,7 @@ deliver_local(struct runner *r, struct item *it, struct err *e)
 {
 	const struct config *cfg = r->cfg;
 
-	if (it->no_room || r->stop)
+	if (it->no_room)
 		return 0;
 	for (size_t i = 0; i < it->st.n; i++) {
 		const char *rcpt = it->env.rcpts.v[i];
@@ -746,10 +746,8 @@ deliver_local(struct runner *r, struct item *it, struct err *e)
 			    reason, sizeof(reason));
 			free(dir);
 		}
-		if (record(r, it, i, out, reason, "local", e) < 0) {
-			r->stop = true;		/* as for a server's 250 */
-			return -1;
-		}
+		if (record(r, it, i, out, reason, "local", e) < 0)
+			return -1;	/* the run stops here (rc) */
 	}
 	/* the remote part sees what the local part left pending */
 	return it->attempted ? refold(r, it, e) : 0;
