@@ -297,6 +297,34 @@ class TestFullDisk(QueueCase):
         self.assertEqual(len(os.listdir(new)), 1)
         self.assertEqual(self.msg_ids(), [])
 
+    def test_a_delay_warning_waits_for_room(self):
+        # a warning written while its "warned" line cannot be would be
+        # written again by every run (an mda or a queued notice keeps
+        # each copy); it waits for room instead
+        bounces = os.path.join(self.dir, "bounces")
+        self.write_config("bounce maildir %s\ndelay-warning 1s\nretry 1h\n"
+                          "identity up\n  default\n  host 127.0.0.1\n  port 1\n  tls none\n"
+                          % bounces)
+        r = self.sendmail(["-odq", "-i", "-f", "alice@example.org", "bob@example.com"],
+                          b"Subject: x\n\nhi\n")
+        self.assertQueued(r)
+        [qid] = self.msg_ids()
+        with open(os.path.join(self.queue, "state", qid), "w") as f:
+            f.write("%d attempt\n%d defer 0 451 later\n%d next %d\n"
+                    % (time.time(), time.time(), time.time(), time.time() + 3600))
+        time.sleep(1.2)
+        fill = self.fill()
+        r = self.run_cmd("deliver", [])        # not due: only the warning
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = os.path.join(bounces, "new")
+        self.assertEqual(os.listdir(new) if os.path.isdir(new) else [], [])
+        self.assertIn("%s: no delay warning yet" % qid,
+                      open(os.path.join(self.dir, "postie.log")).read())
+        os.unlink(fill)
+        r = self.run_cmd("deliver", [])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(os.listdir(new)), 1)
+
     def test_no_free_inodes_delivers_nothing(self):
         # blocks free, inodes not: no journal could be made, so nothing
         # goes (the first message went again with every run)
