@@ -7,6 +7,7 @@
 #ifndef POSTIE_TLS_H
 #define POSTIE_TLS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <openssl/ssl.h>
 
@@ -21,6 +22,22 @@ struct tls_policy {
 	bool		 own_ca;	/* tls-ca set */
 	char		 reason[384];	/* why the last check failed */
 };
+
+/*
+ * OpenSSL's first context in a process costs ~2 ms (openssl.cnf, its
+ * providers, the algorithms a context fetches); later ones ~0.1 ms.
+ * tls_warm_start pays that in a thread while deliver reads its queue;
+ * tls_warm_finish waits for it (before the first real context, so the
+ * two do not both pay it, and before the run ends). Without a thread the
+ * first tls_policy_init pays it, as before.
+ */
+struct tls_warm {
+	pthread_t	 thread;
+	bool		 running;
+};
+
+void	tls_warm_start(struct tls_warm *w);
+void	tls_warm_finish(struct tls_warm *w);
 
 /* Build the context for id; -1 (ERR_CONFIG) if a file cannot be used. */
 int	tls_policy_init(struct tls_policy *p, const struct identity *id,

@@ -36,6 +36,7 @@
 #include "safefile.h"
 #include "smtp.h"
 #include "spool.h"
+#include "tls.h"
 
 struct item {
 	char			*id;
@@ -74,6 +75,8 @@ struct runner {
 						 * room (no_room) */
 	bool			 stop;		/* an outcome could not be
 						 * recorded: nothing more goes */
+	struct tls_warm		 warm;		/* OpenSSL's set-up, begun
+						 * while the queue is read */
 };
 
 /* How long the message has waited: since it was queued, less the time
@@ -993,6 +996,8 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 		}
 	}
 	g.run.password = password;
+	if (id->tls != TLS_NONE)
+		tls_warm_finish(&r->warm);
 	crash_step(&r->crash, "session starting");
 	if (smtp_send(&g.run, e) < 0) {
 		log_msg(r->log, LOG_WARNING, "identity %s: %s", id->name,
@@ -1193,6 +1198,11 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		queue_close(&r.q);
 		return -1;
 	}
+	for (size_t i = 0; i < cfg->nids && ids.n > 0; i++)
+		if (cfg->ids[i].tls != TLS_NONE) {
+			tls_warm_start(&r.warm);
+			break;
+		}
 	max = batch_limit();
 	r.items = xcalloc(max, sizeof(*r.items));
 	r.down = xcalloc(cfg->nids + 1, sizeof(*r.down));
@@ -1229,6 +1239,7 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 			rc = -1;	/* e says which line failed */
 	}
 	sv_free(&ids);
+	tls_warm_finish(&r.warm);
 	{
 		struct err se;
 

@@ -126,6 +126,34 @@ is_ip_literal(const char *host)
 	    inet_pton(AF_INET6, host, buf) == 1;
 }
 
+static void *
+warm_main(void *arg)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	(void)arg;
+	if (ctx != NULL)
+		SSL_CTX_free(ctx);
+	ERR_clear_error();
+	return NULL;
+}
+
+void
+tls_warm_start(struct tls_warm *w)
+{
+	if (!w->running)
+		w->running = pthread_create(&w->thread, NULL, warm_main,
+		    NULL) == 0;
+}
+
+void
+tls_warm_finish(struct tls_warm *w)
+{
+	if (w->running)
+		pthread_join(w->thread, NULL);
+	w->running = false;
+}
+
 int
 tls_policy_init(struct tls_policy *p, const struct identity *id,
     struct err *e)
