@@ -47,6 +47,9 @@ enum { L_NEW, L_CUR, L_TMP, L_CLAIMED, L_CLAIMS, L_N };
 struct local_ent {
 	char		*uniq;
 	uint64_t	 size;
+	bool		 planned;	/* not here: a listing of this run's,
+					 * to be fetched (a second listing of
+					 * the name waits for the next run) */
 };
 
 /* A listed entry kept (new/, cur/: one to take; tmp/: an old one; the

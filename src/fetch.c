@@ -208,17 +208,20 @@ local_add(struct job *j, const char *name, uint64_t size)
 	}
 	j->local[j->nlocal].uniq = xstrndup(name, fetch_unique_len(name));
 	j->local[j->nlocal].size = size;
+	j->local[j->nlocal].planned = false;
 	j->nlocal++;
 }
 
-/* Add in place, keeping the index sorted for local_find. */
+/* A name planned for download, added in place, keeping the index sorted
+ * for local_find. */
 static void
-local_insert(struct job *j, const char *name, uint64_t size)
+local_plan(struct job *j, const char *name, uint64_t size)
 {
 	size_t lo = 0, hi = j->nlocal;
 	struct local_ent ent;
 
 	local_add(j, name, size);	/* at the end, then moved in place */
+	j->local[j->nlocal - 1].planned = true;
 	ent = j->local[j->nlocal - 1];
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
@@ -740,6 +743,18 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 		plan_expired(j, f, sub, dst, d);
 	} else if (j->use_mda && local_find(j, d->name) != NULL) {
 		;	/* listed twice (new/ and cur/): handed once */
+	} else if ((here = local_find(j, d->name)) != NULL && here->planned) {
+		/*
+		 * Listed twice this run (new/ and cur/): a mail reader on the
+		 * server moved it between the listings, or it is there
+		 * twice. The first listing is fetched; this one is not
+		 * "already here" until that download is, so it is left
+		 * alone (not removed, not recorded): the next run finds it
+		 * here, or fetches it if the first failed.
+		 */
+		log_msg(j->log, LOG_INFO, "%s: %s: %s: listed again in %s/ "
+		    "while its first listing is fetched; left for the next "
+		    "run", j->job->name, f->name, d->name, sub);
 	} else if ((a->flags & SFTP_ATTR_SIZE) &&
 	    (here = local_find(j, d->name)) != NULL) {
 		/* (listed without a size: downloaded, then the link tells) */
@@ -774,9 +789,9 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	} else {
 		struct item *it;
 
-		/* a second listing of the name (new/ and cur/) is here */
+		/* a second listing of the name (new/ and cur/) waits */
 		if (local_find(j, d->name) == NULL)
-			local_insert(j, d->name, a->size);
+			local_plan(j, d->name, a->size);
 		it = item_add(j, f, sub, dst, d->name, a->size, true);
 		it->mtime = a->flags & SFTP_ATTR_ACMODTIME ?
 		    (int64_t)a->mtime : -1;

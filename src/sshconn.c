@@ -494,8 +494,7 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	    "set ssh-key or load a key into ssh-agent, its public key in "
 	    "%s's ~/.ssh/authorized_keys on the server (Ed25519 or ECDSA: "
 	    "RSA keys do not work with this libssh2)%s", p->target->host, user,
-	    user,
-	    tried.s, cert_note(h, note, sizeof(note)));
+	    tried.s, user, cert_note(h, note, sizeof(note)));
 	sb_free(&tried);
 	return rc;
 }

@@ -467,6 +467,57 @@ class TestBadEntries(ScriptedCase):
                          ["1700000002.big", "1700000003.liar,S=10", "1700000004.never"])
 
 
+class TestMovedMeanwhile(ScriptedCase):
+    """A mail reader on the server renames new/X to cur/X:2,S between
+    postie's listings of new/ and cur/: new/ lists a name that is gone,
+    cur/ the message. The cur/ listing is not "already here" because the
+    new/ one is planned: it waits for the next run, which fetches it."""
+
+    NAME = "1700000000.M1P1.srv,S=10"
+
+    def moved(self):
+        data = self.put(self.NAME + ":2,S", b"0123456789", sub="cur")
+        self.set_rules({"extra": [{"dir": "new", "name": self.NAME, "size": 10,
+                                   "mtime": 1700000000}]})
+        return data
+
+    def everywhere(self):
+        return (self.local_names() + self.local_names(sub="cur") +
+                self.remote_names() + self.remote_names(sub="cur") + self.claimed_names())
+
+    def test_move_mode_neither_loses_nor_doubles_it(self):
+        data = self.moved()
+        self.configure(job_extra="  take new cur\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("already here, removed", self.log())
+        self.assertIn("listed again in cur/ while its first listing is fetched; left for "
+                      "the next run", self.log())
+        # not removed: still on the server (the second listing waits)
+        self.assertEqual(self.everywhere(), [self.NAME + ":2,S"])
+        self.assertEqual(self.remote_names(sub="cur"), [self.NAME + ":2,S"])
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(sub="cur"), [self.NAME + ":2,S"])
+        self.assertEqual(self.local_data(self.NAME + ":2,S", sub="cur"), data)
+        self.assertEqual(self.everywhere(), [self.NAME + ":2,S"])
+
+    def test_copy_mode_does_not_record_it_unfetched(self):
+        self.mode = "copy"
+        data = self.moved()
+        self.configure(job_extra="  take new cur\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        seen = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.seen")
+        self.assertNotIn(self.NAME, open(seen).read() if os.path.exists(seen) else "")
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(sub="cur"), [self.NAME + ":2,S"])
+        self.assertEqual(self.local_data(self.NAME + ":2,S", sub="cur"), data)
+
+
 class TestPipelining(ScriptedCase):
     """What goes out without waiting for an answer, as a scripted server
     sees it: it reads ahead before answering a MKDIR or a RENAME (up to

@@ -222,8 +222,10 @@ class TestFetchSshConfig(SshConfigMixin, FetchCase):
         r = self.fetch()
         self.assertEqual(r.returncode, 77, r.stderr)
         # what was tried, and what could not be
-        self.assertIn(b"no ssh-agent (IdentitiesOnly), %s, not /nonexistent/key (No such file"
-                      % stranger.encode(), r.stderr)
+        self.assertIn(b"refused %s (tried no ssh-agent (IdentitiesOnly), %s, not /nonexistent/key"
+                      b" (No such file" % (self.sshd.user.encode(), stranger.encode()), r.stderr)
+        self.assertIn(b"its public key in %s's ~/.ssh/authorized_keys on the server"
+                      % self.sshd.user.encode(), r.stderr)
         self.assertIn(b"%s:7 gives a CertificateFile, which postie does not offer"
                       % path.encode(), r.stderr)
 
