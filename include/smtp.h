@@ -112,4 +112,12 @@ char	*smtp_password(const struct identity *id, struct err *e);
  */
 size_t	smtp_crlf(const char *in, size_t n, char *out, bool *last_cr);
 
+/*
+ * The size SIZE= declares for size bytes of fd from offset, as RFC 1870
+ * counts it: the octets sent after the 354 with CRLF pairs (every bare LF
+ * goes as CR LF, and a last line without one gets it), not the dot
+ * stuffing nor the final dot. -1 (errno set) if the file cannot be read.
+ */
+int	smtp_wire_size(int fd, uint64_t offset, uint64_t size, uint64_t *out);
+
 #endif

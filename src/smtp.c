@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <signal.h>
@@ -97,6 +98,39 @@ smtp_crlf(const char *in, size_t n, char *out, bool *last_cr)
 		*last_cr = in[i] == '\r';
 	}
 	return o;
+}
+
+int
+smtp_wire_size(int fd, uint64_t offset, uint64_t size, uint64_t *out)
+{
+	char buf[65536];
+	uint64_t done = 0, bare = 0;
+	char last = '\0';
+
+	while (done < size) {
+		size_t want = size - done < sizeof(buf) ? (size_t)(size - done) :
+		    sizeof(buf);
+		ssize_t r = pread(fd, buf, want, (off_t)(offset + done));
+		const char *p = buf, *end, *nl;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;	/* shorter than its envelope */
+			return -1;
+		}
+		end = buf + r;
+		while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+			if ((nl > buf ? nl[-1] : last) != '\r')
+				bare++;
+			p = nl + 1;
+		}
+		last = end[-1];
+		done += (uint64_t)r;
+	}
+	*out = size + bare + (size > 0 && last != '\n' ? 2 : 0);
+	return 0;
 }
 
 /* libESMTP asks for the message: CRLF-normalized chunks from the file. */
@@ -379,13 +413,18 @@ add_message(smtp_session_t session, struct smtp_msg *m, void *sess)
 {
 	smtp_message_t msg = smtp_add_message(session);
 	const struct envelope *env = m->env;
+	uint64_t wire;
 
 	smtp_set_reverse_path(msg, env->sender);
 	smtp_set_messagecb(msg, message_cb, m);
 	m->sess = sess;
 	smtp_message_set_application_data_release(msg, m, NULL);
-	smtp_size_set_estimate(msg, (unsigned long)(env->size +
-	    env->size / 40));
+	/* the exact size (a server near its limit refuses a guess over it);
+	 * a file that cannot be read fails in message_cb, before the dot */
+	if (smtp_wire_size(m->fd, env->offset, env->size, &wire) < 0)
+		wire = env->size + env->size / 40;
+	smtp_size_set_estimate(msg, wire > ULONG_MAX ? ULONG_MAX :
+	    (unsigned long)wire);
 	/* BODY=8BITMIME only for real 8-bit content: libESMTP then needs the
 	 * extension (and quits without it), 7-bit mail never does */
 	if (env->body != NULL && strcmp(env->body, "8bitmime") == 0)

@@ -114,6 +114,26 @@ class TestPlain(DeliverCase):
         self.assertIn("\rdeliver: 25/25 messages\r\n", screen)
         self.assertEqual(len(srv.messages), 25)
 
+    def test_size_is_what_goes_after_the_354(self):
+        # RFC 1870: the octets sent, CR LF pairs counted. Short LF lines
+        # grow by half on the wire and base64 lines by under 2%: a guess
+        # was under the one and over the other, and a server whose limit
+        # lies between the real size and the guess refused the message.
+        short = b"Subject: short lines\n\n" + b"x\n" * 1000
+        b64 = b"Subject: base64\n\n" + (b"A" * 76 + b"\n") * 1000
+        for body in (short, b64, b"Subject: no newline at the end\n\nlast line"):
+            srv = self.start(extensions=("PIPELINING", "8BITMIME", "SIZE 100000000"))
+            self.enqueue(["bob@example.com"], body)
+            r = self.deliver()
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(len(srv.messages), 1, r.stderr)
+            wire = srv.messages[0].data       # after the 354, unstuffed, no final dot
+            text = body.split(b"\n\n", 1)[1].replace(b"\n", b"\r\n")
+            self.assertTrue(wire.endswith(text if body.endswith(b"\n") else text + b"\r\n"),
+                            wire[-80:])
+            mail = [c for c in srv.commands if c.startswith("MAIL FROM")][0]
+            self.assertIn(" SIZE=%d" % len(wire), mail)
+
     def test_server_without_8bitmime(self):
         srv = self.start(extensions=("PIPELINING", "SIZE 100000000"))
         eight = self.enqueue(["bob@example.com"], MSG + b"caf\xc3\xa9\n")

@@ -78,12 +78,85 @@ test_crlf(void **state)
 	crlf_is(lfs, sizeof(lfs), &cr, crlfs, false);
 }
 
+/* smtp_wire_size of data at offset 5 of a temporary file */
+static int
+wire_of(const char *data, size_t n, uint64_t size, uint64_t *out)
+{
+	char path[] = "/tmp/test_smtp.XXXXXX";
+	int fd = mkstemp(path), rc;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, "ENV\n\n", 5), 5);
+	assert_int_equal(write(fd, data, n), (ssize_t)n);
+	rc = smtp_wire_size(fd, 5, size, out);
+	close(fd);
+	return rc;
+}
+
+static uint64_t
+wire(const char *data, size_t n)
+{
+	uint64_t out = 0;
+
+	assert_int_equal(wire_of(data, n, n, &out), 0);
+	return out;
+}
+
+/* What message_cb sends for data: smtp_crlf in 4 KiB chunks, then CR LF
+ * if the last byte is not a LF. */
+static uint64_t
+sent(const char *data, size_t n)
+{
+	static char out[2 * 4096];
+	bool cr = false;
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < n; i += 4096)
+		total += smtp_crlf(data + i, n - i < 4096 ? n - i : 4096, out, &cr);
+	return total + (n > 0 && data[n - 1] != '\n' ? 2 : 0);
+}
+
+static void
+test_wire_size(void **state)
+{
+	static char big[3 * 65536 + 10];
+	uint64_t out;
+
+	(void)state;
+	assert_int_equal(wire("", 0), 0);
+	assert_int_equal(wire("a\nb\n", 4), 6);
+	assert_int_equal(wire("a\r\nb\r\n", 6), 6);
+	assert_int_equal(wire("a\nb", 3), 6);		/* the last line ended */
+	assert_int_equal(wire("a\rb\n", 4), 5);	/* a bare CR stays */
+	assert_int_equal(wire("\n\n\n", 3), 6);
+	/* a CR at the end of one read, its LF at the start of the next */
+	memset(big, 'x', sizeof(big));
+	big[65535] = '\r';
+	big[65536] = '\n';
+	big[2 * 65536] = '\n';			/* a bare LF first in a read */
+	big[sizeof(big) - 1] = '\n';
+	assert_int_equal(wire(big, sizeof(big)), sizeof(big) + 2);
+	/* what the message callback really sends, for mixed line ends */
+	srand(7);
+	for (int t = 0; t < 50; t++) {
+		size_t n = (size_t)rand() % sizeof(big);
+
+		for (size_t i = 0; i < n; i++)
+			big[i] = "xx\r\n"[rand() % 4];
+		assert_int_equal(wire(big, n), sent(big, n));
+	}
+	/* a file shorter than its envelope says */
+	assert_int_equal(wire_of("abc", 3, 10, &out), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_crlf),
+		cmocka_unit_test(test_wire_size),
 	};
 
 	return cmocka_run_group_tests_name("test_smtp", tests, NULL, NULL);
