@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "dial.h"
+#include "knownmark.h"
 #include "sshconn.h"
 #include "sshjump.h"
 #include "sshroute.h"
@@ -199,33 +200,22 @@ load_known(LIBSSH2_SESSION *s, const struct ssh_hop *h,
 	return 0;
 }
 
+/* The key against ssh-fingerprint or the known_hosts files. */
 static int
-check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
-    bool last, struct sshconn *c, LIBSSH2_KNOWNHOSTS *kh, const char *khpath,
-    struct err *e)
+check_listed(const struct ssh_params *p, const struct ssh_hop *h,
+    struct sshconn *c, LIBSSH2_KNOWNHOSTS *kh, const char *khpath,
+    const char *key, size_t klen, int known, const struct known_marks *marks,
+    const char *pin, struct err *e)
 {
-	/* ssh-fingerprint pins the server, not a jump host */
-	const char *pin = last ? ", or set ssh-fingerprint" : "";
 	const struct ssh_target *t = p->target;
-	size_t klen;
-	int ktype;
-	const char *key = libssh2_session_hostkey(c->s, &klen, &ktype);
-	const char *hash = libssh2_hostkey_hash(c->s,
-	    LIBSSH2_HOSTKEY_HASH_SHA256);
-	int known = 0;
 	struct libssh2_knownhost *ent;
+	char note[200] = "";
 
-	if (key == NULL || hash == NULL)
-		return err_set(e, ERR_PROTOCOL, "SSH server %s sent no host "
-		    "key", t->host);
-	sshconn_fp_format((const unsigned char *)hash, c->fp, sizeof(c->fp));
-	snprintf(c->keytype, sizeof(c->keytype), "unknown key type");
-	for (size_t i = 0; i < NKEYTYPES; i++)
-		if (keytypes[i].hostkey == ktype) {
-			known = keytypes[i].known;
-			snprintf(c->keytype, sizeof(c->keytype), "%s",
-			    keytypes[i].name);
-		}
+	if (marks->cert_authority > 0)
+		snprintf(note, sizeof(note), " (its @cert-authority line%s "
+		    "trust%s host certificates, which postie does not check: "
+		    "list the host's own key)", marks->cert_authority > 1 ?
+		    "s" : "", marks->cert_authority > 1 ? "" : "s");
 	if (p->fingerprint != NULL) {
 		if (strcmp(p->fingerprint, c->fp) != 0)
 			return err_set(e, ERR_PROTOCOL, "the SSH host key of %s "
@@ -257,13 +247,60 @@ check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
 		    "fix %s)", t->host, c->keytype, c->fp, khpath, khpath);
 	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
 		return err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s "
-		    "%s) is not in %s; refusing it: check the fingerprint "
+		    "%s) is not in %s%s; refusing it: check the fingerprint "
 		    "and add the key (ssh-keyscan -p %d %s)%s", t->host,
-		    c->keytype, c->fp, khpath, t->port, t->host, pin);
+		    c->keytype, c->fp, khpath, note, t->port, t->host, pin);
 	default:
 		return err_set(e, ERR_SOFTWARE, "cannot check the SSH host key "
 		    "of %s against %s", t->host, khpath);
 	}
+}
+
+static int
+check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
+    bool last, struct sshconn *c, LIBSSH2_KNOWNHOSTS *kh, const char *khpath,
+    struct err *e)
+{
+	/* ssh-fingerprint pins the server, not a jump host */
+	const char *pin = last ? ", or set ssh-fingerprint" : "";
+	const struct ssh_target *t = p->target;
+	size_t klen;
+	int ktype;
+	const char *key = libssh2_session_hostkey(c->s, &klen, &ktype);
+	const char *hash = libssh2_hostkey_hash(c->s,
+	    LIBSSH2_HOSTKEY_HASH_SHA256);
+	int known = 0, rc;
+	struct known_marks marks = { .revoked = false };
+
+	if (key == NULL || hash == NULL)
+		return err_set(e, ERR_PROTOCOL, "SSH server %s sent no host "
+		    "key", t->host);
+	sshconn_fp_format((const unsigned char *)hash, c->fp, sizeof(c->fp));
+	snprintf(c->keytype, sizeof(c->keytype), "unknown key type");
+	for (size_t i = 0; i < NKEYTYPES; i++)
+		if (keytypes[i].hostkey == ktype) {
+			known = keytypes[i].known;
+			snprintf(c->keytype, sizeof(c->keytype), "%s",
+			    keytypes[i].name);
+		}
+	/* @revoked lines (libssh2 skips them): a revoked key is never
+	 * taken, pinned or listed for the host on another line */
+	for (size_t i = 0; i < h->known_hosts.n && !marks.revoked; i++)
+		knownmark_file(h->known_hosts.v[i], (const unsigned char *)key,
+		    klen, &marks);
+	if (marks.revoked) {
+		rc = err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s %s) "
+		    "is marked @revoked in %s line %zu: refusing it (the "
+		    "server must get a new key; ask its administrator)",
+		    t->host, c->keytype, c->fp, marks.revoked_file,
+		    marks.revoked_line);
+		knownmark_free(&marks);
+		return rc;
+	}
+	rc = check_listed(p, h, c, kh, khpath, key, klen, known, &marks,
+	    pin, e);
+	knownmark_free(&marks);
+	return rc;
 }
 
 long

@@ -227,6 +227,44 @@ class TestTunnelRefusals(TunnelCase):
         self.assertIn("has CHANGED", why)
         self.assertIn(self.sshd.host_fingerprint(), why)
 
+    def revoked_line(self, sep=" ", hosts="*", tail="\n"):
+        k = self.sshd.known_hosts_line().split()
+        return "@revoked%s%s%s%s%s%s%s" % (sep, hosts, sep, k[1], sep, k[2], tail)
+
+    def test_revoked_host_key(self):
+        # listed for the host and revoked: libssh2 1.10 skips @revoked
+        # lines, so it alone would take the key
+        self.write_known(self.sshd.known_hosts_line(), "# a comment\n", self.revoked_line())
+        why = self.refused()
+        self.assertIn("is marked @revoked in %s line 3: refusing it" % self.known, why)
+        self.assertIn(self.sshd.host_fingerprint(), why)
+
+    def test_revoked_whatever_its_hosts_and_blanks(self):
+        self.write_known(self.revoked_line("\t", "|1|c2FsdA==|aGFzaA==", " comment\r\n"),
+                         self.sshd.known_hosts_line())
+        self.assertIn("is marked @revoked in %s line 1" % self.known, self.refused())
+
+    def test_revoked_over_a_pin(self):
+        self.write_known(self.revoked_line())
+        why = self.refused("  ssh-fingerprint %s\n" % self.sshd.host_fingerprint())
+        self.assertIn("is marked @revoked", why)
+
+    def test_another_key_revoked(self):
+        other = open(sshd.keygen(os.path.join(self.dir, "other_host")) + ".pub").read().split()
+        self.write_known(self.sshd.known_hosts_line(), "@revoked * %s %s\n" % (other[0], other[1]))
+        srv = self.start()
+        self.tunnel()
+        self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual((r.returncode, len(srv.messages)), (0, 1), r.stderr)
+
+    def test_cert_authority_alone_is_named(self):
+        k = self.sshd.known_hosts_line().split()
+        self.write_known("@cert-authority * %s %s\n" % (k[1], k[2]))
+        why = self.refused()
+        self.assertIn("is not in %s (its @cert-authority line trusts host certificates, which "
+                      "postie does not check: list the host's own key)" % self.known, why)
+
     def test_wrong_pin(self):
         self.write_known(self.sshd.known_hosts_line())   # a pin overrides known_hosts
         why = self.refused("  ssh-fingerprint SHA256:%s\n" % ("A" * 43))
