@@ -38,6 +38,11 @@
  * folder or a message, and no tmp/ cleaner removes it.
  */
 #define CLAIMS_DIR	"postie-claims"
+/* JOB.unremoved's folder for a message fetched whose claim was gone when
+ * removed (its folder renamed on the server takes the claim along): a
+ * claim of that name is removed in any folder, never fetched again.
+ * No Maildir++ folder is called that (they start with a dot). */
+#define ANY_FOLDER	"*"
 #define CLAIM_STALE	(7 * 86400)	/* other clients' claims older are
 					 * reported */
 

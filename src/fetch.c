@@ -735,6 +735,22 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 			sv_push_owned(&j->retried, xasprintf("%s/%.*s",
 			    f->name, (int)fetch_unique_len(d->name), d->name));
 		}
+	} else if (j->job->mode == FETCH_MOVE && sub == j->csub &&
+	    fetch_in_set(ANY_FOLDER, &j->unremoved, d->name)) {
+		/* fetched before from another folder, whose claim was gone
+		 * when removed: that folder was renamed to this one */
+		if (!j->o->dry_run) {
+			struct item *it = item_add(j, f, sub, dst, d->name,
+			    a->size, false);
+
+			it->retry_remove = true;
+			sv_push_owned(&j->retried, xasprintf(ANY_FOLDER "/%.*s",
+			    (int)fetch_unique_len(d->name), d->name));
+			log_msg(j->log, LOG_INFO, "%s: %s: found again in this "
+			    "client's claims, fetched before in a folder renamed "
+			    "on the server since: removed, not fetched again",
+			    j->job->name, rpath);
+		}
 	} else if (j->handed_fd >= 0 &&
 	    fetch_in_set(f->name, &j->handed, d->name)) {
 		plan_handed(j, f, sub, dst, d);
@@ -1224,6 +1240,26 @@ on_removed(void *arg, const struct sftp_reply *r, struct err *e)
 		j->remove_refused += !it->retry_remove;
 		sv_push_owned(&j->unremoved_now, xasprintf("%s/%.*s",
 		    it->f->name, (int)fetch_unique_len(it->name), it->name));
+		free(rpath);
+	} else if (r->status == SFTP_FX_NO_SUCH_FILE && it->sub == it->j->csub &&
+	    !it->retry_remove) {
+		struct job *j = it->j;
+		char *rpath = fetch_remote_path(it);
+
+		/*
+		 * Fetched, and this client's claim gone when removed: removed
+		 * on the server, or its folder renamed meanwhile, which takes
+		 * the claim along. Remembered for any folder, so a claim of
+		 * that name turning up is removed, never fetched a second
+		 * time (JOB.unremoved, folder "*").
+		 */
+		log_msg(j->log, LOG_INFO, "%s: %s: fetched; its claim was gone "
+		    "when removed (removed on the server, or the folder "
+		    "renamed): if it turns up in another folder's claims, it "
+		    "is removed there, not fetched again", j->job->name,
+		    rpath);
+		sv_push_owned(&j->unremoved_now, xasprintf(ANY_FOLDER "/%.*s",
+		    (int)fetch_unique_len(it->name), it->name));
 		free(rpath);
 	} else if (it->retry_remove) {
 		char *rpath = fetch_remote_path(it);

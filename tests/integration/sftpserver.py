@@ -7,6 +7,11 @@ sshd runs it as its sftp subsystem (sshd.Sshd(subsystem=...)):
 
 RULES.json (read at each session, so a test may change it between runs):
   refuse_remove: "reason"    every REMOVE fails: PERMISSION_DENIED, reason
+  rename_dir_on_remove: {"OLD": "NEW"}
+                             a REMOVE of a path in folder OLD renames the
+                             folder to NEW first (a user renaming it on
+                             the server mid-run), then answers
+                             NO_SUCH_FILE
   refuse_mkdir: "reason"     every MKDIR fails: PERMISSION_DENIED, reason
   read_max: N                a READ returns at most N bytes (short reads)
   drip: SECONDS              DATA replies go out one byte every SECONDS
@@ -351,6 +356,12 @@ class Server:
                 if why:
                     self.status(rid, FX_PERMISSION_DENIED, why)
                     return
+                for old, new in self.rules.get("rename_dir_on_remove", {}).items():
+                    if ("/%s/" % old).encode() in path and os.path.isdir(old_dir := path.split(
+                            ("/%s/" % old).encode())[0] + b"/" + old.encode()):
+                        os.rename(old_dir, os.path.join(os.path.dirname(old_dir), new.encode()))
+                        self.status(rid, FX_NO_SUCH_FILE)
+                        return
                 os.unlink(path)
                 self.status(rid, FX_OK)
             elif t == 14:                   # MKDIR (attrs ignored: 0700)

@@ -518,6 +518,41 @@ class TestMovedMeanwhile(ScriptedCase):
         self.assertEqual(self.local_data(self.NAME + ":2,S", sub="cur"), data)
 
 
+class TestFolderRenamed(ScriptedCase):
+    """The user renames a folder on the server while fetch removes what it
+    fetched from it: the claims go along with the folder, so the removes
+    find nothing. The next run finds them in the renamed folder's claims:
+    removed there, never fetched a second time."""
+
+    folders = "INBOX .Lists.*"
+
+    def test_claims_carried_away_are_not_fetched_again(self):
+        data = {n: self.put(n, folder=".Lists.foo") for n in
+                ("1700000000.a", "1700000001.b", "1700000002.c")}
+        self.set_rules({"rename_dir_on_remove": {".Lists.foo": ".Lists.bar"}})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(".Lists.foo"), sorted(data))
+        # the claims went with the folder
+        self.assertEqual(self.claimed_names(".Lists.bar"), sorted(data))
+        self.assertIn("its claim was gone when removed", self.log())
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(".Lists.bar"), [])
+        self.assertEqual(self.claimed_names(".Lists.bar"), [])
+        self.assertEqual(self.local_names(".Lists.foo"), sorted(data))
+        for n, d in data.items():
+            self.assertEqual(self.local_data(n, ".Lists.foo"), d)
+        self.assertIn("fetched before in a folder renamed on the server since: removed, not "
+                      "fetched again", self.log())
+        # acted on, so forgotten; and a run after that is quiet
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        state = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.unremoved")
+        self.assertEqual(open(state).read(), "")
+
+
 class TestPipelining(ScriptedCase):
     """What goes out without waiting for an answer, as a scripted server
     sees it: it reads ahead before answering a MKDIR or a RENAME (up to
