@@ -186,6 +186,9 @@ struct job {
 	 * (JOB.unremoved); "FOLDER/UNIQUE", sorted */
 	struct strvec		 unremoved, unremoved_now, retried;
 	unsigned long		 remove_refused;	/* newly, this run */
+	unsigned long		 unlisted;	/* folders that could not be
+						 * listed (the others went on) */
+	int			 unlisted_code;	/* the first one's exit code */
 	unsigned long		 nospace;	/* bigger than the free space */
 	/* the folder at hand (planning, progress) */
 	const char		*folder;

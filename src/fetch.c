@@ -1910,6 +1910,16 @@ run_job(struct job *j, struct err *e)
 		    j->job->local, j->nospace == 1 ? "s" : "");
 		fetch_fail(j, &le);
 	}
+	if (!j->failed && j->unlisted > 0) {
+		struct err le;
+
+		err_set(&le, (enum err_code)j->unlisted_code, "%lu folder%s "
+		    "could not be listed (said above) and %s left for a later "
+		    "run; the others were fetched", j->unlisted,
+		    j->unlisted == 1 ? "" : "s", j->unlisted == 1 ? "is" :
+		    "are");
+		fetch_fail(j, &le);
+	}
 	if (!j->failed && j->remove_refused > 0) {
 		struct err le;
 

@@ -124,20 +124,40 @@ listing_done(struct listing *l)
 	}
 }
 
-/* A listing that failed: the folder is left alone, the job fails. The
- * directory could not be opened (a refusal), or its reading broke off. */
+/*
+ * A listing that failed: the folder is left alone. A folder's directory
+ * that could not be opened (status: refused, or gone: the user removed
+ * or renamed the folder meanwhile) is said, and the other folders go on;
+ * the run then exits non-zero (fetch.c). The Maildir itself, or a
+ * reading that broke off, fails the job.
+ */
 static int
-listing_failed(struct listing *l, bool opening, const char *why)
+listing_failed(struct listing *l, int status, const char *why)
 {
+	struct job *j = l->j;
 	struct err e;
 
-	if (opening)
+	if (status >= 0 && l->f != NULL && l != j->top) {
+		if (!l->f->failed) {
+			fetch_say(j, LOG_WARNING, "cannot list %s on %s: %s; "
+			    "folder %s is left for a later run, the others "
+			    "go on", l->path, j->job->ssh.host, why,
+			    l->f->name);
+			if (j->unlisted++ == 0)
+				j->unlisted_code = status ==
+				    SFTP_FX_NO_SUCH_FILE ? ERR_TEMPFAIL :
+				    status == SFTP_FX_PERMISSION_DENIED ?
+				    ERR_NOPERM : ERR_PROTOCOL;
+		}
+	} else if (status >= 0) {
 		err_set(&e, ERR_PROTOCOL, "cannot list %s on %s: %s", l->path,
-		    l->j->job->ssh.host, why);
-	else
+		    j->job->ssh.host, why);
+		fetch_fail(j, &e);
+	} else {
 		err_set(&e, ERR_TEMPFAIL, "listing %s on %s failed: %s",
-		    l->path, l->j->job->ssh.host, why);
-	fetch_fail(l->j, &e);
+		    l->path, j->job->ssh.host, why);
+		fetch_fail(j, &e);
+	}
 	if (l->f != NULL)
 		l->f->failed = true;
 	l->eof = true;
@@ -161,7 +181,7 @@ on_opendir(void *arg, const struct sftp_reply *r, struct err *e)
 			return 0;
 		}
 		fetchget_status(r, why, sizeof(why));
-		return listing_failed(l, true, why);
+		return listing_failed(l, (int)r->status, why);
 	}
 	memcpy(l->h, r->data, r->len);
 	l->hlen = r->len;
@@ -272,7 +292,7 @@ on_readdir(void *arg, const struct sftp_reply *r, struct err *e)
 	l->out--;
 	if (r->type == SFTP_STATUS && r->status != SFTP_FX_EOF && !l->eof) {
 		fetchget_status(r, why, sizeof(why));
-		return listing_failed(l, false, why);
+		return listing_failed(l, -1, why);
 	}
 	if (r->type == SFTP_STATUS)
 		l->eof = true;

@@ -7,6 +7,10 @@ sshd runs it as its sftp subsystem (sshd.Sshd(subsystem=...)):
 
 RULES.json (read at each session, so a test may change it between runs):
   refuse_remove: "reason"    every REMOVE fails: PERMISSION_DENIED, reason
+  opendir_status: {"SUFFIX": CODE}
+                             an OPENDIR of a path ending in /SUFFIX is
+                             answered with this status (3: permission
+                             denied, 2: no such file)
   rename_dir_on_remove: {"OLD": "NEW"}
                              a REMOVE of a path in folder OLD renames the
                              folder to NEW first (a user renaming it on
@@ -313,6 +317,10 @@ class Server:
                 self.send(struct.pack(">BI", 105, rid) + self.attrs(st))
             elif t == 11:                   # OPENDIR
                 path, _ = string(0)
+                for suffix, code in self.rules.get("opendir_status", {}).items():
+                    if path.decode(errors="replace").endswith("/" + suffix):
+                        self.status(rid, code, "refused by the test's rule")
+                        return
                 names = sorted(os.listdir(path))
                 ents = []
                 for n in names:

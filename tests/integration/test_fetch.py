@@ -553,6 +553,45 @@ class TestFolderRenamed(ScriptedCase):
         self.assertEqual(open(state).read(), "")
 
 
+class TestFolderUnlisted(ScriptedCase):
+    """A folder whose directory cannot be opened (its permissions, or the
+    user removed it meanwhile) is said and left; the other folders are
+    fetched; the run exits non-zero."""
+
+    folders = "INBOX .*"
+
+    def test_the_other_folders_go_on(self):
+        self.put("1700000000.inbox")
+        self.put("1700000001.b", folder=".b")
+        self.put("1700000002.c", folder=".c")
+        for code, rc, why in ((3, 77, "permission denied"), (2, 75, "no such file")):
+            self.set_rules({"opendir_status": {".b/new": code}})
+            r = self.fetch()
+            err = r.stderr.decode()
+            self.assertEqual(r.returncode, rc, err)
+            self.assertIn("cannot list %s/.b/new on 127.0.0.1: %s (refused by the test's rule); "
+                          "folder .b is left for a later run, the others go on"
+                          % (self.remote, why), err)
+            self.assertIn("1 folder could not be listed (said above) and is left for a later "
+                          "run; the others were fetched", err)
+        self.assertEqual(self.local_names(), ["1700000000.inbox"])
+        self.assertEqual(self.local_names(".c"), ["1700000002.c"])
+        self.assertEqual(self.local_names(".b"), [])
+        self.assertEqual(self.remote_names(".b"), ["1700000001.b"])
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(".b"), ["1700000001.b"])
+
+    def test_the_maildir_itself_fails_the_job(self):
+        self.put("1700000000.inbox")
+        self.set_rules({"opendir_status": {"Maildir": 3}})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 76, r.stderr)
+        self.assertIn(b"cannot list %s on 127.0.0.1: permission denied" % self.remote.encode(),
+                      r.stderr)
+
+
 class TestPipelining(ScriptedCase):
     """What goes out without waiting for an answer, as a scripted server
     sees it: it reads ahead before answering a MKDIR or a RENAME (up to
