@@ -162,9 +162,10 @@ int	queue_list(struct queue *q, struct strvec *ids, struct err *e);
 int	queue_lock(struct queue *q, const char *id, int *fd, struct err *e);
 /*
  * flock msg/ID, waiting while another process holds it, until deadline
- * (CLOCK_MONOTONIC): 1 locked (*fd set), 0 no such message (or removed
- * while we waited), -1 with e set: ERR_TEMPFAIL when it was still locked
- * at the deadline, else as queue_lock.
+ * (CLOCK_MONOTONIC): 1 locked (*fd set), 0 no such message, 2 it was
+ * there and left the queue while we waited (a deliver run sent it, or
+ * something removed it), -1 with e set: ERR_TEMPFAIL when it was still
+ * locked at the deadline, else as queue_lock.
  */
 int	queue_lock_wait(struct queue *q, const char *id,
 	    const struct timespec *deadline, int *fd, struct err *e);

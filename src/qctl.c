@@ -68,6 +68,7 @@ qctl_err_rank(enum err_code code)
 	case ERR_OK:		return 0;
 	case ERR_TEMPFAIL:	return 1;	/* busy: try again */
 	case ERR_NOUSER:	return 2;	/* unknown: fix the id */
+	case ERR_NOINPUT:	return 2;	/* gone meanwhile (sent) */
 	default:		return 3;	/* the queue itself */
 	}
 }
@@ -312,9 +313,19 @@ one(struct qctl *c, const char *id)
 		return;
 	}
 	got = queue_lock_wait(&c->q, id, &c->deadline, &fd, &e);
-	if (got == 0) {
-		if (!c->all)	/* with --all: delivered since the listing */
-			unknown(c, id, "no such message in the queue");
+	if (got == 0 && !c->all) {
+		unknown(c, id, "no such message in the queue");
+		return;
+	}
+	if (got == 0 || got == 2) {
+		/* it was there (listed, or held by a deliver run we waited
+		 * for): sent meanwhile, most likely */
+		err_set(&e, ERR_NOINPUT, "%s left the queue %s (its log says "
+		    "which); nothing was %s", id, got == 2 ? "while the "
+		    "command waited for the deliver run holding it: that run "
+		    "sent it, or it was removed" : "since it was listed: a "
+		    "deliver run sent it, or it was removed", op_done[c->op]);
+		fail(c, &e);
 		return;
 	}
 	if (got < 0) {

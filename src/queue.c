@@ -728,7 +728,7 @@ queue_lock_wait(struct queue *q, const char *id,
 	/* removed by the run we waited for? */
 	if (fstat(f, &st) < 0 || st.st_nlink == 0) {
 		close(f);
-		return 0;
+		return 2;
 	}
 	*fd = f;
 	return 1;

@@ -345,22 +345,30 @@ class TestQueueControl(Base):
         self.assertRegex(self.journal(a)[-1], r"^\d+ hold$")
 
     def test_message_removed_by_the_run_waited_for(self):
-        """deliver finishes (removes) the message while hold waits: it is
-        unknown by then (67), and nothing is left behind."""
-        (a,) = self.queue_n(1)
-        p = os.path.join(self.queue, "msg", a)
-        fd = os.open(p, os.O_RDONLY)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        """deliver finishes (sends and removes) the message while the
+        command waits: said as such (66), not as an unknown id (67, which
+        told a user stopping a mis-addressed message that he had mistyped
+        the id it had just gone out under), and nothing is left behind;
+        with --all too."""
+        for args in (["hold"], ["remove"], ["remove", "--all"]):
+            (a,) = self.queue_n(1)
+            p = os.path.join(self.queue, "msg", a)
+            fd = os.open(p, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
 
-        def finish():
-            os.unlink(p)
-            os.close(fd)
-        t = threading.Timer(1.0, finish)
-        t.start()
-        self.addCleanup(t.join)
-        r = self.q("hold", a)
-        self.assertEqual(r.returncode, 67, r.stderr)
-        self.assertFalse(os.path.exists(os.path.join(self.queue, "state", a)))
+            def finish():
+                os.unlink(p)
+                os.close(fd)
+            t = threading.Timer(1.0, finish)
+            t.start()
+            r = self.q(*(args + ([] if "--all" in args else [a])))
+            t.join()
+            self.assertEqual(r.returncode, 66, (args, r.stderr))
+            self.assertEqual(r.stderr.decode(), "queue: %s left the queue while the command "
+                             "waited for the deliver run holding it: that run sent it, or it was "
+                             "removed (its log says which); nothing was %s\n"
+                             % (a, "held" if args[0] == "hold" else "removed"))
+            self.assertFalse(os.path.exists(os.path.join(self.queue, "state", a)))
 
     def test_all(self):
         ids = self.queue_n(3)
