@@ -223,6 +223,8 @@ struct job {
 						 * counts to the parent, or
 						 * -1 (fetchprog.h) */
 	bool			 progress_line;	/* one is on the screen */
+	unsigned long		 progress_shown;	/* the counts on it */
+	long long		 progress_at;	/* ms: when it was drawn */
 };
 
 /* --- fetch.c, for fetchget.c --- */

@@ -117,24 +117,43 @@ fetch_folder_wanted(const struct strvec *globs, const char *folder)
 #define WINDOW_REQS	1024	/* requests in flight (5 a file) */
 #define WINDOW_BYTES	(2 * 1024 * 1024)	/* READ bytes in flight */
 
-/* On a terminal a long fetch shows how far it got, on one line. */
+#define PROGRESS_MS	100	/* the line is redrawn at most this often */
+
+/*
+ * On a terminal a long fetch shows how far it got, on one line: the
+ * job's counts, which only grow, so a redraw covers the line before it
+ * (a folder's name in it left the end of a longer one behind). Redrawn
+ * at most every PROGRESS_MS (6000 messages wrote 1 MB to the terminal),
+ * and once more at its end.
+ */
+static void
+progress_draw(struct job *j)
+{
+	fprintf(stderr, "\rfetch: %s: %lu fetched, %lu already here",
+	    j->job->name, j->fetched, j->already);
+	j->progress_line = true;
+	j->progress_shown = j->fetched + j->already;
+	j->progress_at = util_mono_ms();
+}
+
 static void
 progress(struct job *j)
 {
 	if (j->progress_fd >= 0)
 		fetchprog_report(j->progress_fd, j->fetched, j->already);
-	if (!j->progress)
-		return;
-	fprintf(stderr, "\rfetch: %s: %s: %lu fetched, %lu already here",
-	    j->job->name, j->folder, j->fetched, j->already);
-	j->progress_line = true;
+	if (j->progress && (!j->progress_line ||
+	    util_mono_ms() - j->progress_at >= PROGRESS_MS))
+		progress_draw(j);
 }
 
 static void
 progress_end(struct job *j)
 {
-	if (j->progress_line)
+	if (j->progress_line) {
+		if (j->progress_shown != j->fetched + j->already)
+			progress_draw(j);
 		fputc('\n', stderr);
+	}
 	j->progress_line = false;
 }
 
