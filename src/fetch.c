@@ -1141,9 +1141,11 @@ on_claimed(void *arg, const struct sftp_reply *r, struct err *e)
 	if (it->f->failed)
 		return 0;	/* its claim directory could not be made */
 	if (r->status == SFTP_FX_NO_SUCH_FILE) {
-		/* another client renamed it first (or it was removed) */
-		log_msg(j->log, LOG_INFO, "%s: %s: %s taken by another client "
-		    "meanwhile (or removed); not fetched", j->job->name,
+		/* another client renamed it first, or a mail reader on the
+		 * server moved it (new/ to cur/) or removed it */
+		log_msg(j->log, LOG_INFO, "%s: %s: %s gone before it could be "
+		    "claimed (another client took it, or a mail reader on the "
+		    "server moved or removed it); not fetched", j->job->name,
 		    it->f->name, it->name);
 		j->taken++;
 		return 0;
@@ -1952,7 +1954,7 @@ run_job(struct job *j, struct err *e)
 	if (!j->failed && (j->fetched || j->already || j->refused ||
 	    j->taken || j->deferred || j->expired))
 		log_msg(j->log, LOG_INFO, "%s: %lu fetched, %lu already here, "
-		    "%lu refused, %lu taken by another client%s", j->job->name,
+		    "%lu refused, %lu gone before claimed%s", j->job->name,
 		    j->fetched, j->already, j->refused, j->taken,
 		    summary_more(j, more, sizeof(more)));
 	if (j->failed) {

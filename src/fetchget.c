@@ -453,6 +453,15 @@ fetchget_end(struct item *it, enum item_state st)
 	it->st = st;
 }
 
+/* Where a message not taken stays on the server, for messages: a claim
+ * is given back where it came from (new/ or cur/), so that is named. */
+static char *
+left_path(const struct item *it)
+{
+	return it->claimed ? xasprintf("%s/%s/%s", it->f->rdir, it->home,
+	    it->name) : fetch_remote_path(it);
+}
+
 static void
 item_refuse(struct item *it, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -460,7 +469,7 @@ item_refuse(struct item *it, const char *fmt, ...)
 static void
 item_refuse(struct item *it, const char *fmt, ...)
 {
-	char why[400], *rpath = fetch_remote_path(it);
+	char why[400], *rpath = left_path(it);
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -735,12 +744,19 @@ on_open(void *arg, const struct sftp_reply *r, struct err *e)
 		return 0;
 	}
 	if (r->type == SFTP_STATUS) {
-		char why[300], *rpath = fetch_remote_path(it);
+		char why[300], *rpath = left_path(it);
 
-		/* gone meanwhile (another client), or unreadable */
 		fetchget_status(r, why, sizeof(why));
-		fetch_say(j, LOG_WARNING, "%s: cannot open it on the server: %s; "
-		    "left there", rpath, why);
+		if (r->status == SFTP_FX_NO_SUCH_FILE && !it->claimed)
+			/* copy mode: a mail reader on the server moved it
+			 * (new/ to cur/) or removed it; the next run sees
+			 * where it went. Not a problem to tell cron about */
+			log_msg(j->log, LOG_INFO, "%s: %s: gone from the server "
+			    "before it could be opened (moved or removed "
+			    "there); not fetched", j->job->name, rpath);
+		else
+			fetch_say(j, LOG_WARNING, "%s: cannot open it on the "
+			    "server: %s; left there", rpath, why);
 		free(rpath);
 		fetchget_end(it, IT_SKIP);
 		return 0;

@@ -296,8 +296,18 @@ util_mkdir_p(const char *dir, struct err *e)
 			    "cannot create directory %s: %s", p, strerror(errno));
 			break;
 		} else if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			rc = err_set(e, ERR_CANTCREAT,
-			    "%s exists and is not a directory", p);
+			char target[256];
+			ssize_t n = readlink(p, target, sizeof(target) - 1);
+
+			if (n >= 0) {
+				target[n] = '\0';
+				rc = err_set(e, ERR_CANTCREAT, "%s is a symbolic "
+				    "link to %s, which %s", p, target,
+				    stat(p, &st) < 0 ? "does not exist (create "
+				    "it, or fix the link)" : "is not a directory");
+			} else
+				rc = err_set(e, ERR_CANTCREAT,
+				    "%s exists and is not a directory", p);
 			break;
 		}
 		if (slash == NULL)
