@@ -34,7 +34,7 @@ CORE	= err util trust alias config message input crash safefile queue \
 	  commands mda
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
-NET	= tls socks dial session auth reply pump sshcfg sshroute sshconn knownmark \
+NET	= tls socks dial session auth reply pump sshcfg sshroute sshconn knownmark stopsig \
 	  sshjump tunnel sftp sftpchan fetch fetchget fetchsync fetchprog fetchmda fetchkeep \
 	  smtp local bounce notify dirsync deliver netmod confine runner mailboxes \
 	  fetchhooks

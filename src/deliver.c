@@ -36,6 +36,7 @@
 #include "safefile.h"
 #include "smtp.h"
 #include "spool.h"
+#include "stopsig.h"
 #include "tls.h"
 
 struct item {
@@ -937,9 +938,9 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	struct group g;
 	char *password = NULL;
 	size_t n = 0;
-	int rc = 0;
+	int rc = 0, sent;
 
-	if (r->down[idx] || r->stop)
+	if (r->down[idx] || r->stop || stopsig_caught())
 		return 0;
 	memset(&g, 0, sizeof(g));
 	g.r = r;
@@ -999,7 +1000,13 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 	if (id->tls != TLS_NONE)
 		tls_warm_finish(&r->warm);
 	crash_step(&r->crash, "session starting");
-	if (smtp_send(&g.run, e) < 0) {
+	sent = smtp_send(&g.run, e);
+	if (sent < 0 && stopsig_caught())
+		/* cut before a message's data: not this identity's fault */
+		log_msg(r->log, LOG_NOTICE, "identity %s: session cut: the "
+		    "run was told to stop (%s)", id->name,
+		    strsignal(stopsig_caught()));
+	else if (sent < 0) {
 		log_msg(r->log, LOG_WARNING, "identity %s: %s", id->name,
 		    g.run.reason);
 		if (g.run.unreachable)
@@ -1173,6 +1180,8 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	r.o = o;
 	r.log = log;
 	crash_init(&r.crash);
+	/* a signal now stops the run once what is under way is recorded */
+	stopsig_catch();
 	if (access(cfg->queue, F_OK) != 0)
 		return 0;	/* nothing was ever queued */
 	if (queue_open(&r.q, cfg->queue, false, e) < 0)
@@ -1211,13 +1220,14 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	r.failed_why = xcalloc(cfg->nids + 1, sizeof(*r.failed_why));
 	reach_read(r.q.dir, &r.reach);
 	r.progress = isatty(STDERR_FILENO) && ids.n >= 20;
-	while (rc == 0 && cursor < ids.n) {
+	while (rc == 0 && cursor < ids.n && !stopsig_caught()) {
 		/* normally one batch: one connection per identity per run */
 		pick(&r, &ids, &cursor, max);
 		r.total += r.nitems;
 		if ((rc = take_room(&r, e)) < 0)
 			log_msg(log, LOG_WARNING, "%s", e->msg);
-		for (size_t k = 0; k < r.nitems && rc == 0; k++)
+		for (size_t k = 0; k < r.nitems && rc == 0 &&
+		    !stopsig_caught(); k++)
 			rc = deliver_local(&r, &r.items[k], e);
 		for (size_t i = 0; i < cfg->nids && rc == 0; i++)
 			rc = deliver_identity(&r, i, e);
@@ -1264,6 +1274,10 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	free(r.reached);
 	free(r.down);
 	queue_close(&r.q);
+	if (rc == 0 && stopsig_caught())
+		return err_set(e, ERR_TEMPFAIL, "stopped (%s): every message "
+		    "sent is recorded; the rest stays queued for a later run",
+		    strsignal(stopsig_caught()));
 	if (rc == 0 && r.no_room > 0)
 		return err_set(e, ERR_TEMPFAIL, "%zu message%s wait%s for room "
 		    "on the queue's disk for their journal (free some space, "

@@ -32,6 +32,7 @@
 #include "session.h"
 #include "tunnel.h"
 #include "smtp.h"
+#include "stopsig.h"
 #include "tls.h"
 #include "trust.h"
 
@@ -145,10 +146,16 @@ message_cb(void **ctx, int *len, void *arg)
 	if (buf == NULL)
 		*ctx = buf = xmalloc(sizeof(*buf));	/* libESMTP frees it */
 	if (len != NULL && m->pos == (off_t)m->env->offset && m->sess != NULL &&
-	    ((struct session_ctx *)m->sess)->run->stop) {
-		/* an earlier outcome could not be recorded: not a byte of
-		 * this message goes (the connection ends before its dot) */
-		m->stopped = true;
+	    (((struct session_ctx *)m->sess)->run->stop || stopsig_caught())) {
+		/* an earlier outcome could not be recorded, or the run was
+		 * told to stop (the messages before are recorded by now): not
+		 * a byte of this message goes, nor of any after it (the
+		 * connection ends before its dot), and they stay as they were */
+		struct smtp_run *run = ((struct session_ctx *)m->sess)->run;
+
+		for (struct smtp_msg *rest = m; rest < run->msgs + run->nmsgs;
+		    rest++)
+			rest->stopped = true;
 		pump_cut(((struct session_ctx *)m->sess)->pump);
 		*len = 0;
 		return NULL;

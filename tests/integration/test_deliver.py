@@ -5,7 +5,9 @@ import json
 import os
 import shutil
 import socket
+import signal
 import subprocess
+import threading
 import time
 import unittest
 
@@ -673,6 +675,56 @@ class TestPlain(DeliverCase):
         subjects = [m.data.split(b"\r\n", 1)[0] for m in srv.messages]
         self.assertEqual(len(subjects), n)
         self.assertEqual(len(set(subjects)), n)
+
+
+class TestStopSignal(DeliverCase):
+    """SIGTERM, SIGINT or SIGHUP while a message's end waits for the
+    server's reply: the reply is awaited and recorded, the next message is
+    not sent, and the run exits 75. Killed at once, the message would go
+    again on the next run (the server had it). A second signal kills."""
+
+    def stop_during_first_reply(self, sig, second=False):
+        got_end = threading.Event()
+
+        def slow_dot(data):
+            got_end.set()
+            time.sleep(1.0)            # the reply to the first end is late
+            return None                # then the default 250
+        srv = self.start(script={"DOT": slow_dot})
+        self.enqueue_numbered(4)
+        p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertTrue(got_end.wait(20), "the server never got a message's end")
+        p.send_signal(sig)
+        if second:
+            time.sleep(0.1)
+            p.send_signal(sig)
+        out, err = p.communicate(timeout=30)
+        return srv, p.returncode, err.decode()
+
+    def test_a_signal_waits_for_the_reply_under_way(self):
+        for sig, name in ((signal.SIGTERM, "Terminated"), (signal.SIGINT, "Interrupt"),
+                          (signal.SIGHUP, "Hangup")):
+            srv, rc, err = self.stop_during_first_reply(sig)
+            self.assertEqual(rc, 75, err)
+            self.assertIn("stopped (%s): every message sent is recorded; the rest stays queued "
+                          "for a later run" % name, err)
+            self.assertEqual(len(srv.messages), 1, err)
+            left = self.msg_ids()
+            self.assertEqual(len(left), 3)
+            # the rest as they were: no attempt, no deferral
+            for qid in left:
+                self.assertEqual({s for s, _ in self.states(qid).values()}, {"waiting"})
+            # and nothing twice: the next run sends the other three
+            self.start()
+            r = self.deliver()
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(len(self.server.messages), 3)
+            self.assertEqual(self.msg_ids(), [])
+
+    def test_a_second_signal_ends_it_at_once(self):
+        srv, rc, err = self.stop_during_first_reply(signal.SIGTERM, second=True)
+        self.assertEqual(rc, -signal.SIGTERM, err)
 
 
 class TestPipelining(DeliverCase):
