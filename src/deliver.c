@@ -985,6 +985,8 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 		struct err pe;
 
 		password = smtp_password(id, &pe);
+		if (password == NULL && stopsig_caught())
+			goto out;	/* cut short by the stop: not its fault */
 		if (password == NULL) {
 			log_msg(r->log, LOG_WARNING, "identity %s: %s",
 			    id->name, pe.msg);
@@ -997,6 +999,8 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 		}
 	}
 	g.run.password = password;
+	if (stopsig_caught())
+		goto out;	/* told to stop meanwhile: nothing starts */
 	if (id->tls != TLS_NONE)
 		tls_warm_finish(&r->warm);
 	crash_step(&r->crash, "session starting");

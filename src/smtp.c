@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -834,11 +835,11 @@ smtp_password(const struct identity *id, struct err *e)
 	struct err te;
 	char *prog;
 	int p[2], status;
-	pid_t pid;
+	pid_t pid, parent = getpid();
 	char *buf;
 	size_t n = 0;
 	ssize_t r;
-	bool toolong = false, cut = false;
+	bool toolong = false, cut = false, late = false;
 
 	if (id->password != NULL)
 		return xstrdup(id->password);
@@ -863,6 +864,11 @@ smtp_password(const struct identity *id, struct err *e)
 		return NULL;
 	}
 	if (pid == 0) {
+		/* a deliver killed takes its helper along (a token helper
+		 * waiting on a browser was left running) */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 ||
+		    getppid() != parent)
+			_exit(127);
 		signal(SIGPIPE, SIG_DFL);
 		dup2(p[1], STDOUT_FILENO);
 		execv(prog, id->password_command.v);
@@ -879,9 +885,15 @@ smtp_password(const struct identity *id, struct err *e)
 		while (n < PASSWORD_MAX + 1) {
 			struct pollfd pfd = { .fd = p[0], .events = POLLIN };
 			long left = (long)(deadline - time(NULL));
+			int ready = left > 0 ? poll(&pfd, 1, (int)left * 1000) :
+			    0;
 
-			if (left <= 0 || poll(&pfd, 1, (int)left * 1000) == 0) {
-				kill(pid, SIGKILL);	/* hung: a pinentry? */
+			if (ready < 0 && errno == EINTR && !stopsig_caught())
+				continue;
+			if (ready <= 0) {
+				/* hung (a pinentry?), or the run told to stop */
+				kill(pid, SIGKILL);
+				late = true;
 				break;
 			}
 			r = read(p[0], buf + n, PASSWORD_MAX + 1 - n);
@@ -912,6 +924,12 @@ smtp_password(const struct identity *id, struct err *e)
 		if (toolong)
 			snprintf(why, sizeof(why), "its first line is over %d "
 			    "KiB", PASSWORD_MAX / 1024);
+		else if (late && stopsig_caught())
+			snprintf(why, sizeof(why), "killed: the run was told "
+			    "to stop");
+		else if (late)
+			snprintf(why, sizeof(why), "no line within %d s: "
+			    "killed", PASSWORD_TIMEOUT);
 		else if (!WIFEXITED(status))
 			snprintf(why, sizeof(why), "killed by signal %d",
 			    WIFSIGNALED(status) ? WTERMSIG(status) : 0);

@@ -1376,6 +1376,62 @@ class TestAuth(DeliverCase):
                          "password-command %s failed (an empty first line)" % script)
 
 
+class TestPasswordCommandEnds(DeliverCase):
+    """The password-command ends with deliver: killed (SIGKILL, nothing can
+    run), the helper gets SIGTERM from the kernel; told to stop (SIGTERM),
+    deliver kills it and leaves the messages as they were."""
+
+    def start_slow_helper(self):
+        pidfile = os.path.join(self.dir, "helper.pid")
+        script = os.path.join(self.dir, "slow-token")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho $$ > %s\nexec sleep 30\n" % pidfile)
+        os.chmod(script, 0o700)
+        self.start(extensions=("AUTH PLAIN", "PIPELINING"))
+        self.identity_extra = ('  user alice\n  auth-without-tls yes\n  password-command "%s"\n'
+                               % script)
+        self.configure()
+        qid = self.enqueue(["bob@example.com"])
+        p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(200):
+            if os.path.exists(pidfile) and open(pidfile).read().strip():
+                break
+            time.sleep(0.02)
+        return p, int(open(pidfile).read()), qid
+
+    def gone(self, pid, within):
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            with open("/proc/%d/stat" % pid) as f:      # a zombie is gone too
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def test_killed_deliver_takes_its_helper_along(self):
+        p, helper, qid = self.start_slow_helper()
+        p.kill()
+        p.wait()
+        self.assertTrue(self.gone(helper, 3), "the password-command outlived deliver")
+
+    def test_told_to_stop_it_kills_the_helper_and_defers_nothing(self):
+        p, helper, qid = self.start_slow_helper()
+        t = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        self.assertLess(time.monotonic() - t, 5, err)
+        self.assertEqual(p.returncode, 75, err)
+        self.assertIn(b"stopped (Terminated)", err)
+        self.assertTrue(self.gone(helper, 3))
+        self.assertEqual(self.states(qid)["bob@example.com"][0], "waiting")
+        self.assertEqual(self.server.connections, 0)
+
+
 class TestOAuth2(DeliverCase):
     """XOAUTH2 and OAUTHBEARER against the scripted server: tokens longer
     than any AUTH line, the error challenge, a server without them."""
