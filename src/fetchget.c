@@ -128,8 +128,8 @@ listing_done(struct listing *l)
  * A listing that failed: the folder is left alone. A folder's directory
  * that could not be opened (status: refused, or gone: the user removed
  * or renamed the folder meanwhile) is said, and the other folders go on;
- * the run then exits non-zero (fetch.c). The Maildir itself, or a
- * reading that broke off, fails the job.
+ * the run then exits non-zero (fetch.c). The Maildir itself (its top, or
+ * INBOX's directories), or a reading that broke off, fails the job.
  */
 static int
 listing_failed(struct listing *l, int status, const char *why)
@@ -137,7 +137,8 @@ listing_failed(struct listing *l, int status, const char *why)
 	struct job *j = l->j;
 	struct err e;
 
-	if (status >= 0 && l->f != NULL && l != j->top) {
+	if (status >= 0 && l->f != NULL && l != j->top &&
+	    l->f->name[0] == '.') {	/* not INBOX: the Maildir itself */
 		if (!l->f->failed) {
 			fetch_say(j, LOG_WARNING, "cannot list %s on %s: %s; "
 			    "folder %s is left for a later run, the others "
