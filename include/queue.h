@@ -38,6 +38,7 @@ struct queue {
 	struct crash	*crash;		/* may be NULL */
 	int		 ballast;	/* room held for the journal (an
 					 * unnamed file), or -1 */
+	bool		 clean_on_signal;	/* queue_clean_on_signal */
 };
 
 /* The envelope stored at the top of msg/ID. */
@@ -102,6 +103,14 @@ int	queue_open(struct queue *q, const char *dir, bool create,
  */
 int	queue_check(const struct queue *q, struct err *e);
 void	queue_close(struct queue *q);
+
+/*
+ * sendmail killed (SIGTERM, SIGINT, SIGHUP) while it writes a message
+ * takes its tmp/ file along: from now on a signal removes the tmp/ file
+ * being written, if any, then ends the process as the signal would. (A
+ * SIGKILL leaves it to deliver's cleaning of tmp/.) Process-wide.
+ */
+void	queue_clean_on_signal(struct queue *q);
 
 /* Start a new message: a fresh tmp/ID opened O_EXCL, 0600. */
 int	queue_begin(struct queue *q, struct qfile *qf, struct err *e);

@@ -311,6 +311,8 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 			break;
 		}
 		q.crash = &crash;
+		/* killed while it writes: nothing half-written is left */
+		queue_clean_on_signal(&q);
 		if (a.mode == SM_SMTP) {
 			size_t queued = 0;
 

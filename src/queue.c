@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,61 @@ new_id(int attempt)
 	    (long)tv.tv_usec, (long)getpid(), attempt);
 }
 
+/* The tmp/ file being written, for the signal handler (a handler can
+ * reach nothing else); set only with queue_clean_on_signal. */
+static char sig_tmp[4096];
+static volatile sig_atomic_t sig_tmp_set;
+static const int clean_sigs[] = { SIGTERM, SIGINT, SIGHUP };
+
+static void
+on_stop_signal(int sig)
+{
+	if (sig_tmp_set)
+		(void)unlink(sig_tmp);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void
+queue_clean_on_signal(struct queue *q)
+{
+	struct sigaction sa;
+
+	q->clean_on_signal = true;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(clean_sigs) / sizeof(clean_sigs[0]); i++) {
+		struct sigaction old;
+
+		/* ignored by whoever started us: stays ignored */
+		if (sigaction(clean_sigs[i], NULL, &old) == 0 &&
+		    old.sa_handler == SIG_IGN)
+			continue;
+		(void)sigaction(clean_sigs[i], &sa, NULL);
+	}
+}
+
+/* The handler's tmp/ path, set or cleared with the signals held off. */
+static void
+sig_tmp_note(const struct queue *q, const char *path)
+{
+	sigset_t block, old;
+
+	if (!q->clean_on_signal)
+		return;
+	sigemptyset(&block);
+	for (size_t i = 0; i < sizeof(clean_sigs) / sizeof(clean_sigs[0]); i++)
+		sigaddset(&block, clean_sigs[i]);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	sig_tmp_set = 0;
+	if (path != NULL && strlen(path) < sizeof(sig_tmp)) {
+		memcpy(sig_tmp, path, strlen(path) + 1);
+		sig_tmp_set = 1;
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
 int
 queue_begin(struct queue *q, struct qfile *qf, struct err *e)
 {
@@ -110,6 +166,7 @@ queue_begin(struct queue *q, struct qfile *qf, struct err *e)
 		qf->fd = open(qf->tmp_path, O_WRONLY | O_CREAT | O_EXCL |
 		    O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (qf->fd >= 0) {
+			sig_tmp_note(q, qf->tmp_path);
 			crash_step(q->crash, "tmp file created");
 			return 0;
 		}
@@ -252,6 +309,7 @@ queue_commit(struct qfile *qf, struct err *e)
 		free(qf->id);
 		qf->id = new_id(attempt);
 	}
+	sig_tmp_note(q, NULL);	/* renamed: nothing in tmp/ to remove */
 	crash_step(q->crash, "renamed into msg/");
 	free(qf->tmp_path);
 	qf->tmp_path = NULL;
@@ -282,6 +340,8 @@ queue_abort(struct qfile *qf)
 	qf->fd = -1;
 	if (qf->tmp_path != NULL)
 		unlink(qf->tmp_path);
+	if (qf->q != NULL)
+		sig_tmp_note(qf->q, NULL);
 	free(qf->tmp_path);
 	qf->tmp_path = NULL;
 }

@@ -1,9 +1,11 @@
 """sendmail as mutt, cron, git send-email and scripts call it."""
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
+import time
 import unittest
 
 from pt import QueueCase, POSTIE
@@ -232,6 +234,30 @@ class TestQueueFiles(QueueCase):
             self.assertEqual(stat.S_IMODE(m), 0o700, d)
         m = os.stat(os.path.join(self.queue, "msg", self.msg_ids()[0])).st_mode
         self.assertEqual(stat.S_IMODE(m), 0o600)
+
+    def test_killed_while_reading_leaves_nothing(self):
+        # a message piped in slowly, sendmail stopped half-way: its tmp/
+        # file goes with it (a SIGKILL leaves it to deliver's cleaning)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            p = subprocess.Popen([os.path.join(self.bin, "sendmail"), "-odq", "bob@example.com"],
+                                 env=self.env, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+            p.stdin.write(b"Subject: slow\n\nline 1\n")
+            p.stdin.flush()
+            tmp = os.path.join(self.queue, "tmp")
+            for _ in range(250):
+                if os.path.isdir(tmp) and os.listdir(tmp):
+                    break
+                time.sleep(0.02)
+            self.assertTrue(os.listdir(tmp), "no tmp/ file while writing")
+            p.send_signal(sig)
+            p.wait(timeout=10)
+            p.stdin.close()
+            p.stderr.close()
+            self.assertEqual(p.returncode, -sig)
+            self.assertEqual(os.listdir(tmp), [])
+            self.assertEqual(self.msg_ids(), [])
+        # and a message written whole is still queued as before
+        self.assertQueued(self.sendmail(["bob@example.com"], MSG))
 
     def test_concurrent_spools_are_distinct(self):
         procs = [subprocess.Popen([os.path.join(self.bin, "sendmail"), "-i",
