@@ -215,6 +215,8 @@ struct job {
 	unsigned long		 unreleased;	/* --release: renames refused */
 	unsigned long		 deferred;	/* by the mda (75) */
 	unsigned long		 mda_failed;	/* by the mda (other) */
+	bool			 mda_hung;	/* it timed out: no more go */
+	unsigned long		 mda_skipped;	/* not handed for that */
 	unsigned long		 expired;	/* removed by keep */
 	struct crash		*crash;
 	struct fetchsync	 sync;		/* fsyncs a batch meanwhile */

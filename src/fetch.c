@@ -1915,11 +1915,16 @@ run_job(struct job *j, struct err *e)
 	if (!j->failed && j->mda_failed > 0) {
 		struct err le;
 
+		char hung[96] = "";
+
+		if (j->mda_skipped > 0)
+			snprintf(hung, sizeof(hung), ", and %lu more were not "
+			    "handed to it after it hung", j->mda_skipped);
 		err_set(&le, ERR_UNAVAILABLE, "the mda %s failed on %lu "
-		    "message%s (said above); %s on the server: fix the mda, "
+		    "message%s (said above)%s; %s on the server: fix the mda, "
 		    "then run fetch again", j->mda.shown, j->mda_failed,
-		    j->mda_failed == 1 ? "" : "s", j->mda_failed == 1 ?
-		    "it stays" : "they stay");
+		    j->mda_failed == 1 ? "" : "s", hung, j->mda_failed +
+		    j->mda_skipped == 1 ? "it stays" : "they stay");
 		fetch_fail(j, &le);
 	}
 	if (!j->failed && j->nospace > 0) {

@@ -121,6 +121,13 @@ hand(struct job *j, struct item *it, int fd, struct err *e)
 	long long t0;
 	int rc;
 
+	if (j->mda_hung) {
+		/* it hung on an earlier message: each would wait the whole
+		 * timeout too (hours for a big folder, the job locked) */
+		it->keep = true;
+		j->mda_skipped++;
+		return 0;
+	}
 	sv_init(&av);
 	t0 = util_mono_ms();
 	if (j->o->hooks != NULL)	/* confined: the runner starts it */
@@ -161,9 +168,11 @@ hand(struct job *j, struct item *it, int fd, struct err *e)
 		break;
 	case MDA_FAILED:
 		it->keep = true;
+		j->mda_hung = r.timed_out;
 		fetch_say(j, LOG_WARNING, "%s: %s (%" PRIu64 " bytes): the mda "
-		    "%s failed: %s; left on the server", it->f->name, it->name,
-		    it->size, j->mda.shown, why);
+		    "%s failed: %s; left on the server%s", it->f->name, it->name,
+		    it->size, j->mda.shown, why, r.timed_out ? "; no more "
+		    "messages go to it this run" : "");
 		j->mda_failed++;
 		break;
 	}

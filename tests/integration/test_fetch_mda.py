@@ -200,13 +200,23 @@ class TestMdaExits(MdaCase):
         r = self.fetch()
         self.assertEqual(r.returncode, 69, r.stderr)
         self.assertIn(b"failed: killed by signal 9", r.stderr)
+        # a hung MDA: the first message waits the timeout, the others are
+        # not handed to it this run (each would wait it too: hours for a
+        # big folder, the job locked all the while)
+        for n in ("1700000001.b", "1700000002.c", "1700000003.d"):
+            self.put(n)
         self.set_exit("sleep")
         t0 = time.time()
         r = self.fetch()
         self.assertEqual(r.returncode, 69, r.stderr)
-        self.assertIn(b"failed: no exit within 3 s (killed)", r.stderr)
-        self.assertLess(time.time() - t0, 20)
-        self.assertEqual(self.remote_names(), ["1700000000.a"])
+        self.assertEqual(r.stderr.count(b"failed: no exit within 3 s (killed)"), 1, r.stderr)
+        self.assertIn(b"; no more messages go to it this run", r.stderr)
+        self.assertIn(b"the mda %s failed on 1 message (said above), and 3 more were not handed "
+                      b"to it after it hung; they stay on the server" % self.mda.encode(),
+                      r.stderr)
+        self.assertLess(time.time() - t0, 8)
+        self.assertEqual(self.remote_names(), ["1700000000.a", "1700000001.b", "1700000002.c",
+                                               "1700000003.d"])
         self.assertEqual(self.stored(), [])
 
     def test_a_slow_mda_does_not_count_against_the_deadline(self):
