@@ -1,4 +1,5 @@
 /* auth.c - SMTP AUTH mechanisms, offers and challenges; no I/O. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,10 +305,25 @@ auth_oauth_status(const unsigned char *json, size_t n, char *out, size_t len)
 		if (j >= n || json[j] != '"')
 			continue;
 		for (j++; j < n && json[j] != '"' && o + 1 < len; j++) {
-			unsigned char c = json[j];
+			unsigned long c = json[j];
 
-			if (c == '\\' && j + 1 < n)
+			if (c == '\\' && j + 1 < n) {
 				c = json[++j];
+				/* \uXXXX: the code point (a control character
+				 * or non-ASCII one is shown as '?'); \n, \t
+				 * and the like are control characters */
+				if (c == 'u' && j + 4 < n &&
+				    isxdigit(json[j + 1]) && isxdigit(json[j + 2]) &&
+				    isxdigit(json[j + 3]) && isxdigit(json[j + 4])) {
+					char hex[5] = { (char)json[j + 1],
+					    (char)json[j + 2], (char)json[j + 3],
+					    (char)json[j + 4], '\0' };
+
+					c = strtoul(hex, NULL, 16);
+					j += 4;
+				} else if (strchr("bfnrt", (int)c) != NULL)
+					c = 0;
+			}
 			out[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
 		}
 		out[o] = '\0';

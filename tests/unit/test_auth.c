@@ -208,6 +208,8 @@ test_oauth_status(void **state)
 	    "\"scope\":\"https://mail.google.com/\"}";
 	const char rfc[] = "{ \"status\" : \"invalid_token\" }";
 	const char evil[] = "{\"status\":\"a\x1b[2Jb\"}";
+	const char esc[] = "{\"status\":\"\\u001b]0;x\\u0007\\\"\\u0034"
+	    "0\\\\1\\/\\n\\u12\"}";
 
 	(void)state;
 	assert_true(auth_oauth_status((const unsigned char *)ms,
@@ -220,6 +222,10 @@ test_oauth_status(void **state)
 	assert_true(auth_oauth_status((const unsigned char *)evil,
 	    strlen(evil), st, sizeof(st)));
 	assert_string_equal(st, "a?[2Jb");
+	/* JSON escapes decoded, then held to printable ASCII */
+	assert_true(auth_oauth_status((const unsigned char *)esc,
+	    strlen(esc), st, sizeof(st)));
+	assert_string_equal(st, "?]0;x?\"40\\1/?u12");
 	assert_true(auth_oauth_status((const unsigned char *)rfc,
 	    strlen(rfc), st, 4));
 	assert_string_equal(st, "inv");
