@@ -281,8 +281,14 @@ command(struct session *s, const struct session_params *p, struct reply *r,
 		return -1;
 	if (r->code != want) {
 		reply_text(r, text, sizeof(text));
-		return err_set(e, ERR_TEMPFAIL, "%s %s: %s", p->host, failed,
-		    text);
+		/* a refusal is a 4xx or 5xx; anything else is a server (or
+		 * something in the way) out of step with the dialogue */
+		if (r->code >= 400)
+			return err_set(e, ERR_TEMPFAIL, "%s %s: %s", p->host,
+			    failed, text);
+		return err_set(e, ERR_TEMPFAIL, "%s answered %.*s out of step "
+		    "(a server or proxy that sent more than it was asked "
+		    "for?): %s", p->host, (int)strcspn(cmd, " "), cmd, text);
 	}
 	return 0;
 }

@@ -136,6 +136,23 @@ class TestPlain(DeliverCase):
             mail = [c for c in srv.commands if c.startswith("MAIL FROM")][0]
             self.assertIn(" SIZE=%d" % len(wire), mail)
 
+    def test_a_reply_out_of_step_is_not_called_a_refusal(self):
+        # a proxy that sent a second greeting after CONNECT, late: what
+        # comes as the EHLO reply is a 220, no refusal of EHLO
+        srv = self.start(script={"EHLO": "220 again"})
+        qid = self.enqueue(["bob@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        why = self.states(qid)["bob@example.com"][1]
+        self.assertIn("127.0.0.1 answered EHLO out of step (a server or proxy that sent more "
+                      "than it was asked for?): 220 again", why)
+        self.assertEqual(srv.messages, [])
+        # a real refusal is still one
+        srv = self.start(script={"EHLO": "554 5.7.1 go away"})
+        r = self.deliver("--now")
+        self.assertIn("127.0.0.1 refused EHLO: 554 5.7.1 go away",
+                      self.states(qid)["bob@example.com"][1])
+
     def test_server_without_8bitmime(self):
         srv = self.start(extensions=("PIPELINING", "SIZE 100000000"))
         eight = self.enqueue(["bob@example.com"], MSG + b"caf\xc3\xa9\n")
