@@ -38,6 +38,11 @@ enum runner_kind { TASK_COMMAND, TASK_MAILBOXES };
 struct runner_task {
 	enum runner_kind	 kind;
 	const struct strvec	*argv;	/* TASK_COMMAND */
+	bool			 finish;	/* TASK_COMMAND: a SIGINT,
+					 * SIGTERM or SIGHUP (^C reaches the
+					 * runner too) does not cut it short:
+					 * the mda, whose delivery cut short
+					 * unrecorded is handed again */
 	const char		*file;	/* TASK_MAILBOXES: the file ... */
 	struct strvec		 locals;	/* ... for these Maildirs */
 };

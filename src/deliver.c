@@ -1185,7 +1185,8 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	r.log = log;
 	crash_init(&r.crash);
 	/* a signal now stops the run once what is under way is recorded */
-	stopsig_catch();
+	stopsig_catch("\ndeliver: stopping once the message being sent is "
+	    "recorded (again to stop at once)\n");
 	if (access(cfg->queue, F_OK) != 0)
 		return 0;	/* nothing was ever queued */
 	if (queue_open(&r.q, cfg->queue, false, e) < 0)

@@ -26,7 +26,7 @@
 #include "fetchhooks.h"
 #include "fetchjob.h"
 #include "fetchprog.h"
-
+#include "stopsig.h"
 
 /* --- the pure rules ---------------------------------------------------- */
 
@@ -2087,6 +2087,8 @@ child_run(const struct config *cfg, size_t k, const struct fetch_opts *o,
 #else
 	(void)parent;
 #endif
+	/* the parent says it once on a terminal, not each job */
+	stopsig_catch(NULL);
 	/* -n lists one whole line per write: jobs never tear each other's */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (job_one(cfg, k, o, log, crash, false, progress_fd, &je) < 0) {
@@ -2281,7 +2283,11 @@ run_parallel(const struct config *cfg, const struct fetch_opts *o,
 		int status;
 
 		while (running < FETCH_PARALLEL && k < cfg->njobs) {
-			if (chosen[k]) {
+			if (chosen[k] && stopsig_caught())
+				err_set(&errs[k], ERR_TEMPFAIL, "not started: "
+				    "the run was told to stop (%s)",
+				    strsignal(stopsig_caught()));
+			else if (chosen[k]) {
 				size_t slot = 0;
 
 				while (kids[slot].pid > 0)
@@ -2352,6 +2358,10 @@ fetch_run(const struct config *cfg, const struct fetch_opts *opts,
 		return -1;
 	}
 	run.hooks = &hooks;
+	/* a signal now stops the run at its next safe point: a message at
+	 * the mda is recorded first (the runner's mda handlers ignore it) */
+	stopsig_catch("\nfetch: stopping: what was fetched is kept, and a "
+	    "message at the mda is waited for (again to stop at once)\n");
 	/* one job runs here (a crash step or a kill hits the command
 	 * itself); several go at once, each in a process of its own */
 	if (nchosen == 1) {

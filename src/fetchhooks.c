@@ -49,6 +49,7 @@ make_tasks(struct fetch_hooks *h, const struct config *cfg,
 		if (fj->mda.n > 0) {
 			h->tasks[h->ntasks].kind = TASK_COMMAND;
 			h->tasks[h->ntasks].argv = &fj->mda;
+			h->tasks[h->ntasks].finish = true;
 			h->mda[k] = h->ntasks++;
 		}
 		if (fj->after.n > 0) {

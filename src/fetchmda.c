@@ -26,6 +26,7 @@
 
 #include "fetchhooks.h"
 #include "fetchjob.h"
+#include "stopsig.h"
 
 static char *
 journal_path(const struct job *j, const char *dir)
@@ -191,6 +192,15 @@ fetchmda_commit(struct job *j, size_t from, size_t to, struct err *e)
 		if (it->st != IT_DONE || it->fd < 0)
 			continue;
 		j->folder = it->f->name;
+		/* told to stop: the message at the mda was recorded; the
+		 * rest stay on the server (claimed: the next run's) */
+		if (stopsig_caught()) {
+			it->keep = true;
+			close(it->fd);
+			it->fd = -1;
+			unlink(it->tmp);
+			continue;
+		}
 		rc = hand(j, it, it->fd, e);
 		close(it->fd);
 		it->fd = -1;

@@ -174,7 +174,12 @@ run_command(char **argv, int stdin_fd, int timeout, struct rep *rp)
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
 		    getppid() != handler)
 			_exit(127);
+		/* ignored signals stay ignored across exec: not ours to
+		 * hand on */
 		signal(SIGPIPE, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
 		if (null < 0 || dup2(stdin_fd >= 0 ? stdin_fd : null, 0) < 0 ||
 		    dup2(null, 1) < 0 || dup2(ep[1], 2) < 0)
 			_exit(127);
@@ -279,6 +284,12 @@ serve(const struct runner_task *tasks, size_t ntasks, const struct req *rq,
 			goto out;
 		}
 		sv_push_owned(&argv, NULL);
+		if (tasks[rq->task].finish) {
+			/* the job, told to stop, waits for it and records it */
+			signal(SIGINT, SIG_IGN);
+			signal(SIGTERM, SIG_IGN);
+			signal(SIGHUP, SIG_IGN);
+		}
 		run_command(argv.v, stdin_fd,
 		    rq->timeout < 1 || rq->timeout > RUNNER_TIMEOUT_MAX ?
 		    RUNNER_TIMEOUT_MAX : rq->timeout, &rp);

@@ -8,6 +8,7 @@
 
 #include "sftp.h"
 #include "sshconn.h"
+#include "stopsig.h"
 #include "util.h"
 
 static long
@@ -156,6 +157,14 @@ sftp_chan_wait(struct sftp_chan *c, struct err *e)
 			c->broken = true;
 			return err_set(e, ERR_TEMPFAIL, "the run passed its "
 			    "deadline: %s", c->end_why);
+		}
+		if (stopsig_caught()) {
+			/* as a deadline: what was committed stays, the
+			 * claims under way are the next run's */
+			c->broken = true;
+			return err_set(e, ERR_TEMPFAIL, "stopped (%s): what was "
+			    "fetched is kept; the next run goes on",
+			    strsignal(stopsig_caught()));
 		}
 		struct pollfd pfd[2];
 		const unsigned char *p;

@@ -9,14 +9,14 @@
 /* Process-wide by nature: a signal handler reaches nothing else. */
 static volatile sig_atomic_t caught;
 static int tty;
+static const char *said;
+static size_t said_len;
 
 static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 
 static void
 on_signal(int sig)
 {
-	static const char say[] = "\ndeliver: stopping once the message "
-	    "being sent is recorded (again to stop at once)\n";
 	struct sigaction dfl;
 	int saved = errno;
 
@@ -28,17 +28,19 @@ on_signal(int sig)
 	sigemptyset(&dfl.sa_mask);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		(void)sigaction(sigs[i], &dfl, NULL);
-	if (tty)
-		(void)!write(STDERR_FILENO, say, sizeof(say) - 1);
+	if (tty && said != NULL)
+		(void)!write(STDERR_FILENO, said, said_len);
 	errno = saved;
 }
 
 void
-stopsig_catch(void)
+stopsig_catch(const char *say)
 {
 	struct sigaction sa;
 
 	tty = isatty(STDERR_FILENO);
+	said = say;
+	said_len = say != NULL ? strlen(say) : 0;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sa.sa_flags = SA_RESTART;

@@ -3,6 +3,8 @@ script for exits, signals and the timeout), its journal under crash
 injection, and copy mode's retention (keep), against a real sshd."""
 import os
 import shutil
+import signal
+import subprocess
 import time
 import unittest
 
@@ -20,6 +22,7 @@ SCRIPT_MDA = """#!/bin/sh
 store=%(store)s
 code=$(cat %(exit)s 2>/dev/null || echo 0)
 [ "$code" = slow ] && sleep 1.5 && code=0
+[ "$code" = slow-exit ] && { f=$(mktemp -p "$store" m.XXXXXX); { printf '%%s %%s\\n' "$1" "$2"; cat; } > "$f"; sleep 1.5; exit 0; }
 case "$code" in
 0) f=$(mktemp -p "$store" m.XXXXXX) && { printf '%%s %%s\\n' "$1" "$2"; cat; } > "$f" && exit 0; exit 1 ;;
 sleep) sleep 30 ;;
@@ -218,6 +221,36 @@ class TestMdaExits(MdaCase):
         self.assertEqual(self.remote_names(), ["1700000000.a", "1700000001.b", "1700000002.c",
                                                "1700000003.d"])
         self.assertEqual(self.stored(), [])
+
+    def test_stopped_while_the_mda_delivers(self):
+        # ^C (SIGINT to the whole foreground group: fetch, its job, the
+        # command runner) while the mda has stored a message and not yet
+        # exited: killed then, the message was handed again by the next
+        # run. Now the mda is waited for and recorded, nothing more is
+        # handed, and the next run hands each of the rest once.
+        names = ["1700000000.M%dP%d.server" % (i, i) for i in range(3)]
+        data = {n: self.put(n) for n in names}
+        self.configure(job_extra="  mda %s %%F %%N\n  timeout 10s\n" % self.mda)
+        self.set_exit("slow-exit")
+        p = subprocess.Popen([os.path.join(self.bin, "fetch")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        end = time.time() + 30
+        while not os.listdir(self.store) and time.time() < end:
+            time.sleep(0.02)
+        os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 75, err)
+        self.assertIn(b"stopped (Interrupt): what was fetched is kept; the next run goes on",
+                      err)
+        self.assertEqual(len(self.stored()), 1, err)
+        self.set_exit(0)
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.stored(), sorted(("INBOX", n, data[n]) for n in names))
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
 
     def test_a_slow_mda_does_not_count_against_the_deadline(self):
         # the run's deadline is 3 x timeout (3 s) plus the bytes at 8 KiB/s:
