@@ -39,6 +39,10 @@
 #include "stopsig.h"
 #include "tls.h"
 
+/* Transactions after the first for a message whose server takes only so
+ * many recipients at a time (100 at Gmail: 5000 recipients in all). */
+#define MORE_ROUNDS	49
+
 struct item {
 	char			*id;
 	int			 fd;		/* locked msg/ID */
@@ -49,6 +53,11 @@ struct item {
 	bool			 finished;	/* delivered and removed */
 	bool			 no_room;	/* its journal had no room on
 						 * the disk: not tried this run */
+	bool			 more;		/* the server took some of its
+						 * recipients and said "too many
+						 * recipients" (452 4.5.3) for
+						 * others: another transaction
+						 * now (RFC 5321 4.5.3.1.10) */
 };
 
 struct runner {
@@ -804,6 +813,21 @@ delivered_whole(struct group *g, size_t k)
 	return true;
 }
 
+/*
+ * Recipient j of m deferred with "too many recipients" (452, 4.5.3 or its
+ * words) in a transaction whose data the server took for the others:
+ * the rest go in another transaction at once, not on the next run.
+ */
+static bool
+too_many(const struct smtp_msg *m, size_t j)
+{
+	const char *t = m->reply[j];
+
+	return m->code[j] == 452 && m->msg_code >= 200 && m->msg_code < 300 &&
+	    t != NULL && (strstr(t, "4.5.3") != NULL ||
+	    strcasestr(t, "too many recipients") != NULL);
+}
+
 static void
 record_message(struct group *g, size_t k, const char *fallback)
 {
@@ -832,6 +856,9 @@ record_message(struct group *g, size_t k, const char *fallback)
 		    smtp_classify(m->complete[j], m->mail_code, m->code[j],
 		    m->msg_code);
 		const char *reply;
+
+		if (out == SMTP_DEFER && too_many(m, j))
+			it->more = true;
 
 		/* the most specific reply there is, else why the session
 		 * ended */
@@ -931,8 +958,13 @@ note_failure(struct runner *r, size_t idx, const char *why)
 	r->failed_why[idx] = xstrdup(why);
 }
 
+/*
+ * One session for identity idx: its messages with recipients still open
+ * (more: only those a "too many recipients" left some of, re-read from
+ * their journals first).
+ */
 static int
-deliver_identity(struct runner *r, size_t idx, struct err *e)
+deliver_identity(struct runner *r, size_t idx, bool more, struct err *e)
 {
 	const struct identity *id = &r->cfg->ids[idx];
 	struct group g;
@@ -951,8 +983,16 @@ deliver_identity(struct runner *r, size_t idx, struct err *e)
 		struct item *it = &r->items[k];
 		struct smtp_msg *m = &g.run.msgs[n];
 
-		if (it->ident != id || it->no_room)
+		if (it->ident != id || it->no_room || (more && !it->more))
 			continue;
+		if (more) {
+			it->more = false;
+			/* what the last session took is in its journal */
+			if (refold(r, it, e) < 0) {
+				rc = -1;
+				goto out;
+			}
+		}
 		smtp_msg_init(m, it->id, &it->env, it->fd);
 		for (size_t i = 0; i < it->st.n; i++)
 			if (pending(it, i) && !is_local(it->env.rcpts.v[i]))
@@ -1124,6 +1164,17 @@ settle(struct runner *r, struct item *it, struct err *e)
  * file it works on. The soft descriptor limit is raised to the hard one;
  * a queue larger than that goes out in several batches.
  */
+/* Does a message of identity idx have recipients a "too many
+ * recipients" left for another transaction? */
+static bool
+wants_more(const struct runner *r, size_t idx)
+{
+	for (size_t k = 0; k < r->nitems; k++)
+		if (r->items[k].more && r->items[k].ident == &r->cfg->ids[idx])
+			return true;
+	return false;
+}
+
 static size_t
 batch_limit(void)
 {
@@ -1234,8 +1285,12 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		for (size_t k = 0; k < r.nitems && rc == 0 &&
 		    !stopsig_caught(); k++)
 			rc = deliver_local(&r, &r.items[k], e);
-		for (size_t i = 0; i < cfg->nids && rc == 0; i++)
-			rc = deliver_identity(&r, i, e);
+		for (size_t i = 0; i < cfg->nids && rc == 0; i++) {
+			rc = deliver_identity(&r, i, false, e);
+			for (int round = 0; rc == 0 && round < MORE_ROUNDS &&
+			    wants_more(&r, i); round++)
+				rc = deliver_identity(&r, i, true, e);
+		}
 		for (size_t k = 0; k < r.nitems; k++) {
 			struct err le;
 

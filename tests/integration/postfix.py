@@ -118,16 +118,19 @@ class Postfix:
     sender_logins: {envelope sender: login} as smtpd_sender_login_maps:
     with it, a sender not in the map, or not the login's, is refused
     (reject_sender_login_mismatch, as providers do). header_checks: the
-    text of a regexp: table (e.g. refusing a From: outside a domain)."""
+    text of a regexp: table (e.g. refusing a From: outside a domain).
+    recipient_limit: smtpd_recipient_limit (Postfix answers the ones past
+    it "452 4.5.3 Error: too many recipients")."""
 
     def __init__(self, users=None, message_size_limit=None, recipient_access=None,
                  chunking=True, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"), cert="localhost",
-                 sasl="cyrus", sender_logins=None, header_checks=None):
+                 sasl="cyrus", sender_logins=None, header_checks=None, recipient_limit=None):
         reason = available() or (dovecot.available() if sasl == "dovecot" else None)
         if reason:
             raise RuntimeError(reason)
         self.users = users if users is not None else {"me@example.org": "s3cret pass"}
         self.message_size_limit = message_size_limit
+        self.recipient_limit = recipient_limit
         self.recipient_access = recipient_access or {}
         self.chunking = chunking
         self.mechanisms = mechanisms
@@ -294,6 +297,8 @@ class Postfix:
         ]
         if self.message_size_limit is not None:
             lines.append("message_size_limit = %d" % self.message_size_limit)
+        if self.recipient_limit is not None:
+            lines.append("smtpd_recipient_limit = %d" % self.recipient_limit)
         if self.sender_logins:
             lines.append("smtpd_sender_login_maps = inline:{ %s }" % ", ".join(
                 "{%s = %s}" % kv for kv in self.sender_logins.items()))

@@ -153,6 +153,43 @@ class TestPlain(DeliverCase):
         self.assertIn("127.0.0.1 refused EHLO: 554 5.7.1 go away",
                       self.states(qid)["bob@example.com"][1])
 
+    def test_too_many_recipients_go_in_more_transactions_now(self):
+        # a server that takes 3 recipients a transaction (Gmail: 100) and
+        # says 452 4.5.3 for the rest: they go in another transaction in
+        # the same run (RFC 5321 4.5.3.1.10), not a retry minutes later
+        count = {"n": 0}
+
+        def mail(arg):
+            count["n"] = 0
+
+        def rcpt(arg):
+            count["n"] += 1
+            return "452 4.5.3 Too many recipients" if count["n"] > 3 else None
+        srv = self.start(script={"MAIL": mail, "RCPT": rcpt})
+        rcpts = ["r%d@example.com" % i for i in range(8)]
+        qid = self.enqueue(rcpts)
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([m.rcpts for m in srv.messages],
+                         [rcpts[0:3], rcpts[3:6], rcpts[6:8]])
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(len({m.data for m in srv.messages}), 1)
+        # each recipient once, in the log as sent
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        for a in rcpts:
+            self.assertEqual(log.count("to=<%s> via=test status=sent" % a), 1, log)
+        # a 452 for every recipient (no progress) is a plain deferral
+        count["n"] = 99
+
+        def rcpt_none(arg):
+            return "452 4.5.3 Too many recipients"
+        srv = self.start(script={"RCPT": rcpt_none})
+        qid = self.enqueue(["a@example.com", "b@example.com"])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(srv.connections, 1)
+        self.assertEqual(self.states(qid)["a@example.com"][0], "deferred")
+
     def test_server_without_8bitmime(self):
         srv = self.start(extensions=("PIPELINING", "SIZE 100000000"))
         eight = self.enqueue(["bob@example.com"], MSG + b"caf\xc3\xa9\n")

@@ -39,8 +39,10 @@ LIMIT = 20000        # message_size_limit: far above BODIES, far below BIG
 class PostfixCase(QueueCase):
     @classmethod
     def setUpClass(cls):
+        # at most 3 recipients a transaction (no test needs more at once)
         cls.pf = postfix.Postfix(users={"me@example.org": "s3cret pass"},
-                                 mechanisms=("PLAIN",), message_size_limit=LIMIT)
+                                 mechanisms=("PLAIN",), message_size_limit=LIMIT,
+                                 recipient_limit=3)
 
     @classmethod
     def tearDownClass(cls):
@@ -193,6 +195,22 @@ class TestPostfix(PostfixCase):
         self.assertNotIn("not the password", json.dumps(self.states(qid)))
         self.assertEqual(self.pf.messages(), [])
         self.assertRegex(self.pf.log_text(), r"SASL PLAIN authentication failed")
+
+    def test_past_its_recipient_limit_the_rest_go_at_once(self):
+        # smtpd_recipient_limit 3: Postfix says 452 4.5.3 for the 4th on;
+        # the rest go in more transactions in the same run
+        rcpts = ["r%d@example.com" % i for i in range(7)]
+        self.configure()
+        qid = self.enqueue(rcpts, BODIES[0])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        got = self.received(3)
+        self.assertEqual(sorted(a for m in got for a in m.rcpts), rcpts)
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("reply=452 4.5.3 Error: too many recipients", log)
+        for a in rcpts:
+            self.assertEqual(log.count("%s: to=<%s> via=pf status=sent" % (qid, a)), 1, log)
 
     def test_over_message_size_limit_fails_with_a_notice(self):
         self.configure()
