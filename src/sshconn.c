@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "dial.h"
+#include "auth.h"
 #include "knownmark.h"
 #include "sshconn.h"
 #include "sshjump.h"
@@ -364,11 +365,43 @@ sshconn_late(const struct sshconn *c, const char *host, const char *what,
 	    "again later", host, c->timeout, what);
 }
 
+/* The key blob of an OpenSSH public key file ("TYPE BASE64 comment"),
+ * malloc'd; NULL if there is none to read. */
+static unsigned char *
+pub_blob(const char *path, size_t *len)
+{
+	char *pub = xasprintf("%s.pub", path), line[16384], *b64, *end;
+	FILE *f = fopen(pub, "re");
+	unsigned char *blob = NULL;
+
+	free(pub);
+	if (f == NULL)
+		return NULL;
+	if (fgets(line, sizeof(line), f) != NULL &&
+	    (b64 = strpbrk(line, " \t")) != NULL) {
+		b64 += strspn(b64, " \t");
+		end = b64 + strcspn(b64, " \t\r\n");
+		blob = auth_b64_decode(b64, (size_t)(end - b64), len);
+	}
+	fclose(f);
+	return blob;
+}
+
+/*
+ * Log in with the agent's keys: first those whose public key is beside
+ * a key file of the hop (KEY.pub: an ssh-key, IdentityFile or the
+ * defaults), as OpenSSH does, so a server's MaxAuthTries is not spent on
+ * the agent's other keys and an encrypted key file works through the
+ * agent holding it; then, unless only, the others.
+ */
 static bool
-auth_agent(const struct ssh_params *p, struct sshconn *c, const char *user)
+auth_agent(const struct ssh_params *p, struct sshconn *c, const char *user,
+    const struct strvec *files, bool only)
 {
 	LIBSSH2_AGENT *agent;
 	struct libssh2_agent_publickey *id = NULL, *prev = NULL;
+	unsigned char **blobs;
+	size_t *lens, nblobs = 0;
 	bool ok = false;
 
 	if (getenv("SSH_AUTH_SOCK") == NULL)
@@ -376,21 +409,43 @@ auth_agent(const struct ssh_params *p, struct sshconn *c, const char *user)
 	agent = libssh2_agent_init(c->s);
 	if (agent == NULL)
 		return false;
+	blobs = xcalloc(files->n + 1, sizeof(*blobs));
+	lens = xcalloc(files->n + 1, sizeof(*lens));
+	for (size_t i = 0; i < files->n; i++)
+		if ((blobs[nblobs] = pub_blob(files->v[i], &lens[nblobs])) !=
+		    NULL)
+			nblobs++;
 	if (libssh2_agent_connect(agent) == 0 &&
 	    libssh2_agent_list_identities(agent) == 0) {
-		while (!ok && budget(c) && libssh2_agent_get_identity(agent,
-		    &id, prev) == 0) {
-			if (libssh2_agent_userauth(agent, user, id) == 0) {
-				ok = true;
-				trace(p, "authenticated as %s with the agent's "
-				    "key %s", user, id->comment ? id->comment :
-				    "");
+		/* pass 0: the keys beside key files; pass 1: the rest */
+		for (int pass = 0; pass < (only ? 1 : 2) && !ok; pass++) {
+			prev = NULL;
+			while (!ok && budget(c) && libssh2_agent_get_identity(
+			    agent, &id, prev) == 0) {
+				bool mine = false;
+
+				for (size_t i = 0; i < nblobs && !mine; i++)
+					mine = id->blob_len == lens[i] &&
+					    memcmp(id->blob, blobs[i],
+					    lens[i]) == 0;
+				if (mine == (pass == 0) &&
+				    libssh2_agent_userauth(agent, user,
+				    id) == 0) {
+					ok = true;
+					trace(p, "authenticated as %s with the "
+					    "agent's key %s", user, id->comment ?
+					    id->comment : "");
+				}
+				prev = id;
 			}
-			prev = id;
 		}
 	}
 	libssh2_agent_disconnect(agent);
 	libssh2_agent_free(agent);
+	for (size_t i = 0; i < nblobs; i++)
+		free(blobs[i]);
+	free(blobs);
+	free(lens);
 	return ok;
 }
 
@@ -433,6 +488,9 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	 * asked only to say why the key was refused.
 	 */
 	if (h->key_given) {
+		/* the agent holding this key first: it may be encrypted */
+		if (auth_agent(p, c, user, &h->keys, true))
+			return 0;
 		if (auth_file(p, c, user, h->keys.v[0]))
 			return 0;
 		if (timed_out(c))
@@ -473,17 +531,37 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 		    "use Ed25519 or ECDSA)", p->target->host, user,
 		    h->keys.v[0], refused, h->keys.v[0], user);
 	sb_init(&tried);
-	if (!h->keys_only && auth_agent(p, c, user)) {
-		sb_free(&tried);
-		return 0;
+	/* the key files this hop would use: IdentityFile, else the
+	 * defaults; the agent's copies of them go first */
+	{
+		static const char *const names[] = { "id_ed25519", "id_ecdsa",
+		    "id_rsa" };
+		struct strvec files;
+		bool ok;
+
+		sv_init(&files);
+		for (size_t i = 0; i < h->keys.n; i++)
+			sv_push(&files, h->keys.v[i]);
+		for (size_t i = 0; h->keys.n == 0 &&
+		    i < sizeof(names) / sizeof(names[0]); i++)
+			sv_push_owned(&files, xasprintf("%s/.ssh/%s",
+			    util_home(), names[i]));
+		ok = auth_agent(p, c, user, &files, h->keys_only);
+		sv_free(&files);
+		if (ok) {
+			sb_free(&tried);
+			return 0;
+		}
 	}
-	if (!h->keys_only && timed_out(c)) {
+	if (timed_out(c)) {
 		sb_free(&tried);
 		return sshconn_late(c, p->target->host, "the answer to the "
 		    "login with the agent's keys", e);
 	}
-	sb_adds(&tried, h->keys_only ? "no ssh-agent (IdentitiesOnly)" :
-	    getenv("SSH_AUTH_SOCK") ? "ssh-agent" : "no ssh-agent");
+	sb_adds(&tried, getenv("SSH_AUTH_SOCK") == NULL ? (h->keys_only ?
+	    "no ssh-agent (IdentitiesOnly)" : "no ssh-agent") : h->keys_only ?
+	    "ssh-agent's copies of these keys (IdentitiesOnly)" :
+	    "ssh-agent");
 	/* IdentityFile from ssh_config, in order; else the defaults */
 	for (size_t i = 0; i < h->keys.n; i++) {
 		const char *path = h->keys.v[i];

@@ -35,8 +35,10 @@ def fingerprint(pub):
 
 
 class Sshd:
-    def __init__(self, authorized=(), subsystem="internal-sftp", plain_shell=False):
+    def __init__(self, authorized=(), subsystem="internal-sftp", plain_shell=False,
+                 max_auth_tries=None):
         self.subsystem = subsystem    # a command: a scripted SFTP server
+        self.max_auth_tries = max_auth_tries    # sshd's MaxAuthTries, or its default
         # a remote command (rsync's server) runs through the user's shell,
         # which reads ~/.bashrc when started by sshd; plain_shell masks
         # that file for this sshd alone (a mount namespace of its own, as
@@ -81,6 +83,7 @@ class Sshd:
                 "Subsystem sftp %s" % self.subsystem,
                 "LogLevel DEBUG1",
                 "MaxStartups 50",
+                "MaxAuthTries %d" % (self.max_auth_tries or 6),
                 "",
             ]))
         cmd = [SSHD, "-D", "-f", conf, "-E", self.log]

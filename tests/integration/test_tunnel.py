@@ -158,6 +158,62 @@ class TestTunnel(TunnelCase):
         self.assertEqual(len(srv.messages), 1, r.stderr)
         self.assertIn(b"with the agent's key", r.stderr)
 
+    def agent_with_an_encrypted_key(self, path):
+        """An sshd that allows 3 tries and knows only an encrypted key at
+        path, whose copy is in an agent after five other keys."""
+        self.sshd.stop()
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret words",
+                        "-C", "the-right-key", "-f", path], check=True, capture_output=True)
+        self.sshd = sshd.Sshd(authorized=[path + ".pub"], max_auth_tries=3)
+        self.addCleanup(self.sshd.stop)
+        self.write_known(self.sshd.known_hosts_line())
+        sock = os.path.join(self.dir, "agent.sock")
+        agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (agent.terminate(), agent.wait()))
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        env = dict(self.env, SSH_AUTH_SOCK=sock)
+        for i in range(5):
+            other = sshd.keygen(os.path.join(self.dir, "other%d" % i))
+            subprocess.run(["ssh-add", "-q", other], env=env, check=True, capture_output=True)
+        askpass = os.path.join(self.dir, "askpass")
+        with open(askpass, "w") as f:
+            f.write("#!/bin/sh\necho 'secret words'\n")
+        os.chmod(askpass, 0o700)
+        subprocess.run(["ssh-add", "-q", path], env=dict(env, SSH_ASKPASS=askpass,
+                                                         SSH_ASKPASS_REQUIRE="force"),
+                       check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        return sock
+
+    def test_an_encrypted_ssh_key_through_the_agent_holding_it(self):
+        # ssh-key names an encrypted key: libssh2 cannot read it, the
+        # agent has it (after five others, past the server's 3 tries)
+        path = os.path.join(self.dir, "enc_key")
+        sock = self.agent_with_an_encrypted_key(path)
+        srv = self.start()
+        self.tunnel(key=False, extra="  ssh-key %s\n" % path)
+        self.enqueue(["bob@example.com"])
+        r = self.run_cmd("deliver", ["-v"], env={"SSH_AUTH_SOCK": sock})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1, r.stderr)
+        self.assertIn(b"with the agent's key the-right-key", r.stderr)
+
+    def test_the_agents_copy_of_a_default_key_goes_first(self):
+        # no ssh-key: ~/.ssh/id_ed25519 (encrypted) is in the agent after
+        # five others; the server allows 3 tries
+        path = os.path.join(self.ssh_dir, "id_ed25519")
+        sock = self.agent_with_an_encrypted_key(path)
+        srv = self.start()
+        self.tunnel(key=False)
+        self.enqueue(["bob@example.com"])
+        r = self.run_cmd("deliver", ["-v"], env={"SSH_AUTH_SOCK": sock})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 1, r.stderr)
+        self.assertIn(b"with the agent's key the-right-key", r.stderr)
+
     def test_known_hosts_with_the_ecdsa_key_only(self):
         # the server has Ed25519 and ECDSA keys; the one recorded is asked for
         srv = self.start()
