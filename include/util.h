@@ -87,6 +87,13 @@ void	 util_sanitize(char *s);
 /* The same, and every byte >= 0x80 too (text from a server). */
 void	 util_sanitize_ascii(char *s);
 
+/*
+ * The signals that ask a run to stop (SIGTERM, SIGINT, SIGHUP) go to
+ * handler from now on, with these sigaction flags; one that whoever
+ * started us ignores stays ignored (nohup, a background job).
+ */
+void	util_catch_stop_signals(void (*handler)(int), int flags);
+
 /* Milliseconds on CLOCK_MONOTONIC: deadlines that a clock step cannot
  * stretch. */
 long long util_mono_ms(void);

@@ -115,21 +115,8 @@ on_stop_signal(int sig)
 void
 queue_clean_on_signal(struct queue *q)
 {
-	struct sigaction sa;
-
 	q->clean_on_signal = true;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(clean_sigs) / sizeof(clean_sigs[0]); i++) {
-		struct sigaction old;
-
-		/* ignored by whoever started us: stays ignored */
-		if (sigaction(clean_sigs[i], NULL, &old) == 0 &&
-		    old.sa_handler == SIG_IGN)
-			continue;
-		(void)sigaction(clean_sigs[i], &sa, NULL);
-	}
+	util_catch_stop_signals(on_stop_signal, 0);
 }
 
 /* The handler's tmp/ path, set or cleared with the signals held off. */

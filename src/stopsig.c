@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "stopsig.h"
+#include "util.h"
 
 /* Process-wide by nature: a signal handler reaches nothing else. */
 static volatile sig_atomic_t caught;
@@ -36,24 +37,10 @@ on_signal(int sig)
 void
 stopsig_catch(const char *say)
 {
-	struct sigaction sa;
-
 	tty = isatty(STDERR_FILENO);
 	said = say;
 	said_len = say != NULL ? strlen(say) : 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-		struct sigaction old;
-
-		/* a signal ignored by whoever started us stays ignored */
-		if (sigaction(sigs[i], NULL, &old) == 0 &&
-		    old.sa_handler == SIG_IGN)
-			continue;
-		(void)sigaction(sigs[i], &sa, NULL);
-	}
+	util_catch_stop_signals(on_signal, SA_RESTART);
 }
 
 int

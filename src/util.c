@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,4 +414,24 @@ util_quickack(int fd, bool *not_tcp)
 	if ((not_tcp == NULL || !*not_tcp) && setsockopt(fd, IPPROTO_TCP,
 	    TCP_QUICKACK, &on, sizeof(on)) < 0 && not_tcp != NULL)
 		*not_tcp = true;
+}
+
+void
+util_catch_stop_signals(void (*handler)(int), int flags)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	sa.sa_flags = flags;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction old;
+
+		if (sigaction(sigs[i], NULL, &old) == 0 &&
+		    old.sa_handler == SIG_IGN)
+			continue;
+		(void)sigaction(sigs[i], &sa, NULL);
+	}
 }

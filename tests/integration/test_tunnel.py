@@ -138,9 +138,8 @@ class TestTunnel(TunnelCase):
         self.assertEqual(len(srv.messages), 1, r.stderr)
         self.assertIn(b"with " + os.path.join(self.ssh_dir, "id_ed25519").encode(), r.stderr)
 
-    def test_agent(self):
-        srv = self.start()
-        self.write_known(self.sshd.known_hosts_line())
+    def start_agent(self):
+        """A private ssh-agent (stopped at the end); its socket."""
         sock = os.path.join(self.dir, "agent.sock")
         agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
@@ -148,7 +147,13 @@ class TestTunnel(TunnelCase):
         for _ in range(100):
             if os.path.exists(sock):
                 break
-            subprocess.run(["sleep", "0.05"])
+            time.sleep(0.05)
+        return sock
+
+    def test_agent(self):
+        srv = self.start()
+        self.write_known(self.sshd.known_hosts_line())
+        sock = self.start_agent()
         env = dict(self.env, SSH_AUTH_SOCK=sock)
         subprocess.run(["ssh-add", "-q", self.key], env=env, check=True, capture_output=True)
         self.tunnel(key=False)      # no ssh-key and no ~/.ssh/id_*: the agent's key
@@ -167,14 +172,7 @@ class TestTunnel(TunnelCase):
         self.sshd = sshd.Sshd(authorized=[path + ".pub"], max_auth_tries=3)
         self.addCleanup(self.sshd.stop)
         self.write_known(self.sshd.known_hosts_line())
-        sock = os.path.join(self.dir, "agent.sock")
-        agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        self.addCleanup(lambda: (agent.terminate(), agent.wait()))
-        for _ in range(100):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.05)
+        sock = self.start_agent()
         env = dict(self.env, SSH_AUTH_SOCK=sock)
         for i in range(5):
             other = sshd.keygen(os.path.join(self.dir, "other%d" % i))
