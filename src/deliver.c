@@ -1159,11 +1159,6 @@ settle(struct runner *r, struct item *it, struct err *e)
 	return warn_late(r, it, next, e);
 }
 
-/*
- * How many messages one batch may hold open: a run locks each message
- * file it works on. The soft descriptor limit is raised to the hard one;
- * a queue larger than that goes out in several batches.
- */
 /* Does a message of identity idx have recipients a "too many
  * recipients" left for another transaction? */
 static bool
@@ -1175,6 +1170,11 @@ wants_more(const struct runner *r, size_t idx)
 	return false;
 }
 
+/*
+ * How many messages one batch may hold open: a run locks each message
+ * file it works on. The soft descriptor limit is raised to the hard one;
+ * a queue larger than that goes out in several batches.
+ */
 static size_t
 batch_limit(void)
 {
