@@ -96,6 +96,9 @@ struct folder {
 	bool			 local_made;	/* its local tmp/ new/ cur/ */
 	bool			 claims_made;	/* its claim directory: made,
 						 * or listed there */
+	int			 top_status;	/* the reply to the MKDIR of
+						 * its postie-claims/ (-1: none
+						 * yet), for a refusal's reason */
 	char			 why[300];	/* why that failed */
 	uint64_t		 avail;		/* free bytes in its local tmp/ */
 	long long		 avail_ms;	/* when that was asked (mono ms),
@@ -186,9 +189,11 @@ struct job {
 	 * (JOB.unremoved); "FOLDER/UNIQUE", sorted */
 	struct strvec		 unremoved, unremoved_now, retried;
 	unsigned long		 remove_refused;	/* newly, this run */
-	unsigned long		 unlisted;	/* folders that could not be
-						 * listed (the others went on) */
-	int			 unlisted_code;	/* the first one's exit code */
+	unsigned long		 folders_left;	/* folders that could not be
+						 * listed or claimed in (the
+						 * others went on) */
+	int			 folders_left_code;	/* the first one's exit
+							 * code */
 	unsigned long		 nospace;	/* bigger than the free space */
 	/* the folder at hand (planning, progress) */
 	const char		*folder;
@@ -230,6 +235,15 @@ struct job {
 };
 
 /* --- fetch.c, for fetchget.c --- */
+
+/*
+ * Folder f cannot be worked on this run (its directory could not be
+ * listed, its claim directory not made): said once, with "; folder F is
+ * left for a later run, the others go on" after the printf-style text;
+ * the job goes on and ends with code (the first such folder's).
+ */
+void	fetch_folder_left(struct job *j, struct folder *f, enum err_code code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* A line to the log; problems also to stderr (the user must hear). */
 void	fetch_say(struct job *j, int prio, const char *fmt, ...)

@@ -1176,24 +1176,68 @@ claim_start(struct item *it)
 	free(to);
 }
 
+void
+fetch_folder_left(struct job *j, struct folder *f, enum err_code code,
+    const char *fmt, ...)
+{
+	char what[600];
+	va_list ap;
+
+	if (f->failed)
+		return;		/* said already */
+	f->failed = true;	/* its claims and listings end quietly */
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	fetch_say(j, LOG_WARNING, "%s; folder %s is left for a later run, the "
+	    "others go on", what, f->name);
+	if (j->folders_left++ == 0)
+		j->folders_left_code = code;
+}
+
+/* The reply to the MKDIR of a folder's postie-claims/: kept, since the
+ * MKDIR of this client's directory in it then fails for want of it. */
+static int
+on_claims_top(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct folder *f = arg;
+
+	(void)e;
+	f->top_status = (int)r->status;
+	return 0;
+}
+
 static int
 on_claims_made(void *arg, const struct sftp_reply *r, struct err *e)
 {
 	struct item *it = arg;	/* the folder's first claim */
 	struct folder *f = it->f;
 	struct job *j = it->j;
-	struct err fe;
+	/* no postie-claims/ to make it in: that MKDIR's refusal says why */
+	bool top_failed = r->status == SFTP_FX_NO_SUCH_FILE &&
+	    f->top_status > (int)SFTP_FX_OK;
+	int st = top_failed ? f->top_status : (int)r->status;
+	char why[300];
 
 	(void)e;
-	/* OpenSSH says FAILURE for a directory that is there already */
-	if (r->status != SFTP_FX_OK && r->status != SFTP_FX_FAILURE) {
-		f->failed = true;	/* its claims fail quietly */
-		fetchget_status(r, f->why, sizeof(f->why));
-		err_set(&fe, ERR_PROTOCOL, "cannot make the claim directory "
-		    "%s/%s on %s: %s", f->rdir, j->csub, j->job->ssh.host,
-		    f->why);
-		fetch_fail(j, &fe);
-	}
+	/* OpenSSH says FAILURE for a directory that is there already (and
+	 * for a disk full, which the claim's RENAME then meets) */
+	if (r->status == SFTP_FX_OK || r->status == SFTP_FX_FAILURE)
+		return 0;
+	if (top_failed)
+		snprintf(why, sizeof(why), "the server could not make "
+		    CLAIMS_DIR "/ there%s", st == SFTP_FX_PERMISSION_DENIED ?
+		    "" : " (its disk full? a quota?)");
+	else
+		fetchget_status(r, why, sizeof(why));
+	if (st == SFTP_FX_PERMISSION_DENIED)
+		snprintf(why + strlen(why), sizeof(why) - strlen(why), "; move "
+		    "mode renames and removes on the server: a folder, or a "
+		    "server, read-only to this user can only be fetched with "
+		    "mode copy");
+	fetch_folder_left(j, f, st == SFTP_FX_PERMISSION_DENIED ? ERR_NOPERM :
+	    ERR_TEMPFAIL, "cannot make the claim directory %s/%s on %s: %s",
+	    f->rdir, j->csub, j->job->ssh.host, why);
 	return 0;
 }
 
@@ -1227,7 +1271,8 @@ claims_prepare(struct job *j)
 		f->claims_made = true;
 		top = xasprintf("%s/" CLAIMS_DIR, f->rdir);
 		mine = xasprintf("%s/%s", f->rdir, j->csub);
-		sftp_mkdir(j->chan.p, top, 0700, NULL, NULL);
+		f->top_status = -1;
+		sftp_mkdir(j->chan.p, top, 0700, on_claims_top, f);
 		sftp_mkdir(j->chan.p, mine, 0700, on_claims_made,
 		    &j->items[i]);
 		free(top);
@@ -1936,14 +1981,14 @@ run_job(struct job *j, struct err *e)
 		    j->job->local, j->nospace == 1 ? "s" : "");
 		fetch_fail(j, &le);
 	}
-	if (!j->failed && j->unlisted > 0) {
+	if (!j->failed && j->folders_left > 0) {
 		struct err le;
 
-		err_set(&le, (enum err_code)j->unlisted_code, "%lu folder%s "
-		    "could not be listed (said above) and %s left for a later "
-		    "run; the others were fetched", j->unlisted,
-		    j->unlisted == 1 ? "" : "s", j->unlisted == 1 ? "is" :
-		    "are");
+		err_set(&le, (enum err_code)j->folders_left_code, "%lu folder%s "
+		    "could not be worked on (said above) and %s left for a "
+		    "later run; the others were fetched", j->folders_left,
+		    j->folders_left == 1 ? "" : "s", j->folders_left == 1 ?
+		    "is" : "are");
 		fetch_fail(j, &le);
 	}
 	if (!j->failed && j->remove_refused > 0) {

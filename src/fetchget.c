@@ -139,17 +139,10 @@ listing_failed(struct listing *l, int status, const char *why)
 
 	if (status >= 0 && l->f != NULL && l != j->top &&
 	    l->f->name[0] == '.') {	/* not INBOX: the Maildir itself */
-		if (!l->f->failed) {
-			fetch_say(j, LOG_WARNING, "cannot list %s on %s: %s; "
-			    "folder %s is left for a later run, the others "
-			    "go on", l->path, j->job->ssh.host, why,
-			    l->f->name);
-			if (j->unlisted++ == 0)
-				j->unlisted_code = status ==
-				    SFTP_FX_NO_SUCH_FILE ? ERR_TEMPFAIL :
-				    status == SFTP_FX_PERMISSION_DENIED ?
-				    ERR_NOPERM : ERR_PROTOCOL;
-		}
+		fetch_folder_left(j, l->f, status == SFTP_FX_NO_SUCH_FILE ?
+		    ERR_TEMPFAIL : status == SFTP_FX_PERMISSION_DENIED ?
+		    ERR_NOPERM : ERR_PROTOCOL, "cannot list %s on %s: %s",
+		    l->path, j->job->ssh.host, why);
 	} else if (status >= 0) {
 		err_set(&e, ERR_PROTOCOL, "cannot list %s on %s: %s", l->path,
 		    j->job->ssh.host, why);

@@ -7,6 +7,11 @@ sshd runs it as its sftp subsystem (sshd.Sshd(subsystem=...)):
 
 RULES.json (read at each session, so a test may change it between runs):
   refuse_remove: "reason"    every REMOVE fails: PERMISSION_DENIED, reason
+  mkdir_status: {"SUFFIX": CODE}
+                             a MKDIR of a path ending in /SUFFIX is
+                             answered with this status, nothing made (3:
+                             permission denied, 4: failure, as OpenSSH
+                             says for a full disk)
   opendir_status: {"SUFFIX": CODE}
                              an OPENDIR of a path ending in /SUFFIX is
                              answered with this status (3: permission
@@ -378,6 +383,10 @@ class Server:
                 if why:
                     self.status(rid, FX_PERMISSION_DENIED, why)
                     return
+                for suffix, code in self.rules.get("mkdir_status", {}).items():
+                    if path.decode(errors="replace").endswith("/" + suffix):
+                        self.status(rid, code, "refused by the test's rule")
+                        return
                 os.mkdir(path, 0o700)
                 self.status(rid, FX_OK)
             elif t == 18:                   # RENAME, as OpenSSH: link, unlink

@@ -5,6 +5,7 @@ durable step, a dropped link, the lock and the exit codes."""
 import fcntl
 import json
 import os
+import shutil
 import random
 import signal
 import socket
@@ -614,6 +615,36 @@ class TestFolderUnlisted(ScriptedCase):
         r = self.fetch()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.local_names(".b"), ["1700000001.b"])
+
+    def test_a_claim_directory_that_cannot_be_made_leaves_its_folder(self):
+        # a folder read-only to this user (the claim directory refused),
+        # then a server whose disk is full (FAILURE, which OpenSSH also
+        # says for "there already": the MKDIR in it then finds nothing)
+        self.put("1700000000.inbox")
+        self.put("1700000001.x", folder=".x")
+        self.put("1700000002.z", folder=".z")
+        self.set_rules({"mkdir_status": {".x/postie-claims": 3}})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 77, err)
+        self.assertIn("cannot make the claim directory %s/.x/postie-claims/laptop on 127.0.0.1: "
+                      "the server could not make postie-claims/ there; move mode renames and "
+                      "removes on the server: a folder, or a server, read-only to this user can "
+                      "only be fetched with mode copy; folder .x is left for a later run, the "
+                      "others go on" % self.remote, err)
+        self.assertEqual(self.local_names(), ["1700000000.inbox"])
+        self.assertEqual(self.local_names(".z"), ["1700000002.z"])
+        self.assertEqual(self.remote_names(".x"), ["1700000001.x"])
+        self.put("1700000003.inbox")
+        self.set_rules({"mkdir_status": {"Maildir/postie-claims": 4}})
+        shutil.rmtree(os.path.join(self.remote, "postie-claims"))
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 75, err)
+        self.assertIn("the server could not make postie-claims/ there (its disk full? a quota?); "
+                      "folder INBOX is left for a later run", err)
+        self.assertEqual(self.local_names(".x"), ["1700000001.x"])
+        self.assertEqual(self.remote_names(), ["1700000003.inbox"])
 
     def test_the_maildir_itself_fails_the_job(self):
         self.put("1700000000.inbox")
