@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "err.h"
 #include "util.h"
@@ -48,12 +49,14 @@ void	mda_expand(const struct strvec *tmpl, const char *folder,
 
 /*
  * Run m with argv (argv[0] shown to the program) and msg_fd's file, from
- * its start, on stdin; wait at most timeout seconds, then kill it (its
- * process group). 0 and *r when it ran (whatever its exit), -1 and e
- * when it could not be started.
+ * offset, on stdin; wait at most timeout seconds, then kill it (its
+ * process group). It dies with the caller too (PR_SET_PDEATHSIG: an MDA
+ * left running after its caller was killed would deliver what the next
+ * run hands it again). 0 and *r when it ran (whatever its exit), -1 and
+ * e when it could not be started.
  */
 int	mda_run(const struct mda *m, char *const argv[], int msg_fd,
-	    long timeout, struct mda_result *r, struct err *e);
+	    off_t offset, long timeout, struct mda_result *r, struct err *e);
 
 enum mda_outcome mda_outcome(const struct mda_result *r);
 

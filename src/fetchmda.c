@@ -137,7 +137,7 @@ hand(struct job *j, struct item *it, int fd, struct err *e)
 		    j->job->timeout, &r, e);
 	else {
 		mda_expand(&j->job->mda, it->f->name, it->name, &av);
-		rc = mda_run(&j->mda, av.v, fd, j->job->timeout, &r, e);
+		rc = mda_run(&j->mda, av.v, fd, 0, j->job->timeout, &r, e);
 	}
 	deadline_later(j, util_mono_ms() - t0);
 	sv_free(&av);

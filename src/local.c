@@ -10,6 +10,7 @@
 
 #include "local.h"
 #include "maildir.h"
+#include "mda.h"
 #include "trust.h"
 
 /* "%T" -> rcpt, "%F" -> sender, "%%" -> "%", anywhere in an argument. */
@@ -26,64 +27,39 @@ local_mda(const struct strvec *argv, const char *rcpt, const char *sender,
     int fd, off_t offset, char *reason, size_t rlen)
 {
 	struct strvec av;
+	struct mda m;
+	struct mda_result r;
 	struct err e;
-	char *prog;
-	pid_t pid;
-	int status, in;
-	char path[64];
+	char what[MDA_ERRLINE_MAX + 64];
+	int rc;
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	in = open(path, O_RDONLY | O_CLOEXEC);	/* own file offset */
-	if (in < 0 || lseek(in, offset, SEEK_SET) < 0) {
-		snprintf(reason, rlen, "cannot reopen the message: %s",
-		    strerror(errno));
-		if (in >= 0)
-			close(in);
-		return SMTP_DEFER;
-	}
 	sv_init(&av);
 	for (size_t i = 0; i < argv->n; i++)
 		sv_push_owned(&av, expand(argv->v[i], rcpt, sender));
 	/* what runs is what was checked: the real path trust_program gave */
-	if ((prog = trust_program(av.v[0], &e)) == NULL) {
-		snprintf(reason, rlen, "the mda %s", e.msg);
-		close(in);
+	if (mda_open(&m, &av, &e) < 0) {
+		snprintf(reason, rlen, "%s", e.msg);
 		sv_free(&av);
 		return SMTP_DEFER;
 	}
-	pid = fork();
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-
-		dup2(in, STDIN_FILENO);
-		if (devnull >= 0)
-			dup2(devnull, STDOUT_FILENO);	/* dup2 clears CLOEXEC */
-		signal(SIGPIPE, SIG_DFL);
-		execv(prog, av.v);
-		_exit(127);
-	}
-	close(in);
-	free(prog);
+	/* bounded (a hung mda held every message of the run, and a run
+	 * told to stop waited for it), and killed with deliver */
+	rc = mda_run(&m, av.v, fd, offset, LOCAL_MDA_TIMEOUT, &r, &e);
+	mda_close(&m);
 	sv_free(&av);
-	if (pid < 0) {
-		snprintf(reason, rlen, "cannot fork the mda: %s",
-		    strerror(errno));
+	if (rc < 0) {
+		snprintf(reason, rlen, "%s", e.msg);
 		return SMTP_DEFER;
 	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+	if (!r.timed_out && WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) {
 		snprintf(reason, rlen, "delivered by %s", argv->v[0]);
 		return SMTP_OK;
 	}
-	if (WIFSIGNALED(status)) {
-		snprintf(reason, rlen, "the mda %s was killed by signal %d",
-		    argv->v[0], WTERMSIG(status));
-		return SMTP_DEFER;
-	}
-	snprintf(reason, rlen, "the mda %s exited %d", argv->v[0],
-	    WEXITSTATUS(status));
-	switch (WEXITSTATUS(status)) {
+	mda_describe(&r, LOCAL_MDA_TIMEOUT, what, sizeof(what));
+	snprintf(reason, rlen, "the mda %s failed: %s", argv->v[0], what);
+	if (r.timed_out || !WIFEXITED(r.status))
+		return SMTP_DEFER;	/* hung or killed: try again later */
+	switch (WEXITSTATUS(r.status)) {
 	case 75:
 	case 126:
 	case 127:

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,11 +51,15 @@ mda_expand(const struct strvec *tmpl, const char *folder, const char *name,
 /* The child: stdin the message, stdout /dev/null, stderr the pipe; a
  * process group of its own (a timeout kills what it started too). */
 static void __attribute__((noreturn))
-child(const struct mda *m, char *const argv[], int in, int errw)
+child(const struct mda *m, char *const argv[], int in, int errw,
+    pid_t parent)
 {
 	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
 	setpgid(0, 0);
+	/* a caller killed takes it along */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(127);
 	if (dup2(in, STDIN_FILENO) < 0 || devnull < 0 ||
 	    dup2(devnull, STDOUT_FILENO) < 0 ||
 	    dup2(errw, STDERR_FILENO) < 0)
@@ -130,26 +135,32 @@ collect(pid_t pid, int errr, long long deadline_ms, struct mda_result *r)
 }
 
 int
-mda_run(const struct mda *m, char *const argv[], int msg_fd, long timeout,
-    struct mda_result *r, struct err *e)
+mda_run(const struct mda *m, char *const argv[], int msg_fd, off_t offset,
+    long timeout, struct mda_result *r, struct err *e)
 {
 	int pipefd[2], in;
-	pid_t pid;
+	pid_t pid, parent = getpid();
 	char path[64];
 
 	memset(r, 0, sizeof(*r));
-	/* a descriptor of its own: the MDA reads from the start */
+	/* a descriptor of its own: the MDA reads from offset */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", msg_fd);
-	if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return err_set(e, err_from_errno(errno), "cannot reopen the "
-		    "message for the mda: %s", strerror(errno));
+	if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+	    lseek(in, offset, SEEK_SET) < 0) {
+		int saved = errno;
+
+		if (in >= 0)
+			close(in);
+		return err_set(e, err_from_errno(saved), "cannot reopen the "
+		    "message for the mda: %s", strerror(saved));
+	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		close(in);
 		return err_set(e, ERR_OSERR, "cannot start the mda: pipe: %s",
 		    strerror(errno));
 	}
 	if ((pid = fork()) == 0)
-		child(m, argv, in, pipefd[1]);
+		child(m, argv, in, pipefd[1], parent);
 	close(in);
 	close(pipefd[1]);
 	if (pid < 0) {

@@ -558,6 +558,57 @@ class TestPlain(DeliverCase):
         self.assertTrue(data.endswith(MSG))
         self.assertEqual(self.msg_ids(), [])
 
+    def local_mda_sleeping(self):
+        """A local mda that sleeps 2 s, then stores the message (a file a
+        delivery in self.dir/store); deliver started on one message."""
+        store = os.path.join(self.dir, "store")
+        os.mkdir(store)
+        script = os.path.join(self.dir, "slow-mda.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\nsleep 2\nf=$(mktemp -p %s m.XXXXXX) && cat > \"$f\"\n"
+                    "echo 'the mda says why' >&2\nexit ${MDA_EXIT:-0}\n" % store)
+        os.chmod(script, 0o755)
+        self.start()
+        self.configure('mda "%s %%T"\n' % script)
+        self.enqueue(["tester"])
+        p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.7)
+        return p, store
+
+    def test_a_local_mda_dies_with_deliver(self):
+        # deliver killed outright while its mda works: the mda goes too
+        # (it was left running, stored the message, and the next run
+        # handed it again: two deliveries)
+        p, store = self.local_mda_sleeping()
+        p.kill()
+        p.communicate()
+        time.sleep(2.5)
+        self.assertEqual(os.listdir(store), [])
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(os.listdir(store)), 1)
+        self.assertEqual(self.msg_ids(), [])
+
+    def test_a_stop_waits_for_the_local_mda(self):
+        p, store = self.local_mda_sleeping()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 75, err)
+        self.assertEqual(len(os.listdir(store)), 1)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertEqual(len(os.listdir(store)), 1)
+
+    def test_a_local_mda_failing_says_why(self):
+        p, store = self.local_mda_sleeping()
+        p.communicate(timeout=30)
+        self.env["MDA_EXIT"] = "75"
+        qid = self.enqueue(["tester"])
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertIn("the mda %s failed: exit 75: the mda says why"
+                      % os.path.join(self.dir, "slow-mda.sh"), self.states(qid)["tester"][1])
+
     def test_lifetime_expiry_bounces(self):
         self.start(script={"RCPT": "451 4.7.1 later"})
         qid = self.enqueue(["bob@example.com"])

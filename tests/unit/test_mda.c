@@ -51,7 +51,7 @@ run(const char *script, long timeout, struct mda_result *r, char *why,
 	sv_push(&av, "-c");
 	sv_push(&av, script);
 	assert_int_equal(mda_open(&m, &av, &e), 0);
-	assert_int_equal(mda_run(&m, av.v, fd, timeout, r, &e), 0);
+	assert_int_equal(mda_run(&m, av.v, fd, 0, timeout, r, &e), 0);
 	mda_describe(r, timeout, why, len);
 	mda_close(&m);
 	sv_free(&av);
