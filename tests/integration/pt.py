@@ -149,3 +149,12 @@ def kill_group(p):
         os.killpg(p.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def default_stop_signals():
+    """preexec_fn for a command the test will stop with SIGINT, SIGTERM or
+    SIGHUP: a shell that started the suite in the background (CI, a
+    script) hands SIGINT down ignored, and postie rightly keeps what it
+    was given ignored, as a terminal's foreground job would not."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)

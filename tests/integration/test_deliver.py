@@ -12,7 +12,7 @@ import time
 import unittest
 
 import certs
-from pt import QueueCase
+from pt import QueueCase, default_stop_signals
 from smtpserver import Server
 
 MSG = (b"From: Alice <alice@example.org>\n"
@@ -572,7 +572,8 @@ class TestPlain(DeliverCase):
         self.configure('mda "%s %%T"\n' % script)
         self.enqueue(["tester"])
         p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=default_stop_signals)
         time.sleep(0.7)
         return p, store
 
@@ -798,7 +799,8 @@ class TestStopSignal(DeliverCase):
         srv = self.start(script={"DOT": slow_dot})
         self.enqueue_numbered(4)
         p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=default_stop_signals)
         self.assertTrue(got_end.wait(20), "the server never got a message's end")
         p.send_signal(sig)
         if second:
@@ -1498,7 +1500,8 @@ class TestPasswordCommandEnds(DeliverCase):
         self.configure()
         qid = self.enqueue(["bob@example.com"])
         p = subprocess.Popen([os.path.join(self.bin, "deliver")], env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=default_stop_signals)
         for _ in range(200):
             if os.path.exists(pidfile) and open(pidfile).read().strip():
                 break

@@ -8,7 +8,7 @@ import subprocess
 import time
 import unittest
 
-from pt import QueueCase, POSTIE
+from pt import QueueCase, POSTIE, default_stop_signals
 
 MSG = (b"From: Alice <alice@example.org>\n"
        b"To: Bob <bob@example.com>\n"
@@ -240,7 +240,8 @@ class TestQueueFiles(QueueCase):
         # file goes with it (a SIGKILL leaves it to deliver's cleaning)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             p = subprocess.Popen([os.path.join(self.bin, "sendmail"), "-odq", "bob@example.com"],
-                                 env=self.env, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 env=self.env, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 preexec_fn=default_stop_signals)
             p.stdin.write(b"Subject: slow\n\nline 1\n")
             p.stdin.flush()
             tmp = os.path.join(self.queue, "tmp")
