@@ -1037,6 +1037,45 @@ out:
 	return rc;
 }
 
+/*
+ * host written as ssh and proxy are: "[::1]", "[::1]:2525",
+ * "mail.example.org:587" (an unbracketed IPv6 address stays whole). The
+ * port in it is the identity's port; with a port line too, they must
+ * agree.
+ */
+static int
+host_port(struct parser *p, struct identity *id)
+{
+	char *h = id->host, *close, *colon = NULL, *end;
+	unsigned long port;
+
+	if (h[0] == '[') {
+		if ((close = strchr(h, ']')) == NULL || close == h + 1 ||
+		    (close[1] != '\0' && close[1] != ':'))
+			return perr(p, 0, "host '%s': write an IPv6 address as "
+			    "[ADDRESS] or [ADDRESS]:PORT", h);
+		colon = close[1] == ':' ? close + 1 : NULL;	/* stays put */
+		*close = '\0';
+		memmove(h, h + 1, strlen(h + 1) + 1);
+	} else if ((colon = strchr(h, ':')) != NULL &&
+	    strchr(colon + 1, ':') != NULL)
+		return 0;	/* an IPv6 address without brackets */
+	if (colon == NULL)
+		return 0;
+	*colon = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port == 0 ||
+	    port > 65535)
+		return perr(p, 0, "host: '%s' is no port (1-65535)",
+		    colon + 1);
+	if (id->port != 0 && id->port != (int)port)
+		return perr(p, 0, "host gives port %lu, port %d: keep one",
+		    port, id->port);
+	id->port = (int)port;
+	return 0;
+}
+
 /* Reported at the block's line: the name is the file's text. */
 static int
 check_identity(struct parser *p, struct identity *id, int *default_line)
@@ -1044,6 +1083,8 @@ check_identity(struct parser *p, struct identity *id, int *default_line)
 	p->line = id->line;
 	if (id->host == NULL)
 		return perr(p, 0, "the identity has no 'host'");
+	if (host_port(p, id) < 0)
+		return -1;
 	if (id->port == 0)
 		id->port = id->tls == TLS_IMPLICIT ? 465 :
 		    id->tls == TLS_NONE ? 25 : 587;

@@ -368,6 +368,45 @@ test_identity_defaults(void **state)
 	config_free(c);
 }
 
+/* host as ssh and proxy take it: [IPv6], [IPv6]:PORT, NAME:PORT */
+static void
+test_host_with_brackets_and_port(void **state)
+{
+	static const struct { const char *host, *want; int port; } ok[] = {
+		{ "[::1]", "::1", 587 },
+		{ "[::1]:2525", "::1", 2525 },
+		{ "::1", "::1", 587 },
+		{ "2001:db8::25", "2001:db8::25", 587 },
+		{ "mail.example.org:465", "mail.example.org", 465 },
+		{ "127.0.0.1:25", "127.0.0.1", 25 },
+	};
+	char text[200];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct config *c;
+
+		snprintf(text, sizeof(text), "identity a\n default\n host %s\n",
+		    ok[i].host);
+		c = parse_ok(text);
+		assert_string_equal(c->ids[0].host, ok[i].want);
+		assert_int_equal(c->ids[0].port, ok[i].port);
+		config_free(c);
+	}
+	assert_true(error_is("identity a\n default\n host [::1\n",
+	    "test.conf:1: host '[::1': write an IPv6 address as [ADDRESS] or "
+	    "[ADDRESS]:PORT"));
+	assert_true(error_is("identity a\n default\n host []\n",
+	    "test.conf:1: host '[]': write an IPv6 address as [ADDRESS] or "
+	    "[ADDRESS]:PORT"));
+	assert_true(error_is("identity a\n default\n host h:99999\n",
+	    "test.conf:1: host: '99999' is no port (1-65535)"));
+	assert_true(error_is("identity a\n default\n host [::1]:x\n",
+	    "test.conf:1: host: 'x' is no port (1-65535)"));
+	assert_true(error_is("identity a\n default\n host h:25\n port 587\n",
+	    "test.conf:1: host gives port 25, port 587: keep one"));
+}
+
 static void
 test_port_defaults_by_tls(void **state)
 {
@@ -2135,6 +2174,7 @@ main(void)
 		cmocka_unit_test(test_retry_single_and_zero_durations),
 		cmocka_unit_test(test_identity_all_keys),
 		cmocka_unit_test(test_identity_defaults),
+		cmocka_unit_test(test_host_with_brackets_and_port),
 		cmocka_unit_test(test_port_defaults_by_tls),
 		cmocka_unit_test(test_bool_values),
 		cmocka_unit_test(test_password_command),
