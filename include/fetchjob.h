@@ -45,6 +45,9 @@
 #define ANY_FOLDER	"*"
 #define CLAIM_STALE	(7 * 86400)	/* other clients' claims older are
 					 * reported */
+#define RELEASE_QUIET	600	/* --release takes a client's claims only
+				 * when its claim directory has not changed
+				 * for this long (s): it is not running */
 
 /* A folder's listings. */
 enum { L_NEW, L_CUR, L_TMP, L_CLAIMED, L_CLAIMS, L_N };

@@ -1138,7 +1138,8 @@ config_valid_client(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > 64 || s[0] == '.')
+	/* no leading '-': "fetch --release -n X" is no release of "-n" */
+	if (n == 0 || n > 64 || s[0] == '.' || s[0] == '-')
 		return false;
 	for (; *s; s++)
 		if (!isalnum((unsigned char)*s) && strchr("._-", *s) == NULL)

@@ -1819,6 +1819,31 @@ static int
 release(struct job *j)
 {
 	size_t first = j->nitems;
+	time_t now = time(NULL);
+
+	/* a client at work now: what it claimed and is fetching would be
+	 * taken a second time (a user trial: 217 of 20000 doubled) */
+	for (size_t i = 0; i < j->nfolders; i++) {
+		const struct listing *l = j->folders[i]->lists[L_CLAIMS];
+
+		for (size_t k = 0; l != NULL && k < l->n; k++) {
+			const struct dent *d = &l->v[k];
+			struct err e;
+
+			if (d->name == NULL || strcmp(d->name, j->o->release) != 0 ||
+			    !(d->a.flags & SFTP_ATTR_ACMODTIME) ||
+			    (time_t)d->a.mtime <= now - RELEASE_QUIET)
+				continue;
+			err_set(&e, ERR_TEMPFAIL, "client '%s' looks active: its "
+			    "claims in %s changed %lld s ago; --release is for a "
+			    "client that no longer runs (what it is fetching "
+			    "would be fetched twice): try again once they have "
+			    "been left alone for %d minutes", j->o->release,
+			    j->folders[i]->name, (long long)(now -
+			    (time_t)d->a.mtime), RELEASE_QUIET / 60);
+			return fetch_fail(j, &e);
+		}
+	}
 
 	/* every item first, then the renames: a request in flight holds
 	 * its item's address, which item_add's realloc would move (a

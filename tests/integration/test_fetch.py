@@ -83,6 +83,13 @@ class FetchCase(QueueCase):
         d = os.path.join(self.local, folder, sub)
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
+    def quiet_claims(self, client, folder=""):
+        """Age a client's claim directory past --release's quiet time (a
+        client that stopped running a while ago)."""
+        d = os.path.join(self.remote, folder, "postie-claims", client)
+        old = time.time() - 3600
+        os.utime(d, (old, old))
+
     def claimed_names(self, folder="", client=None):
         """What a client has claimed on the server (postie-claims/CLIENT)."""
         return self.remote_names(folder, "postie-claims/" + (client or self.client))
@@ -1731,6 +1738,7 @@ class TestClients(FetchCase):
         self.assertEqual(self.claimed_names(), [])
         self.put("1700000001.M2P2.server:2,S", sub="postie-claims/desktop")
         self.put("1700000002.M3P3.server", sub="postie-claims/desktop")
+        self.quiet_claims("desktop")
         r = self.fetch("--release", "desktop")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.remote_names(sub="cur"), ["1700000001.M2P2.server:2,S"])
@@ -1803,6 +1811,8 @@ class TestClients(FetchCase):
             self.put(name, folder=folder, sub="postie-claims/desktop")
             names[folder].append(name)
         self.put("1700999999.M9P9.server:2,S", folder="", sub="postie-claims/desktop")
+        self.quiet_claims("desktop")
+        self.quiet_claims("desktop", ".lists.dev")
         r = self.fetch("--release", "desktop")
         self.assertEqual(r.returncode, 0, r.stderr)
         for folder in names:
@@ -1813,6 +1823,31 @@ class TestClients(FetchCase):
                       self.log())
         self.assertIn("inbox: 151 messages claimed by client 'desktop' given back",
                       r.stdout.decode())      # said where the user is, not only in the log
+
+    def test_release_of_a_client_at_work_is_refused(self):
+        # its claim directory changed a minute ago: it may be fetching
+        # those messages now, and given back they would come twice
+        self.put("1700000000.M1P1.server", sub="postie-claims/desktop")
+        d = os.path.join(self.remote, "postie-claims", "desktop")
+        recent = time.time() - 60
+        os.utime(d, (recent, recent))
+        r = self.fetch("--release", "desktop")
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertRegex(r.stderr.decode(), r"client 'desktop' looks active: its claims in INBOX "
+                         r"changed 6\d s ago; --release is for a client that no longer runs "
+                         r"\(what it is fetching would be fetched twice\): try again once they "
+                         r"have been left alone for 10 minutes")
+        self.assertEqual(self.claimed_names(client="desktop"), ["1700000000.M1P1.server"])
+        self.quiet_claims("desktop")
+        r = self.fetch("--release", "desktop")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.M1P1.server"])
+
+    def test_release_names_no_option(self):
+        # "fetch --release -n X" is no release of a client called "-n"
+        r = self.fetch("--release", "-n", "inbox")
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn(b"--release", r.stderr)
 
     def test_release_of_this_machines_own_client_is_refused(self):
         # its claims may be messages it has already taken: given back,
@@ -1834,6 +1869,7 @@ class TestClients(FetchCase):
         self.put("1700000000.M1P1.server", sub="postie-claims/desktop")
         self.put("1700000000.M1P1.server", sub="new")          # the name is taken there
         self.put("1700000001.M2P2.server", sub="postie-claims/desktop")
+        self.quiet_claims("desktop")
         r = self.fetch("--release", "desktop")
         self.assertEqual(r.returncode, 75, r.stderr)
         err = r.stderr.decode()
