@@ -438,11 +438,13 @@ open_state(struct job *j, struct err *e)
 	free(path);
 	if (rc == 0 && !j->o->dry_run && j->o->release == NULL)
 		rc = lock_maildir(j, e);
-	if (rc == 0 && j->job->mode == FETCH_COPY) {
-		path = xasprintf("%s/%s.seen", dir, j->job->name);
+	/* copy mode's record; read in move mode too when an earlier copy
+	 * mode left it: what it fetched (and the user may have deleted
+	 * locally since) is not fetched again when the mode changes */
+	path = xasprintf("%s/%s.seen", dir, j->job->name);
+	if (rc == 0 && (j->job->mode == FETCH_COPY || access(path, F_OK) == 0))
 		rc = fetch_journal_open(path, &j->seen_fd, &j->seen, e);
-		free(path);
-	}
+	free(path);
 	if (rc == 0)
 		rc = fetchmda_open(j, dir, e);
 	if (rc == 0 && j->job->mode == FETCH_MOVE)
@@ -776,6 +778,21 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 	} else if (j->job->mode == FETCH_COPY &&
 	    fetch_in_set(f->name, &j->seen, d->name)) {
 		plan_expired(j, f, sub, dst, d);
+	} else if (j->job->mode == FETCH_MOVE && sub != j->csub &&
+	    fetch_in_set(f->name, &j->seen, d->name)) {
+		/* fetched by copy mode before (JOB.seen), perhaps deleted
+		 * here since: move mode takes it off the server, not again */
+		if (j->o->dry_run)
+			printf("%s %s %s %" PRIu64 " fetched before (copy mode), "
+			    "removed\n", j->job->name, f->name, d->name,
+			    d->a.size);
+		else {
+			log_msg(j->log, LOG_INFO, "%s: %s: %s fetched before "
+			    "(copy mode), removed from the server", j->job->name,
+			    f->name, d->name);
+			j->already++;
+			item_add(j, f, sub, dst, d->name, d->a.size, false);
+		}
 	} else if (j->use_mda && local_find(j, d->name) != NULL) {
 		;	/* listed twice (new/ and cur/): handed once */
 	} else if ((here = local_find(j, d->name)) != NULL && here->planned) {

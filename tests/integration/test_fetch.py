@@ -944,6 +944,25 @@ class TestHugeAnnounced(ScriptedCase):
 class TestCopy(FetchCase):
     mode = "copy"
 
+    def test_a_switch_to_move_mode_does_not_bring_deleted_mail_back(self):
+        # copy mode fetched three; the user deleted one here; the job is
+        # changed to move mode: the deleted one is taken off the server,
+        # not fetched again (move mode knew nothing of JOB.seen)
+        for n in ("1700000000.a", "1700000001.b", "1700000002.c"):
+            self.put(n)
+        self.assertEqual(self.fetch().returncode, 0)
+        os.unlink(os.path.join(self.local, "new", "1700000001.b"))
+        self.put("1700000003.d")
+        self.mode = "move"
+        self.configure()
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000002.c", "1700000003.d"])
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.claimed_names(), [])
+        self.assertIn("1700000001.b fetched before (copy mode), removed from the server",
+                      self.log())
+
     def test_copy_keeps_the_server_and_fetches_once(self):
         self.put("1700000000.new")
         self.put("1700000001.read:2,S", sub="cur")
