@@ -45,6 +45,8 @@ struct sshcfg {
 	struct strvec	 identity_where;	/* ... and where each was */
 	struct strvec	 known_hosts;	/* UserKnownHostsFile (one line) */
 	char		 known_hosts_where[SSHCFG_WHERE_MAX];
+	struct strvec	 global_known_hosts;	/* GlobalKnownHostsFile */
+	char		 global_where[SSHCFG_WHERE_MAX];
 	int		 identities_only;	/* -1 not given, 0 no, 1 yes */
 	char		*proxy_jump;	/* ProxyJump as written, or NULL */
 	char		*proxy_command;	/* ProxyCommand as written, or NULL */

@@ -40,6 +40,9 @@ struct ssh_hop {
 	bool		 keys_only;	/* no agent (ssh-key, IdentitiesOnly) */
 	bool		 key_given;	/* postie's ssh-key: that key alone */
 	struct strvec	 known_hosts;	/* files read together */
+	struct strvec	 revocations;	/* more files read for @revoked
+					 * lines alone: GlobalKnownHostsFile,
+					 * else /etc/ssh/ssh_known_hosts{,2} */
 	char		 cert_where[SSHCFG_WHERE_MAX];	/* CertificateFile */
 };
 

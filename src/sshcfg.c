@@ -38,6 +38,7 @@ sshcfg_init(struct sshcfg *c)
 	sv_init(&c->identity_files);
 	sv_init(&c->identity_where);
 	sv_init(&c->known_hosts);
+	sv_init(&c->global_known_hosts);
 	c->identities_only = -1;
 }
 
@@ -49,6 +50,7 @@ sshcfg_free(struct sshcfg *c)
 	sv_free(&c->identity_files);
 	sv_free(&c->identity_where);
 	sv_free(&c->known_hosts);
+	sv_free(&c->global_known_hosts);
 	free(c->proxy_jump);
 	free(c->proxy_command);
 	free(c->hostkey_alias);
@@ -383,6 +385,17 @@ keyword(struct parse *p, const char *kw, char **w, size_t n, struct err *e)
 		for (size_t i = 0; i < n && i < 16; i++)
 			sv_push(&c->known_hosts, w[i]);
 		where(p, c->known_hosts_where);
+		return 0;
+	}
+	if (strcasecmp(kw, "globalknownhostsfile") == 0) {
+		/* read for its @revoked lines only (knownmark.h) */
+		if (n == 0)
+			return perr(p, e, "GlobalKnownHostsFile needs a file");
+		if (c->global_known_hosts.n > 0)
+			return 0;
+		for (size_t i = 0; i < n && i < 16; i++)
+			sv_push(&c->global_known_hosts, w[i]);
+		where(p, c->global_where);
 		return 0;
 	}
 	if (strcasecmp(kw, "identitiesonly") == 0) {

@@ -289,6 +289,19 @@ check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
 	for (size_t i = 0; i < h->known_hosts.n && !marks.revoked; i++)
 		knownmark_file(h->known_hosts.v[i], (const unsigned char *)key,
 		    klen, &marks);
+	/* the machine's files too (an administrator's revocation): their
+	 * @revoked lines alone, not their keys nor @cert-authority */
+	for (size_t i = 0; i < h->revocations.n && !marks.revoked; i++) {
+		struct known_marks global = { .revoked = false };
+
+		knownmark_file(h->revocations.v[i], (const unsigned char *)key,
+		    klen, &global);
+		if (global.revoked) {
+			knownmark_free(&marks);
+			marks = global;
+		} else
+			knownmark_free(&global);
+	}
 	if (marks.revoked) {
 		rc = err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s %s) "
 		    "is marked @revoked in %s line %zu: refusing it (the "

@@ -50,6 +50,7 @@ hop_free(struct ssh_hop *h)
 	free(h->kh_host);
 	sv_free(&h->keys);
 	sv_free(&h->known_hosts);
+	sv_free(&h->revocations);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -69,6 +70,7 @@ hop_fill(const struct sshroute_in *in, struct ssh_hop *h, const char *name,
 	memset(h, 0, sizeof(*h));
 	sv_init(&h->keys);
 	sv_init(&h->known_hosts);
+	sv_init(&h->revocations);
 	h->name = xstrdup(name);
 	if (read_config(in, name, user, c, e) < 0)
 		return -1;
@@ -133,6 +135,20 @@ hop_fill(const struct sshroute_in *in, struct ssh_hop *h, const char *name,
 	if (h->known_hosts.n == 0)
 		sv_push_owned(&h->known_hosts, xasprintf("%s/.ssh/known_hosts",
 		    util_home()));
+	for (size_t i = 0; i < c->global_known_hosts.n; i++) {
+		v = sshcfg_expand(c->global_known_hosts.v[i], &t, "dhnpru",
+		    true, c->global_where, "GlobalKnownHostsFile", e);
+		if (v == NULL)
+			return -1;
+		if (strcasecmp(v, "none") == 0)
+			free(v);
+		else
+			sv_push_owned(&h->revocations, v);
+	}
+	if (c->global_known_hosts.n == 0) {
+		sv_push(&h->revocations, "/etc/ssh/ssh_known_hosts");
+		sv_push(&h->revocations, "/etc/ssh/ssh_known_hosts2");
+	}
 	snprintf(h->cert_where, sizeof(h->cert_where), "%s", c->cert_where);
 	return 0;
 }

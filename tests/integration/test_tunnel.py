@@ -298,6 +298,19 @@ class TestTunnelRefusals(TunnelCase):
                          self.sshd.known_hosts_line())
         self.assertIn("is marked @revoked in %s line 1" % self.known, self.refused())
 
+    def test_revoked_in_the_machines_file(self):
+        # an administrator's revocation in the global file (here named by
+        # GlobalKnownHostsFile) holds against the user's own known_hosts
+        glob = os.path.join(self.dir, "global_known_hosts")
+        with open(glob, "w") as f:
+            f.write(self.revoked_line())
+        cfg = os.path.join(self.ssh_dir, "config")
+        with open(cfg, "w") as f:
+            f.write("Host 127.0.0.1\n  GlobalKnownHostsFile %s\n" % glob)
+        os.chmod(cfg, 0o600)
+        self.write_known(self.sshd.known_hosts_line())
+        self.assertIn("is marked @revoked in %s line 1" % glob, self.refused())
+
     def test_revoked_over_a_pin(self):
         self.write_known(self.revoked_line())
         why = self.refused("  ssh-fingerprint %s\n" % self.sshd.host_fingerprint())

@@ -65,6 +65,7 @@ test_first_value_wins(void **state)
 	    "  User nobody\n"
 	    "  IdentityFile %d/.ssh/id_%h\n"
 	    "  UserKnownHostsFile /other\n"
+	    "  GlobalKnownHostsFile /etc/kh1 /etc/kh2\n"
 	    "  IdentitiesOnly no\n"
 	    "  ProxyJump jump1,me@jump2:2200\n"
 	    "  ProxyCommand nc %h %p\n"
@@ -84,10 +85,13 @@ test_first_value_wins(void **state)
 	assert_string_equal(c.identity_where.v[1], "cfg:15");
 	assert_int_equal(c.known_hosts.n, 2);
 	assert_string_equal(c.known_hosts.v[1], "/k h/b");
+	assert_int_equal(c.global_known_hosts.n, 2);	/* @revoked only */
+	assert_string_equal(c.global_known_hosts.v[1], "/etc/kh2");
+	assert_string_equal(c.global_where, "cfg:17");
 	assert_int_equal(c.identities_only, 1);
 	assert_string_equal(c.proxy_jump, "jump1,me@jump2:2200");
 	assert_null(c.proxy_command);	/* the first of the two wins */
-	assert_string_equal(c.proxy_where, "cfg:18");
+	assert_string_equal(c.proxy_where, "cfg:19");
 	sshcfg_free(&c);
 }
 
