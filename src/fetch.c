@@ -2411,6 +2411,7 @@ fetch_run(const struct config *cfg, const struct fetch_opts *opts,
 	struct err *errs;
 	bool *chosen;
 	size_t nchosen = 0, nerrs = 0, pick = 0;
+	const char *pick_job = "";
 	struct crash crash;
 
 	crash_init(&crash);
@@ -2468,15 +2469,22 @@ fetch_run(const struct config *cfg, const struct fetch_opts *opts,
 		snprintf(errs[nerrs].msg, sizeof(errs[nerrs].msg),
 		    "job '%s': %.900s", cfg->jobs[k].name, je.msg);
 		errs[nerrs].code = je.code;
-		if (nerrs == 0 || worse(je.code, errs[pick].code))
+		if (nerrs == 0 || worse(je.code, errs[pick].code)) {
 			pick = nerrs;
+			pick_job = cfg->jobs[k].name;
+		}
 		nerrs++;
 	}
-	for (size_t i = 0; i < nerrs; i++)
-		if (i != pick)
-			fprintf(stderr, "fetch: %s\n", errs[i].msg);
-	if (nerrs > 0)
-		*e = errs[pick];
+	/* several: each named in the config's order, then a summary with
+	 * the worst code (main prints it) */
+	for (size_t i = 0; i < nerrs && nerrs > 1; i++)
+		fprintf(stderr, "fetch: %s\n", errs[i].msg);
+	if (nerrs == 1)
+		*e = errs[0];
+	else if (nerrs > 1)
+		err_set(e, errs[pick].code, "%zu of %zu jobs failed (each is "
+		    "named above); the exit status is that of job '%s'", nerrs,
+		    nchosen, pick_job);
 	fetch_hooks_end(&hooks);
 	free(errs);
 	free(chosen);

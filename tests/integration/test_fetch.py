@@ -1451,8 +1451,14 @@ class TestParallelJobs(FetchCase):
         self.write_config(conf + self.job("stranger", self.sshd.port, *roots["stranger"]))
         r = self.fetch()
         self.assertEqual(r.returncode, 77, r.stderr)
-        self.assertIn(b"fetch: job 'gone': cannot connect to 127.0.0.1", r.stderr)
-        self.assertIn(b"job 'stranger':", r.stderr)
+        # each named in the configuration's order (the worse one last was
+        # main's line), then what decided the exit status
+        lines = r.stderr.decode().splitlines()
+        self.assertTrue(lines[0].startswith("fetch: job 'gone': cannot connect to 127.0.0.1"),
+                        lines)
+        self.assertTrue(lines[1].startswith("fetch: job 'stranger':"), lines)
+        self.assertEqual(lines[2], "fetch: 2 of 2 jobs failed (each is named above); the exit "
+                         "status is that of job 'stranger'")
 
     def test_dry_run_lines_whole(self):
         roots = {}
