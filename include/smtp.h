@@ -31,6 +31,9 @@ struct smtp_msg {
 	int			 msg_code;	/* after DATA; 0: not reached */
 	bool			 reported;	/* done() was called */
 	bool			 skip;		/* not in this session */
+	bool			 unreached;	/* the session broke before the
+						 * server answered anything of
+						 * it: deferred, no attempt */
 	bool			 read_error;	/* the queue file failed us */
 	bool			 stopped;	/* not sent: run->stop came
 						 * before its data */

@@ -837,6 +837,23 @@ record_message(struct group *g, size_t k, const char *fallback)
 	/* not a byte of it went (run.stop): it stays as it was */
 	if (m->stopped)
 		return;
+	if (m->unreached) {
+		char why[ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "not sent: the session ended before "
+		    "it (%s)", fallback != NULL && fallback[0] != '\0' ?
+		    fallback : "the connection was lost");
+		for (size_t j = 0; j < m->nrcpt; j++)
+			if (journal(g->r, it, g->e, "defer %zu %s", m->rcpt[j],
+			    why) < 0) {
+				if (g->failed_writes++ == 0)
+					g->first = *g->e;
+				g->r->stop = g->run.stop = true;
+			} else
+				log_outcome(g->r, it, m->rcpt[j], "deferred",
+				    g->run.id->name, why);
+		return;
+	}
 	if (m->read_error)
 		fallback = "cannot read the queue file: the message was not "
 		    "sent (the connection was dropped before its end)";
@@ -958,6 +975,40 @@ note_failure(struct runner *r, size_t idx, const char *why)
 	r->failed_why[idx] = xstrdup(why);
 }
 
+/* Did the server answer anything of m's (a RCPT, the data)? */
+static bool
+answered(const struct smtp_msg *m)
+{
+	if (m->msg_code != 0)
+		return true;
+	for (size_t j = 0; j < m->nrcpt; j++)
+		if (m->code[j] != 0)
+			return true;
+	return false;
+}
+
+/*
+ * A session that broke after the server had answered some of it: the
+ * messages it never answered anything of were not tried, and the
+ * session's reason ("closed the connection while waiting for the reply
+ * to the message data") is another message's. They are deferred with a
+ * reason that says so, and no attempt is counted, so the next run sends
+ * them without waiting out the retry schedule. A session that broke
+ * before any answer (a TLS or login failure, a drop at the greeting)
+ * records its reason for each, as an attempt.
+ */
+static void
+leave_unreached(struct smtp_run *run)
+{
+	bool any = false;
+
+	for (size_t k = 0; k < run->nmsgs && !any; k++)
+		any = answered(&run->msgs[k]);
+	for (size_t k = 0; k < run->nmsgs && any; k++)
+		if (!run->msgs[k].skip && !answered(&run->msgs[k]))
+			run->msgs[k].unreached = true;
+}
+
 /*
  * One session for identity idx: its messages with recipients still open
  * (more: only those a "too many recipients" left some of, re-read from
@@ -1060,6 +1111,7 @@ deliver_identity(struct runner *r, size_t idx, bool more, struct err *e)
 	}
 	if (!g.run.unreachable)
 		r->reached[idx] = true;
+	leave_unreached(&g.run);
 	for (size_t k = 0; k < n; k++) {
 		struct smtp_msg *m = &g.run.msgs[k];
 		char why[ERR_MSG_MAX];

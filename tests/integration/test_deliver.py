@@ -153,6 +153,36 @@ class TestPlain(DeliverCase):
         self.assertIn("127.0.0.1 refused EHLO: 554 5.7.1 go away",
                       self.states(qid)["bob@example.com"][1])
 
+    def test_messages_a_broken_session_never_reached_are_not_tried(self):
+        # the server drops the connection at the third MAIL: the two
+        # before are sent; the third and the rest were never answered:
+        # deferred with a reason that says so (not one borrowed from the
+        # session), no attempt counted, and the next run sends them at
+        # once (before: an attempt each, and the retry schedule)
+        count = {"n": 0}
+
+        def mail(arg):
+            count["n"] += 1
+            return "DROP" if count["n"] == 3 else None
+        srv = self.start(script={"MAIL": mail})
+        self.enqueue_numbered(5)
+        ids = self.msg_ids()
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 2)
+        left = self.msg_ids()
+        self.assertEqual(len(left), 3)
+        for m in self.mailq()["messages"]:
+            self.assertEqual(m["attempts"], 0, m)
+            self.assertEqual(m["recipients"][0]["state"], "deferred")
+            self.assertEqual(m["recipients"][0]["reply"], "not sent: the session ended before it "
+                             "(127.0.0.1 closed the connection while waiting for the reply to "
+                             "MAIL)")
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(srv.messages), 5)
+        self.assertEqual(self.msg_ids(), [])
+
     def test_too_many_recipients_go_in_more_transactions_now(self):
         # a server that takes 3 recipients a transaction (Gmail: 100) and
         # says 452 4.5.3 for the rest: they go in another transaction in
