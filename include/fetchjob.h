@@ -84,6 +84,8 @@ struct listing {
 	unsigned		 out;	/* READDIRs waiting */
 	bool			 eof, done;
 	bool			 missing;	/* not there (missing_ok) */
+	bool			 linked;	/* LSTAT: a symbolic link (or
+						 * not a directory): never read */
 	struct dent		*v;
 	size_t			 n, cap;
 };

@@ -161,6 +161,18 @@ listing_failed(struct listing *l, int status, const char *why)
 }
 
 static int
+on_list_lstat(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct listing *l = arg;
+
+	(void)e;
+	l->linked = r->type == SFTP_ATTRS &&
+	    (r->attrs.flags & SFTP_ATTR_PERMISSIONS) &&
+	    (r->attrs.perm & SFTP_S_IFMT) != SFTP_S_IFDIR;
+	return 0;
+}
+
+static int
 on_opendir(void *arg, const struct sftp_reply *r, struct err *e)
 {
 	struct listing *l = arg;
@@ -168,6 +180,17 @@ on_opendir(void *arg, const struct sftp_reply *r, struct err *e)
 	char why[300];
 
 	(void)e;
+	if (l->linked) {
+		if (r->type == SFTP_HANDLE && !j->chan.broken)
+			sftp_close(j->chan.p, r->data, r->len, NULL, NULL);
+		fetch_folder_left(j, l->f, ERR_PROTOCOL, "%s on %s is a "
+		    "symbolic link (or not a directory): never followed, "
+		    "nothing in it claimed or removed", l->path,
+		    j->job->ssh.host);
+		l->eof = true;
+		listing_done(l);
+		return 0;
+	}
 	if (r->type == SFTP_STATUS) {
 		if (l->missing_ok && r->status == SFTP_FX_NO_SUCH_FILE) {
 			l->missing = true;
@@ -327,6 +350,11 @@ listing_start(struct job *j, struct folder *f, const char *sub,
 		    strcmp(sub, "tmp") == 0 ? L_TMP :
 		    sub == j->csub ? L_CLAIMED : L_CLAIMS] = l;
 	j->listing++;
+	/* new/ and cur/ are where claims and removes go: a symbolic link
+	 * there (new -> ~/Documents) would have postie rename and remove
+	 * what it points to. The LSTAT's reply comes before the OPENDIR's */
+	if (f != NULL && (strcmp(sub, "new") == 0 || strcmp(sub, "cur") == 0))
+		sftp_lstat(j->chan.p, l->path, on_list_lstat, l);
 	sftp_opendir(j->chan.p, l->path, on_opendir, l);
 }
 

@@ -356,6 +356,30 @@ class TestHostileServer(FetchCase):
                       r.stderr)
         self.assertEqual(self.remote_names(), ["1700000000.a"])
 
+    def test_a_symlinked_new_is_never_followed(self):
+        # a folder whose new/ is a symbolic link (to the user's documents,
+        # say): nothing there is claimed, fetched or removed
+        self.folders = "INBOX .*"
+        self.configure()
+        self.put("1700000000.inbox")
+        docs = os.path.join(self.dir, "server", "Documents")
+        os.makedirs(docs)
+        with open(os.path.join(docs, "thesis.tex"), "w") as f:
+            f.write("precious\n")
+        for sub in ("cur", "tmp"):
+            os.makedirs(os.path.join(self.remote, ".lnk", sub))
+        os.symlink(docs, os.path.join(self.remote, ".lnk", "new"))
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(os.listdir(docs), ["thesis.tex"])
+        self.assertEqual(r.returncode, 76, err)
+        self.assertIn("%s/.lnk/new on 127.0.0.1 is a symbolic link (or not a directory): never "
+                      "followed, nothing in it claimed or removed; folder .lnk is left for a "
+                      "later run" % self.remote, err)
+        self.assertEqual(os.listdir(docs), ["thesis.tex"])
+        self.assertEqual(self.local_names(), ["1700000000.inbox"])
+        self.assertEqual(self.local_names(".lnk"), [])
+
     def test_already_here_and_conflicts(self):
         same = self.put("1700000000.same")
         self.put("1700000001.differs", b"server's version\n")
@@ -612,7 +636,7 @@ class TestFolderUnlisted(ScriptedCase):
             self.assertIn("cannot list %s/.b/new on 127.0.0.1: %s (refused by the test's rule); "
                           "folder .b is left for a later run, the others go on"
                           % (self.remote, why), err)
-            self.assertIn("1 folder could not be listed (said above) and is left for a later "
+            self.assertIn("1 folder could not be worked on (said above) and is left for a later "
                           "run; the others were fetched", err)
         self.assertEqual(self.local_names(), ["1700000000.inbox"])
         self.assertEqual(self.local_names(".c"), ["1700000002.c"])
