@@ -749,9 +749,17 @@ sshconn_start(const struct ssh_params *p, const struct ssh_hop *h, bool last,
 			    libssh2_session_banner_get(c->s) == NULL ?
 			    "the server's SSH banner" : "the key exchange "
 			    "(the server sent its SSH banner, then stalled)");
+		else if (libssh2_session_banner_get(c->s) == NULL)
+			/* closed before a word: sshd's MaxStartups (too many
+			 * connections being opened at once), or no sshd */
+			err_set(e, ERR_TEMPFAIL, "SSH handshake with %s failed: "
+			    "it closed the connection before its SSH banner "
+			    "(too many connections at once, its MaxStartups? "
+			    "or no SSH server on that port); try again later",
+			    t->host);
 		else
 			err_set(e, ERR_TEMPFAIL, "SSH handshake with %s failed: "
-			    "%s", t->host, sshconn_errmsg(c->s));
+			    "%s; try again later", t->host, sshconn_errmsg(c->s));
 		goto fail;
 	}
 	if (check_host_key(p, h, last, c, kh, khpath, e) < 0)

@@ -1546,6 +1546,34 @@ class TestRefusals(FetchCase):
                       b"connection (timeout) while waiting for the server's SSH banner", r.stderr)
         self.assertEqual(self.remote_names(), ["1700000000.x"])
 
+    def test_a_server_that_closes_before_its_banner(self):
+        # sshd over its MaxStartups closes new connections at once: said
+        # as such, a deferral (libssh2's own words were "Failed getting
+        # banner")
+        closer = socket.socket()
+        closer.bind(("127.0.0.1", 0))
+        closer.listen(4)
+        self.addCleanup(closer.close)
+
+        def close_each():
+            for _ in range(4):
+                try:
+                    c, _ = closer.accept()
+                except OSError:
+                    return
+                c.close()
+        t = threading.Thread(target=close_each, daemon=True)
+        t.start()
+        self.put("1700000000.x")
+        self.write_config(
+            "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
+            % (self.sshd.user, closer.getsockname()[1], self.key, self.remote, self.local))
+        r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"SSH handshake with 127.0.0.1 failed: it closed the connection before its "
+                      b"SSH banner (too many connections at once, its MaxStartups? or no SSH "
+                      b"server on that port); try again later", r.stderr)
+
     def silent_config(self, port, timeout="2s"):
         self.write_config(
             "fetch inbox\n  ssh %s@127.0.0.1:%d\n  ssh-key %s\n  remote %s\n  local %s\n"
