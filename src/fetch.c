@@ -447,7 +447,8 @@ open_state(struct job *j, struct err *e)
 	free(path);
 	if (rc == 0)
 		rc = fetchmda_open(j, dir, e);
-	if (rc == 0 && j->job->mode == FETCH_MOVE)
+	/* (copy mode: keep's removes the server refused) */
+	if (rc == 0)
 		rc = unremoved_load(j, dir, e);
 	free(dir);
 	return rc;
@@ -719,6 +720,12 @@ plan_expired(struct job *j, struct folder *f, const char *sub,
 	}
 	it = item_add(j, f, sub, dst, d->name, d->a.size, false);
 	it->recorded = it->expire = true;
+	/* its remove refused before (JOB.unremoved): tried again quietly */
+	if (fetch_in_set(f->name, &j->unremoved, d->name)) {
+		it->retry_remove = true;
+		sv_push_owned(&j->retried, xasprintf("%s/%.*s", f->name,
+		    (int)fetch_unique_len(d->name), d->name));
+	}
 }
 
 /* One kept entry of the server's new/ or cur/: skipped, or a message to
@@ -1273,8 +1280,8 @@ drain(struct job *j)
  * (FOLDER/postie-claims/CLIENT, 0700) are made where the listing found
  * them missing. The MKDIRs go out ahead of the claims, not waited for:
  * the server works through requests in order, so a claim's RENAME comes
- * after them. One that fails fails the job, and its folder's claims
- * (which then fail too) are not taken for another client's wins.
+ * after them. One that fails leaves its folder (on_claims_made), whose
+ * claims then fail quietly, never taken for another client's wins.
  */
 static void
 claims_prepare(struct job *j)
@@ -1992,8 +1999,9 @@ run_job(struct job *j, struct err *e)
 	}
 	progress_end(j);
 	/* a release run took nothing: what it remembers stays as it was */
-	if (!j->o->dry_run && j->o->release == NULL &&
-	    j->job->mode == FETCH_MOVE && unremoved_save(j, e) < 0)
+	if (!j->o->dry_run && j->o->release == NULL && (j->unremoved.n > 0 ||
+	    j->unremoved_now.n > 0 || j->job->mode == FETCH_MOVE) &&
+	    unremoved_save(j, e) < 0)
 		fetch_fail(j, e);
 	/* after JOB.unremoved: a refused remove is remembered there */
 	if (!j->o->dry_run && j->o->release == NULL &&

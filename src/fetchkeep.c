@@ -87,9 +87,20 @@ on_expired(void *arg, const struct sftp_reply *r, struct err *e)
 		char why[300], *rpath = fetch_remote_path(it);
 
 		fetchget_status(r, why, sizeof(why));
-		fetch_say(j, LOG_WARNING, "%s: older than its keep age, but "
-		    "the server refused to remove it: %s; the next run tries again",
-		    rpath, why);
+		/* said once (exit 77); remembered in JOB.unremoved, so later
+		 * runs try again quietly (cron mailed a line a message a run) */
+		if (it->retry_remove)
+			log_msg(j->log, LOG_INFO, "%s: %s: still cannot remove "
+			    "it from the server (keep): %s", j->job->name, rpath,
+			    why);
+		else {
+			fetch_say(j, LOG_ERR, "%s: older than its keep age, but "
+			    "the server refused to remove it: %s; it stays there "
+			    "(later runs try again, quietly)", rpath, why);
+			j->remove_refused++;
+		}
+		sv_push_owned(&j->unremoved_now, xasprintf("%s/%.*s",
+		    it->f->name, (int)fetch_unique_len(it->name), it->name));
 		free(rpath);
 	}
 	crash_step(j->crash, "removed on the server (keep)");

@@ -444,6 +444,36 @@ class TestRemoveRefused(ScriptedCase):
         self.assertEqual(open(state).read(), "")
 
 
+class TestKeepRemoveRefused(ScriptedCase):
+    mode = "copy"
+
+    def test_said_once_then_tried_quietly(self):
+        # copy mode with keep 0 on a server that refuses removes (a
+        # read-only sftp-server): said once, exit 77; later runs try
+        # again without a word (a line a message a run before, mailed
+        # by cron); once the server allows it, removed and forgotten
+        self.put("1700000000.a")
+        self.put("1700000001.b")
+        self.configure(job_extra="  keep 0\n")
+        self.set_rules({"refuse_remove": "read-only"})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 77, err)
+        self.assertEqual(err.count("older than its keep age, but the server refused to remove "
+                                   "it: permission denied (read-only); it stays there"), 2, err)
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.remote_names(), ["1700000000.a", "1700000001.b"])
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(self.remote_names(), [])
+        self.assertEqual(self.local_names(), ["1700000000.a", "1700000001.b"])
+        state = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.unremoved")
+        self.assertEqual(open(state).read(), "")
+
+
 class TestBadEntries(ScriptedCase):
     def test_one_bad_entry_is_refused_and_the_rest_fetched(self):
         big = self.put("1700000001.big", bytes(range(256)) * 40)
