@@ -87,6 +87,8 @@ struct runner {
 						 * recorded: nothing more goes */
 	struct tls_warm		 warm;		/* OpenSSL's set-up, begun
 						 * while the queue is read */
+	struct err		 stuck;		/* the first notice that could
+						 * not be written (ERR_OK: none) */
 };
 
 /* How long the message has waited: since it was queued, less the time
@@ -399,6 +401,18 @@ line_room(struct runner *r, struct err *e)
 	return queue_ballast_take(&r->q, ROOM_FILE + 2 * ROOM_LINE, e) == 0;
 }
 
+/* The notice could not be written: the message stays (the next run
+ * writes it), and the error says so, with what to do. -1. */
+static int
+notice_stuck(struct err *e)
+{
+	struct err why = *e;
+
+	return err_set(e, why.code, "cannot write its failure notice (%s); "
+	    "it stays queued until one can be written: see bounce in "
+	    "postie.conf(5)", why.msg);
+}
+
 /* Every recipient is final: notice (once, never for a bounce), remove. */
 static int
 finish(struct runner *r, struct item *it, struct err *e)
@@ -419,7 +433,7 @@ finish(struct runner *r, struct item *it, struct err *e)
 				if (r->cfg->bounce != BOUNCE_MDA ||
 				    queued_age(r, it) < r->cfg->lifetime ||
 				    send_bounce(r, it, BOUNCE_MAILDIR, e) < 0)
-					return -1;	/* keep it; next run */
+					return notice_stuck(e);
 				log_msg(r->log, LOG_WARNING, "%s: the mda has "
 				    "failed past lifetime: failure notice "
 				    "written to %s instead", it->id,
@@ -645,9 +659,15 @@ pick(struct runner *r, const struct strvec *ids, size_t *cursor, size_t max)
 			continue;
 		}
 		if (all_final(it)) {
-			if (finish(r, it, &le) < 0)
+			/* a notice a run before could not write: the run
+			 * says so again, with the same exit status */
+			if (finish(r, it, &le) < 0) {
 				log_msg(r->log, LOG_ERR, "%s: %s", it->id,
 				    le.msg);
+				if (r->stuck.code == ERR_OK)
+					err_set(&r->stuck, le.code, "%s: %s",
+					    it->id, le.msg);
+			}
 			item_free(it);
 			continue;
 		}
@@ -1350,7 +1370,9 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 				log_msg(log, LOG_ERR, "%s: %s", r.items[k].id,
 				    le.msg);
 				if (rc == 0) {
-					*e = le;
+					/* which message, on stderr too */
+					err_set(e, le.code, "%s: %s",
+					    r.items[k].id, le.msg);
 					rc = -1;
 				}
 			}
@@ -1386,6 +1408,10 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	free(r.reached);
 	free(r.down);
 	queue_close(&r.q);
+	if (rc == 0 && r.stuck.code != ERR_OK) {
+		*e = r.stuck;
+		rc = -1;
+	}
 	if (rc == 0 && stopsig_caught())
 		return err_set(e, ERR_TEMPFAIL, "stopped (%s): every message "
 		    "sent is recorded; the rest stays queued for a later run",

@@ -640,6 +640,28 @@ class TestPlain(DeliverCase):
         self.assertIn("the mda %s failed: exit 75: the mda says why"
                       % os.path.join(self.dir, "slow-mda.sh"), self.states(qid)["tester"][1])
 
+    def test_a_notice_that_cannot_be_written_is_said_every_run(self):
+        # bounce into a Maildir that cannot be made: the message stays
+        # queued, and every run says so with the same status (the first
+        # run exited 74 with no message id, later ones 0 and silent)
+        self.start(script={"RCPT": "550 5.1.1 nope"})
+        self.write_config(
+            "retry 1m 5m\nbounce maildir /dev/null/nope\n"
+            "identity test\n  default\n  host 127.0.0.1\n  port %d\n  tls none\n"
+            % self.server.port)
+        qid = self.enqueue(["bob@example.com"])
+        codes = []
+        for _ in range(3):
+            r = self.deliver()
+            self.assertNotEqual(r.returncode, 0, r.stderr)
+            self.assertIn("deliver: %s: cannot write its failure notice (" % qid,
+                          r.stderr.decode())
+            self.assertIn("it stays queued until one can be written: see bounce in "
+                          "postie.conf(5)", r.stderr.decode())
+            codes.append(r.returncode)
+            self.assertEqual(self.msg_ids(), [qid])
+        self.assertEqual(len(set(codes)), 1, codes)
+
     def test_lifetime_expiry_bounces(self):
         self.start(script={"RCPT": "451 4.7.1 later"})
         qid = self.enqueue(["bob@example.com"])
