@@ -26,6 +26,10 @@ struct spool_opts {
 	const char	*ret;		/* -R */
 	const char	*body;		/* -B */
 	const char	*envid;		/* -V */
+	const struct identity *identity;	/* set: this identity, not
+					 * the one the sender picks (a
+					 * failure notice goes the way its
+					 * message came) */
 };
 
 struct spool_result {

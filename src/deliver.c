@@ -284,6 +284,10 @@ write_notice(struct runner *r, struct item *it, enum bounce_kind kind,
 		in = xmalloc(sizeof(*in));
 		spool_opts_init(&so);
 		so.sender = "";
+		/* the way the message came: the null sender matches no
+		 * 'from', and without a default identity the notice would
+		 * wait out its lifetime and be dropped */
+		so.identity = it->ident;
 		sv_push(&so.rcpts, it->env.sender);
 		input_init(in, fd, INPUT_RAW);
 		rc = spool_message(cfg, &r->q, in, &so, &res, e);

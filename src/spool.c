@@ -302,7 +302,8 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 		return err_set(e, ERR_DATA, "the DSN option -B has blanks, "
 		    "control or non-ASCII characters, or is over 100 bytes");
 	}
-	id = config_identity_for(cfg, sender);
+	id = o->identity != NULL ? o->identity :
+	    config_identity_for(cfg, sender);
 	*from_sender = sender;
 	/* the null sender (bounces) is never rewritten: a notice sent as
 	 * force-sender could bounce back, and loop */

@@ -640,6 +640,30 @@ class TestPlain(DeliverCase):
         self.assertIn("the mda %s failed: exit 75: the mda says why"
                       % os.path.join(self.dir, "slow-mda.sh"), self.states(qid)["tester"][1])
 
+    def test_a_notice_to_the_sender_goes_the_way_its_message_came(self):
+        # bounce sender, no default identity: the notice (null sender,
+        # which matches no 'from') goes through the identity its message
+        # used, not 'no identity' until lifetime drops it
+        def rcpt(addr):
+            return "550 5.1.1 no such user" if addr.startswith("fail@") else None
+        srv = self.start(script={"RCPT": rcpt})
+        self.write_config(
+            "retry 1m 5m\nbounce sender\n"
+            "identity work\n  from *@corp.example\n  host 127.0.0.1\n  port %d\n"
+            "  tls none\n"
+            "identity home\n  from *@home.example\n  host 127.0.0.1\n  port 9\n"
+            "  tls none\n" % srv.port)
+        self.enqueue(["fail@example.net"], sender="me@corp.example")
+        r = self.deliver()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        (notice,) = self.mailq()["messages"]
+        self.assertEqual((notice["sender"], notice["identity"]), ("", "work"))
+        r = self.deliver("--now")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        self.assertEqual([(m.mail_from, m.rcpts) for m in srv.messages],
+                         [("", ["me@corp.example"])])
+
     def test_a_notice_that_cannot_be_written_is_said_every_run(self):
         # bounce into a Maildir that cannot be made: the message stays
         # queued, and every run says so with the same status (the first
