@@ -133,6 +133,8 @@ struct item {
 	enum item_state		 st;
 	bool			 download;	/* else already here */
 	bool			 keep;	/* leave the server's copy alone */
+	bool			 already;	/* here already: only removed
+						 * (move mode) */
 	bool			 retry_remove;	/* fetched before; its remove
 						 * was refused: try again */
 	bool			 claim;	/* claim it before its download */

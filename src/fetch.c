@@ -834,13 +834,18 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 			printf("%s %s %s %" PRIu64 " already here%s\n",
 			    j->job->name, f->name, d->name, a->size, then);
 		} else {
-			log_msg(j->log, LOG_INFO, "%s: %s: %s already here%s "
-			    "(%" PRIu64 " bytes)", j->job->name, f->name,
-			    d->name, j->job->mode == FETCH_MOVE ?
-			    ", removed from the server" : "", a->size);
+			struct item *it = item_add(j, f, sub, dst, d->name,
+			    a->size, false);
+
+			/* move mode says it when the remove is done (a run
+			 * cut off before it said "removed" all the same) */
+			if (j->job->mode != FETCH_MOVE)
+				log_msg(j->log, LOG_INFO, "%s: %s: %s already "
+				    "here (%" PRIu64 " bytes)", j->job->name,
+				    f->name, d->name, a->size);
 			j->already++;
-			item_add(j, f, sub, dst, d->name, a->size,
-			    false)->expire = expire;
+			it->expire = expire;
+			it->already = true;
 		}
 	} else if (j->o->dry_run) {
 		printf("%s %s %s %" PRIu64 "%s%s\n", j->job->name, f->name,
@@ -1357,7 +1362,10 @@ on_removed(void *arg, const struct sftp_reply *r, struct err *e)
 		log_msg(it->j->log, LOG_INFO, "%s: %s: removed from the server "
 		    "at last", it->j->job->name, rpath);
 		free(rpath);
-	}
+	} else if (it->already && r->status == SFTP_FX_OK)
+		log_msg(it->j->log, LOG_INFO, "%s: %s: %s already here, removed "
+		    "from the server (%" PRIu64 " bytes)", it->j->job->name,
+		    it->f->name, it->name, it->size);
 	crash_step(it->j->crash, "removed on the server");
 	return 0;
 }

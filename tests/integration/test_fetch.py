@@ -474,6 +474,27 @@ class TestKeepRemoveRefused(ScriptedCase):
         self.assertEqual(open(state).read(), "")
 
 
+class TestAlreadyHereRemoved(ScriptedCase):
+    def test_removed_is_said_once_it_is_done(self):
+        # a message here already is removed on the server; the log said
+        # "removed from the server" when it was planned, also when the
+        # remove then failed (a run cut off, a refusal)
+        data = self.put("1700000000.same")
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.local, sub), exist_ok=True)
+        with open(os.path.join(self.local, "new", "1700000000.same"), "wb") as f:
+            f.write(data)
+        self.set_rules({"refuse_remove": "not now"})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 77, r.stderr)
+        self.assertNotIn("already here, removed from the server", self.log())
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("new/1700000000.same: removed from the server at last", self.log())
+        self.assertEqual(self.remote_names(), [])
+
+
 class TestBadEntries(ScriptedCase):
     def test_one_bad_entry_is_refused_and_the_rest_fetched(self):
         big = self.put("1700000001.big", bytes(range(256)) * 40)
