@@ -234,10 +234,15 @@ connect_host(const char *host, int port, const struct source *src,
 		return err_set(e, ERR_TEMPFAIL, "cannot resolve %s%s: no "
 		    "answer from DNS within %ld s (the connect timeout)", what,
 		    host, timeout);
-	if ((rc == EAI_NONAME || rc == EAI_ADDRFAMILY) && src->text != NULL)
+	if ((rc == EAI_NONAME || rc == EAI_ADDRFAMILY) && src->text != NULL) {
+		char v = src->sa.ss_family == AF_INET ? '4' : '6';
+
 		return err_set(e, ERR_TEMPFAIL, "cannot connect to %s%s from "
-		    "source-address %s: it has no IPv%c address", what, host,
-		    src->text, src->sa.ss_family == AF_INET ? '4' : '6');
+		    "source-address %s: %s has no IPv%c address, and an IPv%c "
+		    "source reaches only those (give a source-address of the "
+		    "other family, or none)", what, host, src->text, host, v,
+		    v);
+	}
 	if (rc != 0)
 		return err_set(e, ERR_TEMPFAIL, "cannot resolve %s%s: %s", what,
 		    host, rc == EAI_SYSTEM ? strerror(errno) :

@@ -324,8 +324,10 @@ class TestSourceAddress(ReachCase):
         self.through("  source-address ::1\n")
         qid = self.enqueue(["bob@example.com"])
         self.assertEqual(self.deliver().returncode, 75)
-        self.assertIn("cannot connect to 127.0.0.1 from source-address ::1: it has no IPv6 "
-                      "address", self.unreachable_reason(qid))
+        self.assertIn("cannot connect to 127.0.0.1 from source-address ::1: 127.0.0.1 has no "
+                      "IPv6 address, and an IPv6 source reaches only those (give a "
+                      "source-address of the other family, or none)",
+                      self.unreachable_reason(qid))
 
     def test_a_host_name_is_a_config_error(self):
         self.through("  source-address localhost\n")
