@@ -145,6 +145,22 @@ where(const struct parse *p, char *out)
 	snprintf(out, SSHCFG_WHERE_MAX, "%s:%d", p->file, p->line);
 }
 
+/* A list of files (the first line that gives the option wins; at most
+ * 16 of them) and where it was. */
+static int
+file_list(const struct parse *p, char *const *w, size_t n,
+    const char *option, struct strvec *list, char *at, struct err *e)
+{
+	if (n == 0)
+		return perr(p, e, "%s needs a file", option);
+	if (list->n > 0)
+		return 0;
+	for (size_t i = 0; i < n && i < 16; i++)
+		sv_push(list, w[i]);
+	where(p, at);
+	return 0;
+}
+
 /*
  * Split a line (NUL-terminated, no newline) into its keyword and words,
  * in place. 0 with *n == 0 for a blank or comment line.
@@ -377,27 +393,13 @@ keyword(struct parse *p, const char *kw, char **w, size_t n, struct err *e)
 		sv_push(&c->identity_where, at);
 		return 0;
 	}
-	if (strcasecmp(kw, "userknownhostsfile") == 0) {
-		if (n == 0)
-			return perr(p, e, "UserKnownHostsFile needs a file");
-		if (c->known_hosts.n > 0)
-			return 0;
-		for (size_t i = 0; i < n && i < 16; i++)
-			sv_push(&c->known_hosts, w[i]);
-		where(p, c->known_hosts_where);
-		return 0;
-	}
-	if (strcasecmp(kw, "globalknownhostsfile") == 0) {
-		/* read for its @revoked lines only (knownmark.h) */
-		if (n == 0)
-			return perr(p, e, "GlobalKnownHostsFile needs a file");
-		if (c->global_known_hosts.n > 0)
-			return 0;
-		for (size_t i = 0; i < n && i < 16; i++)
-			sv_push(&c->global_known_hosts, w[i]);
-		where(p, c->global_where);
-		return 0;
-	}
+	if (strcasecmp(kw, "userknownhostsfile") == 0)
+		return file_list(p, w, n, "UserKnownHostsFile", &c->known_hosts,
+		    c->known_hosts_where, e);
+	/* read for its @revoked lines only (knownmark.h) */
+	if (strcasecmp(kw, "globalknownhostsfile") == 0)
+		return file_list(p, w, n, "GlobalKnownHostsFile",
+		    &c->global_known_hosts, c->global_where, e);
 	if (strcasecmp(kw, "identitiesonly") == 0) {
 		if (n != 1 || (strcasecmp(w[0], "yes") != 0 &&
 		    strcasecmp(w[0], "no") != 0))

@@ -59,6 +59,27 @@ hop_free(struct ssh_hop *h)
  * ssh_config. jump: a hop before the server (postie's keys are the
  * server's, not the hop's).
  */
+/* A file list of ssh_config (UserKnownHostsFile, GlobalKnownHostsFile)
+ * with its tokens expanded onto out; "none" names no file. */
+static int
+expand_files(const struct strvec *files, const struct sshcfg_tokens *t,
+    const char *where, const char *option, struct strvec *out,
+    struct err *e)
+{
+	for (size_t i = 0; i < files->n; i++) {
+		char *v = sshcfg_expand(files->v[i], t, "dhnpru", true, where,
+		    option, e);
+
+		if (v == NULL)
+			return -1;
+		if (strcasecmp(v, "none") == 0)
+			free(v);
+		else
+			sv_push_owned(out, v);
+	}
+	return 0;
+}
+
 static int
 hop_fill(const struct sshroute_in *in, struct ssh_hop *h, const char *name,
     const char *user, int port, bool jump, struct sshcfg *c, struct err *e)
@@ -119,32 +140,15 @@ hop_fill(const struct sshroute_in *in, struct ssh_hop *h, const char *name,
 	}
 	if (in->known_hosts != NULL && (!jump || c->known_hosts.n == 0)) {
 		sv_push(&h->known_hosts, in->known_hosts);
-	} else if (c->known_hosts.n > 0) {
-		for (size_t i = 0; i < c->known_hosts.n; i++) {
-			v = sshcfg_expand(c->known_hosts.v[i], &t, "dhnpru",
-			    true, c->known_hosts_where, "UserKnownHostsFile",
-			    e);
-			if (v == NULL)
-				return -1;
-			if (strcasecmp(v, "none") == 0)
-				free(v);
-			else
-				sv_push_owned(&h->known_hosts, v);
-		}
-	}
+	} else if (expand_files(&c->known_hosts, &t, c->known_hosts_where,
+	    "UserKnownHostsFile", &h->known_hosts, e) < 0)
+		return -1;
 	if (h->known_hosts.n == 0)
 		sv_push_owned(&h->known_hosts, xasprintf("%s/.ssh/known_hosts",
 		    util_home()));
-	for (size_t i = 0; i < c->global_known_hosts.n; i++) {
-		v = sshcfg_expand(c->global_known_hosts.v[i], &t, "dhnpru",
-		    true, c->global_where, "GlobalKnownHostsFile", e);
-		if (v == NULL)
-			return -1;
-		if (strcasecmp(v, "none") == 0)
-			free(v);
-		else
-			sv_push_owned(&h->revocations, v);
-	}
+	if (expand_files(&c->global_known_hosts, &t, c->global_where,
+	    "GlobalKnownHostsFile", &h->revocations, e) < 0)
+		return -1;
 	if (c->global_known_hosts.n == 0) {
 		sv_push(&h->revocations, "/etc/ssh/ssh_known_hosts");
 		sv_push(&h->revocations, "/etc/ssh/ssh_known_hosts2");
