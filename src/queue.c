@@ -63,6 +63,7 @@ queue_open(struct queue *q, const char *dir, bool create, struct err *e)
 	q->state = xasprintf("%s/state", dir);
 	q->crash = NULL;
 	q->ballast = -1;
+	q->clean_on_signal = false;	/* queue_clean_on_signal sets it */
 	if ((create && (util_mkdir_p(q->tmp, e) < 0 ||
 	    util_mkdir_p(q->msg, e) < 0 || util_mkdir_p(q->state, e) < 0)) ||
 	    queue_check(q, e) < 0) {
