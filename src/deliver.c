@@ -999,11 +999,13 @@ note_failure(struct runner *r, size_t idx, const char *why)
 	r->failed_why[idx] = xstrdup(why);
 }
 
-/* Did the server answer anything of m's (a RCPT, the data)? */
+/* Did the server answer anything of m's (a MAIL refusal, a RCPT, the
+ * data)? A MAIL the pump answered itself reads 250 until the server's
+ * own reply: only a refusal of it is the server's for sure. */
 static bool
 answered(const struct smtp_msg *m)
 {
-	if (m->msg_code != 0)
+	if (m->msg_code != 0 || m->mail_code >= 400)
 		return true;
 	for (size_t j = 0; j < m->nrcpt; j++)
 		if (m->code[j] != 0)

@@ -183,6 +183,25 @@ class TestPlain(DeliverCase):
         self.assertEqual(len(srv.messages), 5)
         self.assertEqual(self.msg_ids(), [])
 
+    def test_a_refused_mail_among_answered_ones_is_recorded(self):
+        # the server refuses the first message's MAIL and takes the
+        # second: the refusal is the first message's outcome (failed,
+        # with its reply), not "not sent"
+        def mail(sender):
+            return "553 5.7.1 sender not allowed" if sender.startswith("bad@") else None
+        # with PIPELINING (the pump answers MAIL itself) and without
+        for ext in (("8BITMIME", "PIPELINING", "SIZE 100000000"), ("8BITMIME", "SIZE 100000000")):
+            self.start(script={"MAIL": mail}, extensions=ext)
+            bad = self.enqueue(["bob@example.com"], sender="bad@example.org")
+            self.enqueue(["carol@example.com"], MSG.replace(b"deliver test", b"second"))
+            r = self.deliver()
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual([m.rcpts for m in self.server.messages], [["carol@example.com"]])
+            self.assertEqual(self.msg_ids(), [])
+            log = open(os.path.join(self.dir, "postie.log")).read()
+            self.assertIn("%s: to=<bob@example.com> via=test status=failed reply=553 5.7.1 "
+                          "sender not allowed" % bad, log)
+
     def test_too_many_recipients_go_in_more_transactions_now(self):
         # a server that takes 3 recipients a transaction (Gmail: 100) and
         # says 452 4.5.3 for the rest: they go in another transaction in
