@@ -28,8 +28,10 @@ struct known_marks {
 bool	knownmark_line(const char *line, size_t len, const unsigned char *key,
 	    size_t klen, struct known_marks *m);
 
-/* Every line of the file at path (missing or unreadable: nothing). */
-void	knownmark_file(const char *path, const unsigned char *key,
+/* Every line of the file at path. 0 (a missing file has none), or -1
+ * with errno when it is there and cannot be read: its @revoked lines
+ * would be missed, so the caller refuses. */
+int	knownmark_file(const char *path, const unsigned char *key,
 	    size_t klen, struct known_marks *m);
 
 void	knownmark_free(struct known_marks *m);

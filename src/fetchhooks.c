@@ -105,6 +105,9 @@ route_paths(const struct fetch_job *fj, struct strvec *rd)
 		}
 		for (size_t j = 0; j < h->known_hosts.n; j++)
 			sv_push(rd, h->known_hosts.v[j]);
+		/* GlobalKnownHostsFile, read for its @revoked lines */
+		for (size_t j = 0; j < h->revocations.n; j++)
+			sv_push(rd, h->revocations.v[j]);
 	}
 	sshroute_free(&r);
 }

@@ -1,4 +1,5 @@
 /* knownmark.c - @revoked and @cert-authority lines of known_hosts. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@ knownmark_line(const char *line, size_t len, const unsigned char *key,
 	return same;
 }
 
-void
+int
 knownmark_file(const char *path, const unsigned char *key, size_t klen,
     struct known_marks *m)
 {
@@ -63,7 +64,7 @@ knownmark_file(const char *path, const unsigned char *key, size_t klen,
 	ssize_t n;
 
 	if (f == NULL)
-		return;
+		return errno == ENOENT || errno == ENOTDIR ? 0 : -1;
 	while ((n = getline(&line, &cap, f)) >= 0) {
 		no++;
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
@@ -76,6 +77,7 @@ knownmark_file(const char *path, const unsigned char *key, size_t klen,
 	}
 	free(line);
 	fclose(f);
+	return 0;
 }
 
 void

@@ -286,21 +286,33 @@ check_host_key(const struct ssh_params *p, const struct ssh_hop *h,
 		}
 	/* @revoked lines (libssh2 skips them): a revoked key is never
 	 * taken, pinned or listed for the host on another line */
-	for (size_t i = 0; i < h->known_hosts.n && !marks.revoked; i++)
-		knownmark_file(h->known_hosts.v[i], (const unsigned char *)key,
-		    klen, &marks);
-	/* the machine's files too (an administrator's revocation): their
-	 * @revoked lines alone, not their keys nor @cert-authority */
-	for (size_t i = 0; i < h->revocations.n && !marks.revoked; i++) {
-		struct known_marks global = { .revoked = false };
+	for (size_t i = 0; i < h->known_hosts.n + h->revocations.n &&
+	    !marks.revoked; i++) {
+		/* then the machine's files (an administrator's revocation):
+		 * their @revoked lines alone, not their keys */
+		bool global = i >= h->known_hosts.n;
+		const char *path = global ? h->revocations.v[i -
+		    h->known_hosts.n] : h->known_hosts.v[i];
+		struct known_marks got = { .revoked = false };
 
-		knownmark_file(h->revocations.v[i], (const unsigned char *)key,
-		    klen, &global);
-		if (global.revoked) {
+		if (knownmark_file(path, (const unsigned char *)key, klen,
+		    global ? &got : &marks) < 0) {
+			int saved = errno;
+
 			knownmark_free(&marks);
-			marks = global;
+			knownmark_free(&got);
+			/* a revocation there would be missed (a confined
+			 * fetch may read only where it keeps its files) */
+			return err_set(e, ERR_CONFIG, "cannot read %s for its "
+			    "@revoked lines: %s; refusing the SSH host key of "
+			    "%s (make it readable, or move it under /etc/ssh "
+			    "or ~/.ssh)", path, strerror(saved), t->host);
+		}
+		if (got.revoked) {
+			knownmark_free(&marks);
+			marks = got;
 		} else
-			knownmark_free(&global);
+			knownmark_free(&got);
 	}
 	if (marks.revoked) {
 		rc = err_set(e, ERR_PROTOCOL, "the SSH host key of %s (%s %s) "

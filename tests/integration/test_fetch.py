@@ -356,6 +356,24 @@ class TestHostileServer(FetchCase):
                       r.stderr)
         self.assertEqual(self.remote_names(), ["1700000000.a"])
 
+    def test_a_revocation_in_a_global_file_holds_for_a_confined_fetch(self):
+        # GlobalKnownHostsFile outside ~/.ssh and /etc/ssh: the confined
+        # fetch could not read it (EACCES, taken for "no file") and took
+        # the revoked key
+        self.put("1700000000.a")
+        gkh = os.path.join(self.dir, "global_known_hosts")
+        k = self.sshd.known_hosts_line().split()
+        with open(gkh, "w") as f:
+            f.write("@revoked * %s %s\n" % (k[1], k[2]))
+        cfg = os.path.join(self.dir, ".ssh", "config")
+        with open(cfg, "w") as f:
+            f.write("Host *\n  GlobalKnownHostsFile %s\n" % gkh)
+        os.chmod(cfg, 0o600)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 76, r.stderr)
+        self.assertIn(b"is marked @revoked in %s line 1" % gkh.encode(), r.stderr)
+        self.assertEqual(self.remote_names(), ["1700000000.a"])
+
     def test_a_symlinked_new_is_never_followed(self):
         # a folder whose new/ is a symbolic link (to the user's documents,
         # say): nothing there is claimed, fetched or removed

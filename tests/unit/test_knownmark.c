@@ -1,6 +1,8 @@
 /* test_knownmark.c - @revoked and @cert-authority lines of known_hosts. */
 #include "testutil.h"
 
+#include <errno.h>
+
 #include "knownmark.h"
 
 /* "abcd" in base64, and another key */
@@ -68,16 +70,31 @@ test_file(void **state)
 	assert_int_equal(write(fd, text, sizeof(text) - 1),
 	    (ssize_t)sizeof(text) - 1);
 	close(fd);
-	knownmark_file(path, key, KLEN, &m);
+	assert_int_equal(knownmark_file(path, key, KLEN, &m), 0);
 	assert_true(m.revoked);
 	assert_string_equal(m.revoked_file, path);
 	assert_int_equal(m.revoked_line, 4);	/* the first that revokes */
 	assert_int_equal(m.cert_authority, 1);
 	knownmark_free(&m);
 	unlink(path);
-	knownmark_file(path, key, KLEN, &m);	/* gone: nothing */
+	assert_int_equal(knownmark_file(path, key, KLEN, &m), 0); /* gone */
 	assert_false(m.revoked);
 	assert_null(m.revoked_file);
+	/* there and unreadable (a loop of links: ELOOP, as root too): an
+	 * error, never "no revocation" */
+	{
+		char a[] = "/tmp/test_knownmark.loopXXXXXX", b[64];
+
+		assert_non_null(mkdtemp(a));
+		snprintf(b, sizeof(b), "%s/kh", a);
+		assert_int_equal(symlink(b, b), 0);
+		assert_int_equal(knownmark_file(b, key, KLEN, &m), -1);
+		assert_int_equal(errno, ELOOP);
+		unlink(b);
+		rmdir(a);
+	}
+	assert_int_equal(knownmark_file("/nonexistent/dir/kh", key, KLEN, &m),
+	    0);
 }
 
 int
