@@ -1270,6 +1270,25 @@ on_claims_made(void *arg, const struct sftp_reply *r, struct err *e)
 	return 0;
 }
 
+/* The LSTAT after the MKDIRs: this client's claim directory is there
+ * (made, or there already), or the folder is left. */
+static int
+on_claims_there(void *arg, const struct sftp_reply *r, struct err *e)
+{
+	struct item *it = arg;
+	struct job *j = it->j;
+
+	(void)e;
+	if (r->type == SFTP_ATTRS && (!(r->attrs.flags &
+	    SFTP_ATTR_PERMISSIONS) || (r->attrs.perm & SFTP_S_IFMT) ==
+	    SFTP_S_IFDIR))
+		return 0;
+	fetch_folder_left(j, it->f, ERR_TEMPFAIL, "cannot make the claim "
+	    "directory %s/%s on %s: the server could not make it (its disk "
+	    "full? a quota?)", it->f->rdir, j->csub, j->job->ssh.host);
+	return 0;
+}
+
 /* Wait for every request still out; -1 when the link failed. */
 static int
 drain(struct job *j)
@@ -1304,6 +1323,9 @@ claims_prepare(struct job *j)
 		sftp_mkdir(j->chan.p, top, 0700, on_claims_top, f);
 		sftp_mkdir(j->chan.p, mine, 0700, on_claims_made,
 		    &j->items[i]);
+		/* FAILURE is OpenSSH's "there already" and its "disk full"
+		 * alike: whether it is there now says which */
+		sftp_lstat(j->chan.p, mine, on_claims_there, &j->items[i]);
 		free(top);
 		free(mine);
 	}

@@ -745,6 +745,21 @@ class TestFolderUnlisted(ScriptedCase):
                       "folder INBOX is left for a later run", err)
         self.assertEqual(self.local_names(".x"), ["1700000001.x"])
         self.assertEqual(self.remote_names(), ["1700000003.inbox"])
+        # FAILURE for this client's directory itself, postie-claims/ made:
+        # FAILURE is also OpenSSH's "there already", so whether it is
+        # there says which (it was skipped quietly, exit 0)
+        self.put("1700000004.z", folder=".z")
+        shutil.rmtree(os.path.join(self.remote, ".z", "postie-claims"))
+        self.set_rules({"mkdir_status": {".z/postie-claims/laptop": 4}})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 75, err)
+        self.assertIn("cannot make the claim directory %s/.z/postie-claims/laptop on 127.0.0.1: "
+                      "the server could not make it (its disk full? a quota?); folder .z is left"
+                      % self.remote, err)
+        self.assertNotIn("gone before", err + self.log())
+        self.assertEqual(self.remote_names(".z"), ["1700000004.z"])
+        self.assertEqual(self.local_names(), ["1700000000.inbox", "1700000003.inbox"])
 
     def test_the_maildir_itself_fails_the_job(self):
         self.put("1700000000.inbox")
