@@ -792,8 +792,10 @@ class TestPipelining(ScriptedCase):
         claimed = os.path.join(mine, "1700000001.a")
         self.assertEqual(self.held(), [
             ["14 " + claims, "14 " + mine],
-            # the claim goes out behind the MKDIRs, not after their answer
-            ["14 " + mine, "18 " + os.path.join(self.remote, "new", "1700000001.a")],
+            # the LSTAT that tells "there already" from "could not" (both
+            # FAILURE at OpenSSH), then the claim, behind the MKDIRs, not
+            # after their answer
+            ["14 " + mine, "7 " + mine],
             # the OPEN of the claimed path right behind its RENAME
             ["18 " + os.path.join(self.remote, "new", "1700000001.a"), "3 " + claimed]])
         self.assertEqual(self.local_names(), ["1700000001.a"])
