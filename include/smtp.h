@@ -66,6 +66,9 @@ struct smtp_run {
 	char			 reason[ERR_MSG_MAX];	/* why it failed */
 	bool			 auth_failed;
 	bool			 unreachable;	/* DNS or connect failed */
+	bool			 opened;	/* the session opened (TLS, EHLO,
+						 * AUTH done): what broke after
+						 * broke in the transactions */
 	bool			 session_failed;	/* reached, but no session
 						 * (TLS, greeting, STARTTLS) */
 	bool			 verbose;	/* the dialogue to stderr */

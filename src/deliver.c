@@ -1019,20 +1019,32 @@ answered(const struct smtp_msg *m)
  * session's reason ("closed the connection while waiting for the reply
  * to the message data") is another message's. They are deferred with a
  * reason that says so, and no attempt is counted, so the next run sends
- * them without waiting out the retry schedule. A session that broke
- * before any answer (a TLS or login failure, a drop at the greeting)
- * records its reason for each, as an attempt.
+ * them without waiting out the retry schedule. A session that never
+ * opened (a TLS or login failure, a drop at the greeting) records its
+ * reason for each, as an attempt.
  */
 static void
 leave_unreached(struct smtp_run *run)
 {
-	bool any = false;
+	bool any = false, first = true;
 
 	for (size_t k = 0; k < run->nmsgs && !any; k++)
 		any = answered(&run->msgs[k]);
-	for (size_t k = 0; k < run->nmsgs && any; k++)
-		if (!run->msgs[k].skip && !answered(&run->msgs[k]))
+	/* opened, then broken before any answer: the first message was the
+	 * one under way (a message a server drops the session over, every
+	 * time); it takes the attempt, the others are not held behind it */
+	if (!any && !run->opened)
+		return;
+	for (size_t k = 0; k < run->nmsgs; k++) {
+		if (run->msgs[k].skip)
+			continue;
+		if (!any && first) {
+			first = false;
+			continue;
+		}
+		if (!answered(&run->msgs[k]))
 			run->msgs[k].unreached = true;
+	}
 }
 
 /*
@@ -1056,10 +1068,15 @@ deliver_identity(struct runner *r, size_t idx, bool more, struct err *e)
 	g.e = e;
 	g.items = xcalloc(r->nitems, sizeof(*g.items));
 	g.run.msgs = xcalloc(r->nitems, sizeof(*g.run.msgs));
-	for (size_t k = 0; k < r->nitems; k++) {
-		struct item *it = &r->items[k];
+	/* messages never tried first, then the retries (each pass in queue
+	 * order): one a server always drops the session over is not ahead
+	 * of the new ones every run */
+	for (size_t k = 0; k < 2 * r->nitems; k++) {
+		struct item *it = &r->items[k % r->nitems];
 		struct smtp_msg *m = &g.run.msgs[n];
 
+		if ((it->st.attempts == 0) != (k < r->nitems))
+			continue;
 		if (it->ident != id || it->no_room || (more && !it->more))
 			continue;
 		if (more) {

@@ -761,6 +761,7 @@ smtp_send(struct smtp_run *run, struct err *e)
 		run->session_failed = !run->unreachable;
 		return -1;
 	}
+	run->opened = true;
 	memset(&s, 0, sizeof(s));
 	s.run = run;
 	s.tls = &tls;

@@ -183,6 +183,29 @@ class TestPlain(DeliverCase):
         self.assertEqual(len(srv.messages), 5)
         self.assertEqual(self.msg_ids(), [])
 
+    def test_a_message_the_server_always_drops_does_not_hold_the_others(self):
+        # the server drops the session at one message's MAIL every time:
+        # it takes the attempts; the others, never reached, are not
+        # charged, and go ahead of it (never tried before retries)
+        def mail(sender):
+            return "DROP" if sender.startswith("poison@") else None
+        srv = self.start(script={"MAIL": mail})
+        self.enqueue(["bob@example.com"], MSG.replace(b"deliver test", b"y1"))
+        poison = self.enqueue(["bob@example.com"], sender="poison@example.org")
+        for i in (3, 4):
+            self.enqueue(["bob@example.com"], MSG.replace(b"deliver test", b"y%d" % i))
+        self.assertEqual(self.deliver().returncode, 0)
+        self.assertEqual(len(srv.messages), 1)
+        self.assertEqual(self.deliver("--now").returncode, 0)     # the poison is first now
+        attempts = {m["id"]: m["attempts"] for m in self.mailq()["messages"]}
+        self.assertEqual(attempts.pop(poison), 1)
+        self.assertEqual(set(attempts.values()), {0})
+        r = self.deliver("--now")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(m.data.split(b"Subject: ")[1][:2] for m in srv.messages),
+                         [b"y1", b"y3", b"y4"])
+        self.assertEqual(self.msg_ids(), [poison])
+
     def test_a_refused_mail_among_answered_ones_is_recorded(self):
         # the server refuses the first message's MAIL and takes the
         # second: the refusal is the first message's outcome (failed,
