@@ -1057,9 +1057,20 @@ host_port(struct parser *p, struct identity *id)
 		colon = close[1] == ':' ? close + 1 : NULL;	/* stays put */
 		*close = '\0';
 		memmove(h, h + 1, strlen(h + 1) + 1);
+	} else if (strchr(h, ']') != NULL) {
+		return perr(p, 0, "host '%s': write an IPv6 address as "
+		    "[ADDRESS] or [ADDRESS]:PORT", h);
 	} else if ((colon = strchr(h, ':')) != NULL &&
-	    strchr(colon + 1, ':') != NULL)
-		return 0;	/* an IPv6 address without brackets */
+	    strchr(colon + 1, ':') != NULL) {
+		/* two colons: an IPv6 address without brackets, whole (a
+		 * port after one needs them: "::1:25" is ambiguous) */
+		struct in6_addr a6;
+
+		if (inet_pton(AF_INET6, h, &a6) != 1)
+			return perr(p, 0, "host '%s' is no IPv6 address; with a "
+			    "port, write [ADDRESS]:PORT", h);
+		return 0;
+	}
 	if (colon == NULL)
 		return 0;
 	*colon = '\0';

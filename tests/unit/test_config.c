@@ -405,6 +405,16 @@ test_host_with_brackets_and_port(void **state)
 	    "test.conf:1: host: 'x' is no port (1-65535)"));
 	assert_true(error_is("identity a\n default\n host h:25\n port 587\n",
 	    "test.conf:1: host gives port 25, port 587: keep one"));
+	/* a port after an IPv6 address needs the brackets */
+	assert_true(error_is("identity a\n default\n host ::1:26004\n",
+	    "test.conf:1: host '::1:26004' is no IPv6 address; with a port, "
+	    "write [ADDRESS]:PORT"));
+	assert_true(error_is("identity a\n default\n host 127.0.0.1:25:\n",
+	    "test.conf:1: host '127.0.0.1:25:' is no IPv6 address; with a "
+	    "port, write [ADDRESS]:PORT"));
+	assert_true(error_is("identity a\n default\n host ::1]:25\n",
+	    "test.conf:1: host '::1]:25': write an IPv6 address as [ADDRESS] "
+	    "or [ADDRESS]:PORT"));
 }
 
 static void
