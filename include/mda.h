@@ -50,9 +50,11 @@ void	mda_expand(const struct strvec *tmpl, const char *folder,
 /*
  * Run m with argv (argv[0] shown to the program) and msg_fd's file, from
  * offset, on stdin; wait at most timeout seconds, then kill it (its
- * process group). It dies with the caller too (PR_SET_PDEATHSIG: an MDA
- * left running after its caller was killed would deliver what the next
- * run hands it again). 0 and *r when it ran (whatever its exit), -1 and
+ * process group). It runs under a keeper process that leads the group
+ * and ends as the MDA ends; a caller killed outright has the kernel send
+ * the keeper SIGTERM (PR_SET_PDEATHSIG), and the keeper kills the group:
+ * an MDA, or a child of it, left running would deliver what the next
+ * run hands it again. 0 and *r when it ran (whatever its exit), -1 and
  * e when it could not be started.
  */
 int	mda_run(const struct mda *m, char *const argv[], int msg_fd,

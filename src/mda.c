@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,28 +49,65 @@ mda_expand(const struct strvec *tmpl, const char *folder, const char *name,
 		sv_push_owned(out, util_expand(tmpl->v[i], "FN", vals));
 }
 
-/* The child: stdin the message, stdout /dev/null, stderr the pipe; a
- * process group of its own (a timeout kills what it started too). */
+/* The keeper's signal: its caller is gone. The whole group goes, the
+ * MDA and what it started (a child it left running would finish a
+ * delivery the next run hands again). */
+static void
+keeper_orphaned(int sig)
+{
+	(void)sig;
+	kill(0, SIGKILL);	/* the group, the keeper with it */
+	_exit(127);
+}
+
+/*
+ * The child: a keeper of a process group of its own, which runs the MDA
+ * (stdin the message, stdout /dev/null, stderr the pipe) and ends as it
+ * ends. A timeout kills the group; a caller killed outright (nothing of
+ * its can run then) sends the keeper SIGTERM (PR_SET_PDEATHSIG), and the
+ * keeper kills the group: the kernel would end only its own process.
+ */
 static void __attribute__((noreturn))
 child(const struct mda *m, char *const argv[], int in, int errw,
     pid_t parent)
 {
-	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC), status;
+	pid_t pid;
 
 	setpgid(0, 0);
-	/* a caller killed takes it along */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+	signal(SIGTERM, keeper_orphaned);
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
 		_exit(127);
 	if (dup2(in, STDIN_FILENO) < 0 || devnull < 0 ||
 	    dup2(devnull, STDOUT_FILENO) < 0 ||
 	    dup2(errw, STDERR_FILENO) < 0)
 		_exit(127);
-	/* ignored signals stay ignored across exec: not ours to pass on */
-	signal(SIGPIPE, SIG_DFL);
-	execv(m->prog, argv);
-	dprintf(STDERR_FILENO, "cannot run %s: %s\n", m->prog,
-	    strerror(errno));
-	_exit(127);
+	if ((pid = fork()) == 0) {
+		/* ignored or caught signals: not ours to pass on */
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		execv(m->prog, argv);
+		dprintf(STDERR_FILENO, "cannot run %s: %s\n", m->prog,
+		    strerror(errno));
+		_exit(127);
+	}
+	if (pid < 0)
+		_exit(127);
+	close(STDIN_FILENO);
+	close(STDERR_FILENO);	/* the caller sees the MDA's end of it */
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			_exit(127);
+	if (WIFSIGNALED(status)) {
+		/* as the MDA ended: killed by that signal (no core of the
+		 * keeper's for the MDA's crash) */
+		struct rlimit none = { 0, 0 };
+
+		(void)setrlimit(RLIMIT_CORE, &none);
+		signal(WTERMSIG(status), SIG_DFL);
+		raise(WTERMSIG(status));
+	}
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
 }
 
 /* Keep the first line of what came (up to the buffer), drop the rest. */

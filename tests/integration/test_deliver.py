@@ -630,15 +630,18 @@ class TestPlain(DeliverCase):
         self.assertTrue(data.endswith(MSG))
         self.assertEqual(self.msg_ids(), [])
 
-    def local_mda_sleeping(self):
+    def local_mda_sleeping(self, in_a_child=False):
         """A local mda that sleeps 2 s, then stores the message (a file a
-        delivery in self.dir/store); deliver started on one message."""
+        delivery in self.dir/store), in its own process or in a child it
+        starts; deliver started on one message."""
         store = os.path.join(self.dir, "store")
         os.mkdir(store)
         script = os.path.join(self.dir, "slow-mda.sh")
+        work = "sleep 2\nf=$(mktemp -p %s m.XXXXXX) && cat > \"$f\"\n" % store
         with open(script, "w") as f:
-            f.write("#!/bin/sh\nsleep 2\nf=$(mktemp -p %s m.XXXXXX) && cat > \"$f\"\n"
-                    "echo 'the mda says why' >&2\nexit ${MDA_EXIT:-0}\n" % store)
+            f.write("#!/bin/sh\n" + ("( %s) &\nwait\n" % work.replace("\n", "; ")
+                                    if in_a_child else work) +
+                    "echo 'the mda says why' >&2\nexit ${MDA_EXIT:-0}\n")
         os.chmod(script, 0o755)
         self.start()
         self.configure('mda "%s %%T"\n' % script)
@@ -650,10 +653,11 @@ class TestPlain(DeliverCase):
         return p, store
 
     def test_a_local_mda_dies_with_deliver(self):
-        # deliver killed outright while its mda works: the mda goes too
-        # (it was left running, stored the message, and the next run
-        # handed it again: two deliveries)
-        p, store = self.local_mda_sleeping()
+        # deliver killed outright while its mda works: the mda goes too,
+        # and what it started (it was left running, stored the message,
+        # and the next run handed it again: two deliveries); here the
+        # sleep and the store are in a child of the mda's shell
+        p, store = self.local_mda_sleeping(in_a_child=True)
         p.kill()
         p.communicate()
         time.sleep(2.5)
