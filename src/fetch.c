@@ -1696,7 +1696,7 @@ link_broke(struct job *j, struct err *e)
 			*e = le;
 			return;
 		}
-	{
+	if (!stopsig_caught()) {	/* a stop is no break */
 		struct err le;
 
 		err_set(&le, ERR_TEMPFAIL, "the SSH connection to %s broke: "

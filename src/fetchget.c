@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fetchjob.h"
+#include "stopsig.h"
 
 #define CHUNK		65536	/* bytes a READ asks */
 #define FILE_READS	8	/* READs in flight for one file */
@@ -435,7 +436,7 @@ fetchget_wait(struct job *j)
 
 	if (sftp_chan_wait(&j->chan, &e) == 0)
 		return 0;
-	if (j->chan.broken) {
+	if (j->chan.broken && !stopsig_caught()) {	/* a stop is no break */
 		err_set(&le, ERR_TEMPFAIL, "the SSH connection to %s broke: "
 		    "%.800s", j->job->ssh.host, e.msg);
 		e = le;

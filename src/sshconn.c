@@ -504,6 +504,7 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 	const char *user = user_of(p->target);
 	const char *methods;
 	enum err_code refused_code = ERR_NOPERM;
+	bool unreadable = false;
 	struct strbuf tried;
 	int rc;
 
@@ -526,6 +527,9 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 			    p->target->host, sshconn_errmsg(c->s));
 		refused_code = sshconn_class(c->s, ERR_NOPERM);
 		snprintf(refused, sizeof(refused), "%s", sshconn_errmsg(c->s));
+		/* the key file itself could not be used (encrypted, say) */
+		unreadable = libssh2_session_last_errno(c->s) ==
+		    LIBSSH2_ERROR_FILE;
 	}
 	methods = !budget(c) ? NULL : libssh2_userauth_list(c->s, user,
 	    (unsigned int)strlen(user));
@@ -548,13 +552,26 @@ authenticate(const struct ssh_params *p, const struct ssh_hop *h,
 		free(offer);
 		return rc;
 	}
-	if (h->key_given)
+	if (h->key_given) {
+		char *pub = xasprintf("%s.pub", h->keys.v[0]);
+		bool no_pub = access(pub, F_OK) != 0;
+
+		free(pub);
+		if (no_pub && unreadable)	/* its agent copy unfound */
+			return err_set(e, refused_code, "cannot log in to %s "
+			    "as %s with ssh-key %s: %s (an encrypted key is "
+			    "used through ssh-agent, which postie finds by "
+			    "%s.pub beside it, and there is none: make it with "
+			    "ssh-keygen -y -f %s > %s.pub)", p->target->host,
+			    user, h->keys.v[0], refused, h->keys.v[0],
+			    h->keys.v[0], h->keys.v[0]);
 		return err_set(e, refused_code, "SSH server "
 		    "%s refused %s with ssh-key %s: %s (is %s.pub in %s's "
 		    "~/.ssh/authorized_keys on the server? an encrypted key "
 		    "needs ssh-agent; RSA keys do not work with this libssh2, "
 		    "use Ed25519 or ECDSA)", p->target->host, user,
 		    h->keys.v[0], refused, h->keys.v[0], user);
+	}
 	sb_init(&tried);
 	/* the key files this hop would use: IdentityFile, else the
 	 * defaults; the agent's copies of them go first */

@@ -244,6 +244,7 @@ class TestMdaExits(MdaCase):
         self.assertEqual(p.returncode, 75, err)
         self.assertIn(b"stopped (Interrupt): what was fetched is kept; the next run goes on",
                       err)
+        self.assertNotIn(b"broke", err)      # a stop is no broken connection
         self.assertEqual(len(self.stored()), 1, err)
         self.set_exit(0)
         r = self.fetch()

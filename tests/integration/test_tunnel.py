@@ -199,6 +199,21 @@ class TestTunnel(TunnelCase):
         self.assertEqual(len(srv.messages), 1, r.stderr)
         self.assertIn(b"with the agent's key the-right-key", r.stderr)
 
+    def test_an_encrypted_ssh_key_without_its_pub_says_so(self):
+        # the agent holds it, but postie finds the agent's copy by the
+        # .pub beside the key: without one, say that, not a refusal
+        path = os.path.join(self.dir, "enc_key")
+        sock = self.agent_with_an_encrypted_key(path)
+        os.unlink(path + ".pub")
+        self.start()
+        self.tunnel(key=False, extra="  ssh-key %s\n" % path)
+        qid = self.enqueue(["bob@example.com"])
+        r = self.run_cmd("deliver", [], env={"SSH_AUTH_SOCK": sock})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("(an encrypted key is used through ssh-agent, which postie finds by "
+                      "%s.pub beside it, and there is none: make it with ssh-keygen -y -f %s > "
+                      "%s.pub)" % (path, path, path), self.deferred_reason(qid))
+
     def test_the_agents_copy_of_a_default_key_goes_first(self):
         # no ssh-key: ~/.ssh/id_ed25519 (encrypted) is in the agent after
         # five others; the server allows 3 tries
