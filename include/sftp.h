@@ -146,6 +146,10 @@ int	sftp_name_next(const struct sftp_reply *r, size_t *off,
 /* "no such file", ...; "an unknown status" for a code past version 3. */
 const char *sftp_status_text(uint32_t status);
 
+/* An ATTRS reply that says its path is something other than a directory
+ * (a link, a file); false when it gives no type or is no ATTRS reply. */
+bool	sftp_reply_not_dir(const struct sftp_reply *r);
+
 /* --- the protocol engine (no I/O) -------------------------------------- */
 
 struct sftp;

@@ -1279,9 +1279,7 @@ on_claims_there(void *arg, const struct sftp_reply *r, struct err *e)
 	struct job *j = it->j;
 
 	(void)e;
-	if (r->type == SFTP_ATTRS && (!(r->attrs.flags &
-	    SFTP_ATTR_PERMISSIONS) || (r->attrs.perm & SFTP_S_IFMT) ==
-	    SFTP_S_IFDIR))
+	if (r->type == SFTP_ATTRS && !sftp_reply_not_dir(r))
 		return 0;
 	fetch_folder_left(j, it->f, ERR_TEMPFAIL, "cannot make the claim "
 	    "directory %s/%s on %s: the server could not make it (its disk "

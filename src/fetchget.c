@@ -167,9 +167,7 @@ on_list_lstat(void *arg, const struct sftp_reply *r, struct err *e)
 	struct listing *l = arg;
 
 	(void)e;
-	l->linked = r->type == SFTP_ATTRS &&
-	    (r->attrs.flags & SFTP_ATTR_PERMISSIONS) &&
-	    (r->attrs.perm & SFTP_S_IFMT) != SFTP_S_IFDIR;
+	l->linked = sftp_reply_not_dir(r);
 	return 0;
 }
 

@@ -134,6 +134,14 @@ sftp_frame(const unsigned char *buf, size_t have, size_t *plen,
 	return 1;
 }
 
+bool
+sftp_reply_not_dir(const struct sftp_reply *r)
+{
+	return r->type == SFTP_ATTRS &&
+	    (r->attrs.flags & SFTP_ATTR_PERMISSIONS) &&
+	    (r->attrs.perm & SFTP_S_IFMT) != SFTP_S_IFDIR;
+}
+
 const char *
 sftp_status_text(uint32_t status)
 {
