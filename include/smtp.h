@@ -14,6 +14,7 @@
 #include "err.h"
 #include "log.h"
 #include "queue.h"
+#include "tls.h"
 
 /* One queued message with the recipients this session should try. */
 struct smtp_msg {
@@ -72,6 +73,8 @@ struct smtp_run {
 	bool			 session_failed;	/* reached, but no session
 						 * (TLS, greeting, STARTTLS) */
 	bool			 verbose;	/* the dialogue to stderr */
+	struct tls_warm		*warm;		/* OpenSSL's set-up under way
+						 * (tls.h), or NULL */
 	/* set by done(): an outcome could not be recorded; the session ends
 	 * before the next message's data goes out */
 	bool			 stop;

@@ -20,28 +20,53 @@ struct tls_policy {
 	char		*pin;		/* "sha256:HEX" or NULL */
 	bool		 is_ip;		/* host is an address: no SNI */
 	bool		 own_ca;	/* tls-ca set */
+	bool		 system;	/* verifies with the system's CAs
+					 * (still to be set: tls_policy_system) */
 	char		 reason[384];	/* why the last check failed */
 };
 
 /*
  * OpenSSL's first context in a process costs ~2 ms (openssl.cnf, its
- * providers, the algorithms a context fetches); later ones ~0.1 ms.
- * tls_warm_start pays that in a thread while deliver reads its queue;
- * tls_warm_finish waits for it (before the first real context, so the
- * two do not both pay it, and before the run ends). Without a thread the
- * first tls_policy_init pays it, as before.
+ * providers, the algorithms a context fetches); later ones ~0.1 ms. And
+ * the system's CA store (OpenSSL's default paths: on Debian a bundle of
+ * ~140 certificates, parsed whole) costs ~20 ms more. tls_warm_start
+ * pays both in a thread: the first while deliver reads its queue
+ * (tls_warm_ready waits for it, before the first real context, so the
+ * two do not both pay it), the store while the connection is made too
+ * (tls_warm_finish waits for it, after the dial). The store is built
+ * once a run and shared by every identity that verifies with it
+ * (tls_wants_system). Without a thread tls_policy_* pay it all.
  */
 struct tls_warm {
 	pthread_t	 thread;
-	bool		 running;
+	bool		 running;	/* the thread is to be joined */
+	bool		 want_system;	/* build the system store */
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 cond;
+	bool		 inited;	/* under lock: the first context done */
+	X509_STORE	*system;	/* built (once joined), or NULL */
 };
 
-void	tls_warm_start(struct tls_warm *w);
+/* Does id verify with the system's CAs (TLS, no tls-ca, no pin)? */
+bool	tls_wants_system(const struct identity *id);
+/* Start the thread, building the system store too if want_system. */
+void	tls_warm_start(struct tls_warm *w, bool want_system);
+/* Wait for the first context (not the store); w may be NULL. */
+void	tls_warm_ready(struct tls_warm *w);
+/* Wait for all of it; w may be NULL. */
 void	tls_warm_finish(struct tls_warm *w);
+/* Finish, then free the store. */
+void	tls_warm_free(struct tls_warm *w);
 
-/* Build the context for id; -1 (ERR_CONFIG) if a file cannot be used. */
+/* Build the context for id; -1 (ERR_CONFIG) if a file cannot be used.
+ * The system's CAs, when id verifies with them, are left out: then
+ * tls_policy_system is to be called before the handshake (a context
+ * without them verifies nothing: fails closed). */
 int	tls_policy_init(struct tls_policy *p, const struct identity *id,
 	    struct err *e);
+/* Give p the system's CAs if it needs them: w's store if w (finished)
+ * has one, else loaded here. */
+void	tls_policy_system(struct tls_policy *p, const struct tls_warm *w);
 void	tls_policy_free(struct tls_policy *p);
 
 /*

@@ -1135,8 +1135,7 @@ deliver_identity(struct runner *r, size_t idx, bool more, struct err *e)
 	g.run.password = password;
 	if (stopsig_caught())
 		goto out;	/* told to stop meanwhile: nothing starts */
-	if (id->tls != TLS_NONE)
-		tls_warm_finish(&r->warm);
+	g.run.warm = &r->warm;
 	crash_step(&r->crash, "session starting");
 	sent = smtp_send(&g.run, e);
 	if (sent < 0 && stopsig_caught())
@@ -1358,11 +1357,16 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 		queue_close(&r.q);
 		return -1;
 	}
-	for (size_t i = 0; i < cfg->nids && ids.n > 0; i++)
-		if (cfg->ids[i].tls != TLS_NONE) {
-			tls_warm_start(&r.warm);
-			break;
+	{
+		bool tls = false, system = false;
+
+		for (size_t i = 0; i < cfg->nids && ids.n > 0; i++) {
+			tls |= cfg->ids[i].tls != TLS_NONE;
+			system |= tls_wants_system(&cfg->ids[i]);
 		}
+		if (tls)
+			tls_warm_start(&r.warm, system);
+	}
 	max = batch_limit();
 	r.items = xcalloc(max, sizeof(*r.items));
 	r.down = xcalloc(cfg->nids + 1, sizeof(*r.down));
@@ -1406,7 +1410,7 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 			rc = -1;	/* e says which line failed */
 	}
 	sv_free(&ids);
-	tls_warm_finish(&r.warm);
+	tls_warm_free(&r.warm);
 	{
 		struct err se;
 

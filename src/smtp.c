@@ -669,6 +669,11 @@ open_upstream(struct smtp_run *run, struct tls_policy *tls, struct pump *p,
 
 	if (dial(run, tun, &fd, e) < 0)
 		return -1;
+	if (tls->system) {
+		/* the system's CAs were loaded meanwhile (tls.h) */
+		tls_warm_finish(run->warm);
+		tls_policy_system(tls, run->warm);
+	}
 	if (session_open(&s, fd, &sp, e) < 0) {
 		run->auth_failed = s.auth_failed;
 		close(fd);
@@ -746,6 +751,8 @@ smtp_send(struct smtp_run *run, struct err *e)
 	size_t mails = 0;
 
 	run->reason[0] = '\0';
+	if (id->tls != TLS_NONE)
+		tls_warm_ready(run->warm);
 	if (tls_policy_init(&tls, id, e) < 0) {
 		snprintf(run->reason, sizeof(run->reason), "%s", e->msg);
 		run->session_failed = true;

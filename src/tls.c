@@ -129,29 +129,74 @@ is_ip_literal(const char *host)
 static void *
 warm_main(void *arg)
 {
+	struct tls_warm *w = arg;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
-	(void)arg;
 	if (ctx != NULL)
 		SSL_CTX_free(ctx);
+	pthread_mutex_lock(&w->lock);
+	w->inited = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (w->want_system && (w->system = X509_STORE_new()) != NULL)
+		/* as SSL_CTX_set_default_verify_paths does, its result
+		 * unchecked alike: a store without them verifies nothing */
+		(void)X509_STORE_set_default_paths(w->system);
 	ERR_clear_error();
 	return NULL;
 }
 
-void
-tls_warm_start(struct tls_warm *w)
+bool
+tls_wants_system(const struct identity *id)
 {
-	if (!w->running)
-		w->running = pthread_create(&w->thread, NULL, warm_main,
-		    NULL) == 0;
+	return id->tls != TLS_NONE && id->tls_ca == NULL &&
+	    id->tls_fingerprint == NULL;
+}
+
+void
+tls_warm_start(struct tls_warm *w, bool want_system)
+{
+	if (w->running || w->system != NULL)
+		return;
+	w->want_system = want_system;
+	w->inited = false;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->running = pthread_create(&w->thread, NULL, warm_main, w) == 0;
+	if (!w->running) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+	}
+}
+
+void
+tls_warm_ready(struct tls_warm *w)
+{
+	if (w == NULL || !w->running)
+		return;
+	pthread_mutex_lock(&w->lock);
+	while (!w->inited)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
 }
 
 void
 tls_warm_finish(struct tls_warm *w)
 {
-	if (w->running)
-		pthread_join(w->thread, NULL);
+	if (w == NULL || !w->running)
+		return;
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
 	w->running = false;
+}
+
+void
+tls_warm_free(struct tls_warm *w)
+{
+	tls_warm_finish(w);
+	X509_STORE_free(w->system);
+	w->system = NULL;
 }
 
 int
@@ -204,7 +249,9 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 			    "%s", id->tls_ca, why);
 		}
 	} else
-		SSL_CTX_set_default_verify_paths(p->ctx);
+		/* with a pin, the pin alone decides (verify_cb,
+		 * tls_peer_ok): no store to load */
+		p->system = id->tls_fingerprint == NULL;
 	if (id->tls_cert != NULL) {
 		const char *key = id->tls_key ? id->tls_key : id->tls_cert;
 
@@ -219,6 +266,18 @@ tls_policy_init(struct tls_policy *p, const struct identity *id,
 		}
 	}
 	return 0;
+}
+
+void
+tls_policy_system(struct tls_policy *p, const struct tls_warm *w)
+{
+	if (!p->system)
+		return;
+	p->system = false;
+	if (w != NULL && !w->running && w->system != NULL)
+		SSL_CTX_set1_cert_store(p->ctx, w->system);
+	else
+		SSL_CTX_set_default_verify_paths(p->ctx);
 }
 
 void

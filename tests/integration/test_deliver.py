@@ -1383,6 +1383,47 @@ class TestTLS(DeliverCase):
                 self.assertEqual(self.states(qid)["bob@example.com"][1],
                                  "cannot load tls-ca %s: %s" % (ca, why))
 
+    def test_system_cas_serve_every_identity(self):
+        # without tls-ca the system's CAs verify (OpenSSL's default paths;
+        # SSL_CERT_FILE points them at the tests' CA here): built once a
+        # run, while the connection is made, and shared by two identities,
+        # one STARTTLS, one implicit TLS; a third, pinned, needs none
+        a = self.server_for(mode="starttls")
+        b = self.server_for(mode="implicit")
+        c = self.server_for(mode="implicit")
+        pin = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
+                              certs.path("localhost.crt")], capture_output=True, text=True,
+                             check=True).stdout.strip().split("=", 1)[1].replace(":", "")
+        self.write_config(
+            "identity one\n  from *@one.example\n  host localhost\n  port %d\n"
+            "  tls starttls\n"
+            "identity two\n  from *@two.example\n  host localhost\n  port %d\n  tls tls\n"
+            "identity three\n  default\n  host localhost\n  port %d\n  tls tls\n"
+            "  tls-fingerprint sha256:%s\n" % (a.port, b.port, c.port, pin))
+        self.enqueue(["bob@example.com"], sender="a@one.example")
+        self.enqueue(["bob@example.com"], sender="b@two.example")
+        self.enqueue(["bob@example.com"], sender="c@three.example")
+        self.env["SSL_CERT_FILE"] = certs.path("ca.crt")
+        self.env["SSL_CERT_DIR"] = self.dir     # no hashed CAs there
+        r = self.deliver("-v")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.msg_ids(), [])
+        for srv in (a, b, c):
+            self.assertEqual(len(srv.messages), 1, r.stderr.decode())
+            self.assertTrue(srv.messages[0].tls)
+        # and the system's CAs are what verified: without the tests' CA
+        # in them, the first two are refused; the pinned one still goes
+        self.env["SSL_CERT_FILE"] = os.path.join(self.dir, "no-such-file.pem")
+        for sender in ("a@one.example", "b@two.example", "c@three.example"):
+            self.enqueue(["bob@example.com"], sender=sender)
+        r = self.deliver()
+        self.assertEqual((len(a.messages), len(b.messages), len(c.messages)), (1, 1, 2),
+                         r.stderr)
+        reasons = sorted(st["bob@example.com"][1] for st in map(self.states, self.msg_ids()))
+        self.assertEqual(len(reasons), 2, reasons)
+        for why in reasons:
+            self.assertIn("TLS with localhost: certificate verification failed", why)
+
     def test_valid_chain(self):
         srv, qid, r = self.deliver_with("  tls-ca %s\n" % certs.path("ca.crt"))
         self.assertEqual(r.returncode, 0, r.stderr)
