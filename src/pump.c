@@ -798,14 +798,20 @@ step_server(struct pump *p, struct pump_state *s, short *up_ev,
 
 	if (s->ostart == s->oend)
 		s->ostart = s->oend = 0;
-	if (s->spos == s->slen && s->ostart == s->oend && !s->up_unread &&
-	    p->up_ssl == NULL)
+	if (s->spos == s->slen && s->ostart == s->oend && !s->up_unread)
 		*up_ev |= POLLIN;	/* read dry: poll says when */
 	else if (s->spos == s->slen && s->ostart == s->oend) {
-		ssize_t n = up_read(p, s->sbuf, sizeof(s->sbuf) - 1, up_ev);
+		short want = 0;
+		ssize_t n = up_read(p, s->sbuf, sizeof(s->sbuf) - 1, &want);
 
-		/* a short read took all there was (TLS may hold more) */
-		s->up_unread = n == (ssize_t)sizeof(s->sbuf) - 1;
+		*up_ev |= want;
+		/* a short read took all there was; over TLS what OpenSSL
+		 * holds read ahead (poll cannot see it) is still to take,
+		 * and a read that waits for a write (renegotiation) is
+		 * tried again */
+		s->up_unread = p->up_ssl != NULL ? (n > 0 &&
+		    SSL_has_pending(p->up_ssl)) || want == POLLOUT :
+		    n == (ssize_t)sizeof(s->sbuf) - 1;
 
 		if (n == 0) {
 			server_closed(p, s);

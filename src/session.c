@@ -83,6 +83,10 @@ handshake(struct session *s, const struct session_params *p, struct err *e)
 	/* the pump retries a partial write with the rest of its buffer */
 	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* one read(2) takes every record that is there, not two a record
+	 * (header, then body); whoever reads calls SSL_read until it wants
+	 * more before it polls, as poll cannot see what OpenSSL holds */
+	SSL_set_read_ahead(ssl, 1);
 	if (!policy->is_ip)
 		SSL_set_tlsext_host_name(ssl, policy->host);
 	while ((r = SSL_connect(ssl)) != 1) {
