@@ -305,6 +305,33 @@ write_notice(struct runner *r, struct item *it, enum bounce_kind kind,
 	return rc;
 }
 
+/* Log where a notice (what: "failure notice", "delay warning") went:
+ * written to a Maildir, delivered by the mda, or queued to the sender,
+ * not "sent" before it is. */
+static void
+log_notice(struct runner *r, const struct item *it, enum bounce_kind kind,
+    const char *what)
+{
+	if (kind == BOUNCE_MDA && r->cfg->mda.n == 0)
+		kind = BOUNCE_MAILDIR;	/* as write_notice does */
+	switch (kind) {
+	case BOUNCE_MAILDIR:
+		log_msg(r->log, LOG_INFO, "%s: %s for <%s> written to %s",
+		    it->id, what, it->env.sender, r->cfg->bounce_dir);
+		break;
+	case BOUNCE_MDA:
+		log_msg(r->log, LOG_INFO, "%s: %s for <%s> delivered by the "
+		    "mda", it->id, what, it->env.sender);
+		break;
+	case BOUNCE_SENDER:
+		log_msg(r->log, LOG_INFO, "%s: %s queued to <%s>", it->id,
+		    what, it->env.sender);
+		break;
+	case BOUNCE_NONE:
+		break;
+	}
+}
+
 static int
 send_bounce(struct runner *r, struct item *it, enum bounce_kind kind,
     struct err *e)
@@ -426,6 +453,8 @@ finish(struct runner *r, struct item *it, struct err *e)
 		    !line_room(r, e))
 			return -1;	/* keep it; next run */
 		if (wants_notice(&it->env)) {
+			enum bounce_kind went = r->cfg->bounce;
+
 			if (send_bounce(r, it, r->cfg->bounce, e) < 0) {
 				log_msg(r->log, LOG_ERR, "%s: cannot write the "
 				    "failure notice: %s", it->id, e->msg);
@@ -442,10 +471,9 @@ finish(struct runner *r, struct item *it, struct err *e)
 				    "failed past lifetime: failure notice "
 				    "written to %s instead", it->id,
 				    r->cfg->bounce_dir);
+				went = BOUNCE_MAILDIR;
 			}
-			if (r->cfg->bounce != BOUNCE_NONE)
-				log_msg(r->log, LOG_INFO, "%s: failure notice "
-				    "sent to <%s>", it->id, it->env.sender);
+			log_notice(r, it, went, "failure notice");
 		}
 		if (journal(r, it, e, "bounced") < 0)
 			return -1;
@@ -518,9 +546,7 @@ warn_late(struct runner *r, struct item *it, time_t next, struct err *e)
 	}
 	if (journal(r, it, e, "warned") < 0)
 		return -1;
-	if (r->cfg->bounce != BOUNCE_NONE)
-		log_msg(r->log, LOG_INFO, "%s: delay warning sent to <%s>",
-		    it->id, it->env.sender);
+	log_notice(r, it, r->cfg->bounce, "delay warning");
 	notify(r, it, "delayed", true);
 	return 0;
 }

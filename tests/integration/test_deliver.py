@@ -704,6 +704,9 @@ class TestPlain(DeliverCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         (notice,) = self.mailq()["messages"]
         self.assertEqual((notice["sender"], notice["identity"]), ("", "work"))
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("failure notice queued to <me@corp.example>", log)
+        self.assertNotIn("sent to", log)            # not sent yet
         r = self.deliver("--now")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.msg_ids(), [])
@@ -823,6 +826,7 @@ class TestPlain(DeliverCase):
         qid = self.enqueue(["bob@example.com"])
         self.deliver()
         self.assertEqual(self.msg_ids(), [qid])          # the notice failed: kept
+        self.assertNotIn("failure notice for", open(os.path.join(self.dir, "postie.log")).read())
         maildir = os.path.join(self.dir, "Maildir", "new")
         self.assertFalse(os.path.isdir(maildir) and os.listdir(maildir))
         path = os.path.join(self.queue, "msg", qid)
@@ -836,7 +840,10 @@ class TestPlain(DeliverCase):
         notices = os.listdir(maildir)
         self.assertEqual(len(notices), 1)
         self.assertIn(b"550 5.1.1 gone", open(os.path.join(maildir, notices[0]), "rb").read())
-        self.assertIn("the mda has failed past lifetime", open(os.path.join(self.dir, "postie.log")).read())
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("the mda has failed past lifetime", log)
+        self.assertIn("%s: failure notice for <alice@example.org> written to %s"
+                      % (qid, os.path.join(self.dir, "Maildir")), log)
 
     def test_sendmail_burst_goes_out_in_one_connection(self):
         srv = self.start()

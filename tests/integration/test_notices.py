@@ -102,7 +102,8 @@ class TestDelayWarning(NoticeCase):
         self.assertEqual(self.deliver().returncode, 0)
         self.assertEqual(len(self.notices()), 1)
         self.assertEqual(self.journal(qid).count(" warned\n"), 1)
-        self.assertIn("%s: delay warning sent to <alice@example.org>" % qid, self.log())
+        self.assertIn("%s: delay warning for <alice@example.org> written to %s"
+                      % (qid, self.bounce_dir), self.log())
 
     def test_the_domain_names_the_mail_system_not_the_machine(self):
         self.configure("domain example.org\n")
