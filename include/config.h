@@ -45,6 +45,7 @@ struct identity {
 	int		 line;		/* where the block starts */
 	struct strvec	 from;		/* envelope-sender globs */
 	char		*host;
+	int		 host_line;	/* where host was set */
 	int		 port;		/* 0 until resolved from tls */
 	enum tls_mode	 tls;
 	char		*tls_ca;

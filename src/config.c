@@ -684,6 +684,9 @@ set_value(struct parser *p, const struct key *k, size_t off,
 			return perr(p, 2, "'%s' must not be empty", k->name);
 		free(*dst);
 		*dst = xstrdup(v);
+		if (k->scope == SC_IDENTITY && strcmp(k->name, "host") == 0)
+			/* its errors (host_port) name its line */
+			((struct identity *)base)->host_line = p->line;
 		return 0;
 	}
 	case K_DOMAIN: {
@@ -1094,8 +1097,10 @@ check_identity(struct parser *p, struct identity *id, int *default_line)
 	p->line = id->line;
 	if (id->host == NULL)
 		return perr(p, 0, "the identity has no 'host'");
+	p->line = id->host_line;
 	if (host_port(p, id) < 0)
 		return -1;
+	p->line = id->line;
 	if (id->port == 0)
 		id->port = id->tls == TLS_IMPLICIT ? 465 :
 		    id->tls == TLS_NONE ? 25 : 587;

@@ -394,26 +394,26 @@ test_host_with_brackets_and_port(void **state)
 		config_free(c);
 	}
 	assert_true(error_is("identity a\n default\n host [::1\n",
-	    "test.conf:1: host '[::1': write an IPv6 address as [ADDRESS] or "
+	    "test.conf:3: host '[::1': write an IPv6 address as [ADDRESS] or "
 	    "[ADDRESS]:PORT"));
 	assert_true(error_is("identity a\n default\n host []\n",
-	    "test.conf:1: host '[]': write an IPv6 address as [ADDRESS] or "
+	    "test.conf:3: host '[]': write an IPv6 address as [ADDRESS] or "
 	    "[ADDRESS]:PORT"));
 	assert_true(error_is("identity a\n default\n host h:99999\n",
-	    "test.conf:1: host: '99999' is no port (1-65535)"));
+	    "test.conf:3: host: '99999' is no port (1-65535)"));
 	assert_true(error_is("identity a\n default\n host [::1]:x\n",
-	    "test.conf:1: host: 'x' is no port (1-65535)"));
+	    "test.conf:3: host: 'x' is no port (1-65535)"));
 	assert_true(error_is("identity a\n default\n host h:25\n port 587\n",
-	    "test.conf:1: host gives port 25, port 587: keep one"));
+	    "test.conf:3: host gives port 25, port 587: keep one"));
 	/* a port after an IPv6 address needs the brackets */
 	assert_true(error_is("identity a\n default\n host ::1:26004\n",
-	    "test.conf:1: host '::1:26004' is no IPv6 address; with a port, "
+	    "test.conf:3: host '::1:26004' is no IPv6 address; with a port, "
 	    "write [ADDRESS]:PORT"));
 	assert_true(error_is("identity a\n default\n host 127.0.0.1:25:\n",
-	    "test.conf:1: host '127.0.0.1:25:' is no IPv6 address; with a "
+	    "test.conf:3: host '127.0.0.1:25:' is no IPv6 address; with a "
 	    "port, write [ADDRESS]:PORT"));
 	assert_true(error_is("identity a\n default\n host ::1]:25\n",
-	    "test.conf:1: host '::1]:25': write an IPv6 address as [ADDRESS] "
+	    "test.conf:3: host '::1]:25': write an IPv6 address as [ADDRESS] "
 	    "or [ADDRESS]:PORT"));
 }
 
