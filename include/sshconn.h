@@ -90,9 +90,12 @@ int	sshconn_open(const struct ssh_params *p, struct sshconn *c,
 void	sshconn_close(struct sshconn *c);
 
 /* A session with hop h over fd (connected to it; c owns it, open or
- * not); last: h is the server (ssh-fingerprint applies). */
+ * not); last: h is the server (ssh-fingerprint applies); jump: the hop
+ * whose channel fd is, or NULL: a TCP connection (through p's proxy if
+ * it has one), for -v. */
 int	sshconn_start(const struct ssh_params *p, const struct ssh_hop *h,
-	    bool last, int fd, struct sshconn *c, struct err *e);
+	    bool last, const struct ssh_hop *jump, int fd, struct sshconn *c,
+	    struct err *e);
 
 /* "SHA256:" + unpadded base64 of a 32-byte hash, as ssh-keygen -l prints
  * it; out holds at least 7 + 44 bytes. */

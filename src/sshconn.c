@@ -713,7 +713,8 @@ sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
 		sshroute_free(&r);
 		return -1;
 	}
-	rc = sshconn_start(p, h, true, fd, c, e);
+	rc = sshconn_start(p, h, true, r.n > 1 ? &r.hop[r.n - 2] : NULL, fd,
+	    c, e);
 	if (rc == 0)
 		c->jump = jump;
 	else
@@ -724,7 +725,7 @@ sshconn_open(const struct ssh_params *p, struct sshconn *c, struct err *e)
 
 int
 sshconn_start(const struct ssh_params *p, const struct ssh_hop *h, bool last,
-    int fd, struct sshconn *c, struct err *e)
+    const struct ssh_hop *jump, int fd, struct sshconn *c, struct err *e)
 {
 	struct ssh_target ht = { h->user, h->host, h->port, true };
 	struct ssh_params hp = *p;
@@ -746,7 +747,15 @@ sshconn_start(const struct ssh_params *p, const struct ssh_hop *h, bool last,
 	}
 	dial_set_timeout(c->fd, p->timeout);
 	opening_end(p, c);
-	trace(p, "connected to %s port %d", t->host, t->port);
+	if (jump != NULL)
+		trace(p, "connected to %s port %d through the jump host %s",
+		    t->host, t->port, jump->name);
+	else if (p->route != NULL && p->route->proxy_host != NULL)
+		trace(p, "connected to %s port %d through the proxy %s port %d",
+		    t->host, t->port, p->route->proxy_host,
+		    p->route->proxy_port);
+	else
+		trace(p, "connected to %s port %d", t->host, t->port);
 	c->s = libssh2_session_init();
 	if (c->s == NULL) {
 		err_set(e, ERR_SOFTWARE, "cannot create an SSH session");

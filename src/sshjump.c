@@ -46,7 +46,8 @@ sshjump_open(const struct ssh_params *p, const struct ssh_route *r,
 			goto fail;
 		}
 		/* the session takes the socket, open or not */
-		if (sshconn_start(p, h, false, sock, &t->ssh, e) < 0) {
+		if (sshconn_start(p, h, false, i > 0 ? &r->hop[i - 1] : NULL,
+		    sock, &t->ssh, e) < 0) {
 			*unreachable = t->ssh.unreachable;
 			goto fail;
 		}

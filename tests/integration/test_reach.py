@@ -153,8 +153,11 @@ class TestFetchReach(FetchCase):
         self.addCleanup(proxy.stop)
         self.configure(job_extra="  proxy socks5://me:s3cret@127.0.0.1:%d\n" % proxy.port)
         self.put("1700000000.M1P1.server")
-        r = self.fetch()
+        r = self.fetch("-v")
         self.assertEqual(r.returncode, 0, r.stderr)
+        # -v names the proxy the connection went through
+        self.assertIn("ssh: connected to 127.0.0.1 port %d through the proxy 127.0.0.1 port %d\n"
+                      % (self.sshd.port, proxy.port), r.stderr.decode())
         self.assertEqual(proxy.logins, [("me", "s3cret")])
         self.assertEqual(proxy.targets, [(1, "127.0.0.1", self.sshd.port)])
 

@@ -103,6 +103,9 @@ class TestFetchSshConfig(SshConfigMixin, FetchCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.local_data("1700000000.c"), data)
         self.assertIn(b"jump host gw (hop 1 of 1) open", r.stderr)
+        self.assertIn(b"ssh: connected to 127.0.0.1 port %d\n" % j.port, r.stderr)
+        self.assertIn(b"ssh: connected to 127.0.0.1 port %d through the jump host gw\n"
+                      % self.sshd.port, r.stderr)
         self.assertIn(b"ssh: mailbox is %s@127.0.0.1 port %d through gw"
                       % (self.sshd.user.encode(), self.sshd.port), r.stderr)
         # the jump host carried the session to the mail server
