@@ -432,7 +432,34 @@ struct walk {
 	struct addr_set	*seen;
 	struct err	*e;
 	bool		 unusable;	/* the error: an unusable alias */
+	char		*loop;		/* the error: a loop, as "a -> b -> a"
+					 * from its member first in the file
+					 * (the same text whichever alias led
+					 * into it); alias_check's to free */
+	const char	*loop_where;	/* that member's FILE:LINE */
+	bool		 note_loops;	/* set loop (alias_check) */
 };
+
+/* The loop chain[from..depth) as note_loop describes it. */
+static void
+note_loop(struct walk *w, size_t from)
+{
+	size_t first = from, n = w->depth - from;
+	struct strbuf sb;
+
+	if (!w->note_loops || w->loop != NULL)
+		return;
+	for (size_t i = from; i < w->depth; i++)
+		if (alias_find(w->t, w->chain[i]) < alias_find(w->t,
+		    w->chain[first]))
+			first = i;
+	sb_init(&sb);
+	for (size_t k = 0; k <= n; k++)
+		sb_addf(&sb, "%s%s", k ? " -> " : "",
+		    w->chain[from + (first - from + k) % n]);
+	w->loop = sb.s;		/* the strbuf's text, kept */
+	w->loop_where = alias_find(w->t, w->chain[first])->where;
+}
 
 static int
 walk_error(struct walk *w, const struct alias *a, const char *what,
@@ -488,9 +515,11 @@ walk(struct walk *w, const char *rcpt, const char *parent)
 		    "%s", a->where, a->name, a->unusable);
 	}
 	for (size_t i = 0; i < w->depth; i++)
-		if (strcasecmp(w->chain[i], a->name) == 0)
+		if (strcasecmp(w->chain[i], a->name) == 0) {
+			note_loop(w, i);
 			return walk_error(w, alias_find(w->t, parent),
 			    "alias loop", a->name);
+		}
 	if (w->depth == ALIAS_DEPTH_MAX)
 		return walk_error(w, a, "aliases chained more than 10 deep",
 		    a->name);
@@ -512,30 +541,48 @@ alias_expand(const struct alias_table *t, const char *domain,
 	return walk(&w, rcpt, NULL);
 }
 
+/*
+ * Every problem of the file, each once: a loop is said once, from its
+ * member first in the file and at that member's line, whichever alias
+ * led into it ("a -> b -> c -> a", not that and its two rotations).
+ */
 int
 alias_check(const struct alias_table *t, struct strvec *errors)
 {
 	int count = 0;
+	struct strvec loops;
 
+	sv_init(&loops);
 	for (size_t i = 0; i < t->n; i++) {
 		struct strvec out;
 		struct addr_set seen;
 		struct err e = { 0 };
 		struct walk w = { .t = t, .out = &out, .seen = &seen,
-		    .e = &e };
+		    .e = &e, .note_loops = true };
 
 		sv_init(&out);
 		addr_set_init(&seen);
 		/* an unusable alias, or a chain to one, is no error of the
 		 * file: only mail to it is refused */
-		if (walk(&w, t->v[i].name, NULL) < 0 && !w.unusable &&
-		    !sv_contains(errors, e.msg)) {
-			count++;
-			if (errors->n < ALIAS_ERRORS_MAX)
-				sv_push(errors, e.msg);
+		if (walk(&w, t->v[i].name, NULL) < 0 && !w.unusable) {
+			char *msg = w.loop == NULL ? xstrdup(e.msg) :
+			    xasprintf("%s: alias loop: %s", w.loop_where,
+			    w.loop);
+
+			if (!sv_contains(errors, msg) && (w.loop == NULL ||
+			    !sv_contains(&loops, w.loop))) {
+				count++;
+				if (w.loop != NULL)
+					sv_push(&loops, w.loop);
+				if (errors->n < ALIAS_ERRORS_MAX)
+					sv_push(errors, msg);
+			}
+			free(msg);
 		}
+		free(w.loop);
 		addr_set_free(&seen);
 		sv_free(&out);
 	}
+	sv_free(&loops);
 	return count;
 }

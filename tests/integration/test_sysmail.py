@@ -99,8 +99,7 @@ class TestNewaliases(AliasCase):
             self.assertEqual(lines, [
                 "%s: %s:7: a local name may only have letters, digits, '.', '_', '+' "
                 "and '-' (at most 64)" % (cmd, path),
-                "%s: %s:6: alias loop: a -> b -> a" % (cmd, path),
-                "%s: %s:5: alias loop: b -> a -> b" % (cmd, path),
+                "%s: %s:5: alias loop: a -> b -> a" % (cmd, path),   # once
                 # what another MTA would run or write: only mail to it is refused
                 "%s: %s:2: mail to backup is refused: ':include:' is not supported: "
                 "list the addresses in the entry itself" % (cmd, path),
@@ -109,7 +108,7 @@ class TestNewaliases(AliasCase):
                 "%s: %s:4: mail to prog is refused: a program target ('|command') is "
                 "not supported: postie runs no program for a recipient (use mda)"
                 % (cmd, path),
-                "%s: 3 errors in the aliases: fix them and run newaliases again" % cmd,
+                "%s: 2 errors in the aliases: fix them and run newaliases again" % cmd,
             ])
             self.assertNotIn(b"SECRET", r.stderr + r.stdout)
 
@@ -164,8 +163,9 @@ class TestAliasesAtSendmail(AliasCase):
         self.write_config("aliases %s\n" % path)
         r = self.sendmail(["-odq", "root"], b"Subject: x\n\nhi\n")
         self.assertEqual(r.returncode, 78)
-        self.assertEqual(r.stderr.decode(), "sendmail: %s:2: alias loop: root -> a -> root "
-                         "(and more: run newaliases to see them); nothing was queued\n" % path)
+        # one loop, said once: no "and more"
+        self.assertEqual(r.stderr.decode(), "sendmail: %s:1: alias loop: root -> a -> root; "
+                         "nothing was queued\n" % path)
         self.assertNothingQueued()
         # deliver and mailq do not read the file: the queue still moves
         r = self.run_cmd("mailq", [])
@@ -184,9 +184,8 @@ class TestAliasesAtSendmail(AliasCase):
             r = self.sendmail(["-odq", "-oi", rcpt], b"Subject: x\n\nhi\n")
             self.assertEqual(r.returncode, 78, r.stderr)
             self.assertEqual(r.stderr.decode(),
-                             "sendmail: %s:6: alias loop: loop1 -> loop2 -> loop1 "
-                             "(and more: run newaliases to see them); nothing was queued\n"
-                             % path)
+                             "sendmail: %s:5: alias loop: loop1 -> loop2 -> loop1; "
+                             "nothing was queued\n" % path)
             self.assertNothingQueued()
         self.assertFalse(os.path.exists("/tmp/x"))
 

@@ -319,9 +319,27 @@ test_loops(void **state)
 	    "fine: x@y\n", &errors), 0);
 	assert_expands(&t, NULL, "a", "ERR: al:3: alias loop: a -> b -> c -> a");
 	assert_expands(&t, NULL, "fine", "x@y");
-	assert_int_equal(alias_check(&t, &errors), 3);
+	/* the check says the loop once, from its first member, at its line
+	 * (not each rotation, at the line that closes it) */
+	assert_int_equal(alias_check(&t, &errors), 1);
+	assert_int_equal(errors.n, 1);
+	assert_string_equal(errors.v[0], "al:1: alias loop: a -> b -> c -> a");
+	alias_table_free(&t);
+	sv_free(&errors);
+	/* led into from before it, and a second loop: each once */
+	assert_int_equal(parse(&t,
+	    "d: c\n"
+	    "x: y\n"
+	    "a: b\n"
+	    "b: c\n"
+	    "c: a\n"
+	    "y: x\n", &errors), 0);
+	assert_int_equal(alias_check(&t, &errors), 2);
+	assert_int_equal(errors.n, 2);
 	assert_string_equal(errors.v[0], "al:3: alias loop: a -> b -> c -> a");
-	assert_string_equal(errors.v[1], "al:1: alias loop: b -> c -> a -> b");
+	assert_string_equal(errors.v[1], "al:2: alias loop: x -> y -> x");
+	/* mail to one of them still names the line that closes it */
+	assert_expands(&t, NULL, "b", "ERR: al:3: alias loop: b -> c -> a -> b");
 	alias_table_free(&t);
 	sv_free(&errors);
 }
@@ -392,7 +410,7 @@ test_config_alias_lines(void **state)
 
 	c = config_parse_string("alias a b\nalias b a\n", "t.conf", &e);
 	assert_null(c);
-	assert_string_equal(e.msg, "t.conf:2: alias loop: a -> b -> a");
+	assert_string_equal(e.msg, "t.conf:1: alias loop: a -> b -> a");
 	c = config_parse_string("alias a\n", "t.conf", &e);
 	assert_null(c);
 	assert_string_equal(e.msg, "t.conf:1: word 2: 'alias' needs a name "
