@@ -1011,7 +1011,11 @@ stale_report(struct job *j, struct stale *v, size_t n)
 static int
 plan_all(struct job *j)
 {
-	static const int order[] = { L_CLAIMED, L_NEW, L_CUR };
+	/* this client's claims last: a run cut off left them, and one it
+	 * could not finish (a large message a slow link cannot bring
+	 * within the deadline) would come first again every run, and every
+	 * message behind it, downloaded, would be dropped at the deadline */
+	static const int order[] = { L_NEW, L_CUR, L_CLAIMED };
 	struct stale *stale = NULL;
 	size_t nstale = 0;
 	struct err e;
@@ -1039,7 +1043,6 @@ plan_all(struct job *j)
 		}
 		if (!j->o->dry_run)
 			sweep_tmp(j, f);
-		/* this client's claims first: a run cut off left them */
 		for (size_t s = 0; s < 3; s++) {
 			struct listing *l = f->lists[order[s]];
 
@@ -1812,14 +1815,18 @@ transfer(struct job *j)
 	j->chan.wake_fd = -1;
 	fetchsync_stop(&j->sync);
 	if (j->failed) {
-		/* what ended before the failure, in order, is kept */
-		size_t upto = ended_upto(j, done, next);
+		/* every file that ended is kept, not only those before the
+		 * first still running (commit passes over those): one that a
+		 * slow link cannot bring within the deadline would otherwise
+		 * cost every download after it, run after run */
+		bool ended = false;
 
-		if (!commit_failed && upto > done &&
-		    commit(j, done, upto, false, &e) < 0)
+		for (size_t i = done; i < next && !ended; i++)
+			ended = j->items[i].st == IT_DONE ||
+			    j->items[i].st == IT_SKIP;
+		if (!commit_failed && ended && commit(j, done, next, false,
+		    &e) < 0)
 			fetch_fail(j, &e);
-		else if (!commit_failed)
-			done = upto;
 		/* the rest: claims not taken go back to new/ */
 		items_drop(j, done, j->nitems);
 		give_back_range(j, done, j->nitems);

@@ -24,6 +24,8 @@ RULES.json (read at each session, so a test may change it between runs):
   refuse_mkdir: "reason"     every MKDIR fails: PERMISSION_DENIED, reason
   read_max: N                a READ returns at most N bytes (short reads)
   drip: SECONDS              DATA replies go out one byte every SECONDS
+  drip_files: {"NAME": SECONDS}
+                             so do the DATA replies for NAME alone
   list_drip: SECONDS         READDIR returns one entry, after SECONDS
   silent_after_init: true    answers VERSION, then nothing
   extra: [ENTRY, ...]        entries added to the listing of a directory
@@ -309,7 +311,8 @@ class Server:
                 at = pos + len(data) - real
                 data += grow[at:at + ln - len(data)]
                 self.send(struct.pack(">BI", 103, rid) + self.s(data),
-                          drip=self.rules.get("drip", 0))
+                          drip=self.rules.get("drip_files", {}).get(
+                              base, self.rules.get("drip", 0)))
             elif t == 8:                    # FSTAT
                 h, _ = string(0)
                 f = self.handles[h]

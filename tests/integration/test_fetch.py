@@ -961,6 +961,63 @@ class TestDeadline(ScriptedCase):
         self.assertEqual(self.local_names(), [])
         self.assertEqual(self.local_names(sub="tmp"), [])
 
+    def test_a_large_message_too_slow_for_the_deadline_holds_up_no_other(self):
+        # a link too slow for one large message (it left this client's
+        # claim behind, so it is first in line): the small ones come in
+        # every run all the same; only the large one waits (it was first,
+        # so every message behind it was downloaded and dropped)
+        big = "1600000000.big"
+        self.put(big, b"x" * 7000, sub="postie-claims/laptop")
+        small = ["1700000%03d.s" % i for i in range(6)]
+        for n in small:
+            self.put(n, b"small %s\n" % n.encode())
+        r = self.run_bounded({"drip_files": {big: 0.01}})
+        self.assertEqual(self.local_names(), small, r.stderr)
+        self.assertEqual(self.remote_names(), [])
+        # their REMOVEs waited behind the large one's READ on the server
+        # (one request at a time): still claims, the next run removes them
+        self.assertIn(big, self.claimed_names())
+        for n in small:
+            self.assertEqual(self.local_data(n), b"small %s\n" % n.encode())
+        self.assertEqual(self.local_names(sub="tmp"), [])
+        # and once the link is fast enough, it comes too
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), sorted(small + [big]))
+        self.assertEqual(self.local_data(big), b"x" * 7000)
+        self.assertEqual(self.claimed_names(), [])
+        self.assertEqual(self.remote_names(), [])
+
+    def test_what_ended_before_the_deadline_is_kept_whatever_its_place(self):
+        # the oldest message's READ is answered late (the server falls
+        # silent for longer than the timeout), the others at once: they
+        # ended, after it in line, and are kept, not downloaded and
+        # dropped
+        first = "1600000000.late"
+        self.put(first, b"late\n")
+        small = ["1700000%03d.s" % i for i in range(5)]
+        for n in small:
+            self.put(n, b"small %s\n" % n.encode())
+        log = os.path.join(self.dir, "late.log")
+        self.configure(job_extra="  timeout 2s\n")
+        self.set_rules({"late": {"name": first, "seconds": 30, "log": log,
+                                 "removes": 10 ** 6}})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"the SFTP server answered nothing for 2 s", r.stderr)
+        self.assertEqual(self.local_names(), small, r.stderr)
+        # a silent server gets no more requests: their claims wait for
+        # the next run, which removes them (here already)
+        self.assertEqual(self.remote_names(), [])
+        self.assertIn(first, self.claimed_names())
+        self.assertEqual(self.local_names(sub="tmp"), [])
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), sorted(small + [first]))
+        self.assertEqual(self.remote_names() + self.claimed_names(), [])
+
     def test_a_listing_dripped_an_entry_at_a_time(self):
         self.put("1700000000.a")
         self.run_bounded({"list_drip": 0.5,
@@ -1180,10 +1237,11 @@ class TestCrash(FetchCase):
         self.assertTrue(self.wait_download())
         self.assertGreater(self.sshd.kill_sessions(), 0)
         out, err = p.communicate(timeout=120)
-        # the link really broke mid-transfer: a deferral, nothing moved
+        # the link really broke mid-transfer: a deferral; the large one
+        # not taken, the small one kept if it ended before the break
         self.assertEqual(p.returncode, 75, err)
         self.assertIn(b"1700000000.big from 127.0.0.1 failed", err)
-        self.assertEqual(self.local_names(), [])
+        self.assertIn(self.local_names(), ([], ["1700000001.small"]))
         # claimed by this client (no other takes them), or not yet claimed
         self.assertEqual(sorted(self.remote_names() + self.claimed_names()),
                          ["1700000000.big", "1700000001.small"])
