@@ -253,8 +253,22 @@ build_envelope(const struct config *cfg, const struct spool_opts *o,
 	memset(env, 0, sizeof(*env));
 	sv_init(&env->rcpts);
 	addr_set_init(&seen);
-	for (size_t i = 0; i < o->rcpts.n; i++)
-		addr_list_add(&env->rcpts, &seen, o->rcpts.v[i]);
+	for (size_t i = 0; i < o->rcpts.n; i++) {
+		/* an argument is an address list, as sendmail and Postfix
+		 * read it: cron passes MAILTO="a@x,b@y" as one, and
+		 * 'Name <a@x>' is one address (a group naming nobody, none);
+		 * what is no list stays whole, for the envelope check to say
+		 * why */
+		struct strvec list;
+		const char *bad;
+
+		sv_init(&list);
+		if (addr_parse_list(o->rcpts.v[i], &list, &bad) < 0)
+			addr_list_add(&env->rcpts, &seen, o->rcpts.v[i]);
+		for (size_t k = 0; k < list.n; k++)
+			addr_list_add(&env->rcpts, &seen, list.v[k]);
+		sv_free(&list);
+	}
 	if (o->extract) {
 		bool resent = has_resent(hd);
 

@@ -66,6 +66,23 @@ class TestInvocations(QueueCase):
         self.assertIn(b"\nFrom: CronDaemon <tester@%s>\n" % host.encode(), body)
         self.assertTrue(body.startswith(msg[:-6]))
 
+    def test_cron_mailto_list_is_one_argument(self):
+        # Debian's cron passes MAILTO="a@x, b@y" as one argument, split on
+        # nothing; each argument is an address list (as sendmail and
+        # Postfix read it): commas, display names, a group naming nobody
+        msg = b"To: a@example.org,b@example.net\nSubject: Cron <root@host> backup\n\nfailed\n"
+        r = self.sendmail(["-FCronDaemon", "-i", "-B8BITMIME", "-oem",
+                           "a@example.org,b@example.net", "Ops Team <ops@example.com>",
+                           "undisclosed-recipients:;", "a@example.org"], msg)
+        self.assertQueued(r)
+        env, body = self.only_msg()
+        self.assertEqual(env["rcpt"], ["a@example.org", "b@example.net", "ops@example.com"])
+        self.assertEqual(body.count(b"failed"), 1)
+        # what is no address list is refused whole, as before
+        r = self.sendmail(["-i", "a@example.org>"], msg)
+        self.assertEqual(r.returncode, 65, r.stderr)
+        self.assertIn(b"recipient 'a@example.org>' has a blank or special character", r.stderr)
+
     def test_git_send_email(self):
         # git send-email: sendmail -i rcpts; a patch may hold a lone "."
         patch = (b"From: Alice <alice@example.org>\nTo: list@example.org\n"
