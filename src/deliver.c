@@ -1358,8 +1358,17 @@ deliver_run(const struct config *cfg, const struct deliver_opts *o,
 	/* a signal now stops the run once what is under way is recorded */
 	stopsig_catch("\ndeliver: stopping once the message being sent is "
 	    "recorded (again to stop at once)\n");
-	if (access(cfg->queue, F_OK) != 0)
-		return 0;	/* nothing was ever queued */
+	{
+		/* nothing was ever queued: no queue directory, or one made
+		 * by hand (or emptied) without its msg/ */
+		char *msg = xasprintf("%s/msg", cfg->queue);
+		bool none = access(cfg->queue, F_OK) != 0 ||
+		    (access(msg, F_OK) != 0 && errno == ENOENT);
+
+		free(msg);
+		if (none)
+			return 0;
+	}
 	if (queue_open(&r.q, cfg->queue, false, e) < 0)
 		return -1;
 	r.q.crash = &r.crash;

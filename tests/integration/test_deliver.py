@@ -87,6 +87,20 @@ class DeliverCase(QueueCase):
 
 
 class TestPlain(DeliverCase):
+    def test_nothing_ever_queued_is_no_error(self):
+        # no queue directory, or one made by hand (or emptied) without
+        # its msg/: nothing to do, exit 0, for deliver and sendmail -q
+        # alike (cron runs them every few minutes)
+        self.start()
+        self.assertFalse(os.path.exists(self.queue))
+        for made in (False, True):
+            if made:
+                os.mkdir(self.queue, 0o700)         # made by hand
+            for r in (self.deliver(), self.sendmail(["-q"], b"")):
+                self.assertEqual((r.returncode, r.stderr), (0, b""), made)
+        self.assertEqual(os.listdir(self.queue), [])
+        self.assertEqual(self.server.connections, 0)
+
     def test_many_messages_one_connection(self):
         srv = self.start()
         a = self.enqueue(["bob@example.com", "carol@example.com"])
