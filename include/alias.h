@@ -44,8 +44,11 @@ struct alias {
 	struct strvec	 targets;
 	char		*where;		/* "FILE:LINE" of its definition */
 	char		*unusable;	/* why mail to it is refused (a
-					 * target postie does not take;
-					 * no targets then), or NULL */
+					 * target postie does not take, or
+					 * a broken entry; no targets then),
+					 * or NULL */
+	bool		 broken;	/* unusable as an error of the file
+					 * (listed among its errors) */
 };
 
 struct alias_table {

@@ -163,9 +163,12 @@ void	config_free(struct config *cfg);
 /*
  * Add the aliases file's entries (if the config names one) to the alias
  * lines' table, then check every chain (alias_check). The alias lines
- * win over the file's entry for the same name. -1 with e set (ERR_CONFIG,
- * the first error) on any error; every error is in errors when it is
- * not NULL. *nfile counts the file's entries (may be NULL).
+ * win over the file's entry for the same name. -1 with e set if the file
+ * cannot be used at all (unreadable, untrusted, too large); else the
+ * number of problems in it (broken entries, loops: each refuses only the
+ * mail to its names), e set to the first when there are any; every
+ * problem is in errors when it is not NULL. *nfile counts the file's
+ * entries (may be NULL).
  */
 int	config_load_aliases(struct config *cfg, struct strvec *errors,
 	    size_t *nfile, struct err *e);

@@ -288,6 +288,21 @@ parse_entry(struct alias_table *t, const char *entry, const char *file,
 	rc = alias_add(t, name, &targets, where, &why);
 	if (rc == -2)
 		rc = alias_add_unusable(t, name, where, why, &why);
+	else if (rc == -1) {
+		/* a broken entry is an error of the file (newaliases lists
+		 * it), and refuses the mail to its name, not all mail: cron's
+		 * mail to root must not hang on a line for someone else. A
+		 * name postie cannot read ('"john doe"') names no recipient
+		 * postie takes: nothing to refuse */
+		const char *dummy;
+		char *unusable = xasprintf("its entry is broken (%s)", why);
+
+		report(errors, count, file, line, why);
+		if (alias_add_unusable(t, name, where, unusable, &dummy) == 0)
+			t->v[t->n - 1].broken = true;
+		free(unusable);
+		rc = 0;
+	}
 	/* a name given again (Postfix and sendmail warn, keep the first):
 	 * no reason to refuse all mail */
 	if (rc == -3 && t->notes.n < ALIAS_ERRORS_MAX)

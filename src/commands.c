@@ -202,22 +202,23 @@ check_aliases(struct config *cfg, const char *cmd, struct err *e)
 	int rc;
 
 	sv_init(&errors);
-	rc = config_load_aliases(cfg, &errors, &nfile, e);
-	if (rc < 0 && errors.n == 0) {
+	if ((rc = config_load_aliases(cfg, &errors, &nfile, e)) < 0) {
 		sv_free(&errors);
 		return -1;	/* the file could not be read: e says why */
 	}
+	rc = rc > 0 ? -1 : 0;	/* problems: listed below, exit 78 */
 	for (size_t i = 0; i < errors.n; i++)
 		fprintf(stderr, "%s: %s\n", cmd, errors.v[i]);
 	/* what refuses no mail: a name given again (the first counts) */
 	for (size_t i = 0; i < cfg->aliases.notes.n; i++)
 		fprintf(stderr, "%s: %s\n", cmd, cfg->aliases.notes.v[i]);
 	/* entries for a program, a file or an :include: (another MTA's)
-	 * refuse only the mail to them */
+	 * refuse only the mail to them (a broken entry does too, and is
+	 * listed among the errors above) */
 	for (size_t i = 0; i < cfg->aliases.n; i++) {
 		const struct alias *al = &cfg->aliases.v[i];
 
-		if (al->unusable != NULL) {
+		if (al->unusable != NULL && !al->broken) {
 			fprintf(stderr, "%s: %s: mail to %s is refused: %s\n",
 			    cmd, al->where, al->name, al->unusable);
 			unusable++;
@@ -272,7 +273,8 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 	struct queue q = { 0 };
 	struct crash crash;
 	struct log log;
-	int rc = -1;
+	struct err ae = { ERR_OK, "" };
+	int rc = -1, bad_aliases = 0;
 
 	if (cli_sendmail(argc, argv, &a, e) < 0) {
 		size_t len = strlen(e->msg);
@@ -291,11 +293,18 @@ cmd_sendmail(int argc, char **argv, struct err *e)
 		goto out;
 	}
 	if ((a.mode == SM_SEND || a.mode == SM_SMTP) &&
-	    config_load_aliases(cfg, NULL, NULL, e) < 0) {
+	    (bad_aliases = config_load_aliases(cfg, NULL, NULL, &ae)) < 0) {
+		*e = ae;
 		nothing_queued(e);
 		goto out;
 	}
 	log_open(&log, cfg, "sendmail", a.verbose);
+	if (bad_aliases > 0)
+		/* each refuses only the mail to its names (said to whoever
+		 * sends that mail); the rest goes */
+		log_msg(&log, LOG_WARNING, "the aliases have %d problem%s, "
+		    "each refusing only the mail to its names: %s",
+		    bad_aliases, bad_aliases == 1 ? "" : "s", ae.msg);
 	switch (a.mode) {
 	case SM_MAILQ:
 		rc = mailq_print(cfg, stdout, a.json, e);

@@ -1595,10 +1595,12 @@ config_load_aliases(struct config *cfg, struct strvec *errors, size_t *nfile,
 
 		if (alias_find(&cfg->aliases, a->name) != NULL)
 			continue;
-		if (a->unusable != NULL)
-			alias_add_unusable(&cfg->aliases, a->name, a->where,
-			    a->unusable, &why);
-		else
+		if (a->unusable != NULL) {
+			if (alias_add_unusable(&cfg->aliases, a->name,
+			    a->where, a->unusable, &why) == 0)
+				cfg->aliases.v[cfg->aliases.n - 1].broken =
+				    a->broken;
+		} else
 			alias_add(&cfg->aliases, a->name, &a->targets,
 			    a->where, &why);
 	}
@@ -1609,7 +1611,7 @@ config_load_aliases(struct config *cfg, struct strvec *errors, size_t *nfile,
 		    errs->v[first] : "the aliases have errors",
 		    nerr > 1 ? " (and more: run newaliases to see them)" : "");
 	sv_free(&mine);
-	return nerr > 0 ? -1 : 0;
+	return nerr;
 }
 
 const char *

@@ -163,31 +163,49 @@ class TestAliasesAtSendmail(AliasCase):
         self.write_config("aliases %s\n" % path)
         r = self.sendmail(["-odq", "root"], b"Subject: x\n\nhi\n")
         self.assertEqual(r.returncode, 78)
-        # one loop, said once: no "and more"
-        self.assertEqual(r.stderr.decode(), "sendmail: %s:1: alias loop: root -> a -> root; "
+        # mail to a name in the loop: refused, at the line closing it
+        self.assertEqual(r.stderr.decode(), "sendmail: %s:2: alias loop: root -> a -> root; "
                          "nothing was queued\n" % path)
         self.assertNothingQueued()
         # deliver and mailq do not read the file: the queue still moves
         r = self.run_cmd("mailq", [])
         self.assertEqual(r.returncode, 0, r.stderr)
 
-    def test_a_hostile_file_names_its_first_error(self):
-        # sendmail (not newaliases) says where the first error is, whatever
-        # the recipient, and queues nothing
+    def test_a_hostile_file_refuses_only_the_mail_it_touches(self):
+        # each problem refuses the mail to its names, says where, queues
+        # nothing of it; mail to anyone else goes (cron's mail must not
+        # hang on a line for someone else: cron only logs an exit 78)
         path = self.aliases_file("postmaster: root\n"
                                  "root: |/bin/sh -c \"touch /tmp/x\"\n"
                                  "bob: :include:/etc/shadow\n"
                                  "carol: /tmp/carolfile\n"
-                                 "loop1: loop2\nloop2: loop1\n")
+                                 "loop1: loop2\nloop2: loop1\n"
+                                 "\"john doe\": jd@example.org\n"
+                                 "dave: dave@example.org # the admin\n")
         self.write_config("aliases %s\n" % path)
-        for rcpt in ("postmaster", "carol", "x@example.net"):
+        for rcpt, why in (
+                ("postmaster", "2: mail to root is refused: a program target"),
+                ("carol", "4: mail to carol is refused: a file target"),
+                ("loop2", "5: alias loop: loop2 -> loop1 -> loop2"),
+                ("dave", "8: mail to dave is refused: its entry is broken (a target is not "
+                         "a usable address)")):
             r = self.sendmail(["-odq", "-oi", rcpt], b"Subject: x\n\nhi\n")
             self.assertEqual(r.returncode, 78, r.stderr)
-            self.assertEqual(r.stderr.decode(),
-                             "sendmail: %s:5: alias loop: loop1 -> loop2 -> loop1; "
-                             "nothing was queued\n" % path)
+            self.assertTrue(r.stderr.decode().startswith("sendmail: %s:%s" % (path, why)),
+                            (rcpt, r.stderr))
+            self.assertTrue(r.stderr.decode().endswith("; nothing was queued\n"), r.stderr)
             self.assertNothingQueued()
         self.assertFalse(os.path.exists("/tmp/x"))
+        for rcpt in ("x@example.net", "tester"):
+            self.assertQueued(self.sendmail(["-odq", "-oi", rcpt], b"Subject: x\n\nhi\n"))
+        self.assertEqual(len(self.msg_ids()), 2)
+        # the log says the file has problems; newaliases lists them
+        log = open(os.path.join(self.dir, "postie.log")).read()
+        self.assertIn("the aliases have 3 problems, each refusing only the mail to its "
+                      "names: %s:7: an alias name may only" % path, log)
+        r = self.newaliases()
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertEqual(r.stderr.decode().count("\n"), 7, r.stderr)   # 3 errors, 3 refusing, the sum
 
     def test_a_name_given_twice_and_backslash_names(self):
         # a migrated /etc/aliases: a name given again (the first counts, as
