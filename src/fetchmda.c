@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,42 @@ record(struct job *j, struct item *it, struct err *e)
 	return rc;
 }
 
+/*
+ * Room for the line that records what the mda takes, made before it takes
+ * it (blocks past the end of the journal, which the append then fills): a
+ * full disk stops the run before the hand-over, not after it, when the
+ * next run would hand the message to the mda again. A file system that
+ * cannot reserve (no fallocate) is written as before.
+ */
+static int
+reserve_record(struct job *j, struct item *it, struct err *e)
+{
+	int fd = j->job->mode == FETCH_MOVE ? j->handed_fd : j->seen_fd;
+	char *key = fetch_key(it);
+	off_t len = (off_t)strlen(key) + 1;
+	struct stat st;
+	int rc = 0;
+
+	free(key);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return 0;	/* record() says what is wrong */
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, st.st_size, len) < 0 &&
+	    errno != EOPNOTSUPP && errno != ENOSYS) {
+		char *dir = fetch_state_dir(j->cfg);
+		char *path = j->job->mode == FETCH_MOVE ?
+		    journal_path(j, dir) : xasprintf("%s/%s.seen", dir,
+		    j->job->name);
+
+		rc = err_set(e, err_from_errno(errno), "no room to record "
+		    "what the mda takes in %s: %s; %s/%s and the rest stay on "
+		    "the server, none handed to the mda", path,
+		    strerror(errno), it->f->name, it->name);
+		free(path);
+		free(dir);
+	}
+	return rc;
+}
+
 /* The run's deadline (fetch.h) bounds the server's work: the time an
  * mda took (each run bounded by the timeout) moves it on. */
 static void
@@ -128,6 +165,10 @@ hand(struct job *j, struct item *it, int fd, struct err *e)
 		it->keep = true;
 		j->mda_skipped++;
 		return 0;
+	}
+	if (reserve_record(j, it, e) < 0) {
+		it->keep = true;
+		return -1;
 	}
 	sv_init(&av);
 	t0 = util_mono_ms();

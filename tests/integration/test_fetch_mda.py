@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -163,6 +164,49 @@ class TestMdaExits(MdaCase):
         super().setUp()
         self.mda = self.script_mda()
         self.configure(job_extra="  mda %s %%F %%N\n" % self.mda)
+
+    def test_a_full_state_disk_hands_nothing_it_cannot_record(self):
+        # the state (fetch/inbox.mda) on a disk that fills up: the room
+        # for a message's record is made before the mda takes it, so the
+        # mda never gets a message whose hand-over could not be recorded
+        # (the next run handed it again: twice at the mda)
+        mnt = tempfile.mkdtemp(prefix="postie-state.")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "postie-test",
+                            mnt], capture_output=True)
+        if r.returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
+        self.addCleanup(os.rmdir, mnt)
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        self.queue = os.path.join(mnt, "queue")
+        self.configure(job_extra="  mda %s %%F %%N\n" % self.mda)
+        self.put("1700000000.a")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(mnt, "fetch", "inbox.mda")))
+        fill = os.path.join(mnt, "fill")
+        fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"x" * 512)
+        except OSError:
+            pass
+        os.close(fd)
+        names = ["1700000001.b", "1700000002.c", "1700000003.d"]
+        for n in names:
+            self.put(n)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"no room to record what the mda takes in %s: No space left on device"
+                      % os.path.join(mnt, "fetch", "inbox.mda").encode(), r.stderr)
+        self.assertEqual(len(self.stored()), 1)             # none handed
+        self.assertEqual(sorted(self.remote_names() + self.claimed_names()), names)
+        os.unlink(fill)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [name for _, name, _ in self.stored()]
+        self.assertEqual(sorted(got), ["1700000000.a"] + names)      # each once
+        self.assertEqual(self.remote_names() + self.claimed_names(), [])
 
     def test_exit_75_keeps_it_for_the_next_run(self):
         a = self.put("1700000000.a")
