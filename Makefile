@@ -35,7 +35,7 @@ CORE	= err util trust alias config message input crash safefile queue \
 CORE_OBJS = $(CORE:%=$(BUILD)/obj/%.o)
 # The network module: loaded by deliver (and fetch) only.
 NET	= tls socks dial session auth reply pump sshcfg sshroute sshconn knownmark stopsig \
-	  sshjump tunnel sftp sftpchan fetch fetchget fetchsync fetchprog fetchmda fetchkeep \
+	  sshjump tunnel sftp sftpchan fetch fetchget fetchsync fetchprog fetchmda fetchclaims fetchkeep \
 	  smtp local bounce notify dirsync deliver netmod confine runner mailboxes \
 	  fetchhooks
 NET_OBJS = $(NET:%=$(BUILD)/obj/%.o)

@@ -141,6 +141,9 @@ struct item {
 	bool			 claimed;	/* in this client's claims */
 	bool			 linked;	/* in the local new/ or cur/ */
 	bool			 given_back;	/* claim renamed back to new/ */
+	/* for JOB.claims: a claim sent, refused, a give-back done (the
+	 * claim gone from this client's claims) */
+	bool			 claim_sent, claim_refused, returned;
 	bool			 handed;	/* the mda took it (exit 0) */
 	bool			 remove_sent;	/* its REMOVE went out */
 	bool			 removed;	/* its remove was answered */
@@ -196,6 +199,11 @@ struct job {
 	 * (JOB.unremoved); "FOLDER/UNIQUE", sorted */
 	struct strvec		 unremoved, unremoved_now, retried;
 	unsigned long		 remove_refused;	/* newly, this run */
+	/* move mode: the claims this job made (JOB.claims, fetchclaims.c) */
+	int			 claims_fd;
+	struct strvec		 claims;	/* "*\/UNIQUE", sorted */
+	bool			 claims_known;	/* the file was there */
+	unsigned long		 foreign;	/* claims found, not this job's */
 	unsigned long		 folders_left;	/* folders that could not be
 						 * listed or claimed in (the
 						 * others went on) */
@@ -282,6 +290,10 @@ int	fetch_journal_add(int fd, const char *key, const char *path,
 int	fetch_cmp_str(const void *a, const void *b);
 /* The state directory (freed by the caller). */
 char	*fetch_state_dir(const struct config *cfg);
+/* A state file in dir written whole: a temporary file, fsync'd, renamed
+ * over path, dir fsync'd. 0, or -1 and e. */
+int	fetch_state_write(const char *dir, const char *path,
+	    const struct strbuf *sb, struct err *e);
 /* Is the folder of a "FOLDER/UNIQUE" key one this run listed whole? */
 bool	fetch_folder_listed(const struct job *j, const char *key);
 
@@ -300,6 +312,20 @@ int	fetchmda_commit(struct job *j, size_t from, size_t to, struct err *e);
 /* Write JOB.mda again: what the mda took whose remove is not done. */
 int	fetchmda_save(struct job *j, struct err *e);
 void	fetchmda_close(struct job *j);
+
+/* --- fetchclaims.c: move mode's claims journal (JOB.claims) --- */
+
+/* Read JOB.claims (move mode; not for --release). */
+int	fetchclaims_open(struct job *j, const char *dir, struct err *e);
+/* Is a message found in this client's claims one this job claimed (or
+ * is there no journal yet, so that every one counts as before)? */
+bool	fetchclaims_mine(const struct job *j, const char *name);
+/* Before any claim goes out: the names of the items to claim, appended
+ * and fsync'd. 0, or -1 and e (then nothing may be claimed). */
+int	fetchclaims_ahead(struct job *j, struct err *e);
+/* At the end of the run: JOB.claims again, the claims still this job's. */
+int	fetchclaims_save(struct job *j, struct err *e);
+void	fetchclaims_close(struct job *j);
 
 /* --- fetchkeep.c: retention (copy mode), for fetch.c --- */
 

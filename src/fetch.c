@@ -447,6 +447,8 @@ open_state(struct job *j, struct err *e)
 	free(path);
 	if (rc == 0)
 		rc = fetchmda_open(j, dir, e);
+	if (rc == 0)
+		rc = fetchclaims_open(j, dir, e);
 	/* (copy mode: keep's removes the server refused) */
 	if (rc == 0)
 		rc = unremoved_load(j, dir, e);
@@ -516,9 +518,8 @@ unremoved_save(struct job *j, struct err *e)
 {
 	char *dir = fetch_state_dir(j->cfg);
 	char *path = xasprintf("%s/%s.unremoved", dir, j->job->name);
-	char *tmp = xasprintf("%s.tmp", path);
 	struct strbuf sb;
-	int fd, rc = 0;
+	int rc;
 
 	sb_init(&sb);
 	if (j->retried.n > 1)
@@ -534,9 +535,23 @@ unremoved_save(struct job *j, struct err *e)
 	}
 	for (size_t i = 0; i < j->unremoved_now.n; i++)
 		sb_addf(&sb, "%s\n", j->unremoved_now.v[i]);
+	rc = fetch_state_write(dir, path, &sb, e);
+	sb_free(&sb);
+	free(path);
+	free(dir);
+	return rc;
+}
+
+int
+fetch_state_write(const char *dir, const char *path, const struct strbuf *sb,
+    struct err *e)
+{
+	char *tmp = xasprintf("%s.tmp", path);
+	int fd, rc = 0;
+
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
-	if (fd < 0 || util_write_all(fd, sb.s, sb.len) < 0 || fsync(fd) < 0 ||
+	if (fd < 0 || util_write_all(fd, sb->s, sb->len) < 0 || fsync(fd) < 0 ||
 	    rename(tmp, path) < 0)
 		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
 		    path, strerror(errno));
@@ -546,10 +561,7 @@ unremoved_save(struct job *j, struct err *e)
 		unlink(tmp);
 	else
 		rc = util_fsync_dir(dir, e);
-	sb_free(&sb);
 	free(tmp);
-	free(path);
-	free(dir);
 	return rc;
 }
 
@@ -779,6 +791,12 @@ plan_file(struct job *j, struct folder *f, const char *sub,
 			    "on the server since: removed, not fetched again",
 			    j->job->name, rpath);
 		}
+	} else if (sub == j->csub && !fetchclaims_mine(j, d->name)) {
+		/* in this client's claims, but not claimed by this job here:
+		 * another fetcher's of the same client name, at work now */
+		j->foreign++;
+		log_msg(j->log, LOG_INFO, "%s: %s: not claimed by this job on "
+		    "this machine: left alone", j->job->name, rpath);
 	} else if (j->handed_fd >= 0 &&
 	    fetch_in_set(f->name, &j->handed, d->name)) {
 		plan_handed(j, f, sub, dst, d);
@@ -1088,6 +1106,7 @@ on_given_back(void *arg, const struct sftp_reply *r, struct err *e)
 
 	(void)e;
 	if (r->status == SFTP_FX_OK) {
+		it->returned = true;
 		log_msg(it->j->log, LOG_INFO, "%s: %s: %s given back to %s/ on "
 		    "the server (claimed by '%s')", it->j->job->name,
 		    it->f->name, it->name, it->home, it->j->csub +
@@ -1167,6 +1186,7 @@ on_claimed(void *arg, const struct sftp_reply *r, struct err *e)
 		}
 		return 0;
 	}
+	it->claim_refused = true;
 	fetchget_unclaimed(it);
 	if (it->st == IT_CLAIM)
 		it->st = IT_SKIP;
@@ -1201,6 +1221,7 @@ claim_start(struct item *it)
 
 	if (fetchget_fits(it)) {
 		it->st = IT_CLAIM;
+		it->claim_sent = true;
 		sftp_rename(it->j->chan.p, from, to, on_claimed, it);
 		fetchget_claim_open(it);
 	}
@@ -1741,6 +1762,11 @@ transfer(struct job *j)
 	bool async = !j->use_mda && fetchsync_start(&j->sync);
 	struct err e;
 
+	/* every name to claim on disk before its claim goes out */
+	if (fetchclaims_ahead(j, &e) < 0) {
+		fetchsync_stop(&j->sync);
+		return fetch_fail(j, &e);
+	}
 	if (async)	/* a batch on disk wakes the loop */
 		j->chan.wake_fd = j->sync.wake[0];
 	claims_prepare(j);
@@ -2042,6 +2068,22 @@ run_job(struct job *j, struct err *e)
 	if (!j->o->dry_run && j->o->release == NULL &&
 	    fetchmda_save(j, e) < 0)
 		fetch_fail(j, e);
+	if (!j->o->dry_run && fetchclaims_save(j, e) < 0)
+		fetch_fail(j, e);
+	if (!j->failed && j->foreign > 0) {
+		struct err le;
+
+		err_set(&le, ERR_CONFIG, "%lu message%s in this client's claims "
+		    "(%s) %s not claimed by this job on this machine: another "
+		    "machine or job fetches from this server as client '%s' "
+		    "and is at work on %s; left alone. Give each machine and "
+		    "each job whose folders overlap a client name of its own "
+		    "(client in postie.conf(5))", j->foreign,
+		    j->foreign == 1 ? "" : "s", j->csub, j->foreign == 1 ?
+		    "was" : "were", j->job->client, j->foreign == 1 ? "it" :
+		    "them");
+		fetch_fail(j, &le);
+	}
 	if (!j->failed && j->mda_failed > 0) {
 		struct err le;
 
@@ -2123,6 +2165,7 @@ job_free(struct job *j)
 	sv_free(&j->unremoved_now);
 	sv_free(&j->retried);
 	fetchmda_close(j);
+	fetchclaims_close(j);
 	for (size_t i = 0; i < j->nitems; i++) {
 		free(j->items[i].name);
 		free(j->items[i].tmp);
@@ -2172,7 +2215,7 @@ job_one(const struct config *cfg, size_t k, const struct fetch_opts *o,
 	j.progress = alone && isatty(STDERR_FILENO) && !o->verbose &&
 	    !o->dry_run;
 	j.progress_fd = progress_fd;
-	j.lock_fd = j.seen_fd = j.maildir_fd = j.handed_fd = -1;
+	j.lock_fd = j.seen_fd = j.maildir_fd = j.handed_fd = j.claims_fd = -1;
 	j.ssh.fd = -1;
 	sv_init(&j.seen);
 	sv_init(&j.unremoved);

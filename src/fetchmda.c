@@ -260,10 +260,10 @@ fetchmda_commit(struct job *j, size_t from, size_t to, struct err *e)
 int
 fetchmda_save(struct job *j, struct err *e)
 {
-	char *dir, *path, *tmp;
+	char *dir, *path;
 	struct strbuf sb;
 	bool any = j->handed.n > 0;
-	int fd, rc = 0;
+	int rc = 0;
 
 	if (j->handed_fd < 0)
 		return 0;
@@ -292,21 +292,9 @@ fetchmda_save(struct job *j, struct err *e)
 		}
 	dir = fetch_state_dir(j->cfg);
 	path = journal_path(j, dir);
-	tmp = xasprintf("%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	    0600);
-	if (fd < 0 || util_write_all(fd, sb.s, sb.len) < 0 || fsync(fd) < 0 ||
-	    rename(tmp, path) < 0)
-		rc = err_set(e, err_from_errno(errno), "cannot write %s: %s",
-		    path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0)
-		unlink(tmp);
-	else if ((rc = util_fsync_dir(dir, e)) == 0)
+	if ((rc = fetch_state_write(dir, path, &sb, e)) == 0)
 		crash_step(j->crash, "mda journal rewritten");
 	sb_free(&sb);
-	free(tmp);
 	free(path);
 	free(dir);
 	return rc;

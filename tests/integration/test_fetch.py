@@ -1820,6 +1820,46 @@ class TestClients(FetchCase):
     fetch one server Maildir at once (move mode): each message reaches
     exactly one of them, or stays on the server."""
 
+    def test_claims_another_fetcher_of_this_client_name_made_are_left_alone(self):
+        # two machines of one host name (the default client), or two jobs
+        # whose folders overlap: the claims one of them is downloading
+        # turn up in the other's claim directory, and were taken as its
+        # own leftovers: both got the message. A run now takes only what
+        # its job claimed (fetch/JOB.claims, written before each claim)
+        self.put("1700000000.first")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        journal = os.path.join(os.path.dirname(self.queue), "fetch", "inbox.claims")
+        self.assertTrue(os.path.exists(journal))
+        theirs = ["1700000001.theirs", "1700000002.theirs"]
+        for n in theirs:
+            self.put(n, sub="postie-claims/laptop")
+        self.put("1700000003.new")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn(b"2 messages in this client's claims (postie-claims/laptop) were not "
+                      b"claimed by this job on this machine: another machine or job fetches "
+                      b"from this server as client 'laptop'", r.stderr)
+        self.assertEqual(self.local_names(), ["1700000000.first", "1700000003.new"])
+        self.assertEqual(self.claimed_names(), theirs)          # untouched
+        # its own leftovers it finishes: a run cut off after its claims
+        # (written ahead) left them
+        with open(journal, "a") as f:
+            f.write("*/1700000001.theirs\n")
+        r = self.fetch()
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn(b"1 message in this client's claims", r.stderr)
+        self.assertEqual(self.local_names(),
+                         ["1700000000.first", "1700000001.theirs", "1700000003.new"])
+        self.assertEqual(self.claimed_names(), ["1700000002.theirs"])
+        # no journal yet (the first run of this version): every claim is
+        # taken as before
+        os.unlink(journal)
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.local_names()), 4)
+        self.assertEqual(self.claimed_names(), [])
+
     def client_config(self, client, extra=""):
         """A second machine: its own config, queue (state) and Maildir."""
         root = os.path.join(self.dir, client)

@@ -166,10 +166,11 @@ class TestMdaExits(MdaCase):
         self.configure(job_extra="  mda %s %%F %%N\n" % self.mda)
 
     def test_a_full_state_disk_hands_nothing_it_cannot_record(self):
-        # the state (fetch/inbox.mda) on a disk that fills up: the room
-        # for a message's record is made before the mda takes it, so the
-        # mda never gets a message whose hand-over could not be recorded
-        # (the next run handed it again: twice at the mda)
+        # the state on a disk that fills up: the room for a message's
+        # record (fetch/inbox.mda) is made before the mda takes it, so
+        # the mda never gets a message whose hand-over could not be
+        # recorded (the next run handed it again: twice at the mda). One
+        # page is left free: the claims journal, written first, takes it
         mnt = tempfile.mkdtemp(prefix="postie-state.")
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "postie-test",
                             mnt], capture_output=True)
@@ -184,6 +185,9 @@ class TestMdaExits(MdaCase):
         r = self.fetch()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(os.path.exists(os.path.join(mnt, "fetch", "inbox.mda")))
+        spare = os.path.join(mnt, "spare")
+        with open(spare, "wb") as f:
+            f.write(b"s" * 4096)
         fill = os.path.join(mnt, "fill")
         fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -192,6 +196,7 @@ class TestMdaExits(MdaCase):
         except OSError:
             pass
         os.close(fd)
+        os.unlink(spare)
         names = ["1700000001.b", "1700000002.c", "1700000003.d"]
         for n in names:
             self.put(n)
