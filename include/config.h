@@ -83,6 +83,8 @@ struct keep_rule {
 struct fetch_job {
 	char		*name;
 	int		 line;
+	int		 take_line, keep_line, client_line;	/* where
+					 * set: their errors name these lines */
 	struct ssh_target ssh;
 	char		*ssh_key;
 	char		*ssh_known_hosts;

@@ -1028,6 +1028,17 @@ parse_line(struct parser *p, const char *line)
 		if ((k->scope & SC_IDENTITY) && (k->scope & SC_FETCH))
 			off = shared_off(k->name, p->scope);
 		rc = set_value(p, k, off, &w);
+		if (rc == 0 && p->scope == SC_FETCH) {
+			struct fetch_job *fj = (struct fetch_job *)p->block;
+
+			if (strcmp(k->name, "take") == 0)
+				fj->take_line = p->line;
+			else if (strcmp(k->name, "keep") == 0 &&
+			    fj->keep_line == 0)
+				fj->keep_line = p->line;
+			else if (strcmp(k->name, "client") == 0)
+				fj->client_line = p->line;
+		}
 		goto out;
 	}
 	if ((near = near_key(w.v[0])) != NULL)
@@ -1195,6 +1206,7 @@ check_fetch(struct parser *p, struct fetch_job *j)
 		sv_push(&j->folders, "INBOX");
 	/* copy mode takes cur/ too unless told; move mode new/ only */
 	j->take_cur = j->take.n == 0 && j->mode == FETCH_COPY;
+	p->line = j->take_line ? j->take_line : j->line;
 	for (size_t i = 0; i < j->take.n; i++) {
 		if (strcmp(j->take.v[i], "cur") == 0)
 			j->take_cur = true;
@@ -1203,15 +1215,18 @@ check_fetch(struct parser *p, struct fetch_job *j)
 	}
 	if (j->take.n > 0 && !sv_contains(&j->take, "new"))
 		return perr(p, 0, "'take' must be new, or new cur");
+	p->line = j->keep_line ? j->keep_line : j->line;
 	if (j->nkeep > 0 && j->mode != FETCH_COPY)
 		return perr(p, 0, "'keep' is for 'mode copy': in move mode "
 		    "the server's copy goes as soon as it is fetched");
+	p->line = j->client_line ? j->client_line : j->line;
 	if (j->client == NULL)
 		j->client = default_client();
 	else if (!config_valid_client(j->client))
 		return perr(p, 0, "the fetch job's client name is not "
 		    "usable on the server: use letters, digits, '.', '_' and "
-		    "'-' (no '.' first), at most 64");
+		    "'-' (not starting with '.' or '-'), at most 64");
+	p->line = j->line;
 	return 0;
 }
 

@@ -1877,8 +1877,10 @@ static const struct {
 	  "test.conf:3: word 2: 'mda' must start with an absolute path (no "
 	  "shell, no $PATH search)" },
 	{ "fetch f\n ssh h\n keep 30d\n",
-	  "test.conf:1: 'keep' is for 'mode copy': in move mode the "
+	  "test.conf:3: 'keep' is for 'mode copy': in move mode the "
 	  "server's copy goes as soon as it is fetched" },
+	{ "fetch f\n ssh h\n mode move\n take cur\n",
+	  "test.conf:4: 'take' must be new, or new cur" },
 	{ "fetch f\n ssh h\n mode copy\n keep\n",
 	  "test.conf:4: word 1: 'keep' needs AGE or FOLDER-GLOB AGE (like "
 	  "'keep 30d' or 'keep lists.* 120d')" },
@@ -1908,13 +1910,13 @@ static const struct {
 	{ "fetch f\n ssh h\n mode copy\n mode move\n",
 	  "test.conf:4: word 1: 'mode' is given twice in a fetch block" },
 	{ "fetch f\n ssh h\n client ../up\n",
-	  "test.conf:1: the fetch job's client name is not usable "
-	  "on the server: use letters, digits, '.', '_' and '-' (no '.' "
-	  "first), at most 64" },
+	  "test.conf:3: the fetch job's client name is not usable "
+	  "on the server: use letters, digits, '.', '_' and '-' (not "
+	  "starting with '.' or '-'), at most 64" },
 	{ "fetch f\n ssh h\n client .hidden\n",
-	  "test.conf:1: the fetch job's client name is not usable "
-	  "on the server: use letters, digits, '.', '_' and '-' (no '.' "
-	  "first), at most 64" },
+	  "test.conf:3: the fetch job's client name is not usable "
+	  "on the server: use letters, digits, '.', '_' and '-' (not "
+	  "starting with '.' or '-'), at most 64" },
 	{ "fetch f\n ssh h\n timeout 5s\n timeout 6s\n",
 	  "test.conf:4: word 1: 'timeout' is given twice in a fetch block" },
 	{ "fetch f\n ssh h\n connect-timeout soon\n",
