@@ -43,6 +43,7 @@
  * claim of that name is removed in any folder, never fetched again.
  * No Maildir++ folder is called that (they start with a dot). */
 #define ANY_FOLDER	"*"
+#define CLAIM_FAILS_SAID 3	/* refused claims said one by one */
 #define CLAIM_STALE	(7 * 86400)	/* other clients' claims older are
 					 * reported */
 #define RELEASE_QUIET	600	/* --release takes a client's claims only
@@ -210,6 +211,9 @@ struct job {
 	int			 folders_left_code;	/* the first one's exit
 							 * code */
 	unsigned long		 nospace;	/* bigger than the free space */
+	unsigned long		 claim_failed;	/* claims the server refused
+						 * (not lost to another) */
+	char			 claim_why[300];	/* the first one's reason */
 	/* the folder at hand (planning, progress) */
 	const char		*folder;
 	char			*ldir;

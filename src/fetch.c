@@ -1204,8 +1204,17 @@ on_claimed(void *arg, const struct sftp_reply *r, struct err *e)
 	}
 	fetchget_status(r, why, sizeof(why));
 	rpath = claim_path(it, it->home);
-	fetch_say(j, LOG_WARNING, "%s: cannot claim it on the server: %s; left "
-	    "in %s/", rpath, why, it->home);
+	/* a full disk or a quota on the server refuses every claim alike:
+	 * the first few said, the rest logged, one summary at the end */
+	if (j->claim_failed++ < CLAIM_FAILS_SAID)
+		fetch_say(j, LOG_WARNING, "%s: cannot claim it on the server: "
+		    "%s; left in %s/", rpath, why, it->home);
+	else
+		log_msg(j->log, LOG_WARNING, "%s: %s: cannot claim it on the "
+		    "server: %s; left in %s/", j->job->name, rpath, why,
+		    it->home);
+	if (j->claim_failed == 1)
+		snprintf(j->claim_why, sizeof(j->claim_why), "%s", why);
 	free(rpath);
 	return 0;
 }
@@ -2097,6 +2106,18 @@ run_job(struct job *j, struct err *e)
 		    "then run fetch again", j->mda.shown, j->mda_failed,
 		    j->mda_failed == 1 ? "" : "s", hung, j->mda_failed +
 		    j->mda_skipped == 1 ? "it stays" : "they stay");
+		fetch_fail(j, &le);
+	}
+	if (!j->failed && j->claim_failed > 0) {
+		struct err le;
+
+		err_set(&le, ERR_TEMPFAIL, "%lu message%s could not be claimed "
+		    "on the server: %s (a full disk or a quota there?)%s; %s "
+		    "for the next run", j->claim_failed, j->claim_failed == 1 ?
+		    "" : "s", j->claim_why, j->claim_failed >
+		    CLAIM_FAILS_SAID ? "; the first said above, every one in "
+		    "the log" : "", j->claim_failed == 1 ? "it stays where it "
+		    "is" : "they stay where they are");
 		fetch_fail(j, &le);
 	}
 	if (!j->failed && j->nospace > 0) {

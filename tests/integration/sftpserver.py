@@ -22,6 +22,8 @@ RULES.json (read at each session, so a test may change it between runs):
                              the server mid-run), then answers
                              NO_SUCH_FILE
   refuse_mkdir: "reason"     every MKDIR fails: PERMISSION_DENIED, reason
+  refuse_claims: "reason"    every RENAME into a claim directory fails:
+                             FAILURE, reason (a full disk, a quota)
   read_max: N                a READ returns at most N bytes (short reads)
   drip: SECONDS              DATA replies go out one byte every SECONDS
   drip_files: {"NAME": SECONDS}
@@ -395,6 +397,9 @@ class Server:
             elif t == 18:                   # RENAME, as OpenSSH: link, unlink
                 old, off = string(0)
                 new, _ = string(off)
+                if b"/postie-claims/" in new and "refuse_claims" in self.rules:
+                    self.status(rid, FX_FAILURE, self.rules["refuse_claims"])
+                    return
                 os.link(old, new)
                 os.unlink(old)
                 self.status(rid, FX_OK)

@@ -431,6 +431,31 @@ class ScriptedCase(FetchCase):
             json.dump(rules, f)
 
 
+class TestClaimRefused(ScriptedCase):
+    def test_a_server_refusing_every_claim_is_a_deferral_said_once(self):
+        # a full disk or a quota on the server: every claim fails alike.
+        # The run exited 0 with a line for each message; now the first
+        # few are said, the rest logged, and one summary ends it (75)
+        names = ["17000000%02d.m" % i for i in range(8)]
+        for n in names:
+            self.put(n)
+        self.set_rules({"refuse_claims": "No space left on device"})
+        r = self.fetch()
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 75, err)
+        self.assertEqual(err.count("cannot claim it on the server: "), 3, err)
+        self.assertIn("8 messages could not be claimed on the server: failure (No space left "
+                      "on device) (a full disk or a quota there?); the first said above, every "
+                      "one in the log; they stay where they are for the next run", err)
+        self.assertEqual(self.log().count("cannot claim it on the server"), 8)
+        self.assertEqual(self.remote_names(), names)
+        self.assertEqual(self.local_names(), [])
+        self.set_rules({})
+        r = self.fetch()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.local_names(), names)
+
+
 class TestRemoveRefused(ScriptedCase):
     def test_said_once_remembered_and_not_fetched_again(self):
         self.put("1700000000.a")
