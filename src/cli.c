@@ -13,10 +13,11 @@ const char cli_sendmail_usage[] =
     "[-N dsn] [-R full|hdrs] [-B 7BIT|8BITMIME] [-bm|-bp [--json]|-bs|-q] "
     "[-odq|-odb|-odi] [--] [recipient ...]";
 
-/* Flags taking a value: attached ("-fme@x") or as the next argument. */
-static const char value_flags[] = "fFrCNRBVLhXpO";
+/* Flags taking a value: attached ("-fme@x") or as the next argument
+ * (-A c|m: sendmail 8.12's submission or daemon config, ignored). */
+static const char value_flags[] = "fFrCNRBVLhXpOA";
 /* Flags without a value we accept and ignore (sendmail compatibility). */
-static const char ignored_flags[] = "mnUGAs";
+static const char ignored_flags[] = "mnUGs";
 
 bool
 cli_notify_valid(const char *v)
@@ -78,7 +79,8 @@ set_value(struct sendmail_args *a, char flag, const char *v, struct err *e)
 	case 'V':
 		a->envid = v;
 		return 0;
-	default:	/* -L tag, -h hops, -X file, -p proto, -O opt: ignored */
+	default:	/* -L tag, -h hops, -X file, -p proto, -O opt, -A c|m:
+			 * ignored */
 		return 0;
 	}
 }
@@ -173,6 +175,8 @@ cli_sendmail(int argc, char **argv, struct sendmail_args *a, struct err *e)
 				a->ignore_dots = true;
 			else if (*c == 'v')
 				a->verbose = true;
+			else if (*c == 'I')	/* sendmail's -I: newaliases */
+				a->mode = SM_ALIASES;
 			else if (strchr(ignored_flags, *c) == NULL)
 				return err_set(e, ERR_USAGE, "unknown flag "
 				    "'-%c' in '%s'", *c, arg);

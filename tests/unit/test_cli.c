@@ -267,6 +267,7 @@ test_modes(void **state)
 		{ "-bp", SM_MAILQ },
 		{ "-bs", SM_SMTP },
 		{ "-bi", SM_ALIASES },
+		{ "-I", SM_ALIASES },	/* sendmail's newaliases */
 		{ "-q", SM_RUNQ },
 		{ "-q30m", SM_RUNQ },
 		{ "-qf", SM_RUNQ },
@@ -391,8 +392,10 @@ test_ignored_legacy_flags(void **state)
 	(void)state;
 	assert_int_equal(SM(&a, &e, "-oem", "-oee", "-L", "tag", "-h", "5",
 	    "-em", "-m", "-n", "-U", "-G", "-X", "file", "-O", "opt=val",
-	    "-pprot", "-oQ/var/spool", "-om", "-ep", "-s", "-Am", "a@b"), 0);
-	/* none of the values became a recipient, nothing else changed */
+	    "-pprot", "-oQ/var/spool", "-om", "-ep", "-s", "-Am", "-A", "c",
+	    "-Ac", "a@b"), 0);
+	/* none of the values became a recipient (-A c: sendmail 8.12's
+	 * submission config, not a local recipient c), nothing changed */
 	check_rcpts(&a, 1, "a@b");
 	assert_int_equal(a.mode, SM_SEND);
 	assert_int_equal(a.delivery, SM_DELIVER_BACKGROUND);
