@@ -99,4 +99,13 @@ bool	msg_qualify_field(const char *field, size_t len, const char *domain,
 /* "Mon, 23 Nov 2026 20:40:12 +0000" */
 void	msg_format_date(time_t t, char *buf, size_t len);
 
+/*
+ * A display name with bytes over 127 (sendmail -F "José Pérez") as RFC
+ * 2047 encoded words, "=?UTF-8?B?...?=", separated by blanks, each at
+ * most 75 characters and never splitting a UTF-8 sequence, appended to
+ * out; a header stays 7-bit for a server without 8BITMIME. False (out
+ * untouched) when the name is ASCII and needs none.
+ */
+bool	msg_encode_phrase(const char *name, struct strbuf *out);
+
 #endif

@@ -515,6 +515,47 @@ addr_list_add(struct strvec *list, struct addr_set *seen, const char *addr)
 	return true;
 }
 
+bool
+msg_encode_phrase(const char *name, struct strbuf *out)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+	    "qrstuvwxyz0123456789+/";
+	const unsigned char *s = (const unsigned char *)name;
+	size_t n = strlen(name), at = 0;
+	bool high = false;
+
+	for (size_t i = 0; i < n; i++)
+		high |= s[i] >= 0x80;
+	if (!high)
+		return false;
+	while (at < n) {
+		/* 45 bytes: 60 base64 characters, 72 with =?UTF-8?B? ?= */
+		size_t take = n - at > 45 ? 45 : n - at;
+
+		/* not inside a UTF-8 sequence: back off continuation bytes */
+		while (take < n - at && take > 1 && (s[at + take] & 0xc0) ==
+		    0x80)
+			take--;
+		sb_adds(out, at > 0 ? " =?UTF-8?B?" : "=?UTF-8?B?");
+		for (size_t i = 0; i < take; i += 3) {
+			unsigned v = (unsigned)s[at + i] << 16;
+			size_t k = take - i;
+
+			if (k > 1)
+				v |= (unsigned)s[at + i + 1] << 8;
+			if (k > 2)
+				v |= s[at + i + 2];
+			sb_addc(out, b64[(v >> 18) & 63]);
+			sb_addc(out, b64[(v >> 12) & 63]);
+			sb_addc(out, k > 1 ? b64[(v >> 6) & 63] : '=');
+			sb_addc(out, k > 2 ? b64[v & 63] : '=');
+		}
+		sb_adds(out, "?=");
+		at += take;
+	}
+	return true;
+}
+
 void
 msg_format_date(time_t t, char *buf, size_t len)
 {

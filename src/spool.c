@@ -374,9 +374,14 @@ added_fields(const struct config *cfg, const struct headers *hd,
 
 		if (o->fullname != NULL && *o->fullname != '\0') {
 			char *name = xstrdup(o->fullname);
+			struct strbuf enc;
 
 			util_sanitize(name);
-			if (needs_quotes(name)) {
+			sb_init(&enc);
+			if (msg_encode_phrase(name, &enc))
+				/* 8-bit: encoded words, no quotes (RFC 2047) */
+				sb_addf(out, "From: %s <%s>%s", enc.s, addr, eol);
+			else if (needs_quotes(name)) {
 				struct strbuf q;
 
 				sb_init(&q);
@@ -391,6 +396,7 @@ added_fields(const struct config *cfg, const struct headers *hd,
 				sb_free(&q);
 			} else
 				sb_addf(out, "From: %s <%s>%s", name, addr, eol);
+			sb_free(&enc);
 			free(name);
 		} else
 			sb_addf(out, "From: %s%s", addr, eol);

@@ -105,6 +105,17 @@ class TestInvocations(QueueCase):
         self.assertEqual(env["rcpt"], ["bob@example.com"])
         self.assertIn(b"\nFrom: John Smith <js@example.org>\n", body)
 
+    def test_fullname_with_8bit_is_encoded(self):
+        # -F "José Pérez" went into From: as raw UTF-8 in a message marked
+        # 7bit, and so to a server without 8BITMIME; now RFC 2047 words
+        r = self.sendmail(["-F", "José Pérez", "-f", "jp@example.org", "bob@example.com"],
+                          b"Subject: x\n\nbody\n")
+        self.assertQueued(r)
+        env, body = self.only_msg()
+        self.assertIn(b"\nFrom: =?UTF-8?B?Sm9zw6kgUMOpcmV6?= <jp@example.org>\n", body)
+        self.assertEqual(env["body"].rstrip(), "7bit")
+        self.assertFalse(any(c >= 0x80 for c in body), body)
+
     def test_extract_recipients(self):
         msg = (b"From: a@example.org\nTo: One <one@example.com>, two@example.com\n"
                b"Cc: \"Doe, Jane\" <jane@example.com>\n"

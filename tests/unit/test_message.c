@@ -716,6 +716,63 @@ test_format_date_new_york(void **state)
 	set_tz(NULL);
 }
 
+/* base64 back to bytes (the test's own, for round trips) */
+static size_t
+unb64(const char *s, size_t n, unsigned char *out)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+	    "qrstuvwxyz0123456789+/";
+	size_t o = 0;
+	unsigned v = 0;
+	int bits = 0;
+
+	for (size_t i = 0; i < n && s[i] != '='; i++) {
+		v = (v << 6) | (unsigned)(strchr(b64, s[i]) - b64);
+		if ((bits += 6) >= 8) {
+			out[o++] = (unsigned char)(v >> (bits - 8));
+			bits -= 8;
+		}
+	}
+	return o;
+}
+
+static void
+test_encode_phrase(void **state)
+{
+	struct strbuf sb;
+	/* 30 x "é" (60 bytes): a 45-byte word would split one in two */
+	char longname[200] = "";
+	unsigned char back[400];
+	size_t got = 0;
+
+	(void)state;
+	sb_init(&sb);
+	assert_false(msg_encode_phrase("Cron Daemon", &sb));
+	assert_int_equal(sb.len, 0);
+	assert_true(msg_encode_phrase("José Pérez", &sb));
+	assert_string_equal(sb.s, "=?UTF-8?B?Sm9zw6kgUMOpcmV6?=");
+	sb_free(&sb);
+
+	for (int i = 0; i < 30; i++)
+		strcat(longname, "\xc3\xa9");
+	sb_init(&sb);
+	assert_true(msg_encode_phrase(longname, &sb));
+	for (char *w = strtok(sb.s, " "); w != NULL; w = strtok(NULL, " ")) {
+		size_t wl = strlen(w), n;
+
+		assert_true(wl <= 75);
+		assert_memory_equal(w, "=?UTF-8?B?", 10);
+		assert_string_equal(w + wl - 2, "?=");
+		n = unb64(w + 10, wl - 12, back + got);
+		/* each word whole UTF-8: it starts with no continuation */
+		assert_true((back[got] & 0xc0) != 0x80);
+		got += n;
+	}
+	assert_int_equal(got, strlen(longname));
+	assert_memory_equal(back, longname, got);
+	sb_free(&sb);
+}
+
 int
 main(void)
 {
@@ -737,6 +794,7 @@ main(void)
 		cmocka_unit_test(test_format_date_utc),
 		cmocka_unit_test(test_format_date_offsets),
 		cmocka_unit_test(test_format_date_new_york),
+		cmocka_unit_test(test_encode_phrase),
 	};
 
 	return cmocka_run_group_tests_name("test_message", tests, NULL, NULL);
