@@ -44,6 +44,10 @@
  * No Maildir++ folder is called that (they start with a dot). */
 #define ANY_FOLDER	"*"
 #define CLAIM_FAILS_SAID 3	/* refused claims said one by one */
+#define MDA_HANGS_MAX	2	/* an mda that hung on this many messages
+				 * in a row gets no more this run: one
+				 * message that hangs it (a filter stuck on
+				 * it) does not hold up the rest */
 #define CLAIM_STALE	(7 * 86400)	/* other clients' claims older are
 					 * reported */
 #define RELEASE_QUIET	600	/* --release takes a client's claims only
@@ -239,7 +243,8 @@ struct job {
 	unsigned long		 unreleased;	/* --release: renames refused */
 	unsigned long		 deferred;	/* by the mda (75) */
 	unsigned long		 mda_failed;	/* by the mda (other) */
-	bool			 mda_hung;	/* it timed out: no more go */
+	unsigned		 mda_hangs;	/* timeouts in a row: at
+						 * MDA_HANGS_MAX no more go */
 	unsigned long		 mda_skipped;	/* not handed for that */
 	unsigned long		 expired;	/* removed by keep */
 	struct crash		*crash;

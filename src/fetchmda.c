@@ -159,7 +159,7 @@ hand(struct job *j, struct item *it, int fd, struct err *e)
 	long long t0;
 	int rc;
 
-	if (j->mda_hung) {
+	if (j->mda_hangs >= MDA_HANGS_MAX) {
 		/* it hung on an earlier message: each would wait the whole
 		 * timeout too (hours for a big folder, the job locked) */
 		it->keep = true;
@@ -210,14 +210,19 @@ hand(struct job *j, struct item *it, int fd, struct err *e)
 		break;
 	case MDA_FAILED:
 		it->keep = true;
-		j->mda_hung = r.timed_out;
+		j->mda_hangs = r.timed_out ? j->mda_hangs + 1 : 0;
 		fetch_say(j, LOG_WARNING, "%s: %s (%" PRIu64 " bytes): the mda "
 		    "%s failed: %s; left on the server%s", it->f->name, it->name,
-		    it->size, j->mda.shown, why, r.timed_out ? "; no more "
-		    "messages go to it this run" : "");
+		    it->size, j->mda.shown, why, !r.timed_out ? "" :
+		    j->mda_hangs >= MDA_HANGS_MAX ? "; it hung on the one before "
+		    "too: no more messages go to it this run" : "; the next "
+		    "one is tried (if it hangs too, no more go to it this "
+		    "run)");
 		j->mda_failed++;
 		break;
 	}
+	if (mda_outcome(&r) != MDA_FAILED)
+		j->mda_hangs = 0;	/* not hung on everything */
 	return 0;
 }
 

@@ -22,6 +22,7 @@ PLAIN_MSG = b"From: Bob <bob@example.org>\nTo: me@example.org\nSubject: hi\n\nhe
 SCRIPT_MDA = """#!/bin/sh
 store=%(store)s
 code=$(cat %(exit)s 2>/dev/null || echo 0)
+[ -e "%(exit)s.hang-$2" ] && sleep 30
 [ "$code" = slow ] && sleep 1.5 && code=0
 [ "$code" = slow-exit ] && { f=$(mktemp -p "$store" m.XXXXXX); { printf '%%s %%s\\n' "$1" "$2"; cat; } > "$f"; sleep 1.5; exit 0; }
 case "$code" in
@@ -252,24 +253,44 @@ class TestMdaExits(MdaCase):
         r = self.fetch()
         self.assertEqual(r.returncode, 69, r.stderr)
         self.assertIn(b"failed: killed by signal 9", r.stderr)
-        # a hung MDA: the first message waits the timeout, the others are
-        # not handed to it this run (each would wait it too: hours for a
-        # big folder, the job locked all the while)
+        # a hung MDA: the first message waits the timeout, the next is
+        # tried, and when it hangs too the others are not handed to it
+        # this run (each would wait it too: hours for a big folder, the
+        # job locked all the while)
         for n in ("1700000001.b", "1700000002.c", "1700000003.d"):
             self.put(n)
+        self.configure(job_extra="  mda %s %%F %%N\n  timeout 2s\n" % self.mda)
         self.set_exit("sleep")
         t0 = time.time()
         r = self.fetch()
         self.assertEqual(r.returncode, 69, r.stderr)
-        self.assertEqual(r.stderr.count(b"failed: no exit within 3 s (killed)"), 1, r.stderr)
-        self.assertIn(b"; no more messages go to it this run", r.stderr)
-        self.assertIn(b"the mda %s failed on 1 message (said above), and 3 more were not handed "
+        self.assertEqual(r.stderr.count(b"failed: no exit within 2 s (killed)"), 2, r.stderr)
+        self.assertIn(b"; the next one is tried (if it hangs too, no more go to it this run)",
+                      r.stderr)
+        self.assertIn(b"; it hung on the one before too: no more messages go to it this run",
+                      r.stderr)
+        self.assertIn(b"the mda %s failed on 2 messages (said above), and 2 more were not handed "
                       b"to it after it hung; they stay on the server" % self.mda.encode(),
                       r.stderr)
-        self.assertLess(time.time() - t0, 8)
+        self.assertLess(time.time() - t0, 9)
         self.assertEqual(self.remote_names(), ["1700000000.a", "1700000001.b", "1700000002.c",
                                                "1700000003.d"])
         self.assertEqual(self.stored(), [])
+
+    def test_one_message_that_hangs_the_mda_holds_up_no_other(self):
+        # a filter stuck on one message (the oldest, so first every run):
+        # after its hang the next one is tried, goes, and so do the rest
+        self.configure(job_extra="  mda %s %%F %%N\n  timeout 2s\n" % self.mda)
+        names = ["1700000000.poison", "1700000001.b", "1700000002.c"]
+        for n in names:
+            self.put(n)
+        open(self.exit_file + ".hang-1700000000.poison", "w").close()
+        for _ in range(2):
+            r = self.fetch()
+            self.assertEqual(r.returncode, 69, r.stderr)
+            self.assertIn(b"1700000000.poison", r.stderr)
+            self.assertEqual(self.remote_names(), ["1700000000.poison"])
+        self.assertEqual([n for _, n, _ in self.stored()], names[1:])   # each once
 
     def test_stopped_while_the_mda_delivers(self):
         # ^C (SIGINT to the whole foreground group: fetch, its job, the
