@@ -90,17 +90,108 @@ fetch_name_size(const char *name, uint64_t *size)
 	}
 }
 
+/* Modified UTF-7 (RFC 3501): UTF-16 units of a run past ASCII in
+ * base64 with ',' for '/', no padding, between '&' and '-'. */
+static void
+mutf7_run(struct strbuf *out, const unsigned char *s, size_t n)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+	    "qrstuvwxyz0123456789+,";
+	unsigned long bits = 0;
+	int nbits = 0;
+
+	sb_addc(out, '&');
+	for (size_t i = 0; i < n;) {
+		unsigned long cp = s[i];
+		int more = cp >= 0xf0 ? 3 : cp >= 0xe0 ? 2 : cp >= 0xc0 ? 1 : 0;
+		unsigned units[2];
+		int nu = 1;
+
+		cp &= more == 3 ? 0x07 : more == 2 ? 0x0f : more == 1 ? 0x1f :
+		    0x7f;
+		for (i++; more > 0 && i < n; more--, i++)
+			cp = (cp << 6) | (s[i] & 0x3f);
+		if (cp >= 0x10000) {
+			cp -= 0x10000;
+			units[0] = 0xd800 | (unsigned)(cp >> 10);
+			units[1] = 0xdc00 | (unsigned)(cp & 0x3ff);
+			nu = 2;
+		} else
+			units[0] = (unsigned)cp;
+		for (int u = 0; u < nu; u++) {
+			bits = (bits << 16) | units[u];
+			for (nbits += 16; nbits >= 6; nbits -= 6)
+				sb_addc(out, b64[(bits >> (nbits - 6)) & 63]);
+		}
+	}
+	if (nbits > 0)
+		sb_addc(out, b64[(bits << (6 - nbits)) & 63]);
+	sb_addc(out, '-');
+}
+
+/*
+ * A glob as IMAP shows folders, made the server's directory name: a
+ * leading "INBOX." or "INBOX/" (Courier shows every folder under INBOX)
+ * dropped, "/" (Dovecot's separator when set to it) made ".", letters
+ * past ASCII in modified UTF-7 as Dovecot and Courier store them
+ * (German "Entwuerfe" with a u-umlaut is ".Entw&APw-rfe"), "&" as "&-". NULL when that is the
+ * glob itself.
+ */
+static char *
+imap_glob(const char *glob)
+{
+	const unsigned char *s = (const unsigned char *)glob;
+	struct strbuf out;
+
+	if (strncmp(glob, "INBOX.", 6) == 0 || strncmp(glob, "INBOX/", 6) == 0)
+		s += 6;
+	sb_init(&out);
+	while (*s != '\0') {
+		if (*s >= 0x80) {
+			size_t n = 0;
+
+			while (s[n] >= 0x80)
+				n++;
+			mutf7_run(&out, s, n);
+			s += n;
+			continue;
+		}
+		if (*s == '&')
+			sb_adds(&out, "&-");
+		else
+			sb_addc(&out, *s == '/' ? '.' : (char)*s);
+		s++;
+	}
+	if (out.s == NULL || strcmp(out.s, glob) == 0) {
+		sb_free(&out);
+		return NULL;
+	}
+	return out.s;	/* the strbuf's text, kept */
+}
+
 bool
 fetch_glob_matches(const char *glob, const char *folder)
 {
+	char *disk;
+	bool hit;
+
 	if (strcmp(folder, "INBOX") == 0 || strcmp(glob, "INBOX") == 0)
 		return fnmatch(glob, folder, 0) == 0 &&
 		    strcmp(folder, "INBOX") == 0;
 	if (fnmatch(glob, folder, 0) == 0)
 		return true;
 	/* "lists.*" is how IMAP shows the folder ".lists.*" */
-	return glob[0] != '.' && folder[0] == '.' &&
-	    fnmatch(glob, folder + 1, 0) == 0;
+	if (glob[0] != '.' && folder[0] == '.' &&
+	    fnmatch(glob, folder + 1, 0) == 0)
+		return true;
+	/* "INBOX.lists.*", "lists/dev", "R&D", names past ASCII: as IMAP
+	 * shows them */
+	if (glob[0] == '.' || folder[0] != '.' || (disk = imap_glob(glob)) ==
+	    NULL)
+		return false;
+	hit = fnmatch(disk, folder + 1, 0) == 0;
+	free(disk);
+	return hit;
 }
 
 bool

@@ -97,6 +97,22 @@ test_folders(void **state)
 	assert_false(fetch_glob_matches("INBOX", ".INBOX"));
 	assert_false(fetch_glob_matches("Sent", ".Sent.old"));
 	sv_free(&g);
+
+	/* as IMAP shows them on other servers and settings: Courier's
+	 * INBOX. prefix, Dovecot with "/" as its separator, modified UTF-7
+	 * for letters past ASCII (what Dovecot and Courier store), "&" */
+	assert_true(fetch_glob_matches("INBOX.lists.*", ".lists.dev"));
+	assert_true(fetch_glob_matches("INBOX/lists/*", ".lists.dev"));
+	assert_true(fetch_glob_matches("lists/*", ".lists.dev"));
+	assert_false(fetch_glob_matches("lists/*", ".other"));
+	assert_true(fetch_glob_matches("Entw\xc3\xbcrfe", ".Entw&APw-rfe"));
+	assert_true(fetch_glob_matches("R&D", ".R&-D"));
+	/* three bytes (U+20AC), and past U+FFFF (a surrogate pair) */
+	assert_true(fetch_glob_matches("\xe2\x82\xac", ".&IKw-"));
+	assert_true(fetch_glob_matches("x\xf0\x9f\x93\xa7y",
+	    ".x&2D3c5w-y"));
+	assert_true(fetch_glob_matches("Archiv/*", ".Archiv.2024"));
+	assert_false(fetch_glob_matches("INBOX.*", "INBOX"));
 }
 
 static void
