@@ -209,6 +209,7 @@ add(struct alias_table *t, const char *name, const struct strvec *targets,
 		sv_push(&a->targets, targets->v[i]);
 	a->where = xstrdup(where);
 	a->unusable = unusable != NULL ? xstrdup(unusable) : NULL;
+	a->broken = false;	/* alias_add_unusable's caller sets it */
 	*find_slot(t, a->name) = t->n;
 	return 0;
 }
